@@ -1,0 +1,28 @@
+/**
+ * Duplex: a fast, strictly RFC 6455 conformant WebSocket server for Deno,
+ * built on a sans-I/O protocol core.
+ *
+ * @example Echo server
+ * ```ts
+ * import { serve } from "@duplex/ws";
+ *
+ * const server = serve({ port: 0, onListen() {} }, async (socket) => {
+ *   for await (const message of socket) await socket.send(message);
+ * });
+ * await server.shutdown();
+ * ```
+ *
+ * @module
+ */
+export * from "./src/protocol/errors.ts";
+export * from "./src/protocol/mask.ts";
+export * from "./src/protocol/frame_parser.ts";
+export * from "./src/protocol/frame_writer.ts";
+export * from "./src/protocol/message_assembler.ts";
+export * from "./src/protocol/close_payload.ts";
+export * from "./src/protocol/connection.ts";
+export * from "./src/protocol/http_request_parser.ts";
+export * from "./src/protocol/upgrade_request.ts";
+export * from "./src/protocol/handshake_response.ts";
+export * from "./src/socket.ts";
+export * from "./src/server/server.ts";

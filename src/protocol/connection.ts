@@ -1,0 +1,383 @@
+import { type FrameHandler, FrameParser, OPCODE } from "./frame_parser.ts";
+import { FrameWriter } from "./frame_writer.ts";
+import { type Message, MessageAssembler } from "./message_assembler.ts";
+import { encodeClosePayload, parseClosePayload } from "./close_payload.ts";
+import { CLOSE_CODE, ProtocolError } from "./errors.ts";
+
+/** Something that happened on a {@linkcode Connection}, in wire order. */
+export type ConnectionEvent =
+  | { type: "text"; data: string }
+  | { type: "binary"; data: Uint8Array<ArrayBuffer> }
+  | { type: "ping"; data: Uint8Array<ArrayBuffer> }
+  | { type: "pong"; data: Uint8Array<ArrayBuffer> }
+  /** The peer's close frame (code 1005 when it carried none). */
+  | { type: "close"; code: number; reason: string }
+  /** The peer broke the protocol; a close frame with `error.closeCode` is queued. */
+  | { type: "error"; error: ProtocolError };
+
+/**
+ * Where a connection is in its life (RFC 6455 §4-7):
+ * - `open`: messages flow both ways;
+ * - `closing`: we sent a close frame and wait for the peer's;
+ * - `closed`: both close frames were exchanged, or the connection failed.
+ *   Flush the output, then close the transport.
+ */
+export type ConnectionState = "open" | "closing" | "closed";
+
+/** Default of {@linkcode ConnectionOptions.maxPayload}: 16 MiB. */
+export const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
+/** Default of {@linkcode ConnectionOptions.maxFragments}. */
+export const DEFAULT_MAX_FRAGMENTS = 4096;
+
+/** Options of {@linkcode Connection}. */
+export interface ConnectionOptions {
+  /** Which end of the connection this is; decides masking (RFC 6455 §5.3). */
+  role: "server" | "client";
+  /**
+   * The largest message accepted, in bytes; larger ones fail the connection
+   * with 1009 before their payload is stored.
+   * @default {16777216}
+   */
+  maxPayload?: number;
+  /**
+   * The most frames one message may be split into; more fail with 1009.
+   * @default {4096}
+   */
+  maxFragments?: number;
+  /**
+   * Fills masking keys (client role). Inject a fixed key only in tests.
+   * @default {crypto.getRandomValues}
+   */
+  generateMaskKey?: (key: Uint8Array) => void;
+}
+
+const NO_EVENTS: ConnectionEvent[] = [];
+
+/**
+ * The RFC 6455 protocol state machine for one connection, without I/O:
+ * feed it the bytes that arrive, read back the events and the bytes to send.
+ *
+ * - Pings are answered automatically (one pong for the latest of several
+ *   pings that arrive before the output is taken, RFC 6455 §5.5.3).
+ * - A close frame from the peer is echoed with its code (RFC 6455 §5.5.1).
+ * - A protocol violation queues a close frame with the matching code
+ *   (1002, 1007, 1009), emits an `error` event and ignores further input.
+ * - Ownership: `receive()` may unmask bytes in place and keeps no reference
+ *   to them; every `binary` event carries a fresh buffer the caller owns.
+ *
+ * @example Echoing the RFC 6455 §5.7 masked "Hello"
+ * ```ts
+ * import { Connection } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const connection = new Connection({ role: "server" });
+ * connection.receive(
+ *   new Uint8Array([0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]),
+ * );
+ * const [event] = connection.takeEvents();
+ * assert.deepEqual(event, { type: "text", data: "Hello" });
+ * connection.sendText("Hello");
+ * assert.deepEqual(connection.takeOutput(), [
+ *   new Uint8Array([0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]),
+ * ]);
+ * ```
+ */
+export class Connection {
+  #state: ConnectionState = "open";
+  readonly #parser: FrameParser;
+  readonly #assembler: MessageAssembler;
+  readonly #writer: FrameWriter;
+  readonly #handler: FrameHandler;
+  #events: ConnectionEvent[] = NO_EVENTS;
+  #closeSent = false;
+  #closeReceived = false;
+  #pendingPong: Uint8Array | null = null;
+  // The control frame being read (at most 125 bytes).
+  #isControl = false;
+  #controlOpcode = 0;
+  #control = new Uint8Array(0);
+  #controlLength = 0;
+
+  /**
+   * Creates the state machine of one open connection (after the handshake).
+   *
+   * @param options The role and the limits.
+   * @throws {RangeError} When a limit is not a positive integer.
+   */
+  constructor(options: ConnectionOptions) {
+    const maxPayload = positiveInteger(
+      "maxPayload",
+      options.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+    );
+    const maxFragments = positiveInteger(
+      "maxFragments",
+      options.maxFragments ?? DEFAULT_MAX_FRAGMENTS,
+    );
+    this.#parser = new FrameParser({ role: options.role });
+    this.#assembler = new MessageAssembler({ maxPayload, maxFragments });
+    this.#writer = new FrameWriter({
+      mask: options.role === "client",
+      generateMaskKey: options.generateMaskKey,
+    });
+    this.#handler = {
+      onFrameStart: (opcode, fin, _rsv, length) =>
+        this.#onFrameStart(opcode, fin, length),
+      onFramePayload: (data) => this.#onFramePayload(data),
+      onFrameEnd: () => this.#onFrameEnd(),
+    };
+  }
+
+  /** The connection's state; see {@linkcode ConnectionState}. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** Whether both close frames were exchanged (a clean close). */
+  get closedCleanly(): boolean {
+    return this.#closeSent && this.#closeReceived;
+  }
+
+  /** Bytes waiting in the output, not yet taken. */
+  get outputSize(): number {
+    return this.#writer.size + (this.#pendingPong?.length ?? 0);
+  }
+
+  /**
+   * Processes bytes from the peer. Every complete frame in `data` is handled
+   * before this returns. Input after the connection closed is ignored.
+   *
+   * @param data The bytes, any chunking; unmasked in place, not kept.
+   */
+  receive(data: Uint8Array): void {
+    if (this.#state === "closed" || this.#closeReceived) return;
+    try {
+      this.#parser.parse(data, this.#handler);
+    } catch (error) {
+      if (!(error instanceof ProtocolError)) throw error;
+      if (!this.#closeReceived) this.#fail(error);
+    }
+  }
+
+  /**
+   * Returns the events since the last call, in order, and forgets them.
+   *
+   * @returns The events.
+   */
+  takeEvents(): ConnectionEvent[] {
+    const events = this.#events;
+    this.#events = NO_EVENTS;
+    return events;
+  }
+
+  /**
+   * Returns the bytes to send since the last call, in order, and forgets
+   * them. The chunks are never reused by the connection.
+   *
+   * @returns The chunks to write, in order.
+   */
+  takeOutput(): Uint8Array[] {
+    this.#flushPong();
+    return this.#writer.take();
+  }
+
+  /**
+   * Queues a text message.
+   *
+   * @param text The message.
+   * @throws {TypeError} When the connection is not open.
+   */
+  sendText(text: string): void {
+    this.#assertOpen("send");
+    this.#writer.writeText(OPCODE.Text, text);
+  }
+
+  /**
+   * Queues a binary message. Payloads above 16 KiB are referenced until
+   * taken and written: leave them untouched until then.
+   *
+   * @param data The message.
+   * @throws {TypeError} When the connection is not open.
+   */
+  sendBinary(data: Uint8Array): void {
+    this.#assertOpen("send");
+    this.#writer.writeFrame(OPCODE.Binary, data);
+  }
+
+  /**
+   * Queues one frame of a fragmented message (RFC 6455 §5.4): the first with
+   * opcode text or binary, the rest with continuation, the last with `fin`.
+   *
+   * @param opcode Text or binary for the first frame, continuation after.
+   * @param data The fragment's payload.
+   * @param fin Whether this fragment ends the message.
+   * @throws {TypeError} When the connection is not open.
+   */
+  sendFragment(opcode: number, data: Uint8Array, fin: boolean): void {
+    this.#assertOpen("send");
+    this.#writer.writeFrame(opcode, data, fin);
+  }
+
+  /**
+   * Queues a ping.
+   *
+   * @param data At most 125 bytes of application data.
+   * @throws {RangeError} When `data` is longer than 125 bytes.
+   * @throws {TypeError} When the connection is not open.
+   */
+  ping(data: Uint8Array = new Uint8Array(0)): void {
+    this.#assertOpen("ping");
+    this.#writer.writeFrame(OPCODE.Ping, controlPayload("ping", data));
+  }
+
+  /**
+   * Queues an unsolicited pong (a one-way heartbeat, RFC 6455 §5.5.3).
+   *
+   * @param data At most 125 bytes of application data.
+   * @throws {RangeError} When `data` is longer than 125 bytes.
+   * @throws {TypeError} When the connection is not open.
+   */
+  pong(data: Uint8Array = new Uint8Array(0)): void {
+    this.#assertOpen("pong");
+    this.#writer.writeFrame(OPCODE.Pong, controlPayload("pong", data));
+  }
+
+  /**
+   * Starts the closing handshake (RFC 6455 §7.1.2) by queueing a close
+   * frame. Messages keep arriving until the peer's close frame. Does nothing
+   * when a close frame was already sent.
+   *
+   * @param code The status code; omit it for an empty close frame.
+   * @param reason At most 123 bytes of UTF-8.
+   * @throws {RangeError} When the code may not be sent or the reason is too
+   * long.
+   */
+  close(code?: number, reason = ""): void {
+    const payload = encodeClosePayload(code, reason);
+    if (this.#closeSent || this.#state === "closed") return;
+    this.#sendClose(payload);
+  }
+
+  /**
+   * Records that the transport ended. The state becomes `closed`; when no
+   * close frame had arrived, the close was abnormal (code 1006).
+   */
+  receiveEof(): void {
+    this.#state = "closed";
+  }
+
+  #onFrameStart(opcode: number, fin: boolean, length: number): void {
+    // Nothing after the peer's close frame counts (RFC 6455 §5.5.1).
+    if (this.#closeReceived) return;
+    this.#isControl = opcode >= OPCODE.Close;
+    if (this.#isControl) {
+      this.#controlOpcode = opcode;
+      this.#control = new Uint8Array(length);
+      this.#controlLength = 0;
+    } else {
+      this.#assembler.startFrame(opcode, fin, length);
+    }
+  }
+
+  #onFramePayload(data: Uint8Array): void {
+    if (this.#closeReceived) return;
+    if (this.#isControl) {
+      this.#control.set(data, this.#controlLength);
+      this.#controlLength += data.length;
+    } else {
+      this.#assembler.append(data);
+    }
+  }
+
+  #onFrameEnd(): void {
+    if (this.#closeReceived) return;
+    if (!this.#isControl) {
+      const message = this.#assembler.endFrame();
+      if (message !== undefined) this.#emit(toEvent(message));
+      return;
+    }
+    const data = this.#control as Uint8Array<ArrayBuffer>;
+    switch (this.#controlOpcode) {
+      case OPCODE.Ping:
+        // "MAY elect to send a Pong frame for only the most recently
+        // processed Ping frame" (RFC 6455 §5.5.3).
+        if (!this.#closeSent) this.#pendingPong = data;
+        this.#emit({ type: "ping", data });
+        break;
+      case OPCODE.Pong:
+        this.#emit({ type: "pong", data });
+        break;
+      default: {
+        const { code, reason } = parseClosePayload(data);
+        this.#closeReceived = true;
+        // "the endpoint typically echos the status code it received"
+        // (RFC 6455 §5.5.1); a 1005 is echoed as an empty close frame.
+        if (!this.#closeSent) {
+          this.#sendClose(
+            code === CLOSE_CODE.NoStatusReceived ? new Uint8Array(0) : data
+              .subarray(0, 2),
+          );
+        }
+        this.#state = "closed";
+        this.#emit({ type: "close", code, reason });
+      }
+    }
+  }
+
+  #fail(error: ProtocolError): void {
+    if (!this.#closeSent) {
+      this.#sendClose(encodeClosePayload(error.closeCode, error.code));
+    }
+    this.#state = "closed";
+    this.#emit({ type: "error", error });
+  }
+
+  #sendClose(payload: Uint8Array): void {
+    this.#flushPong();
+    this.#writer.writeFrame(OPCODE.Close, payload);
+    this.#closeSent = true;
+    if (this.#state === "open") this.#state = "closing";
+  }
+
+  #flushPong(): void {
+    if (this.#pendingPong === null) return;
+    this.#writer.writeFrame(OPCODE.Pong, this.#pendingPong);
+    this.#pendingPong = null;
+  }
+
+  #emit(event: ConnectionEvent): void {
+    if (this.#events === NO_EVENTS) this.#events = [];
+    this.#events.push(event);
+  }
+
+  #assertOpen(action: string): void {
+    if (this.#closeSent || this.#state !== "open") {
+      throw new TypeError(
+        `Cannot ${action}: the connection is ${this.#state}; no frame may follow a close frame (RFC 6455 §5.5.1)`,
+      );
+    }
+  }
+}
+
+function toEvent(message: Message): ConnectionEvent {
+  return typeof message === "string"
+    ? { type: "text", data: message }
+    : { type: "binary", data: message };
+}
+
+function controlPayload(kind: string, data: Uint8Array): Uint8Array {
+  if (data.length > 125) {
+    throw new RangeError(
+      `Cannot ${kind}: the payload must be at most 125 bytes, got ${data.length}`,
+    );
+  }
+  return data;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(
+      `"${name}" must be a positive integer, got ${value}`,
+    );
+  }
+  return value;
+}

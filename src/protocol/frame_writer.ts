@@ -1,0 +1,235 @@
+import { applyMask } from "./mask.ts";
+
+/**
+ * Payloads up to this many bytes are copied next to their header, so many
+ * small frames leave as one contiguous write. Larger payloads are referenced,
+ * not copied: the caller must leave them untouched until they are written.
+ */
+export const COPY_LIMIT = 16 * 1024;
+
+// Small frames of every connection are laid out in one shared arena. Regions
+// handed out by take() are never written again, so a pending write can keep
+// a view of the arena while later frames fill the rest of it.
+const ARENA_SIZE = 64 * 1024;
+let arena = new Uint8Array(ARENA_SIZE);
+let arenaUsed = 0;
+
+function reserve(size: number): number {
+  if (arenaUsed + size > arena.length) {
+    arena = new Uint8Array(Math.max(ARENA_SIZE, size));
+    arenaUsed = 0;
+  }
+  const at = arenaUsed;
+  arenaUsed += size;
+  return at;
+}
+
+const utf8 = new TextEncoder();
+
+/** Options of {@linkcode FrameWriter}. */
+export interface FrameWriterOptions {
+  /**
+   * Whether frames are masked: `true` for a client (RFC 6455 §5.3).
+   * @default {false}
+   */
+  mask?: boolean;
+  /**
+   * Fills a fresh 4-byte masking key. Inject a fixed key only in tests.
+   * @default {crypto.getRandomValues}
+   */
+  generateMaskKey?: (key: Uint8Array) => void;
+}
+
+/**
+ * Encodes frames into the bytes to write, with minimal length encoding
+ * (RFC 6455 §5.2) and, for a client, a fresh masking key per frame.
+ *
+ * Frames queue until {@linkcode FrameWriter.prototype.take}, which returns
+ * them as few chunks as possible: consecutive small frames share one chunk.
+ *
+ * @example Encoding an unmasked text frame (RFC 6455 §5.7)
+ * ```ts
+ * import { FrameWriter, OPCODE } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const writer = new FrameWriter();
+ * writer.writeFrame(OPCODE.Text, new TextEncoder().encode("Hello"));
+ * assert.deepEqual(writer.take(), [new Uint8Array([0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f])]);
+ * ```
+ */
+export class FrameWriter {
+  readonly #mask: boolean;
+  readonly #generateMaskKey: (key: Uint8Array) => void;
+  readonly #key = new Uint8Array(4);
+  #chunks: Uint8Array[] = [];
+  #size = 0;
+  // The arena region this writer is still appending to.
+  #openArena: Uint8Array | null = null;
+  #openStart = 0;
+  #openEnd = 0;
+
+  /**
+   * Creates a writer for one connection.
+   *
+   * @param options Whether to mask, and how to make masking keys.
+   */
+  constructor(options: FrameWriterOptions = {}) {
+    this.#mask = options.mask ?? false;
+    this.#generateMaskKey = options.generateMaskKey ??
+      ((key) => crypto.getRandomValues(key));
+  }
+
+  /** Bytes queued and not yet taken. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /**
+   * Queues one frame. Payloads above {@linkcode COPY_LIMIT} bytes are
+   * referenced (server) or copied while masking (client); `payload` itself
+   * is never modified.
+   *
+   * @param opcode The frame opcode.
+   * @param payload The payload.
+   * @param fin Whether this is the last frame of its message.
+   * @param rsv RSV bits, as a mask of the first header byte (0x40 = RSV1).
+   */
+  writeFrame(opcode: number, payload: Uint8Array, fin = true, rsv = 0): void {
+    const length = payload.length;
+    const headerLength = headerSize(length, this.#mask);
+    if (length <= COPY_LIMIT) {
+      const at = this.#reserve(headerLength + length);
+      this.#writeHeader(arena, at, opcode, fin, rsv, length);
+      arena.set(payload, at + headerLength);
+      if (this.#mask) this.#maskRegion(at + headerLength, length);
+      return;
+    }
+    const at = this.#reserve(headerLength);
+    this.#writeHeader(arena, at, opcode, fin, rsv, length);
+    let body: Uint8Array = payload;
+    if (this.#mask) {
+      body = payload.slice();
+      applyMask(body, this.#key);
+    }
+    this.#closeRegion();
+    this.#chunks.push(body);
+    this.#size += length;
+  }
+
+  /**
+   * Queues one frame whose payload is the UTF-8 encoding of `text`, encoding
+   * small strings straight into the output.
+   *
+   * @param opcode The frame opcode (text, continuation or a control opcode).
+   * @param text The payload as a string.
+   * @param fin Whether this is the last frame of its message.
+   * @param rsv RSV bits.
+   */
+  writeText(opcode: number, text: string, fin = true, rsv = 0): void {
+    const maxBytes = text.length * 3;
+    if (maxBytes > COPY_LIMIT) {
+      this.writeFrame(opcode, utf8.encode(text), fin, rsv);
+      return;
+    }
+    // Encode after the largest header the string can need, then move the
+    // payload left if the real length takes a shorter header.
+    const guess = headerSize(maxBytes, this.#mask);
+    const at = this.#reserve(guess + maxBytes);
+    const { written } = utf8.encodeInto(
+      text,
+      arena.subarray(at + guess, at + guess + maxBytes),
+    );
+    const headerLength = headerSize(written, this.#mask);
+    if (headerLength < guess) {
+      arena.copyWithin(at + headerLength, at + guess, at + guess + written);
+    }
+    this.#writeHeader(arena, at, opcode, fin, rsv, written);
+    if (this.#mask) this.#maskRegion(at + headerLength, written);
+    // Give back what the worst case reserved and the text did not use.
+    const used = headerLength + written;
+    arenaUsed = at + used;
+    this.#openEnd = at + used;
+    this.#size -= guess + maxBytes - used;
+  }
+
+  /**
+   * Returns the queued bytes as a list of chunks, in order, and empties the
+   * queue. Chunks stay valid: the writer never reuses their memory.
+   *
+   * @returns The bytes to write.
+   */
+  take(): Uint8Array[] {
+    this.#closeRegion();
+    const chunks = this.#chunks;
+    this.#chunks = [];
+    this.#size = 0;
+    return chunks;
+  }
+
+  #reserve(size: number): number {
+    const at = reserve(size);
+    if (this.#openArena === arena && this.#openEnd === at) {
+      this.#openEnd = at + size;
+    } else {
+      this.#closeRegion();
+      this.#openArena = arena;
+      this.#openStart = at;
+      this.#openEnd = at + size;
+    }
+    this.#size += size;
+    return at;
+  }
+
+  #closeRegion(): void {
+    if (this.#openArena !== null && this.#openEnd > this.#openStart) {
+      this.#chunks.push(
+        this.#openArena.subarray(this.#openStart, this.#openEnd),
+      );
+    }
+    this.#openArena = null;
+  }
+
+  #writeHeader(
+    buf: Uint8Array,
+    at: number,
+    opcode: number,
+    fin: boolean,
+    rsv: number,
+    length: number,
+  ): void {
+    buf[at] = (fin ? 0x80 : 0) | rsv | opcode;
+    const maskBit = this.#mask ? 0x80 : 0;
+    let i = at + 2;
+    if (length < 126) {
+      buf[at + 1] = maskBit | length;
+    } else if (length < 0x10000) {
+      buf[at + 1] = maskBit | 126;
+      buf[i++] = length >>> 8;
+      buf[i++] = length & 0xff;
+    } else {
+      buf[at + 1] = maskBit | 127;
+      const high = Math.floor(length / 0x100000000);
+      buf[i++] = high >>> 24;
+      buf[i++] = (high >>> 16) & 0xff;
+      buf[i++] = (high >>> 8) & 0xff;
+      buf[i++] = high & 0xff;
+      buf[i++] = length >>> 24;
+      buf[i++] = (length >>> 16) & 0xff;
+      buf[i++] = (length >>> 8) & 0xff;
+      buf[i++] = length & 0xff;
+    }
+    if (this.#mask) {
+      this.#generateMaskKey(this.#key);
+      buf.set(this.#key, i);
+    }
+  }
+
+  #maskRegion(at: number, length: number): void {
+    applyMask(arena.subarray(at, at + length), this.#key);
+  }
+}
+
+/** The header size for a payload of `length` bytes (RFC 6455 §5.2). */
+function headerSize(length: number, masked: boolean): number {
+  return (length < 126 ? 2 : length < 0x10000 ? 4 : 10) + (masked ? 4 : 0);
+}

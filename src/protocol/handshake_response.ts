@@ -1,0 +1,94 @@
+import type { HandshakeError } from "./errors.ts";
+
+const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+const ascii = new TextEncoder();
+
+/**
+ * Computes `Sec-WebSocket-Accept` for a client's key (RFC 6455 §4.2.2):
+ * base64(SHA-1(key + GUID)), with `crypto.subtle`.
+ *
+ * @param key The client's `Sec-WebSocket-Key`.
+ * @returns The accept value.
+ *
+ * @example The RFC 6455 §1.3 sample
+ * ```ts
+ * import { computeAcceptKey } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(await computeAcceptKey("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+ * ```
+ */
+export async function computeAcceptKey(key: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-1", ascii.encode(key + GUID));
+  return new Uint8Array(digest).toBase64();
+}
+
+/**
+ * Encodes the `101 Switching Protocols` response that completes a handshake.
+ *
+ * @param accept The `Sec-WebSocket-Accept` value.
+ * @param headers Extra headers (`Sec-WebSocket-Protocol`, cookies, ...).
+ * @returns The response bytes.
+ *
+ * @example Usage
+ * ```ts
+ * import { encodeAcceptResponse } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const text = new TextDecoder().decode(encodeAcceptResponse("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+ * assert.ok(text.startsWith("HTTP/1.1 101 Switching Protocols\r\n"));
+ * assert.ok(text.endsWith("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"));
+ * ```
+ */
+export function encodeAcceptResponse(
+  accept: string,
+  headers: Iterable<[string, string]> = [],
+): Uint8Array {
+  let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+    "Connection: Upgrade\r\n";
+  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  return ascii.encode(`${head}Sec-WebSocket-Accept: ${accept}\r\n\r\n`);
+}
+
+const REASON: Record<number, string> = {
+  400: "Bad Request",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  426: "Upgrade Required",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+};
+
+/**
+ * Encodes the plain-text response that rejects a handshake; it asks the
+ * client to close the connection.
+ *
+ * @param error The rejection: status, headers, and the body sentence.
+ * @returns The response bytes.
+ *
+ * @example Usage
+ * ```ts
+ * import { encodeRejectionResponse, HandshakeError } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = encodeRejectionResponse(new HandshakeError(400, "Host header is missing"));
+ * assert.ok(new TextDecoder().decode(bytes).startsWith("HTTP/1.1 400 Bad Request\r\n"));
+ * ```
+ */
+export function encodeRejectionResponse(error: HandshakeError): Uint8Array {
+  const body = ascii.encode(`${error.message}\n`);
+  let head = `HTTP/1.1 ${error.status} ${REASON[error.status] ?? "Error"}\r\n` +
+    `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
+    "Connection: close\r\n";
+  for (const [name, value] of Object.entries(error.headers)) {
+    head += `${name}: ${value}\r\n`;
+  }
+  const headBytes = ascii.encode(`${head}\r\n`);
+  const bytes = new Uint8Array(headBytes.length + body.length);
+  bytes.set(headBytes);
+  bytes.set(body, headBytes.length);
+  return bytes;
+}

@@ -1,0 +1,189 @@
+import { HandshakeError } from "./errors.ts";
+
+/** A parsed HTTP/1.x request head (RFC 9112 §2-5). */
+export interface HttpRequestHead {
+  /** The method, case-sensitive (`GET`). */
+  method: string;
+  /** The request target as sent (`/chat?room=1`). */
+  target: string;
+  /** The HTTP version's major digit. */
+  versionMajor: number;
+  /** The HTTP version's minor digit. */
+  versionMinor: number;
+  /** Header fields in the order received; names as sent. */
+  headers: [name: string, value: string][];
+}
+
+/** Options of {@linkcode HttpRequestParser}. */
+export interface HttpRequestParserOptions {
+  /**
+   * The largest request head accepted, in bytes, request line and blank line
+   * included; a larger one is rejected with 431.
+   * @default {16384}
+   */
+  maxHeadSize?: number;
+  /**
+   * The most header fields accepted; more are rejected with 431.
+   * @default {100}
+   */
+  maxHeaders?: number;
+}
+
+/** Default of {@linkcode HttpRequestParserOptions.maxHeadSize}. */
+export const DEFAULT_MAX_HEAD_SIZE = 16 * 1024;
+/** Default of {@linkcode HttpRequestParserOptions.maxHeaders}. */
+export const DEFAULT_MAX_HEADERS = 100;
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const VERSION = /^HTTP\/(\d)\.(\d)$/;
+// Field values: visible ASCII, obs-text, space and tab (RFC 9110 §5.5).
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * An incremental parser for one HTTP/1.1 request head, with size limits.
+ * Feed it chunks until it returns the head; bytes after the head (a client
+ * may send its first frames right away) are available as
+ * {@linkcode HttpRequestParser.prototype.rest}.
+ *
+ * @example Parsing a head that arrives in two pieces
+ * ```ts
+ * import { HttpRequestParser } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const parser = new HttpRequestParser();
+ * const bytes = new TextEncoder().encode("GET /chat HTTP/1.1\r\nHost: example.com\r\n\r\n");
+ * assert.equal(parser.receive(bytes.subarray(0, 10)), undefined);
+ * const head = parser.receive(bytes.subarray(10));
+ * assert.equal(head?.target, "/chat");
+ * assert.deepEqual(head?.headers, [["Host", "example.com"]]);
+ * ```
+ */
+export class HttpRequestParser {
+  readonly #maxHeadSize: number;
+  readonly #maxHeaders: number;
+  #buffer = new Uint8Array(0);
+  #length = 0;
+  #rest = new Uint8Array(0);
+
+  /**
+   * Creates a parser for one request head.
+   *
+   * @param options The size limits.
+   */
+  constructor(options: HttpRequestParserOptions = {}) {
+    this.#maxHeadSize = options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE;
+    this.#maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
+  }
+
+  /** Bytes that followed the head in the chunk that completed it. */
+  get rest(): Uint8Array {
+    return this.#rest;
+  }
+
+  /**
+   * Adds bytes; returns the head once its blank line has arrived.
+   *
+   * @param chunk The next bytes from the client (not kept).
+   * @returns The parsed head, or `undefined` while it is incomplete.
+   * @throws {HandshakeError} 431 when the head or its field count is over a
+   * limit, 400 when it is malformed.
+   */
+  receive(chunk: Uint8Array): HttpRequestHead | undefined {
+    const searchFrom = Math.max(0, this.#length - 3);
+    const room = this.#maxHeadSize - this.#length;
+    const take = Math.min(chunk.length, room);
+    if (this.#buffer.length < this.#length + take) {
+      const grown = new Uint8Array(
+        Math.min(
+          this.#maxHeadSize,
+          Math.max(this.#length + take, this.#buffer.length * 2, 1024),
+        ),
+      );
+      grown.set(this.#buffer.subarray(0, this.#length));
+      this.#buffer = grown;
+    }
+    this.#buffer.set(chunk.subarray(0, take), this.#length);
+    this.#length += take;
+    const end = findHeadEnd(this.#buffer, searchFrom, this.#length);
+    if (end === -1) {
+      if (this.#length >= this.#maxHeadSize) {
+        throw new HandshakeError(
+          431,
+          `Request head is larger than ${this.#maxHeadSize} bytes`,
+        );
+      }
+      return undefined;
+    }
+    const consumedFromChunk = end - (this.#length - take);
+    this.#rest = chunk.slice(consumedFromChunk);
+    return this.#parse(latin1(this.#buffer.subarray(0, end - 4)));
+  }
+
+  #parse(text: string): HttpRequestHead {
+    const lines = text.split("\r\n");
+    // "a server that is expecting to receive and parse a request-line SHOULD
+    // ignore at least one empty line (CRLF) received prior to the
+    // request-line" (RFC 9112 §2.2).
+    if (lines[0] === "") lines.shift();
+    const requestLine = lines[0] ?? "";
+    const parts = requestLine.split(" ");
+    const version = VERSION.exec(parts[2] ?? "");
+    if (
+      parts.length !== 3 || !TOKEN.test(parts[0]) || parts[1] === "" ||
+      version === null
+    ) {
+      throw new HandshakeError(
+        400,
+        `Malformed request line: ${JSON.stringify(requestLine.slice(0, 100))}`,
+      );
+    }
+    if (lines.length - 1 > this.#maxHeaders) {
+      throw new HandshakeError(
+        431,
+        `Request has ${
+          lines.length - 1
+        } header fields; the limit is ${this.#maxHeaders}`,
+      );
+    }
+    const headers: [string, string][] = [];
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i];
+      const colon = line.indexOf(":");
+      const name = colon === -1 ? "" : line.slice(0, colon);
+      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+      if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) {
+        throw new HandshakeError(
+          400,
+          `Malformed header field: ${JSON.stringify(line.slice(0, 100))}`,
+        );
+      }
+      headers.push([name, value]);
+    }
+    return {
+      method: parts[0],
+      target: parts[1],
+      versionMajor: Number(version[1]),
+      versionMinor: Number(version[2]),
+      headers,
+    };
+  }
+}
+
+/** The index just past the first CRLFCRLF in `buffer[from, to)`, or -1. */
+function findHeadEnd(buffer: Uint8Array, from: number, to: number): number {
+  for (let i = from; i + 3 < to; i++) {
+    if (
+      buffer[i] === 13 && buffer[i + 1] === 10 && buffer[i + 2] === 13 &&
+      buffer[i + 3] === 10
+    ) return i + 4;
+  }
+  return -1;
+}
+
+function latin1(bytes: Uint8Array): string {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 4096) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 4096));
+  }
+  return text;
+}

@@ -1,0 +1,202 @@
+import { OPCODE } from "./frame_parser.ts";
+import { PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
+
+/** A complete message: text as a string, binary as bytes the receiver owns. */
+export type Message = string | Uint8Array<ArrayBuffer>;
+
+/** Options of {@linkcode MessageAssembler}. */
+export interface MessageAssemblerOptions {
+  /** The largest message accepted, in bytes. */
+  maxPayload: number;
+  /** The most frames one message may be split into. */
+  maxFragments: number;
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const MIN_BUFFER = 4096;
+
+/**
+ * Turns data frames into messages (RFC 6455 §5.4): enforces the continuation
+ * rules, `maxPayload` and `maxFragments` when a frame *starts* (before its
+ * payload is stored), and checks text as UTF-8 as each piece arrives, so an
+ * invalid sequence fails the connection at once rather than at message end.
+ *
+ * Memory grows with the bytes actually received, never with a declared
+ * length: a buffer at most doubles, and is capped at the message's final
+ * size once the last frame has announced it.
+ *
+ * @example Two fragments make one text message
+ * ```ts
+ * import { MessageAssembler, OPCODE } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const assembler = new MessageAssembler({ maxPayload: 1024, maxFragments: 8 });
+ * assembler.startFrame(OPCODE.Text, false, 3);
+ * assembler.append(new TextEncoder().encode("Hel"));
+ * assert.equal(assembler.endFrame(), undefined);
+ * assembler.startFrame(OPCODE.Continuation, true, 2);
+ * assembler.append(new TextEncoder().encode("lo"));
+ * assert.equal(assembler.endFrame(), "Hello");
+ * ```
+ */
+export class MessageAssembler {
+  readonly #maxPayload: number;
+  readonly #maxFragments: number;
+  #inMessage = false;
+  #isText = false;
+  #fin = false;
+  #fragments = 0;
+  #size = 0;
+  #frameLength = 0;
+  #frameReceived = 0;
+  // Text: decoded so far, and the streaming decoder once one is needed.
+  #text = "";
+  #decoder: TextDecoder | null = null;
+  // Binary: the bytes so far.
+  #buffer: Uint8Array<ArrayBuffer> | null = null;
+  #result: Message | undefined = undefined;
+
+  /**
+   * Creates an assembler for one connection.
+   *
+   * @param options The message limits.
+   */
+  constructor(options: MessageAssemblerOptions) {
+    this.#maxPayload = options.maxPayload;
+    this.#maxFragments = options.maxFragments;
+  }
+
+  /** Whether a fragmented message is waiting for its continuation. */
+  get inMessage(): boolean {
+    return this.#inMessage;
+  }
+
+  /**
+   * Starts a data frame (opcode text, binary or continuation).
+   *
+   * @param opcode The frame's opcode.
+   * @param fin Whether the frame ends its message.
+   * @param length The declared payload length.
+   * @throws {ProtocolError} `UNEXPECTED_CONTINUATION`, `EXPECTED_CONTINUATION`,
+   * `MESSAGE_TOO_BIG` or `TOO_MANY_FRAGMENTS`.
+   */
+  startFrame(opcode: number, fin: boolean, length: number): void {
+    if (opcode === OPCODE.Continuation) {
+      if (!this.#inMessage) {
+        throw new ProtocolError(
+          PROTOCOL_ERROR_CODE.UnexpectedContinuation,
+          "Continuation frame without a message to continue (RFC 6455 §5.4)",
+        );
+      }
+    } else {
+      if (this.#inMessage) {
+        throw new ProtocolError(
+          PROTOCOL_ERROR_CODE.ExpectedContinuation,
+          "New data frame inside a fragmented message (RFC 6455 §5.4)",
+        );
+      }
+      this.#inMessage = true;
+      this.#isText = opcode === OPCODE.Text;
+      this.#fragments = 0;
+      this.#size = 0;
+    }
+    if (++this.#fragments > this.#maxFragments) {
+      throw new ProtocolError(
+        PROTOCOL_ERROR_CODE.TooManyFragments,
+        `Message has more than ${this.#maxFragments} fragments (maxFragments)`,
+      );
+    }
+    if (this.#size + length > this.#maxPayload) {
+      throw new ProtocolError(
+        PROTOCOL_ERROR_CODE.MessageTooBig,
+        `Message of at least ${
+          this.#size + length
+        } bytes exceeds maxPayload (${this.#maxPayload})`,
+      );
+    }
+    this.#fin = fin;
+    this.#frameLength = length;
+    this.#frameReceived = 0;
+  }
+
+  /**
+   * Adds payload bytes of the current frame. `data` is not kept.
+   *
+   * @param data Unmasked payload bytes.
+   * @throws {ProtocolError} `INVALID_UTF8` as soon as text stops being UTF-8.
+   */
+  append(data: Uint8Array): void {
+    const whole = this.#fin && this.#fragments === 1 &&
+      data.length === this.#frameLength;
+    this.#frameReceived += data.length;
+    this.#size += data.length;
+    if (this.#isText) {
+      if (whole) this.#result = decode(strictUtf8, data, false);
+      else {
+        this.#decoder ??= new TextDecoder("utf-8", {
+          fatal: true,
+          ignoreBOM: true,
+        });
+        this.#text += decode(this.#decoder, data, true);
+      }
+    } else if (whole) this.#result = data.slice();
+    else this.#store(data);
+  }
+
+  /**
+   * Ends the current frame.
+   *
+   * @returns The message when this frame completed one, else `undefined`.
+   * @throws {ProtocolError} `INVALID_UTF8` when text ends mid-sequence.
+   */
+  endFrame(): Message | undefined {
+    if (!this.#fin) return undefined;
+    this.#inMessage = false;
+    let message = this.#result;
+    this.#result = undefined;
+    if (message !== undefined) return message;
+    if (this.#isText) {
+      message = this.#decoder === null
+        ? this.#text
+        : this.#text + decode(this.#decoder, new Uint8Array(0), false);
+      this.#text = "";
+      this.#decoder = null;
+      return message;
+    }
+    const buffer = this.#buffer;
+    this.#buffer = null;
+    if (buffer === null) return new Uint8Array(0);
+    return buffer.length === this.#size ? buffer : buffer.slice(0, this.#size);
+  }
+
+  #store(data: Uint8Array): void {
+    const start = this.#size - data.length;
+    let buffer = this.#buffer;
+    if (buffer === null || buffer.length < this.#size) {
+      // Grow with what arrived, never with what was declared; cap at the
+      // final size once the last frame has announced it.
+      const limit = this.#fin
+        ? start - this.#frameReceived + data.length + this.#frameLength
+        : this.#maxPayload;
+      const capacity = Math.min(
+        Math.max(this.#size, (buffer?.length ?? 0) * 2, MIN_BUFFER),
+        limit,
+      );
+      const grown = new Uint8Array(capacity);
+      if (buffer !== null) grown.set(buffer.subarray(0, start));
+      this.#buffer = buffer = grown;
+    }
+    buffer.set(data, start);
+  }
+}
+
+function decode(decoder: TextDecoder, data: Uint8Array, stream: boolean) {
+  try {
+    return decoder.decode(data, { stream });
+  } catch {
+    throw new ProtocolError(
+      PROTOCOL_ERROR_CODE.InvalidUtf8,
+      "Text message is not valid UTF-8 (RFC 6455 §8.1)",
+    );
+  }
+}

@@ -1,0 +1,147 @@
+import { HandshakeError } from "./errors.ts";
+import type { HttpRequestHead } from "./http_request_parser.ts";
+
+/** A valid WebSocket opening handshake request (RFC 6455 §4.2.1). */
+export interface UpgradeRequest {
+  /** The request URL, built from the target and the `Host` header. */
+  url: URL;
+  /** The request's header fields. */
+  headers: Headers;
+  /** The client's `Sec-WebSocket-Key`. */
+  key: string;
+  /** The subprotocols the client offers, in its order of preference. */
+  protocols: string[];
+}
+
+// base64 of exactly 16 bytes: 21 characters, one whose low bits are zero,
+// then the padding (RFC 6455 §4.1: "a randomly selected 16-byte value").
+const KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+// origin-form ("/path?query") or absolute-form (RFC 9112 §3.2).
+const TARGET = /^(?:\/|(?:https?|wss?):\/\/)/i;
+
+/**
+ * Checks an opening handshake request in a fixed order, one HTTP status per
+ * rule (RFC 6455 §4.2.1):
+ *
+ * 1. method `GET`, else 405 with `Allow: GET`;
+ * 2. HTTP/1.1 or later with exactly one valid `Host`, else 400;
+ * 3. `Upgrade` listing `websocket`, else 426 with `Upgrade: websocket`;
+ * 4. `Connection` listing `upgrade`, else 400;
+ * 5. `Sec-WebSocket-Key` that is base64 of 16 bytes, else 400;
+ * 6. `Sec-WebSocket-Version: 13`, else 426 with `Sec-WebSocket-Version: 13`.
+ *
+ * @param head The parsed request head.
+ * @param scheme `ws` or `wss`, for the request URL.
+ * @returns The request's URL, headers, key and offered subprotocols.
+ * @throws {HandshakeError} For the first rule the request breaks.
+ *
+ * @example Usage
+ * ```ts
+ * import { validateUpgradeRequest } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const request = validateUpgradeRequest({
+ *   method: "GET",
+ *   target: "/chat",
+ *   versionMajor: 1,
+ *   versionMinor: 1,
+ *   headers: [
+ *     ["Host", "server.example.com"],
+ *     ["Upgrade", "websocket"],
+ *     ["Connection", "Upgrade"],
+ *     ["Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="],
+ *     ["Sec-WebSocket-Version", "13"],
+ *   ],
+ * }, "ws");
+ * assert.equal(request.url.href, "ws://server.example.com/chat");
+ * ```
+ */
+export function validateUpgradeRequest(
+  head: HttpRequestHead,
+  scheme: "ws" | "wss",
+): UpgradeRequest {
+  if (head.method !== "GET") {
+    throw new HandshakeError(
+      405,
+      `Method must be GET for a WebSocket handshake, got ${head.method}`,
+      { allow: "GET" },
+    );
+  }
+  if (
+    head.versionMajor < 1 || (head.versionMajor === 1 && head.versionMinor < 1)
+  ) {
+    throw new HandshakeError(
+      400,
+      `HTTP version must be 1.1 or later, got ${head.versionMajor}.${head.versionMinor}`,
+    );
+  }
+  const hosts = head.headers.filter(([name]) => name.toLowerCase() === "host");
+  if (hosts.length !== 1) {
+    throw new HandshakeError(
+      400,
+      hosts.length === 0
+        ? "Host header is missing"
+        : "Request has more than one Host header",
+    );
+  }
+  const headers = new Headers(head.headers);
+  let url: URL;
+  try {
+    if (!TARGET.test(head.target)) throw new TypeError("not origin-form");
+    url = new URL(head.target, `${scheme}://${hosts[0][1]}`);
+  } catch {
+    throw new HandshakeError(
+      400,
+      `Request target ${JSON.stringify(head.target)} or Host ${
+        JSON.stringify(hosts[0][1])
+      } is not valid`,
+    );
+  }
+  if (!hasToken(headers.get("upgrade"), "websocket")) {
+    throw new HandshakeError(
+      426,
+      "This is a WebSocket endpoint: send Upgrade: websocket",
+      { upgrade: "websocket", connection: "Upgrade" },
+    );
+  }
+  if (!hasToken(headers.get("connection"), "upgrade")) {
+    throw new HandshakeError(
+      400,
+      "Connection header must include the token upgrade",
+    );
+  }
+  const key = headers.get("sec-websocket-key");
+  if (key === null || !KEY.test(key)) {
+    throw new HandshakeError(
+      400,
+      "Sec-WebSocket-Key must be the base64 encoding of 16 bytes",
+    );
+  }
+  if (headers.get("sec-websocket-version") !== "13") {
+    throw new HandshakeError(
+      426,
+      `Sec-WebSocket-Version must be 13, got ${
+        headers.get("sec-websocket-version") ?? "none"
+      }`,
+      { "sec-websocket-version": "13" },
+    );
+  }
+  return {
+    url,
+    headers,
+    key,
+    protocols: tokenList(headers.get("sec-websocket-protocol")),
+  };
+}
+
+/** Splits a comma-separated header value into its trimmed, non-empty items. */
+export function tokenList(value: string | null): string[] {
+  if (value === null) return [];
+  return value.split(",").map((item) => item.trim()).filter((item) =>
+    item !== ""
+  );
+}
+
+function hasToken(value: string | null, token: string): boolean {
+  return tokenList(value).some((item) => item.toLowerCase() === token);
+}

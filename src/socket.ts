@@ -1,0 +1,571 @@
+import { Connection } from "./protocol/connection.ts";
+import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
+import { COPY_LIMIT } from "./protocol/frame_writer.ts";
+import type { Message } from "./protocol/message_assembler.ts";
+
+/** How a connection ended; what {@linkcode Socket.prototype.closed} resolves to. */
+export interface CloseInfo {
+  /**
+   * The code from the peer's close frame; 1005 when it had none; the code we
+   * sent when we failed the connection (1002, 1007, 1009); 1006 when the
+   * transport ended without a close frame.
+   */
+  code: number;
+  /** The reason from the peer's close frame, or a description of the failure. */
+  reason: string;
+  /** Whether both close frames were exchanged before the transport closed. */
+  wasClean: boolean;
+  /** The peer's protocol violation, when that is why the connection closed. */
+  error?: ProtocolError;
+}
+
+/** Where a socket is in its life. */
+export type SocketState = "open" | "closing" | "closed";
+
+/**
+ * `send()` or `ping()` was called on a socket that has sent or received a
+ * close frame; awaiting such a call rejects with this error.
+ *
+ * @example Usage
+ * ```ts
+ * import { ConnectionClosedError } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new ConnectionClosedError("send", { code: 1000, reason: "", wasClean: true });
+ * assert.equal(error.code, 1000);
+ * ```
+ */
+export class ConnectionClosedError extends Error {
+  /** The close code, when the connection has finished closing; else 1006. */
+  readonly code: number;
+  /** The close reason, if any. */
+  readonly reason: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param action What could not be done (`send`, `ping`).
+   * @param info How the connection closed, when known.
+   */
+  constructor(action: string, info?: CloseInfo) {
+    super(
+      `Cannot ${action}: the WebSocket is closing or closed${
+        info ? ` (code ${info.code})` : ""
+      }`,
+    );
+    this.name = "ConnectionClosedError";
+    this.code = info?.code ?? CLOSE_CODE.AbnormalClosure;
+    this.reason = info?.reason ?? "";
+  }
+}
+
+/** A byte source and sink the socket drives (a TCP or TLS connection). */
+export interface Transport {
+  /** The connection's readable side (a byte stream, read with BYOB). */
+  readable: ReadableStream<Uint8Array<ArrayBuffer>>;
+  /** The connection's writable side. */
+  writable: WritableStream<Uint8Array>;
+  /** Closes the connection at once. */
+  close(): void;
+}
+
+/** Options of a {@linkcode Socket}, set by the server or client. */
+export interface SocketOptions {
+  /** Which end this is. */
+  role: "server" | "client";
+  /** See {@linkcode ConnectionOptions.maxPayload}. */
+  maxPayload?: number;
+  /** See {@linkcode ConnectionOptions.maxFragments}. */
+  maxFragments?: number;
+  /** Milliseconds `close()` waits for the peer's close frame. */
+  closeTimeout: number;
+  /** Bytes the socket may hold for the peer before `send()` waits for the writes. */
+  sendHighWaterMark: number;
+  /** Received bytes queued for the handler before the socket stops reading. */
+  receiveHighWaterMark: number;
+  /** Bytes that arrived with the handshake, before the first frame read. */
+  head?: Uint8Array;
+}
+
+/** Information about the request a server socket was opened with. */
+export interface SocketRequestInfo {
+  /** The request URL (`ws://host/path?query`). */
+  url: URL;
+  /** The request headers. */
+  headers: Headers;
+  /** The peer's address. */
+  remoteAddr: Deno.NetAddr;
+  /** The negotiated subprotocol, or `""`. */
+  protocol: string;
+}
+
+interface Waiter {
+  seq: number;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+const RESOLVED = Promise.resolve();
+const MIN_READ = 4 * 1024;
+const MAX_READ = 256 * 1024;
+const CONCAT_LIMIT = 64 * 1024;
+
+function handledRejection(error: Error): Promise<never> {
+  const promise = Promise.reject(error);
+  promise.catch(() => {});
+  return promise;
+}
+
+/**
+ * One WebSocket connection: an async iterable of the messages it receives,
+ * with an awaitable `send()`.
+ *
+ * - Messages are `string` (text) or `Uint8Array` (binary): test with
+ *   `typeof message === "string"`. A received `Uint8Array` is yours: the
+ *   socket never touches its memory again.
+ * - `send()` queues the frame and returns a promise that resolves at once
+ *   while less than the high-water mark is waiting to be written, else when
+ *   the queue has been written. Frames queued in one turn of the event loop
+ *   leave in one write. A binary payload over 16 KiB is written from your
+ *   buffer: leave it untouched until `send()` resolves.
+ * - Pings are answered automatically. `close()` sends a close frame and
+ *   waits for the peer's, up to the close timeout.
+ * - Iteration ends when the connection closes; {@linkcode Socket.prototype.closed}
+ *   says how. Calling `send()` after a close frame rejects with
+ *   {@linkcode ConnectionClosedError} (a rejection nobody awaits is ignored).
+ *
+ * @example Echo every message
+ * ```ts
+ * import { serve } from "@duplex/ws";
+ *
+ * const server = serve({ port: 0, onListen() {} }, async (socket) => {
+ *   for await (const message of socket) await socket.send(message);
+ * });
+ * await server.shutdown();
+ * ```
+ */
+export class Socket implements AsyncIterable<Message>, AsyncDisposable {
+  /** The request URL (`ws://host/path?query`). */
+  readonly url: URL;
+  /** The request headers the connection was opened with. */
+  readonly headers: Headers;
+  /** The peer's address. */
+  readonly remoteAddr: Deno.NetAddr;
+  /** The negotiated subprotocol, or `""` when none. */
+  readonly protocol: string;
+
+  readonly #connection: Connection;
+  readonly #transport: Transport;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #options: SocketOptions;
+  // Received messages not yet taken by the iterator.
+  #inbox: Message[] = [];
+  #inboxHead = 0;
+  #inboxBytes = 0;
+  #takeWaiter: ((result: IteratorResult<Message>) => void) | null = null;
+  #resumeReading: (() => void) | null = null;
+  // Writing.
+  #flushQueued = false;
+  #writing = false;
+  #inFlight = 0;
+  #takenSeq = 0;
+  #writtenSeq = 0;
+  #drainWaiters: Waiter[] = [];
+  #idleWaiters: (() => void)[] = [];
+  #pingWaiters: Waiter[] = [];
+  // Closing.
+  #peerClose: { code: number; reason: string } | null = null;
+  #failure: ProtocolError | null = null;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #info: CloseInfo | null = null;
+  readonly #closed: Promise<CloseInfo>;
+  #resolveClosed!: (info: CloseInfo) => void;
+
+  /**
+   * Wraps an open connection. Use {@linkcode serve} or a client rather than
+   * calling this directly.
+   *
+   * @param transport The connection after a completed handshake.
+   * @param request What the connection was opened with.
+   * @param options Limits and timeouts.
+   */
+  constructor(
+    transport: Transport,
+    request: SocketRequestInfo,
+    options: SocketOptions,
+  ) {
+    this.url = request.url;
+    this.headers = request.headers;
+    this.remoteAddr = request.remoteAddr;
+    this.protocol = request.protocol;
+    this.#transport = transport;
+    this.#options = options;
+    this.#connection = new Connection({
+      role: options.role,
+      maxPayload: options.maxPayload,
+      maxFragments: options.maxFragments,
+    });
+    this.#writer = transport.writable.getWriter();
+    this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
+  }
+
+  /** `open`, `closing` (a close frame was sent) or `closed`. */
+  get state(): SocketState {
+    if (this.#info !== null) return "closed";
+    return this.#connection.state === "open" ? "open" : "closing";
+  }
+
+  /** Bytes queued for the peer and not yet written to the transport. */
+  get bufferedAmount(): number {
+    return this.#connection.outputSize + this.#inFlight;
+  }
+
+  /** Resolves once the transport has closed, with how it ended. Never rejects. */
+  get closed(): Promise<CloseInfo> {
+    return this.#closed;
+  }
+
+  /**
+   * Sends one message: a string as text, bytes as binary.
+   *
+   * @param message The message.
+   * @returns A promise that resolves when the socket is ready for more; it
+   * rejects with {@linkcode ConnectionClosedError} after a close frame.
+   * @throws {TypeError} When `message` is neither a string nor bytes.
+   */
+  send(message: string | Uint8Array | ArrayBuffer): Promise<void> {
+    if (this.#connection.state !== "open") {
+      return handledRejection(
+        new ConnectionClosedError("send", this.#info ?? undefined),
+      );
+    }
+    let referenced = false;
+    if (typeof message === "string") this.#connection.sendText(message);
+    else {
+      const bytes = message instanceof Uint8Array
+        ? message
+        : message instanceof ArrayBuffer
+        ? new Uint8Array(message)
+        : invalidMessage(message);
+      this.#connection.sendBinary(bytes);
+      referenced = bytes.length > COPY_LIMIT;
+    }
+    this.#scheduleFlush();
+    if (!referenced && this.bufferedAmount <= this.#options.sendHighWaterMark) {
+      return RESOLVED;
+    }
+    return this.#drained();
+  }
+
+  /**
+   * Sends a ping; resolves when a pong arrives after it.
+   *
+   * @param data At most 125 bytes.
+   * @returns A promise that resolves on the next pong.
+   * @throws {RangeError} When `data` is longer than 125 bytes.
+   */
+  ping(data?: Uint8Array): Promise<void> {
+    if (this.#connection.state !== "open") {
+      return handledRejection(
+        new ConnectionClosedError("ping", this.#info ?? undefined),
+      );
+    }
+    this.#connection.ping(data);
+    this.#scheduleFlush();
+    return this.#wait(this.#pingWaiters, 0, "ping");
+  }
+
+  /**
+   * Starts the closing handshake and waits for it to complete: the peer's
+   * close frame, then the transport closing. After the close timeout the
+   * transport is closed anyway (code 1006). Messages already queued are sent
+   * first; messages the peer sent before its close frame are still
+   * delivered to the iterator.
+   *
+   * @param code The status code (1000, 3000-4999, ...).
+   * @param reason At most 123 bytes of UTF-8.
+   * @returns How the connection ended.
+   * @throws {RangeError} When the code may not be sent or the reason is too
+   * long.
+   */
+  close(
+    code: number = CLOSE_CODE.NormalClosure,
+    reason = "",
+  ): Promise<CloseInfo> {
+    if (this.#connection.state === "open") {
+      this.#connection.close(code, reason);
+      this.#scheduleFlush();
+      this.#closeTimer ??= setTimeout(
+        () => this.#abort(),
+        this.#options.closeTimeout,
+      );
+    }
+    return this.#closed;
+  }
+
+  /** Closes with 1000 (for `await using`). */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close().then(() => {});
+  }
+
+  /** Iterates over received messages until the connection closes. */
+  [Symbol.asyncIterator](): AsyncIterator<Message> {
+    return {
+      next: () => this.#next(),
+      return: () => Promise.resolve({ done: true, value: undefined }),
+    };
+  }
+
+  /**
+   * Runs the connection: reads until it closes. Called once by the server
+   * or client that created the socket.
+   *
+   * @returns A promise that settles when the transport has closed.
+   */
+  async run(): Promise<void> {
+    const reader = this.#transport.readable.getReader({ mode: "byob" });
+    let buffer = new ArrayBuffer(MIN_READ);
+    try {
+      if (this.#options.head && this.#options.head.length > 0) {
+        this.#receive(this.#options.head.slice());
+      }
+      // A server stops reading once closed; a client reads on until the
+      // server closes the TCP connection (RFC 6455 §7.1.1).
+      while (
+        this.#connection.state !== "closed" || this.#options.role === "client"
+      ) {
+        if (this.#inboxBytes > this.#options.receiveHighWaterMark) {
+          // Backpressure: leave the bytes in the TCP window until the
+          // handler takes its messages.
+          await new Promise<void>((resolve) => this.#resumeReading = resolve);
+          continue;
+        }
+        const { value, done } = await reader.read(new Uint8Array(buffer));
+        if (done || value === undefined) break;
+        buffer = value.buffer;
+        // Read size follows the traffic: grow when a read fills the buffer,
+        // shrink when reads stay small, so idle sockets hold little memory.
+        if (
+          value.length === buffer.byteLength && buffer.byteLength < MAX_READ
+        ) {
+          buffer = new ArrayBuffer(buffer.byteLength * 2);
+        } else if (
+          value.length < buffer.byteLength / 8 && buffer.byteLength > MIN_READ
+        ) {
+          buffer = new ArrayBuffer(buffer.byteLength / 2);
+        }
+        this.#receive(value);
+      }
+    } catch {
+      // A reset or a TLS failure: the connection is over.
+    } finally {
+      reader.releaseLock();
+    }
+    this.#connection.receiveEof();
+    // Let a last flush (a close frame echo) finish before closing.
+    await this.#flushDone();
+    this.#finish();
+  }
+
+  #receive(chunk: Uint8Array): void {
+    const connection = this.#connection;
+    connection.receive(chunk);
+    for (const event of connection.takeEvents()) {
+      switch (event.type) {
+        case "text":
+        case "binary":
+          this.#deliver(event.data);
+          break;
+        case "pong":
+          for (const waiter of this.#pingWaiters.splice(0)) waiter.resolve();
+          break;
+        case "close":
+          this.#peerClose = { code: event.code, reason: event.reason };
+          break;
+        case "error":
+          this.#failure = event.error;
+          break;
+      }
+    }
+    if (connection.outputSize > 0) this.#scheduleFlush();
+    if (connection.state === "closed") this.#closeTransportAfterFlush();
+  }
+
+  #deliver(message: Message): void {
+    const waiter = this.#takeWaiter;
+    if (waiter !== null) {
+      this.#takeWaiter = null;
+      waiter({ done: false, value: message });
+      return;
+    }
+    this.#inbox.push(message);
+    this.#inboxBytes += typeof message === "string"
+      ? message.length
+      : message.length;
+  }
+
+  #next(): Promise<IteratorResult<Message>> {
+    if (this.#inboxHead < this.#inbox.length) {
+      const message = this.#inbox[this.#inboxHead++];
+      this.#inboxBytes -= message.length;
+      if (this.#inboxHead === this.#inbox.length) {
+        this.#inbox = [];
+        this.#inboxHead = 0;
+        const resume = this.#resumeReading;
+        this.#resumeReading = null;
+        resume?.();
+      }
+      return Promise.resolve({ done: false, value: message });
+    }
+    if (this.#info !== null || this.#connection.state === "closed") {
+      return Promise.resolve({ done: true, value: undefined });
+    }
+    return new Promise((resolve) => this.#takeWaiter = resolve);
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushQueued || this.#writing) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => this.#flush());
+  }
+
+  async #flush(): Promise<void> {
+    this.#flushQueued = false;
+    if (this.#writing) return;
+    this.#writing = true;
+    try {
+      while (this.#connection.outputSize > 0) {
+        const chunks = this.#connection.takeOutput();
+        const seq = ++this.#takenSeq;
+        let size = 0;
+        for (const chunk of chunks) size += chunk.length;
+        this.#inFlight = size;
+        if (chunks.length === 1) await this.#writer.write(chunks[0]);
+        else if (size <= CONCAT_LIMIT) {
+          await this.#writer.write(concat(chunks, size));
+        } else {
+          for (const chunk of chunks) await this.#writer.write(chunk);
+        }
+        this.#inFlight = 0;
+        this.#writtenSeq = seq;
+        this.#resolveDrainWaiters();
+      }
+    } catch {
+      // The peer is gone; reading will notice and finish the socket.
+      this.#inFlight = 0;
+      this.#transport.close();
+    } finally {
+      this.#writing = false;
+      for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    }
+    this.#resolveDrainWaiters();
+    if (this.#connection.state === "closed") this.#closeTransportAfterFlush();
+  }
+
+  #resolveDrainWaiters(): void {
+    if (this.#drainWaiters.length === 0) return;
+    const closed = this.#info;
+    this.#drainWaiters = this.#drainWaiters.filter((waiter) => {
+      if (waiter.seq <= this.#writtenSeq) waiter.resolve();
+      else if (closed !== null) {
+        waiter.reject(new ConnectionClosedError("send", closed));
+      } else return true;
+      return false;
+    });
+  }
+
+  /** Resolves when everything queued so far has been written. */
+  #drained(): Promise<void> {
+    return this.#wait(this.#drainWaiters, this.#takenSeq + 1, "send");
+  }
+
+  #wait(list: Waiter[], seq: number, action: string): Promise<void> {
+    if (this.#info !== null) {
+      return handledRejection(new ConnectionClosedError(action, this.#info));
+    }
+    const promise = new Promise<void>((resolve, reject) =>
+      list.push({ seq, resolve, reject })
+    );
+    promise.catch(() => {});
+    return promise;
+  }
+
+  async #flushDone(): Promise<void> {
+    while (this.#writing || this.#flushQueued) {
+      await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
+    }
+  }
+
+  #closeTransportAfterFlush(): void {
+    if (this.#writing || this.#flushQueued) return;
+    if (this.#connection.outputSize > 0) {
+      this.#scheduleFlush();
+      return;
+    }
+    // The server closes the TCP connection first (RFC 6455 §7.1.1); a
+    // client gives it the close timeout to do so.
+    if (this.#options.role === "server") this.#abort();
+    else {
+      this.#closeTimer ??= setTimeout(
+        () => this.#abort(),
+        this.#options.closeTimeout,
+      );
+    }
+  }
+
+  #abort(): void {
+    this.#resumeReading?.();
+    try {
+      this.#transport.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  #finish(): void {
+    if (this.#info !== null) return;
+    clearTimeout(this.#closeTimer);
+    const failure = this.#failure;
+    this.#info = this.#peerClose !== null
+      ? {
+        code: this.#peerClose.code,
+        reason: this.#peerClose.reason,
+        wasClean: this.#connection.closedCleanly,
+      }
+      : failure !== null
+      ? {
+        code: failure.closeCode,
+        reason: failure.message,
+        wasClean: false,
+        error: failure,
+      }
+      : { code: CLOSE_CODE.AbnormalClosure, reason: "", wasClean: false };
+    const waiter = this.#takeWaiter;
+    this.#takeWaiter = null;
+    waiter?.({ done: true, value: undefined });
+    this.#abort();
+    this.#resolveDrainWaiters();
+    for (const waiter of this.#pingWaiters.splice(0)) {
+      waiter.reject(new ConnectionClosedError("ping", this.#info));
+    }
+    this.#resolveClosed(this.#info);
+  }
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  const joined = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return joined;
+}
+
+function invalidMessage(message: unknown): never {
+  throw new TypeError(
+    `Cannot send: a message must be a string, Uint8Array or ArrayBuffer, got ${
+      Object.prototype.toString.call(message)
+    }`,
+  );
+}

@@ -1,6 +1,5 @@
 import { Connection } from "./protocol/connection.ts";
 import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
-import { COPY_LIMIT } from "./protocol/frame_writer.ts";
 import type { Message } from "./protocol/message_assembler.ts";
 
 /** How a connection ended; what {@linkcode Socket.prototype.closed} resolves to. */
@@ -108,7 +107,7 @@ interface Waiter {
 const RESOLVED = Promise.resolve();
 const MIN_READ = 4 * 1024;
 const MAX_READ = 256 * 1024;
-const CONCAT_LIMIT = 64 * 1024;
+const COALESCE_LIMIT = 16 * 1024;
 
 function handledRejection(error: Error): Promise<never> {
   const promise = Promise.reject(error);
@@ -126,8 +125,9 @@ function handledRejection(error: Error): Promise<never> {
  * - `send()` queues the frame and returns a promise that resolves at once
  *   while less than the high-water mark is waiting to be written, else when
  *   the queue has been written. Frames queued in one turn of the event loop
- *   leave in one write. A binary payload over 16 KiB is written from your
- *   buffer: leave it untouched until `send()` resolves.
+ *   leave in one write. `send()` copies payloads up to 1 MiB, so your
+ *   buffer is free again when it returns; a larger binary payload is
+ *   written from your buffer: leave it untouched until `send()` resolves.
  * - Pings are answered automatically. `close()` sends a close frame and
  *   waits for the peer's, up to the close timeout.
  * - Iteration ends when the connection closes; {@linkcode Socket.prototype.closed}
@@ -247,8 +247,7 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
         : message instanceof ArrayBuffer
         ? new Uint8Array(message)
         : invalidMessage(message);
-      this.#connection.sendBinary(bytes);
-      referenced = bytes.length > COPY_LIMIT;
+      referenced = this.#connection.sendBinary(bytes);
     }
     this.#scheduleFlush();
     if (!referenced && this.bufferedAmount <= this.#options.sendHighWaterMark) {
@@ -440,12 +439,12 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
         let size = 0;
         for (const chunk of chunks) size += chunk.length;
         this.#inFlight = size;
-        if (chunks.length === 1) await this.#writer.write(chunks[0]);
-        else if (size <= CONCAT_LIMIT) {
-          await this.#writer.write(concat(chunks, size));
-        } else {
-          for (const chunk of chunks) await this.#writer.write(chunk);
+        // Queue every write, then wait for the last: one turn, not one per chunk.
+        const writes = coalesce(chunks);
+        for (let i = 0; i < writes.length - 1; i++) {
+          this.#writer.write(writes[i]).catch(() => {});
         }
+        await this.#writer.write(writes[writes.length - 1]);
         this.#inFlight = 0;
         this.#writtenSeq = seq;
         this.#resolveDrainWaiters();
@@ -552,14 +551,40 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
   }
 }
 
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  const joined = new Uint8Array(size);
-  let offset = 0;
+/**
+ * Joins runs of small chunks into one buffer so they leave in one write;
+ * large chunks are written as they are rather than copied again.
+ */
+function coalesce(chunks: Uint8Array[]): Uint8Array[] {
+  if (chunks.length === 1) return chunks;
+  const writes: Uint8Array[] = [];
+  let run: Uint8Array[] = [];
+  let runSize = 0;
+  const endRun = () => {
+    if (run.length === 1) writes.push(run[0]);
+    else if (run.length > 1) {
+      const joined = new Uint8Array(runSize);
+      let offset = 0;
+      for (const chunk of run) {
+        joined.set(chunk, offset);
+        offset += chunk.length;
+      }
+      writes.push(joined);
+    }
+    run = [];
+    runSize = 0;
+  };
   for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.length;
+    if (chunk.length >= COALESCE_LIMIT) {
+      endRun();
+      writes.push(chunk);
+    } else {
+      run.push(chunk);
+      runSize += chunk.length;
+    }
   }
-  return joined;
+  endRun();
+  return writes;
 }
 
 function invalidMessage(message: unknown): never {

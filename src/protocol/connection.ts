@@ -192,15 +192,16 @@ export class Connection {
   }
 
   /**
-   * Queues a binary message. Payloads above 16 KiB are referenced until
-   * taken and written: leave them untouched until then.
+   * Queues a binary message.
    *
    * @param data The message.
+   * @returns `true` when `data` (over 1 MiB, server role) is referenced
+   * rather than copied: leave it untouched until the output is written.
    * @throws {TypeError} When the connection is not open.
    */
-  sendBinary(data: Uint8Array): void {
+  sendBinary(data: Uint8Array): boolean {
     this.#assertOpen("send");
-    this.#writer.writeFrame(OPCODE.Binary, data);
+    return this.#writer.writeFrame(OPCODE.Binary, data);
   }
 
   /**
@@ -210,11 +211,12 @@ export class Connection {
    * @param opcode Text or binary for the first frame, continuation after.
    * @param data The fragment's payload.
    * @param fin Whether this fragment ends the message.
+   * @returns `true` when `data` is referenced rather than copied.
    * @throws {TypeError} When the connection is not open.
    */
-  sendFragment(opcode: number, data: Uint8Array, fin: boolean): void {
+  sendFragment(opcode: number, data: Uint8Array, fin: boolean): boolean {
     this.#assertOpen("send");
-    this.#writer.writeFrame(opcode, data, fin);
+    return this.#writer.writeFrame(opcode, data, fin);
   }
 
   /**

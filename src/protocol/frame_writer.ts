@@ -1,11 +1,16 @@
 import { applyMask } from "./mask.ts";
 
 /**
- * Payloads up to this many bytes are copied next to their header, so many
- * small frames leave as one contiguous write. Larger payloads are referenced,
- * not copied: the caller must leave them untouched until they are written.
+ * Payloads up to this many bytes (1 MiB) are copied next to their header, so
+ * a frame leaves in one write and the caller may reuse its buffer at once.
+ * Larger payloads are referenced, not copied (unless masking needs a copy):
+ * the caller must leave them untouched until they are written.
  */
-export const COPY_LIMIT = 16 * 1024;
+export const COPY_LIMIT = 1024 * 1024;
+
+// Frames up to this size share the arena below; larger copied frames get a
+// buffer of their own.
+const ARENA_FRAME_LIMIT = 16 * 1024;
 
 // Small frames of every connection are laid out in one shared arena. Regions
 // handed out by take() are never written again, so a pending write can keep
@@ -86,34 +91,43 @@ export class FrameWriter {
 
   /**
    * Queues one frame. Payloads above {@linkcode COPY_LIMIT} bytes are
-   * referenced (server) or copied while masking (client); `payload` itself
-   * is never modified.
+   * referenced (unmasked) or copied while masking; `payload` itself is never
+   * modified.
    *
    * @param opcode The frame opcode.
    * @param payload The payload.
    * @param fin Whether this is the last frame of its message.
    * @param rsv RSV bits, as a mask of the first header byte (0x40 = RSV1).
+   * @returns `true` when the writer keeps a reference to `payload` until
+   * the output is taken and written.
    */
-  writeFrame(opcode: number, payload: Uint8Array, fin = true, rsv = 0): void {
+  writeFrame(
+    opcode: number,
+    payload: Uint8Array,
+    fin = true,
+    rsv = 0,
+  ): boolean {
     const length = payload.length;
     const headerLength = headerSize(length, this.#mask);
-    if (length <= COPY_LIMIT) {
+    if (length <= ARENA_FRAME_LIMIT) {
       const at = this.#reserve(headerLength + length);
       this.#writeHeader(arena, at, opcode, fin, rsv, length);
       arena.set(payload, at + headerLength);
-      if (this.#mask) this.#maskRegion(at + headerLength, length);
-      return;
+      if (this.#mask) this.#maskRegion(arena, at + headerLength, length);
+      return false;
+    }
+    if (length <= COPY_LIMIT || this.#mask) {
+      const frame = new Uint8Array(headerLength + length);
+      this.#writeHeader(frame, 0, opcode, fin, rsv, length);
+      frame.set(payload, headerLength);
+      if (this.#mask) this.#maskRegion(frame, headerLength, length);
+      this.#push(frame);
+      return false;
     }
     const at = this.#reserve(headerLength);
     this.#writeHeader(arena, at, opcode, fin, rsv, length);
-    let body: Uint8Array = payload;
-    if (this.#mask) {
-      body = payload.slice();
-      applyMask(body, this.#key);
-    }
-    this.#closeRegion();
-    this.#chunks.push(body);
-    this.#size += length;
+    this.#push(payload);
+    return true;
   }
 
   /**
@@ -127,7 +141,7 @@ export class FrameWriter {
    */
   writeText(opcode: number, text: string, fin = true, rsv = 0): void {
     const maxBytes = text.length * 3;
-    if (maxBytes > COPY_LIMIT) {
+    if (maxBytes > ARENA_FRAME_LIMIT) {
       this.writeFrame(opcode, utf8.encode(text), fin, rsv);
       return;
     }
@@ -144,7 +158,7 @@ export class FrameWriter {
       arena.copyWithin(at + headerLength, at + guess, at + guess + written);
     }
     this.#writeHeader(arena, at, opcode, fin, rsv, written);
-    if (this.#mask) this.#maskRegion(at + headerLength, written);
+    if (this.#mask) this.#maskRegion(arena, at + headerLength, written);
     // Give back what the worst case reserved and the text did not use.
     const used = headerLength + written;
     arenaUsed = at + used;
@@ -224,8 +238,14 @@ export class FrameWriter {
     }
   }
 
-  #maskRegion(at: number, length: number): void {
-    applyMask(arena.subarray(at, at + length), this.#key);
+  #maskRegion(buffer: Uint8Array, at: number, length: number): void {
+    applyMask(buffer.subarray(at, at + length), this.#key);
+  }
+
+  #push(chunk: Uint8Array): void {
+    this.#closeRegion();
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
   }
 }
 

@@ -179,7 +179,7 @@ export class MessageAssembler {
         ? start - this.#frameReceived + data.length + this.#frameLength
         : this.#maxPayload;
       const capacity = Math.min(
-        Math.max(this.#size, (buffer?.length ?? 0) * 2, MIN_BUFFER),
+        Math.max(this.#size * 2, (buffer?.length ?? 0) * 2, MIN_BUFFER),
         limit,
       );
       const grown = new Uint8Array(capacity);

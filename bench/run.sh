@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Echo benchmark: this project's server vs Deno.upgradeWebSocket vs Node `ws`, in one interleaved run.
+# Copies the read-only measuring tool ../shared/bench (beside the repo) into bench/.work, builds its
+# load generator, installs the peers' npm deps, then runs its harness. Arguments go to the harness:
+#   bash bench/run.sh                                       # default echo scenarios, 2 rounds
+#   bash bench/run.sh --quick                               # 1 short round
+#   bash bench/run.sh --scenarios echo_1MiB_bin,broadcast_1k,connect_c50 --rounds 3
+#   DUPLEX_BENCH_SERVERS="deno_builtin node_ws" bash bench/run.sh --quick   # leave duplex out
+# DUPLEX_BENCH_SERVERS picks the servers (default "duplex deno_builtin node_ws"; any harness
+# built-in such as python_websockets also works); pass no server names as arguments.
+set -euo pipefail
+[ "${1:-}" = "--" ] && shift # `deno task bench -- --quick` passes the "--" through
+
+bench="$(cd "$(dirname "$0")" && pwd)"
+shared="$(dirname "$(dirname "$bench")")/shared/bench"
+work="$bench/.work"
+scenarios="echo_32B_text,echo_1KiB_bin,echo_64KiB_bin,echo_latency"
+servers="${DUPLEX_BENCH_SERVERS:-duplex deno_builtin node_ws}"
+
+if [ ! -f "$shared/harness.py" ]; then
+  echo "bench: measuring tool not found at $shared (expected ../shared/bench beside the repo checkout)" >&2
+  exit 1
+fi
+
+# Fresh copy of the tool (it is read-only in place); keeps the built loadgen and node_modules.
+mkdir -p "$work"
+cp -R --preserve=timestamps --no-preserve=mode "$shared/." "$work/"
+cp "$bench/peers/deno_npm_ws.ts" "$work/peers/"
+make -s -C "$work/loadgen" >&2
+
+names=() # built-in harness servers (positional, so they go last)
+extra=() # --server NAME=CMD
+for name in $servers; do
+  case "$name" in
+    duplex)
+      if [ ! -f "$bench/../mod.ts" ]; then
+        echo "bench: $(cd "$bench/.." && pwd)/mod.ts is missing; set DUPLEX_BENCH_SERVERS to leave duplex out" >&2
+        exit 1
+      fi
+      extra+=(--server "duplex=deno run -A --quiet $(printf %q "$bench/servers/duplex.ts") {port}") ;;
+    node_ws | deno_npm_ws)
+      if command -v npm >/dev/null && [ ! -d "$work/peers/node_modules/ws" ]; then
+        echo "# installing ws + bufferutil into $work/peers/node_modules" >&2
+        (cd "$work/peers" && npm ci --no-audit --no-fund --loglevel=error >&2)
+      fi
+      if [ "$name" = node_ws ] && ! command -v node >/dev/null; then
+        echo "# node not found: running npm:ws under Deno instead (deno_npm_ws)" >&2
+        name=deno_npm_ws
+      fi
+      if [ "$name" = node_ws ] || [ -d "$work/peers/node_modules/ws" ]; then
+        names+=("$name")
+      else # no node_modules: let Deno fetch npm:ws itself
+        extra+=(--server "deno_npm_ws=deno run -A --quiet $(printf %q "$work/peers/deno_npm_ws.ts") {port}")
+      fi ;;
+    *) names+=("$name") ;;
+  esac
+done
+
+exec /usr/bin/python3 "$work/harness.py" --scenarios "$scenarios" --baseline deno_builtin \
+  --out "$work/results" "${extra[@]}" "$@" "${names[@]}"

@@ -26,3 +26,8 @@ export * from "./src/protocol/upgrade_request.ts";
 export * from "./src/protocol/handshake_response.ts";
 export * from "./src/socket.ts";
 export * from "./src/server/server.ts";
+export type * from "./src/server/serve_options.ts";
+export { renderPrometheus, type ServerStats } from "./src/server/stats.ts";
+export * from "./src/protocol/client_handshake.ts";
+export * from "./src/client/connect.ts";
+export * from "./src/client/reconnecting.ts";

@@ -1,6 +1,7 @@
 import { Connection } from "./protocol/connection.ts";
 import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
 import type { Message } from "./protocol/message_assembler.ts";
+import type { Ticker } from "./ticker.ts";
 
 /** How a connection ended; what {@linkcode Socket.prototype.closed} resolves to. */
 export interface CloseInfo {
@@ -20,6 +21,46 @@ export interface CloseInfo {
 
 /** Where a socket is in its life. */
 export type SocketState = "open" | "closing" | "closed";
+
+/**
+ * What happens to a message sent while `bufferedAmount` is at or above
+ * `maxBackpressure` (the peer is not reading fast enough):
+ * - `close`: the socket is closed at once with 1008 and the message dropped;
+ * - `drop`: the message is dropped (counted in the server's stats);
+ * - `wait`: the message is queued anyway; `send()` resolves once the queue
+ *   drains. Memory is bounded only by callers that await `send()`.
+ */
+export type BackpressurePolicy = "close" | "drop" | "wait";
+
+/**
+ * The outcome of {@linkcode Socket.prototype.trySend}:
+ * - `sent`: queued, and the queue is below the high-water mark;
+ * - `backpressure`: queued, but the queue is above the high-water mark:
+ *   slow down until `bufferedAmount` falls;
+ * - `dropped`: not queued, by the backpressure policy;
+ * - `closed`: not queued, the socket is closing or closed.
+ */
+export type SendStatus = "sent" | "backpressure" | "dropped" | "closed";
+
+/** Traffic counters a socket adds to; the server sums them for its stats. */
+export interface SocketCounters {
+  /** Messages received. */
+  messagesIn: number;
+  /** Messages queued for sending. */
+  messagesOut: number;
+  /** Bytes read from the transport (frames, headers included). */
+  bytesIn: number;
+  /** Bytes written to the transport. */
+  bytesOut: number;
+  /** Messages dropped by the backpressure policy. */
+  backpressureDrops: number;
+  /** Round-trip times measured by pings, in milliseconds. */
+  rttCount: number;
+  /** The sum of the measured round-trip times. */
+  rttSum: number;
+  /** The largest measured round-trip time. */
+  rttMax: number;
+}
 
 /**
  * `send()` or `ping()` was called on a socket that has sent or received a
@@ -82,6 +123,22 @@ export interface SocketOptions {
   sendHighWaterMark: number;
   /** Received bytes queued for the handler before the socket stops reading. */
   receiveHighWaterMark: number;
+  /** Received messages queued for the handler before the socket stops reading. */
+  maxQueuedMessages: number;
+  /** Queued outgoing bytes at which the backpressure policy applies. */
+  maxBackpressure: number;
+  /** See {@linkcode BackpressurePolicy}. */
+  backpressurePolicy: BackpressurePolicy;
+  /** Milliseconds without traffic from the peer before a keepalive ping; 0 disables. */
+  pingInterval: number;
+  /** Milliseconds to wait for a pong before closing with 1011; 0 disables. */
+  pongTimeout: number;
+  /** Milliseconds without a message either way before closing with 1001; 0 disables. */
+  idleTimeout: number;
+  /** Runs the keepalive and idle checks; required when one is enabled. */
+  ticker?: Ticker;
+  /** Counters to add traffic to. */
+  counters?: SocketCounters;
   /** Bytes that arrived with the handshake, before the first frame read. */
   head?: Uint8Array;
 }
@@ -97,6 +154,16 @@ export interface SocketRequestInfo {
   /** The negotiated subprotocol, or `""`. */
   protocol: string;
 }
+
+/** Reasons for closes the socket decides itself (documented in the README). */
+export const CLOSE_REASON = {
+  /** No pong arrived within `pongTimeout` (code 1011). */
+  PongTimeout: "keepalive pong timeout",
+  /** No message either way within `idleTimeout` (code 1001). */
+  IdleTimeout: "idle timeout",
+  /** The peer did not read fast enough (code 1008). */
+  Backpressure: "backpressure limit exceeded",
+} as const;
 
 interface Waiter {
   seq: number;
@@ -144,7 +211,8 @@ function handledRejection(error: Error): Promise<never> {
  * await server.shutdown();
  * ```
  */
-export class Socket implements AsyncIterable<Message>, AsyncDisposable {
+export class Socket<Data = unknown>
+  implements AsyncIterable<Message>, AsyncDisposable {
   /** The request URL (`ws://host/path?query`). */
   readonly url: URL;
   /** The request headers the connection was opened with. */
@@ -153,6 +221,8 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
   readonly remoteAddr: Deno.NetAddr;
   /** The negotiated subprotocol, or `""` when none. */
   readonly protocol: string;
+  /** Per-connection data, set by the server's `onUpgrade` hook. */
+  data: Data;
 
   readonly #connection: Connection;
   readonly #transport: Transport;
@@ -173,7 +243,17 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
   #drainWaiters: Waiter[] = [];
   #idleWaiters: (() => void)[] = [];
   #pingWaiters: Waiter[] = [];
+  readonly #counters: SocketCounters;
+  // Keepalive, measured on the ticker's clock.
+  #heardFrom = false;
+  #lastHeard = performance.now();
+  #messaged = false;
+  #lastMessage = performance.now();
+  #pingSentAt = -1;
+  #rtt: number | undefined;
+  #stopTicking: (() => void) | null = null;
   // Closing.
+  #forcedClose: { code: number; reason: string } | null = null;
   #peerClose: { code: number; reason: string } | null = null;
   #failure: ProtocolError | null = null;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
@@ -188,12 +268,15 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
    * @param transport The connection after a completed handshake.
    * @param request What the connection was opened with.
    * @param options Limits and timeouts.
+   * @param data Per-connection data for the handler.
    */
   constructor(
     transport: Transport,
     request: SocketRequestInfo,
     options: SocketOptions,
+    data: Data,
   ) {
+    this.data = data;
     this.url = request.url;
     this.headers = request.headers;
     this.remoteAddr = request.remoteAddr;
@@ -207,6 +290,22 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
     });
     this.#writer = transport.writable.getWriter();
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.#counters = options.counters ?? newCounters();
+    if (
+      options.ticker &&
+      (options.pingInterval > 0 || options.pongTimeout > 0 ||
+        options.idleTimeout > 0)
+    ) {
+      this.#stopTicking = options.ticker.add((now) => this.#tick(now));
+    }
+  }
+
+  /**
+   * The round-trip time of the latest ping answered by a pong, in
+   * milliseconds; `undefined` until one was measured.
+   */
+  get rtt(): number | undefined {
+    return this.#rtt;
   }
 
   /** `open`, `closing` (a close frame was sent) or `closed`. */
@@ -229,31 +328,68 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
    * Sends one message: a string as text, bytes as binary.
    *
    * @param message The message.
-   * @returns A promise that resolves when the socket is ready for more; it
-   * rejects with {@linkcode ConnectionClosedError} after a close frame.
+   * @returns A promise that resolves when the socket is ready for more: at
+   * once while `bufferedAmount` is below the send high-water mark, else once
+   * the queue is written. It rejects with {@linkcode ConnectionClosedError}
+   * after a close frame.
    * @throws {TypeError} When `message` is neither a string nor bytes.
    */
   send(message: string | Uint8Array | ArrayBuffer): Promise<void> {
-    if (this.#connection.state !== "open") {
+    const status = this.#offer(message);
+    if (status === "sent" || status === "dropped") return RESOLVED;
+    if (status === "closed") {
       return handledRejection(
         new ConnectionClosedError("send", this.#info ?? undefined),
       );
     }
-    let referenced = false;
-    if (typeof message === "string") this.#connection.sendText(message);
-    else {
-      const bytes = message instanceof Uint8Array
-        ? message
-        : message instanceof ArrayBuffer
-        ? new Uint8Array(message)
-        : invalidMessage(message);
-      referenced = this.#connection.sendBinary(bytes);
-    }
-    this.#scheduleFlush();
-    if (!referenced && this.bufferedAmount <= this.#options.sendHighWaterMark) {
-      return RESOLVED;
-    }
     return this.#drained();
+  }
+
+  /**
+   * Queues one message without waiting, and says how it went; see
+   * {@linkcode SendStatus}. Useful for broadcasts that must not stall on
+   * one slow peer.
+   *
+   * @param message The message.
+   * @returns `sent`, `backpressure`, `dropped` or `closed`.
+   * @throws {TypeError} When `message` is neither a string nor bytes.
+   */
+  trySend(message: string | Uint8Array | ArrayBuffer): SendStatus {
+    return this.#offer(message);
+  }
+
+  #offer(message: string | Uint8Array | ArrayBuffer): SendStatus {
+    const bytes = typeof message === "string"
+      ? message
+      : message instanceof Uint8Array
+      ? message
+      : message instanceof ArrayBuffer
+      ? new Uint8Array(message)
+      : invalidMessage(message);
+    if (this.#connection.state !== "open") return "closed";
+    if (this.bufferedAmount >= this.#options.maxBackpressure) {
+      const policy = this.#options.backpressurePolicy;
+      if (policy !== "wait") {
+        this.#counters.backpressureDrops++;
+        if (policy === "close") {
+          this.#terminate(
+            CLOSE_CODE.PolicyViolation,
+            CLOSE_REASON.Backpressure,
+          );
+        }
+        return "dropped";
+      }
+    }
+    const referenced = typeof bytes === "string"
+      ? (this.#connection.sendText(bytes), false)
+      : this.#connection.sendBinary(bytes);
+    this.#counters.messagesOut++;
+    this.#messaged = true;
+    this.#scheduleFlush();
+    return referenced ||
+        this.bufferedAmount > this.#options.sendHighWaterMark
+      ? "backpressure"
+      : "sent";
   }
 
   /**
@@ -270,6 +406,7 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
       );
     }
     this.#connection.ping(data);
+    if (this.#pingSentAt < 0) this.#pingSentAt = performance.now();
     this.#scheduleFlush();
     return this.#wait(this.#pingWaiters, 0, "ping");
   }
@@ -333,7 +470,11 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
       while (
         this.#connection.state !== "closed" || this.#options.role === "client"
       ) {
-        if (this.#inboxBytes > this.#options.receiveHighWaterMark) {
+        if (
+          this.#inboxBytes > this.#options.receiveHighWaterMark ||
+          this.#inbox.length - this.#inboxHead >=
+            this.#options.maxQueuedMessages
+        ) {
           // Backpressure: leave the bytes in the TCP window until the
           // handler takes its messages.
           await new Promise<void>((resolve) => this.#resumeReading = resolve);
@@ -368,15 +509,19 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
 
   #receive(chunk: Uint8Array): void {
     const connection = this.#connection;
+    this.#heardFrom = true;
+    this.#counters.bytesIn += chunk.length;
     connection.receive(chunk);
     for (const event of connection.takeEvents()) {
       switch (event.type) {
         case "text":
         case "binary":
+          this.#counters.messagesIn++;
+          this.#messaged = true;
           this.#deliver(event.data);
           break;
         case "pong":
-          for (const waiter of this.#pingWaiters.splice(0)) waiter.resolve();
+          this.#onPong();
           break;
         case "close":
           this.#peerClose = { code: event.code, reason: event.reason };
@@ -446,6 +591,7 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
         }
         await this.#writer.write(writes[writes.length - 1]);
         this.#inFlight = 0;
+        this.#counters.bytesOut += size;
         this.#writtenSeq = seq;
         this.#resolveDrainWaiters();
       }
@@ -521,11 +667,65 @@ export class Socket implements AsyncIterable<Message>, AsyncDisposable {
     }
   }
 
+  #onPong(): void {
+    if (this.#pingSentAt >= 0) {
+      const rtt = performance.now() - this.#pingSentAt;
+      this.#pingSentAt = -1;
+      this.#rtt = rtt;
+      const counters = this.#counters;
+      counters.rttCount++;
+      counters.rttSum += rtt;
+      if (rtt > counters.rttMax) counters.rttMax = rtt;
+    }
+    for (const waiter of this.#pingWaiters.splice(0)) waiter.resolve();
+  }
+
+  /** Keepalive and idle checks, on the shared ticker. */
+  #tick(now: number): void {
+    if (this.#heardFrom) {
+      this.#heardFrom = false;
+      this.#lastHeard = now;
+    }
+    if (this.#messaged) {
+      this.#messaged = false;
+      this.#lastMessage = now;
+    }
+    if (this.#connection.state !== "open") return;
+    const { pingInterval, pongTimeout, idleTimeout } = this.#options;
+    if (this.#pingSentAt >= 0) {
+      if (pongTimeout > 0 && now - this.#pingSentAt >= pongTimeout) {
+        this.#terminate(CLOSE_CODE.InternalError, CLOSE_REASON.PongTimeout);
+      }
+    } else if (pingInterval > 0 && now - this.#lastHeard >= pingInterval) {
+      this.#connection.ping();
+      this.#pingSentAt = now;
+      this.#scheduleFlush();
+    }
+    if (idleTimeout > 0 && now - this.#lastMessage >= idleTimeout) {
+      this.close(CLOSE_CODE.GoingAway, CLOSE_REASON.IdleTimeout);
+    }
+  }
+
+  /**
+   * Gives up on the peer: sends a close frame on a best-effort basis and
+   * closes the transport at once; `closed` reports `code` and `reason`.
+   */
+  #terminate(code: number, reason: string): void {
+    if (this.#forcedClose !== null || this.#info !== null) return;
+    this.#forcedClose = { code, reason };
+    this.#connection.close(code, reason);
+    this.#abort();
+  }
+
   #finish(): void {
     if (this.#info !== null) return;
     clearTimeout(this.#closeTimer);
+    this.#stopTicking?.();
     const failure = this.#failure;
-    this.#info = this.#peerClose !== null
+    const forced = this.#forcedClose;
+    this.#info = forced !== null
+      ? { code: forced.code, reason: forced.reason, wasClean: false }
+      : this.#peerClose !== null
       ? {
         code: this.#peerClose.code,
         reason: this.#peerClose.reason,
@@ -585,6 +785,19 @@ function coalesce(chunks: Uint8Array[]): Uint8Array[] {
   }
   endRun();
   return writes;
+}
+
+function newCounters(): SocketCounters {
+  return {
+    messagesIn: 0,
+    messagesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    backpressureDrops: 0,
+    rttCount: 0,
+    rttSum: 0,
+    rttMax: 0,
+  };
 }
 
 function invalidMessage(message: unknown): never {

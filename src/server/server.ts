@@ -1,115 +1,34 @@
-import { HandshakeError, type ProtocolError } from "../protocol/errors.ts";
+import { HandshakeError } from "../protocol/errors.ts";
 import {
-  DEFAULT_MAX_FRAGMENTS,
-  DEFAULT_MAX_PAYLOAD,
-} from "../protocol/connection.ts";
-import {
-  DEFAULT_MAX_HEAD_SIZE,
-  DEFAULT_MAX_HEADERS,
+  type HttpRequestHead,
   HttpRequestParser,
 } from "../protocol/http_request_parser.ts";
-import { validateUpgradeRequest } from "../protocol/upgrade_request.ts";
+import {
+  tokenList,
+  validateUpgradeRequest,
+} from "../protocol/upgrade_request.ts";
 import {
   computeAcceptKey,
   encodeAcceptResponse,
   encodeRejectionResponse,
 } from "../protocol/handshake_response.ts";
 import { ConnectionClosedError, Socket } from "../socket.ts";
-
-/** Called once per accepted WebSocket; the socket closes when it returns. */
-export type SocketHandler = (socket: Socket) => void | Promise<void>;
-
-/** A structured event for {@linkcode ServeOptions.logger}. */
-export type ServerLogEvent =
-  | { type: "listen"; addr: Deno.NetAddr }
-  | { type: "open"; url: string; remoteAddr: Deno.NetAddr }
-  | {
-    type: "close";
-    url: string;
-    remoteAddr: Deno.NetAddr;
-    code: number;
-    reason: string;
-    wasClean: boolean;
-  }
-  | {
-    type: "protocol-error";
-    remoteAddr: Deno.NetAddr;
-    code: ProtocolError["code"];
-    closeCode: number;
-    message: string;
-  }
-  | {
-    type: "handshake-rejected";
-    remoteAddr: Deno.NetAddr;
-    status: number;
-    message: string;
-  }
-  | { type: "handler-error"; url: string; error: unknown };
-
-/** Options of {@linkcode serve}. */
-export interface ServeOptions {
-  /**
-   * The TCP port to listen on; `0` picks a free one (see
-   * {@linkcode Server.prototype.addr}).
-   * @default {8765}
-   */
-  port?: number;
-  /**
-   * The address to listen on.
-   * @default {"0.0.0.0"}
-   */
-  hostname?: string;
-  /** PEM certificate chain; with `key`, the server speaks `wss://` (TLS). */
-  cert?: string;
-  /** PEM private key for `cert`. */
-  key?: string;
-  /** Aborting it shuts the server down like {@linkcode Server.prototype.shutdown}. */
-  signal?: AbortSignal;
-  /** Called once the server listens, with its address. */
-  onListen?: (addr: Deno.NetAddr) => void;
-  /** Receives structured events (open, close, errors). No logging by default. */
-  logger?: (event: ServerLogEvent) => void;
-  /**
-   * The largest message accepted, in bytes (1009 beyond it).
-   * @default {16777216}
-   */
-  maxPayload?: number;
-  /**
-   * The most frames per message (1009 beyond it).
-   * @default {4096}
-   */
-  maxFragments?: number;
-  /**
-   * The largest handshake request head, in bytes (431 beyond it).
-   * @default {16384}
-   */
-  maxHeadSize?: number;
-  /**
-   * The most handshake header fields (431 beyond it).
-   * @default {100}
-   */
-  maxHeaders?: number;
-  /**
-   * Milliseconds a client has to complete its handshake request.
-   * @default {10000}
-   */
-  handshakeTimeout?: number;
-  /**
-   * Milliseconds `close()` waits for the peer's close frame.
-   * @default {5000}
-   */
-  closeTimeout?: number;
-  /**
-   * Bytes a socket may hold for its peer before `send()` waits for writes.
-   * @default {1048576}
-   */
-  sendHighWaterMark?: number;
-  /**
-   * Received bytes queued for a handler before the socket stops reading.
-   * @default {1048576}
-   */
-  receiveHighWaterMark?: number;
-}
+import { Ticker, tickPeriod } from "../ticker.ts";
+import {
+  type ResolvedLimits,
+  resolveLimits,
+  type ServeOptions,
+  type ServerLogEvent,
+  type SocketHandler,
+} from "./serve_options.ts";
+import { type ServerStats, StatsCollector } from "./stats.ts";
+import { renderPrometheus } from "./stats.ts";
+import {
+  assertOffered,
+  encodeHookResponse,
+  isOriginAllowed,
+  selectProtocol,
+} from "./upgrade_policy.ts";
 
 /** Options of {@linkcode Server.prototype.shutdown}. */
 export interface ShutdownOptions {
@@ -122,30 +41,24 @@ export interface ShutdownOptions {
 
 const DEFAULT_PORT = 8765;
 const DEFAULT_HOSTNAME = "0.0.0.0";
-const DEFAULTS = {
-  maxPayload: DEFAULT_MAX_PAYLOAD,
-  maxFragments: DEFAULT_MAX_FRAGMENTS,
-  maxHeadSize: DEFAULT_MAX_HEAD_SIZE,
-  maxHeaders: DEFAULT_MAX_HEADERS,
-  handshakeTimeout: 10_000,
-  closeTimeout: 5_000,
-  sendHighWaterMark: 1024 * 1024,
-  receiveHighWaterMark: 1024 * 1024,
-} as const;
+const EMPTY = new Uint8Array(0);
 
-type Limits = { -readonly [K in keyof typeof DEFAULTS]: number };
+/** What reading a request head gave. */
+type HeadResult = { head: HttpRequestHead; rest: Uint8Array } | null;
 
 /**
  * Starts a WebSocket server on `Deno.listen` (or `Deno.listenTls` with
  * `cert` and `key`) and calls `handler` with every accepted socket.
  *
  * - The handshake is validated strictly (RFC 6455 §4.2.1); a bad request
- *   gets its HTTP status (400, 405, 426, 431) and a plain-text reason.
+ *   gets its HTTP status (400, 403, 405, 426, 431, 503) and a plain-text
+ *   reason.
  * - When `handler` returns, the socket is closed with 1000; when it throws,
  *   with 1011 (the error goes to the logger, never to the peer).
  * - One misbehaving peer never affects the others.
  *
- * @param options Where to listen, limits and timeouts.
+ * @typeParam Data The type of `socket.data`, set by `onUpgrade`.
+ * @param options Where to listen, hooks, limits and timeouts.
  * @param handler Called with each socket.
  * @returns The running server.
  * @throws {RangeError} When an option is out of range.
@@ -168,12 +81,17 @@ type Limits = { -readonly [K in keyof typeof DEFAULTS]: number };
  * await new Promise((resolve) => client.onclose = resolve);
  * ```
  */
-export function serve(options: ServeOptions, handler: SocketHandler): Server {
+export function serve<Data = unknown>(
+  options: ServeOptions<Data>,
+  handler: SocketHandler<Data>,
+): Server<Data> {
   return new Server(options, handler);
 }
 
 /**
  * A running WebSocket server; create it with {@linkcode serve}.
+ *
+ * @typeParam Data The type of `socket.data`.
  *
  * @example Shut down when done
  * ```ts
@@ -184,59 +102,69 @@ export function serve(options: ServeOptions, handler: SocketHandler): Server {
  * await server.finished;
  * ```
  */
-export class Server implements AsyncDisposable {
+export class Server<Data = unknown> implements AsyncDisposable {
   /** The address the server listens on (the real port when `port` was 0). */
   readonly addr: Deno.NetAddr;
   /** Resolves once the server has shut down and every connection is closed. */
   readonly finished: Promise<void>;
 
   readonly #listener: Deno.Listener;
-  readonly #handler: SocketHandler;
-  readonly #limits: Limits;
+  readonly #options: ServeOptions<Data>;
+  readonly #handler: SocketHandler<Data>;
+  readonly #limits: ResolvedLimits;
   readonly #scheme: "ws" | "wss";
   readonly #logger: (event: ServerLogEvent) => void;
-  readonly #handshaking = new Set<Deno.Conn>();
-  readonly #sockets = new Set<Socket>();
+  readonly #ticker: Ticker;
+  readonly #stats = new StatsCollector();
+  readonly #conns = new Set<Deno.Conn>();
+  // Open sockets and the transport behind each.
+  readonly #sockets = new Map<Socket<Data>, Deno.Conn>();
   readonly #tasks = new Set<Promise<void>>();
   #shutdown: Promise<void> | null = null;
 
   /**
    * Listens at once. Prefer {@linkcode serve}.
    *
-   * @param options Where to listen, limits and timeouts.
+   * @param options Where to listen, hooks, limits and timeouts.
    * @param handler Called with each socket.
    */
-  constructor(options: ServeOptions, handler: SocketHandler) {
+  constructor(options: ServeOptions<Data>, handler: SocketHandler<Data>) {
     if (typeof handler !== "function") {
       throw new TypeError(
         `Cannot serve: "handler" must be a function, got ${typeof handler}`,
       );
     }
-    this.#limits = { ...DEFAULTS };
-    for (const name of Object.keys(DEFAULTS) as (keyof Limits)[]) {
-      const value = options[name];
-      if (value === undefined) continue;
-      if (!Number.isSafeInteger(value) || value <= 0) {
-        throw new RangeError(
-          `Cannot serve: "${name}" must be a positive integer, got ${value}`,
-        );
-      }
-      this.#limits[name] = value;
-    }
+    this.#limits = resolveLimits(options as ServeOptions<never>);
     const port = options.port ?? DEFAULT_PORT;
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new RangeError(
         `Cannot serve: "port" must be an integer from 0 to 65535, got ${port}`,
       );
     }
-    const hostname = options.hostname ?? DEFAULT_HOSTNAME;
     if ((options.cert === undefined) !== (options.key === undefined)) {
       throw new TypeError(
         'Cannot serve: "cert" and "key" go together for TLS; got only one',
       );
     }
+    const policy = options.backpressurePolicy ?? "close";
+    if (!["close", "drop", "wait"].includes(policy)) {
+      throw new RangeError(
+        `Cannot serve: "backpressurePolicy" must be "close", "drop" or "wait", got ${
+          JSON.stringify(policy)
+        }`,
+      );
+    }
+    this.#options = options;
     this.#handler = handler;
     this.#logger = options.logger ?? (() => {});
+    this.#ticker = new Ticker(
+      tickPeriod(
+        this.#limits.pingInterval,
+        this.#limits.pongTimeout,
+        this.#limits.idleTimeout,
+      ),
+    );
+    const hostname = options.hostname ?? DEFAULT_HOSTNAME;
     this.#scheme = options.cert !== undefined ? "wss" : "ws";
     this.#listener = options.cert !== undefined
       ? Deno.listenTls({
@@ -259,6 +187,25 @@ export class Server implements AsyncDisposable {
   /** The number of open WebSocket connections. */
   get connections(): number {
     return this.#sockets.size;
+  }
+
+  /**
+   * A snapshot of the server's counters: connections, messages and bytes
+   * both ways, close codes, handshake rejections, drops, ping round trips.
+   *
+   * @returns The counters now.
+   */
+  stats(): ServerStats {
+    return this.#stats.snapshot(this.#sockets.size);
+  }
+
+  /**
+   * The stats in the Prometheus text format, for a `/metrics` endpoint.
+   *
+   * @returns The metrics text.
+   */
+  metrics(): string {
+    return renderPrometheus(this.stats());
   }
 
   /**
@@ -285,8 +232,12 @@ export class Server implements AsyncDisposable {
     } catch {
       // Already closed.
     }
-    for (const conn of this.#handshaking) closeQuietly(conn);
-    const closing = [...this.#sockets].map((socket) =>
+    // Connections still in their handshake or in plain HTTP just close.
+    const upgraded = new Set(this.#sockets.values());
+    for (const conn of this.#conns) {
+      if (!upgraded.has(conn)) closeQuietly(conn);
+    }
+    const closing = [...this.#sockets.keys()].map((socket) =>
       socket.close(1001, "server shutting down")
     );
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -295,13 +246,14 @@ export class Server implements AsyncDisposable {
       new Promise((resolve) => timer = setTimeout(resolve, timeout)),
     ]);
     clearTimeout(timer);
+    for (const conn of this.#conns) closeQuietly(conn);
     await this.finished;
   }
 
   async #acceptLoop(): Promise<void> {
     try {
       for await (const conn of this.#listener) {
-        const task = this.#handle(conn);
+        const task = this.#serveConnection(conn);
         this.#tasks.add(task);
         task.finally(() => this.#tasks.delete(task));
       }
@@ -311,13 +263,159 @@ export class Server implements AsyncDisposable {
     while (this.#tasks.size > 0) await Promise.all(this.#tasks);
   }
 
-  async #handle(conn: Deno.Conn): Promise<void> {
+  async #serveConnection(conn: Deno.Conn): Promise<void> {
     const remoteAddr = conn.remoteAddr as Deno.NetAddr;
-    const socket = await this.#handshake(conn, remoteAddr);
-    if (socket === null) return;
-    this.#sockets.add(socket);
+    const reader = conn.readable.getReader({ mode: "byob" });
+    this.#conns.add(conn);
+    try {
+      if (this.#conns.size > this.#limits.maxConnections) {
+        await this.#reject(
+          conn,
+          reader,
+          remoteAddr,
+          new HandshakeError(503, "The server is at its connection limit"),
+        );
+        return;
+      }
+      const result = await this.#readHead(conn, reader, EMPTY);
+      if (result === null) return;
+      const socket = await this.#upgrade(conn, reader, remoteAddr, result);
+      if (socket !== null) await this.#runSocket(socket, conn);
+    } finally {
+      this.#conns.delete(conn);
+      closeQuietly(conn);
+    }
+  }
+
+  /** Reads a request head within the handshake timeout; `null` if none came. */
+  async #readHead(
+    conn: Deno.Conn,
+    reader: ReadableStreamBYOBReader,
+    rest: Uint8Array,
+  ): Promise<HeadResult> {
+    const remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    const timer = setTimeout(
+      () => closeQuietly(conn),
+      this.#limits.handshakeTimeout,
+    );
+    const parser = new HttpRequestParser({
+      maxHeadSize: this.#limits.maxHeadSize,
+      maxHeaders: this.#limits.maxHeaders,
+    });
+    try {
+      let head = rest.length > 0 ? parser.receive(rest) : undefined;
+      let buffer = new ArrayBuffer(4096);
+      while (head === undefined) {
+        const { value, done } = await reader.read(new Uint8Array(buffer));
+        if (done || value === undefined) return null;
+        buffer = value.buffer;
+        head = parser.receive(value);
+      }
+      return { head, rest: parser.rest };
+    } catch (error) {
+      if (error instanceof HandshakeError) {
+        await this.#reject(conn, reader, remoteAddr, error);
+      }
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Validates and answers a handshake; `null` when it was rejected. */
+  async #upgrade(
+    conn: Deno.Conn,
+    reader: ReadableStreamBYOBReader,
+    remoteAddr: Deno.NetAddr,
+    { head, rest }: { head: HttpRequestHead; rest: Uint8Array },
+  ): Promise<Socket<Data> | null> {
+    const options = this.#options;
+    try {
+      const upgrade = validateUpgradeRequest(head, this.#scheme);
+      const origin = upgrade.headers.get("origin");
+      if (!isOriginAllowed(origin, options.origins)) {
+        throw new HandshakeError(403, `Origin ${origin} is not allowed`);
+      }
+      let request: Request | undefined;
+      const getRequest = () =>
+        request ??= new Request(upgrade.url, { headers: upgrade.headers });
+      let protocol = selectProtocol(
+        options.protocols,
+        upgrade.protocols,
+        getRequest,
+      );
+      let data: Data | undefined;
+      let extraHeaders: Headers | undefined;
+      if (options.onUpgrade) {
+        const decision = await options.onUpgrade(getRequest(), {
+          remoteAddr,
+          protocols: upgrade.protocols,
+          protocol,
+        });
+        if (decision instanceof Response) {
+          this.#stats.countRejection(decision.status);
+          this.#logger({
+            type: "handshake-rejected",
+            remoteAddr,
+            status: decision.status,
+            message: "rejected by onUpgrade",
+          });
+          await this.#write(conn, await encodeHookResponse(decision));
+          return null;
+        }
+        if (decision) {
+          if (decision.protocol !== undefined) {
+            assertOffered(decision.protocol, upgrade.protocols);
+            protocol = decision.protocol;
+          }
+          data = decision.data;
+          if (decision.headers) extraHeaders = new Headers(decision.headers);
+        }
+      }
+      const headers: [string, string][] = [];
+      if (protocol !== "") headers.push(["Sec-WebSocket-Protocol", protocol]);
+      if (extraHeaders) headers.push(...extraHeaders);
+      const accept = await computeAcceptKey(upgrade.key);
+      reader.releaseLock();
+      if (!await this.#write(conn, encodeAcceptResponse(accept, headers))) {
+        return null;
+      }
+      return new Socket<Data>(conn, {
+        url: upgrade.url,
+        headers: upgrade.headers,
+        remoteAddr,
+        protocol,
+      }, {
+        role: "server",
+        ...this.#limits,
+        backpressurePolicy: options.backpressurePolicy ?? "close",
+        ticker: this.#ticker,
+        counters: this.#stats.counters,
+        head: rest,
+      }, data as Data);
+    } catch (error) {
+      if (error instanceof HandshakeError) {
+        await this.#reject(conn, reader, remoteAddr, error);
+      } else {
+        // A hook threw: the client gets a bare 500, the logger the error.
+        this.#logger({ type: "handler-error", url: head.target, error });
+        await this.#reject(
+          conn,
+          reader,
+          remoteAddr,
+          new HandshakeError(500, "Internal server error"),
+        );
+      }
+      return null;
+    }
+  }
+
+  async #runSocket(socket: Socket<Data>, conn: Deno.Conn): Promise<void> {
+    this.#sockets.set(socket, conn);
+    this.#stats.totalConnections++;
     const url = socket.url.href;
-    this.#logger({ type: "open", url, remoteAddr });
+    const remoteAddr = socket.remoteAddr;
+    this.#logger({ type: "open", url, remoteAddr, protocol: socket.protocol });
     const running = socket.run();
     try {
       await this.#handler(socket);
@@ -331,6 +429,7 @@ export class Server implements AsyncDisposable {
     await running;
     const info = await socket.closed;
     this.#sockets.delete(socket);
+    this.#stats.countClose(info.code);
     if (info.error) {
       this.#logger({
         type: "protocol-error",
@@ -350,65 +449,14 @@ export class Server implements AsyncDisposable {
     });
   }
 
-  /** Reads and answers the opening handshake; `null` when it failed. */
-  async #handshake(
-    conn: Deno.Conn,
-    remoteAddr: Deno.NetAddr,
-  ): Promise<Socket | null> {
-    this.#handshaking.add(conn);
-    const timer = setTimeout(
-      () => closeQuietly(conn),
-      this.#limits.handshakeTimeout,
-    );
-    const parser = new HttpRequestParser({
-      maxHeadSize: this.#limits.maxHeadSize,
-      maxHeaders: this.#limits.maxHeaders,
-    });
-    const reader = conn.readable.getReader({ mode: "byob" });
-    let buffer = new ArrayBuffer(4096);
+  async #write(conn: Deno.Conn, bytes: Uint8Array): Promise<boolean> {
     try {
-      let head;
-      while (head === undefined) {
-        const { value, done } = await reader.read(new Uint8Array(buffer));
-        if (done || value === undefined) throw new Error("closed");
-        buffer = value.buffer;
-        head = parser.receive(value);
-      }
-      const request = validateUpgradeRequest(head, this.#scheme);
-      const accept = await computeAcceptKey(request.key);
-      reader.releaseLock();
       const writer = conn.writable.getWriter();
-      await writer.write(encodeAcceptResponse(accept));
+      await writer.write(bytes);
       writer.releaseLock();
-      return new Socket(conn, {
-        url: request.url,
-        headers: request.headers,
-        remoteAddr,
-        protocol: "",
-      }, {
-        role: "server",
-        maxPayload: this.#limits.maxPayload,
-        maxFragments: this.#limits.maxFragments,
-        closeTimeout: this.#limits.closeTimeout,
-        sendHighWaterMark: this.#limits.sendHighWaterMark,
-        receiveHighWaterMark: this.#limits.receiveHighWaterMark,
-        head: parser.rest,
-      });
-    } catch (error) {
-      if (error instanceof HandshakeError) {
-        this.#logger({
-          type: "handshake-rejected",
-          remoteAddr,
-          status: error.status,
-          message: error.message,
-        });
-        await this.#reject(conn, reader, error);
-      }
-      closeQuietly(conn);
-      return null;
-    } finally {
-      clearTimeout(timer);
-      this.#handshaking.delete(conn);
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -420,13 +468,19 @@ export class Server implements AsyncDisposable {
   async #reject(
     conn: Deno.Conn,
     reader: ReadableStreamBYOBReader,
+    remoteAddr: Deno.NetAddr,
     error: HandshakeError,
   ): Promise<void> {
+    this.#stats.countRejection(error.status);
+    this.#logger({
+      type: "handshake-rejected",
+      remoteAddr,
+      status: error.status,
+      message: error.message,
+    });
     const lingering = setTimeout(() => closeQuietly(conn), 1000);
     try {
-      const writer = conn.writable.getWriter();
-      await writer.write(encodeRejectionResponse(error));
-      writer.releaseLock();
+      if (!await this.#write(conn, encodeRejectionResponse(error))) return;
       await conn.closeWrite();
       let buffer = new ArrayBuffer(4096);
       for (let total = 0; total < 1024 * 1024;) {
@@ -449,4 +503,12 @@ function closeQuietly(conn: Deno.Conn): void {
   } catch {
     // Already closed.
   }
+}
+
+/** Whether a request asks for a WebSocket (rather than plain HTTP). */
+function isWebSocketRequest(head: HttpRequestHead): boolean {
+  return head.headers.some(([name, value]) =>
+    name.toLowerCase() === "upgrade" &&
+    tokenList(value).some((token) => token.toLowerCase() === "websocket")
+  );
 }

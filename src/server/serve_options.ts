@@ -1,0 +1,266 @@
+import {
+  DEFAULT_MAX_FRAGMENTS,
+  DEFAULT_MAX_PAYLOAD,
+} from "../protocol/connection.ts";
+import type { ProtocolError } from "../protocol/errors.ts";
+import {
+  DEFAULT_MAX_HEAD_SIZE,
+  DEFAULT_MAX_HEADERS,
+} from "../protocol/http_request_parser.ts";
+import type { BackpressurePolicy, Socket } from "../socket.ts";
+
+/** Called once per accepted WebSocket; the socket closes when it returns. */
+export type SocketHandler<Data = unknown> = (
+  socket: Socket<Data>,
+) => void | Promise<void>;
+
+/** What {@linkcode UpgradeHook} learns about a handshake besides the request. */
+export interface UpgradeInfo {
+  /** The client's address. */
+  remoteAddr: Deno.NetAddr;
+  /** The subprotocols the client offers, in its order. */
+  protocols: string[];
+  /** The subprotocol chosen by the `protocols` option, or `""`. */
+  protocol: string;
+}
+
+/** How {@linkcode UpgradeHook} accepts a handshake. */
+export interface UpgradeAccept<Data> {
+  /** The subprotocol to use; it must be one the client offered. */
+  protocol?: string;
+  /** Extra headers for the `101` response (cookies, for example). */
+  headers?: HeadersInit;
+  /** Per-connection data, available to the handler as `socket.data`. */
+  data?: Data;
+}
+
+/**
+ * Decides on a valid handshake before the `101` is sent: return (or resolve
+ * to) a `Response` to reject it with that response (401 or 403 with a body,
+ * say); return an {@linkcode UpgradeAccept} or nothing to accept it.
+ * A hook that throws rejects the handshake with 500.
+ */
+export type UpgradeHook<Data> = (
+  request: Request,
+  info: UpgradeInfo,
+) =>
+  | Response
+  | UpgradeAccept<Data>
+  | void
+  | Promise<Response | UpgradeAccept<Data> | void>;
+
+/**
+ * Answers plain HTTP requests (not WebSocket upgrades) on the same port.
+ */
+export type FetchHandler = (
+  request: Request,
+  info: { remoteAddr: Deno.NetAddr },
+) => Response | Promise<Response>;
+
+/** A structured event for {@linkcode ServeOptions.logger}. */
+export type ServerLogEvent =
+  | { type: "listen"; addr: Deno.NetAddr }
+  | { type: "open"; url: string; remoteAddr: Deno.NetAddr; protocol: string }
+  | {
+    type: "close";
+    url: string;
+    remoteAddr: Deno.NetAddr;
+    code: number;
+    reason: string;
+    wasClean: boolean;
+  }
+  | {
+    type: "protocol-error";
+    remoteAddr: Deno.NetAddr;
+    code: ProtocolError["code"];
+    closeCode: number;
+    message: string;
+  }
+  | {
+    type: "handshake-rejected";
+    remoteAddr: Deno.NetAddr;
+    status: number;
+    message: string;
+  }
+  | { type: "handler-error"; url: string; error: unknown };
+
+/** Options of {@linkcode serve}. */
+export interface ServeOptions<Data = unknown> {
+  /**
+   * The TCP port to listen on; `0` picks a free one (see `server.addr`).
+   * @default {8765}
+   */
+  port?: number;
+  /**
+   * The address to listen on.
+   * @default {"0.0.0.0"}
+   */
+  hostname?: string;
+  /** PEM certificate chain; with `key`, the server speaks `wss://` (TLS). */
+  cert?: string;
+  /** PEM private key for `cert`. */
+  key?: string;
+  /** Aborting it shuts the server down like `server.shutdown()`. */
+  signal?: AbortSignal;
+  /** Called once the server listens, with its address. */
+  onListen?: (addr: Deno.NetAddr) => void;
+  /** Receives structured events (open, close, errors). Nothing by default. */
+  logger?: (event: ServerLogEvent) => void;
+  /**
+   * Origins allowed to open WebSockets (exact strings such as
+   * `"https://example.com"`, or RegExps). A request whose `Origin` header
+   * matches none is rejected with 403; a request without `Origin` (not from
+   * a browser) is allowed. Unset: every origin.
+   */
+  origins?: (string | RegExp)[];
+  /**
+   * Subprotocols the server speaks, in its order of preference, or a
+   * function choosing one from the client's offer. The server answers with
+   * the first of its protocols the client offered, or with none.
+   */
+  protocols?:
+    | string[]
+    | ((offered: string[], request: Request) => string | undefined);
+  /** Accepts or rejects each valid handshake; see {@linkcode UpgradeHook}. */
+  onUpgrade?: UpgradeHook<Data>;
+  /**
+   * Answers plain HTTP requests on the same port. Without it they get 426.
+   */
+  fetch?: FetchHandler;
+  /**
+   * The largest message accepted, in bytes (1009 beyond it).
+   * @default {16777216}
+   */
+  maxPayload?: number;
+  /**
+   * The most frames per message (1009 beyond it).
+   * @default {4096}
+   */
+  maxFragments?: number;
+  /**
+   * The largest request head, in bytes (431 beyond it).
+   * @default {16384}
+   */
+  maxHeadSize?: number;
+  /**
+   * The most request header fields (431 beyond it).
+   * @default {100}
+   */
+  maxHeaders?: number;
+  /**
+   * The largest plain HTTP request body, in bytes (413 beyond it).
+   * @default {1048576}
+   */
+  maxBodySize?: number;
+  /**
+   * The most connections at once, WebSocket or HTTP; more get 503.
+   * @default {10000}
+   */
+  maxConnections?: number;
+  /**
+   * Milliseconds a client has to send a complete request head.
+   * @default {10000}
+   */
+  handshakeTimeout?: number;
+  /**
+   * Milliseconds `close()` waits for the peer's close frame.
+   * @default {5000}
+   */
+  closeTimeout?: number;
+  /**
+   * Milliseconds without traffic from a peer before a keepalive ping is
+   * sent; 0 disables keepalive pings.
+   * @default {30000}
+   */
+  pingInterval?: number;
+  /**
+   * Milliseconds to wait for the pong; without one the connection is closed
+   * with 1011 "keepalive pong timeout". 0 waits forever.
+   * @default {20000}
+   */
+  pongTimeout?: number;
+  /**
+   * Milliseconds without a message either way before the connection is
+   * closed with 1001 "idle timeout"; 0 disables it.
+   * @default {0}
+   */
+  idleTimeout?: number;
+  /**
+   * Queued outgoing bytes above which `send()` waits for the writes.
+   * @default {1048576}
+   */
+  sendHighWaterMark?: number;
+  /**
+   * Queued outgoing bytes at which `backpressurePolicy` applies.
+   * @default {16777216}
+   */
+  maxBackpressure?: number;
+  /**
+   * What happens to a message sent while `maxBackpressure` bytes are queued.
+   * @default {"close"}
+   */
+  backpressurePolicy?: BackpressurePolicy;
+  /**
+   * Received bytes queued for a handler before the socket stops reading.
+   * @default {1048576}
+   */
+  receiveHighWaterMark?: number;
+  /**
+   * Received messages queued for a handler before the socket stops reading.
+   * @default {1024}
+   */
+  maxQueuedMessages?: number;
+}
+
+/** The numeric options, with their defaults. */
+export const NUMERIC_DEFAULTS = {
+  maxPayload: DEFAULT_MAX_PAYLOAD,
+  maxFragments: DEFAULT_MAX_FRAGMENTS,
+  maxHeadSize: DEFAULT_MAX_HEAD_SIZE,
+  maxHeaders: DEFAULT_MAX_HEADERS,
+  maxBodySize: 1024 * 1024,
+  maxConnections: 10_000,
+  handshakeTimeout: 10_000,
+  closeTimeout: 5_000,
+  pingInterval: 30_000,
+  pongTimeout: 20_000,
+  idleTimeout: 0,
+  sendHighWaterMark: 1024 * 1024,
+  maxBackpressure: 16 * 1024 * 1024,
+  receiveHighWaterMark: 1024 * 1024,
+  maxQueuedMessages: 1024,
+} as const;
+
+/** The options a server runs with, defaults applied and checked. */
+export type ResolvedLimits = {
+  -readonly [K in keyof typeof NUMERIC_DEFAULTS]: number;
+};
+
+// Options where 0 means "disabled".
+const MAY_BE_ZERO = new Set(["pingInterval", "pongTimeout", "idleTimeout"]);
+
+/**
+ * Applies the defaults to the numeric options and checks them.
+ *
+ * @param options The user's options.
+ * @returns Every numeric option.
+ * @throws {RangeError} When one is not a positive (or, for timeouts that
+ * may be disabled, non-negative) integer.
+ */
+export function resolveLimits(options: ServeOptions<never>): ResolvedLimits {
+  const limits: ResolvedLimits = { ...NUMERIC_DEFAULTS };
+  for (const name of Object.keys(limits) as (keyof ResolvedLimits)[]) {
+    const value = options[name];
+    if (value === undefined) continue;
+    const min = MAY_BE_ZERO.has(name) ? 0 : 1;
+    if (!Number.isSafeInteger(value) || value < min) {
+      throw new RangeError(
+        `Cannot serve: "${name}" must be a ${
+          min === 0 ? "non-negative" : "positive"
+        } integer, got ${value}`,
+      );
+    }
+    limits[name] = value;
+  }
+  return limits;
+}

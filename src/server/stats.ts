@@ -1,0 +1,178 @@
+import type { SocketCounters } from "../socket.ts";
+
+/** A snapshot of a server's counters; see `server.stats()`. */
+export interface ServerStats {
+  /** WebSocket connections open now. */
+  openConnections: number;
+  /** WebSocket connections accepted since the server started. */
+  totalConnections: number;
+  /** Messages received from all peers. */
+  messagesReceived: number;
+  /** Messages queued for sending to all peers. */
+  messagesSent: number;
+  /** Bytes read from WebSocket connections (frames, headers included). */
+  bytesReceived: number;
+  /** Bytes written to WebSocket connections. */
+  bytesSent: number;
+  /** Messages dropped by the backpressure policy. */
+  backpressureDrops: number;
+  /** How many connections ended with each close code. */
+  closeCodes: Record<number, number>;
+  /** How many handshakes were rejected with each HTTP status. */
+  handshakeRejections: Record<number, number>;
+  /** Ping round-trip times in milliseconds: count, mean and maximum. */
+  pingRtt: { count: number; mean: number; max: number };
+}
+
+/** Collects a server's counters; sockets add to `counters` directly. */
+export class StatsCollector {
+  /** Shared by every socket of the server. */
+  readonly counters: SocketCounters = {
+    messagesIn: 0,
+    messagesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    backpressureDrops: 0,
+    rttCount: 0,
+    rttSum: 0,
+    rttMax: 0,
+  };
+  /** WebSocket connections accepted. */
+  totalConnections = 0;
+  readonly #closeCodes: Record<number, number> = {};
+  readonly #rejections: Record<number, number> = {};
+
+  /**
+   * Counts a connection's close code.
+   *
+   * @param code The code from `socket.closed`.
+   */
+  countClose(code: number): void {
+    this.#closeCodes[code] = (this.#closeCodes[code] ?? 0) + 1;
+  }
+
+  /**
+   * Counts a rejected handshake.
+   *
+   * @param status The HTTP status it got.
+   */
+  countRejection(status: number): void {
+    this.#rejections[status] = (this.#rejections[status] ?? 0) + 1;
+  }
+
+  /**
+   * Takes a snapshot.
+   *
+   * @param openConnections WebSocket connections open now.
+   * @returns The counters.
+   */
+  snapshot(openConnections: number): ServerStats {
+    const c = this.counters;
+    return {
+      openConnections,
+      totalConnections: this.totalConnections,
+      messagesReceived: c.messagesIn,
+      messagesSent: c.messagesOut,
+      bytesReceived: c.bytesIn,
+      bytesSent: c.bytesOut,
+      backpressureDrops: c.backpressureDrops,
+      closeCodes: { ...this.#closeCodes },
+      handshakeRejections: { ...this.#rejections },
+      pingRtt: {
+        count: c.rttCount,
+        mean: c.rttCount === 0 ? 0 : c.rttSum / c.rttCount,
+        max: c.rttMax,
+      },
+    };
+  }
+}
+
+/**
+ * Renders server stats in the Prometheus text exposition format (version
+ * 0.0.4), metric names prefixed with `duplex_`.
+ *
+ * @param stats A snapshot from `server.stats()`.
+ * @returns The metrics text, ending with a newline.
+ *
+ * @example Usage
+ * ```ts
+ * import { renderPrometheus, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve({ port: 0 }, () => {});
+ * const text = renderPrometheus(server.stats());
+ * assert.match(text, /^duplex_connections_open 0$/m);
+ * ```
+ */
+export function renderPrometheus(stats: ServerStats): string {
+  const lines: string[] = [];
+  const metric = (
+    name: string,
+    type: "gauge" | "counter",
+    help: string,
+    samples: [labels: string, value: number][],
+  ) => {
+    lines.push(
+      `# HELP duplex_${name} ${help}`,
+      `# TYPE duplex_${name} ${type}`,
+    );
+    for (const [labels, value] of samples) {
+      lines.push(`duplex_${name}${labels} ${value}`);
+    }
+  };
+  const labelled = (label: string, counts: Record<number, number>) =>
+    Object.entries(counts).map(([key, value]) =>
+      [`{${label}="${key}"}`, value] as [string, number]
+    );
+  metric("connections_open", "gauge", "Open WebSocket connections.", [[
+    "",
+    stats.openConnections,
+  ]]);
+  metric("connections_total", "counter", "WebSocket connections accepted.", [[
+    "",
+    stats.totalConnections,
+  ]]);
+  metric("messages_received_total", "counter", "Messages received.", [[
+    "",
+    stats.messagesReceived,
+  ]]);
+  metric("messages_sent_total", "counter", "Messages sent.", [[
+    "",
+    stats.messagesSent,
+  ]]);
+  metric("bytes_received_total", "counter", "Bytes read from WebSockets.", [[
+    "",
+    stats.bytesReceived,
+  ]]);
+  metric("bytes_sent_total", "counter", "Bytes written to WebSockets.", [[
+    "",
+    stats.bytesSent,
+  ]]);
+  metric(
+    "backpressure_drops_total",
+    "counter",
+    "Messages dropped by the backpressure policy.",
+    [["", stats.backpressureDrops]],
+  );
+  metric(
+    "closes_total",
+    "counter",
+    "Closed connections by close code.",
+    labelled("code", stats.closeCodes),
+  );
+  metric(
+    "handshake_rejections_total",
+    "counter",
+    "Rejected handshakes by HTTP status.",
+    labelled("status", stats.handshakeRejections),
+  );
+  metric("ping_rtt_milliseconds_mean", "gauge", "Mean ping round trip.", [[
+    "",
+    stats.pingRtt.mean,
+  ]]);
+  metric("ping_rtt_milliseconds_max", "gauge", "Largest ping round trip.", [[
+    "",
+    stats.pingRtt.max,
+  ]]);
+  return lines.join("\n") + "\n";
+}

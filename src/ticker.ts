@@ -1,0 +1,59 @@
+/**
+ * One interval timer for many sockets: keepalive and idle checks of every
+ * socket run on a shared tick instead of a timer each, so idle sockets cost
+ * no timers. The interval runs only while something is registered and never
+ * keeps the process alive on its own.
+ */
+export class Ticker {
+  readonly #period: number;
+  readonly #callbacks = new Set<(now: number) => void>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  /**
+   * Creates a ticker.
+   *
+   * @param period Milliseconds between ticks.
+   */
+  constructor(period: number) {
+    this.#period = period;
+  }
+
+  /**
+   * Calls `callback` with the current time on every tick until the
+   * returned function is called.
+   *
+   * @param callback Runs on every tick.
+   * @returns Unregisters the callback.
+   */
+  add(callback: (now: number) => void): () => void {
+    this.#callbacks.add(callback);
+    if (this.#timer === undefined) {
+      const timer = setInterval(() => {
+        const now = performance.now();
+        for (const tick of this.#callbacks) tick(now);
+      }, this.#period);
+      Deno.unrefTimer(timer);
+      this.#timer = timer;
+    }
+    return () => {
+      this.#callbacks.delete(callback);
+      if (this.#callbacks.size === 0 && this.#timer !== undefined) {
+        clearInterval(this.#timer);
+        this.#timer = undefined;
+      }
+    };
+  }
+}
+
+/**
+ * The tick period for a set of timeouts: a quarter of the shortest one, so
+ * each fires within 25% of its value, between 20 ms and one second.
+ *
+ * @param timeouts Milliseconds; zero means disabled.
+ * @returns The period in milliseconds.
+ */
+export function tickPeriod(...timeouts: number[]): number {
+  const enabled = timeouts.filter((timeout) => timeout > 0);
+  if (enabled.length === 0) return 1000;
+  return Math.min(1000, Math.max(20, Math.floor(Math.min(...enabled) / 4)));
+}

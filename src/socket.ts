@@ -1,7 +1,9 @@
 import { Connection } from "./protocol/connection.ts";
 import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
 import type { Message } from "./protocol/message_assembler.ts";
+import { PreparedMessage } from "./protocol/prepared_message.ts";
 import type { Ticker } from "./ticker.ts";
+import type { Topics } from "./pubsub/topics.ts";
 
 /** How a connection ended; what {@linkcode Socket.prototype.closed} resolves to. */
 export interface CloseInfo {
@@ -18,6 +20,16 @@ export interface CloseInfo {
   /** The peer's protocol violation, when that is why the connection closed. */
   error?: ProtocolError;
 }
+
+/**
+ * What `send()` takes: text as a string, binary as bytes, or a
+ * {@linkcode PreparedMessage} framed once for many sockets.
+ */
+export type OutgoingMessage =
+  | string
+  | Uint8Array
+  | ArrayBuffer
+  | PreparedMessage;
 
 /** Where a socket is in its life. */
 export type SocketState = "open" | "closing" | "closed";
@@ -139,6 +151,8 @@ export interface SocketOptions {
   ticker?: Ticker;
   /** Counters to add traffic to. */
   counters?: SocketCounters;
+  /** The server's topic registry, for `subscribe()` and `publish()`. */
+  topics?: Topics;
   /** Bytes that arrived with the handshake, before the first frame read. */
   head?: Uint8Array;
 }
@@ -252,6 +266,8 @@ export class Socket<Data = unknown>
   #pingSentAt = -1;
   #rtt: number | undefined;
   #stopTicking: (() => void) | null = null;
+  // Topics this socket is subscribed to.
+  #subscriptions: Set<string> | null = null;
   // Closing.
   #forcedClose: { code: number; reason: string } | null = null;
   #peerClose: { code: number; reason: string } | null = null;
@@ -334,7 +350,7 @@ export class Socket<Data = unknown>
    * after a close frame.
    * @throws {TypeError} When `message` is neither a string nor bytes.
    */
-  send(message: string | Uint8Array | ArrayBuffer): Promise<void> {
+  send(message: OutgoingMessage): Promise<void> {
     const status = this.#offer(message);
     if (status === "sent" || status === "dropped") return RESOLVED;
     if (status === "closed") {
@@ -354,17 +370,17 @@ export class Socket<Data = unknown>
    * @returns `sent`, `backpressure`, `dropped` or `closed`.
    * @throws {TypeError} When `message` is neither a string nor bytes.
    */
-  trySend(message: string | Uint8Array | ArrayBuffer): SendStatus {
+  trySend(message: OutgoingMessage): SendStatus {
     return this.#offer(message);
   }
 
-  #offer(message: string | Uint8Array | ArrayBuffer): SendStatus {
-    const bytes = typeof message === "string"
-      ? message
-      : message instanceof Uint8Array
+  #offer(message: OutgoingMessage): SendStatus {
+    const bytes = typeof message === "string" || message instanceof Uint8Array
       ? message
       : message instanceof ArrayBuffer
       ? new Uint8Array(message)
+      : message instanceof PreparedMessage
+      ? (this.#options.role === "server" ? message : message.message)
       : invalidMessage(message);
     if (this.#connection.state !== "open") return "closed";
     if (this.bufferedAmount >= this.#options.maxBackpressure) {
@@ -380,9 +396,11 @@ export class Socket<Data = unknown>
         return "dropped";
       }
     }
-    const referenced = typeof bytes === "string"
-      ? (this.#connection.sendText(bytes), false)
-      : this.#connection.sendBinary(bytes);
+    let referenced = false;
+    if (typeof bytes === "string") this.#connection.sendText(bytes);
+    else if (bytes instanceof PreparedMessage) {
+      this.#connection.sendEncoded(bytes.frame);
+    } else referenced = this.#connection.sendBinary(bytes);
     this.#counters.messagesOut++;
     this.#messaged = true;
     this.#scheduleFlush();
@@ -390,6 +408,69 @@ export class Socket<Data = unknown>
         this.bufferedAmount > this.#options.sendHighWaterMark
       ? "backpressure"
       : "sent";
+  }
+
+  /**
+   * Subscribes this socket to `topic`: messages published to it (by any
+   * socket or the server, on any instance sharing the pub/sub adapter) are
+   * sent to this socket. Subscriptions end when the socket closes.
+   *
+   * @param topic The topic name.
+   * @returns `false` when already subscribed.
+   * @throws {TypeError} On a socket without a server (a client socket).
+   */
+  subscribe(topic: string): boolean {
+    const topics = this.#topics("subscribe");
+    if (this.#info !== null) return false;
+    (this.#subscriptions ??= new Set()).add(topic);
+    return topics.subscribe(topic, this);
+  }
+
+  /**
+   * Unsubscribes this socket from `topic`.
+   *
+   * @param topic The topic name.
+   * @returns `false` when it was not subscribed.
+   * @throws {TypeError} On a socket without a server.
+   */
+  unsubscribe(topic: string): boolean {
+    const topics = this.#topics("unsubscribe");
+    this.#subscriptions?.delete(topic);
+    return topics.unsubscribe(topic, this);
+  }
+
+  /** The topics this socket is subscribed to. */
+  get subscriptions(): ReadonlySet<string> {
+    return this.#subscriptions ?? new Set();
+  }
+
+  /**
+   * Publishes `message` to every subscriber of `topic`, framed once.
+   *
+   * @param topic The topic name.
+   * @param message Text, bytes or a prepared message.
+   * @param options `exceptSelf: true` leaves this socket out.
+   * @returns How many local subscribers got the message queued.
+   * @throws {TypeError} On a socket without a server.
+   */
+  publish(
+    topic: string,
+    message: string | Uint8Array | PreparedMessage,
+    options: { exceptSelf?: boolean } = {},
+  ): number {
+    return this.#topics("publish").publish(topic, message, {
+      except: options.exceptSelf ? this : undefined,
+    });
+  }
+
+  #topics(action: string): Topics {
+    const topics = this.#options.topics;
+    if (topics === undefined) {
+      throw new TypeError(
+        `Cannot ${action}: topics need a server; this socket has none`,
+      );
+    }
+    return topics;
   }
 
   /**
@@ -721,6 +802,10 @@ export class Socket<Data = unknown>
     if (this.#info !== null) return;
     clearTimeout(this.#closeTimer);
     this.#stopTicking?.();
+    for (const topic of this.#subscriptions ?? []) {
+      this.#options.topics?.unsubscribe(topic, this);
+    }
+    this.#subscriptions = null;
     const failure = this.#failure;
     const forced = this.#forcedClose;
     this.#info = forced !== null
@@ -802,7 +887,7 @@ function newCounters(): SocketCounters {
 
 function invalidMessage(message: unknown): never {
   throw new TypeError(
-    `Cannot send: a message must be a string, Uint8Array or ArrayBuffer, got ${
+    `Cannot send: a message must be a string, Uint8Array, ArrayBuffer or PreparedMessage, got ${
       Object.prototype.toString.call(message)
     }`,
   );

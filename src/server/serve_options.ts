@@ -8,6 +8,7 @@ import {
   DEFAULT_MAX_HEADERS,
 } from "../protocol/http_request_parser.ts";
 import type { BackpressurePolicy, Socket } from "../socket.ts";
+import type { PubSubAdapter } from "../pubsub/adapter.ts";
 
 /** Called once per accepted WebSocket; the socket closes when it returns. */
 export type SocketHandler<Data = unknown> = (
@@ -82,7 +83,8 @@ export type ServerLogEvent =
     status: number;
     message: string;
   }
-  | { type: "handler-error"; url: string; error: unknown };
+  | { type: "handler-error"; url: string; error: unknown }
+  | { type: "pubsub-error"; error: unknown };
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions<Data = unknown> {
@@ -96,6 +98,17 @@ export interface ServeOptions<Data = unknown> {
    * @default {"0.0.0.0"}
    */
   hostname?: string;
+  /**
+   * Lets several listeners share the port (Linux `SO_REUSEPORT`), for one
+   * server per worker; Deno needs `--unstable-net` for it.
+   * @default {false}
+   */
+  reusePort?: boolean;
+  /**
+   * Carries `publish()` to other server instances (workers, processes,
+   * machines). Without it, topics are local to this server.
+   */
+  pubsub?: PubSubAdapter;
   /** PEM certificate chain; with `key`, the server speaks `wss://` (TLS). */
   cert?: string;
   /** PEM private key for `cert`. */

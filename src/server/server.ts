@@ -22,6 +22,8 @@ import {
   type SocketHandler,
 } from "./serve_options.ts";
 import { type ServerStats, StatsCollector } from "./stats.ts";
+import { type PublishOptions, Topics } from "../pubsub/topics.ts";
+import type { PreparedMessage } from "../protocol/prepared_message.ts";
 import { renderPrometheus } from "./stats.ts";
 import {
   assertOffered,
@@ -116,6 +118,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
   readonly #logger: (event: ServerLogEvent) => void;
   readonly #ticker: Ticker;
   readonly #stats = new StatsCollector();
+  readonly #topics: Topics;
   readonly #conns = new Set<Deno.Conn>();
   // Open sockets and the transport behind each.
   readonly #sockets = new Map<Socket<Data>, Deno.Conn>();
@@ -164,6 +167,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
         this.#limits.idleTimeout,
       ),
     );
+    this.#topics = new Topics(
+      options.pubsub,
+      (error) => this.#logger({ type: "pubsub-error", error }),
+    );
     const hostname = options.hostname ?? DEFAULT_HOSTNAME;
     this.#scheme = options.cert !== undefined ? "wss" : "ws";
     this.#listener = options.cert !== undefined
@@ -173,7 +180,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         cert: options.cert,
         key: options.key!,
       })
-      : Deno.listen({ port, hostname });
+      : Deno.listen({ port, hostname, reusePort: options.reusePort });
     this.addr = this.#listener.addr as Deno.NetAddr;
     this.finished = this.#acceptLoop();
     options.signal?.addEventListener("abort", () => this.shutdown(), {
@@ -197,6 +204,35 @@ export class Server<Data = unknown> implements AsyncDisposable {
    */
   stats(): ServerStats {
     return this.#stats.snapshot(this.#sockets.size);
+  }
+
+  /**
+   * Publishes `message` to every socket subscribed to `topic` here, and
+   * through the pub/sub adapter to the other instances. The message is
+   * framed once; each subscriber gets it with `trySend()`, so a slow one
+   * meets its backpressure policy instead of stalling the others.
+   *
+   * @param topic The topic name.
+   * @param message Text, bytes, or a prepared message.
+   * @param options `except`: a socket to leave out.
+   * @returns How many local subscribers got the message queued.
+   */
+  publish(
+    topic: string,
+    message: string | Uint8Array | PreparedMessage,
+    options?: PublishOptions,
+  ): number {
+    return this.#topics.publish(topic, message, options);
+  }
+
+  /**
+   * The number of local sockets subscribed to `topic`.
+   *
+   * @param topic The topic name.
+   * @returns The count.
+   */
+  subscriberCount(topic: string): number {
+    return this.#topics.subscriberCount(topic);
   }
 
   /**
@@ -248,6 +284,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     clearTimeout(timer);
     for (const conn of this.#conns) closeQuietly(conn);
     await this.finished;
+    await this.#topics.close();
   }
 
   async #acceptLoop(): Promise<void> {
@@ -390,6 +427,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         ...this.#limits,
         backpressurePolicy: options.backpressurePolicy ?? "close",
         ticker: this.#ticker,
+        topics: this.#topics,
         counters: this.#stats.counters,
         head: rest,
       }, data as Data);

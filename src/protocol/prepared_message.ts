@@ -1,0 +1,71 @@
+import { COPY_LIMIT, FrameWriter } from "./frame_writer.ts";
+import { OPCODE } from "./frame_parser.ts";
+
+/**
+ * A message framed once, to be sent to many sockets as the same bytes (a
+ * broadcast): no per-recipient encoding or copying. Create it with
+ * {@linkcode prepareMessage} and pass it to `socket.send()` or
+ * `socket.trySend()`.
+ *
+ * A client socket must mask every frame, so it encodes `message` afresh.
+ */
+export class PreparedMessage {
+  /** The message as given. */
+  readonly message: string | Uint8Array;
+  /** The unmasked server frame; never modified. */
+  readonly frame: Uint8Array;
+
+  /**
+   * Frames `message`. Prefer {@linkcode prepareMessage}.
+   *
+   * @param message Text or binary data.
+   */
+  constructor(message: string | Uint8Array) {
+    const writer = new FrameWriter();
+    if (typeof message === "string") writer.writeText(OPCODE.Text, message);
+    else {
+      writer.writeFrame(
+        OPCODE.Binary,
+        message.length > COPY_LIMIT ? message.slice() : message,
+      );
+    }
+    const chunks = writer.take();
+    this.message = message;
+    // One buffer of its own, not a view that would pin the writer's arena.
+    const only = chunks.length === 1 ? chunks[0] : null;
+    this.frame = only !== null && only.byteLength === only.buffer.byteLength
+      ? only
+      : concat(chunks);
+  }
+}
+
+/**
+ * Frames a message once for sending to many sockets.
+ *
+ * @param message Text or binary data (copied).
+ * @returns The prepared message.
+ *
+ * @example Usage
+ * ```ts
+ * import { prepareMessage } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const prepared = prepareMessage("Hello");
+ * assert.deepEqual(prepared.frame, new Uint8Array([0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]));
+ * ```
+ */
+export function prepareMessage(message: string | Uint8Array): PreparedMessage {
+  return new PreparedMessage(message);
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  let size = 0;
+  for (const chunk of chunks) size += chunk.length;
+  const joined = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return joined;
+}

@@ -1,0 +1,35 @@
+/**
+ * Carries published messages between server instances (workers, processes,
+ * machines), so that `publish()` on one reaches subscribers on all.
+ *
+ * The server delivers to its own subscribers itself; an adapter only
+ * forwards to the *other* instances and hands their messages back through
+ * the `deliver` callback given to {@linkcode PubSubAdapter.start}. An
+ * adapter must not hand an instance its own messages back.
+ */
+export interface PubSubAdapter {
+  /**
+   * Starts receiving messages published by other instances.
+   *
+   * @param deliver Delivers a remote message to local subscribers.
+   */
+  start(
+    deliver: (topic: string, message: string | Uint8Array) => void,
+  ): void | Promise<void>;
+  /**
+   * Forwards a message published here to the other instances.
+   *
+   * @param topic The topic.
+   * @param message The message.
+   */
+  publish(topic: string, message: string | Uint8Array): void | Promise<void>;
+  /**
+   * Called when the first local subscriber joins a topic; adapters that
+   * filter by topic (Redis channels) subscribe here.
+   */
+  subscribe?(topic: string): void | Promise<void>;
+  /** Called when the last local subscriber leaves a topic. */
+  unsubscribe?(topic: string): void | Promise<void>;
+  /** Stops the adapter; called by `server.shutdown()`. */
+  close(): void | Promise<void>;
+}

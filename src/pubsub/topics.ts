@@ -1,0 +1,159 @@
+import { PreparedMessage } from "../protocol/prepared_message.ts";
+import type { SendStatus } from "../socket.ts";
+import type { PubSubAdapter } from "./adapter.ts";
+
+/** A socket as the topic registry sees it. */
+export interface Subscriber {
+  /** Queues a message without waiting. */
+  trySend(message: PreparedMessage): SendStatus;
+}
+
+/** Options of {@linkcode Topics.prototype.publish}. */
+export interface PublishOptions {
+  /** A subscriber that must not receive the message (usually the sender). */
+  except?: Subscriber;
+}
+
+/**
+ * The topic registry of one server: who is subscribed to what, and local
+ * delivery. A published message is framed once and the same bytes are
+ * queued on every subscriber with `trySend()`, so a slow subscriber meets
+ * its backpressure policy and never stalls the others.
+ */
+export class Topics {
+  readonly #topics = new Map<string, Set<Subscriber>>();
+  readonly #adapter: PubSubAdapter | undefined;
+  readonly #onError: (error: unknown) => void;
+  readonly #started: Promise<void>;
+
+  /**
+   * Creates a registry.
+   *
+   * @param adapter Carries messages to and from other instances.
+   * @param onError Receives adapter failures.
+   */
+  constructor(
+    adapter: PubSubAdapter | undefined,
+    onError: (error: unknown) => void,
+  ) {
+    this.#adapter = adapter;
+    this.#onError = onError;
+    this.#started = Promise.resolve(
+      adapter?.start((topic, message) => this.#deliver(topic, message)),
+    ).catch(onError);
+  }
+
+  /** Resolves once the adapter has started. */
+  get ready(): Promise<void> {
+    return this.#started;
+  }
+
+  /**
+   * Subscribes `subscriber` to `topic`.
+   *
+   * @param topic The topic.
+   * @param subscriber The socket.
+   * @returns `false` when it was subscribed already.
+   */
+  subscribe(topic: string, subscriber: Subscriber): boolean {
+    let subscribers = this.#topics.get(topic);
+    if (subscribers === undefined) {
+      subscribers = new Set();
+      this.#topics.set(topic, subscribers);
+      this.#call(() => this.#adapter?.subscribe?.(topic));
+    }
+    if (subscribers.has(subscriber)) return false;
+    subscribers.add(subscriber);
+    return true;
+  }
+
+  /**
+   * Unsubscribes `subscriber` from `topic`.
+   *
+   * @param topic The topic.
+   * @param subscriber The socket.
+   * @returns `false` when it was not subscribed.
+   */
+  unsubscribe(topic: string, subscriber: Subscriber): boolean {
+    const subscribers = this.#topics.get(topic);
+    if (subscribers === undefined || !subscribers.delete(subscriber)) {
+      return false;
+    }
+    if (subscribers.size === 0) {
+      this.#topics.delete(topic);
+      this.#call(() => this.#adapter?.unsubscribe?.(topic));
+    }
+    return true;
+  }
+
+  /**
+   * The number of local subscribers of `topic`.
+   *
+   * @param topic The topic.
+   * @returns The count.
+   */
+  subscriberCount(topic: string): number {
+    return this.#topics.get(topic)?.size ?? 0;
+  }
+
+  /**
+   * Delivers `message` to the local subscribers of `topic` and forwards it
+   * to the other instances through the adapter.
+   *
+   * @param topic The topic.
+   * @param message The message, or one prepared already.
+   * @param options Whom to leave out.
+   * @returns How many local subscribers got it queued.
+   */
+  publish(
+    topic: string,
+    message: string | Uint8Array | PreparedMessage,
+    options: PublishOptions = {},
+  ): number {
+    const prepared = message instanceof PreparedMessage
+      ? message
+      : new PreparedMessage(message);
+    const adapter = this.#adapter;
+    if (adapter !== undefined) {
+      this.#call(() => adapter.publish(topic, prepared.message));
+    }
+    return this.#send(topic, prepared, options.except);
+  }
+
+  /** Stops the adapter. */
+  async close(): Promise<void> {
+    this.#topics.clear();
+    await this.#started;
+    await this.#adapter?.close();
+  }
+
+  #deliver(topic: string, message: string | Uint8Array): void {
+    if (this.#topics.has(topic)) {
+      this.#send(topic, new PreparedMessage(message), undefined);
+    }
+  }
+
+  #send(
+    topic: string,
+    prepared: PreparedMessage,
+    except: Subscriber | undefined,
+  ): number {
+    const subscribers = this.#topics.get(topic);
+    if (subscribers === undefined) return 0;
+    let queued = 0;
+    for (const subscriber of subscribers) {
+      if (subscriber === except) continue;
+      const status = subscriber.trySend(prepared);
+      if (status === "sent" || status === "backpressure") queued++;
+    }
+    return queued;
+  }
+
+  #call(action: () => void | Promise<void> | undefined): void {
+    try {
+      Promise.resolve(action()).catch(this.#onError);
+    } catch (error) {
+      this.#onError(error);
+    }
+  }
+}

@@ -84,6 +84,7 @@ const NO_EVENTS: ConnectionEvent[] = [];
  */
 export class Connection {
   #state: ConnectionState = "open";
+  readonly #role: "server" | "client";
   readonly #parser: FrameParser;
   readonly #assembler: MessageAssembler;
   readonly #writer: FrameWriter;
@@ -92,6 +93,8 @@ export class Connection {
   #closeSent = false;
   #closeReceived = false;
   #pendingPong: Uint8Array | null = null;
+  // Header bytes of a pong (at most 125 bytes of payload): 2, plus the mask.
+  readonly #pongHeaderSize: number;
   // The control frame being read (at most 125 bytes).
   #isControl = false;
   #controlOpcode = 0;
@@ -113,6 +116,8 @@ export class Connection {
       "maxFragments",
       options.maxFragments ?? DEFAULT_MAX_FRAGMENTS,
     );
+    this.#pongHeaderSize = options.role === "client" ? 6 : 2;
+    this.#role = options.role;
     this.#parser = new FrameParser({ role: options.role });
     this.#assembler = new MessageAssembler({ maxPayload, maxFragments });
     this.#writer = new FrameWriter({
@@ -139,7 +144,9 @@ export class Connection {
 
   /** Bytes waiting in the output, not yet taken. */
   get outputSize(): number {
-    return this.#writer.size + (this.#pendingPong?.length ?? 0);
+    const pong = this.#pendingPong;
+    return this.#writer.size +
+      (pong === null ? 0 : this.#pongHeaderSize + pong.length);
   }
 
   /**
@@ -202,6 +209,23 @@ export class Connection {
   sendBinary(data: Uint8Array): boolean {
     this.#assertOpen("send");
     return this.#writer.writeFrame(OPCODE.Binary, data);
+  }
+
+  /**
+   * Queues a message framed in advance (server role only: the frame is not
+   * masked).
+   *
+   * @param frame A complete unmasked data frame, never modified afterwards.
+   * @throws {TypeError} When the connection is not open, or is a client.
+   */
+  sendEncoded(frame: Uint8Array): void {
+    this.#assertOpen("send");
+    if (this.#role === "client") {
+      throw new TypeError(
+        "Cannot send an encoded frame: a client must mask each frame (RFC 6455 §5.3)",
+      );
+    }
+    this.#writer.writeEncoded(frame);
   }
 
   /**
@@ -302,7 +326,8 @@ export class Connection {
       case OPCODE.Ping:
         // "MAY elect to send a Pong frame for only the most recently
         // processed Ping frame" (RFC 6455 §5.5.3).
-        if (!this.#closeSent) this.#pendingPong = data;
+        // A copy: the caller owns the event's data and may change it.
+        if (!this.#closeSent) this.#pendingPong = data.slice();
         this.#emit({ type: "ping", data });
         break;
       case OPCODE.Pong:

@@ -167,6 +167,22 @@ export class FrameWriter {
   }
 
   /**
+   * Queues bytes that are already one or more complete frames (see
+   * `PreparedMessage`). Small ones are copied next to the other frames;
+   * large ones are referenced and must never change.
+   *
+   * @param frames Encoded frames.
+   */
+  writeEncoded(frames: Uint8Array): void {
+    if (frames.length > ARENA_FRAME_LIMIT) {
+      this.#push(frames);
+      return;
+    }
+    const at = this.#reserve(frames.length);
+    arena.set(frames, at);
+  }
+
+  /**
    * Returns the queued bytes as a list of chunks, in order, and empties the
    * queue. Chunks stay valid: the writer never reuses their memory.
    *

@@ -16,8 +16,12 @@ export interface UpgradeRequest {
 // base64 of exactly 16 bytes: 21 characters, one whose low bits are zero,
 // then the padding (RFC 6455 §4.1: "a randomly selected 16-byte value").
 const KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
-// origin-form ("/path?query") or absolute-form (RFC 9112 §3.2).
-const TARGET = /^(?:\/|(?:https?|wss?):\/\/)/i;
+// absolute-form (RFC 9112 §3.2.2); origin-form is any target starting "/".
+const ABSOLUTE_FORM = /^(?:https?|wss?):\/\//i;
+// Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): no userinfo,
+// path, query or fragment may ride along into the request URL.
+const HOST =
+  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?$/;
 
 /**
  * Checks an opening handshake request in a fixed order, one HTTP status per
@@ -87,8 +91,14 @@ export function validateUpgradeRequest(
   const headers = new Headers(head.headers);
   let url: URL;
   try {
-    if (!TARGET.test(head.target)) throw new TypeError("not origin-form");
-    url = new URL(head.target, `${scheme}://${hosts[0][1]}`);
+    if (!HOST.test(hosts[0][1])) throw new TypeError("Host is not valid");
+    // Concatenate rather than resolve: resolving "//evil.example/" or
+    // "/\\evil.example/" against the Host would replace the Host.
+    if (head.target.startsWith("/")) {
+      url = new URL(`${scheme}://${hosts[0][1]}${head.target}`);
+    } else if (ABSOLUTE_FORM.test(head.target)) {
+      url = new URL(head.target);
+    } else throw new TypeError("Request target is not in origin or absolute form");
   } catch {
     throw new HandshakeError(
       400,

@@ -155,6 +155,10 @@ export interface SocketOptions {
   topics?: Topics;
   /** Bytes that arrived with the handshake, before the first frame read. */
   head?: Uint8Array;
+  /** A BYOB reader of `transport.readable` already acquired by the caller. */
+  reader?: ReadableStreamBYOBReader;
+  /** A writer of `transport.writable` already acquired by the caller. */
+  writer?: WritableStreamDefaultWriter<Uint8Array>;
 }
 
 /** Information about the request a server socket was opened with. */
@@ -274,6 +278,7 @@ export class Socket<Data = unknown>
   #failure: ProtocolError | null = null;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #info: CloseInfo | null = null;
+  #transportClosed = false;
   readonly #closed: Promise<CloseInfo>;
   #resolveClosed!: (info: CloseInfo) => void;
 
@@ -304,7 +309,7 @@ export class Socket<Data = unknown>
       maxPayload: options.maxPayload,
       maxFragments: options.maxFragments,
     });
-    this.#writer = transport.writable.getWriter();
+    this.#writer = options.writer ?? transport.writable.getWriter();
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
     this.#counters = options.counters ?? newCounters();
     if (
@@ -540,7 +545,8 @@ export class Socket<Data = unknown>
    * @returns A promise that settles when the transport has closed.
    */
   async run(): Promise<void> {
-    const reader = this.#transport.readable.getReader({ mode: "byob" });
+    const reader = this.#options.reader ??
+      this.#transport.readable.getReader({ mode: "byob" });
     let buffer = new ArrayBuffer(MIN_READ);
     try {
       if (this.#options.head && this.#options.head.length > 0) {
@@ -559,6 +565,7 @@ export class Socket<Data = unknown>
           // Backpressure: leave the bytes in the TCP window until the
           // handler takes its messages.
           await new Promise<void>((resolve) => this.#resumeReading = resolve);
+          if (this.#transportClosed) break;
           continue;
         }
         const { value, done } = await reader.read(new Uint8Array(buffer));
@@ -579,8 +586,6 @@ export class Socket<Data = unknown>
       }
     } catch {
       // A reset or a TLS failure: the connection is over.
-    } finally {
-      reader.releaseLock();
     }
     this.#connection.receiveEof();
     // Let a last flush (a close frame echo) finish before closing.
@@ -679,7 +684,7 @@ export class Socket<Data = unknown>
     } catch {
       // The peer is gone; reading will notice and finish the socket.
       this.#inFlight = 0;
-      this.#transport.close();
+      this.#abort();
     } finally {
       this.#writing = false;
       for (const resolve of this.#idleWaiters.splice(0)) resolve();
@@ -741,10 +746,12 @@ export class Socket<Data = unknown>
 
   #abort(): void {
     this.#resumeReading?.();
+    if (this.#transportClosed) return;
+    this.#transportClosed = true;
     try {
       this.#transport.close();
     } catch {
-      // Already closed.
+      // Closed by the other side of a TLS connection already.
     }
   }
 

@@ -303,6 +303,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
   async #serveConnection(conn: Deno.Conn): Promise<void> {
     const remoteAddr = conn.remoteAddr as Deno.NetAddr;
     const reader = conn.readable.getReader({ mode: "byob" });
+    let upgraded = false;
     this.#conns.add(conn);
     try {
       if (this.#conns.size > this.#limits.maxConnections) {
@@ -317,10 +318,13 @@ export class Server<Data = unknown> implements AsyncDisposable {
       const result = await this.#readHead(conn, reader, EMPTY);
       if (result === null) return;
       const socket = await this.#upgrade(conn, reader, remoteAddr, result);
-      if (socket !== null) await this.#runSocket(socket, conn);
+      if (socket === null) return;
+      upgraded = true;
+      // The socket closes its transport itself.
+      await this.#runSocket(socket, conn);
     } finally {
       this.#conns.delete(conn);
-      closeQuietly(conn);
+      if (!upgraded) closeQuietly(conn);
     }
   }
 
@@ -413,10 +417,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
       if (protocol !== "") headers.push(["Sec-WebSocket-Protocol", protocol]);
       if (extraHeaders) headers.push(...extraHeaders);
       const accept = await computeAcceptKey(upgrade.key);
-      reader.releaseLock();
-      if (!await this.#write(conn, encodeAcceptResponse(accept, headers))) {
-        return null;
-      }
+      // Queued, not awaited: the socket's frames follow on the same writer.
+      const writer = conn.writable.getWriter();
+      writer.write(encodeAcceptResponse(accept, headers)).catch(() => {});
       return new Socket<Data>(conn, {
         url: upgrade.url,
         headers: upgrade.headers,
@@ -430,6 +433,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
         topics: this.#topics,
         counters: this.#stats.counters,
         head: rest,
+        reader,
+        writer,
       }, data as Data);
     } catch (error) {
       if (error instanceof HandshakeError) {

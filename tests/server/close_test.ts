@@ -1,0 +1,335 @@
+import assert from "node:assert/strict";
+import {
+  type CloseInfo,
+  ConnectionClosedError,
+  serve,
+  type ServerLogEvent,
+  type Socket,
+} from "../../mod.ts";
+import {
+  assertBytes,
+  closePayload,
+  concat,
+  DEADLINE,
+  DenoClient,
+  echo,
+  frame,
+  LOCAL,
+  NpmClient,
+  OP,
+  pattern,
+  rawHandshake,
+  type Received,
+  SocketTracker,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+
+for (
+  const [code, reason] of [[1000, "done"], [4000, "app says bye ✓"], [
+    3000,
+    "r".repeat(123),
+  ]] as const
+) {
+  Deno.test(
+    `Socket.closed resolves {${code}, reason, wasClean} when npm:ws closes with ${code}`,
+    async () => {
+      const tracker = new SocketTracker();
+      await using server = serve(LOCAL, tracker.wrap(echo));
+      await using client = await NpmClient.connect(wsUrl(server.addr));
+      const port = client.port;
+      const seen = await client.close(code, reason);
+      // The server echoes the code (RFC 6455 §5.5.1); the reason is optional.
+      assert.equal(seen.code, code);
+      assert.deepEqual(await tracker.closed(port), {
+        code,
+        reason,
+        wasClean: true,
+      });
+    },
+  );
+}
+
+Deno.test(
+  "Socket.closed resolves {4000, reason, wasClean} when Deno's WebSocket closes",
+  async () => {
+    const closed = Promise.withResolvers<CloseInfo>();
+    await using server = serve(LOCAL, async (socket) => {
+      await echo(socket);
+      closed.resolve(await socket.closed);
+    });
+    await using client = await DenoClient.connect(wsUrl(server.addr));
+    const seen = await client.close(4000, "see you");
+    assert.equal(seen.code, 4000);
+    assert.equal(seen.wasClean, true);
+    assert.deepEqual(
+      await withTimeout(closed.promise, DEADLINE, "the server socket to close"),
+      { code: 4000, reason: "see you", wasClean: true },
+    );
+  },
+);
+
+Deno.test(
+  "Socket.closed resolves 1005 for an empty close frame (RFC 6455 §7.1.5)",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(LOCAL, tracker.wrap(echo));
+    using peer = await rawHandshake(server.addr, frame(OP.close));
+    const { code } = await peer.readClose();
+    assert.equal(code, 1005, "an empty close frame is echoed empty");
+    await peer.readToEof();
+    assert.deepEqual(await tracker.closed(peer.port), {
+      code: 1005,
+      reason: "",
+      wasClean: true,
+    });
+  },
+);
+
+for (
+  const [name, connect] of [
+    ["npm:ws", (url: string) => NpmClient.connect(url)],
+    ["Deno WebSocket", (url: string) => DenoClient.connect(url)],
+  ] as const
+) {
+  Deno.test(
+    `Socket.close(4001, "bye") reaches ${name} and resolves wasClean`,
+    async () => {
+      const result = Promise.withResolvers<CloseInfo>();
+      await using server = serve(LOCAL, async (socket) => {
+        result.resolve(await socket.close(4001, "bye"));
+      });
+      await using client = await connect(wsUrl(server.addr));
+      const seen = await withTimeout(client.closed, DEADLINE, "close event");
+      assert.equal(seen.code, 4001);
+      assert.equal(seen.reason, "bye");
+      const info = await withTimeout(result.promise, DEADLINE, "close()");
+      assert.equal(info.code, 4001, "the peer echoes the code");
+      assert.equal(info.wasClean, true);
+    },
+  );
+}
+
+Deno.test(
+  "Socket.close() throws RangeError for a code or reason it may not send",
+  async () => {
+    const checked = Promise.withResolvers<void>();
+    await using server = serve(LOCAL, async (socket) => {
+      try {
+        for (const code of [0, 999, 1004, 1005, 1006, 1015, 2999, 5000, 1.5]) {
+          assert.throws(() => socket.close(code), {
+            name: "RangeError",
+            message:
+              `Cannot close: "code" must be 1000-1003, 1007-1014 or 3000-4999, got ${code}`,
+          }, `code ${code}`);
+        }
+        assert.throws(() => socket.close(4000, "é".repeat(62)), {
+          name: "RangeError",
+          message: /^Cannot close: "reason" must be at most 123 bytes/,
+        });
+        assert.equal(socket.state, "open", "a rejected close() sends nothing");
+        checked.resolve();
+      } catch (error) {
+        checked.reject(error);
+      }
+      await echo(socket);
+    });
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    await withTimeout(checked.promise, DEADLINE, "the close() checks");
+    assert.equal(await client.roundTrip("still open"), "still open");
+  },
+);
+
+Deno.test(
+  "Socket.close() sends every message queued before it first",
+  async () => {
+    const sent: Received[] = [];
+    for (let i = 0; i < 300; i++) {
+      // Mix small text, small binary and binary above the 16 KiB copy limit.
+      sent.push(
+        i % 3 === 0 ? `message ${i}` : pattern(i % 3 === 1 ? i : 40_000 + i, i),
+      );
+    }
+    await using server = serve(LOCAL, async (socket) => {
+      for (const message of sent) socket.send(message);
+      await socket.close(4001, "that is all");
+    });
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    const seen = await withTimeout(client.closed, DEADLINE, "close event");
+    assert.equal(seen.code, 4001);
+    for (const [i, message] of sent.entries()) {
+      const received = await client.next(`message ${i} of ${sent.length}`);
+      if (typeof message === "string") assert.equal(received, message);
+      else assertBytes(received, message);
+    }
+  },
+);
+
+Deno.test(
+  "Socket delivers the messages the peer sent before its close frame",
+  async () => {
+    const received = Promise.withResolvers<Received[]>();
+    await using server = serve(LOCAL, async (socket) => {
+      const messages: Received[] = [];
+      for await (const message of socket) messages.push(message);
+      received.resolve(messages);
+    });
+    using peer = await rawHandshake(
+      server.addr,
+      concat(
+        frame(OP.text, "a"),
+        frame(OP.binary, new Uint8Array([2])),
+        frame(OP.text, "c"),
+        frame(OP.close, closePayload(1000)),
+      ),
+    );
+    assert.equal((await peer.readClose()).code, 1000);
+    await peer.readToEof();
+    const messages = await withTimeout(received.promise, DEADLINE, "messages");
+    assert.deepEqual(messages, ["a", new Uint8Array([2]), "c"]);
+  },
+);
+
+Deno.test("Socket.send() after close() rejects with ConnectionClosedError", async () => {
+  const result = Promise.withResolvers<unknown>();
+  await using server = serve(LOCAL, async (socket) => {
+    const closing = socket.close(4002);
+    result.resolve(await socket.send("too late").then(() => "sent", (e) => e));
+    await closing;
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  assert.equal(
+    (await withTimeout(client.closed, DEADLINE, "close")).code,
+    4002,
+  );
+  const error = await withTimeout(result.promise, DEADLINE, "send() to settle");
+  assert.ok(error instanceof ConnectionClosedError, String(error));
+  assert.match(
+    error.message,
+    /^Cannot send: the WebSocket is closing or closed/,
+  );
+});
+
+Deno.test(
+  "Socket.close() closes the transport after closeTimeout when the peer never answers",
+  async () => {
+    const result = Promise.withResolvers<CloseInfo>();
+    await using server = serve(
+      { ...LOCAL, closeTimeout: 200 },
+      async (socket) => {
+        result.resolve(await socket.close(4001, "bye"));
+      },
+    );
+    using peer = await rawHandshake(server.addr);
+    const { code, reason } = await peer.readClose();
+    assert.deepEqual([code, reason], [4001, "bye"]);
+    // Never answer: the server gives up and closes the connection.
+    await peer.readToEof();
+    const info = await withTimeout(result.promise, DEADLINE, "close()");
+    assert.deepEqual(info, { code: 1006, reason: "", wasClean: false });
+  },
+);
+
+Deno.test("serve() closes with 1000 when the handler returns", async () => {
+  const tracker = new SocketTracker();
+  await using server = serve(
+    LOCAL,
+    tracker.wrap(async (socket: Socket) => {
+      await socket.send("only this");
+    }),
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  const port = client.port;
+  assert.equal(await client.next(), "only this");
+  const seen = await withTimeout(client.closed, DEADLINE, "close event");
+  assert.equal(seen.code, 1000);
+  assert.deepEqual(await tracker.closed(port), {
+    code: 1000,
+    reason: "",
+    wasClean: true,
+  });
+});
+
+Deno.test(
+  "serve() closes with 1011 and an empty reason when the handler throws, and logs it",
+  async () => {
+    const events: ServerLogEvent[] = [];
+    const failure = new Error("handler exploded");
+    await using server = serve(
+      { ...LOCAL, logger: (e) => events.push(e) },
+      () => {
+        throw failure;
+      },
+    );
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    const seen = await withTimeout(client.closed, DEADLINE, "close event");
+    assert.deepEqual(seen, { code: 1011, reason: "" });
+    const logged = events.filter((event) => event.type === "handler-error");
+    assert.equal(logged.length, 1);
+    assert.equal(
+      logged[0].type === "handler-error" && logged[0].error,
+      failure,
+    );
+  },
+);
+
+Deno.test(
+  "serve() closes with 1011 when an async handler rejects",
+  async () => {
+    const events: ServerLogEvent[] = [];
+    await using server = serve(
+      { ...LOCAL, logger: (e) => events.push(e) },
+      async (socket) => {
+        await socket.send("before");
+        throw new TypeError("later");
+      },
+    );
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    assert.equal(await client.next(), "before");
+    const seen = await withTimeout(client.closed, DEADLINE, "close event");
+    assert.equal(seen.code, 1011);
+    assert.ok(events.some((event) => event.type === "handler-error"));
+  },
+);
+
+Deno.test(
+  "Socket.closed resolves 1005 when Deno's WebSocket closes without a code",
+  async () => {
+    const tracker = new SocketTracker();
+    const port = Promise.withResolvers<number>();
+    await using server = serve(
+      LOCAL,
+      tracker.wrap(async (socket) => {
+        port.resolve(socket.remoteAddr.port);
+        await echo(socket);
+      }),
+    );
+    await using client = await DenoClient.connect(wsUrl(server.addr));
+    const seen = await client.close();
+    assert.equal(seen.wasClean, true);
+    const info = await tracker.closed(
+      await withTimeout(port.promise, DEADLINE, "the handler"),
+    );
+    assert.deepEqual(info, { code: 1005, reason: "", wasClean: true });
+  },
+);
+
+Deno.test(
+  "Socket.close() and a peer close at the same moment both end cleanly",
+  async () => {
+    const result = Promise.withResolvers<CloseInfo>();
+    const go = Promise.withResolvers<void>();
+    await using server = serve(LOCAL, async (socket) => {
+      await go.promise;
+      result.resolve(await socket.close(4001, "server"));
+    });
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    client.ws.close(4000, "client");
+    go.resolve();
+    const seen = await withTimeout(client.closed, DEADLINE, "close event");
+    const info = await withTimeout(result.promise, DEADLINE, "close()");
+    assert.ok([4000, 4001].includes(seen.code), `client saw ${seen.code}`);
+    assert.ok([4000, 4001].includes(info.code), `server saw ${info.code}`);
+    assert.equal(info.wasClean, true);
+  },
+);

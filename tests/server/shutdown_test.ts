@@ -1,0 +1,212 @@
+import assert from "node:assert/strict";
+import { serve } from "../../mod.ts";
+import {
+  DEADLINE,
+  DenoClient,
+  echo,
+  encodeRequest,
+  frame,
+  LOCAL,
+  NpmClient,
+  OP,
+  rawHandshake,
+  RawPeer,
+  SocketTracker,
+  upgradeHeaders,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+
+Deno.test(
+  "Server.shutdown() sends 1001 to every socket and waits for the closing handshakes",
+  async () => {
+    const tracker = new SocketTracker();
+    const server = serve(LOCAL, tracker.wrap(echo));
+    try {
+      const npm = await Promise.all(
+        [1, 2, 3].map(() => NpmClient.connect(wsUrl(server.addr))),
+      );
+      const deno = await DenoClient.connect(wsUrl(server.addr));
+      for (const client of npm) {
+        assert.equal(await client.roundTrip("hi"), "hi");
+      }
+      assert.equal(await deno.roundTrip("hi"), "hi");
+      assert.equal(server.connections, 4);
+
+      await withTimeout(server.shutdown(), DEADLINE, "shutdown()");
+      await withTimeout(server.finished, DEADLINE, "server.finished");
+      assert.equal(server.connections, 0);
+
+      for (const client of npm) {
+        const seen = await withTimeout(client.closed, DEADLINE, "close event");
+        assert.deepEqual(seen, { code: 1001, reason: "server shutting down" });
+        const info = await tracker.closed(client.port);
+        assert.equal(info.code, 1001, "the client echoed 1001");
+        assert.equal(info.wasClean, true);
+      }
+      const seen = await withTimeout(deno.closed, DEADLINE, "close event");
+      assert.equal(seen.code, 1001);
+      assert.equal(seen.wasClean, true);
+    } finally {
+      await server.shutdown();
+    }
+  },
+);
+
+Deno.test("Server.shutdown() returns the same promise when called again", async () => {
+  const server = serve(LOCAL, echo);
+  const first = server.shutdown();
+  assert.equal(server.shutdown(), first);
+  await withTimeout(first, DEADLINE, "shutdown()");
+});
+
+Deno.test("Server.shutdown() stops accepting connections", async () => {
+  const server = serve(LOCAL, echo);
+  const addr = server.addr;
+  await withTimeout(server.shutdown(), DEADLINE, "shutdown()");
+  await assert.rejects(
+    () => Deno.connect({ hostname: "127.0.0.1", port: addr.port }),
+    Deno.errors.ConnectionRefused,
+  );
+});
+
+Deno.test(
+  "Server.shutdown() closes connections still in their handshake",
+  async () => {
+    const server = serve(LOCAL, echo);
+    try {
+      using peer = await RawPeer.connect(server.addr);
+      const request = encodeRequest(
+        "GET / HTTP/1.1",
+        upgradeHeaders(server.addr),
+      );
+      await peer.write(request.subarray(0, 10));
+      // Make sure the server has the connection before shutting down.
+      await using witness = await NpmClient.connect(wsUrl(server.addr));
+      await withTimeout(server.shutdown(), DEADLINE, "shutdown()");
+      await peer.readToEof();
+      assert.equal((await witness.closed).code, 1001);
+    } finally {
+      await server.shutdown();
+    }
+  },
+);
+
+Deno.test(
+  "Server.shutdown() closes a socket whose peer never answers once closeTimeout passes",
+  async () => {
+    const tracker = new SocketTracker();
+    const server = serve({ ...LOCAL, closeTimeout: 200 }, tracker.wrap(echo));
+    using peer = await rawHandshake(server.addr);
+    try {
+      await withTimeout(server.shutdown(), DEADLINE, "shutdown()");
+      const { code } = await peer.readClose();
+      assert.equal(code, 1001);
+      await peer.readToEof();
+      assert.deepEqual(await tracker.closed(peer.port), {
+        code: 1006,
+        reason: "",
+        wasClean: false,
+      });
+    } finally {
+      peer.close();
+      await server.shutdown();
+    }
+  },
+);
+
+Deno.test({
+  name:
+    "Server.shutdown({timeout}) force-closes a socket whose peer never answers",
+
+  async fn() {
+    const server = serve({ ...LOCAL, closeTimeout: 60_000 }, echo);
+    using peer = await rawHandshake(server.addr);
+    try {
+      await withTimeout(
+        server.shutdown({ timeout: 200 }),
+        DEADLINE,
+        "shutdown({timeout: 200}) with a silent peer",
+      );
+      assert.equal((await peer.readClose()).code, 1001);
+      await peer.readToEof();
+    } finally {
+      peer.close();
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "Server.shutdown() finishes a socket whose handler stopped reading",
+  async fn() {
+    const server = serve(
+      { ...LOCAL, closeTimeout: 200, receiveHighWaterMark: 1024 },
+      async (socket) => {
+        await socket.closed;
+      },
+    );
+    using peer = await rawHandshake(server.addr);
+    try {
+      // Far more than the receive high-water mark: the server stops reading.
+      const chunk = frame(OP.binary, new Uint8Array(4096));
+      for (let i = 0; i < 64; i++) await peer.write(chunk);
+      await withTimeout(
+        server.shutdown(),
+        DEADLINE,
+        "shutdown() with a backpressured socket",
+      );
+    } finally {
+      peer.close();
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test("serve({signal}) shuts down when the signal aborts", async () => {
+  const controller = new AbortController();
+  const server = serve({ ...LOCAL, signal: controller.signal }, echo);
+  try {
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    assert.equal(await client.roundTrip("hi"), "hi");
+    controller.abort();
+    await withTimeout(server.finished, DEADLINE, "server.finished");
+    const seen = await withTimeout(client.closed, DEADLINE, "close event");
+    assert.equal(seen.code, 1001);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("serve({signal}) with an aborted signal shuts down at once", async () => {
+  const server = serve({ ...LOCAL, signal: AbortSignal.abort() }, echo);
+  await withTimeout(server.finished, DEADLINE, "server.finished");
+  await withTimeout(server.shutdown(), DEADLINE, "shutdown()");
+});
+
+Deno.test("await using shuts the server down at the end of the block", async () => {
+  let finished: Promise<void>;
+  let client: NpmClient;
+  {
+    await using server = serve(LOCAL, echo);
+    finished = server.finished;
+    client = await NpmClient.connect(wsUrl(server.addr));
+    assert.equal(await client.roundTrip("hi"), "hi");
+  }
+  await withTimeout(finished, DEADLINE, "server.finished");
+  const seen = await withTimeout(client.closed, DEADLINE, "close event");
+  assert.equal(seen.code, 1001);
+});
+
+Deno.test("await using on a Socket closes it with 1000", async () => {
+  await using server = serve(LOCAL, async (socket) => {
+    await using _socket = socket;
+    await socket.send("bye soon");
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  assert.equal(await client.next(), "bye soon");
+  assert.equal(
+    (await withTimeout(client.closed, DEADLINE, "close")).code,
+    1000,
+  );
+});

@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import { serve } from "../../mod.ts";
+import {
+  assertBytes,
+  DEADLINE,
+  DenoClient,
+  echo,
+  encodeRequest,
+  frame,
+  LOCAL,
+  NpmClient,
+  OP,
+  pattern,
+  RawPeer,
+  SAMPLE_ACCEPT,
+  upgradeHeaders,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+
+// A self-signed certificate for CN=localhost with SANs localhost and
+// 127.0.0.1, valid for 100 years (see tests/fixtures/README.md).
+const cert = Deno.readTextFileSync(
+  new URL("../fixtures/cert.pem", import.meta.url),
+);
+const key = Deno.readTextFileSync(
+  new URL("../fixtures/key.pem", import.meta.url),
+);
+const TLS = { ...LOCAL, cert, key };
+
+Deno.test("serve({cert, key}) echoes over wss:// to npm:ws trusting the CA", async () => {
+  await using server = serve(TLS, echo);
+  await using client = await NpmClient.connect(
+    wsUrl(server.addr, "/", "wss"),
+    { ca: cert },
+  );
+  assert.equal(await client.roundTrip("secure hello"), "secure hello");
+  const big = pattern(1024 * 1024, 3);
+  assertBytes(await client.roundTrip(big), big);
+  assert.equal((await client.close(1000)).code, 1000);
+});
+
+Deno.test(
+  "serve({cert, key}) echoes over wss:// to npm:ws with rejectUnauthorized: false",
+  async () => {
+    await using server = serve(TLS, echo);
+    await using client = await NpmClient.connect(
+      `wss://localhost:${server.addr.port}/`,
+      { rejectUnauthorized: false },
+    );
+    assert.equal(await client.roundTrip("hello"), "hello");
+  },
+);
+
+Deno.test(
+  "serve({cert, key}) echoes over wss:// to Deno's WebSocket with an HttpClient CA",
+  async () => {
+    await using server = serve(TLS, echo);
+    using httpClient = Deno.createHttpClient({ caCerts: [cert] });
+    await using client = await DenoClient.connect(
+      `wss://localhost:${server.addr.port}/`,
+      { client: httpClient },
+    );
+    assert.equal(await client.roundTrip("hello"), "hello");
+    const big = pattern(70_000, 9);
+    assertBytes(await client.roundTrip(big), big);
+    const seen = await client.close(4000, "done");
+    assert.equal(seen.code, 4000);
+    assert.equal(seen.wasClean, true);
+  },
+);
+
+Deno.test(
+  "serve({cert, key}) completes a handshake over raw Deno.connectTls and reports wss:// URLs",
+  async () => {
+    const url = Promise.withResolvers<string>();
+    await using server = serve(TLS, async (socket) => {
+      url.resolve(socket.url.href);
+      await echo(socket);
+    });
+    const conn = await withTimeout(
+      Deno.connectTls({
+        hostname: "localhost",
+        port: server.addr.port,
+        caCerts: [cert],
+      }),
+      DEADLINE,
+      "TLS connect",
+    );
+    using peer = new RawPeer(conn);
+    await peer.write(
+      encodeRequest("GET /secure HTTP/1.1", upgradeHeaders(server.addr)),
+    );
+    const response = await peer.readResponse();
+    assert.equal(response.status, 101, response.statusLine);
+    assert.equal(response.headers.get("sec-websocket-accept"), SAMPLE_ACCEPT);
+    assert.equal(
+      await withTimeout(url.promise, DEADLINE, "the handler"),
+      `wss://127.0.0.1:${server.addr.port}/secure`,
+    );
+    await peer.write(frame(OP.text, "over tls"));
+    const reply = await peer.readFrame();
+    assert.equal(new TextDecoder().decode(reply.payload), "over tls");
+    await peer.write(frame(OP.close, new Uint8Array([0x03, 0xe8])));
+    assert.equal((await peer.readClose()).code, 1000);
+  },
+);
+
+Deno.test(
+  "serve({cert, key}) drops a plain-TCP client and keeps serving TLS",
+  async () => {
+    await using server = serve(TLS, echo);
+    {
+      using peer = await RawPeer.connect(server.addr);
+      await peer.write(
+        encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr)),
+      );
+      // Whatever the TLS layer answers (an alert, or nothing), it is not a
+      // WebSocket handshake, and the connection ends.
+      const rest = await peer.readToEof();
+      assert.ok(!new TextDecoder().decode(rest).includes("HTTP/1.1 101"));
+    }
+    await using client = await NpmClient.connect(
+      wsUrl(server.addr, "/", "wss"),
+      { ca: cert },
+    );
+    assert.equal(await client.roundTrip("after"), "after");
+  },
+);
+
+Deno.test("serve() throws TypeError when only cert or key is given", () => {
+  assert.throws(() => serve({ ...LOCAL, cert }, echo), {
+    name: "TypeError",
+    message: 'Cannot serve: "cert" and "key" go together for TLS; got only one',
+  });
+  assert.throws(() => serve({ ...LOCAL, key }, echo), { name: "TypeError" });
+});

@@ -123,6 +123,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
   // Open sockets and the transport behind each.
   readonly #sockets = new Map<Socket<Data>, Deno.Conn>();
   readonly #tasks = new Set<Promise<void>>();
+  // Handshake deadlines, checked on the ticker.
+  readonly #deadlines = new Map<Deno.Conn, number>();
+  #stopDeadlineChecks: (() => void) | null = null;
   #shutdown: Promise<void> | null = null;
 
   /**
@@ -162,6 +165,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     this.#logger = options.logger ?? (() => {});
     this.#ticker = new Ticker(
       tickPeriod(
+        this.#limits.handshakeTimeout,
         this.#limits.pingInterval,
         this.#limits.pongTimeout,
         this.#limits.idleTimeout,
@@ -335,10 +339,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     rest: Uint8Array,
   ): Promise<HeadResult> {
     const remoteAddr = conn.remoteAddr as Deno.NetAddr;
-    const timer = setTimeout(
-      () => closeQuietly(conn),
-      this.#limits.handshakeTimeout,
-    );
+    this.#startDeadline(conn);
     const parser = new HttpRequestParser({
       maxHeadSize: this.#limits.maxHeadSize,
       maxHeaders: this.#limits.maxHeaders,
@@ -359,7 +360,33 @@ export class Server<Data = unknown> implements AsyncDisposable {
       }
       return null;
     } finally {
-      clearTimeout(timer);
+      this.#endDeadline(conn);
+    }
+  }
+
+  /**
+   * Closes `conn` unless its request head arrives within the handshake
+   * timeout. Deadlines are checked on the shared ticker: no timer each.
+   */
+  #startDeadline(conn: Deno.Conn): void {
+    this.#deadlines.set(
+      conn,
+      performance.now() + this.#limits.handshakeTimeout,
+    );
+    this.#stopDeadlineChecks ??= this.#ticker.add((now) => {
+      for (const [conn, deadline] of this.#deadlines) {
+        if (now < deadline) continue;
+        this.#deadlines.delete(conn);
+        closeQuietly(conn);
+      }
+    });
+  }
+
+  #endDeadline(conn: Deno.Conn): void {
+    this.#deadlines.delete(conn);
+    if (this.#deadlines.size === 0 && this.#stopDeadlineChecks !== null) {
+      this.#stopDeadlineChecks();
+      this.#stopDeadlineChecks = null;
     }
   }
 

@@ -279,6 +279,8 @@ export class Socket<Data = unknown>
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #info: CloseInfo | null = null;
   #transportClosed = false;
+  #readable: ReadableStream<Message> | undefined;
+  #writable: WritableStream<string | Uint8Array | ArrayBuffer> | undefined;
   readonly #closed: Promise<CloseInfo>;
   #resolveClosed!: (info: CloseInfo) => void;
 
@@ -536,6 +538,42 @@ export class Socket<Data = unknown>
       next: () => this.#next(),
       return: () => Promise.resolve({ done: true, value: undefined }),
     };
+  }
+
+  /**
+   * The received messages as a `ReadableStream`, in the shape of the
+   * standard `WebSocketStream`: pipe it somewhere, or read it instead of
+   * iterating the socket (use one or the other). Canceling it closes the
+   * socket with 1000.
+   */
+  get readable(): ReadableStream<Message> {
+    return this.#readable ??= new ReadableStream<Message>({
+      pull: async (controller) => {
+        const { done, value } = await this.#next();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      cancel: () => {
+        this.close().catch(() => {});
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /**
+   * A `WritableStream` that sends each chunk as one message, in the shape of
+   * the standard `WebSocketStream`; each write resolves like `send()`.
+   * Closing it closes the socket with 1000; aborting it, with 1011.
+   */
+  get writable(): WritableStream<string | Uint8Array | ArrayBuffer> {
+    return this.#writable ??= new WritableStream({
+      write: (message) => this.send(message),
+      close: async () => {
+        await this.close();
+      },
+      abort: async () => {
+        await this.close(CLOSE_CODE.InternalError);
+      },
+    });
   }
 
   /**

@@ -25,6 +25,8 @@ export * from "./src/protocol/http_request_parser.ts";
 export * from "./src/protocol/upgrade_request.ts";
 export * from "./src/protocol/handshake_response.ts";
 export * from "./src/protocol/prepared_message.ts";
+export * from "./src/protocol/permessage_deflate.ts";
+export * from "./src/protocol/deflate_codec.ts";
 export * from "./src/socket.ts";
 export * from "./src/server/server.ts";
 export type * from "./src/server/serve_options.ts";

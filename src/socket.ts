@@ -1,7 +1,16 @@
 import { Connection } from "./protocol/connection.ts";
+import { OPCODE } from "./protocol/frame_parser.ts";
+import { encodeClosePayload } from "./protocol/close_payload.ts";
 import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
 import type { Message } from "./protocol/message_assembler.ts";
 import { PreparedMessage } from "./protocol/prepared_message.ts";
+import {
+  ContextDeflater,
+  deflateMessage,
+  inflateMessage,
+} from "./protocol/deflate_codec.ts";
+import type { PerMessageDeflateParams } from "./protocol/permessage_deflate.ts";
+import { Limiter } from "./limiter.ts";
 import type { Ticker } from "./ticker.ts";
 import type { Topics } from "./pubsub/topics.ts";
 
@@ -30,6 +39,16 @@ export type OutgoingMessage =
   | Uint8Array
   | ArrayBuffer
   | PreparedMessage;
+
+/** Options of {@linkcode Socket.prototype.send}. */
+export interface SendOptions {
+  /**
+   * `false` sends the message uncompressed even when permessage-deflate is
+   * in use.
+   * @default {true}
+   */
+  compress?: boolean;
+}
 
 /** Where a socket is in its life. */
 export type SocketState = "open" | "closing" | "closed";
@@ -155,6 +174,8 @@ export interface SocketOptions {
   topics?: Topics;
   /** Bytes that arrived with the handshake, before the first frame read. */
   head?: Uint8Array;
+  /** The negotiated permessage-deflate parameters, if any (RFC 7692). */
+  perMessageDeflate?: PerMessageDeflateParams;
   /** A BYOB reader of `transport.readable` already acquired by the caller. */
   reader?: ReadableStreamBYOBReader;
   /** A writer of `transport.writable` already acquired by the caller. */
@@ -190,7 +211,11 @@ interface Waiter {
 }
 
 const RESOLVED = Promise.resolve();
-const MIN_READ = 4 * 1024;
+const utf8 = new TextEncoder();
+// Compressions in flight across all sockets (RFC 7692 leaves memory and CPU
+// bounds to implementations).
+const compressions = new Limiter(16);
+const MIN_READ = 4096;
 const MAX_READ = 256 * 1024;
 const COALESCE_LIMIT = 16 * 1024;
 
@@ -279,6 +304,13 @@ export class Socket<Data = unknown>
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #info: CloseInfo | null = null;
   #transportClosed = false;
+  #closeRequested = false;
+  // permessage-deflate.
+  readonly #deflate: PerMessageDeflateParams | undefined;
+  #deflater: ContextDeflater | null = null;
+  #compressQueue: Promise<void> = RESOLVED;
+  #compressing = 0; // bytes waiting for compression
+  #compressingMessages = 0;
   #readable: ReadableStream<Message> | undefined;
   #writable: WritableStream<string | Uint8Array | ArrayBuffer> | undefined;
   readonly #closed: Promise<CloseInfo>;
@@ -306,11 +338,24 @@ export class Socket<Data = unknown>
     this.protocol = request.protocol;
     this.#transport = transport;
     this.#options = options;
+    const deflate = options.perMessageDeflate;
+    this.#deflate = deflate;
     this.#connection = new Connection({
       role: options.role,
       maxPayload: options.maxPayload,
       maxFragments: options.maxFragments,
+      perMessageDeflate: deflate && {
+        inflate: inflateMessage,
+        // Without context takeover one stateless compressor serves all.
+        deflate: deflate.serverNoContextTakeover
+          ? (data) => deflateMessage(data, deflate)
+          : undefined,
+        threshold: deflate.threshold,
+      },
     });
+    if (deflate && !deflate.serverNoContextTakeover) {
+      this.#deflater = new ContextDeflater(deflate);
+    }
     this.#writer = options.writer ?? transport.writable.getWriter();
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
     this.#counters = options.counters ?? newCounters();
@@ -334,12 +379,25 @@ export class Socket<Data = unknown>
   /** `open`, `closing` (a close frame was sent) or `closed`. */
   get state(): SocketState {
     if (this.#info !== null) return "closed";
-    return this.#connection.state === "open" ? "open" : "closing";
+    return this.#connection.state === "open" && !this.#closeRequested
+      ? "open"
+      : "closing";
   }
 
-  /** Bytes queued for the peer and not yet written to the transport. */
+  /**
+   * Bytes queued for the peer and not yet written to the transport
+   * (messages waiting to be compressed count with their full size).
+   */
   get bufferedAmount(): number {
-    return this.#connection.outputSize + this.#inFlight;
+    return this.#connection.outputSize + this.#inFlight + this.#compressing;
+  }
+
+  /**
+   * The negotiated `Sec-WebSocket-Extensions` parameters of
+   * permessage-deflate, or `undefined` when messages are not compressed.
+   */
+  get perMessageDeflate(): Readonly<PerMessageDeflateParams> | undefined {
+    return this.#deflate;
   }
 
   /** Resolves once the transport has closed, with how it ended. Never rejects. */
@@ -357,8 +415,8 @@ export class Socket<Data = unknown>
    * after a close frame.
    * @throws {TypeError} When `message` is neither a string nor bytes.
    */
-  send(message: OutgoingMessage): Promise<void> {
-    const status = this.#offer(message);
+  send(message: OutgoingMessage, options?: SendOptions): Promise<void> {
+    const status = this.#offer(message, options);
     if (status === "sent" || status === "dropped") return RESOLVED;
     if (status === "closed") {
       return handledRejection(
@@ -377,11 +435,11 @@ export class Socket<Data = unknown>
    * @returns `sent`, `backpressure`, `dropped` or `closed`.
    * @throws {TypeError} When `message` is neither a string nor bytes.
    */
-  trySend(message: OutgoingMessage): SendStatus {
-    return this.#offer(message);
+  trySend(message: OutgoingMessage, options?: SendOptions): SendStatus {
+    return this.#offer(message, options);
   }
 
-  #offer(message: OutgoingMessage): SendStatus {
+  #offer(message: OutgoingMessage, options?: SendOptions): SendStatus {
     const bytes = typeof message === "string" || message instanceof Uint8Array
       ? message
       : message instanceof ArrayBuffer
@@ -389,7 +447,9 @@ export class Socket<Data = unknown>
       : message instanceof PreparedMessage
       ? (this.#options.role === "server" ? message : message.message)
       : invalidMessage(message);
-    if (this.#connection.state !== "open") return "closed";
+    if (this.#connection.state !== "open" || this.#closeRequested) {
+      return "closed";
+    }
     if (this.bufferedAmount >= this.#options.maxBackpressure) {
       const policy = this.#options.backpressurePolicy;
       if (policy !== "wait") {
@@ -403,11 +463,24 @@ export class Socket<Data = unknown>
         return "dropped";
       }
     }
+    const compress = options?.compress ?? true;
     let referenced = false;
-    if (typeof bytes === "string") this.#connection.sendText(bytes);
-    else if (bytes instanceof PreparedMessage) {
-      this.#connection.sendEncoded(bytes.frame);
-    } else referenced = this.#connection.sendBinary(bytes);
+    if (
+      this.#deflater !== null &&
+      (this.#compressingMessages > 0 ||
+        (compress && this.#worthCompressing(bytes)))
+    ) {
+      this.#compressInOrder(bytes, compress);
+    } else if (typeof bytes === "string") {
+      this.#connection.sendText(bytes, compress);
+    } else if (bytes instanceof PreparedMessage) {
+      const deflate = this.#deflate;
+      this.#connection.sendEncoded(
+        deflate && compress && bytes.size >= deflate.threshold
+          ? bytes.compressedFrame(deflate)
+          : bytes.frame,
+      );
+    } else referenced = this.#connection.sendBinary(bytes, compress);
     this.#counters.messagesOut++;
     this.#messaged = true;
     this.#scheduleFlush();
@@ -415,6 +488,51 @@ export class Socket<Data = unknown>
         this.bufferedAmount > this.#options.sendHighWaterMark
       ? "backpressure"
       : "sent";
+  }
+
+  #worthCompressing(message: string | Uint8Array | PreparedMessage): boolean {
+    const size = typeof message === "string"
+      ? message.length * 3 // an upper bound, checked again once encoded
+      : message instanceof PreparedMessage
+      ? message.size
+      : message.length;
+    return size >= this.#deflate!.threshold;
+  }
+
+  /**
+   * Compresses with the connection's own deflate stream (context takeover),
+   * which is asynchronous; every message queued meanwhile waits its turn,
+   * so messages leave in the order they were sent.
+   */
+  #compressInOrder(
+    message: string | Uint8Array | PreparedMessage,
+    compress: boolean,
+  ): void {
+    const source = message instanceof PreparedMessage
+      ? message.message
+      : message;
+    const isText = typeof source === "string";
+    // A copy: the caller may reuse its buffer as soon as send() returns.
+    const bytes = isText ? utf8.encode(source) : source.slice();
+    this.#compressing += bytes.length;
+    this.#compressingMessages++;
+    const deflater = this.#deflater!;
+    const opcode = isText ? OPCODE.Text : OPCODE.Binary;
+    this.#compressQueue = this.#compressQueue.then(async () => {
+      try {
+        if (compress && bytes.length >= this.#deflate!.threshold) {
+          const payload = await compressions.run(() => deflater.deflate(bytes));
+          this.#connection.sendCompressed(opcode, payload);
+        } else if (isText) this.#connection.sendText(source, false);
+        else this.#connection.sendBinary(bytes, false);
+      } catch {
+        // The connection closed meanwhile: the message is dropped with it.
+      } finally {
+        this.#compressing -= bytes.length;
+        this.#compressingMessages--;
+        this.#scheduleFlush();
+      }
+    });
   }
 
   /**
@@ -516,13 +634,21 @@ export class Socket<Data = unknown>
     code: number = CLOSE_CODE.NormalClosure,
     reason = "",
   ): Promise<CloseInfo> {
-    if (this.#connection.state === "open") {
-      this.#connection.close(code, reason);
-      this.#scheduleFlush();
+    if (this.#connection.state === "open" && !this.#closeRequested) {
+      encodeClosePayload(code, reason); // throws now for a bad code or reason
+      this.#closeRequested = true;
       this.#closeTimer ??= setTimeout(
         () => this.#abort(),
         this.#options.closeTimeout,
       );
+      const sendClose = () => {
+        if (this.#connection.state !== "open") return;
+        this.#connection.close(code, reason);
+        this.#scheduleFlush();
+      };
+      // Messages still being compressed go out before the close frame.
+      if (this.#compressingMessages > 0) this.#compressQueue.then(sendClose);
+      else sendClose();
     }
     return this.#closed;
   }
@@ -847,6 +973,7 @@ export class Socket<Data = unknown>
     if (this.#info !== null) return;
     clearTimeout(this.#closeTimer);
     this.#stopTicking?.();
+    this.#deflater?.close();
     for (const topic of this.#subscriptions ?? []) {
       this.#options.topics?.unsubscribe(topic, this);
     }

@@ -2,7 +2,7 @@ import { type FrameHandler, FrameParser, OPCODE } from "./frame_parser.ts";
 import { FrameWriter } from "./frame_writer.ts";
 import { type Message, MessageAssembler } from "./message_assembler.ts";
 import { encodeClosePayload, parseClosePayload } from "./close_payload.ts";
-import { CLOSE_CODE, ProtocolError } from "./errors.ts";
+import { CLOSE_CODE, PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
 
 /** Something that happened on a {@linkcode Connection}, in wire order. */
 export type ConnectionEvent =
@@ -49,7 +49,25 @@ export interface ConnectionOptions {
    * @default {crypto.getRandomValues}
    */
   generateMaskKey?: (key: Uint8Array) => void;
+  /** Compression, when permessage-deflate was negotiated (RFC 7692). */
+  perMessageDeflate?: ConnectionDeflate;
 }
+
+/** The compression a connection uses once permessage-deflate is agreed. */
+export interface ConnectionDeflate {
+  /** Inflates a whole compressed message to at most `maxLength` bytes. */
+  inflate: (data: Uint8Array, maxLength: number) => Uint8Array<ArrayBuffer>;
+  /**
+   * Compresses a whole message; absent when the caller compresses itself
+   * (with context takeover) and uses `sendCompressed()`.
+   */
+  deflate?: (data: Uint8Array) => Uint8Array;
+  /** Messages smaller than this many bytes are sent uncompressed. */
+  threshold: number;
+}
+
+const RSV1 = 0x40;
+const utf8 = new TextEncoder();
 
 const NO_EVENTS: ConnectionEvent[] = [];
 
@@ -85,6 +103,8 @@ const NO_EVENTS: ConnectionEvent[] = [];
 export class Connection {
   #state: ConnectionState = "open";
   readonly #role: "server" | "client";
+  readonly #deflate: ((data: Uint8Array) => Uint8Array) | undefined;
+  readonly #threshold: number;
   readonly #parser: FrameParser;
   readonly #assembler: MessageAssembler;
   readonly #writer: FrameWriter;
@@ -93,6 +113,8 @@ export class Connection {
   #closeSent = false;
   #closeReceived = false;
   #pendingPong: Uint8Array | null = null;
+  // Whether a fragmented message we send awaits its last frame (§5.4).
+  #sendingFragments = false;
   // Header bytes of a pong (at most 125 bytes of payload): 2, plus the mask.
   readonly #pongHeaderSize: number;
   // The control frame being read (at most 125 bytes).
@@ -118,15 +140,25 @@ export class Connection {
     );
     this.#pongHeaderSize = options.role === "client" ? 6 : 2;
     this.#role = options.role;
-    this.#parser = new FrameParser({ role: options.role });
-    this.#assembler = new MessageAssembler({ maxPayload, maxFragments });
+    const deflate = options.perMessageDeflate;
+    this.#deflate = deflate?.deflate;
+    this.#threshold = deflate?.threshold ?? Infinity;
+    this.#parser = new FrameParser({
+      role: options.role,
+      allowedRsv: deflate ? RSV1 : 0,
+    });
+    this.#assembler = new MessageAssembler({
+      maxPayload,
+      maxFragments,
+      inflate: deflate?.inflate,
+    });
     this.#writer = new FrameWriter({
       mask: options.role === "client",
       generateMaskKey: options.generateMaskKey,
     });
     this.#handler = {
-      onFrameStart: (opcode, fin, _rsv, length) =>
-        this.#onFrameStart(opcode, fin, length),
+      onFrameStart: (opcode, fin, rsv, length) =>
+        this.#onFrameStart(opcode, fin, rsv, length),
       onFramePayload: (data) => this.#onFramePayload(data),
       onFrameEnd: () => this.#onFrameEnd(),
     };
@@ -191,10 +223,23 @@ export class Connection {
    * Queues a text message.
    *
    * @param text The message.
-   * @throws {TypeError} When the connection is not open.
+   * @param compress `false` sends it uncompressed even when
+   * permessage-deflate is in use.
+   * @throws {TypeError} When the connection is not open, or a fragmented
+   * message is unfinished.
    */
-  sendText(text: string): void {
+  sendText(text: string, compress = true): void {
     this.#assertOpen("send");
+    this.#assertNoFragments();
+    // Compress only what may reach the threshold (3 bytes per UTF-16 unit
+    // at most), so small text is still encoded straight into the output.
+    if (compress && this.#deflate && text.length * 3 >= this.#threshold) {
+      const bytes = utf8.encode(text);
+      if (bytes.length >= this.#threshold) {
+        this.#writer.writeFrame(OPCODE.Text, this.#deflate(bytes), true, RSV1);
+        return;
+      }
+    }
     this.#writer.writeText(OPCODE.Text, text);
   }
 
@@ -202,13 +247,41 @@ export class Connection {
    * Queues a binary message.
    *
    * @param data The message.
+   * @param compress `false` sends it uncompressed even when
+   * permessage-deflate is in use.
    * @returns `true` when `data` (over 1 MiB, server role) is referenced
    * rather than copied: leave it untouched until the output is written.
-   * @throws {TypeError} When the connection is not open.
+   * @throws {TypeError} When the connection is not open, or a fragmented
+   * message is unfinished.
    */
-  sendBinary(data: Uint8Array): boolean {
+  sendBinary(data: Uint8Array, compress = true): boolean {
     this.#assertOpen("send");
+    this.#assertNoFragments();
+    if (compress && this.#deflate && data.length >= this.#threshold) {
+      this.#writer.writeFrame(OPCODE.Binary, this.#deflate(data), true, RSV1);
+      return false;
+    }
     return this.#writer.writeFrame(OPCODE.Binary, data);
+  }
+
+  /**
+   * Queues a message compressed by the caller (permessage-deflate with
+   * context takeover): one frame with RSV1 set (RFC 7692 §6).
+   *
+   * @param opcode Text or binary.
+   * @param payload The compressed payload, without the `00 00 ff ff` tail.
+   * @throws {TypeError} When the connection is not open or has no
+   * permessage-deflate.
+   */
+  sendCompressed(opcode: number, payload: Uint8Array): void {
+    this.#assertOpen("send");
+    this.#assertNoFragments();
+    if (this.#threshold === Infinity) {
+      throw new TypeError(
+        "Cannot send a compressed message: permessage-deflate was not negotiated",
+      );
+    }
+    this.#writer.writeFrame(opcode, payload, true, RSV1);
   }
 
   /**
@@ -220,6 +293,7 @@ export class Connection {
    */
   sendEncoded(frame: Uint8Array): void {
     this.#assertOpen("send");
+    this.#assertNoFragments();
     if (this.#role === "client") {
       throw new TypeError(
         "Cannot send an encoded frame: a client must mask each frame (RFC 6455 §5.3)",
@@ -236,11 +310,24 @@ export class Connection {
    * @param data The fragment's payload.
    * @param fin Whether this fragment ends the message.
    * @returns `true` when `data` is referenced rather than copied.
-   * @throws {TypeError} When the connection is not open.
+   * @throws {TypeError} When the connection is not open, or `opcode` does
+   * not fit: text or binary must start a message, continuation continue one.
    */
   sendFragment(opcode: number, data: Uint8Array, fin: boolean): boolean {
     this.#assertOpen("send");
-    return this.#writer.writeFrame(opcode, data, fin);
+    const expected = this.#sendingFragments
+      ? opcode === OPCODE.Continuation
+      : opcode === OPCODE.Text || opcode === OPCODE.Binary;
+    if (!expected) {
+      throw new TypeError(
+        `Cannot send a fragment: the opcode must be ${
+          this.#sendingFragments ? "continuation (0)" : "text (1) or binary (2)"
+        }, got ${opcode} (RFC 6455 §5.4)`,
+      );
+    }
+    const referenced = this.#writer.writeFrame(opcode, data, fin);
+    this.#sendingFragments = !fin;
+    return referenced;
   }
 
   /**
@@ -291,16 +378,28 @@ export class Connection {
     this.#state = "closed";
   }
 
-  #onFrameStart(opcode: number, fin: boolean, length: number): void {
+  #onFrameStart(
+    opcode: number,
+    fin: boolean,
+    rsv: number,
+    length: number,
+  ): void {
     // Nothing after the peer's close frame counts (RFC 6455 §5.5.1).
     if (this.#closeReceived) return;
     this.#isControl = opcode >= OPCODE.Close;
     if (this.#isControl) {
+      // Control frames are never compressed (RFC 7692 §6.1).
+      if (rsv !== 0) {
+        throw new ProtocolError(
+          PROTOCOL_ERROR_CODE.ReservedBits,
+          "RSV1 is set on a control frame (RFC 7692 §6.1)",
+        );
+      }
       this.#controlOpcode = opcode;
       this.#control = new Uint8Array(length);
       this.#controlLength = 0;
     } else {
-      this.#assembler.startFrame(opcode, fin, length);
+      this.#assembler.startFrame(opcode, fin, length, rsv);
     }
   }
 
@@ -374,6 +473,14 @@ export class Connection {
   #emit(event: ConnectionEvent): void {
     if (this.#events === NO_EVENTS) this.#events = [];
     this.#events.push(event);
+  }
+
+  #assertNoFragments(): void {
+    if (this.#sendingFragments) {
+      throw new TypeError(
+        "Cannot send: a fragmented message is unfinished; send its last fragment first (RFC 6455 §5.4)",
+      );
+    }
   }
 
   #assertOpen(action: string): void {

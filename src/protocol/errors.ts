@@ -88,6 +88,8 @@ export const PROTOCOL_ERROR_CODE = {
   InvalidClosePayload: "INVALID_CLOSE_PAYLOAD",
   /** A close frame carrying a code that may not be sent (RFC 6455 §7.4). */
   InvalidCloseCode: "INVALID_CLOSE_CODE",
+  /** A compressed message that is not valid raw DEFLATE data (RFC 7692 §7.2.2). */
+  InvalidCompressedData: "INVALID_COMPRESSED_DATA",
   /** A message larger than `maxPayload`. */
   MessageTooBig: "MESSAGE_TOO_BIG",
   /** A message split into more than `maxFragments` frames. */
@@ -111,6 +113,7 @@ const CLOSE_CODE_FOR: Record<ProtocolErrorCode, number> = {
   INVALID_UTF8: CLOSE_CODE.InvalidPayload,
   INVALID_CLOSE_PAYLOAD: CLOSE_CODE.ProtocolError,
   INVALID_CLOSE_CODE: CLOSE_CODE.ProtocolError,
+  INVALID_COMPRESSED_DATA: CLOSE_CODE.InvalidPayload,
   MESSAGE_TOO_BIG: CLOSE_CODE.MessageTooBig,
   TOO_MANY_FRAGMENTS: CLOSE_CODE.MessageTooBig,
 };

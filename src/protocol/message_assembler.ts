@@ -10,10 +10,16 @@ export interface MessageAssemblerOptions {
   maxPayload: number;
   /** The most frames one message may be split into. */
   maxFragments: number;
+  /**
+   * Inflates a compressed message (RSV1 set on its first frame, RFC 7692
+   * §6) to at most `maxLength` bytes. Without it, RSV1 is never accepted.
+   */
+  inflate?: (data: Uint8Array, maxLength: number) => Uint8Array<ArrayBuffer>;
 }
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const MIN_BUFFER = 4096;
+const RSV1 = 0x40;
 
 /**
  * Turns data frames into messages (RFC 6455 §5.4): enforces the continuation
@@ -42,7 +48,10 @@ const MIN_BUFFER = 4096;
 export class MessageAssembler {
   readonly #maxPayload: number;
   readonly #maxFragments: number;
+  readonly #inflate: MessageAssemblerOptions["inflate"];
   #inMessage = false;
+  // A compressed message is stored as bytes and inflated at its end.
+  #compressed = false;
   #isText = false;
   #fin = false;
   #fragments = 0;
@@ -64,6 +73,7 @@ export class MessageAssembler {
   constructor(options: MessageAssemblerOptions) {
     this.#maxPayload = options.maxPayload;
     this.#maxFragments = options.maxFragments;
+    this.#inflate = options.inflate;
   }
 
   /** Whether a fragmented message is waiting for its continuation. */
@@ -77,10 +87,27 @@ export class MessageAssembler {
    * @param opcode The frame's opcode.
    * @param fin Whether the frame ends its message.
    * @param length The declared payload length.
+   * @param rsv The frame's RSV bits (0x40: RSV1, a compressed message).
    * @throws {ProtocolError} `UNEXPECTED_CONTINUATION`, `EXPECTED_CONTINUATION`,
-   * `MESSAGE_TOO_BIG` or `TOO_MANY_FRAGMENTS`.
+   * `RESERVED_BITS`, `MESSAGE_TOO_BIG` or `TOO_MANY_FRAGMENTS`.
    */
-  startFrame(opcode: number, fin: boolean, length: number): void {
+  startFrame(opcode: number, fin: boolean, length: number, rsv = 0): void {
+    // "the RSV1 bit is set only on the first frame" of a compressed
+    // message, and only when the extension is in use (RFC 7692 §6).
+    if (
+      rsv !== 0 &&
+      (rsv !== RSV1 || this.#inflate === undefined ||
+        opcode === OPCODE.Continuation)
+    ) {
+      throw new ProtocolError(
+        PROTOCOL_ERROR_CODE.ReservedBits,
+        opcode === OPCODE.Continuation
+          ? "RSV1 is set on a continuation frame (RFC 7692 §6)"
+          : `Frame has reserved bits 0x${
+            rsv.toString(16)
+          } set without a negotiated extension`,
+      );
+    }
     if (opcode === OPCODE.Continuation) {
       if (!this.#inMessage) {
         throw new ProtocolError(
@@ -97,6 +124,7 @@ export class MessageAssembler {
       }
       this.#inMessage = true;
       this.#isText = opcode === OPCODE.Text;
+      this.#compressed = rsv === RSV1;
       this.#fragments = 0;
       this.#size = 0;
     }
@@ -130,7 +158,8 @@ export class MessageAssembler {
       data.length === this.#frameLength;
     this.#frameReceived += data.length;
     this.#size += data.length;
-    if (this.#isText) {
+    if (this.#compressed) this.#store(data);
+    else if (this.#isText) {
       if (whole) this.#result = decode(strictUtf8, data, false);
       else {
         this.#decoder ??= new TextDecoder("utf-8", {
@@ -155,6 +184,7 @@ export class MessageAssembler {
     let message = this.#result;
     this.#result = undefined;
     if (message !== undefined) return message;
+    if (this.#compressed) return this.#inflateMessage();
     if (this.#isText) {
       message = this.#decoder === null
         ? this.#text
@@ -167,6 +197,16 @@ export class MessageAssembler {
     this.#buffer = null;
     if (buffer === null) return new Uint8Array(0);
     return buffer.length === this.#size ? buffer : buffer.slice(0, this.#size);
+  }
+
+  #inflateMessage(): Message {
+    const buffer = this.#buffer;
+    this.#buffer = null;
+    const bytes = this.#inflate!(
+      buffer === null ? new Uint8Array(0) : buffer.subarray(0, this.#size),
+      this.#maxPayload,
+    );
+    return this.#isText ? decode(strictUtf8, bytes, false) : bytes;
   }
 
   #store(data: Uint8Array): void {

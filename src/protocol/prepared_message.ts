@@ -1,4 +1,6 @@
 import { COPY_LIMIT, FrameWriter } from "./frame_writer.ts";
+import { deflateMessage } from "./deflate_codec.ts";
+import type { PerMessageDeflateParams } from "./permessage_deflate.ts";
 import { OPCODE } from "./frame_parser.ts";
 
 /**
@@ -14,6 +16,10 @@ export class PreparedMessage {
   readonly message: string | Uint8Array;
   /** The unmasked server frame; never modified. */
   readonly frame: Uint8Array;
+  /** The message's size in bytes (UTF-8 for text). */
+  readonly size: number;
+  // Compressed frames, one per distinct compressor setting.
+  #compressed: Map<string, Uint8Array> | undefined;
 
   /**
    * Frames `message`. Prefer {@linkcode prepareMessage}.
@@ -31,11 +37,48 @@ export class PreparedMessage {
     }
     const chunks = writer.take();
     this.message = message;
+    this.size = typeof message === "string"
+      ? utf8.encode(message).length
+      : message.length;
     // One buffer of its own, not a view that would pin the writer's arena.
     const only = chunks.length === 1 ? chunks[0] : null;
     this.frame = only !== null && only.byteLength === only.buffer.byteLength
       ? only
       : concat(chunks);
+  }
+
+  /**
+   * The frame compressed for permessage-deflate without context takeover,
+   * made once per distinct setting and shared by every socket using it.
+   *
+   * @param params The negotiated window and zlib settings.
+   * @returns An unmasked frame with RSV1 set.
+   */
+  compressedFrame(
+    params: Pick<
+      PerMessageDeflateParams,
+      "serverMaxWindowBits" | "level" | "memLevel"
+    >,
+  ): Uint8Array {
+    const key =
+      `${params.serverMaxWindowBits}:${params.level}:${params.memLevel}`;
+    this.#compressed ??= new Map();
+    let frame = this.#compressed.get(key);
+    if (frame === undefined) {
+      const bytes = typeof this.message === "string"
+        ? utf8.encode(this.message)
+        : this.message;
+      const writer = new FrameWriter();
+      writer.writeFrame(
+        typeof this.message === "string" ? OPCODE.Text : OPCODE.Binary,
+        deflateMessage(bytes, params),
+        true,
+        0x40,
+      );
+      frame = concat(writer.take());
+      this.#compressed.set(key, frame);
+    }
+    return frame;
   }
 }
 
@@ -57,6 +100,8 @@ export class PreparedMessage {
 export function prepareMessage(message: string | Uint8Array): PreparedMessage {
   return new PreparedMessage(message);
 }
+
+const utf8 = new TextEncoder();
 
 function concat(chunks: Uint8Array[]): Uint8Array {
   let size = 0;

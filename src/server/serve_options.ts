@@ -9,6 +9,7 @@ import {
 } from "../protocol/http_request_parser.ts";
 import type { BackpressurePolicy, Socket } from "../socket.ts";
 import type { PubSubAdapter } from "../pubsub/adapter.ts";
+import type { PerMessageDeflateOptions } from "../protocol/permessage_deflate.ts";
 
 /** Called once per accepted WebSocket; the socket closes when it returns. */
 export type SocketHandler<Data = unknown> = (
@@ -109,6 +110,13 @@ export interface ServeOptions<Data = unknown> {
    * machines). Without it, topics are local to this server.
    */
   pubsub?: PubSubAdapter;
+  /**
+   * Compression with permessage-deflate (RFC 7692) for clients that offer
+   * it: `true` for the defaults, or settings. Off by default: compression
+   * trades CPU for bandwidth.
+   * @default {false}
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
   /** PEM certificate chain; with `key`, the server speaks `wss://` (TLS). */
   cert?: string;
   /** PEM private key for `cert`. */

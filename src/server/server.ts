@@ -23,6 +23,11 @@ import {
 } from "./serve_options.ts";
 import { type ServerStats, StatsCollector } from "./stats.ts";
 import { type PublishOptions, Topics } from "../pubsub/topics.ts";
+import {
+  negotiatePerMessageDeflate,
+  type PerMessageDeflateOptions,
+  resolveDeflateOptions,
+} from "../protocol/permessage_deflate.ts";
 import type { PreparedMessage } from "../protocol/prepared_message.ts";
 import { renderPrometheus } from "./stats.ts";
 import {
@@ -119,6 +124,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
   readonly #ticker: Ticker;
   readonly #stats = new StatsCollector();
   readonly #topics: Topics;
+  readonly #deflateOptions: PerMessageDeflateOptions | undefined;
   readonly #conns = new Set<Deno.Conn>();
   // Open sockets and the transport behind each.
   readonly #sockets = new Map<Socket<Data>, Deno.Conn>();
@@ -162,6 +168,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
     }
     this.#options = options;
     this.#handler = handler;
+    const deflate = options.perMessageDeflate;
+    if (deflate) {
+      const settings = deflate === true ? {} : deflate;
+      resolveDeflateOptions(settings); // throws now for a bad setting
+      this.#deflateOptions = settings;
+    }
     this.#logger = options.logger ?? (() => {});
     this.#ticker = new Ticker(
       tickPeriod(
@@ -442,6 +454,14 @@ export class Server<Data = unknown> implements AsyncDisposable {
       }
       const headers: [string, string][] = [];
       if (protocol !== "") headers.push(["Sec-WebSocket-Protocol", protocol]);
+      const deflate = this.#deflateOptions &&
+        negotiatePerMessageDeflate(
+          upgrade.headers.get("sec-websocket-extensions"),
+          this.#deflateOptions,
+        );
+      if (deflate) {
+        headers.push(["Sec-WebSocket-Extensions", deflate.response]);
+      }
       if (extraHeaders) headers.push(...extraHeaders);
       const accept = await computeAcceptKey(upgrade.key);
       // Queued, not awaited: the socket's frames follow on the same writer.
@@ -458,6 +478,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         backpressurePolicy: options.backpressurePolicy ?? "close",
         ticker: this.#ticker,
         topics: this.#topics,
+        perMessageDeflate: deflate ? deflate.params : undefined,
         counters: this.#stats.counters,
         head: rest,
         reader,

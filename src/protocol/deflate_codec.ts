@@ -1,0 +1,176 @@
+import zlib from "node:zlib";
+import { PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
+import type { PerMessageDeflateParams } from "./permessage_deflate.ts";
+
+const { Z_SYNC_FLUSH } = zlib.constants;
+// "Append 4 octets of 0x00 0x00 0xff 0xff to the tail end of the payload
+// of the message" before inflating (RFC 7692 §7.2.2).
+const TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
+
+/**
+ * Inflates one compressed message (RFC 7692 §7.2.2) without context
+ * takeover: no state is kept between messages.
+ *
+ * @param data The compressed payload of the whole message.
+ * @param maxLength The most bytes the message may inflate to; inflation
+ * stops as soon as it would exceed it.
+ * @returns The message bytes.
+ * @throws {ProtocolError} `MESSAGE_TOO_BIG` (1009) past `maxLength`,
+ * `INVALID_COMPRESSED_DATA` (1007) for data that is not raw DEFLATE.
+ *
+ * @example Inflating the RFC 7692 §7.2.3.1 "Hello"
+ * ```ts
+ * import { inflateMessage } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = inflateMessage(new Uint8Array([0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]), 1024);
+ * assert.equal(new TextDecoder().decode(bytes), "Hello");
+ * ```
+ */
+export function inflateMessage(
+  data: Uint8Array,
+  maxLength: number,
+): Uint8Array<ArrayBuffer> {
+  const input = new Uint8Array(data.length + 4);
+  input.set(data);
+  input.set(TAIL, data.length);
+  try {
+    const output = zlib.inflateRawSync(input, {
+      finishFlush: Z_SYNC_FLUSH,
+      maxOutputLength: maxLength,
+    });
+    return new Uint8Array(
+      output.buffer as ArrayBuffer,
+      output.byteOffset,
+      output.length,
+    );
+  } catch (error) {
+    if ((error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+      throw new ProtocolError(
+        PROTOCOL_ERROR_CODE.MessageTooBig,
+        `Compressed message inflates past maxPayload (${maxLength})`,
+      );
+    }
+    throw new ProtocolError(
+      PROTOCOL_ERROR_CODE.InvalidCompressedData,
+      `Compressed message is not valid raw DEFLATE data: ${
+        (error as Error).message
+      }`,
+    );
+  }
+}
+
+/**
+ * Compresses one message without context takeover (RFC 7692 §7.2.1): the
+ * output of a sync flush, with its `00 00 ff ff` tail removed. Stateless,
+ * so one compressor serves every connection.
+ *
+ * @param data The message bytes.
+ * @param params The negotiated window and the zlib settings.
+ * @returns The payload to send with RSV1 set.
+ *
+ * @example Compressing "Hello" (RFC 7692 §7.2.3.1)
+ * ```ts
+ * import { deflateMessage } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = deflateMessage(new TextEncoder().encode("Hello"), {
+ *   serverMaxWindowBits: 15, level: 6, memLevel: 8,
+ * });
+ * assert.deepEqual(bytes, new Uint8Array([0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]));
+ * ```
+ */
+export function deflateMessage(
+  data: Uint8Array,
+  params: Pick<
+    PerMessageDeflateParams,
+    "serverMaxWindowBits" | "level" | "memLevel"
+  >,
+): Uint8Array<ArrayBuffer> {
+  const output = zlib.deflateRawSync(data, {
+    finishFlush: Z_SYNC_FLUSH,
+    windowBits: params.serverMaxWindowBits,
+    level: params.level,
+    memLevel: params.memLevel,
+  });
+  return withoutTail(output);
+}
+
+/**
+ * Compresses messages with context takeover (RFC 7692 §7.2.1): one
+ * persistent raw deflate stream per connection, flushed at each message
+ * end. Calls run one at a time, in order.
+ */
+export class ContextDeflater {
+  readonly #stream: zlib.DeflateRaw;
+  #queue: Promise<unknown> = Promise.resolve();
+  #chunks: Uint8Array[] = [];
+
+  /**
+   * Creates the stream.
+   *
+   * @param params The negotiated window and the zlib settings.
+   */
+  constructor(
+    params: Pick<
+      PerMessageDeflateParams,
+      "serverMaxWindowBits" | "level" | "memLevel"
+    >,
+  ) {
+    this.#stream = zlib.createDeflateRaw({
+      windowBits: params.serverMaxWindowBits,
+      level: params.level,
+      memLevel: params.memLevel,
+    });
+    this.#stream.on("data", (chunk: Uint8Array) => this.#chunks.push(chunk));
+    this.#stream.on("error", () => {});
+  }
+
+  /**
+   * Compresses one message.
+   *
+   * @param data The message bytes (not modified, not kept).
+   * @returns The payload to send with RSV1 set.
+   */
+  deflate(data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
+    const result = this.#queue.then(() =>
+      new Promise<Uint8Array<ArrayBuffer>>((resolve, reject) => {
+        this.#stream.write(data, (error) => error && reject(error));
+        this.#stream.flush(Z_SYNC_FLUSH, () => {
+          const chunks = this.#chunks;
+          this.#chunks = [];
+          resolve(withoutTail(concat(chunks)));
+        });
+      })
+    );
+    this.#queue = result.catch(() => {});
+    return result;
+  }
+
+  /** Frees the stream. */
+  close(): void {
+    this.#stream.close();
+  }
+}
+
+function withoutTail(output: Uint8Array): Uint8Array<ArrayBuffer> {
+  const end = output.length >= 4 && output[output.length - 4] === 0 &&
+      output[output.length - 3] === 0 && output[output.length - 2] === 0xff &&
+      output[output.length - 1] === 0xff
+    ? output.length - 4
+    : output.length;
+  return new Uint8Array(output.buffer as ArrayBuffer, output.byteOffset, end);
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  let size = 0;
+  for (const chunk of chunks) size += chunk.length;
+  const joined = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return joined;
+}

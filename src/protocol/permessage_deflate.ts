@@ -1,0 +1,293 @@
+/**
+ * Negotiation of the permessage-deflate extension (RFC 7692 §5, §7.1): pure
+ * functions over header values, no compression here.
+ *
+ * @module
+ */
+
+/** Server-side settings for permessage-deflate. */
+export interface PerMessageDeflateOptions {
+  /**
+   * Compress each message on its own (RFC 7692 §7.1.1.1). `true` keeps no
+   * compressor state per connection: one shared compressor serves every
+   * socket and a published message is compressed once. `false` keeps a
+   * compressor per connection, for better ratios at ~64 KiB+ of memory each.
+   * @default {true}
+   */
+  serverNoContextTakeover?: boolean;
+  /**
+   * The largest LZ77 window the server compresses with, 9-15 (RFC 7692
+   * §7.1.2.1); smaller saves memory and ratio. A client's lower limit wins;
+   * an offer limiting it to 8 is declined (zlib cannot deflate with 8).
+   * @default {15}
+   */
+  serverMaxWindowBits?: number;
+  /**
+   * When set (8-15) and the client allows it, asks the client to compress
+   * with at most this window (RFC 7692 §7.1.2.2).
+   */
+  clientMaxWindowBits?: number;
+  /**
+   * The zlib compression level, 0 (none) to 9 (best).
+   * @default {6}
+   */
+  level?: number;
+  /**
+   * The zlib memory level of a compressor, 1-9: memory against speed.
+   * @default {8}
+   */
+  memLevel?: number;
+  /**
+   * Messages smaller than this many bytes are sent uncompressed.
+   * @default {1024}
+   */
+  threshold?: number;
+}
+
+/** What one negotiation agreed on, as the server applies it. */
+export interface PerMessageDeflateParams {
+  /** The server compresses each message on its own. */
+  serverNoContextTakeover: boolean;
+  /** The client compresses each message on its own. Always `true` here. */
+  clientNoContextTakeover: boolean;
+  /** The server's LZ77 window, 9-15. */
+  serverMaxWindowBits: number;
+  /** The client's LZ77 window, 8-15 (15 when not limited). */
+  clientMaxWindowBits: number;
+  /** The zlib level. */
+  level: number;
+  /** The zlib memory level. */
+  memLevel: number;
+  /** The compression threshold in bytes. */
+  threshold: number;
+}
+
+/** One extension of a `Sec-WebSocket-Extensions` list. */
+export interface ExtensionOffer {
+  /** The extension token, lowercased (`permessage-deflate`). */
+  name: string;
+  /** Its parameters in order; `true` for a parameter without a value. */
+  params: [name: string, value: string | true][];
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * Parses a `Sec-WebSocket-Extensions` value (RFC 6455 §9.1): a comma list of
+ * extensions, each with `;`-separated parameters whose values are tokens or
+ * quoted strings.
+ *
+ * @param value The header value (several header fields joined by commas).
+ * @returns The extensions in order, or `null` when the syntax is invalid.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseExtensions } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(parseExtensions("permessage-deflate; client_max_window_bits"), [
+ *   { name: "permessage-deflate", params: [["client_max_window_bits", true]] },
+ * ]);
+ * ```
+ */
+export function parseExtensions(value: string): ExtensionOffer[] | null {
+  const offers: ExtensionOffer[] = [];
+  let i = 0;
+  const skipSpace = () => {
+    while (value[i] === " " || value[i] === "\t") i++;
+  };
+  const token = () => {
+    const start = i;
+    while (i < value.length && TOKEN.test(value[i])) i++;
+    return value.slice(start, i);
+  };
+  while (i < value.length) {
+    skipSpace();
+    if (value[i] === ",") { // empty list elements are allowed (RFC 9110 §5.6.1)
+      i++;
+      continue;
+    }
+    const name = token().toLowerCase();
+    if (name === "") return null;
+    const params: [string, string | true][] = [];
+    skipSpace();
+    while (value[i] === ";") {
+      i++;
+      skipSpace();
+      const param = token().toLowerCase();
+      if (param === "") return null;
+      skipSpace();
+      let paramValue: string | true = true;
+      if (value[i] === "=") {
+        i++;
+        skipSpace();
+        if (value[i] === '"') {
+          i++;
+          let text = "";
+          while (i < value.length && value[i] !== '"') {
+            if (value[i] === "\\") i++;
+            text += value[i++] ?? "";
+          }
+          if (value[i] !== '"') return null;
+          i++;
+          // "the value after quoted-string unescaping MUST conform to the
+          // token ABNF" (RFC 6455 §9.1).
+          if (!TOKEN.test(text)) return null;
+          paramValue = text;
+        } else {
+          paramValue = token();
+          if (paramValue === "") return null;
+        }
+        skipSpace();
+      }
+      params.push([param, paramValue]);
+    }
+    if (i < value.length && value[i] !== ",") return null;
+    offers.push({ name, params });
+  }
+  return offers;
+}
+
+// A window-bits value: 8-15 without leading zeros (RFC 7692 §7.1.2).
+const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
+
+/**
+ * Chooses the first permessage-deflate offer the server can accept and
+ * builds the response parameters (RFC 7692 §5.1, §7.1). An offer is
+ * declined — not failed — when it has an unknown, duplicate or invalid
+ * parameter, or asks for what the server cannot do (a window of 8 bits).
+ * The server always asks the client not to use context takeover, so it
+ * keeps no decompression state between messages.
+ *
+ * @param header The request's `Sec-WebSocket-Extensions`, or `null`.
+ * @param options The server's settings.
+ * @returns The response header value and the agreed parameters, or `null`
+ * when no offer is acceptable (the connection goes on uncompressed).
+ *
+ * @example Accepting Chromium's offer
+ * ```ts
+ * import { negotiatePerMessageDeflate } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const result = negotiatePerMessageDeflate("permessage-deflate; client_max_window_bits", {});
+ * assert.equal(
+ *   result?.response,
+ *   "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+ * );
+ * ```
+ */
+export function negotiatePerMessageDeflate(
+  header: string | null,
+  options: PerMessageDeflateOptions,
+): { response: string; params: PerMessageDeflateParams } | null {
+  if (header === null) return null;
+  const offers = parseExtensions(header);
+  if (offers === null) return null;
+  const settings = resolveDeflateOptions(options);
+  for (const offer of offers) {
+    if (offer.name !== "permessage-deflate") continue;
+    const accepted = acceptOffer(offer.params, settings);
+    if (accepted !== null) return accepted;
+  }
+  return null;
+}
+
+function acceptOffer(
+  params: [string, string | true][],
+  settings: Required<PerMessageDeflateOptions>,
+): { response: string; params: PerMessageDeflateParams } | null {
+  const seen = new Map<string, string | true>();
+  for (const [name, value] of params) {
+    if (seen.has(name)) return null; // duplicate parameter
+    seen.set(name, value);
+    switch (name) {
+      case "server_no_context_takeover":
+      case "client_no_context_takeover":
+        if (value !== true) return null;
+        break;
+      case "server_max_window_bits":
+        if (value === true || !WINDOW_BITS.test(value)) return null;
+        break;
+      case "client_max_window_bits":
+        if (value !== true && !WINDOW_BITS.test(value)) return null;
+        break;
+      default:
+        return null; // unknown parameter
+    }
+  }
+  // Our window: the client's limit wins; zlib cannot deflate with 8 bits.
+  const requested = seen.get("server_max_window_bits");
+  const serverBits = requested === undefined
+    ? settings.serverMaxWindowBits
+    : Math.min(Number(requested), settings.serverMaxWindowBits);
+  if (serverBits < 9) return null;
+  const serverNoContextTakeover = settings.serverNoContextTakeover ||
+    seen.has("server_no_context_takeover");
+  const response = ["permessage-deflate"];
+  if (serverNoContextTakeover) response.push("server_no_context_takeover");
+  response.push("client_no_context_takeover");
+  if (requested !== undefined || serverBits !== 15) {
+    response.push(`server_max_window_bits=${serverBits}`);
+  }
+  // The client's window may be limited only when it said it can be.
+  const clientOffer = seen.get("client_max_window_bits");
+  let clientBits = clientOffer === undefined || clientOffer === true
+    ? 15
+    : Number(clientOffer);
+  if (clientOffer !== undefined && settings.clientMaxWindowBits !== 0) {
+    clientBits = Math.min(clientBits, settings.clientMaxWindowBits);
+    response.push(`client_max_window_bits=${clientBits}`);
+  }
+  return {
+    response: response.join("; "),
+    params: {
+      serverNoContextTakeover,
+      clientNoContextTakeover: true,
+      serverMaxWindowBits: serverBits,
+      clientMaxWindowBits: clientBits,
+      level: settings.level,
+      memLevel: settings.memLevel,
+      threshold: settings.threshold,
+    },
+  };
+}
+
+/**
+ * Applies defaults to permessage-deflate settings and checks them.
+ *
+ * @param options The settings.
+ * @returns Every setting (`clientMaxWindowBits` 0 when unset).
+ * @throws {RangeError} When a setting is out of range.
+ */
+export function resolveDeflateOptions(
+  options: PerMessageDeflateOptions,
+): Required<PerMessageDeflateOptions> {
+  const check = (name: string, value: number, min: number, max: number) => {
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new RangeError(
+        `Cannot use permessage-deflate: "${name}" must be an integer from ${min} to ${max}, got ${value}`,
+      );
+    }
+    return value;
+  };
+  return {
+    serverNoContextTakeover: options.serverNoContextTakeover ?? true,
+    serverMaxWindowBits: check(
+      "serverMaxWindowBits",
+      options.serverMaxWindowBits ?? 15,
+      9,
+      15,
+    ),
+    clientMaxWindowBits: options.clientMaxWindowBits === undefined
+      ? 0
+      : check("clientMaxWindowBits", options.clientMaxWindowBits, 8, 15),
+    level: check("level", options.level ?? 6, 0, 9),
+    memLevel: check("memLevel", options.memLevel ?? 8, 1, 9),
+    threshold: check(
+      "threshold",
+      options.threshold ?? 1024,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
+  };
+}

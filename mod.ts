@@ -35,5 +35,10 @@ export * from "./src/protocol/client_handshake.ts";
 export * from "./src/client/connect.ts";
 export * from "./src/client/reconnecting.ts";
 export type * from "./src/pubsub/adapter.ts";
-export type { PublishOptions, Subscriber } from "./src/pubsub/topics.ts";
+export type {
+  PublishOptions,
+  Subscriber,
+  Topics,
+} from "./src/pubsub/topics.ts";
 export * from "./src/pubsub/broadcast_channel_adapter.ts";
+export type { Ticker } from "./src/ticker.ts";

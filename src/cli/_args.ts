@@ -1,0 +1,209 @@
+/**
+ * Argument parsing shared by the subcommands: `node:util` parseArgs with
+ * errors that name the command and say what to do, and parsers for ports,
+ * sizes, durations and headers.
+ *
+ * @module
+ */
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+
+/** A mistake on the command line: exit code 2, with a message for stderr. */
+export class UsageError extends Error {
+  /** The subcommand, for the hint (`duplex send --help`). */
+  readonly command: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param command The subcommand, or `""` for `duplex` itself.
+   * @param message What is wrong, as a sentence fragment.
+   */
+  constructor(command: string, message: string) {
+    super(message);
+    this.name = "UsageError";
+    this.command = command;
+  }
+}
+
+/** Parses `args` for `command`, turning parseArgs errors into UsageErrors. */
+export function parseCommandArgs<T extends ParseArgsOptionsConfig>(
+  command: string,
+  args: string[],
+  options: T,
+): ReturnType<typeof parseArgs<{ options: T; allowPositionals: true }>> {
+  try {
+    return parseArgs({
+      args,
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    const message = (error as Error).message
+      // parseArgs's advice about "--" is not what most users need.
+      .replace(/\. To specify a positional argument starting with.*$/s, "");
+    throw new UsageError(command, message);
+  }
+}
+
+/** A TCP port, 0 to 65535. */
+export function parsePort(command: string, text: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) {
+    throw new UsageError(
+      command,
+      `--port must be an integer from 0 to 65535 (0 picks a free port), got ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return port;
+}
+
+/** A positive integer option such as `--connections 10`. */
+export function parsePositiveInteger(
+  command: string,
+  flag: string,
+  text: string,
+): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value <= 0) {
+    throw new UsageError(
+      command,
+      `--${flag} must be a positive integer, got ${JSON.stringify(text)}`,
+    );
+  }
+  return value;
+}
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+
+/**
+ * A byte size: `32`, `1K`, `64KiB`, `1.5M`. K, KB and KiB all mean 1024
+ * bytes; M, MB and MiB 1024².
+ */
+export function parseSize(command: string, flag: string, text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
+  const unit = SIZE_UNITS[match?.[2].toLowerCase() ?? "?"];
+  const value = match && unit !== undefined
+    ? Math.round(Number(match[1]) * unit)
+    : NaN;
+  if (!Number.isSafeInteger(value)) {
+    throw new UsageError(
+      command,
+      `--${flag} must be a size such as 32, 1K, 64KiB or 1M, got ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return value;
+}
+
+const DURATION_UNITS: Record<string, number> = {
+  "": 1000,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  min: 60_000,
+  h: 3_600_000,
+};
+
+/** A duration in milliseconds: `10` (seconds), `500ms`, `1.5s`, `2m`. */
+export function parseDuration(
+  command: string,
+  flag: string,
+  text: string,
+): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
+  const unit = DURATION_UNITS[match?.[2].toLowerCase() ?? "?"];
+  const value = match && unit !== undefined ? Number(match[1]) * unit : NaN;
+  if (!(value > 0) || !Number.isFinite(value)) {
+    throw new UsageError(
+      command,
+      `--${flag} must be a duration such as 10 (seconds), 10s, 500ms or 1m, got ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return Math.round(value);
+}
+
+/** `--header "Name: value"` (or `Name:value`) options into a Headers. */
+export function parseHeaders(command: string, values: string[]): Headers {
+  const headers = new Headers();
+  for (const text of values) {
+    const colon = text.indexOf(":");
+    try {
+      if (colon <= 0) throw new Error("no colon");
+      headers.append(text.slice(0, colon).trim(), text.slice(colon + 1).trim());
+    } catch {
+      throw new UsageError(
+        command,
+        `--header must look like "Name: value", got ${JSON.stringify(text)}`,
+      );
+    }
+  }
+  return headers;
+}
+
+/**
+ * The one URL argument of a client command, checked here so the mistake is
+ * a usage error with a suggestion rather than a connection failure.
+ */
+export function parseUrl(command: string, positionals: string[]): URL {
+  const text = positionals[0];
+  if (text === undefined) {
+    throw new UsageError(
+      command,
+      "missing the server URL (ws://... or wss://...)",
+    );
+  }
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (url?.protocol === "ws:" || url?.protocol === "wss:") return url;
+  const suggestion = url?.protocol === "http:" || url?.protocol === "https:"
+    ? text.replace(/^http/i, "ws")
+    : `ws://${text}`;
+  throw new UsageError(
+    command,
+    `${
+      JSON.stringify(text)
+    } is not a ws: or wss: URL; did you mean ${suggestion}?`,
+  );
+}
+
+/** Reads PEM files given with `--ca` (or `--cert`/`--key`). */
+export async function readPemFiles(
+  command: string,
+  flag: string,
+  paths: string[],
+): Promise<string[]> {
+  const pems: string[] = [];
+  for (const path of paths) {
+    try {
+      pems.push(await Deno.readTextFile(path));
+    } catch (error) {
+      throw new UsageError(
+        command,
+        `cannot read --${flag} ${path}: ${(error as Error).message}`,
+      );
+    }
+  }
+  return pems;
+}

@@ -1,0 +1,148 @@
+/**
+ * The `duplex` command line: a WebSocket server, interactive client, sender
+ * and echo load generator.
+ *
+ *     deno run -A jsr:@duplex/ws/cli serve --port 8765
+ *     deno task compile && ./duplex --help
+ *
+ * Exit codes: 0 success, 1 connection or protocol failure, 2 usage error.
+ *
+ * @example Checking the version
+ * ```ts
+ * import { main, VERSION } from "@duplex/ws/cli";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(await main(["--version"]), 0);
+ * assert.ok(VERSION);
+ * ```
+ *
+ * @module
+ */
+import { UsageError } from "./_args.ts";
+import { printError, printLine } from "./_output.ts";
+import { benchCommand } from "./bench.ts";
+import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
+import { listenCommand } from "./listen.ts";
+import { sendCommand } from "./send.ts";
+import { serveCommand } from "./serve.ts";
+import { VERSION } from "./version.ts";
+
+export { EXIT_CODE, type ExitCode } from "./exit_code.ts";
+export { VERSION } from "./version.ts";
+
+/** The overall help text of `duplex`. */
+export const HELP =
+  `duplex ${VERSION}: a WebSocket server, client and load generator
+
+Usage:
+  duplex serve  [--port N] [--hostname H] [--echo | --broadcast] [--static DIR]
+                [--cert FILE --key FILE]
+  duplex listen URL [--json] [--protocol P] [--header "K: V"]
+  duplex send   URL [MESSAGE...] [--file F] [--binary]
+  duplex bench  URL [--connections N] [--size S] [--in-flight P] [--duration D]
+                [--binary] [--json]
+
+Run "duplex COMMAND --help" for a command's options.
+
+Options:
+  -h, --help      Show this help
+  -V, --version   Show the version
+
+Exit codes:
+  0  success
+  1  connection or protocol failure (refused, rejected, not closed cleanly)
+  2  usage error (unknown option, missing or invalid argument)`;
+
+/** Options of {@linkcode main}, for running the CLI inside a program. */
+export interface MainOptions {
+  /**
+   * Stops a running `serve` or `bench` like Ctrl-C does.
+   */
+  signal?: AbortSignal;
+  /**
+   * Standard input for `listen` and `send`.
+   * @default {Deno.stdin.readable}
+   */
+  stdin?: ReadableStream<Uint8Array>;
+}
+
+const COMMANDS = ["serve", "listen", "send", "bench"] as const;
+
+/**
+ * Runs the `duplex` command line with `args` and resolves with its exit
+ * code; it never calls `Deno.exit()` itself. Usage errors are printed on
+ * stderr with a hint and give 2.
+ *
+ * @param args The arguments, without the program name.
+ * @param options A signal and stdin, for running inside a program.
+ * @returns The exit code.
+ *
+ * @example A usage error
+ * ```ts
+ * import { EXIT_CODE, main } from "@duplex/ws/cli";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(await main(["send"]), EXIT_CODE.Usage);
+ * ```
+ */
+export async function main(
+  args: string[],
+  options: MainOptions = {},
+): Promise<ExitCode> {
+  const [command, ...rest] = args;
+  try {
+    switch (command) {
+      case "serve":
+        return await serveCommand(rest, options.signal);
+      case "listen":
+        return await listenCommand(rest, options.stdin);
+      case "send":
+        return await sendCommand(rest, options.stdin);
+      case "bench":
+        return await benchCommand(rest, options.signal);
+      case "help":
+        // "duplex help send" is "duplex send --help".
+        if ((COMMANDS as readonly string[]).includes(rest[0])) {
+          return await main([rest[0], "--help"], options);
+        }
+        printLine(HELP);
+        return EXIT_CODE.Ok;
+      case "-h":
+      case "--help":
+        printLine(HELP);
+        return EXIT_CODE.Ok;
+      case "-V":
+      case "--version":
+        printLine(`duplex ${VERSION}`);
+        return EXIT_CODE.Ok;
+      case undefined:
+        printError(HELP);
+        return EXIT_CODE.Usage;
+      default:
+        throw new UsageError(
+          "",
+          `unknown command ${JSON.stringify(command)}; the commands are ${
+            COMMANDS.join(", ")
+          }`,
+        );
+    }
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    const name = error.command ? `duplex ${error.command}` : "duplex";
+    printError(`${name}: ${error.message}`);
+    printError(`Run "${name} --help" for usage.`);
+    return EXIT_CODE.Usage;
+  }
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(Deno.args);
+  } catch (error) {
+    printError(`duplex: unexpected error: ${(error as Error)?.stack ?? error}`);
+    code = EXIT_CODE.Failure;
+  }
+  // Exit at once: a pending read of stdin must not keep the process alive.
+  Deno.exit(code);
+}

@@ -1,0 +1,192 @@
+import { connect } from "../client/connect.ts";
+import type { Socket } from "../socket.ts";
+import {
+  parseCommandArgs,
+  parseHeaders,
+  parseUrl,
+  readPemFiles,
+  UsageError,
+} from "./_args.ts";
+import {
+  describeClose,
+  describeConnectError,
+  exitCodeFor,
+  printError,
+  printLine,
+} from "./_output.ts";
+import { readAll, readLines } from "./_stdin.ts";
+import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
+
+/** The help text of `duplex send`. */
+export const SEND_HELP =
+  `Usage: duplex send URL [MESSAGE...] [--file F] [--binary]
+                   [--protocol P]... [--header "K: V"]... [--ca FILE]
+
+Connects to URL, sends messages, closes with 1000 and waits for the closing
+handshake. Prints nothing on success and exits with 0; exits with 1 when the
+connection fails or does not close cleanly.
+
+What is sent:
+  MESSAGE...        each argument is one message
+  --file F          the whole file is one message
+  (neither)         stdin: each line is one text message; with --binary,
+                    all of stdin is one binary message
+
+Options:
+  --binary          Send binary messages instead of text (arguments as their
+                    UTF-8 bytes)
+  --protocol P      Offer subprotocol P (repeatable; in order of preference)
+  --header "K: V"   Add a handshake request header (repeatable)
+  --ca FILE         Trust this PEM certificate for wss:// (repeatable)
+  -h, --help        Show this help
+
+Examples:
+  duplex send ws://localhost:8765 hello world
+  duplex send ws://localhost:8765 --file image.png --binary
+  journalctl -f | duplex send ws://localhost:8765/logs`;
+
+const OPTIONS = {
+  file: { type: "string" },
+  binary: { type: "boolean" },
+  protocol: { type: "string", multiple: true },
+  header: { type: "string", multiple: true },
+  ca: { type: "string", multiple: true },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const encoder = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/**
+ * `duplex send`: sends messages and closes cleanly.
+ *
+ * @param args The arguments after `send`.
+ * @param stdin Where messages come from when none are given.
+ * @returns The exit code.
+ * @throws {UsageError} When the arguments are not valid (exit code 2).
+ *
+ * @example Sending two messages
+ * ```ts
+ * import { main } from "@duplex/ws/cli";
+ * import { serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const received: unknown[] = [];
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+ *   for await (const message of socket) received.push(message);
+ * });
+ * const code = await main(["send", `ws://127.0.0.1:${server.addr.port}`, "hello", "world"]);
+ * assert.equal(code, 0);
+ * assert.deepEqual(received, ["hello", "world"]);
+ * ```
+ */
+export async function sendCommand(
+  args: string[],
+  stdin: ReadableStream<Uint8Array> = Deno.stdin.readable,
+): Promise<ExitCode> {
+  const { values, positionals } = parseCommandArgs("send", args, OPTIONS);
+  if (values.help) {
+    printLine(SEND_HELP);
+    return EXIT_CODE.Ok;
+  }
+  const url = parseUrl("send", positionals);
+  const texts = positionals.slice(1);
+  const binary = values.binary ?? false;
+  if (values.file !== undefined && texts.length > 0) {
+    throw new UsageError(
+      "send",
+      "give messages as arguments or with --file, not both",
+    );
+  }
+  const headers = parseHeaders("send", values.header ?? []);
+  const caCerts = await readPemFiles("send", "ca", values.ca ?? []);
+
+  // Messages are read before connecting, except lines from stdin, which are
+  // sent as they arrive.
+  let messages:
+    | AsyncIterable<string | Uint8Array>
+    | Iterable<
+      string | Uint8Array
+    >;
+  if (values.file !== undefined) {
+    messages = [await readFile(values.file, binary)];
+  } else if (texts.length > 0) {
+    messages = binary ? texts.map((text) => encoder.encode(text)) : texts;
+  } else if (binary) {
+    messages = [await readAll(stdin)];
+  } else {
+    messages = readLines(stdin);
+  }
+
+  let socket: Socket;
+  try {
+    socket = await connect(url, {
+      protocols: values.protocol,
+      headers,
+      caCerts,
+    });
+  } catch (error) {
+    if (error instanceof TypeError) throw new UsageError("send", error.message);
+    printError(`duplex send: ${describeConnectError(url, error)}`);
+    return EXIT_CODE.Failure;
+  }
+  // Replies are not printed (use "duplex listen"), but reading them keeps
+  // the socket flowing until the close handshake.
+  const draining = (async () => {
+    for await (const _ of socket) { /* discard */ }
+  })();
+  let sent = 0;
+  let interrupted = false;
+  try {
+    for await (const message of messages) {
+      await socket.send(message);
+      sent++;
+    }
+  } catch {
+    // The server closed first.
+    interrupted = true;
+  }
+  const info = await socket.close(1000);
+  await draining;
+  if (interrupted) {
+    printError(
+      `duplex send: the server closed the connection with ${
+        describeClose(info)
+      } after ${sent} message${sent === 1 ? "" : "s"}; the rest were not sent.`,
+    );
+    return EXIT_CODE.Failure;
+  }
+  const code = exitCodeFor(info);
+  if (code !== EXIT_CODE.Ok) {
+    printError(
+      `duplex send: the connection closed with ${describeClose(info)}${
+        info.wasClean ? "" : " without a clean closing handshake"
+      } (${sent} message${sent === 1 ? "" : "s"} sent).`,
+    );
+  }
+  return code;
+}
+
+async function readFile(
+  path: string,
+  binary: boolean,
+): Promise<string | Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    throw new UsageError(
+      "send",
+      `cannot read --file ${path}: ${(error as Error).message}`,
+    );
+  }
+  if (binary) return bytes;
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    throw new UsageError(
+      "send",
+      `--file ${path} is not UTF-8 text; add --binary to send it as a binary message`,
+    );
+  }
+}

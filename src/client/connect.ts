@@ -1,0 +1,266 @@
+import { ClientHandshake } from "../protocol/client_handshake.ts";
+import { DEFAULT_MAX_PAYLOAD } from "../protocol/connection.ts";
+import { Socket } from "../socket.ts";
+
+/** Options of {@linkcode connect}. */
+export interface ConnectOptions {
+  /**
+   * Subprotocols to offer, in order of preference; the server's choice is
+   * {@linkcode Socket.prototype.protocol} (`""` when it chose none).
+   * @default {[]}
+   */
+  protocols?: string[];
+  /**
+   * Extra handshake request headers (`Origin`, `Authorization`, `Cookie`,
+   * ...). `Host` replaces the one derived from the URL; the handshake's own
+   * fields (`Upgrade`, `Connection`, `Sec-WebSocket-*`) may not be set.
+   * @default {{}}
+   */
+  headers?: HeadersInit;
+  /**
+   * Aborting it cancels a connection attempt in progress: `connect()`
+   * rejects with the signal's reason. Once the socket is open the signal is
+   * no longer watched; call {@linkcode Socket.prototype.close}.
+   */
+  signal?: AbortSignal;
+  /**
+   * Milliseconds for the TCP (and TLS) connection and the opening handshake
+   * together; then `connect()` rejects with `Deno.errors.TimedOut`.
+   * @default {10000}
+   */
+  handshakeTimeout?: number;
+  /**
+   * Milliseconds `close()` waits for the server's close frame and for the
+   * server to close the TCP connection.
+   * @default {5000}
+   */
+  closeTimeout?: number;
+  /**
+   * The largest message accepted, in bytes; a larger one fails the
+   * connection with 1009.
+   * @default {16777216}
+   */
+  maxPayload?: number;
+  /**
+   * PEM certificates to trust for `wss:`, in addition to the system's (for
+   * tests and private CAs).
+   */
+  caCerts?: string[];
+}
+
+const DEFAULTS = {
+  handshakeTimeout: 10_000,
+  closeTimeout: 5_000,
+  maxPayload: DEFAULT_MAX_PAYLOAD,
+} as const;
+const HIGH_WATER_MARK = 1024 * 1024;
+const MAX_QUEUED_MESSAGES = 1024;
+/** How long to wait for the start of a rejection's body (no Content-Length). */
+const BODY_GRACE = 1_000;
+const BODY_GRACE_EXPIRED = Symbol("body grace expired");
+
+/**
+ * Opens a WebSocket connection to a `ws:` or `wss:` URL and completes the
+ * opening handshake (RFC 6455 §4.1). The returned socket is the same
+ * {@linkcode Socket} a server handler gets, in the client role.
+ *
+ * - Every frame the client sends is masked with a fresh random key
+ *   (RFC 6455 §5.3); a masked frame from the server fails the connection
+ *   with 1002.
+ * - The server's response is checked strictly: a status other than 101, a
+ *   missing or wrong `Sec-WebSocket-Accept`, or a subprotocol or extension
+ *   that was not offered rejects with a
+ *   {@linkcode ClientHandshakeError} and closes the connection.
+ * - {@linkcode Socket.prototype.headers} holds the server's response
+ *   headers; {@linkcode Socket.prototype.url} the URL connected to.
+ * - `close()` sends a close frame, waits for the server's and then for the
+ *   server to close the TCP connection (RFC 6455 §7.1.1), each bounded by
+ *   `closeTimeout`.
+ *
+ * @param url A `ws:` or `wss:` URL; a fragment is ignored.
+ * @param options Subprotocols, headers, timeouts and limits.
+ * @returns The open socket.
+ * @throws {TypeError} When the URL is not `ws:`/`wss:`, or a subprotocol or
+ * header is not valid.
+ * @throws {RangeError} When a timeout or limit is not a positive integer.
+ * @throws {ClientHandshakeError} When the server's response fails a check.
+ * @throws {Deno.errors.TimedOut} When the handshake takes longer than
+ * `handshakeTimeout`.
+ * @throws {Error} The network error (`Deno.errors.ConnectionRefused`, a TLS
+ * certificate error, ...) when the connection cannot be made, or the
+ * signal's reason when it is aborted.
+ *
+ * @example Talking to an echo server
+ * ```ts
+ * import { connect, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+ *   for await (const message of socket) await socket.send(message);
+ * });
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}/`);
+ * await socket.send("hello");
+ * for await (const message of socket) {
+ *   assert.equal(message, "hello");
+ *   break;
+ * }
+ * const { code, wasClean } = await socket.close();
+ * assert.equal(code, 1000);
+ * assert.ok(wasClean);
+ * ```
+ */
+export async function connect(
+  url: string | URL,
+  options: ConnectOptions = {},
+): Promise<Socket> {
+  const limits = checkLimits(options);
+  const handshake: ClientHandshake = await ClientHandshake.create(url, {
+    protocols: options.protocols,
+    headers: options.headers,
+  });
+  const target = handshake.url;
+  const signal = options.signal;
+  signal?.throwIfAborted();
+
+  let conn: Deno.Conn | undefined;
+  // Why we stopped waiting (abort, timeout, body grace), once we have.
+  let stopped: { reason: unknown } | undefined;
+  // Functions, so the checks after each await are not narrowed away.
+  const halted = (): { reason: unknown } | undefined => stopped;
+  const throwIfHalted = (): void => {
+    if (stopped !== undefined) throw stopped.reason;
+  };
+  let rejectWaiting!: (reason: unknown) => void;
+  const waiting = new Promise<never>((_, reject) => rejectWaiting = reject);
+  waiting.catch(() => {});
+  const stop = (reason: unknown) => {
+    if (stopped !== undefined) return;
+    stopped = { reason };
+    rejectWaiting(reason);
+    if (conn !== undefined) closeQuietly(conn);
+  };
+  const onAbort = () => stop(signal!.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const timer = setTimeout(
+    () =>
+      stop(
+        new Deno.errors.TimedOut(
+          `Cannot connect to ${target.href}: the handshake did not complete within ${limits.handshakeTimeout} ms`,
+        ),
+      ),
+    limits.handshakeTimeout,
+  );
+  let graceTimer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const opening = openTransport(target, options.caCerts);
+    // A connection that completes after we stopped waiting is closed.
+    opening.then((c) => stopped !== undefined && closeQuietly(c), () => {});
+    conn = await Promise.race([opening, waiting]);
+    throwIfHalted();
+    if (target.protocol === "wss:") await (conn as Deno.TlsConn).handshake();
+
+    const writer = conn.writable.getWriter();
+    await writer.write(handshake.request);
+    writer.releaseLock();
+
+    const reader = conn.readable.getReader({ mode: "byob" });
+    let buffer = new ArrayBuffer(4096);
+    let result;
+    try {
+      while (result === undefined) {
+        let chunk: Uint8Array | undefined;
+        try {
+          const { value, done } = await reader.read(new Uint8Array(buffer));
+          if (!done && value !== undefined) {
+            buffer = value.buffer;
+            chunk = value;
+          }
+        } catch (error) {
+          if (halted() === undefined) throw error;
+        }
+        if (halted()?.reason === BODY_GRACE_EXPIRED) handshake.receiveEof();
+        throwIfHalted();
+        if (chunk === undefined) handshake.receiveEof();
+        result = handshake.receive(chunk);
+        if (handshake.state === "body") {
+          graceTimer ??= setTimeout(
+            () => stop(BODY_GRACE_EXPIRED),
+            BODY_GRACE,
+          );
+        }
+      }
+    } finally {
+      reader.releaseLock();
+    }
+    throwIfHalted();
+
+    const socket = new Socket(conn, {
+      url: target,
+      headers: result.headers,
+      remoteAddr: conn.remoteAddr as Deno.NetAddr,
+      protocol: result.protocol,
+    }, {
+      role: "client",
+      maxPayload: limits.maxPayload,
+      closeTimeout: limits.closeTimeout,
+      sendHighWaterMark: HIGH_WATER_MARK,
+      receiveHighWaterMark: HIGH_WATER_MARK,
+      maxQueuedMessages: MAX_QUEUED_MESSAGES,
+      // send() resolves once the queue drains; nothing is dropped.
+      maxBackpressure: Number.MAX_SAFE_INTEGER,
+      backpressurePolicy: "wait",
+      // No keepalive or idle timers on the client (yet).
+      pingInterval: 0,
+      pongTimeout: 0,
+      idleTimeout: 0,
+      head: handshake.rest,
+    }, undefined);
+    socket.run();
+    return socket;
+  } catch (error) {
+    if (conn !== undefined) closeQuietly(conn);
+    if (halted()?.reason !== BODY_GRACE_EXPIRED) throwIfHalted();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    clearTimeout(graceTimer);
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+function openTransport(url: URL, caCerts?: string[]): Promise<Deno.Conn> {
+  // URL.hostname keeps the brackets of an IPv6 literal.
+  const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const secure = url.protocol === "wss:";
+  const port = url.port === "" ? (secure ? 443 : 80) : Number(url.port);
+  return secure
+    ? Deno.connectTls({ hostname, port, caCerts })
+    : Deno.connect({ hostname, port });
+}
+
+function checkLimits(
+  options: ConnectOptions,
+): { -readonly [K in keyof typeof DEFAULTS]: number } {
+  const limits = { ...DEFAULTS } as {
+    -readonly [K in keyof typeof DEFAULTS]: number;
+  };
+  for (const name of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
+    const value = options[name];
+    if (value === undefined) continue;
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      throw new RangeError(
+        `Cannot connect: "${name}" must be a positive integer, got ${value}`,
+      );
+    }
+    limits[name] = value;
+  }
+  return limits;
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}

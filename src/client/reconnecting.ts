@@ -1,0 +1,155 @@
+import { ClientHandshakeError } from "../protocol/client_handshake.ts";
+import type { Socket } from "../socket.ts";
+import { connect, type ConnectOptions } from "./connect.ts";
+
+/** Options of {@linkcode reconnecting}; the rest go to {@linkcode connect}. */
+export interface ReconnectingOptions extends ConnectOptions {
+  /**
+   * Milliseconds before the first reconnection attempt; doubled after each
+   * consecutive failure.
+   * @default {500}
+   */
+  initialDelay?: number;
+  /**
+   * The longest delay between two attempts, in milliseconds.
+   * @default {30000}
+   */
+  maxDelay?: number;
+  /**
+   * Consecutive failed attempts tolerated; one more failure ends the
+   * iteration by throwing its error.
+   * @default {Infinity}
+   */
+  maxRetries?: number;
+  /**
+   * A source of numbers in [0, 1) for the jitter. Inject one only in tests.
+   * @default {Math.random}
+   */
+  random?: () => number;
+}
+
+/**
+ * Connects, and connects again whenever the connection ends: an async
+ * iterable of open sockets, one per connection.
+ *
+ * - The first attempt starts at once. Each later attempt waits
+ *   `min(maxDelay, initialDelay * 2 ** failures)` milliseconds, scaled by a
+ *   random factor in [0.5, 1) so that clients dropped together do not
+ *   return together; `failures` counts the failed attempts since the last
+ *   successful one.
+ * - It reconnects after every close, clean or not. When the loop asks for
+ *   the next socket while the previous one is still open, that one is
+ *   closed with 1000 first.
+ * - A failed attempt is retried, except for caller mistakes (`TypeError`,
+ *   `RangeError`) and handshake rejections with a 4xx status other than 408
+ *   and 429, which end the iteration by throwing. After `maxRetries`
+ *   consecutive failures the last error is thrown.
+ * - Aborting `signal` ends the iteration: a pending delay or attempt stops,
+ *   and an open socket is closed with 1000. Breaking out of the loop stops
+ *   reconnecting and leaves the current socket to you.
+ *
+ * @param url A `ws:` or `wss:` URL.
+ * @param options Backoff settings and the options of {@linkcode connect}.
+ * @returns An async iterable of open sockets.
+ * @throws {Error} The error of the last attempt, when it is not retried.
+ *
+ * @example Reconnecting after the server drops the connection
+ * ```ts
+ * import { reconnecting, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * let accepted = 0;
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+ *   accepted++;
+ *   await socket.close(4000, "bye");
+ * });
+ * let connections = 0;
+ * for await (const socket of reconnecting(`ws://127.0.0.1:${server.addr.port}`, { initialDelay: 10 })) {
+ *   const { code } = await socket.closed;
+ *   assert.equal(code, 4000);
+ *   if (++connections === 2) break;
+ * }
+ * assert.equal(accepted, 2);
+ * ```
+ */
+export async function* reconnecting(
+  url: string | URL,
+  options: ReconnectingOptions = {},
+): AsyncGenerator<Socket, void, undefined> {
+  const initialDelay = nonNegative("initialDelay", options.initialDelay, 500);
+  const maxDelay = nonNegative("maxDelay", options.maxDelay, 30_000);
+  const maxRetries = nonNegative("maxRetries", options.maxRetries, Infinity);
+  const random = options.random ?? Math.random;
+  const signal = options.signal;
+  let failures = 0;
+  for (let attempt = 0; !signal?.aborted; attempt++) {
+    if (attempt > 0) {
+      const delay =
+        Math.min(maxDelay, initialDelay * 2 ** failures, MAX_TIMER) *
+        (0.5 + random() / 2);
+      if (!await sleep(delay, signal)) return;
+    }
+    let socket: Socket;
+    try {
+      socket = await connect(url, options);
+    } catch (error) {
+      if (signal?.aborted) return;
+      if (!retryable(error) || failures >= maxRetries) throw error;
+      failures++;
+      continue;
+    }
+    failures = 0;
+    const onAbort = () => socket.close().catch(() => {});
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      yield socket;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+    // The loop asked for the next socket: this one is done.
+    await socket.close().catch(() => {});
+    await socket.closed;
+  }
+}
+
+// setTimeout's limit (about 24.8 days).
+const MAX_TIMER = 2 ** 31 - 1;
+
+function retryable(error: unknown): boolean {
+  if (error instanceof TypeError || error instanceof RangeError) return false;
+  if (
+    error instanceof ClientHandshakeError && error.code === "UNEXPECTED_STATUS"
+  ) {
+    const { status } = error;
+    return status >= 500 || status === 408 || status === 429 || status < 400;
+  }
+  return true;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function nonNegative(
+  name: string,
+  value: number | undefined,
+  fallback: number,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
+    throw new RangeError(
+      `Cannot reconnect: "${name}" must be a non-negative number, got ${value}`,
+    );
+  }
+  return value;
+}

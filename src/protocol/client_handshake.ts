@@ -1,0 +1,606 @@
+import { computeAcceptKey } from "./handshake_response.ts";
+import {
+  DEFAULT_MAX_HEAD_SIZE,
+  DEFAULT_MAX_HEADERS,
+} from "./http_request_parser.ts";
+import { tokenList } from "./upgrade_request.ts";
+
+/**
+ * Stable identifiers for every way a server's handshake response can fail
+ * the client's checks (RFC 6455 §4.1).
+ *
+ * @example Usage
+ * ```ts
+ * import { CLIENT_HANDSHAKE_ERROR_CODE } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(CLIENT_HANDSHAKE_ERROR_CODE.InvalidAccept, "INVALID_ACCEPT");
+ * ```
+ */
+export const CLIENT_HANDSHAKE_ERROR_CODE = {
+  /** The status was not 101; `status` and `body` say what the server sent. */
+  UnexpectedStatus: "UNEXPECTED_STATUS",
+  /** The status line or a header field could not be parsed. */
+  MalformedResponse: "MALFORMED_RESPONSE",
+  /** The response head was over `maxHeadSize` bytes or `maxHeaders` fields. */
+  ResponseTooLarge: "RESPONSE_TOO_LARGE",
+  /** `Upgrade` was missing or not `websocket`. */
+  InvalidUpgrade: "INVALID_UPGRADE",
+  /** `Connection` was missing or did not list `upgrade`. */
+  InvalidConnection: "INVALID_CONNECTION",
+  /** `Sec-WebSocket-Accept` was missing or did not match the key. */
+  InvalidAccept: "INVALID_ACCEPT",
+  /** `Sec-WebSocket-Protocol` named a subprotocol the client did not offer. */
+  UnexpectedProtocol: "UNEXPECTED_PROTOCOL",
+  /** `Sec-WebSocket-Extensions` was present though the client offered none. */
+  UnexpectedExtension: "UNEXPECTED_EXTENSION",
+  /** The connection ended before the response head was complete. */
+  ConnectionClosed: "CONNECTION_CLOSED",
+} as const;
+
+/** One of the {@linkcode CLIENT_HANDSHAKE_ERROR_CODE} values. */
+export type ClientHandshakeErrorCode =
+  typeof CLIENT_HANDSHAKE_ERROR_CODE[keyof typeof CLIENT_HANDSHAKE_ERROR_CODE];
+
+/**
+ * The server's response did not complete the opening handshake; the client
+ * fails the connection (RFC 6455 §4.1) and reports this error.
+ *
+ * @example Usage
+ * ```ts
+ * import { ClientHandshakeError } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new ClientHandshakeError("UNEXPECTED_STATUS", "Not found", { status: 404, body: "no such room" });
+ * assert.equal(error.status, 404);
+ * assert.equal(error.body, "no such room");
+ * ```
+ */
+export class ClientHandshakeError extends Error {
+  /** What went wrong, as a stable identifier. */
+  readonly code: ClientHandshakeErrorCode;
+  /** The response's HTTP status code; 0 when no status line was parsed. */
+  readonly status: number;
+  /** The start of the response body (at most 512 bytes, as text), for a non-101 status. */
+  readonly body: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param code What went wrong.
+   * @param message A sentence for the user.
+   * @param details The response status and the start of its body.
+   */
+  constructor(
+    code: ClientHandshakeErrorCode,
+    message: string,
+    details: { status?: number; body?: string } = {},
+  ) {
+    super(message);
+    this.name = "ClientHandshakeError";
+    this.code = code;
+    this.status = details.status ?? 0;
+    this.body = details.body ?? "";
+  }
+}
+
+/** Options of {@linkcode ClientHandshake.create}. */
+export interface ClientHandshakeOptions {
+  /**
+   * Subprotocols to offer, in order of preference (`Sec-WebSocket-Protocol`).
+   * @default {[]}
+   */
+  protocols?: string[];
+  /**
+   * Extra request headers (`Origin`, `Authorization`, `Cookie`, ...). A
+   * `Host` here replaces the one derived from the URL; the handshake's own
+   * fields (`Upgrade`, `Connection`, `Sec-WebSocket-*`) may not be set.
+   * @default {{}}
+   */
+  headers?: HeadersInit;
+  /**
+   * The largest response head accepted, in bytes.
+   * @default {16384}
+   */
+  maxHeadSize?: number;
+  /**
+   * The most response header fields accepted.
+   * @default {100}
+   */
+  maxHeaders?: number;
+  /**
+   * Fills the 16 random bytes of `Sec-WebSocket-Key`. Inject a fixed key only
+   * in tests.
+   * @default {crypto.getRandomValues}
+   */
+  generateKey?: (bytes: Uint8Array) => void;
+}
+
+/** A response that completed the handshake. */
+export interface ClientHandshakeResult {
+  /** The response's header fields. */
+  headers: Headers;
+  /** The subprotocol the server selected, or `""`. */
+  protocol: string;
+}
+
+/**
+ * Where a {@linkcode ClientHandshake} is: reading the response head, reading
+ * the start of a rejection's body, or done.
+ */
+export type ClientHandshakeState = "head" | "body" | "done";
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const STATUS_LINE = /^HTTP\/1\.\d (\d{3})(?: (.*))?$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const RESERVED_HEADERS = new Set([
+  "upgrade",
+  "connection",
+  "sec-websocket-key",
+  "sec-websocket-version",
+  "sec-websocket-protocol",
+  "sec-websocket-extensions",
+]);
+const BODY_PREVIEW = 512;
+const ascii = new TextEncoder();
+
+/**
+ * The client side of the opening handshake, without I/O (RFC 6455 §4.1):
+ * write {@linkcode ClientHandshake.prototype.request}, feed the response
+ * bytes to {@linkcode ClientHandshake.prototype.receive} until it returns a
+ * result, then hand {@linkcode ClientHandshake.prototype.rest} (the first
+ * frame bytes, if any) to the connection.
+ *
+ * - The request carries a fresh random 16-byte key, `Host`, `Upgrade`,
+ *   `Connection`, `Sec-WebSocket-Version: 13`, the offered subprotocols and
+ *   the extra headers. A URL fragment is never sent.
+ * - The response is checked in a fixed order: status 101, `Upgrade:
+ *   websocket`, `Connection: upgrade`, `Sec-WebSocket-Accept` matching the
+ *   key, a `Sec-WebSocket-Protocol` that was offered, no
+ *   `Sec-WebSocket-Extensions`. The first failed rule throws a
+ *   {@linkcode ClientHandshakeError}; the caller then closes the connection.
+ * - For a status other than 101 the handshake keeps reading the start of
+ *   the body (up to 512 bytes, or `Content-Length`, or the end of the
+ *   connection: call {@linkcode ClientHandshake.prototype.receiveEof}) so
+ *   the error can say what the server answered.
+ *
+ * @example Completing a handshake with a canned response
+ * ```ts
+ * import { ClientHandshake, computeAcceptKey } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const handshake = await ClientHandshake.create("ws://example.com/chat", { protocols: ["chat"] });
+ * const request = new TextDecoder().decode(handshake.request);
+ * assert.ok(request.startsWith("GET /chat HTTP/1.1\r\nHost: example.com\r\n"));
+ * const response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+ *   `Connection: Upgrade\r\nSec-WebSocket-Accept: ${await computeAcceptKey(handshake.key)}\r\n` +
+ *   "Sec-WebSocket-Protocol: chat\r\n\r\n";
+ * const result = handshake.receive(new TextEncoder().encode(response));
+ * assert.equal(result?.protocol, "chat");
+ * assert.equal(handshake.rest.length, 0);
+ * ```
+ */
+export class ClientHandshake {
+  /** The URL the handshake is for (`ws:` or `wss:`). */
+  readonly url: URL;
+  /** The `Sec-WebSocket-Key` sent: base64 of 16 random bytes. */
+  readonly key: string;
+  /** The request bytes to write to the connection. */
+  readonly request: Uint8Array;
+
+  readonly #accept: string;
+  readonly #protocols: string[];
+  readonly #maxHeadSize: number;
+  readonly #maxHeaders: number;
+  #state: ClientHandshakeState = "head";
+  #buffer = new Uint8Array(0);
+  #length = 0;
+  #rest: Uint8Array = new Uint8Array(0);
+  // The response's status, once parsed; a rejection's reason phrase and
+  // how much of its body to read.
+  #status = 0;
+  #statusText = "";
+  #bodyLimit = BODY_PREVIEW;
+
+  /**
+   * Prepares a handshake: checks the URL and options, makes the key and
+   * computes the accept value the server must answer with.
+   *
+   * @param url A `ws:` or `wss:` URL.
+   * @param options Subprotocols, extra headers and limits.
+   * @returns The handshake, ready to send its request.
+   * @throws {TypeError} When the URL is not `ws:`/`wss:` or a subprotocol or
+   * header is not valid.
+   * @throws {RangeError} When a limit is not a positive integer.
+   */
+  static async create(
+    url: string | URL,
+    options: ClientHandshakeOptions = {},
+  ): Promise<ClientHandshake> {
+    const bytes = new Uint8Array(16);
+    (options.generateKey ?? ((b) => crypto.getRandomValues(b)))(bytes);
+    const key = bytes.toBase64();
+    return new ClientHandshake(
+      parseUrl(url),
+      key,
+      await computeAcceptKey(key),
+      options,
+    );
+  }
+
+  /**
+   * Use {@linkcode ClientHandshake.create}, which computes `accept`.
+   *
+   * @param url The checked `ws:`/`wss:` URL.
+   * @param key The `Sec-WebSocket-Key` to send.
+   * @param accept `computeAcceptKey(key)`.
+   * @param options Subprotocols, extra headers and limits.
+   */
+  constructor(
+    url: URL,
+    key: string,
+    accept: string,
+    options: ClientHandshakeOptions = {},
+  ) {
+    this.url = url;
+    this.key = key;
+    this.#accept = accept;
+    this.#protocols = checkProtocols(options.protocols ?? []);
+    this.#maxHeadSize = positive("maxHeadSize", options.maxHeadSize) ??
+      DEFAULT_MAX_HEAD_SIZE;
+    this.#maxHeaders = positive("maxHeaders", options.maxHeaders) ??
+      DEFAULT_MAX_HEADERS;
+    this.request = encodeRequest(url, key, this.#protocols, options.headers);
+  }
+
+  /** `head`, `body` (reading a rejection's body) or `done`. */
+  get state(): ClientHandshakeState {
+    return this.#state;
+  }
+
+  /** Bytes that followed a successful response head: the first frames. */
+  get rest(): Uint8Array {
+    return this.#rest;
+  }
+
+  /**
+   * Adds response bytes.
+   *
+   * @param chunk The next bytes from the server (not kept).
+   * @returns The result once a valid 101 response head has arrived, else
+   * `undefined` (more bytes needed).
+   * @throws {ClientHandshakeError} When the response fails a check, or once
+   * enough of a rejection's body has arrived (`UNEXPECTED_STATUS`).
+   */
+  receive(chunk: Uint8Array): ClientHandshakeResult | undefined {
+    if (this.#state === "done") return undefined;
+    if (this.#state === "body") {
+      this.#append(chunk, this.#bodyLimit - this.#length);
+      if (this.#length >= this.#bodyLimit) throw this.#rejection();
+      return undefined;
+    }
+    const searchFrom = Math.max(0, this.#length - 3);
+    const take = Math.min(chunk.length, this.#maxHeadSize - this.#length);
+    this.#append(chunk, take);
+    const end = findHeadEnd(this.#buffer, searchFrom, this.#length);
+    if (end === -1) {
+      if (this.#length >= this.#maxHeadSize) {
+        throw this.#fail(
+          "RESPONSE_TOO_LARGE",
+          `the response head is larger than ${this.#maxHeadSize} bytes`,
+        );
+      }
+      return undefined;
+    }
+    const afterHead = chunk.subarray(end - (this.#length - take));
+    const { status, statusText, headers } = this.#parse(
+      latin1(this.#buffer.subarray(0, end - 4)),
+    );
+    if (status !== 101) {
+      // Read on for the start of the body, so the error can show it.
+      this.#state = "body";
+      this.#statusText = statusText;
+      this.#buffer = new Uint8Array(0);
+      this.#length = 0;
+      const declared = Number(headers.get("content-length") ?? NaN);
+      if (Number.isSafeInteger(declared) && declared >= 0) {
+        this.#bodyLimit = Math.min(declared, BODY_PREVIEW);
+      }
+      return this.receive(afterHead);
+    }
+    const result = this.#validate(headers);
+    this.#state = "done";
+    this.#rest = afterHead.slice();
+    this.#buffer = new Uint8Array(0);
+    return result;
+  }
+
+  /**
+   * Records that the connection ended (or that the caller stopped waiting)
+   * before the handshake completed.
+   *
+   * @returns Never.
+   * @throws {ClientHandshakeError} `UNEXPECTED_STATUS` with the body read so
+   * far while reading a rejection, else `CONNECTION_CLOSED`.
+   */
+  receiveEof(): never {
+    if (this.#state === "body") throw this.#rejection();
+    this.#state = "done";
+    throw this.#fail(
+      "CONNECTION_CLOSED",
+      "the server closed the connection before completing the handshake",
+    );
+  }
+
+  #append(chunk: Uint8Array, take: number): void {
+    take = Math.max(0, Math.min(take, chunk.length));
+    if (this.#buffer.length < this.#length + take) {
+      const grown = new Uint8Array(
+        Math.max(this.#length + take, this.#buffer.length * 2, 1024),
+      );
+      grown.set(this.#buffer.subarray(0, this.#length));
+      this.#buffer = grown;
+    }
+    this.#buffer.set(chunk.subarray(0, take), this.#length);
+    this.#length += take;
+  }
+
+  #parse(
+    text: string,
+  ): { status: number; statusText: string; headers: Headers } {
+    const lines = text.split("\r\n");
+    const statusLine = STATUS_LINE.exec(lines[0]);
+    if (statusLine === null) {
+      throw this.#fail(
+        "MALFORMED_RESPONSE",
+        `the response does not start with an HTTP/1.1 status line: ${
+          JSON.stringify(lines[0].slice(0, 100))
+        }`,
+      );
+    }
+    this.#status = Number(statusLine[1]);
+    if (lines.length - 1 > this.#maxHeaders) {
+      throw this.#fail(
+        "RESPONSE_TOO_LARGE",
+        `the response has ${
+          lines.length - 1
+        } header fields; the limit is ${this.#maxHeaders}`,
+      );
+    }
+    const headers = new Headers();
+    for (const line of lines.slice(1)) {
+      const colon = line.indexOf(":");
+      const name = colon === -1 ? "" : line.slice(0, colon);
+      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+      if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) {
+        throw this.#fail(
+          "MALFORMED_RESPONSE",
+          `malformed header field in the response: ${
+            JSON.stringify(line.slice(0, 100))
+          }`,
+        );
+      }
+      headers.append(name, value);
+    }
+    return {
+      status: this.#status,
+      statusText: statusLine[2] ?? "",
+      headers,
+    };
+  }
+
+  /** The client's checks of a 101 response, in RFC 6455 §4.1 order. */
+  #validate(headers: Headers): ClientHandshakeResult {
+    // "If the response lacks an |Upgrade| header field or the |Upgrade|
+    // header field contains a value that is not an ASCII case-insensitive
+    // match for the value "websocket", the client MUST _Fail the WebSocket
+    // Connection_."
+    const upgrade = headers.get("upgrade");
+    if (upgrade?.toLowerCase() !== "websocket") {
+      throw this.#fail(
+        "INVALID_UPGRADE",
+        `the response's Upgrade header must be websocket, got ${
+          upgrade ?? "none"
+        }`,
+      );
+    }
+    // "If the response lacks a |Connection| header field or the
+    // |Connection| header field doesn't contain a token that is an ASCII
+    // case-insensitive match for the value "Upgrade", the client MUST _Fail
+    // the WebSocket Connection_."
+    const connection = headers.get("connection");
+    if (
+      !tokenList(connection).some((token) => token.toLowerCase() === "upgrade")
+    ) {
+      throw this.#fail(
+        "INVALID_CONNECTION",
+        `the response's Connection header must include upgrade, got ${
+          connection ?? "none"
+        }`,
+      );
+    }
+    // "If the response lacks a |Sec-WebSocket-Accept| header field or the
+    // |Sec-WebSocket-Accept| contains a value other than the base64-encoded
+    // SHA-1 of the concatenation of the |Sec-WebSocket-Key| (as a string,
+    // not base64-decoded) with the string "258EAFA5-E914-47DA-95CA-
+    // C5AB0DC85B11" [...] the client MUST _Fail the WebSocket Connection_."
+    const accept = headers.get("sec-websocket-accept");
+    if (accept !== this.#accept) {
+      throw this.#fail(
+        "INVALID_ACCEPT",
+        `the response's Sec-WebSocket-Accept must be ${this.#accept}, got ${
+          accept ?? "none"
+        } (the server did not answer this handshake)`,
+      );
+    }
+    // "If the response includes a |Sec-WebSocket-Extensions| header field
+    // and this header field indicates the use of an extension that was not
+    // present in the client's handshake [...] the client MUST _Fail the
+    // WebSocket Connection_." We offer none.
+    const extensions = headers.get("sec-websocket-extensions");
+    if (extensions !== null && extensions.trim() !== "") {
+      throw this.#fail(
+        "UNEXPECTED_EXTENSION",
+        `the server selected extensions that were not offered: ${extensions}`,
+      );
+    }
+    // "If the response includes a |Sec-WebSocket-Protocol| header field and
+    // this header field indicates the use of a subprotocol that was not
+    // present in the client's handshake [...] the client MUST _Fail the
+    // WebSocket Connection_."
+    const protocol = headers.get("sec-websocket-protocol");
+    if (protocol !== null && !this.#protocols.includes(protocol)) {
+      throw this.#fail(
+        "UNEXPECTED_PROTOCOL",
+        this.#protocols.length === 0
+          ? `the server selected the subprotocol ${protocol}, but none was offered`
+          : `the server selected the subprotocol ${protocol}, which is not one of ${
+            this.#protocols.join(", ")
+          }`,
+      );
+    }
+    return { headers, protocol: protocol ?? "" };
+  }
+
+  #rejection(): ClientHandshakeError {
+    this.#state = "done";
+    const body = new TextDecoder().decode(
+      this.#buffer.subarray(0, Math.min(this.#length, this.#bodyLimit)),
+    );
+    const summary = body.trim().replace(/\s+/g, " ").slice(0, 200);
+    return this.#fail(
+      "UNEXPECTED_STATUS",
+      `the server answered ${this.#status}${
+        this.#statusText ? ` ${this.#statusText}` : ""
+      } instead of 101 Switching Protocols${summary ? `: ${summary}` : ""}`,
+      { body },
+    );
+  }
+
+  #fail(
+    code: ClientHandshakeErrorCode,
+    reason: string,
+    details: { body?: string } = {},
+  ): ClientHandshakeError {
+    this.#state = "done";
+    return new ClientHandshakeError(
+      code,
+      `Cannot connect to ${this.url.href}: ${reason}`,
+      { status: this.#status, body: details.body },
+    );
+  }
+}
+
+function parseUrl(input: string | URL): URL {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new TypeError(
+      `Cannot connect: "url" must be an absolute ws: or wss: URL, got ${
+        JSON.stringify(String(input))
+      }`,
+    );
+  }
+  if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+    throw new TypeError(
+      `Cannot connect: "url" must use ws: or wss:, got ${url.protocol}`,
+    );
+  }
+  return url;
+}
+
+function checkProtocols(protocols: string[]): string[] {
+  // "The elements that comprise this value MUST be non-empty strings with
+  // characters in the range U+0021 to U+007E not including separator
+  // characters [...] and MUST all be unique strings" (RFC 6455 §4.1).
+  if (!Array.isArray(protocols)) {
+    throw new TypeError(
+      `Cannot connect: "protocols" must be an array of strings, got ${typeof protocols}`,
+    );
+  }
+  const seen = new Set<string>();
+  for (const protocol of protocols) {
+    if (typeof protocol !== "string" || !TOKEN.test(protocol)) {
+      throw new TypeError(
+        `Cannot connect: "protocols" must hold HTTP tokens, got ${
+          JSON.stringify(protocol)
+        }`,
+      );
+    }
+    if (seen.has(protocol)) {
+      throw new TypeError(
+        `Cannot connect: "protocols" must be unique, got ${protocol} twice`,
+      );
+    }
+    seen.add(protocol);
+  }
+  return [...protocols];
+}
+
+function encodeRequest(
+  url: URL,
+  key: string,
+  protocols: string[],
+  extra: HeadersInit | undefined,
+): Uint8Array {
+  let host = url.host;
+  let fields = "";
+  // Headers validates names and values (no CR, LF or NUL).
+  let headers: Headers;
+  try {
+    headers = new Headers(extra);
+  } catch (error) {
+    throw new TypeError(
+      `Cannot connect: "headers" are not valid: ${(error as Error).message}`,
+    );
+  }
+  for (const [name, value] of headers) {
+    if (RESERVED_HEADERS.has(name)) {
+      throw new TypeError(
+        `Cannot connect: "headers" may not set ${name}; the handshake sets it${
+          name === "sec-websocket-protocol" ? ' (use "protocols")' : ""
+        }`,
+      );
+    }
+    if (name === "host") host = value;
+    else fields += `${name}: ${value}\r\n`;
+  }
+  const target = `${url.pathname || "/"}${url.search}`;
+  let head = `GET ${target} HTTP/1.1\r\nHost: ${host}\r\n` +
+    "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+    `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n`;
+  if (protocols.length > 0) {
+    head += `Sec-WebSocket-Protocol: ${protocols.join(", ")}\r\n`;
+  }
+  return ascii.encode(`${head}${fields}\r\n`);
+}
+
+function positive(name: string, value: number | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new RangeError(
+      `Cannot connect: "${name}" must be a positive integer, got ${value}`,
+    );
+  }
+  return value;
+}
+
+/** The index just past the first CRLFCRLF in `buffer[from, to)`, or -1. */
+function findHeadEnd(buffer: Uint8Array, from: number, to: number): number {
+  for (let i = from; i + 3 < to; i++) {
+    if (
+      buffer[i] === 13 && buffer[i + 1] === 10 && buffer[i + 2] === 13 &&
+      buffer[i + 3] === 10
+    ) return i + 4;
+  }
+  return -1;
+}
+
+function latin1(bytes: Uint8Array): string {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 4096) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 4096));
+  }
+  return text;
+}

@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import { serve } from "../../mod.ts";
+import { spawnCli } from "./_helpers.ts";
+
+/** Echoes text; "bin" gets three bytes back; "quit" closes with 1000 "bye". */
+function testServer() {
+  return serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+    for await (const message of socket) {
+      if (message === "bin") await socket.send(new Uint8Array([1, 2, 255]));
+      else if (message === "quit") await socket.close(1000, "bye");
+      else await socket.send(message);
+    }
+  });
+}
+
+Deno.test("duplex listen sends stdin lines and prints what arrives", async () => {
+  await using server = testServer();
+  await using cli = spawnCli(["listen", `ws://127.0.0.1:${server.addr.port}`]);
+  await cli.waitFor(/^Connected to ws:\/\/127\.0\.0\.1:\d+\/\./m, "stderr");
+  await cli.write("hello there\n");
+  await cli.waitFor(/^hello there\n/m);
+  await cli.write("bin\n");
+  await cli.waitFor(/^\[binary, 3 bytes\] 01 02 ff\n/m);
+  // stdin ends: the client closes with 1000 and exits with 0.
+  const { code, stdout, stderr } = await cli.finished();
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout, "hello there\n[binary, 3 bytes] 01 02 ff\n");
+  assert.match(stderr, /Closed: 1000 \(normal closure\)\.\n$/);
+});
+
+Deno.test("duplex listen exits when the server closes, with stdin still open", async () => {
+  await using server = testServer();
+  await using cli = spawnCli(["listen", `ws://127.0.0.1:${server.addr.port}`]);
+  await cli.waitFor(/^Connected/m, "stderr");
+  await cli.write("quit\n");
+  await cli.waitFor(/Closed: 1000 \(normal closure\): bye\./, "stderr");
+  const { code } = await cli.finished();
+  assert.equal(code, 0);
+});
+
+Deno.test("duplex listen --json prints one parseable event per line", async () => {
+  await using server = testServer();
+  const url = `ws://127.0.0.1:${server.addr.port}/feed`;
+  await using cli = spawnCli(["listen", url, "--json"]);
+  await cli.waitFor(/"type":"open"/);
+  await cli.write("ünïcode\n");
+  await cli.waitFor(/"kind":"text"/);
+  await cli.write("bin\n");
+  await cli.waitFor(/"kind":"binary"/);
+  await cli.write("quit\n");
+  const { code, stdout } = await cli.finished();
+  assert.equal(code, 0);
+  const events = stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+  assert.deepEqual(events, [
+    { type: "open", url, protocol: "" },
+    { type: "message", kind: "text", data: "ünïcode" },
+    { type: "message", kind: "binary", size: 3, base64: "AQL/" },
+    { type: "close", code: 1000, reason: "bye", wasClean: true },
+  ]);
+});
+
+Deno.test("duplex listen --json reports a rejected handshake as an error event", async () => {
+  await using server = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    origins: ["https://good.example"],
+  }, () => {});
+  await using cli = spawnCli([
+    "listen",
+    `ws://127.0.0.1:${server.addr.port}`,
+    "--json",
+    "--header",
+    "Origin: https://evil.example",
+  ]);
+  const { code, stdout } = await cli.finished();
+  assert.equal(code, 1);
+  const [event, ...rest] = stdout.trimEnd().split("\n").map((line) =>
+    JSON.parse(line)
+  );
+  assert.deepEqual(rest, []);
+  assert.equal(event.type, "error");
+  assert.match(
+    event.message,
+    /^Cannot connect to ws:\/\/127\.0\.0\.1:\d+\/: the server answered 403 Forbidden instead of 101 Switching Protocols/,
+  );
+});
+
+Deno.test("duplex listen exits with 1 when the server closes with an error code", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      await socket.close(4000, "go away");
+    },
+  );
+  await using cli = spawnCli([
+    "listen",
+    `ws://127.0.0.1:${server.addr.port}`,
+    "--json",
+  ]);
+  const { code, stdout } = await cli.finished();
+  assert.equal(code, 1);
+  const events = stdout.trimEnd().split("\n").map((line) => JSON.parse(line));
+  assert.deepEqual(events.at(-1), {
+    type: "close",
+    code: 4000,
+    reason: "go away",
+    wasClean: true,
+  });
+});
+
+Deno.test("duplex listen closes with 1000 on SIGINT and exits with 0", async () => {
+  let serverSaw: Promise<unknown> = Promise.resolve();
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      serverSaw = socket.closed;
+      for await (const _ of socket) { /* drain */ }
+    },
+  );
+  await using cli = spawnCli(["listen", `ws://127.0.0.1:${server.addr.port}`]);
+  await cli.waitFor(/^Connected/m, "stderr");
+  cli.signal("SIGINT");
+  const { code, stderr } = await cli.finished();
+  assert.equal(code, 0, stderr);
+  assert.deepEqual(await serverSaw, { code: 1000, reason: "", wasClean: true });
+});

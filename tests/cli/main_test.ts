@@ -1,0 +1,131 @@
+import assert from "node:assert/strict";
+import denoJson from "../../deno.json" with { type: "json" };
+import { runCli } from "./_helpers.ts";
+
+Deno.test("duplex --help lists every command and the exit codes", async () => {
+  const { code, stdout, stderr } = await runCli(["--help"]);
+  assert.equal(code, 0, stderr);
+  for (const command of ["serve", "listen", "send", "bench"]) {
+    assert.match(stdout, new RegExp(`duplex ${command}`));
+  }
+  assert.match(
+    stdout,
+    /Exit codes:\n {2}0 {2}success\n {2}1 {2}connection or protocol failure/,
+  );
+  assert.match(stdout, / {2}2 {2}usage error/);
+});
+
+Deno.test("duplex --version prints the version from deno.json", async () => {
+  for (const flag of ["--version", "-V"]) {
+    const { code, stdout } = await runCli([flag]);
+    assert.equal(code, 0);
+    assert.equal(stdout, `duplex ${denoJson.version}\n`);
+  }
+});
+
+Deno.test("duplex COMMAND --help shows each command's usage", async () => {
+  await Promise.all(
+    ["serve", "listen", "send", "bench"].map(async (command) => {
+      const { code, stdout } = await runCli([command, "--help"]);
+      assert.equal(code, 0);
+      assert.match(stdout, new RegExp(`^Usage: duplex ${command} `));
+      assert.match(stdout, /-h, --help/);
+      const viaHelp = await runCli(["help", command]);
+      assert.equal(viaHelp.stdout, stdout);
+    }),
+  );
+});
+
+Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
+  const cases: [string[], RegExp][] = [
+    [[], /^duplex .*\n\nUsage:/],
+    [
+      ["frob"],
+      /^duplex: unknown command "frob"; the commands are serve, listen, send, bench\nRun "duplex --help" for usage\.\n$/,
+    ],
+    [
+      ["send"],
+      /^duplex send: missing the server URL \(ws:\/\/\.\.\. or wss:\/\/\.\.\.\)\nRun "duplex send --help" for usage\.\n$/,
+    ],
+    [
+      ["listen", "http://localhost:8765/chat"],
+      /"http:\/\/localhost:8765\/chat" is not a ws: or wss: URL; did you mean ws:\/\/localhost:8765\/chat\?/,
+    ],
+    [["send", "localhost:8765", "hi"], /did you mean ws:\/\/localhost:8765\?/],
+    [
+      ["send", "ws://localhost:1", "hi", "--file", "x.txt"],
+      /give messages as arguments or with --file, not both/,
+    ],
+    [
+      ["send", "ws://localhost:1", "--file", "/nonexistent/file"],
+      /cannot read --file \/nonexistent\/file/,
+    ],
+    [
+      ["send", "ws://localhost:1", "--bogus"],
+      /^duplex send: Unknown option '--bogus'\nRun "duplex send --help" for usage\.\n$/,
+    ],
+    [
+      ["listen", "ws://localhost:1", "--header", "no colon"],
+      /--header must look like "Name: value", got "no colon"/,
+    ],
+    [
+      ["listen", "ws://localhost:1", "--protocol", "a b"],
+      /"protocols" must hold HTTP tokens, got "a b"/,
+    ],
+    [
+      ["listen", "ws://localhost:1", "--header", "Sec-WebSocket-Extensions: x"],
+      /"headers" may not set sec-websocket-extensions; the handshake sets it/,
+    ],
+    [
+      ["bench", "ws://localhost:1", "--size", "3Q"],
+      /--size must be a size such as 32, 1K, 64KiB or 1M, got "3Q"/,
+    ],
+    [
+      ["bench", "ws://localhost:1", "--connections", "0"],
+      /--connections must be a positive integer, got "0"/,
+    ],
+    [
+      ["bench", "ws://localhost:1", "--duration", "soon"],
+      /--duration must be a duration such as 10 \(seconds\), 10s, 500ms or 1m/,
+    ],
+    [
+      ["serve", "--port", "70000"],
+      /--port must be an integer from 0 to 65535 \(0 picks a free port\), got "70000"/,
+    ],
+    [
+      ["serve", "--echo", "--broadcast"],
+      /--echo and --broadcast cannot be combined; pick one/,
+    ],
+    [
+      ["serve", "--cert", "cert.pem"],
+      /--cert and --key go together: pass both to serve wss:\/\//,
+    ],
+    [
+      ["serve", "--static", "/nonexistent/dir"],
+      /--static must name a directory, got "\/nonexistent\/dir"/,
+    ],
+    [["serve", "extra"], /unexpected argument "extra"/],
+  ];
+  await Promise.all(cases.map(async ([args, pattern]) => {
+    const { code, stdout, stderr } = await runCli(args);
+    assert.equal(code, 2, `${args.join(" ")}: ${stderr}`);
+    assert.match(stderr, pattern, args.join(" "));
+    assert.equal(stdout, "", args.join(" "));
+  }));
+});
+
+Deno.test("duplex exits with 1 when the server cannot be reached", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  for (const command of ["send", "listen", "bench"]) {
+    const { code, stderr } = await runCli([command, `ws://127.0.0.1:${port}`]);
+    assert.equal(code, 1, stderr);
+    assert.match(
+      stderr,
+      new RegExp(
+        `^duplex ${command}: Cannot connect to ws://127\\.0\\.0\\.1:${port}/: .*Is the server running on that port\\?`,
+      ),
+    );
+  }
+});

@@ -1,0 +1,171 @@
+import assert from "node:assert/strict";
+import { type CloseInfo, type Message, serve } from "../../mod.ts";
+import { DEADLINE, deadline, runCli } from "./_helpers.ts";
+
+/** A server that records what each connection received and how it closed. */
+function recordingServer() {
+  const connections: { messages: Message[]; closed: Promise<CloseInfo> }[] = [];
+  const server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+    const record = { messages: [] as Message[], closed: socket.closed };
+    connections.push(record);
+    for await (const message of socket) record.messages.push(message);
+  });
+  return {
+    server,
+    url: `ws://127.0.0.1:${server.addr.port}/inbox`,
+    connections,
+    async received(): Promise<Message[]> {
+      assert.equal(connections.length, 1);
+      const info = await deadline(connections[0].closed, DEADLINE, "close");
+      assert.deepEqual(info, { code: 1000, reason: "", wasClean: true });
+      return connections[0].messages;
+    },
+  };
+}
+
+Deno.test("duplex send sends each argument as a text message and closes with 1000", async () => {
+  const recorder = recordingServer();
+  await using _ = recorder.server;
+  const { code, stdout, stderr } = await runCli([
+    "send",
+    recorder.url,
+    "hello",
+    "wörld",
+    "",
+  ]);
+  assert.equal(code, 0, stderr);
+  assert.equal(stdout, "");
+  assert.equal(stderr, "");
+  assert.deepEqual(await recorder.received(), ["hello", "wörld", ""]);
+});
+
+Deno.test("duplex send --binary sends the arguments' UTF-8 bytes", async () => {
+  const recorder = recordingServer();
+  await using _ = recorder.server;
+  const { code } = await runCli(["send", recorder.url, "--binary", "hi", "é"]);
+  assert.equal(code, 0);
+  assert.deepEqual(await recorder.received(), [
+    new Uint8Array([0x68, 0x69]),
+    new Uint8Array([0xc3, 0xa9]),
+  ]);
+});
+
+Deno.test("duplex send sends stdin line by line, or whole with --binary", async () => {
+  {
+    const recorder = recordingServer();
+    await using _ = recorder.server;
+    const { code } = await runCli(["send", recorder.url], {
+      stdin: "first line\r\nsecond line\n\nlast, no newline",
+    });
+    assert.equal(code, 0);
+    assert.deepEqual(await recorder.received(), [
+      "first line",
+      "second line",
+      "",
+      "last, no newline",
+    ]);
+  }
+  {
+    const recorder = recordingServer();
+    await using _ = recorder.server;
+    const bytes = new Uint8Array(100_000).map((_, i) => (i * 7) & 0xff);
+    const { code } = await runCli(["send", recorder.url, "--binary"], {
+      stdin: bytes,
+    });
+    assert.equal(code, 0);
+    assert.deepEqual(await recorder.received(), [bytes]);
+  }
+});
+
+Deno.test("duplex send --file sends a file as one message", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/note.txt`, "line 1\nline 2\n");
+    await Deno.writeFile(`${dir}/blob.bin`, new Uint8Array([0xff, 0xfe, 0]));
+    {
+      const recorder = recordingServer();
+      await using _ = recorder.server;
+      const { code } = await runCli([
+        "send",
+        recorder.url,
+        "--file",
+        `${dir}/note.txt`,
+      ]);
+      assert.equal(code, 0);
+      assert.deepEqual(await recorder.received(), ["line 1\nline 2\n"]);
+    }
+    {
+      const recorder = recordingServer();
+      await using _ = recorder.server;
+      const { code } = await runCli([
+        "send",
+        recorder.url,
+        "--file",
+        `${dir}/blob.bin`,
+        "--binary",
+      ]);
+      assert.equal(code, 0);
+      assert.deepEqual(await recorder.received(), [
+        new Uint8Array([0xff, 0xfe, 0]),
+      ]);
+    }
+    // Not UTF-8 and no --binary: a usage error before connecting.
+    const { code, stderr } = await runCli([
+      "send",
+      "ws://127.0.0.1:1",
+      "--file",
+      `${dir}/blob.bin`,
+    ]);
+    assert.equal(code, 2);
+    assert.match(
+      stderr,
+      /is not UTF-8 text; add --binary to send it as a binary message/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("duplex send exits with 1 when the server closes with an error code", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      await socket.close(4003, "not allowed");
+    },
+  );
+  const { code, stderr } = await runCli([
+    "send",
+    `ws://127.0.0.1:${server.addr.port}`,
+    "hello",
+  ]);
+  assert.equal(code, 1);
+  assert.match(stderr, /^duplex send: .*4003: not allowed/);
+});
+
+Deno.test("duplex send passes subprotocols and headers", async () => {
+  let seen: { protocol: string; auth: string | null } | undefined;
+  await using server = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    protocols: ["v2"],
+  }, async (socket) => {
+    seen = {
+      protocol: socket.protocol,
+      auth: socket.headers.get("authorization"),
+    };
+    for await (const _ of socket) { /* drain */ }
+  });
+  const { code, stderr } = await runCli([
+    "send",
+    `ws://127.0.0.1:${server.addr.port}`,
+    "--protocol",
+    "v1",
+    "--protocol",
+    "v2",
+    "--header",
+    "Authorization: Bearer abc",
+    "x",
+  ]);
+  assert.equal(code, 0, stderr);
+  assert.deepEqual(seen, { protocol: "v2", auth: "Bearer abc" });
+});

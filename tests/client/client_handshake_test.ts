@@ -1,0 +1,440 @@
+import assert from "node:assert/strict";
+import {
+  ClientHandshake,
+  ClientHandshakeError,
+  computeAcceptKey,
+} from "../../mod.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+// The RFC 6455 §1.3 sample key is base64 of these 16 bytes.
+const SAMPLE_BYTES = Uint8Array.fromBase64("dGhlIHNhbXBsZSBub25jZQ==");
+const SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+const fixedKey = (bytes: Uint8Array) => bytes.set(SAMPLE_BYTES);
+
+function sample(
+  url = "ws://server.example.com/chat",
+  options: { protocols?: string[]; headers?: HeadersInit } = {},
+): Promise<ClientHandshake> {
+  return ClientHandshake.create(url, { ...options, generateKey: fixedKey });
+}
+
+function response(extra = "", accept = SAMPLE_ACCEPT): string {
+  return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+    `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n${extra}\r\n`;
+}
+
+/** Feeds `text` whole, byte by byte, and in random cuts; returns each outcome. */
+function feedAllWays(
+  make: () => Promise<ClientHandshake>,
+  bytes: Uint8Array,
+): Promise<unknown[]> {
+  const cuts: ((b: Uint8Array) => Uint8Array[])[] = [
+    (b) => [b],
+    (b) => Array.from(b, (x) => new Uint8Array([x])),
+    (b) => {
+      const pieces = [];
+      for (let i = 0; i < b.length;) {
+        const n = 1 + Math.floor(Math.random() * 7);
+        pieces.push(b.subarray(i, i + n));
+        i += n;
+      }
+      return pieces;
+    },
+  ];
+  return Promise.all(cuts.map(async (cut) => {
+    const handshake = await make();
+    try {
+      for (const piece of cut(bytes)) {
+        const result = handshake.receive(piece);
+        if (result !== undefined) return { result, rest: handshake.rest };
+      }
+      handshake.receiveEof();
+    } catch (error) {
+      return error;
+    }
+  }));
+}
+
+function assertHandshakeError(
+  error: unknown,
+  code: string,
+  status: number,
+  pattern: RegExp,
+): void {
+  assert.ok(error instanceof ClientHandshakeError, String(error));
+  assert.equal(error.code, code);
+  assert.equal(error.status, status);
+  assert.match(error.message, pattern);
+}
+
+Deno.test("ClientHandshake builds the RFC 6455 §4.1 request", async () => {
+  const handshake = await sample("ws://server.example.com/chat?room=1#frag", {
+    protocols: ["chat", "superchat"],
+    headers: { Origin: "http://example.com", "X-Trace": "1" },
+  });
+  assert.equal(handshake.key, "dGhlIHNhbXBsZSBub25jZQ==");
+  assert.equal(
+    decoder.decode(handshake.request),
+    "GET /chat?room=1 HTTP/1.1\r\n" +
+      "Host: server.example.com\r\n" +
+      "Upgrade: websocket\r\n" +
+      "Connection: Upgrade\r\n" +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+      "Sec-WebSocket-Version: 13\r\n" +
+      "Sec-WebSocket-Protocol: chat, superchat\r\n" +
+      "origin: http://example.com\r\n" +
+      "x-trace: 1\r\n\r\n",
+  );
+});
+
+Deno.test("ClientHandshake sends the port in Host unless it is the default (RFC 6455 §4.1)", async () => {
+  const host = async (url: string) =>
+    decoder.decode((await sample(url)).request).split("\r\n")[1];
+  assert.equal(await host("ws://a.example:80/"), "Host: a.example");
+  assert.equal(await host("wss://a.example:443/"), "Host: a.example");
+  assert.equal(await host("ws://a.example:8080"), "Host: a.example:8080");
+  assert.equal(await host("wss://[::1]:9000/x"), "Host: [::1]:9000");
+  const custom = await sample("ws://127.0.0.1:1/", {
+    headers: { host: "virtual.example" },
+  });
+  assert.match(decoder.decode(custom.request), /\r\nHost: virtual.example\r\n/);
+});
+
+Deno.test("ClientHandshake makes a fresh 16-byte key each time (RFC 6455 §4.1)", async () => {
+  const keys = new Set<string>();
+  for (let i = 0; i < 20; i++) {
+    const { key } = await ClientHandshake.create("ws://localhost/");
+    assert.equal(Uint8Array.fromBase64(key).length, 16);
+    keys.add(key);
+  }
+  assert.equal(keys.size, 20);
+});
+
+Deno.test("ClientHandshake rejects bad URLs, subprotocols and headers with TypeError", async () => {
+  await assert.rejects(
+    ClientHandshake.create("http://localhost/"),
+    new TypeError('Cannot connect: "url" must use ws: or wss:, got http:'),
+  );
+  await assert.rejects(
+    ClientHandshake.create("not a url"),
+    /Cannot connect: "url" must be an absolute ws: or wss: URL/,
+  );
+  await assert.rejects(
+    sample(undefined, { protocols: ["a b"] }),
+    /"protocols" must hold HTTP tokens, got "a b"/,
+  );
+  await assert.rejects(
+    sample(undefined, { protocols: ["a", "a"] }),
+    /"protocols" must be unique, got a twice/,
+  );
+  await assert.rejects(
+    sample(undefined, { headers: { "Sec-WebSocket-Protocol": "x" } }),
+    /may not set sec-websocket-protocol; the handshake sets it \(use "protocols"\)/,
+  );
+  await assert.rejects(
+    sample(undefined, { headers: { "bad name": "x" } }),
+    /"headers" are not valid/,
+  );
+  await assert.rejects(
+    ClientHandshake.create("ws://localhost/", { maxHeadSize: 0 }),
+    new RangeError(
+      'Cannot connect: "maxHeadSize" must be a positive integer, got 0',
+    ),
+  );
+});
+
+Deno.test("ClientHandshake accepts a valid 101 response however it is cut", async () => {
+  const firstFrame = new Uint8Array([0x81, 0x02, 0x68, 0x69]);
+  const bytes = new Uint8Array([...encoder.encode(response()), ...firstFrame]);
+  for (const outcome of await feedAllWays(() => sample(), bytes)) {
+    const { result, rest } = outcome as {
+      result: { protocol: string; headers: Headers };
+      rest: Uint8Array;
+    };
+    assert.equal(result.protocol, "");
+    assert.equal(result.headers.get("sec-websocket-accept"), SAMPLE_ACCEPT);
+    // The bytes after the head in the chunk that completed it: a prefix of
+    // the first frame.
+    assert.deepEqual(rest, firstFrame.subarray(0, rest.length));
+  }
+  const handshake = await sample();
+  assert.ok(handshake.receive(bytes));
+  assert.deepEqual(handshake.rest, firstFrame);
+  assert.equal(handshake.state, "done");
+});
+
+Deno.test("ClientHandshake matches Upgrade and Connection case-insensitively (RFC 6455 §4.1)", async () => {
+  const handshake = await sample();
+  const result = handshake.receive(encoder.encode(
+    "HTTP/1.1 101 OK\r\nupgrade: WebSocket\r\nCONNECTION: keep-alive, UPGRADE\r\n" +
+      `sec-websocket-accept: ${SAMPLE_ACCEPT}\r\n\r\n`,
+  ));
+  assert.ok(result);
+});
+
+Deno.test("ClientHandshake fails a wrong or missing Sec-WebSocket-Accept (RFC 6455 §4.1)", async () => {
+  const wrong = await computeAcceptKey("AAAAAAAAAAAAAAAAAAAAAA==");
+  for (
+    const text of [
+      response("", wrong),
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+      response(`Sec-WebSocket-Accept: ${SAMPLE_ACCEPT}\r\n`),
+    ]
+  ) {
+    const [whole, bytewise, random] = await feedAllWays(
+      () => sample(),
+      encoder.encode(text),
+    );
+    for (const error of [whole, bytewise, random]) {
+      assertHandshakeError(
+        error,
+        "INVALID_ACCEPT",
+        101,
+        /^Cannot connect to ws:\/\/server\.example\.com\/chat: the response's Sec-WebSocket-Accept must be s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=/,
+      );
+    }
+  }
+});
+
+Deno.test("ClientHandshake fails a missing Upgrade or Connection (RFC 6455 §4.1)", async () => {
+  const upgrade = await sample();
+  assert.throws(
+    () =>
+      upgrade.receive(encoder.encode(
+        `HTTP/1.1 101 OK\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${SAMPLE_ACCEPT}\r\n\r\n`,
+      )),
+    (error) => {
+      assertHandshakeError(
+        error,
+        "INVALID_UPGRADE",
+        101,
+        /Upgrade header must be websocket, got none/,
+      );
+      return true;
+    },
+  );
+  const connection = await sample();
+  assert.throws(
+    () =>
+      connection.receive(encoder.encode(
+        `HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: close\r\nSec-WebSocket-Accept: ${SAMPLE_ACCEPT}\r\n\r\n`,
+      )),
+    (error) => {
+      assertHandshakeError(
+        error,
+        "INVALID_CONNECTION",
+        101,
+        /Connection header must include upgrade, got close/,
+      );
+      return true;
+    },
+  );
+});
+
+Deno.test("ClientHandshake accepts only an offered subprotocol (RFC 6455 §4.1)", async () => {
+  const offered = await sample(undefined, { protocols: ["chat", "superchat"] });
+  const result = offered.receive(
+    encoder.encode(response("Sec-WebSocket-Protocol: superchat\r\n")),
+  );
+  assert.equal(result?.protocol, "superchat");
+
+  const none = await sample(undefined, { protocols: ["chat"] });
+  assert.equal(none.receive(encoder.encode(response()))?.protocol, "");
+
+  const other = await sample(undefined, { protocols: ["chat"] });
+  assert.throws(
+    () =>
+      other.receive(
+        encoder.encode(response("Sec-WebSocket-Protocol: mqtt\r\n")),
+      ),
+    (error) => {
+      assertHandshakeError(
+        error,
+        "UNEXPECTED_PROTOCOL",
+        101,
+        /selected the subprotocol mqtt, which is not one of chat/,
+      );
+      return true;
+    },
+  );
+  const unasked = await sample();
+  assert.throws(
+    () =>
+      unasked.receive(
+        encoder.encode(response("Sec-WebSocket-Protocol: chat\r\n")),
+      ),
+    (error) => {
+      assertHandshakeError(
+        error,
+        "UNEXPECTED_PROTOCOL",
+        101,
+        /but none was offered/,
+      );
+      return true;
+    },
+  );
+});
+
+Deno.test("ClientHandshake fails extensions it did not offer (RFC 6455 §4.1)", async () => {
+  const handshake = await sample();
+  assert.throws(
+    () =>
+      handshake.receive(
+        encoder.encode(
+          response("Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+        ),
+      ),
+    (error) => {
+      assertHandshakeError(
+        error,
+        "UNEXPECTED_EXTENSION",
+        101,
+        /extensions that were not offered: permessage-deflate/,
+      );
+      return true;
+    },
+  );
+});
+
+Deno.test("ClientHandshake reports a non-101 status with the start of the body", async () => {
+  const body = "No such room\n";
+  const text = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n" +
+    `Content-Length: ${body.length}\r\n\r\n${body}`;
+  for (const error of await feedAllWays(() => sample(), encoder.encode(text))) {
+    assertHandshakeError(
+      error,
+      "UNEXPECTED_STATUS",
+      404,
+      /: the server answered 404 Not Found instead of 101 Switching Protocols: No such room$/,
+    );
+    assert.equal((error as ClientHandshakeError).body, body);
+  }
+});
+
+Deno.test("ClientHandshake waits for a rejection's body, then reports at EOF", async () => {
+  const handshake = await sample();
+  assert.equal(
+    handshake.receive(
+      encoder.encode("HTTP/1.1 503 Service Unavailable\r\n\r\nbusy"),
+    ),
+    undefined,
+  );
+  assert.equal(handshake.state, "body");
+  assert.throws(() => handshake.receiveEof(), (error) => {
+    assertHandshakeError(
+      error,
+      "UNEXPECTED_STATUS",
+      503,
+      /answered 503 Service Unavailable instead of 101 Switching Protocols: busy$/,
+    );
+    assert.equal((error as ClientHandshakeError).body, "busy");
+    return true;
+  });
+});
+
+Deno.test("ClientHandshake keeps at most 512 bytes of a rejection's body", async () => {
+  const handshake = await sample();
+  assert.throws(
+    () =>
+      handshake.receive(
+        encoder.encode(`HTTP/1.1 400 Bad Request\r\n\r\n${"x".repeat(2000)}`),
+      ),
+    (error) => {
+      assertHandshakeError(
+        error,
+        "UNEXPECTED_STATUS",
+        400,
+        /answered 400 Bad Request/,
+      );
+      assert.equal((error as ClientHandshakeError).body.length, 512);
+      return true;
+    },
+  );
+});
+
+Deno.test("ClientHandshake reports a connection closed before the head", async () => {
+  const handshake = await sample();
+  handshake.receive(encoder.encode("HTTP/1.1 101 Swi"));
+  assert.throws(() => handshake.receiveEof(), (error) => {
+    assertHandshakeError(
+      error,
+      "CONNECTION_CLOSED",
+      0,
+      /closed the connection before completing the handshake/,
+    );
+    return true;
+  });
+});
+
+Deno.test("ClientHandshake fails a malformed status line or header", async () => {
+  const status = await sample();
+  assert.throws(
+    () => status.receive(encoder.encode("SSH-2.0-OpenSSH\r\n\r\n")),
+    (error) => {
+      assertHandshakeError(
+        error,
+        "MALFORMED_RESPONSE",
+        0,
+        /does not start with an HTTP\/1\.1 status line: "SSH-2\.0-OpenSSH"/,
+      );
+      return true;
+    },
+  );
+  const header = await sample();
+  assert.throws(
+    () =>
+      header.receive(
+        encoder.encode("HTTP/1.1 101 OK\r\nno colon here\r\n\r\n"),
+      ),
+    (error) => {
+      assertHandshakeError(
+        error,
+        "MALFORMED_RESPONSE",
+        101,
+        /malformed header field in the response: "no colon here"/,
+      );
+      return true;
+    },
+  );
+});
+
+Deno.test("ClientHandshake limits the response head's size and field count", async () => {
+  const big = await ClientHandshake.create("ws://localhost/", {
+    maxHeadSize: 64,
+  });
+  assert.throws(
+    () => {
+      for (let i = 0; i < 100; i++) {
+        big.receive(encoder.encode("HTTP/1.1 101 OK\r\nX: 1\r\n"));
+      }
+    },
+    (error) => {
+      assertHandshakeError(
+        error,
+        "RESPONSE_TOO_LARGE",
+        0,
+        /response head is larger than 64 bytes/,
+      );
+      return true;
+    },
+  );
+  const many = await ClientHandshake.create("ws://localhost/", {
+    maxHeaders: 2,
+  });
+  assert.throws(
+    () =>
+      many.receive(
+        encoder.encode("HTTP/1.1 101 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"),
+      ),
+    (error) => {
+      assertHandshakeError(
+        error,
+        "RESPONSE_TOO_LARGE",
+        101,
+        /has 3 header fields; the limit is 2/,
+      );
+      return true;
+    },
+  );
+});

@@ -1,0 +1,415 @@
+import assert from "node:assert/strict";
+import {
+  ClientHandshakeError,
+  computeAcceptKey,
+  connect,
+  type Message,
+  serve,
+  type Socket,
+} from "../../mod.ts";
+import { closePayload, deadline, frame, rawServer } from "./_helpers.ts";
+
+const OPCODE = { Text: 1, Binary: 2, Close: 8, Ping: 9, Pong: 10 } as const;
+
+function echoServer() {
+  return serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+    for await (const message of socket) await socket.send(message);
+  });
+}
+
+async function nextMessage(socket: Socket): Promise<Message> {
+  const iterator = socket[Symbol.asyncIterator]();
+  const { value, done } = await deadline(iterator.next(), 5_000, "a message");
+  assert.equal(done, false, "the socket closed before a message arrived");
+  return value as Message;
+}
+
+function bytes(length: number): Uint8Array {
+  const data = new Uint8Array(length);
+  for (let i = 0; i < length; i++) data[i] = (i * 31 + 7) & 0xff;
+  return data;
+}
+
+Deno.test("connect echoes text and binary through this project's server", async () => {
+  await using server = echoServer();
+  const socket = await connect(`ws://127.0.0.1:${server.addr.port}/echo?x=1`);
+  assert.equal(socket.url.href, `ws://127.0.0.1:${server.addr.port}/echo?x=1`);
+  assert.equal(socket.remoteAddr.port, server.addr.port);
+  assert.equal(socket.protocol, "");
+  assert.ok(socket.headers.get("sec-websocket-accept"));
+  for (
+    const message of [
+      "hello",
+      "",
+      "ünïcødé ✓",
+      bytes(0),
+      bytes(125),
+      bytes(126),
+      bytes(20_000),
+      bytes(70_000),
+      "x".repeat(100_000),
+    ]
+  ) {
+    await socket.send(message);
+    const echo = await nextMessage(socket);
+    assert.deepEqual(echo, message);
+  }
+  const info = await deadline(socket.close(), 5_000, "close");
+  assert.deepEqual(info, { code: 1000, reason: "", wasClean: true });
+  assert.equal(socket.state, "closed");
+});
+
+Deno.test("connect closes from the client: the server sees 1000 and a clean close", async () => {
+  let serverSide: Promise<unknown> = Promise.resolve();
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      serverSide = socket.closed;
+      for await (const _ of socket) { /* drain */ }
+    },
+  );
+  const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+  const info = await deadline(socket.close(1000, "done"), 5_000, "close");
+  assert.equal(info.code, 1000);
+  assert.equal(info.wasClean, true);
+  assert.deepEqual(
+    await deadline(serverSide as Promise<unknown>, 5_000, "server close"),
+    { code: 1000, reason: "done", wasClean: true },
+  );
+});
+
+Deno.test("connect ends iteration when the server closes, with its code and reason", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      await socket.send("last words");
+      await socket.close(4001, "bye");
+    },
+  );
+  const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+  const received: Message[] = [];
+  await deadline(
+    (async () => {
+      for await (const message of socket) received.push(message);
+    })(),
+    5_000,
+    "iteration",
+  );
+  assert.deepEqual(received, ["last words"]);
+  assert.deepEqual(await socket.closed, {
+    code: 4001,
+    reason: "bye",
+    wasClean: true,
+  });
+  await assert.rejects(socket.send("too late"), /Cannot send/);
+});
+
+Deno.test("connect answers pings and measures its own", async () => {
+  await using server = echoServer();
+  const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+  await deadline(socket.ping(new Uint8Array([1, 2, 3])), 5_000, "pong");
+  await deadline(socket.close(), 5_000, "close");
+});
+
+Deno.test("connect masks every frame with a fresh key (RFC 6455 §5.3)", async () => {
+  const keys = new Set<string>();
+  const server = rawServer(async (peer) => {
+    const request = await peer.accept();
+    assert.equal(request.get("sec-websocket-version"), "13");
+    for (let i = 0; i < 8; i++) {
+      const frame = await peer.readFrame();
+      assert.equal(frame.masked, true, "a client frame must be masked");
+      assert.equal(frame.opcode, i % 2 === 0 ? OPCODE.Text : OPCODE.Binary);
+      const expected = i % 2 === 0
+        ? new TextEncoder().encode(`message ${i}`)
+        : bytes(i * 100);
+      assert.deepEqual(frame.payload, expected);
+      keys.add(frame.maskKey.join(","));
+    }
+    // Close from the server: the client must echo the code, masked.
+    await peer.write(frame(OPCODE.Close, closePayload(1000, "enough")));
+    const echo = await peer.readFrame();
+    assert.equal(echo.masked, true);
+    assert.equal(echo.opcode, OPCODE.Close);
+    assert.deepEqual(echo.payload, closePayload(1000));
+    // The server closes the TCP connection first (RFC 6455 §7.1.1).
+  });
+  const socket = await connect(server.url);
+  for (let i = 0; i < 8; i++) {
+    await socket.send(i % 2 === 0 ? `message ${i}` : bytes(i * 100));
+  }
+  const info = await deadline(socket.closed, 5_000, "server close");
+  await server.close();
+  assert.deepEqual(server.errors, []);
+  assert.equal(keys.size, 8, "every frame gets a fresh masking key");
+  assert.deepEqual(info, { code: 1000, reason: "enough", wasClean: true });
+});
+
+Deno.test("connect negotiates a subprotocol with this project's server", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", protocols: ["v2", "v1"] },
+    async (socket) => {
+      await socket.send(`server chose ${socket.protocol || "none"}`);
+    },
+  );
+  const url = `ws://127.0.0.1:${server.addr.port}`;
+  const both = await connect(url, { protocols: ["v1", "v2"] });
+  assert.equal(both.protocol, "v2");
+  assert.equal(await nextMessage(both), "server chose v2");
+  await deadline(both.closed, 5_000, "close");
+  const unknown = await connect(url, { protocols: ["v3"] });
+  assert.equal(unknown.protocol, "");
+  assert.equal(await nextMessage(unknown), "server chose none");
+  await deadline(unknown.closed, 5_000, "close");
+});
+
+Deno.test("connect sends subprotocols and extra headers, and reads the choice", async () => {
+  let seen: Headers | undefined;
+  const server = rawServer(async (peer) => {
+    seen = await peer.accept("Sec-WebSocket-Protocol: v2.chat\r\n");
+    await peer.write(frame(OPCODE.Close, closePayload(1000)));
+    await peer.readFrame();
+  });
+  const socket = await connect(`${server.url}/room`, {
+    protocols: ["v1.chat", "v2.chat"],
+    headers: { Origin: "https://example.com", Authorization: "Bearer t" },
+  });
+  assert.equal(socket.protocol, "v2.chat");
+  await deadline(socket.closed, 5_000, "close");
+  await server.close();
+  assert.deepEqual(server.errors, []);
+  assert.equal(seen?.get("sec-websocket-protocol"), "v1.chat, v2.chat");
+  assert.equal(seen?.get("origin"), "https://example.com");
+  assert.equal(seen?.get("authorization"), "Bearer t");
+  assert.equal(seen?.get("host"), `127.0.0.1:${server.port}`);
+});
+
+Deno.test("connect rejects a wrong Sec-WebSocket-Accept and sends no frame (RFC 6455 §4.1)", async () => {
+  let sentAfter: boolean | undefined;
+  const server = rawServer(async (peer) => {
+    await peer.readHead();
+    const wrong = await computeAcceptKey("AAAAAAAAAAAAAAAAAAAAAA==");
+    await peer.write(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+        `Connection: Upgrade\r\nSec-WebSocket-Accept: ${wrong}\r\n\r\n`,
+    );
+    sentAfter = !(await peer.readEof());
+  });
+  await assert.rejects(
+    connect(server.url),
+    (error) => {
+      assert.ok(error instanceof ClientHandshakeError);
+      assert.equal(error.code, "INVALID_ACCEPT");
+      assert.match(error.message, /Sec-WebSocket-Accept must be/);
+      return true;
+    },
+  );
+  await server.close();
+  assert.deepEqual(server.errors, []);
+  assert.equal(sentAfter, false, "the client closed without sending a frame");
+});
+
+Deno.test("connect rejects a non-101 response with its status and body", async () => {
+  const server = rawServer(async (peer) => {
+    await peer.readHead();
+    const body = "Token expired; log in again\n";
+    // Content-Length ends the body; the connection stays open.
+    await peer.write(
+      "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\n" +
+        `Content-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    await peer.readEof();
+  });
+  await assert.rejects(
+    deadline(connect(server.url), 5_000, "connect"),
+    (error) => {
+      assert.ok(error instanceof ClientHandshakeError);
+      assert.equal(error.code, "UNEXPECTED_STATUS");
+      assert.equal(error.status, 401);
+      assert.equal(error.body, "Token expired; log in again\n");
+      assert.equal(
+        error.message,
+        `Cannot connect to ${server.url}/: the server answered 401 Unauthorized instead of 101 Switching Protocols: Token expired; log in again`,
+      );
+      return true;
+    },
+  );
+  await server.close();
+  assert.deepEqual(server.errors, []);
+});
+
+Deno.test("connect reads a rejection's body until the server closes", async () => {
+  const server = rawServer(async (peer) => {
+    await peer.readHead();
+    await peer.write("HTTP/1.1 503 Service Unavailable\r\n\r\n");
+    await peer.write("overloaded");
+  });
+  await assert.rejects(deadline(connect(server.url), 5_000, "connect"), {
+    name: "ClientHandshakeError",
+    status: 503,
+    body: "overloaded",
+  });
+  await server.close();
+});
+
+Deno.test("connect times out a server that never answers", async () => {
+  const server = rawServer(async (peer) => {
+    await peer.readHead();
+    await peer.readEof();
+  });
+  await assert.rejects(
+    connect(server.url, { handshakeTimeout: 100 }),
+    (error) => {
+      assert.ok(error instanceof Deno.errors.TimedOut);
+      assert.equal(
+        error.message,
+        `Cannot connect to ${server.url}/: the handshake did not complete within 100 ms`,
+      );
+      return true;
+    },
+  );
+  await server.close();
+});
+
+Deno.test("connect stops when its signal is aborted", async () => {
+  const server = rawServer(async (peer) => {
+    await peer.readHead();
+    await peer.readEof();
+  });
+  const controller = new AbortController();
+  const attempt = connect(server.url, { signal: controller.signal });
+  setTimeout(() => controller.abort(new Error("user gave up")), 50);
+  await assert.rejects(deadline(attempt, 5_000, "connect"), /user gave up/);
+  await assert.rejects(
+    connect(server.url, { signal: AbortSignal.abort() }),
+    { name: "AbortError" },
+  );
+  await server.close();
+});
+
+Deno.test("connect fails with the network error when nothing listens", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  await assert.rejects(
+    connect(`ws://127.0.0.1:${port}`),
+    Deno.errors.ConnectionRefused,
+  );
+});
+
+Deno.test("connect rejects caller mistakes with TypeError and RangeError", async () => {
+  await assert.rejects(
+    connect("http://127.0.0.1/"),
+    new TypeError('Cannot connect: "url" must use ws: or wss:, got http:'),
+  );
+  await assert.rejects(
+    connect("ws://127.0.0.1/", { handshakeTimeout: -1 }),
+    new RangeError(
+      'Cannot connect: "handshakeTimeout" must be a positive integer, got -1',
+    ),
+  );
+  await assert.rejects(
+    connect("ws://127.0.0.1/", { maxPayload: 1.5 }),
+    /"maxPayload" must be a positive integer, got 1.5/,
+  );
+});
+
+Deno.test("connect delivers frames that arrive together with the 101 response", async () => {
+  const server = rawServer(async (peer) => {
+    const { headers } = await peer.readHead();
+    const accept = await computeAcceptKey(headers.get("sec-websocket-key")!);
+    const head = new TextEncoder().encode(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+        `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
+    const first = frame(OPCODE.Text, "early");
+    await peer.write(new Uint8Array([...head, ...first]));
+    await peer.write(frame(OPCODE.Close, closePayload(1000)));
+    await peer.readFrame();
+  });
+  const socket = await connect(server.url);
+  assert.equal(await nextMessage(socket), "early");
+  assert.equal((await deadline(socket.closed, 5_000, "close")).code, 1000);
+  await server.close();
+  assert.deepEqual(server.errors, []);
+});
+
+Deno.test("connect fails a masked frame from the server with 1002 (RFC 6455 §5.1)", async () => {
+  let closeCode: number | undefined;
+  const server = rawServer(async (peer) => {
+    await peer.accept();
+    // "A client MUST close a connection if it detects a masked frame."
+    await peer.write(
+      new Uint8Array([0x81, 0x82, 1, 2, 3, 4, 0x68 ^ 1, 0x69 ^ 2]),
+    );
+    const close = await peer.readFrame();
+    closeCode = (close.payload[0] << 8) | close.payload[1];
+  });
+  const socket = await connect(server.url);
+  const info = await deadline(socket.closed, 5_000, "close");
+  assert.equal(info.code, 1002);
+  assert.equal(info.error?.code, "MASKED_FRAME");
+  await server.close();
+  assert.deepEqual(server.errors, []);
+  assert.equal(closeCode, 1002);
+});
+
+Deno.test("connect enforces maxPayload with 1009", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      await socket.send(bytes(2048)).catch(() => {});
+      for await (const _ of socket) { /* drain */ }
+    },
+  );
+  const socket = await connect(`ws://127.0.0.1:${server.addr.port}`, {
+    maxPayload: 1024,
+  });
+  const info = await deadline(socket.closed, 5_000, "close");
+  assert.equal(info.code, 1009);
+  assert.equal(info.error?.code, "MESSAGE_TOO_BIG");
+});
+
+Deno.test("connect reports 1006 when the server drops the connection", async () => {
+  const server = rawServer(async (peer) => {
+    await peer.accept();
+  });
+  const socket = await connect(server.url);
+  assert.deepEqual(await deadline(socket.closed, 5_000, "close"), {
+    code: 1006,
+    reason: "",
+    wasClean: false,
+  });
+  await server.close();
+});
+
+const CERT_FILE = new URL("../fixtures/cert.pem", import.meta.url);
+const KEY_FILE = new URL("../fixtures/key.pem", import.meta.url);
+
+Deno.test("connect speaks wss: with the test certificate", async () => {
+  const cert = await Deno.readTextFile(CERT_FILE);
+  const key = await Deno.readTextFile(KEY_FILE);
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", cert, key },
+    async (socket) => {
+      for await (const message of socket) await socket.send(message);
+    },
+  );
+  for (const host of ["localhost", "127.0.0.1"]) {
+    const socket = await connect(`wss://${host}:${server.addr.port}/tls`, {
+      caCerts: [cert],
+    });
+    await socket.send("over TLS");
+    assert.equal(await nextMessage(socket), "over TLS");
+    await socket.send(bytes(100_000));
+    assert.deepEqual(await nextMessage(socket), bytes(100_000));
+    assert.equal((await deadline(socket.close(), 5_000, "close")).code, 1000);
+  }
+  // Without the certificate the server is not trusted.
+  await assert.rejects(
+    connect(`wss://localhost:${server.addr.port}/`, {
+      handshakeTimeout: 5_000,
+    }),
+    /certificate/i,
+  );
+});

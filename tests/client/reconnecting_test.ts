@@ -1,0 +1,172 @@
+import assert from "node:assert/strict";
+import {
+  ClientHandshakeError,
+  type Message,
+  reconnecting,
+  serve,
+  type Socket,
+} from "../../mod.ts";
+import { closePayload, deadline, frame, rawServer } from "./_helpers.ts";
+
+async function nextMessage(socket: Socket): Promise<Message> {
+  const { value, done } = await deadline(
+    socket[Symbol.asyncIterator]().next(),
+    5_000,
+    "a message",
+  );
+  assert.equal(done, false);
+  return value as Message;
+}
+
+const FAST = { initialDelay: 5, maxDelay: 20, random: () => 0 };
+
+Deno.test("reconnecting connects again after the server drops the connection", async () => {
+  let accepted = 0;
+  const server = rawServer(async (peer) => {
+    accepted++;
+    await peer.accept();
+    if (accepted === 1) return; // Dropped: TCP closed, no close frame.
+    const message = await peer.readFrame();
+    await peer.write(frame(1, message.payload));
+    await peer.write(frame(8, closePayload(1000)));
+    await peer.readFrame();
+  });
+  const closes: number[] = [];
+  let echo: Message | undefined;
+  await deadline(
+    (async () => {
+      for await (const socket of reconnecting(server.url, FAST)) {
+        if (accepted === 1) {
+          closes.push((await socket.closed).code);
+          continue;
+        }
+        await socket.send("after the drop");
+        echo = await nextMessage(socket);
+        closes.push((await socket.closed).code);
+        break;
+      }
+    })(),
+    5_000,
+    "reconnection",
+  );
+  await server.close();
+  assert.deepEqual(server.errors, []);
+  assert.equal(accepted, 2);
+  assert.deepEqual(closes, [1006, 1000]);
+  assert.equal(echo, "after the drop");
+});
+
+Deno.test("reconnecting retries failed attempts until one succeeds", async () => {
+  let attempts = 0;
+  const server = rawServer(async (peer) => {
+    attempts++;
+    if (attempts < 3) {
+      await peer.readHead();
+      await peer.write(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy",
+      );
+      return;
+    }
+    await peer.accept();
+    await peer.write(frame(8, closePayload(1000)));
+    await peer.readFrame();
+  });
+  let sockets = 0;
+  await deadline(
+    (async () => {
+      for await (const socket of reconnecting(server.url, FAST)) {
+        sockets++;
+        await socket.closed;
+        break;
+      }
+    })(),
+    5_000,
+    "retries",
+  );
+  await server.close();
+  assert.equal(attempts, 3);
+  assert.equal(sockets, 1);
+});
+
+Deno.test("reconnecting gives up after maxRetries consecutive failures", async () => {
+  let attempts = 0;
+  const server = rawServer(async (peer) => {
+    attempts++;
+    await peer.readHead();
+    await peer.write("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+  });
+  await assert.rejects(
+    deadline(
+      (async () => {
+        for await (
+          const _ of reconnecting(server.url, { ...FAST, maxRetries: 2 })
+        ) {
+          assert.fail("no connection should open");
+        }
+      })(),
+      5_000,
+      "giving up",
+    ),
+    { name: "ClientHandshakeError", status: 502 },
+  );
+  await server.close();
+  assert.equal(attempts, 3);
+});
+
+Deno.test("reconnecting does not retry a 4xx rejection", async () => {
+  let attempts = 0;
+  const server = rawServer(async (peer) => {
+    attempts++;
+    await peer.readHead();
+    await peer.write("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+  });
+  await assert.rejects(
+    (async () => {
+      for await (const _ of reconnecting(server.url, FAST)) { /* never */ }
+    })(),
+    (error) => error instanceof ClientHandshakeError && error.status === 404,
+  );
+  await server.close();
+  assert.equal(attempts, 1);
+});
+
+Deno.test("reconnecting stops and closes the open socket when its signal aborts", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const message of socket) await socket.send(message);
+    },
+  );
+  const controller = new AbortController();
+  let connections = 0;
+  let info;
+  await deadline(
+    (async () => {
+      for await (
+        const socket of reconnecting(`ws://127.0.0.1:${server.addr.port}`, {
+          ...FAST,
+          signal: controller.signal,
+        })
+      ) {
+        connections++;
+        controller.abort();
+        // The socket closes, so iterating it ends.
+        for await (const _ of socket) { /* nothing */ }
+        info = await socket.closed;
+      }
+    })(),
+    5_000,
+    "abort",
+  );
+  assert.equal(connections, 1);
+  assert.deepEqual(info, { code: 1000, reason: "", wasClean: true });
+});
+
+Deno.test("reconnecting rejects bad backoff options with RangeError", async () => {
+  await assert.rejects(
+    reconnecting("ws://127.0.0.1:1", { initialDelay: -1 }).next(),
+    new RangeError(
+      'Cannot reconnect: "initialDelay" must be a non-negative number, got -1',
+    ),
+  );
+});

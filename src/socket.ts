@@ -308,9 +308,10 @@ export class Socket<Data = unknown>
   // permessage-deflate.
   readonly #deflate: PerMessageDeflateParams | undefined;
   #deflater: ContextDeflater | null = null;
-  #compressQueue: Promise<void> = RESOLVED;
-  #compressing = 0; // bytes waiting for compression
-  #compressingMessages = 0;
+  #sendQueue: Promise<void> = RESOLVED;
+  // Messages waiting behind a compression or a streamed message.
+  #queuedBytes = 0;
+  #queuedMessages = 0;
   #readable: ReadableStream<Message> | undefined;
   #writable: WritableStream<string | Uint8Array | ArrayBuffer> | undefined;
   readonly #closed: Promise<CloseInfo>;
@@ -389,7 +390,7 @@ export class Socket<Data = unknown>
    * (messages waiting to be compressed count with their full size).
    */
   get bufferedAmount(): number {
-    return this.#connection.outputSize + this.#inFlight + this.#compressing;
+    return this.#connection.outputSize + this.#inFlight + this.#queuedBytes;
   }
 
   /**
@@ -466,11 +467,10 @@ export class Socket<Data = unknown>
     const compress = options?.compress ?? true;
     let referenced = false;
     if (
-      this.#deflater !== null &&
-      (this.#compressingMessages > 0 ||
-        (compress && this.#worthCompressing(bytes)))
+      this.#queuedMessages > 0 ||
+      (this.#deflater !== null && compress && this.#worthCompressing(bytes))
     ) {
-      this.#compressInOrder(bytes, compress);
+      this.#sendInOrder(bytes, compress);
     } else if (typeof bytes === "string") {
       this.#connection.sendText(bytes, compress);
     } else if (bytes instanceof PreparedMessage) {
@@ -500,11 +500,11 @@ export class Socket<Data = unknown>
   }
 
   /**
-   * Compresses with the connection's own deflate stream (context takeover),
-   * which is asynchronous; every message queued meanwhile waits its turn,
-   * so messages leave in the order they were sent.
+   * Queues a message behind the asynchronous work in progress (a
+   * compression with the connection's own deflate stream, or a streamed
+   * message), so messages leave in the order they were sent.
    */
-  #compressInOrder(
+  #sendInOrder(
     message: string | Uint8Array | PreparedMessage,
     compress: boolean,
   ): void {
@@ -514,25 +514,113 @@ export class Socket<Data = unknown>
     const isText = typeof source === "string";
     // A copy: the caller may reuse its buffer as soon as send() returns.
     const bytes = isText ? utf8.encode(source) : source.slice();
-    this.#compressing += bytes.length;
-    this.#compressingMessages++;
-    const deflater = this.#deflater!;
+    this.#queuedBytes += bytes.length;
+    this.#queuedMessages++;
+    const deflater = this.#deflater;
     const opcode = isText ? OPCODE.Text : OPCODE.Binary;
-    this.#compressQueue = this.#compressQueue.then(async () => {
+    this.#sendQueue = this.#sendQueue.then(async () => {
       try {
-        if (compress && bytes.length >= this.#deflate!.threshold) {
+        if (
+          deflater !== null && compress &&
+          bytes.length >= this.#deflate!.threshold
+        ) {
           const payload = await compressions.run(() => deflater.deflate(bytes));
           this.#connection.sendCompressed(opcode, payload);
-        } else if (isText) this.#connection.sendText(source, false);
-        else this.#connection.sendBinary(bytes, false);
+        } else if (isText) this.#connection.sendText(source, compress);
+        else this.#connection.sendBinary(bytes, compress);
       } catch {
         // The connection closed meanwhile: the message is dropped with it.
       } finally {
-        this.#compressing -= bytes.length;
-        this.#compressingMessages--;
+        this.#queuedBytes -= bytes.length;
+        this.#queuedMessages--;
         this.#scheduleFlush();
       }
     });
+  }
+
+  /**
+   * Sends one message from a stream of pieces, each piece as one frame of a
+   * fragmented message (RFC 6455 §5.4), without assembling it in memory.
+   * Strings make a text message, bytes a binary one; all pieces must be of
+   * the same kind. Messages sent meanwhile wait until this one is complete.
+   * Streamed messages are not compressed.
+   *
+   * @param source The pieces: a `ReadableStream`, an async iterable or an
+   * iterable.
+   * @param options `binary: false` makes an empty source an empty text
+   * message (an empty source sends an empty binary message by default).
+   * @returns A promise that resolves once the last piece is queued; it
+   * rejects with {@linkcode ConnectionClosedError} when the socket closes
+   * first, or with a `TypeError` for a piece of the wrong kind.
+   */
+  sendStream(
+    source:
+      | ReadableStream<string | Uint8Array>
+      | AsyncIterable<string | Uint8Array>
+      | Iterable<string | Uint8Array>,
+    options: { binary?: boolean } = {},
+  ): Promise<void> {
+    if (this.#connection.state !== "open" || this.#closeRequested) {
+      return handledRejection(
+        new ConnectionClosedError("send", this.#info ?? undefined),
+      );
+    }
+    this.#queuedMessages++;
+    this.#counters.messagesOut++;
+    const done = this.#sendQueue.then(() =>
+      this.#streamFragments(source, options.binary ?? true)
+    );
+    this.#sendQueue = done.catch(() => {}).finally(() => {
+      this.#queuedMessages--;
+      this.#scheduleFlush();
+    });
+    done.catch(() => {});
+    return done;
+  }
+
+  async #streamFragments(
+    source:
+      | ReadableStream<string | Uint8Array>
+      | AsyncIterable<string | Uint8Array>
+      | Iterable<string | Uint8Array>,
+    binary: boolean,
+  ): Promise<void> {
+    // One piece is held back, so the last one can carry FIN.
+    let held: Uint8Array | null = null;
+    let heldOpcode: number = binary ? OPCODE.Binary : OPCODE.Text;
+    let kind: "string" | "bytes" | null = null;
+    const iterable = source instanceof ReadableStream
+      ? readableIterable(source)
+      : source;
+    for await (const piece of iterable) {
+      const pieceKind = typeof piece === "string" ? "string" : "bytes";
+      if (kind === null) kind = pieceKind;
+      else if (kind !== pieceKind) {
+        throw new TypeError(
+          `Cannot send a stream: its pieces must all be strings or all bytes, got a ${pieceKind} piece after ${kind}`,
+        );
+      }
+      if (held === null) {
+        heldOpcode = kind === "string" ? OPCODE.Text : OPCODE.Binary;
+      } else {
+        await this.#sendPiece(heldOpcode, held, false);
+        heldOpcode = OPCODE.Continuation;
+      }
+      held = typeof piece === "string" ? utf8.encode(piece) : piece;
+    }
+    await this.#sendPiece(heldOpcode, held ?? new Uint8Array(0), true);
+  }
+
+  async #sendPiece(opcode: number, data: Uint8Array, fin: boolean) {
+    if (this.#connection.state !== "open") {
+      throw new ConnectionClosedError("send", this.#info ?? undefined);
+    }
+    const referenced = this.#connection.sendFragment(opcode, data, fin);
+    this.#messaged = true;
+    this.#scheduleFlush();
+    if (referenced || this.bufferedAmount > this.#options.sendHighWaterMark) {
+      await this.#drained();
+    }
   }
 
   /**
@@ -647,7 +735,7 @@ export class Socket<Data = unknown>
         this.#scheduleFlush();
       };
       // Messages still being compressed go out before the close frame.
-      if (this.#compressingMessages > 0) this.#compressQueue.then(sendClose);
+      if (this.#queuedMessages > 0) this.#sendQueue.then(sendClose);
       else sendClose();
     }
     return this.#closed;
@@ -1042,6 +1130,21 @@ function coalesce(chunks: Uint8Array[]): Uint8Array[] {
   }
   endRun();
   return writes;
+}
+
+async function* readableIterable<T>(
+  stream: ReadableStream<T>,
+): AsyncIterable<T> {
+  const reader = stream.getReader();
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    reader.releaseLock();
+  }
 }
 
 function newCounters(): SocketCounters {

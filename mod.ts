@@ -31,6 +31,8 @@ export * from "./src/socket.ts";
 export * from "./src/server/server.ts";
 export type * from "./src/server/serve_options.ts";
 export { renderPrometheus, type ServerStats } from "./src/server/stats.ts";
+export * from "./src/server/http_exchange.ts";
+export * from "./src/server/static_files.ts";
 export * from "./src/protocol/client_handshake.ts";
 export * from "./src/client/connect.ts";
 export * from "./src/client/reconnecting.ts";

@@ -1,6 +1,10 @@
 import { type FrameHandler, FrameParser, OPCODE } from "./frame_parser.ts";
 import { FrameWriter } from "./frame_writer.ts";
-import { type Message, MessageAssembler } from "./message_assembler.ts";
+import {
+  type Message,
+  MessageAssembler,
+  type MessageStreamEvent,
+} from "./message_assembler.ts";
 import { encodeClosePayload, parseClosePayload } from "./close_payload.ts";
 import { CLOSE_CODE, PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
 
@@ -13,7 +17,9 @@ export type ConnectionEvent =
   /** The peer's close frame (code 1005 when it carried none). */
   | { type: "close"; code: number; reason: string }
   /** The peer broke the protocol; a close frame with `error.closeCode` is queued. */
-  | { type: "error"; error: ProtocolError };
+  | { type: "error"; error: ProtocolError }
+  /** With `streamMessages`: the steps of each message, in place of `text`/`binary`. */
+  | MessageStreamEvent;
 
 /**
  * Where a connection is in its life (RFC 6455 §4-7):
@@ -51,6 +57,12 @@ export interface ConnectionOptions {
   generateMaskKey?: (key: Uint8Array) => void;
   /** Compression, when permessage-deflate was negotiated (RFC 7692). */
   perMessageDeflate?: ConnectionDeflate;
+  /**
+   * Emit each message as `stream-start`, `stream-data` pieces as they
+   * arrive, and `stream-end`, instead of one `text` or `binary` event.
+   * @default {false}
+   */
+  streamMessages?: boolean;
 }
 
 /** The compression a connection uses once permessage-deflate is agreed. */
@@ -151,6 +163,9 @@ export class Connection {
       maxPayload,
       maxFragments,
       inflate: deflate?.inflate,
+      onStream: options.streamMessages
+        ? (event) => this.#emit(event)
+        : undefined,
     });
     this.#writer = new FrameWriter({
       mask: options.role === "client",

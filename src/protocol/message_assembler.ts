@@ -15,7 +15,19 @@ export interface MessageAssemblerOptions {
    * §6) to at most `maxLength` bytes. Without it, RSV1 is never accepted.
    */
   inflate?: (data: Uint8Array, maxLength: number) => Uint8Array<ArrayBuffer>;
+  /**
+   * Streams messages instead of assembling them: receives each message's
+   * start, its pieces as they arrive (text decoded, bytes copied) and its
+   * end. A compressed message is inflated whole, then streamed as one piece.
+   */
+  onStream?: (event: MessageStreamEvent) => void;
 }
+
+/** One step of a streamed message; see {@linkcode MessageAssemblerOptions.onStream}. */
+export type MessageStreamEvent =
+  | { type: "stream-start"; binary: boolean }
+  | { type: "stream-data"; data: string | Uint8Array<ArrayBuffer> }
+  | { type: "stream-end" };
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const MIN_BUFFER = 4096;
@@ -49,6 +61,7 @@ export class MessageAssembler {
   readonly #maxPayload: number;
   readonly #maxFragments: number;
   readonly #inflate: MessageAssemblerOptions["inflate"];
+  readonly #onStream: MessageAssemblerOptions["onStream"];
   #inMessage = false;
   // A compressed message is stored as bytes and inflated at its end.
   #compressed = false;
@@ -74,6 +87,7 @@ export class MessageAssembler {
     this.#maxPayload = options.maxPayload;
     this.#maxFragments = options.maxFragments;
     this.#inflate = options.inflate;
+    this.#onStream = options.onStream;
   }
 
   /** Whether a fragmented message is waiting for its continuation. */
@@ -127,6 +141,9 @@ export class MessageAssembler {
       this.#compressed = rsv === RSV1;
       this.#fragments = 0;
       this.#size = 0;
+      if (this.#onStream && !this.#compressed) {
+        this.#onStream({ type: "stream-start", binary: !this.#isText });
+      }
     }
     if (++this.#fragments > this.#maxFragments) {
       throw new ProtocolError(
@@ -159,6 +176,7 @@ export class MessageAssembler {
     this.#frameReceived += data.length;
     this.#size += data.length;
     if (this.#compressed) this.#store(data);
+    else if (this.#onStream) this.#streamPiece(data);
     else if (this.#isText) {
       if (whole) this.#result = decode(strictUtf8, data, false);
       else {
@@ -181,6 +199,10 @@ export class MessageAssembler {
   endFrame(): Message | undefined {
     if (!this.#fin) return undefined;
     this.#inMessage = false;
+    if (this.#onStream) {
+      this.#endStream();
+      return undefined;
+    }
     let message = this.#result;
     this.#result = undefined;
     if (message !== undefined) return message;
@@ -197,6 +219,33 @@ export class MessageAssembler {
     this.#buffer = null;
     if (buffer === null) return new Uint8Array(0);
     return buffer.length === this.#size ? buffer : buffer.slice(0, this.#size);
+  }
+
+  #streamPiece(data: Uint8Array): void {
+    let piece: string | Uint8Array<ArrayBuffer>;
+    if (this.#isText) {
+      this.#decoder ??= new TextDecoder("utf-8", {
+        fatal: true,
+        ignoreBOM: true,
+      });
+      piece = decode(this.#decoder, data, true);
+      if (piece === "") return; // an incomplete sequence, held for later
+    } else piece = data.slice();
+    this.#onStream!({ type: "stream-data", data: piece });
+  }
+
+  #endStream(): void {
+    const onStream = this.#onStream!;
+    if (this.#compressed) {
+      const message = this.#inflateMessage();
+      onStream({ type: "stream-start", binary: typeof message !== "string" });
+      onStream({ type: "stream-data", data: message });
+    } else if (this.#isText && this.#decoder !== null) {
+      const rest = decode(this.#decoder, new Uint8Array(0), false);
+      this.#decoder = null;
+      if (rest !== "") onStream({ type: "stream-data", data: rest });
+    }
+    onStream({ type: "stream-end" });
   }
 
   #inflateMessage(): Message {

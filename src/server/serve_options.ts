@@ -9,6 +9,7 @@ import {
 } from "../protocol/http_request_parser.ts";
 import type { BackpressurePolicy, Socket } from "../socket.ts";
 import type { PubSubAdapter } from "../pubsub/adapter.ts";
+import type { FetchHandler } from "./http_exchange.ts";
 import type { PerMessageDeflateOptions } from "../protocol/permessage_deflate.ts";
 
 /** Called once per accepted WebSocket; the socket closes when it returns. */
@@ -50,14 +51,6 @@ export type UpgradeHook<Data> = (
   | UpgradeAccept<Data>
   | void
   | Promise<Response | UpgradeAccept<Data> | void>;
-
-/**
- * Answers plain HTTP requests (not WebSocket upgrades) on the same port.
- */
-export type FetchHandler = (
-  request: Request,
-  info: { remoteAddr: Deno.NetAddr },
-) => Response | Promise<Response>;
 
 /** A structured event for {@linkcode ServeOptions.logger}. */
 export type ServerLogEvent =
@@ -145,7 +138,9 @@ export interface ServeOptions<Data = unknown> {
   /** Accepts or rejects each valid handshake; see {@linkcode UpgradeHook}. */
   onUpgrade?: UpgradeHook<Data>;
   /**
-   * Answers plain HTTP requests on the same port. Without it they get 426.
+   * Answers plain HTTP requests (anything but a WebSocket upgrade) on the
+   * same port, with keep-alive, request bodies (`Content-Length` or
+   * chunked) and streamed responses. Without it they get 426.
    */
   fetch?: FetchHandler;
   /**
@@ -183,6 +178,11 @@ export interface ServeOptions<Data = unknown> {
    * @default {10000}
    */
   handshakeTimeout?: number;
+  /**
+   * Milliseconds a plain HTTP exchange (request body and response) may take.
+   * @default {30000}
+   */
+  requestTimeout?: number;
   /**
    * Milliseconds `close()` waits for the peer's close frame.
    * @default {5000}
@@ -242,6 +242,7 @@ export const NUMERIC_DEFAULTS = {
   maxBodySize: 1024 * 1024,
   maxConnections: 10_000,
   handshakeTimeout: 10_000,
+  requestTimeout: 30_000,
   closeTimeout: 5_000,
   pingInterval: 30_000,
   pongTimeout: 20_000,

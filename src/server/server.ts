@@ -22,6 +22,7 @@ import {
   type SocketHandler,
 } from "./serve_options.ts";
 import { type ServerStats, StatsCollector } from "./stats.ts";
+import { serveHttpRequest } from "./http_exchange.ts";
 import { type PublishOptions, Topics } from "../pubsub/topics.ts";
 import {
   negotiatePerMessageDeflate,
@@ -48,7 +49,7 @@ export interface ShutdownOptions {
 
 const DEFAULT_PORT = 8765;
 const DEFAULT_HOSTNAME = "0.0.0.0";
-const EMPTY = new Uint8Array(0);
+const EMPTY: Uint8Array = new Uint8Array(0);
 
 /** What reading a request head gave. */
 type HeadResult = { head: HttpRequestHead; rest: Uint8Array } | null;
@@ -317,27 +318,61 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   async #serveConnection(conn: Deno.Conn): Promise<void> {
-    const remoteAddr = conn.remoteAddr as Deno.NetAddr;
-    const reader = conn.readable.getReader({ mode: "byob" });
+    const peer: Peer = {
+      conn,
+      remoteAddr: conn.remoteAddr as Deno.NetAddr,
+      reader: conn.readable.getReader({ mode: "byob" }),
+      writer: conn.writable.getWriter(),
+    };
     let upgraded = false;
     this.#conns.add(conn);
     try {
       if (this.#conns.size > this.#limits.maxConnections) {
         await this.#reject(
-          conn,
-          reader,
-          remoteAddr,
+          peer,
           new HandshakeError(503, "The server is at its connection limit"),
         );
         return;
       }
-      const result = await this.#readHead(conn, reader, EMPTY);
-      if (result === null) return;
-      const socket = await this.#upgrade(conn, reader, remoteAddr, result);
-      if (socket === null) return;
-      upgraded = true;
-      // The socket closes its transport itself.
-      await this.#runSocket(socket, conn);
+      let rest = EMPTY;
+      const fetch = this.#options.fetch;
+      while (true) {
+        const result = await this.#readHead(peer, rest);
+        if (result === null) return;
+        if (fetch === undefined || isWebSocketRequest(result.head)) {
+          const socket = await this.#upgrade(peer, result);
+          if (socket === null) return;
+          upgraded = true;
+          // The socket closes its transport itself.
+          await this.#runSocket(socket, conn);
+          return;
+        }
+        // Plain HTTP, within the request timeout; keep-alive loops back.
+        this.#startDeadline(conn, this.#limits.requestTimeout);
+        const exchange = await serveHttpRequest(
+          result.head,
+          result.rest,
+          peer.reader,
+          peer.writer,
+          {
+            fetch,
+            scheme: this.#scheme === "wss" ? "https" : "http",
+            remoteAddr: peer.remoteAddr,
+            maxBodySize: this.#limits.maxBodySize,
+            onError: (error) =>
+              this.#logger({
+                type: "handler-error",
+                url: result.head.target,
+                error,
+              }),
+          },
+        ).finally(() => this.#endDeadline(conn));
+        if (!exchange.keepAlive) {
+          await this.#closeGracefully(peer);
+          return;
+        }
+        rest = exchange.rest;
+      }
     } finally {
       this.#conns.delete(conn);
       if (!upgraded) closeQuietly(conn);
@@ -345,13 +380,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   /** Reads a request head within the handshake timeout; `null` if none came. */
-  async #readHead(
-    conn: Deno.Conn,
-    reader: ReadableStreamBYOBReader,
-    rest: Uint8Array,
-  ): Promise<HeadResult> {
-    const remoteAddr = conn.remoteAddr as Deno.NetAddr;
-    this.#startDeadline(conn);
+  async #readHead(peer: Peer, rest: Uint8Array): Promise<HeadResult> {
+    const { conn, reader } = peer;
+    this.#startDeadline(conn, this.#limits.handshakeTimeout);
     const parser = new HttpRequestParser({
       maxHeadSize: this.#limits.maxHeadSize,
       maxHeaders: this.#limits.maxHeaders,
@@ -367,9 +398,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       }
       return { head, rest: parser.rest };
     } catch (error) {
-      if (error instanceof HandshakeError) {
-        await this.#reject(conn, reader, remoteAddr, error);
-      }
+      if (error instanceof HandshakeError) await this.#reject(peer, error);
       return null;
     } finally {
       this.#endDeadline(conn);
@@ -377,14 +406,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   /**
-   * Closes `conn` unless its request head arrives within the handshake
-   * timeout. Deadlines are checked on the shared ticker: no timer each.
+   * Closes `conn` unless the current step (reading a request head, an HTTP
+   * exchange) ends within `timeout` milliseconds. Deadlines are checked on
+   * the shared ticker: no timer each.
    */
-  #startDeadline(conn: Deno.Conn): void {
-    this.#deadlines.set(
-      conn,
-      performance.now() + this.#limits.handshakeTimeout,
-    );
+  #startDeadline(conn: Deno.Conn, timeout: number): void {
+    this.#deadlines.set(conn, performance.now() + timeout);
     this.#stopDeadlineChecks ??= this.#ticker.add((now) => {
       for (const [conn, deadline] of this.#deadlines) {
         if (now < deadline) continue;
@@ -404,11 +431,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
 
   /** Validates and answers a handshake; `null` when it was rejected. */
   async #upgrade(
-    conn: Deno.Conn,
-    reader: ReadableStreamBYOBReader,
-    remoteAddr: Deno.NetAddr,
+    peer: Peer,
     { head, rest }: { head: HttpRequestHead; rest: Uint8Array },
   ): Promise<Socket<Data> | null> {
+    const { conn, reader, writer, remoteAddr } = peer;
     const options = this.#options;
     try {
       const upgrade = validateUpgradeRequest(head, this.#scheme);
@@ -440,7 +466,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
             status: decision.status,
             message: "rejected by onUpgrade",
           });
-          await this.#write(conn, await encodeHookResponse(decision));
+          await this.#write(peer, await encodeHookResponse(decision));
+          await this.#closeGracefully(peer);
           return null;
         }
         if (decision) {
@@ -465,7 +492,6 @@ export class Server<Data = unknown> implements AsyncDisposable {
       if (extraHeaders) headers.push(...extraHeaders);
       const accept = await computeAcceptKey(upgrade.key);
       // Queued, not awaited: the socket's frames follow on the same writer.
-      const writer = conn.writable.getWriter();
       writer.write(encodeAcceptResponse(accept, headers)).catch(() => {});
       return new Socket<Data>(conn, {
         url: upgrade.url,
@@ -485,15 +511,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
         writer,
       }, data as Data);
     } catch (error) {
-      if (error instanceof HandshakeError) {
-        await this.#reject(conn, reader, remoteAddr, error);
-      } else {
+      if (error instanceof HandshakeError) await this.#reject(peer, error);
+      else {
         // A hook threw: the client gets a bare 500, the logger the error.
         this.#logger({ type: "handler-error", url: head.target, error });
         await this.#reject(
-          conn,
-          reader,
-          remoteAddr,
+          peer,
           new HandshakeError(500, "Internal server error"),
         );
       }
@@ -540,42 +563,41 @@ export class Server<Data = unknown> implements AsyncDisposable {
     });
   }
 
-  async #write(conn: Deno.Conn, bytes: Uint8Array): Promise<boolean> {
+  async #write(peer: Peer, bytes: Uint8Array): Promise<boolean> {
     try {
-      const writer = conn.writable.getWriter();
-      await writer.write(bytes);
-      writer.releaseLock();
+      await peer.writer.write(bytes);
       return true;
     } catch {
       return false;
     }
   }
 
-  /**
-   * Answers with the rejection, then closes gracefully: half-close, and
-   * discard what the client still sends for a moment, so that unread input
-   * does not turn the close into a reset that destroys the response.
-   */
-  async #reject(
-    conn: Deno.Conn,
-    reader: ReadableStreamBYOBReader,
-    remoteAddr: Deno.NetAddr,
-    error: HandshakeError,
-  ): Promise<void> {
+  /** Answers with a rejection, then closes gracefully. */
+  async #reject(peer: Peer, error: HandshakeError): Promise<void> {
     this.#stats.countRejection(error.status);
     this.#logger({
       type: "handshake-rejected",
-      remoteAddr,
+      remoteAddr: peer.remoteAddr,
       status: error.status,
       message: error.message,
     });
-    const lingering = setTimeout(() => closeQuietly(conn), 1000);
+    if (await this.#write(peer, encodeRejectionResponse(error))) {
+      await this.#closeGracefully(peer);
+    }
+  }
+
+  /**
+   * Half-closes, and discards what the client still sends for a moment, so
+   * that unread input does not turn the close into a reset that destroys
+   * the response just written.
+   */
+  async #closeGracefully(peer: Peer): Promise<void> {
+    const lingering = setTimeout(() => closeQuietly(peer.conn), 1000);
     try {
-      if (!await this.#write(conn, encodeRejectionResponse(error))) return;
-      await conn.closeWrite();
+      await peer.conn.closeWrite();
       let buffer = new ArrayBuffer(4096);
       for (let total = 0; total < 1024 * 1024;) {
-        const { value, done } = await reader.read(new Uint8Array(buffer));
+        const { value, done } = await peer.reader.read(new Uint8Array(buffer));
         if (done || value === undefined) break;
         buffer = value.buffer;
         total += value.length;
@@ -586,6 +608,14 @@ export class Server<Data = unknown> implements AsyncDisposable {
       clearTimeout(lingering);
     }
   }
+}
+
+/** One accepted connection, with the reader and writer it is driven by. */
+interface Peer {
+  conn: Deno.Conn;
+  remoteAddr: Deno.NetAddr;
+  reader: ReadableStreamBYOBReader;
+  writer: WritableStreamDefaultWriter<Uint8Array>;
 }
 
 function closeQuietly(conn: Deno.Conn): void {

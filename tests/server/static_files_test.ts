@@ -1,0 +1,302 @@
+import assert from "node:assert/strict";
+import { serveStatic } from "../../src/server/static_files.ts";
+import {
+  DEADLINE,
+  HttpLoop,
+  pattern,
+  RawHttp,
+  request,
+  withTimeout,
+} from "./_http_helpers.ts";
+
+const BIG = pattern(1024 * 1024 + 17);
+
+/**
+ * A temporary tree: `root/` is served, `outside/` is next to it and must
+ * stay out of reach. Removed on dispose.
+ */
+async function fixture(): Promise<
+  AsyncDisposable & { root: string; base: string }
+> {
+  const base = await Deno.makeTempDir({ prefix: "duplex_static_" });
+  const root = `${base}/root`;
+  await Deno.mkdir(`${root}/sub`, { recursive: true });
+  await Deno.mkdir(`${root}/noindex`);
+  await Deno.mkdir(`${base}/outside`);
+  const files: Record<string, string | Uint8Array> = {
+    "index.html": "<h1>home</h1>",
+    "style.css": "body{}",
+    "app.js": "export {};",
+    "mod.mjs": "export {};",
+    "data.json": "{}",
+    "app.js.map": "{}",
+    "logo.svg": "<svg/>",
+    "pic.png": new Uint8Array([137, 80, 78, 71]),
+    "pic.JPG": new Uint8Array([255, 216]),
+    "anim.gif": "GIF89a",
+    "favicon.ico": "ico",
+    "img.webp": "RIFF",
+    "font.woff2": "wOF2",
+    "module.wasm": new Uint8Array([0, 97, 115, 109]),
+    "notes.txt": "notes",
+    "a b.txt": "spaced",
+    "README": "no extension",
+    "big.bin": BIG,
+    ".env": "SECRET=1",
+    "sub/index.html": "<h1>sub</h1>",
+    "sub/page.txt": "page",
+    "noindex/file.txt": "file",
+  };
+  for (const [name, content] of Object.entries(files)) {
+    if (typeof content === "string") {
+      await Deno.writeTextFile(`${root}/${name}`, content);
+    } else await Deno.writeFile(`${root}/${name}`, content);
+  }
+  await Deno.writeTextFile(`${base}/outside/secret.txt`, "secret");
+  await Deno.writeTextFile(`${base}/root-sibling.txt`, "sibling");
+  await Deno.symlink(`${root}/style.css`, `${root}/link-in.css`);
+  await Deno.symlink(`${base}/outside/secret.txt`, `${root}/link-out.txt`);
+  await Deno.symlink(`${base}/outside`, `${root}/dir-out`);
+  return {
+    root,
+    base,
+    [Symbol.asyncDispose]: () => Deno.remove(base, { recursive: true }),
+  };
+}
+
+/** Calls the handler and reads the whole body, so no file stays open. */
+async function get(
+  handler: (request: Request) => Promise<Response>,
+  path: string,
+  init?: RequestInit,
+): Promise<{ response: Response; text: string; size: number }> {
+  const response = await handler(
+    new Request(`http://localhost${path}`, init),
+  );
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  return {
+    response,
+    text: new TextDecoder().decode(bytes),
+    size: bytes.length,
+  };
+}
+
+Deno.test("serveStatic serves files with their Content-Type and Content-Length", async () => {
+  await using tree = await fixture();
+  const handler = serveStatic(tree.root);
+  const types: [string, string][] = [
+    ["/index.html", "text/html; charset=utf-8"],
+    ["/style.css", "text/css; charset=utf-8"],
+    ["/app.js", "text/javascript; charset=utf-8"],
+    ["/mod.mjs", "text/javascript; charset=utf-8"],
+    ["/data.json", "application/json; charset=utf-8"],
+    ["/app.js.map", "application/json; charset=utf-8"],
+    ["/logo.svg", "image/svg+xml"],
+    ["/pic.png", "image/png"],
+    ["/pic.JPG", "image/jpeg"],
+    ["/anim.gif", "image/gif"],
+    ["/favicon.ico", "image/x-icon"],
+    ["/img.webp", "image/webp"],
+    ["/font.woff2", "font/woff2"],
+    ["/module.wasm", "application/wasm"],
+    ["/notes.txt", "text/plain; charset=utf-8"],
+    ["/a%20b.txt", "text/plain; charset=utf-8"],
+    ["/README", "application/octet-stream"],
+  ];
+  for (const [path, type] of types) {
+    const { response, size } = await get(handler, path);
+    assert.equal(response.status, 200, path);
+    assert.equal(response.headers.get("content-type"), type, path);
+    assert.equal(response.headers.get("content-length"), `${size}`, path);
+    assert.ok(size > 0, path);
+    assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+  }
+  assert.equal((await get(handler, "/a%20b.txt")).text, "spaced");
+});
+
+Deno.test("serveStatic serves a directory's index and redirects to its trailing slash", async () => {
+  await using tree = await fixture();
+  const handler = serveStatic(tree.root);
+  assert.equal((await get(handler, "/")).text, "<h1>home</h1>");
+  assert.equal((await get(handler, "/sub/")).text, "<h1>sub</h1>");
+  for (
+    const [path, location] of [
+      ["/sub", "/sub/"],
+      ["/sub?x=1", "/sub/?x=1"],
+      ["//sub", "/sub/"], // never a protocol-relative "//sub/"
+    ]
+  ) {
+    const { response } = await get(handler, path);
+    assert.equal(response.status, 301, path);
+    assert.equal(response.headers.get("location"), location, path);
+  }
+  assert.equal((await get(handler, "/noindex/")).response.status, 404);
+  const custom = serveStatic(`${tree.root}/`, { index: "page.txt" });
+  assert.equal((await get(custom, "/sub/")).text, "page");
+});
+
+Deno.test("serveStatic answers 404 for missing files and 405 for other methods", async () => {
+  await using tree = await fixture();
+  const handler = serveStatic(tree.root);
+  const missing = await get(handler, "/missing.css");
+  assert.equal(missing.response.status, 404);
+  assert.equal(missing.text, "Not Found\n");
+  assert.equal((await get(handler, "/index.html/x")).response.status, 404);
+  for (const method of ["POST", "PUT", "DELETE", "OPTIONS"]) {
+    const { response } = await get(handler, "/index.html", { method });
+    assert.equal(response.status, 405, method);
+    assert.equal(response.headers.get("allow"), "GET, HEAD");
+  }
+});
+
+Deno.test("serveStatic never serves outside its root", async () => {
+  await using tree = await fixture();
+  const handler = serveStatic(tree.root);
+  const notFound = [
+    "/../outside/secret.txt", // normalized by URL parsing to /outside/...
+    "/%2e%2e/outside/secret.txt",
+    "/%2E%2E/root-sibling.txt",
+    "/..%2foutside%2fsecret.txt",
+    "/sub/..%2F..%2Foutside/secret.txt",
+    "/..%5coutside%5csecret.txt",
+    "/%2Fetc%2Fpasswd",
+    `/${encodeURIComponent(`${tree.base}/outside/secret.txt`)}`,
+    "/index.html%00.txt",
+    "/.env",
+    "/%2eenv",
+    "/%zz",
+  ];
+  for (const path of notFound) {
+    const { response, text } = await get(handler, path);
+    assert.equal(response.status, 404, path);
+    assert.doesNotMatch(text, /secret|sibling/, path);
+  }
+  for (const path of ["/link-out.txt", "/dir-out/secret.txt", "/dir-out/"]) {
+    const { response, text } = await get(handler, path);
+    assert.equal(response.status, 403, path);
+    assert.doesNotMatch(text, /secret/, path);
+  }
+  assert.equal((await get(handler, "/link-in.css")).text, "body{}");
+});
+
+Deno.test("serveStatic answers HEAD with headers only, and 304 for a fresh cache (RFC 9110 §13)", async () => {
+  await using tree = await fixture();
+  const handler = serveStatic(tree.root);
+  const head = await handler(
+    new Request("http://localhost/style.css", { method: "HEAD" }),
+  );
+  assert.equal(head.status, 200);
+  assert.equal(head.body, null);
+  assert.equal(head.headers.get("content-length"), "6");
+  const etag = head.headers.get("etag")!;
+  const lastModified = head.headers.get("last-modified")!;
+  assert.match(etag, /^W\/"[0-9a-z]+-[0-9a-z]+"$/);
+  assert.ok(!Number.isNaN(Date.parse(lastModified)));
+
+  const fresh: Record<string, string>[] = [
+    { "if-none-match": etag },
+    { "if-none-match": etag.slice(2) }, // weak comparison
+    { "if-none-match": `"other", ${etag}` },
+    { "if-none-match": "*" },
+    { "if-modified-since": lastModified },
+    { "if-modified-since": new Date(Date.now() + 60_000).toUTCString() },
+  ];
+  for (const headers of fresh) {
+    const { response, text } = await get(handler, "/style.css", { headers });
+    assert.equal(response.status, 304, JSON.stringify(headers));
+    assert.equal(text, "");
+    assert.equal(response.headers.get("etag"), etag);
+  }
+  const stale: Record<string, string>[] = [
+    { "if-none-match": '"other"' },
+    // If-None-Match wins over If-Modified-Since.
+    { "if-none-match": '"other"', "if-modified-since": lastModified },
+    { "if-modified-since": "Thu, 01 Jan 1970 00:00:00 GMT" },
+    { "if-modified-since": "not a date" },
+  ];
+  for (const headers of stale) {
+    const { response, text } = await get(handler, "/style.css", { headers });
+    assert.equal(response.status, 200, JSON.stringify(headers));
+    assert.equal(text, "body{}");
+  }
+});
+
+Deno.test("serveStatic rejects a root that is not a directory and an unsafe index", async () => {
+  await using tree = await fixture();
+  assert.throws(
+    () => serveStatic(`${tree.base}/missing`),
+    new TypeError(
+      `Cannot serve static files: "root" must be a directory, got "${tree.base}/missing"`,
+    ),
+  );
+  assert.throws(
+    () => serveStatic(`${tree.root}/index.html`),
+    { name: "TypeError" },
+  );
+  for (const index of ["", "../x.html", "a/b.html", ".hidden"]) {
+    assert.throws(
+      () => serveStatic(tree.root, { index }),
+      new TypeError(
+        `Cannot serve static files: "index" must be a plain file name, got ${
+          JSON.stringify(index)
+        }`,
+      ),
+    );
+  }
+});
+
+Deno.test("serveStatic behind serveHttpRequest: fetch(), HEAD, 304 and raw traversal attempts", async () => {
+  await using tree = await fixture();
+  await using loop = new HttpLoop(serveStatic(tree.root));
+  using client = Deno.createHttpClient({});
+  const big = await withTimeout(
+    fetch(loop.url("/big.bin"), { client }),
+    DEADLINE,
+    "fetch /big.bin",
+  );
+  assert.equal(big.headers.get("content-length"), `${BIG.length}`);
+  assert.equal(big.headers.get("content-type"), "application/octet-stream");
+  const bytes = new Uint8Array(await big.arrayBuffer());
+  assert.equal(bytes.length, BIG.length);
+  assert.ok(bytes.every((byte, i) => byte === BIG[i]));
+
+  const head = await withTimeout(
+    fetch(loop.url("/big.bin"), { client, method: "HEAD" }),
+    DEADLINE,
+    "fetch HEAD",
+  );
+  assert.equal(head.headers.get("content-length"), `${BIG.length}`);
+  assert.equal(await head.text(), "");
+
+  const cached = await withTimeout(
+    fetch(loop.url("/big.bin"), {
+      client,
+      headers: { "if-none-match": big.headers.get("etag")! },
+    }),
+    DEADLINE,
+    "fetch with If-None-Match",
+  );
+  assert.equal(cached.status, 304);
+  assert.equal(await cached.text(), "");
+  assert.equal(loop.connections, 1);
+
+  // Raw targets that URL-aware clients would have normalized away.
+  using raw = await RawHttp.connect(loop.addr);
+  for (
+    const target of [
+      "/../outside/secret.txt",
+      "/%2e%2e/outside/secret.txt",
+      "/sub/../../outside/secret.txt",
+      "/..%2f..%2foutside%2fsecret.txt",
+    ]
+  ) {
+    await raw.write(request(`GET ${target} HTTP/1.1`, [["Host", "x"]]));
+    const response = await raw.readResponse();
+    assert.equal(response.status, 404, target);
+    assert.doesNotMatch(response.text, /secret/);
+  }
+  await raw.write(request("GET /sub HTTP/1.1", [["Host", "x"]]));
+  const redirect = await raw.readResponse();
+  assert.equal(redirect.statusLine, "HTTP/1.1 301 Moved Permanently");
+  assert.equal(redirect.headers.get("location"), "/sub/");
+});

@@ -25,13 +25,21 @@ export interface UpgradeInfo {
   protocols: string[];
   /** The subprotocol chosen by the `protocols` option, or `""`. */
   protocol: string;
+  /**
+   * Aborted when the hook runs past the handshake timeout or the server
+   * shuts down; the handshake is abandoned then.
+   */
+  signal: AbortSignal;
 }
 
 /** How {@linkcode UpgradeHook} accepts a handshake. */
 export interface UpgradeAccept<Data> {
   /** The subprotocol to use; it must be one the client offered. */
   protocol?: string;
-  /** Extra headers for the `101` response (cookies, for example). */
+  /**
+   * Extra headers for the `101` response (cookies, for example); not the
+   * handshake's own (`Upgrade`, `Connection`, `Sec-WebSocket-*`).
+   */
   headers?: HeadersInit;
   /** Per-connection data, available to the handler as `socket.data`. */
   data?: Data;

@@ -50,6 +50,8 @@ export interface ShutdownOptions {
 const DEFAULT_PORT = 8765;
 const DEFAULT_HOSTNAME = "0.0.0.0";
 const EMPTY: Uint8Array = new Uint8Array(0);
+// Headers the handshake itself decides; a hook may not set them.
+const HANDSHAKE_HEADERS = /^(?:upgrade|connection|sec-websocket-.*)$/i;
 
 /** What reading a request head gave. */
 type HeadResult = { head: HttpRequestHead; rest: Uint8Array } | null;
@@ -131,7 +133,11 @@ export class Server<Data = unknown> implements AsyncDisposable {
   readonly #sockets = new Map<Socket<Data>, Deno.Conn>();
   readonly #tasks = new Set<Promise<void>>();
   // Handshake deadlines, checked on the ticker.
-  readonly #deadlines = new Map<Deno.Conn, number>();
+  readonly #deadlines = new Map<
+    Deno.Conn,
+    { at: number; onExpiry: (() => void) | undefined }
+  >();
+  readonly #shutdownCallbacks = new Set<() => void>();
   #stopDeadlineChecks: (() => void) | null = null;
   #shutdown: Promise<void> | null = null;
 
@@ -285,6 +291,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     } catch {
       // Already closed.
     }
+    for (const callback of this.#shutdownCallbacks) callback();
     // Connections still in their handshake or in plain HTTP just close.
     const upgraded = new Set(this.#sockets.values());
     for (const conn of this.#conns) {
@@ -407,18 +414,30 @@ export class Server<Data = unknown> implements AsyncDisposable {
 
   /**
    * Closes `conn` unless the current step (reading a request head, an HTTP
-   * exchange) ends within `timeout` milliseconds. Deadlines are checked on
-   * the shared ticker: no timer each.
+   * exchange, an upgrade hook) ends within `timeout` milliseconds, and calls
+   * `onExpiry` if given. Deadlines are checked on the shared ticker: no
+   * timer each.
    */
-  #startDeadline(conn: Deno.Conn, timeout: number): void {
-    this.#deadlines.set(conn, performance.now() + timeout);
+  #startDeadline(
+    conn: Deno.Conn,
+    timeout: number,
+    onExpiry?: () => void,
+  ): void {
+    this.#deadlines.set(conn, { at: performance.now() + timeout, onExpiry });
     this.#stopDeadlineChecks ??= this.#ticker.add((now) => {
       for (const [conn, deadline] of this.#deadlines) {
-        if (now < deadline) continue;
+        if (now < deadline.at) continue;
         this.#deadlines.delete(conn);
         closeQuietly(conn);
+        deadline.onExpiry?.();
       }
     });
+  }
+
+  /** Calls `callback` when shutdown starts; returns an unsubscribe function. */
+  #onShutdown(callback: () => void): () => void {
+    this.#shutdownCallbacks.add(callback);
+    return () => this.#shutdownCallbacks.delete(callback);
   }
 
   #endDeadline(conn: Deno.Conn): void {
@@ -453,11 +472,34 @@ export class Server<Data = unknown> implements AsyncDisposable {
       let data: Data | undefined;
       let extraHeaders: Headers | undefined;
       if (options.onUpgrade) {
-        const decision = await options.onUpgrade(getRequest(), {
-          remoteAddr,
-          protocols: upgrade.protocols,
-          protocol,
-        });
+        // The hook has the handshake timeout, and no longer than shutdown.
+        const abort = new AbortController();
+        const stop = () => abort.abort(new Error("handshake abandoned"));
+        this.#startDeadline(conn, this.#limits.handshakeTimeout, stop);
+        const unsubscribe = this.#onShutdown(stop);
+        let decision: Awaited<ReturnType<typeof options.onUpgrade>>;
+        try {
+          decision = await Promise.race([
+            options.onUpgrade(getRequest(), {
+              remoteAddr,
+              protocols: upgrade.protocols,
+              protocol,
+              signal: abort.signal,
+            }),
+            new Promise<never>((_, reject) =>
+              abort.signal.addEventListener(
+                "abort",
+                () => reject(abort.signal.reason),
+              )
+            ),
+          ]);
+        } catch (error) {
+          if (abort.signal.aborted) return null;
+          throw error;
+        } finally {
+          this.#endDeadline(conn);
+          unsubscribe();
+        }
         if (decision instanceof Response) {
           this.#stats.countRejection(decision.status);
           this.#logger({
@@ -476,7 +518,16 @@ export class Server<Data = unknown> implements AsyncDisposable {
             protocol = decision.protocol;
           }
           data = decision.data;
-          if (decision.headers) extraHeaders = new Headers(decision.headers);
+          if (decision.headers) {
+            extraHeaders = new Headers(decision.headers);
+            for (const name of extraHeaders.keys()) {
+              if (HANDSHAKE_HEADERS.test(name)) {
+                throw new TypeError(
+                  `Cannot accept: onUpgrade may not set the handshake header ${name}; return { protocol } to choose a subprotocol`,
+                );
+              }
+            }
+          }
         }
       }
       const headers: [string, string][] = [];

@@ -1,0 +1,478 @@
+import assert from "node:assert/strict";
+import {
+  serve,
+  type ServerLogEvent,
+  type Socket,
+  type UpgradeInfo,
+} from "../../mod.ts";
+import {
+  DEADLINE,
+  DenoClient,
+  echo,
+  encodeRequest,
+  LOCAL,
+  NpmClient,
+  npmRejection,
+  RawPeer,
+  rawUpgrade,
+  upgradeHeaders,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+
+/** Collects the server's log events. */
+function logSink(): {
+  events: ServerLogEvent[];
+  logger: (event: ServerLogEvent) => void;
+} {
+  const events: ServerLogEvent[] = [];
+  return { events, logger: (event) => events.push(event) };
+}
+
+/** Asserts the server still completes a handshake and echoes. */
+async function assertStillServing(addr: Deno.NetAddr): Promise<void> {
+  await using client = await NpmClient.connect(wsUrl(addr));
+  assert.equal(await client.roundTrip("still here"), "still here");
+}
+
+// --- onUpgrade: rejecting -------------------------------------------------
+
+for (const status of [401, 403] as const) {
+  Deno.test(
+    `serve({onUpgrade}) rejects with the hook's ${status} response, body and headers`,
+    async () => {
+      let handled = 0;
+      await using server = serve({
+        ...LOCAL,
+        onUpgrade: () =>
+          new Response("no", {
+            status,
+            headers: { "www-authenticate": 'Bearer realm="duplex"' },
+          }),
+      }, () => {
+        handled++;
+      });
+      // A client we did not write.
+      const seen = await npmRejection(wsUrl(server.addr));
+      assert.equal(seen.status, status);
+      assert.equal(seen.body, "no");
+      assert.equal(seen.headers["www-authenticate"], 'Bearer realm="duplex"');
+      assert.equal(seen.headers["content-length"], "2");
+      // And byte for byte.
+      const { peer, response } = await rawUpgrade(server.addr);
+      using _ = peer;
+      assert.equal(response.status, status);
+      assert.equal(response.body, "no");
+      assert.equal(response.headers.get("connection"), "close");
+      await peer.readToEof();
+      assert.equal(handled, 0, "the handler never runs for a rejection");
+      assert.equal(server.stats().handshakeRejections[status], 2);
+    },
+  );
+}
+
+Deno.test(
+  "serve({onUpgrade}) sees the request and the handshake info",
+  async () => {
+    const seen: { url: string; auth: string | null; info: UpgradeInfo }[] = [];
+    await using server = serve({
+      ...LOCAL,
+      protocols: ["chat"],
+      onUpgrade: (request, info) => {
+        seen.push({
+          url: request.url,
+          auth: request.headers.get("authorization"),
+          info,
+        });
+      },
+    }, echo);
+    await using client = await NpmClient.connectWith(
+      wsUrl(server.addr, "/room/7?x=1"),
+      ["other", "chat"],
+      { headers: { authorization: "Bearer t0k3n" } },
+    );
+    assert.equal(await client.roundTrip("hi"), "hi");
+    assert.equal(seen.length, 1);
+    const [{ url, auth, info }] = seen;
+    assert.equal(url, `ws://127.0.0.1:${server.addr.port}/room/7?x=1`);
+    assert.equal(auth, "Bearer t0k3n");
+    assert.deepEqual(info.protocols, ["other", "chat"]);
+    assert.equal(info.protocol, "chat", "the protocols option's choice");
+    assert.equal(info.remoteAddr.port, client.port);
+    assert.equal(info.remoteAddr.hostname, "127.0.0.1");
+  },
+);
+
+// --- onUpgrade: accepting -------------------------------------------------
+
+Deno.test(
+  "serve({onUpgrade}) passes {data} to the handler as a typed socket.data",
+  async () => {
+    interface Session {
+      user: string;
+      roles: string[];
+    }
+    let handlerSocket: Socket<Session> | undefined;
+    await using server = serve<Session>({
+      ...LOCAL,
+      onUpgrade: (request) => ({
+        data: {
+          user: new URL(request.url).searchParams.get("user") ?? "anonymous",
+          roles: ["reader"],
+        },
+      }),
+    }, async (socket) => {
+      handlerSocket = socket;
+      // Typed: `user` is a string, `roles` an array, without casts.
+      const user: string = socket.data.user;
+      await socket.send(`${user}:${socket.data.roles.join(",")}`);
+      await socket.closed;
+    });
+    await using ann = await NpmClient.connect(wsUrl(server.addr, "/?user=ann"));
+    assert.equal(await ann.next(), "ann:reader");
+    await using bob = await NpmClient.connect(wsUrl(server.addr, "/?user=bob"));
+    assert.equal(await bob.next(), "bob:reader");
+    assert.deepEqual(handlerSocket?.data, { user: "bob", roles: ["reader"] });
+  },
+);
+
+Deno.test(
+  "serve({onUpgrade}) adds the hook's {headers} (set-cookie) to the 101",
+  async () => {
+    await using server = serve({
+      ...LOCAL,
+      onUpgrade: () => ({
+        headers: [["set-cookie", "a=1"], ["set-cookie", "b=2; HttpOnly"], [
+          "x-served-by",
+          "duplex",
+        ]],
+      }),
+    }, echo);
+    await using client = await NpmClient.connectWith(wsUrl(server.addr), []);
+    assert.deepEqual(client.upgradeHeaders["set-cookie"], [
+      "a=1",
+      "b=2; HttpOnly",
+    ]);
+    assert.equal(client.upgradeHeaders["x-served-by"], "duplex");
+    assert.equal(await client.roundTrip("hi"), "hi");
+
+    const { peer, response } = await rawUpgrade(server.addr);
+    using _ = peer;
+    assert.equal(response.status, 101);
+    assert.equal(response.headers.get("set-cookie"), "a=1, b=2; HttpOnly");
+  },
+);
+
+Deno.test(
+  "serve({onUpgrade}) with a {protocol} the client did not offer answers 500 and logs a handler-error",
+  async () => {
+    const log = logSink();
+    await using server = serve({
+      ...LOCAL,
+      logger: log.logger,
+      onUpgrade: () => ({ protocol: "v9" }),
+    }, echo);
+    const seen = await npmRejection(wsUrl(server.addr), {}, ["v1"]);
+    assert.equal(seen.status, 500);
+    const errors = log.events.filter((e) => e.type === "handler-error");
+    assert.equal(errors.length, 1);
+    const [event] = errors as Extract<
+      ServerLogEvent,
+      { type: "handler-error" }
+    >[];
+    assert.ok(event.error instanceof TypeError, String(event.error));
+    assert.match(event.error.message, /"v9"/);
+    // Internal details stay inside: the body does not carry the message.
+    assert.doesNotMatch(seen.body, /v9/);
+    assert.deepEqual(server.stats().handshakeRejections, { 500: 1 });
+  },
+);
+
+Deno.test(
+  "serve({onUpgrade}) can pick one of the offered protocols itself",
+  async () => {
+    await using server = serve({
+      ...LOCAL,
+      protocols: ["v1", "v2"],
+      onUpgrade: (_request, info) => ({ protocol: info.protocols.at(-1) }),
+    }, (socket) => socket.send(socket.protocol));
+    await using client = await NpmClient.connectWith(wsUrl(server.addr), [
+      "v1",
+      "v2",
+    ]);
+    assert.equal(client.ws.protocol, "v2");
+    assert.equal(await client.next(), "v2");
+  },
+);
+
+Deno.test("serve({onUpgrade}) awaits an async hook", async () => {
+  await using server = serve<{ user: string }>({
+    ...LOCAL,
+    onUpgrade: async (request) => {
+      // A lookup that takes a few turns of the event loop.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const token = new URL(request.url).searchParams.get("token");
+      if (token !== "good") return new Response("bad token", { status: 401 });
+      return { data: { user: "ann" } };
+    },
+  }, (socket) => socket.send(socket.data.user));
+  await using client = await NpmClient.connect(
+    wsUrl(server.addr, "/?token=good"),
+  );
+  assert.equal(await client.next(), "ann");
+  const seen = await npmRejection(wsUrl(server.addr, "/?token=bad"));
+  assert.equal(seen.status, 401);
+  assert.equal(seen.body, "bad token");
+});
+
+for (const kind of ["throws", "rejects"] as const) {
+  Deno.test(
+    `serve({onUpgrade}) that ${kind} answers 500, logs the error and keeps serving`,
+    async () => {
+      const log = logSink();
+      const boom = new Error("hook exploded");
+      let calls = 0;
+      await using server = serve({
+        ...LOCAL,
+        logger: log.logger,
+        onUpgrade: kind === "throws"
+          ? () => {
+            if (calls++ === 0) throw boom;
+          }
+          : async () => {
+            await Promise.resolve();
+            if (calls++ === 0) throw boom;
+          },
+      }, echo);
+      const { peer, response } = await rawUpgrade(server.addr);
+      using _ = peer;
+      assert.equal(response.status, 500);
+      assert.doesNotMatch(response.body, /exploded/);
+      await peer.readToEof();
+      const errors = log.events.filter((e) => e.type === "handler-error");
+      assert.deepEqual(errors.map((e) => "error" in e && e.error), [boom]);
+      await assertStillServing(server.addr);
+    },
+  );
+}
+
+Deno.test({
+  name: "Server.shutdown() completes while an onUpgrade hook has not settled",
+  fn: async () => {
+    const hook = Promise.withResolvers<void>();
+    const entered = Promise.withResolvers<void>();
+    const server = serve({
+      ...LOCAL,
+      onUpgrade: async () => {
+        entered.resolve();
+        await hook.promise;
+      },
+    }, echo);
+    using peer = await RawPeer.connect(server.addr);
+    try {
+      await peer.write(
+        encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr)),
+      );
+      await withTimeout(entered.promise, DEADLINE, "the hook to run");
+      await withTimeout(server.shutdown(), 1_000, "shutdown()");
+    } finally {
+      hook.resolve();
+      peer.close();
+      await server.shutdown();
+    }
+  },
+});
+
+// --- origins --------------------------------------------------------------
+
+Deno.test(
+  "serve({origins}) accepts listed and matching origins, 403s others, and allows no Origin",
+  async () => {
+    const log = logSink();
+    const hooked: (string | null)[] = [];
+    await using server = serve({
+      ...LOCAL,
+      logger: log.logger,
+      origins: ["https://good.example", /\.trusted\.example$/],
+      onUpgrade: (request) => {
+        hooked.push(request.headers.get("origin"));
+      },
+    }, echo);
+    const url = wsUrl(server.addr);
+    for (
+      const origin of ["https://good.example", "https://api.trusted.example"]
+    ) {
+      await using client = await NpmClient.connect(url, { origin });
+      assert.equal(await client.roundTrip(origin), origin);
+    }
+    // No Origin header: not a browser, allowed.
+    {
+      await using client = await NpmClient.connect(url);
+      assert.equal(await client.roundTrip("no origin"), "no origin");
+    }
+    for (
+      const origin of [
+        "https://evil.example",
+        "https://good.example.evil",
+        "http://good.example",
+        "https://trusted.example.evil",
+      ]
+    ) {
+      const seen = await npmRejection(url, { origin });
+      assert.equal(seen.status, 403, origin);
+    }
+    // Byte for byte, too.
+    const { peer, response } = await rawUpgrade(server.addr, [[
+      "Origin",
+      "https://evil.example",
+    ]]);
+    using _ = peer;
+    assert.equal(response.status, 403);
+    assert.deepEqual(hooked, [
+      "https://good.example",
+      "https://api.trusted.example",
+      null,
+    ], "rejected origins never reach onUpgrade");
+    assert.equal(server.stats().handshakeRejections[403], 5);
+    const rejected = log.events.filter((e) => e.type === "handshake-rejected");
+    assert.equal(rejected.length, 5);
+    assert.ok(rejected.every((e) => "status" in e && e.status === 403));
+  },
+);
+
+// --- subprotocols ---------------------------------------------------------
+
+Deno.test(
+  "serve({protocols}) answers with its own first preference among the offer",
+  async () => {
+    await using server = serve(
+      { ...LOCAL, protocols: ["v2", "v1"] },
+      (socket) => socket.send(`server chose ${socket.protocol}`),
+    );
+    await using client = await NpmClient.connectWith(wsUrl(server.addr), [
+      "v1",
+      "v2",
+    ]);
+    assert.equal(client.ws.protocol, "v2");
+    assert.equal(client.upgradeHeaders["sec-websocket-protocol"], "v2");
+    assert.equal(await client.next(), "server chose v2");
+    await using deno = await DenoClient.connect(wsUrl(server.addr), {
+      protocols: ["v1"],
+    });
+    assert.equal(deno.ws.protocol, "v1");
+  },
+);
+
+Deno.test(
+  "serve({protocols}) sends no Sec-WebSocket-Protocol when it speaks none of the offer",
+  async () => {
+    const protocols: string[] = [];
+    await using server = serve(
+      { ...LOCAL, protocols: ["v2", "v1"] },
+      (socket) => {
+        protocols.push(socket.protocol);
+      },
+    );
+    // Byte for byte: no header at all (not an empty one).
+    const { peer, response } = await rawUpgrade(server.addr, [[
+      "Sec-WebSocket-Protocol",
+      "v3",
+    ]]);
+    using _ = peer;
+    assert.equal(response.status, 101);
+    assert.equal(response.headers.has("sec-websocket-protocol"), false);
+    // A browser-like client accepts that and sees "".
+    {
+      await using deno = await DenoClient.connect(wsUrl(server.addr), {
+        protocols: ["v3"],
+      });
+      assert.equal(deno.ws.protocol, "");
+    }
+    // npm:ws insists on an answer when it offered protocols: it fails the
+    // connection with "Server sent no subprotocol", proving none was sent.
+    await assert.rejects(
+      NpmClient.connectWith(wsUrl(server.addr), ["v3"]),
+      /Server sent no subprotocol/,
+    );
+    // Offering none gets none.
+    await using client = await NpmClient.connectWith(wsUrl(server.addr), []);
+    assert.equal(client.ws.protocol, "");
+    assert.equal(client.upgradeHeaders["sec-websocket-protocol"], undefined);
+    await withTimeout(client.closed, DEADLINE, "the handler to close");
+    assert.deepEqual(protocols.slice(-1), [""]);
+    assert.ok(protocols.every((p) => p === ""), protocols.join());
+  },
+);
+
+Deno.test(
+  "serve({protocols: selector}) answers with the selector's choice, given the offer and the request",
+  async () => {
+    const calls: { offered: string[]; path: string }[] = [];
+    await using server = serve({
+      ...LOCAL,
+      protocols: (offered, request) => {
+        calls.push({ offered, path: new URL(request.url).pathname });
+        return offered.find((p) => p.startsWith("chat."));
+      },
+    }, (socket) => socket.send(socket.protocol));
+    await using client = await NpmClient.connectWith(
+      wsUrl(server.addr, "/a"),
+      ["json", "chat.v2", "chat.v1"],
+    );
+    assert.equal(client.ws.protocol, "chat.v2");
+    assert.equal(await client.next(), "chat.v2");
+    // The selector returns undefined: no header.
+    const { peer, response } = await rawUpgrade(server.addr, [[
+      "Sec-WebSocket-Protocol",
+      "json",
+    ]], "/b");
+    using _ = peer;
+    assert.equal(response.status, 101);
+    assert.equal(response.headers.has("sec-websocket-protocol"), false);
+    assert.deepEqual(calls, [
+      { offered: ["json", "chat.v2", "chat.v1"], path: "/a" },
+      { offered: ["json"], path: "/b" },
+    ]);
+  },
+);
+
+Deno.test(
+  "serve({protocols: selector}) never echoes a protocol the client did not offer (500 instead)",
+  async () => {
+    const log = logSink();
+    await using server = serve({
+      ...LOCAL,
+      logger: log.logger,
+      protocols: () => "made-up",
+    }, echo);
+    const seen = await npmRejection(wsUrl(server.addr), {}, ["v1"]);
+    assert.equal(seen.status, 500);
+    assert.equal(seen.headers["sec-websocket-protocol"], undefined);
+    assert.equal(
+      log.events.filter((e) => e.type === "handler-error").length,
+      1,
+    );
+    await assertStillServing(server.addr);
+  },
+);
+
+Deno.test({
+  name:
+    "serve({onUpgrade}) headers cannot smuggle a Sec-WebSocket-Protocol the client did not offer",
+  fn: async () => {
+    await using server = serve({
+      ...LOCAL,
+      onUpgrade: () => ({ headers: { "sec-websocket-protocol": "evil" } }),
+    }, echo);
+    const { peer, response } = await rawUpgrade(server.addr, [[
+      "Sec-WebSocket-Protocol",
+      "v1",
+    ]]);
+    using _ = peer;
+    const answered = response.headers.get("sec-websocket-protocol");
+    assert.ok(
+      response.status !== 101 || answered === null || answered === "v1",
+      `answered ${response.status} with protocol ${answered}`,
+    );
+  },
+});

@@ -40,6 +40,14 @@ export type OutgoingMessage =
   | ArrayBuffer
   | PreparedMessage;
 
+/**
+ * A message received as a stream of its pieces; see
+ * {@linkcode Socket.prototype.streams}.
+ */
+export type IncomingStream =
+  | { type: "text"; readable: ReadableStream<string> }
+  | { type: "binary"; readable: ReadableStream<Uint8Array> };
+
 /** Options of {@linkcode Socket.prototype.send}. */
 export interface SendOptions {
   /**
@@ -172,6 +180,8 @@ export interface SocketOptions {
   counters?: SocketCounters;
   /** The server's topic registry, for `subscribe()` and `publish()`. */
   topics?: Topics;
+  /** Deliver messages as streams (see `streams()`), not whole. */
+  streamMessages?: boolean;
   /** Bytes that arrived with the handshake, before the first frame read. */
   head?: Uint8Array;
   /** The negotiated permessage-deflate parameters, if any (RFC 7692). */
@@ -272,10 +282,15 @@ export class Socket<Data = unknown>
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   readonly #options: SocketOptions;
   // Received messages not yet taken by the iterator.
-  #inbox: Message[] = [];
+  #inbox: (Message | IncomingStream)[] = [];
   #inboxHead = 0;
   #inboxBytes = 0;
-  #takeWaiter: ((result: IteratorResult<Message>) => void) | null = null;
+  #takeWaiter:
+    | ((result: IteratorResult<Message | IncomingStream>) => void)
+    | null = null;
+  // With streamMessages: the message being streamed in.
+  #current: ReadableStreamDefaultController<string | Uint8Array> | null = null;
+  #currentCanceled = false;
   #resumeReading: (() => void) | null = null;
   // Writing.
   #flushQueued = false;
@@ -343,6 +358,7 @@ export class Socket<Data = unknown>
     this.#deflate = deflate;
     this.#connection = new Connection({
       role: options.role,
+      streamMessages: options.streamMessages,
       maxPayload: options.maxPayload,
       maxFragments: options.maxFragments,
       perMessageDeflate: deflate && {
@@ -748,8 +764,13 @@ export class Socket<Data = unknown>
 
   /** Iterates over received messages until the connection closes. */
   [Symbol.asyncIterator](): AsyncIterator<Message> {
+    if (this.#options.streamMessages) {
+      throw new TypeError(
+        "Cannot iterate messages: this socket streams them (streamMessages); iterate socket.streams()",
+      );
+    }
     return {
-      next: () => this.#next(),
+      next: () => this.#next() as Promise<IteratorResult<Message>>,
       return: () => Promise.resolve({ done: true, value: undefined }),
     };
   }
@@ -765,7 +786,7 @@ export class Socket<Data = unknown>
       pull: async (controller) => {
         const { done, value } = await this.#next();
         if (done) controller.close();
-        else controller.enqueue(value);
+        else controller.enqueue(value as Message);
       },
       cancel: () => {
         this.close().catch(() => {});
@@ -791,6 +812,33 @@ export class Socket<Data = unknown>
   }
 
   /**
+   * Iterates over received messages as streams, one per message, with its
+   * pieces as they arrive — for messages too large to hold in memory. Needs
+   * the `streamMessages` option. Read (or cancel) each stream before the
+   * next message can arrive: while a stream's queue is full
+   * (`receiveHighWaterMark` bytes) the socket stops reading from the peer.
+   * Text pieces are strings (UTF-8 checked as they arrive), binary pieces
+   * are bytes. A stream errors with {@linkcode ConnectionClosedError} when
+   * the connection ends mid-message.
+   *
+   * @returns The messages, as streams.
+   * @throws {TypeError} When the socket does not stream messages.
+   */
+  streams(): AsyncIterable<IncomingStream> {
+    if (!this.#options.streamMessages) {
+      throw new TypeError(
+        "Cannot stream messages: enable the streamMessages option, or iterate the socket",
+      );
+    }
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: () => this.#next() as Promise<IteratorResult<IncomingStream>>,
+        return: () => Promise.resolve({ done: true, value: undefined }),
+      }),
+    };
+  }
+
+  /**
    * Runs the connection: reads until it closes. Called once by the server
    * or client that created the socket.
    *
@@ -812,7 +860,8 @@ export class Socket<Data = unknown>
         if (
           this.#inboxBytes > this.#options.receiveHighWaterMark ||
           this.#inbox.length - this.#inboxHead >=
-            this.#options.maxQueuedMessages
+            this.#options.maxQueuedMessages ||
+          (this.#current?.desiredSize ?? 1) <= 0
         ) {
           // Backpressure: leave the bytes in the TCP window until the
           // handler takes its messages.
@@ -852,6 +901,18 @@ export class Socket<Data = unknown>
     connection.receive(chunk);
     for (const event of connection.takeEvents()) {
       switch (event.type) {
+        case "stream-start":
+          this.#startStream(event.binary);
+          break;
+        case "stream-data":
+          if (!this.#currentCanceled) this.#current?.enqueue(event.data);
+          break;
+        case "stream-end":
+          if (!this.#currentCanceled) this.#current?.close();
+          this.#current = null;
+          this.#counters.messagesIn++;
+          this.#messaged = true;
+          break;
         case "text":
         case "binary":
           this.#counters.messagesIn++;
@@ -873,7 +934,37 @@ export class Socket<Data = unknown>
     if (connection.state === "closed") this.#closeTransportAfterFlush();
   }
 
-  #deliver(message: Message): void {
+  #startStream(binary: boolean): void {
+    let controller!: ReadableStreamDefaultController<string | Uint8Array>;
+    const resume = () => {
+      const resumeReading = this.#resumeReading;
+      this.#resumeReading = null;
+      resumeReading?.();
+    };
+    const readable = new ReadableStream<string | Uint8Array>({
+      start: (c) => {
+        controller = c;
+      },
+      pull: resume,
+      cancel: () => {
+        // The rest of this message is discarded as it arrives.
+        if (this.#current === controller) this.#currentCanceled = true;
+        resume();
+      },
+    }, {
+      highWaterMark: this.#options.receiveHighWaterMark,
+      size: (chunk) => chunk.length,
+    });
+    this.#current = controller;
+    this.#currentCanceled = false;
+    this.#deliver(
+      binary
+        ? { type: "binary", readable: readable as ReadableStream<Uint8Array> }
+        : { type: "text", readable: readable as ReadableStream<string> },
+    );
+  }
+
+  #deliver(message: Message | IncomingStream): void {
     const waiter = this.#takeWaiter;
     if (waiter !== null) {
       this.#takeWaiter = null;
@@ -881,15 +972,13 @@ export class Socket<Data = unknown>
       return;
     }
     this.#inbox.push(message);
-    this.#inboxBytes += typeof message === "string"
-      ? message.length
-      : message.length;
+    this.#inboxBytes += sizeOf(message);
   }
 
-  #next(): Promise<IteratorResult<Message>> {
+  #next(): Promise<IteratorResult<Message | IncomingStream>> {
     if (this.#inboxHead < this.#inbox.length) {
       const message = this.#inbox[this.#inboxHead++];
-      this.#inboxBytes -= message.length;
+      this.#inboxBytes -= sizeOf(message);
       if (this.#inboxHead === this.#inbox.length) {
         this.#inbox = [];
         this.#inboxHead = 0;
@@ -1087,6 +1176,10 @@ export class Socket<Data = unknown>
     const waiter = this.#takeWaiter;
     this.#takeWaiter = null;
     waiter?.({ done: true, value: undefined });
+    if (this.#current !== null && !this.#currentCanceled) {
+      this.#current.error(new ConnectionClosedError("receive", this.#info));
+    }
+    this.#current = null;
     this.#abort();
     this.#resolveDrainWaiters();
     for (const waiter of this.#pingWaiters.splice(0)) {
@@ -1145,6 +1238,12 @@ async function* readableIterable<T>(
   } finally {
     reader.releaseLock();
   }
+}
+
+function sizeOf(item: Message | IncomingStream): number {
+  return typeof item === "string" || item instanceof Uint8Array
+    ? item.length
+    : 0;
 }
 
 function newCounters(): SocketCounters {

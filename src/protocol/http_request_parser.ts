@@ -36,6 +36,8 @@ export const DEFAULT_MAX_HEADERS = 100;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const VERSION = /^HTTP\/(\d)\.(\d)$/;
+// A request target is made of URI characters: visible ASCII (RFC 9112 §3.2).
+const TARGET = /^[\x21-\x7e]+$/;
 // Field values: visible ASCII, obs-text, space and tab (RFC 9110 §5.5).
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
@@ -129,7 +131,7 @@ export class HttpRequestParser {
     const parts = requestLine.split(" ");
     const version = VERSION.exec(parts[2] ?? "");
     if (
-      parts.length !== 3 || !TOKEN.test(parts[0]) || parts[1] === "" ||
+      parts.length !== 3 || !TOKEN.test(parts[0]) || !TARGET.test(parts[1]) ||
       version === null
     ) {
       throw new HandshakeError(

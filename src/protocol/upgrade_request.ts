@@ -98,7 +98,9 @@ export function validateUpgradeRequest(
       url = new URL(`${scheme}://${hosts[0][1]}${head.target}`);
     } else if (ABSOLUTE_FORM.test(head.target)) {
       url = new URL(head.target);
-    } else throw new TypeError("Request target is not in origin or absolute form");
+    } else {
+      throw new TypeError("Request target is not in origin or absolute form");
+    }
   } catch {
     throw new HandshakeError(
       400,

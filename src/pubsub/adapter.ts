@@ -30,6 +30,10 @@ export interface PubSubAdapter {
   subscribe?(topic: string): void | Promise<void>;
   /** Called when the last local subscriber leaves a topic. */
   unsubscribe?(topic: string): void | Promise<void>;
-  /** Stops the adapter; called by `server.shutdown()`. */
+  /**
+   * Stops the adapter; called by `server.shutdown()`, possibly while
+   * `start()` is still pending (a broker that is down): it must then make
+   * `start()` settle.
+   */
   close(): void | Promise<void>;
 }

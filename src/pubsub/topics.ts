@@ -120,11 +120,19 @@ export class Topics {
     return this.#send(topic, prepared, options.except);
   }
 
-  /** Stops the adapter. */
+  /**
+   * Stops the adapter. It is closed before its start is awaited, so that an
+   * adapter still connecting (to a broker that is down) gives up rather than
+   * holding up the shutdown.
+   */
   async close(): Promise<void> {
     this.#topics.clear();
+    try {
+      await this.#adapter?.close();
+    } catch (error) {
+      this.#onError(error);
+    }
     await this.#started;
-    await this.#adapter?.close();
   }
 
   #deliver(topic: string, message: string | Uint8Array): void {

@@ -152,6 +152,13 @@ export interface ServeOptions<Data = unknown> {
    */
   fetch?: FetchHandler;
   /**
+   * Deliver each message as a stream of its pieces as they arrive
+   * (`socket.streams()`) instead of whole (`for await ... of socket`), for
+   * messages too large to hold in memory; raise `maxPayload` with it.
+   * @default {false}
+   */
+  streamMessages?: boolean;
+  /**
    * The largest message accepted, in bytes (1009 beyond it).
    * @default {16777216}
    */

@@ -556,6 +556,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         ticker: this.#ticker,
         topics: this.#topics,
         perMessageDeflate: deflate ? deflate.params : undefined,
+        streamMessages: options.streamMessages,
         counters: this.#stats.counters,
         head: rest,
         reader,

@@ -1,0 +1,303 @@
+/**
+ * A pub/sub adapter over Redis, so that topics span processes and machines.
+ * It lives in its own entry point, `@duplex/ws/redis`, so that only its users
+ * download the `redis` client.
+ *
+ * @example Share topics between server processes
+ * ```ts ignore
+ * import { serve } from "@duplex/ws";
+ * import { RedisAdapter } from "@duplex/ws/redis";
+ *
+ * // Run this in as many processes, on as many machines, as you like.
+ * serve({ pubsub: new RedisAdapter({ url: "redis://127.0.0.1:6379" }) }, (socket) => {
+ *   socket.subscribe("news");
+ * });
+ * ```
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import { createClient } from "redis";
+import type { PubSubAdapter } from "./adapter.ts";
+import {
+  decodeEnvelope,
+  encodeEnvelope,
+  ORIGIN_LENGTH,
+  sameOrigin,
+} from "./_envelope.ts";
+
+export type { PubSubAdapter } from "./adapter.ts";
+
+/**
+ * What {@linkcode RedisAdapter} needs of a Redis client: the parts of a
+ * node-redis (`npm:redis` 5) client it calls. Clients from `createClient()`
+ * fit.
+ */
+export interface RedisPubSubClient {
+  /** Whether `connect()` was called and the client was not closed since. */
+  readonly isOpen: boolean;
+  /** Whether the client is connected and ready for commands. */
+  readonly isReady: boolean;
+  /** Connects. */
+  connect(): Promise<unknown>;
+  /** `PUBLISH channel message`. */
+  publish(channel: string, message: Buffer): Promise<unknown>;
+  /** `SUBSCRIBE channel`, in buffer mode. */
+  subscribe(
+    channel: string,
+    listener: (message: Buffer, channel: Buffer) => unknown,
+    bufferMode: true,
+  ): Promise<void>;
+  /** `UNSUBSCRIBE channel`. */
+  unsubscribe(channel: string): Promise<void>;
+  /** A new client with the same options. */
+  duplicate(): RedisPubSubClient;
+  /** Closes after the pending commands. */
+  close(): Promise<void>;
+  /** Closes at once, rejecting pending commands. */
+  destroy(): void;
+  /** Listens for connection errors. */
+  on(event: "error", listener: (error: unknown) => void): unknown;
+}
+
+/** Options of {@linkcode RedisAdapter}; give either `url` or `publisher`. */
+export interface RedisAdapterOptions {
+  /**
+   * The Redis server, such as `"redis://127.0.0.1:6379"`; the adapter
+   * creates its two clients (publisher and subscriber) from it.
+   */
+  url?: string;
+  /**
+   * A client created already, to publish with. The adapter owns it from
+   * now on: `close()` closes it. Its `error` events go to `onError`.
+   */
+  publisher?: RedisPubSubClient;
+  /**
+   * A client created already, to subscribe with; it must not be the
+   * publisher (a subscribed Redis connection takes no other commands).
+   * @default {publisher.duplicate()}
+   */
+  subscriber?: RedisPubSubClient;
+  /**
+   * Prepended to each topic to name its Redis channel; servers share
+   * topics only when they use the same prefix.
+   * @default {"duplex:"}
+   */
+  prefix?: string;
+  /**
+   * Receives connection errors (the client reconnects by itself) and
+   * messages on a channel that are not in the adapter's format. Nothing by
+   * default.
+   */
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * Shares topics between server instances in any number of processes or
+ * machines through Redis pub/sub, with the npm `redis` client.
+ *
+ * - One Redis channel per topic, named `prefix + topic`. An instance
+ *   subscribes to a channel when its first local socket subscribes to the
+ *   topic, and unsubscribes when the last one leaves.
+ * - Messages keep their type: each is sent as one tag byte (text or binary),
+ *   the publishing instance's id, then the payload.
+ * - An instance ignores its own messages coming back from Redis: the server
+ *   delivered them locally already.
+ * - Delivery is Redis pub/sub's: at most once, in order per publisher; an
+ *   instance that is disconnected misses what is published meanwhile.
+ * - Nothing connects until the server starts the adapter (or the first
+ *   `publish()` when it is used alone, to publish from a process without a
+ *   server); `close()` (called by `server.shutdown()`) closes both clients.
+ *
+ * @example Create one
+ * ```ts
+ * import { RedisAdapter } from "@duplex/ws/redis";
+ * import assert from "node:assert/strict";
+ *
+ * const pubsub = new RedisAdapter({ url: "redis://127.0.0.1:6379", prefix: "chat:" });
+ * assert.equal(pubsub.channel("lobby"), "chat:lobby");
+ * // Pass it to serve({ pubsub }); here nothing was connected, so this is quick.
+ * await pubsub.close();
+ * ```
+ */
+export class RedisAdapter implements PubSubAdapter {
+  /** What is prepended to a topic to name its channel. */
+  readonly prefix: string;
+
+  readonly #id = crypto.getRandomValues(new Uint8Array(ORIGIN_LENGTH));
+  readonly #publisher: RedisPubSubClient;
+  readonly #subscriber: RedisPubSubClient;
+  readonly #onError: (error: unknown) => void;
+  #deliver: ((topic: string, message: string | Uint8Array) => void) | null =
+    null;
+  #publisherReady: Promise<void> | null = null;
+  #subscriberReady: Promise<void> | null = null;
+  #closed = false;
+
+  /**
+   * Creates the adapter; it connects when started.
+   *
+   * @param options `url` or ready-made clients, and the channel prefix.
+   * @throws {TypeError} When neither or both of `url` and `publisher` are
+   * given, or `subscriber` is the publisher.
+   */
+  constructor(options: RedisAdapterOptions) {
+    const { url, publisher, subscriber } = options;
+    if ((url === undefined) === (publisher === undefined)) {
+      throw new TypeError(
+        `Cannot create a RedisAdapter: give either "url" or "publisher", got ${
+          url === undefined ? "neither" : "both"
+        }`,
+      );
+    }
+    if (subscriber !== undefined && subscriber === publisher) {
+      throw new TypeError(
+        'Cannot create a RedisAdapter: "subscriber" must be another client than "publisher"; use publisher.duplicate()',
+      );
+    }
+    this.prefix = options.prefix ?? "duplex:";
+    this.#onError = options.onError ?? (() => {});
+    this.#publisher = publisher ??
+      createClient({ url });
+    this.#subscriber = subscriber ?? this.#publisher.duplicate();
+    this.#publisher.on("error", this.#onError);
+    this.#subscriber.on("error", this.#onError);
+  }
+
+  /**
+   * The Redis channel of `topic`.
+   *
+   * @param topic The topic.
+   * @returns `prefix + topic`.
+   */
+  channel(topic: string): string {
+    return this.prefix + topic;
+  }
+
+  /**
+   * Connects both clients; messages from other instances go to `deliver`.
+   *
+   * @param deliver Delivers a remote message to local subscribers.
+   * @returns A promise that resolves once both clients are connected.
+   */
+  async start(
+    deliver: (topic: string, message: string | Uint8Array) => void,
+  ): Promise<void> {
+    this.#deliver = deliver;
+    await Promise.all([
+      this.#ready("publisher"),
+      this.#ready("subscriber"),
+    ]);
+  }
+
+  /**
+   * Publishes `message` on the topic's channel for the other instances.
+   *
+   * @param topic The topic.
+   * @param message Text or binary data.
+   * @returns A promise that resolves once Redis has taken the message.
+   */
+  async publish(topic: string, message: string | Uint8Array): Promise<void> {
+    if (this.#closed) return;
+    const envelope = encodeEnvelope(this.#id, message);
+    const bytes = Buffer.from(
+      envelope.buffer,
+      envelope.byteOffset,
+      envelope.byteLength,
+    );
+    await this.#whileOpen(async () => {
+      await this.#ready("publisher");
+      await this.#publisher.publish(this.channel(topic), bytes);
+    });
+  }
+
+  /**
+   * Subscribes to the topic's channel; the server calls it when the first
+   * local socket subscribes to `topic`.
+   *
+   * @param topic The topic.
+   * @returns A promise that resolves once Redis confirmed the subscription.
+   */
+  async subscribe(topic: string): Promise<void> {
+    await this.#whileOpen(async () => {
+      await this.#ready("subscriber");
+      await this.#subscriber.subscribe(
+        this.channel(topic),
+        (message) => this.#receive(topic, message),
+        true,
+      );
+    });
+  }
+
+  /**
+   * Unsubscribes from the topic's channel; the server calls it when the
+   * last local socket leaves `topic`.
+   *
+   * @param topic The topic.
+   * @returns A promise that resolves once Redis confirmed it.
+   */
+  async unsubscribe(topic: string): Promise<void> {
+    await this.#whileOpen(async () => {
+      await this.#ready("subscriber");
+      await this.#subscriber.unsubscribe(this.channel(topic));
+    });
+  }
+
+  /**
+   * Closes both clients (waiting for pending commands on connected ones).
+   * Publishing afterwards does nothing.
+   *
+   * @returns A promise that resolves once both are closed.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#deliver = null;
+    await Promise.all([
+      closeClient(this.#publisher),
+      closeClient(this.#subscriber),
+    ]);
+  }
+
+  #ready(which: "publisher" | "subscriber"): Promise<void> {
+    if (which === "publisher") {
+      return this.#publisherReady ??= connect(this.#publisher);
+    }
+    return this.#subscriberReady ??= connect(this.#subscriber);
+  }
+
+  /** Runs `action`; once closed, its failures no longer matter. */
+  async #whileOpen(action: () => Promise<void>): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await action();
+    } catch (error) {
+      if (!this.#closed) throw error;
+    }
+  }
+
+  #receive(topic: string, bytes: Buffer): void {
+    let envelope;
+    try {
+      envelope = decodeEnvelope(bytes);
+    } catch (error) {
+      this.#onError(error);
+      return;
+    }
+    if (sameOrigin(envelope.origin, this.#id)) return;
+    this.#deliver?.(topic, envelope.message);
+  }
+}
+
+async function connect(client: RedisPubSubClient): Promise<void> {
+  if (!client.isOpen) await client.connect();
+}
+
+async function closeClient(client: RedisPubSubClient): Promise<void> {
+  try {
+    if (client.isReady) await client.close();
+    else if (client.isOpen) client.destroy();
+  } catch {
+    // Closed already.
+  }
+}

@@ -97,7 +97,11 @@ export function validateUpgradeRequest(
     if (head.target.startsWith("/")) {
       url = new URL(`${scheme}://${hosts[0][1]}${head.target}`);
     } else if (ABSOLUTE_FORM.test(head.target)) {
-      url = new URL(head.target);
+      // The connection decides the scheme, whatever the target says.
+      const target = new URL(head.target);
+      url = new URL(
+        `${scheme}://${target.host}${target.pathname}${target.search}`,
+      );
     } else {
       throw new TypeError("Request target is not in origin or absolute form");
     }

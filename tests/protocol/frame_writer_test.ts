@@ -1,0 +1,283 @@
+import assert from "node:assert/strict";
+import { COPY_LIMIT, FrameWriter, OPCODE } from "./_core.ts";
+import {
+  concat,
+  fixedMaskKey,
+  frame,
+  header,
+  pattern,
+  serverFrame,
+  utf8,
+} from "./_helpers.ts";
+
+const { Continuation, Text, Binary, Close, Ping, Pong } = OPCODE;
+
+function taken(writer: FrameWriter): Uint8Array {
+  return concat(...writer.take());
+}
+
+// ---------------------------------------------------------------------------
+// RFC 6455 §5.7: examples, encoded byte-exactly
+// ---------------------------------------------------------------------------
+
+Deno.test("FrameWriter encodes the unmasked §5.7 examples byte-exactly (RFC 6455 §5.7)", () => {
+  const writer = new FrameWriter();
+  writer.writeFrame(Text, utf8("Hello"));
+  writer.writeText(Text, "Hel", false);
+  writer.writeText(Continuation, "lo");
+  writer.writeFrame(Ping, utf8("Hello"));
+  writer.writeFrame(Binary, pattern(256));
+  writer.writeFrame(Binary, pattern(65536));
+  assert.deepEqual(
+    taken(writer),
+    concat(
+      [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f],
+      [0x01, 0x03, 0x48, 0x65, 0x6c],
+      [0x80, 0x02, 0x6c, 0x6f],
+      [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f],
+      [0x82, 0x7e, 0x01, 0x00],
+      pattern(256),
+      [0x82, 0x7f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00],
+      pattern(65536),
+    ),
+  );
+});
+
+Deno.test("FrameWriter encodes the masked §5.7 examples byte-exactly with the injected key (RFC 6455 §5.7)", () => {
+  const writer = new FrameWriter({ mask: true, generateMaskKey: fixedMaskKey });
+  writer.writeText(Text, "Hello");
+  writer.writeFrame(Pong, utf8("Hello"));
+  const masked = [0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+  assert.deepEqual(
+    taken(writer),
+    concat([0x81, 0x85], masked, [0x8a, 0x85], masked),
+  );
+});
+
+// ---------------------------------------------------------------------------
+// RFC 6455 §5.2: minimal length encoding
+// ---------------------------------------------------------------------------
+
+const LENGTHS = [
+  0,
+  1,
+  125,
+  126,
+  127,
+  16 * 1024,
+  16 * 1024 + 1,
+  65535,
+  65536,
+  COPY_LIMIT,
+  COPY_LIMIT + 1,
+];
+
+Deno.test("FrameWriter uses minimal length encoding at 125/126/65535/65536 (RFC 6455 §5.2)", () => {
+  for (const mask of [false, true]) {
+    for (const length of LENGTHS) {
+      const writer = new FrameWriter({ mask, generateMaskKey: fixedMaskKey });
+      writer.writeFrame(Binary, pattern(length));
+      const out = taken(writer);
+      const expectedHeader = header(Binary, length, { mask });
+      const headerLength = length < 126 ? 2 : length < 65536 ? 4 : 10;
+      assert.equal(expectedHeader.length, headerLength + (mask ? 4 : 0));
+      assert.deepEqual(out, frame(Binary, pattern(length), { mask }));
+    }
+  }
+});
+
+Deno.test("FrameWriter.writeText uses minimal length encoding for the encoded size (RFC 6455 §5.2)", () => {
+  const texts = [
+    "",
+    "a".repeat(41), // worst case 123 bytes: 2-byte header either way
+    "a".repeat(42), // worst case 126 bytes: reserves 4, needs 2
+    "a".repeat(125),
+    "a".repeat(126),
+    "é".repeat(63), // 126 bytes
+    "€".repeat(42), // 126 bytes
+    "a".repeat(5461), // worst case 16383: still in the arena
+    "a".repeat(5462), // worst case over 16 KiB
+    "a".repeat(65535),
+    "a".repeat(65536),
+    "😀".repeat(20000),
+  ];
+  for (const mask of [false, true]) {
+    for (const text of texts) {
+      const writer = new FrameWriter({ mask, generateMaskKey: fixedMaskKey });
+      writer.writeText(Text, text);
+      assert.equal(writer.size, frame(Text, text, { mask }).length);
+      assert.deepEqual(taken(writer), frame(Text, text, { mask }));
+    }
+  }
+});
+
+Deno.test("FrameWriter.writeText encodes lone surrogates as U+FFFD (RFC 6455 §5.6)", () => {
+  const writer = new FrameWriter();
+  writer.writeText(Text, "a\ud800b");
+  assert.deepEqual(
+    taken(writer),
+    serverFrame(Text, Uint8Array.of(0x61, 0xef, 0xbf, 0xbd, 0x62)),
+  );
+});
+
+Deno.test("FrameWriter encodes FIN, RSV bits and every opcode into the first byte (RFC 6455 §5.2)", () => {
+  const writer = new FrameWriter();
+  writer.writeFrame(Binary, pattern(1), false);
+  writer.writeFrame(Continuation, pattern(1), true, 0x40);
+  writer.writeText(Text, "x", false, 0x40);
+  writer.writeFrame(Close, new Uint8Array(0));
+  const out = taken(writer);
+  assert.deepEqual(
+    out,
+    concat([0x02, 1, 0], [0xc0, 1, 0], [0x41, 1, 0x78], [0x88, 0]),
+  );
+});
+
+// ---------------------------------------------------------------------------
+// RFC 6455 §5.3: client masking
+// ---------------------------------------------------------------------------
+
+Deno.test("FrameWriter in the client role masks every frame with a fresh injected key (RFC 6455 §5.3)", () => {
+  const keys = [
+    Uint8Array.of(1, 2, 3, 4),
+    Uint8Array.of(0xff, 0xfe, 0xfd, 0xfc),
+    Uint8Array.of(0, 0, 0, 0),
+    Uint8Array.of(0xaa, 0x55, 0xaa, 0x55),
+  ];
+  let next = 0;
+  const writer = new FrameWriter({
+    mask: true,
+    generateMaskKey: (key) => key.set(keys[next++]),
+  });
+  writer.writeFrame(Binary, pattern(10));
+  writer.writeText(Text, "héllo");
+  writer.writeFrame(Binary, pattern(20_000));
+  writer.writeFrame(Binary, pattern(COPY_LIMIT + 3));
+  assert.equal(next, 4);
+  assert.deepEqual(
+    taken(writer),
+    concat(
+      frame(Binary, pattern(10), { key: keys[0] }),
+      frame(Text, "héllo", { key: keys[1] }),
+      frame(Binary, pattern(20_000), { key: keys[2] }),
+      frame(Binary, pattern(COPY_LIMIT + 3), { key: keys[3] }),
+    ),
+  );
+});
+
+Deno.test("FrameWriter never modifies the caller's payload, masked or not (RFC 6455 §5.3)", () => {
+  for (const mask of [false, true]) {
+    for (const length of LENGTHS) {
+      const payload = pattern(length, 9);
+      const writer = new FrameWriter({ mask, generateMaskKey: fixedMaskKey });
+      writer.writeFrame(Binary, payload);
+      const out = taken(writer);
+      assert.deepEqual(payload, pattern(length, 9));
+      assert.deepEqual(out, frame(Binary, payload, { mask }));
+    }
+  }
+});
+
+Deno.test("FrameWriter uses crypto.getRandomValues for keys by default (RFC 6455 §5.3)", () => {
+  const keys = new Set<string>();
+  for (let i = 0; i < 20; i++) {
+    const writer = new FrameWriter({ mask: true });
+    writer.writeFrame(Binary, new Uint8Array(8));
+    const out = taken(writer);
+    assert.equal(out[1], 0x88);
+    // Zero payload XOR key = the key, repeated.
+    assert.deepEqual(out.subarray(6, 10), out.subarray(2, 6));
+    assert.deepEqual(out.subarray(10, 14), out.subarray(2, 6));
+    keys.add(out.subarray(2, 6).join());
+  }
+  assert.ok(keys.size > 1, "keys vary");
+});
+
+// ---------------------------------------------------------------------------
+// Ownership of the output
+// ---------------------------------------------------------------------------
+
+Deno.test("FrameWriter.take() chunks stay intact after more frames are written (shared arena)", () => {
+  const a = new FrameWriter();
+  const b = new FrameWriter({ mask: true, generateMaskKey: fixedMaskKey });
+  a.writeText(Text, "first");
+  b.writeFrame(Binary, pattern(100));
+  a.writeFrame(Binary, pattern(1000));
+  const takenA = a.take();
+  const takenB = b.take();
+  const snapshotA = concat(...takenA);
+  const snapshotB = concat(...takenB);
+  assert.deepEqual(
+    snapshotA,
+    concat(serverFrame(Text, "first"), serverFrame(Binary, pattern(1000))),
+  );
+  assert.deepEqual(snapshotB, frame(Binary, pattern(100)));
+  // Fill and rotate the arena many times, from both writers.
+  for (let i = 0; i < 3000; i++) {
+    a.writeText(Text, "x".repeat(i % 200));
+    b.writeFrame(Binary, pattern(i % 300, i));
+    if (i % 7 === 0) a.take();
+    if (i % 11 === 0) b.take();
+  }
+  a.take();
+  b.take();
+  assert.deepEqual(concat(...takenA), snapshotA);
+  assert.deepEqual(concat(...takenB), snapshotB);
+});
+
+Deno.test("FrameWriter keeps each writer's frames in order when writers interleave", () => {
+  const writers = [new FrameWriter(), new FrameWriter(), new FrameWriter()];
+  const expected: Uint8Array[][] = [[], [], []];
+  for (let i = 0; i < 500; i++) {
+    const w = (i * 7) % 3;
+    const payload = pattern((i * 37) % 400, i);
+    writers[w].writeFrame(Binary, payload);
+    expected[w].push(serverFrame(Binary, payload));
+    writers[(w + 1) % 3].writeText(Text, `msg ${i}`);
+    expected[(w + 1) % 3].push(serverFrame(Text, `msg ${i}`));
+  }
+  for (let w = 0; w < 3; w++) {
+    const size = writers[w].size;
+    const out = taken(writers[w]);
+    assert.equal(out.length, size);
+    assert.deepEqual(out, concat(...expected[w]));
+  }
+});
+
+Deno.test("FrameWriter coalesces consecutive small frames into one chunk", () => {
+  const writer = new FrameWriter();
+  for (let i = 0; i < 10; i++) writer.writeText(Text, `m${i}`);
+  const chunks = writer.take();
+  assert.equal(chunks.length, 1);
+  assert.deepEqual(writer.take(), []);
+  assert.equal(writer.size, 0);
+});
+
+Deno.test("FrameWriter references an unmasked payload over COPY_LIMIT and copies the rest", () => {
+  const big = pattern(COPY_LIMIT + 1);
+  const server = new FrameWriter();
+  assert.equal(server.writeFrame(Binary, big), true);
+  const chunks = server.take();
+  assert.ok(chunks.includes(big), "the big payload is referenced");
+  assert.equal(server.writeFrame(Binary, pattern(COPY_LIMIT)), false);
+  assert.equal(server.writeFrame(Binary, pattern(10)), false);
+  const client = new FrameWriter({ mask: true, generateMaskKey: fixedMaskKey });
+  assert.equal(client.writeFrame(Binary, big), false);
+  assert.ok(!client.take().includes(big));
+});
+
+Deno.test("FrameWriter.size counts every queued byte", () => {
+  for (const mask of [false, true]) {
+    const writer = new FrameWriter({ mask, generateMaskKey: fixedMaskKey });
+    let expected = 0;
+    for (const length of LENGTHS) {
+      writer.writeFrame(Binary, pattern(length));
+      expected += header(Binary, length, { mask }).length + length;
+      writer.writeText(Text, "é".repeat(length % 300));
+      expected += frame(Text, "é".repeat(length % 300), { mask }).length;
+      assert.equal(writer.size, expected);
+    }
+    assert.equal(taken(writer).length, expected);
+    assert.equal(writer.size, 0);
+  }
+});

@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import {
+  computeAcceptKey,
+  encodeAcceptResponse,
+  encodeRejectionResponse,
+  HandshakeError,
+} from "./_core.ts";
+
+const decoder = new TextDecoder();
+
+/** Splits a response into status line, header lines and body bytes. */
+function parseResponse(bytes: Uint8Array): {
+  statusLine: string;
+  headers: [string, string][];
+  body: Uint8Array;
+} {
+  let end = -1;
+  for (let i = 0; i + 3 < bytes.length; i++) {
+    if (
+      bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 &&
+      bytes[i + 3] === 10
+    ) {
+      end = i;
+      break;
+    }
+  }
+  assert.ok(end !== -1, "the head ends with CRLF CRLF");
+  const [statusLine, ...lines] = decoder.decode(bytes.subarray(0, end)).split(
+    "\r\n",
+  );
+  const headers = lines.map((line): [string, string] => {
+    const colon = line.indexOf(":");
+    assert.ok(colon > 0, line);
+    return [line.slice(0, colon), line.slice(colon + 1).trim()];
+  });
+  return { statusLine, headers, body: bytes.subarray(end + 4) };
+}
+
+// ---------------------------------------------------------------------------
+// RFC 6455 §4.2.2: the accepting response
+// ---------------------------------------------------------------------------
+
+Deno.test("computeAcceptKey answers the RFC sample key dGhlIHNhbXBsZSBub25jZQ== (RFC 6455 §1.3)", async () => {
+  assert.equal(
+    await computeAcceptKey("dGhlIHNhbXBsZSBub25jZQ=="),
+    "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+  );
+});
+
+Deno.test("computeAcceptKey is base64 of SHA-1 of key + GUID (RFC 6455 §4.2.2)", async () => {
+  const key = "AQIDBAUGBwgJCgsMDQ4PEA==";
+  const digest = await crypto.subtle.digest(
+    "SHA-1",
+    new TextEncoder().encode(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"),
+  );
+  assert.equal(await computeAcceptKey(key), new Uint8Array(digest).toBase64());
+  assert.equal((await computeAcceptKey(key)).length, 28);
+});
+
+Deno.test("encodeAcceptResponse writes the 101 response byte-exactly (RFC 6455 §4.2.2)", () => {
+  assert.equal(
+    decoder.decode(encodeAcceptResponse("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")),
+    "HTTP/1.1 101 Switching Protocols\r\n" +
+      "Upgrade: websocket\r\n" +
+      "Connection: Upgrade\r\n" +
+      "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+  );
+  assert.equal(
+    decoder.decode(
+      encodeAcceptResponse("abc=", [["Sec-WebSocket-Protocol", "chat"]]),
+    ),
+    "HTTP/1.1 101 Switching Protocols\r\n" +
+      "Upgrade: websocket\r\n" +
+      "Connection: Upgrade\r\n" +
+      "Sec-WebSocket-Protocol: chat\r\n" +
+      "Sec-WebSocket-Accept: abc=\r\n\r\n",
+  );
+});
+
+// ---------------------------------------------------------------------------
+// RFC 6455 §4.2.2, RFC 9110 §8.6: the rejecting response
+// ---------------------------------------------------------------------------
+
+Deno.test("encodeRejectionResponse writes a plain-text body with a correct Content-Length (RFC 9110 §8.6)", () => {
+  for (
+    const error of [
+      new HandshakeError(400, "Host header is missing"),
+      new HandshakeError(405, "Method must be GET", { allow: "GET" }),
+      new HandshakeError(426, "Version", { "sec-websocket-version": "13" }),
+      new HandshakeError(431, "Too large"),
+      new HandshakeError(400, 'Malformed header field: "caf\xe9 ☃"'),
+      new HandshakeError(400, ""),
+    ]
+  ) {
+    const { statusLine, headers, body } = parseResponse(
+      encodeRejectionResponse(error),
+    );
+    assert.match(statusLine, new RegExp(`^HTTP/1\\.1 ${error.status} \\S`));
+    const get = (name: string) =>
+      headers.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
+    assert.deepEqual(get("content-length"), [String(body.length)]);
+    assert.deepEqual(get("content-type"), ["text/plain; charset=utf-8"]);
+    assert.deepEqual(get("connection"), ["close"]);
+    assert.equal(decoder.decode(body), `${error.message}\n`);
+    for (const [name, value] of Object.entries(error.headers)) {
+      assert.deepEqual(get(name), [value]);
+    }
+  }
+});
+
+Deno.test("encodeRejectionResponse uses the standard reason phrases (RFC 9110 §15)", () => {
+  const phrases: [number, string][] = [
+    [400, "Bad Request"],
+    [403, "Forbidden"],
+    [404, "Not Found"],
+    [405, "Method Not Allowed"],
+    [426, "Upgrade Required"],
+    [431, "Request Header Fields Too Large"],
+    [503, "Service Unavailable"],
+    [499, "Error"],
+  ];
+  for (const [status, phrase] of phrases) {
+    const { statusLine } = parseResponse(
+      encodeRejectionResponse(new HandshakeError(status, "x")),
+    );
+    assert.equal(statusLine, `HTTP/1.1 ${status} ${phrase}`);
+  }
+});
+
+Deno.test("encodeRejectionResponse writes the 426 version rejection byte-exactly (RFC 6455 §4.2.2)", () => {
+  const bytes = encodeRejectionResponse(
+    new HandshakeError(426, "Sec-WebSocket-Version must be 13, got 8", {
+      "sec-websocket-version": "13",
+    }),
+  );
+  assert.equal(
+    decoder.decode(bytes),
+    "HTTP/1.1 426 Upgrade Required\r\n" +
+      "Content-Type: text/plain; charset=utf-8\r\n" +
+      "Content-Length: 40\r\n" +
+      "Connection: close\r\n" +
+      "sec-websocket-version: 13\r\n" +
+      "\r\n" +
+      "Sec-WebSocket-Version must be 13, got 8\n",
+  );
+});

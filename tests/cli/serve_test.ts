@@ -109,45 +109,9 @@ Deno.test("duplex serve --cert --key serves wss://", async () => {
   assert.equal((await cli.finished()).code, 0);
 });
 
-/**
- * Whether the server answers plain HTTP with `fetch` yet: `ServeOptions.fetch`
- * is declared, and the HTTP fallback is being wired into the server. The
- * --static test runs once it is.
- */
-async function serverHasHttpFallback(): Promise<boolean> {
-  const server = serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    fetch: () => new Response("ok"),
-  }, () => {});
-  try {
-    const conn = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: server.addr.port,
-    });
-    try {
-      await conn.write(
-        new TextEncoder().encode(
-          "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        ),
-      );
-      const buffer = new Uint8Array(64);
-      const n = await conn.read(buffer);
-      return new TextDecoder().decode(buffer.subarray(0, n ?? 0)).startsWith(
-        "HTTP/1.1 200",
-      );
-    } finally {
-      conn.close();
-    }
-  } finally {
-    await server.shutdown();
-  }
-}
-
 Deno.test({
   name:
     "duplex serve --static serves files over HTTP next to the WebSocket echo",
-  ignore: !(await serverHasHttpFallback()),
 }, async () => {
   const dir = await Deno.makeTempDir();
   try {

@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { WebSocket as WsClient } from "ws";
+
+const ROOT = new URL("../../", import.meta.url);
+
+/** Starts an example, waits for the port it prints, and stops it at the end. */
+async function startExample(file: string, pattern: RegExp) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(file, ROOT).pathname, "--port", "0"],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let output = "";
+  const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  while (!pattern.test(output)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    output += value;
+  }
+  clearTimeout(deadline);
+  const match = pattern.exec(output);
+  assert.ok(match, `${file} printed no URL: ${output}`);
+  return {
+    port: Number(match[1]),
+    async stop() {
+      child.kill("SIGINT");
+      const rest = reader.read().then(async function drain(r): Promise<void> {
+        if (!r.done) await reader.read().then(drain);
+      });
+      const status = await child.status;
+      await rest.catch(() => {});
+      await child.stderr.cancel();
+      return status;
+    },
+  };
+}
+
+async function echoOnce(url: string, message: string): Promise<string> {
+  const client = new WsClient(url);
+  try {
+    await new Promise((resolve, reject) => {
+      client.once("open", resolve);
+      client.once("error", reject);
+    });
+    const reply = new Promise<string>((resolve) =>
+      client.once("message", (data: Uint8Array) => resolve(String(data)))
+    );
+    client.send(message);
+    return await reply;
+  } finally {
+    const closed = new Promise((resolve) => client.once("close", resolve));
+    client.close();
+    await closed;
+  }
+}
+
+Deno.test("examples/echo.ts prints its URL, echoes, and shuts down on SIGINT", async () => {
+  const example = await startExample(
+    "examples/echo.ts",
+    /ws:\/\/localhost:(\d+)/,
+  );
+  try {
+    assert.equal(
+      await echoOnce(`ws://127.0.0.1:${example.port}/`, "hello"),
+      "hello",
+    );
+  } finally {
+    const status = await example.stop();
+    assert.equal(status.code, 0);
+  }
+});
+
+Deno.test("examples/static.ts serves files and a WebSocket on one port", async () => {
+  const example = await startExample(
+    "examples/static.ts",
+    /http:\/\/localhost:(\d+)/,
+  );
+  try {
+    using client = Deno.createHttpClient({});
+    const response = await fetch(`http://127.0.0.1:${example.port}/`, {
+      client,
+    });
+    assert.equal(response.status, 200);
+    assert.match(await response.text(), /<title>Duplex echo<\/title>/);
+    assert.equal(
+      await echoOnce(`ws://127.0.0.1:${example.port}/echo`, "hi"),
+      "hi",
+    );
+  } finally {
+    await example.stop();
+  }
+});

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { connect, type Message, serve, type Socket } from "../../mod.ts";
+import { connect, type Message, type Socket } from "../../mod.ts";
 import { deadline, spawnCli } from "./_helpers.ts";
 
 const LISTENING = /^Listening on (wss?):\/\/127\.0\.0\.1:(\d+) \((.*)\)$/m;

@@ -6,6 +6,17 @@
 import http from "node:http";
 import { WebSocket, WebSocketServer } from "ws"; // npm:ws, from deno.json's imports
 
+// npm:ws ships no types; this is the little of its API used here.
+interface Peer {
+  readyState: number;
+  send(data: unknown, options: { binary: boolean }): void;
+  on(
+    event: "message",
+    listener: (data: unknown, isBinary: boolean) => void,
+  ): void;
+  on(event: "error", listener: () => void): void;
+}
+
 const port = Number(Deno.args[0] ?? 8080);
 const opts = {
   noServer: true,
@@ -22,14 +33,14 @@ const server = http.createServer((_req, res) => {
 server.on("upgrade", (req, socket, head) => {
   const path = (req.url ?? "").split("?")[0];
   if (path === "/echo") {
-    echo.handleUpgrade(req, socket, head, (ws) => {
+    echo.handleUpgrade(req, socket, head, (ws: Peer) => {
       ws.on("message", (data, isBinary) => ws.send(data, { binary: isBinary }));
       ws.on("error", () => {});
     });
   } else if (path === "/broadcast") {
-    bcast.handleUpgrade(req, socket, head, (ws) => {
+    bcast.handleUpgrade(req, socket, head, (ws: Peer) => {
       ws.on("message", (data, isBinary) => {
-        for (const c of bcast.clients) {
+        for (const c of bcast.clients as Set<Peer>) {
           if (c.readyState === WebSocket.OPEN) {
             c.send(data, { binary: isBinary });
           }

@@ -122,6 +122,9 @@ class Queue<T> {
 /** A received message as the tests compare it. */
 export type Received = string | Uint8Array;
 
+/** Response headers as Node's `http` module gives them (lower-case names). */
+export type UpgradeHeaders = Record<string, string | string[] | undefined>;
+
 /** How a client saw its connection close. */
 export interface ClientClose {
   code: number;
@@ -142,8 +145,15 @@ export class NpmClient implements AsyncDisposable {
   readonly #pongs = new Queue<Uint8Array>();
   #error: Error | null = null;
 
-  private constructor(url: string, options: Record<string, unknown>) {
-    this.ws = new WsClient(url, { perMessageDeflate: false, ...options });
+  private constructor(
+    url: string,
+    options: Record<string, unknown>,
+    protocols?: string[],
+  ) {
+    const wsOptions = { perMessageDeflate: false, ...options };
+    this.ws = protocols === undefined
+      ? new WsClient(url, wsOptions)
+      : new WsClient(url, protocols, wsOptions);
     this.ws.on("message", (data: Uint8Array, isBinary: boolean) => {
       this.#messages.push(
         isBinary ? new Uint8Array(data) : utf8Decoder.decode(data),
@@ -177,6 +187,39 @@ export class NpmClient implements AsyncDisposable {
     }
     return client;
   }
+
+  /**
+   * Connects offering `protocols` (`Sec-WebSocket-Protocol`) and waits for
+   * the open event; {@linkcode NpmClient.prototype.upgradeHeaders} holds the
+   * headers of the server's 101 response. npm:ws fails the connection when
+   * the server answers an offer with no protocol ("Server sent no
+   * subprotocol"), so this rejects then.
+   */
+  static async connectWith(
+    url: string,
+    protocols: string[],
+    options: Record<string, unknown> = {},
+  ): Promise<NpmClient> {
+    const client = new NpmClient(url, options, protocols);
+    client.ws.once("upgrade", (response: { headers: UpgradeHeaders }) => {
+      client.upgradeHeaders = response.headers;
+    });
+    const opened = new Promise<void>((resolve, reject) => {
+      client.ws.once("open", resolve);
+      client.ws.once("error", reject);
+    });
+    try {
+      await withTimeout(opened, DEADLINE, `npm:ws to open ${url}`);
+      client.port = client.ws._socket.localPort;
+    } catch (error) {
+      await client[Symbol.asyncDispose]();
+      throw error;
+    }
+    return client;
+  }
+
+  /** The headers of the 101 response (set by `connectWith` only). */
+  upgradeHeaders: UpgradeHeaders = {};
 
   /** The client's local port, which is the server socket's `remoteAddr.port`. */
   port = 0;
@@ -666,4 +709,103 @@ export function closePayload(code: number, reason = ""): Uint8Array {
 /** Decodes UTF-8. */
 export function decode(bytes: Uint8Array): string {
   return utf8Decoder.decode(bytes);
+}
+
+/** Resolves after `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Polls `check` every few milliseconds until it returns `true`; rejects after
+ * `ms` milliseconds naming `what`. For conditions no event announces.
+ */
+export async function waitUntil(
+  check: () => boolean,
+  what: string,
+  ms = DEADLINE,
+): Promise<void> {
+  const end = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > end) {
+      throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
+    }
+    await delay(5);
+  }
+}
+
+/** A handshake response npm:ws received instead of a 101. */
+export interface NpmRejection {
+  status: number;
+  headers: UpgradeHeaders;
+  body: string;
+}
+
+/**
+ * Opens an npm:ws client that the server is expected to reject, and reads
+ * the rejection through npm:ws's `unexpected-response` event: status,
+ * headers and body. Rejects if the connection opens instead.
+ */
+export async function npmRejection(
+  url: string,
+  options: Record<string, unknown> = {},
+  protocols: string[] = [],
+): Promise<NpmRejection> {
+  const ws = new WsClient(url, protocols, {
+    perMessageDeflate: false,
+    ...options,
+  });
+  const closed = new Promise<void>((resolve) => ws.on("close", resolve));
+  // terminate() during the handshake reports an error; that is expected.
+  ws.on("error", () => {});
+  const response = new Promise<NpmRejection>((resolve, reject) => {
+    ws.once("open", () => reject(new Error("the handshake succeeded")));
+    ws.once(
+      "unexpected-response",
+      (_request: unknown, response: {
+        statusCode: number;
+        headers: UpgradeHeaders;
+        on(event: string, listener: (chunk?: Uint8Array) => void): void;
+      }) => {
+        const chunks: Uint8Array[] = [];
+        response.on("data", (chunk) => chunks.push(chunk!));
+        response.on("end", () =>
+          resolve({
+            status: response.statusCode,
+            headers: response.headers,
+            body: utf8Decoder.decode(concat(...chunks)),
+          }));
+      },
+    );
+  });
+  try {
+    return await withTimeout(response, DEADLINE, `a rejection of ${url}`);
+  } finally {
+    ws.terminate();
+    await withTimeout(closed, DEADLINE, "npm:ws to close after a rejection");
+  }
+}
+
+/**
+ * Sends a valid upgrade request with `extra` header fields on a raw
+ * connection and reads the response. The caller closes the peer.
+ */
+export async function rawUpgrade(
+  addr: Deno.NetAddr,
+  extra: [string, string][] = [],
+  target = "/",
+): Promise<{ peer: RawPeer; response: RawResponse }> {
+  const peer = await RawPeer.connect(addr);
+  try {
+    await peer.write(
+      encodeRequest(`GET ${target} HTTP/1.1`, [
+        ...upgradeHeaders(addr),
+        ...extra,
+      ]),
+    );
+    return { peer, response: await peer.readResponse() };
+  } catch (error) {
+    peer.close();
+    throw error;
+  }
 }

@@ -741,6 +741,7 @@ export class Socket<Data = unknown>
     if (this.#connection.state === "open" && !this.#closeRequested) {
       encodeClosePayload(code, reason); // throws now for a bad code or reason
       this.#closeRequested = true;
+      this.#resume(); // read on to find the peer's close frame
       this.#closeTimer ??= setTimeout(
         () => this.#abort(),
         this.#options.closeTimeout,
@@ -857,12 +858,7 @@ export class Socket<Data = unknown>
       while (
         this.#connection.state !== "closed" || this.#options.role === "client"
       ) {
-        if (
-          this.#inboxBytes > this.#options.receiveHighWaterMark ||
-          this.#inbox.length - this.#inboxHead >=
-            this.#options.maxQueuedMessages ||
-          (this.#current?.desiredSize ?? 1) <= 0
-        ) {
+        if (this.#mustPauseReading()) {
           // Backpressure: leave the bytes in the TCP window until the
           // handler takes its messages.
           await new Promise<void>((resolve) => this.#resumeReading = resolve);
@@ -934,13 +930,24 @@ export class Socket<Data = unknown>
     if (connection.state === "closed") this.#closeTransportAfterFlush();
   }
 
+  /**
+   * Inbound backpressure: stop reading while the handler has a full queue.
+   * Once a close frame is on its way, reading goes on regardless, to find
+   * the peer's close frame.
+   */
+  #mustPauseReading(): boolean {
+    return this.#connection.state === "open" && !this.#closeRequested &&
+      (this.#inboxFull() || (this.#current?.desiredSize ?? 1) <= 0);
+  }
+
+  #inboxFull(): boolean {
+    return this.#inboxBytes > this.#options.receiveHighWaterMark ||
+      this.#inbox.length - this.#inboxHead >= this.#options.maxQueuedMessages;
+  }
+
   #startStream(binary: boolean): void {
     let controller!: ReadableStreamDefaultController<string | Uint8Array>;
-    const resume = () => {
-      const resumeReading = this.#resumeReading;
-      this.#resumeReading = null;
-      resumeReading?.();
-    };
+    const resume = () => this.#resume();
     const readable = new ReadableStream<string | Uint8Array>({
       start: (c) => {
         controller = c;
@@ -971,6 +978,9 @@ export class Socket<Data = unknown>
       waiter({ done: false, value: message });
       return;
     }
+    // Once close() was called a full queue no longer stops reading (to find
+    // the peer's close frame); what the handler cannot take is dropped.
+    if (this.#closeRequested && this.#inboxFull()) return;
     this.#inbox.push(message);
     this.#inboxBytes += sizeOf(message);
   }
@@ -982,9 +992,7 @@ export class Socket<Data = unknown>
       if (this.#inboxHead === this.#inbox.length) {
         this.#inbox = [];
         this.#inboxHead = 0;
-        const resume = this.#resumeReading;
-        this.#resumeReading = null;
-        resume?.();
+        this.#resume();
       }
       return Promise.resolve({ done: false, value: message });
     }
@@ -1085,8 +1093,14 @@ export class Socket<Data = unknown>
     }
   }
 
+  #resume(): void {
+    const resume = this.#resumeReading;
+    this.#resumeReading = null;
+    resume?.();
+  }
+
   #abort(): void {
-    this.#resumeReading?.();
+    this.#resume();
     if (this.#transportClosed) return;
     this.#transportClosed = true;
     try {
@@ -1121,6 +1135,12 @@ export class Socket<Data = unknown>
     }
     if (this.#connection.state !== "open") return;
     const { pingInterval, pongTimeout, idleTimeout } = this.#options;
+    if (this.#resumeReading !== null) {
+      // Reading is paused by backpressure: a pong could not be seen, so the
+      // peer is not judged; the keepalive starts over once reading resumes.
+      this.#pingSentAt = -1;
+      this.#lastHeard = now;
+    }
     if (this.#pingSentAt >= 0) {
       if (pongTimeout > 0 && now - this.#pingSentAt >= pongTimeout) {
         this.#terminate(CLOSE_CODE.InternalError, CLOSE_REASON.PongTimeout);

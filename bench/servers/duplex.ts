@@ -1,13 +1,12 @@
 // Benchmark app on this project's server (same contract as the shared bench peers):
 //   /echo       echo every message back with the same type
-//   /broadcast  relay every message to all clients connected to /broadcast (sender included)
+//   /broadcast  relay every message to all clients connected to /broadcast (sender included),
+//               through the "all" topic: framed once, queued on each with trySend()
 //   other paths are closed at once
 // usage: deno run -A bench/servers/duplex.ts PORT
-import { serve, type Socket } from "../../mod.ts";
+import { serve } from "../../mod.ts";
 
 const port = Number(Deno.args[0] ?? 8080);
-const subs = new Set<Socket>();
-const ignore = () => {};
 
 serve({
   port,
@@ -19,14 +18,8 @@ serve({
   if (path === "/echo") {
     for await (const message of socket) await socket.send(message);
   } else if (path === "/broadcast") {
-    subs.add(socket);
-    try {
-      for await (const message of socket) {
-        for (const s of subs) s.send(message).catch(ignore);
-      }
-    } finally {
-      subs.delete(socket);
-    }
+    socket.subscribe("all");
+    for await (const message of socket) socket.publish("all", message);
   } else {
     await socket.close(1008, "unknown path");
   }

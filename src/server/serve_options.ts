@@ -273,6 +273,17 @@ export type ResolvedLimits = {
   -readonly [K in keyof typeof NUMERIC_DEFAULTS]: number;
 };
 
+// Options in milliseconds, and the longest timer the platform supports.
+const TIMEOUTS = new Set([
+  "handshakeTimeout",
+  "requestTimeout",
+  "closeTimeout",
+  "pingInterval",
+  "pongTimeout",
+  "idleTimeout",
+]);
+const MAX_TIMEOUT = 2 ** 31 - 1;
+
 // Options where 0 means "disabled".
 const MAY_BE_ZERO = new Set(["pingInterval", "pongTimeout", "idleTimeout"]);
 
@@ -290,11 +301,23 @@ export function resolveLimits(options: ServeOptions<never>): ResolvedLimits {
     const value = options[name];
     if (value === undefined) continue;
     const min = MAY_BE_ZERO.has(name) ? 0 : 1;
+    const kind = min === 0 ? "non-negative" : "positive";
+    if (typeof value !== "number") {
+      throw new TypeError(
+        `Cannot serve: "${name}" must be a ${kind} integer, got ${typeof value} ${
+          JSON.stringify(value)
+        }`,
+      );
+    }
     if (!Number.isSafeInteger(value) || value < min) {
       throw new RangeError(
-        `Cannot serve: "${name}" must be a ${
-          min === 0 ? "non-negative" : "positive"
-        } integer, got ${value}`,
+        `Cannot serve: "${name}" must be a ${kind} integer, got ${value}`,
+      );
+    }
+    // Timers take at most 2^31-1 ms; a longer one would fire at once.
+    if (TIMEOUTS.has(name) && value > MAX_TIMEOUT) {
+      throw new RangeError(
+        `Cannot serve: "${name}" must be at most ${MAX_TIMEOUT} ms, got ${value}`,
       );
     }
     limits[name] = value;

@@ -500,6 +500,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
           this.#endDeadline(conn);
           unsubscribe();
         }
+        // A hook that settled from its own abort listener comes too late.
+        if (abort.signal.aborted) return null;
         if (decision instanceof Response) {
           this.#stats.countRejection(decision.status);
           this.#logger({

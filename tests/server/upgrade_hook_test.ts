@@ -260,21 +260,34 @@ Deno.test({
   name: "Server.shutdown() completes while an onUpgrade hook has not settled",
   fn: async () => {
     const hook = Promise.withResolvers<void>();
-    const entered = Promise.withResolvers<void>();
+    const entered = Promise.withResolvers<AbortSignal>();
+    let handled = 0;
     const server = serve({
       ...LOCAL,
-      onUpgrade: async () => {
-        entered.resolve();
+      onUpgrade: async (_request, info) => {
+        entered.resolve(info.signal);
         await hook.promise;
       },
-    }, echo);
+    }, () => {
+      handled++;
+    });
     using peer = await RawPeer.connect(server.addr);
     try {
       await peer.write(
         encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr)),
       );
-      await withTimeout(entered.promise, DEADLINE, "the hook to run");
-      await withTimeout(server.shutdown(), 1_000, "shutdown()");
+      const signal = await withTimeout(
+        entered.promise,
+        DEADLINE,
+        "the hook to run",
+      );
+      assert.equal(signal.aborted, false);
+      await withTimeout(server.shutdown(), DEADLINE, "shutdown()");
+      assert.equal(signal.aborted, true, "the hook learns of the shutdown");
+      // The hook settling late changes nothing.
+      hook.resolve();
+      assert.equal((await peer.readToEof()).length, 0, "no response");
+      assert.equal(handled, 0);
     } finally {
       hook.resolve();
       peer.close();
@@ -456,23 +469,120 @@ Deno.test(
   },
 );
 
+for (
+  const name of [
+    "Sec-WebSocket-Protocol",
+    "Sec-WebSocket-Accept",
+    "Sec-WebSocket-Extensions",
+    "Upgrade",
+    "Connection",
+  ]
+) {
+  Deno.test(
+    `serve({onUpgrade}) may not set the handshake header ${name} (500, handler-error)`,
+    async () => {
+      const log = logSink();
+      await using server = serve({
+        ...LOCAL,
+        logger: log.logger,
+        onUpgrade: (request) =>
+          new URL(request.url).pathname === "/evil"
+            ? { headers: { [name]: "evil" } }
+            : undefined,
+      }, echo);
+      // Never a 101 carrying a protocol the client did not offer.
+      const { peer, response } = await rawUpgrade(server.addr, [[
+        "Sec-WebSocket-Protocol",
+        "v1",
+      ]], "/evil");
+      using _ = peer;
+      assert.equal(response.status, 500);
+      assert.equal(response.headers.has("sec-websocket-protocol"), false);
+      const errors = log.events.filter((e) => e.type === "handler-error");
+      assert.equal(errors.length, 1);
+      const [event] = errors as Extract<
+        ServerLogEvent,
+        { type: "handler-error" }
+      >[];
+      assert.ok(event.error instanceof TypeError, String(event.error));
+      assert.match(event.error.message, new RegExp(name, "i"));
+      await assertStillServing(server.addr);
+    },
+  );
+}
+
+/** A hook that answers `/slow` only when its signal aborts, with `settle`. */
+function slowHook(
+  settle: () => Response | undefined,
+  aborted: PromiseWithResolvers<void>,
+) {
+  return (request: Request, info: UpgradeInfo) => {
+    if (new URL(request.url).pathname !== "/slow") return;
+    return new Promise<Response | undefined>((resolve) => {
+      info.signal.addEventListener("abort", () => {
+        aborted.resolve();
+        if (settle !== undefined) resolve(settle());
+      });
+    });
+  };
+}
+
+for (
+  const [what, settle] of [
+    ["never settles", undefined],
+    ["rejects after the abort", () => new Response("late", { status: 401 })],
+  ] as const
+) {
+  Deno.test(
+    `serve({onUpgrade}) past handshakeTimeout: a hook that ${what} is abandoned, info.signal aborts`,
+    async () => {
+      const aborted = Promise.withResolvers<void>();
+      let handled = 0;
+      await using server = serve({
+        ...LOCAL,
+        handshakeTimeout: 100,
+        onUpgrade: slowHook(settle!, aborted),
+      }, async (socket) => {
+        handled++;
+        await echo(socket);
+      });
+      using peer = await RawPeer.connect(server.addr);
+      await peer.write(
+        encodeRequest("GET /slow HTTP/1.1", upgradeHeaders(server.addr)),
+      );
+      await withTimeout(aborted.promise, DEADLINE, "the hook's signal");
+      assert.equal((await peer.readToEof()).length, 0, "no response");
+      await assertStillServing(server.addr);
+      assert.equal(handled, 1, "the handler ran for the second client only");
+    },
+  );
+}
+
 Deno.test({
   name:
-    "serve({onUpgrade}) headers cannot smuggle a Sec-WebSocket-Protocol the client did not offer",
+    "serve({onUpgrade}) past handshakeTimeout: a hook accepting after the abort does not open a socket",
   fn: async () => {
+    const aborted = Promise.withResolvers<void>();
+    const events: ServerLogEvent[] = [];
+    let handled = 0;
     await using server = serve({
       ...LOCAL,
-      onUpgrade: () => ({ headers: { "sec-websocket-protocol": "evil" } }),
-    }, echo);
-    const { peer, response } = await rawUpgrade(server.addr, [[
-      "Sec-WebSocket-Protocol",
-      "v1",
-    ]]);
-    using _ = peer;
-    const answered = response.headers.get("sec-websocket-protocol");
-    assert.ok(
-      response.status !== 101 || answered === null || answered === "v1",
-      `answered ${response.status} with protocol ${answered}`,
+      handshakeTimeout: 100,
+      logger: (event) => events.push(event),
+      onUpgrade: slowHook(() => undefined, aborted),
+    }, async (socket) => {
+      handled++;
+      await echo(socket);
+    });
+    using peer = await RawPeer.connect(server.addr);
+    await peer.write(
+      encodeRequest("GET /slow HTTP/1.1", upgradeHeaders(server.addr)),
     );
+    await withTimeout(aborted.promise, DEADLINE, "the hook's signal");
+    assert.equal((await peer.readToEof()).length, 0, "no response");
+    await assertStillServing(server.addr);
+    assert.equal(handled, 1, "the handler ran for the second client only");
+    assert.equal(server.stats().totalConnections, 1);
+    assert.equal(events.filter((e) => e.type === "open").length, 1);
   },
 });

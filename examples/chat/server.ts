@@ -1,0 +1,264 @@
+/**
+ * A chat server with rooms: the page (`index.html`, beside this file) and the
+ * WebSocket share one port. Rooms are topics; each room keeps its last
+ * messages for newcomers and announces how many are present.
+ *
+ *     deno run -A examples/chat/server.ts [--port N] [--history N]
+ *
+ * Then open http://localhost:8765/ in two browser tabs. `--port 0` picks a
+ * free port; `--history` is how many messages a room keeps (default 50).
+ *
+ * The protocol: one JSON object per text message, discriminated by `type`.
+ *
+ * Client → server:
+ * - `{"type":"join","room":"lobby","nick":"ada"}`: enter a room (leaving the
+ *   current one). Rooms are 1-32 of `a-z 0-9 _ -`; nicks 1-24 characters.
+ * - `{"type":"say","text":"hello"}`: say something in the room (1-2000
+ *   characters).
+ * - `{"type":"leave"}`: leave the room.
+ *
+ * Server → client:
+ * - `{"type":"joined","room","nick","history":[Line...]}`: to the one who
+ *   joined, with the room's last messages, oldest first.
+ * - `{"type":"message",...Line}` where Line is
+ *   `{"room","nick","text","time"}` (`time` in ms since the epoch): to everyone
+ *   in the room, the sender included.
+ * - `{"type":"presence","room","count","nicks":[...],"event":"join"|"leave","nick"}`:
+ *   to everyone in the room when someone joins or leaves.
+ * - `{"type":"left","room"}`: to the one who left.
+ * - `{"type":"error","message"}`: the last request was not understood.
+ *
+ * @module
+ */
+import { serve, type Server, serveStatic, type Socket } from "../../mod.ts";
+
+/** One chat message, as kept in a room's history. */
+export interface Line {
+  room: string;
+  nick: string;
+  text: string;
+  time: number;
+}
+
+/** What the server sends. */
+export type ServerMessage =
+  | { type: "joined"; room: string; nick: string; history: Line[] }
+  | ({ type: "message" } & Line)
+  | {
+    type: "presence";
+    room: string;
+    count: number;
+    nicks: string[];
+    event: "join" | "leave";
+    nick: string;
+  }
+  | { type: "left"; room: string }
+  | { type: "error"; message: string };
+
+/** What a client sends. */
+export type ClientMessage =
+  | { type: "join"; room: string; nick: string }
+  | { type: "say"; text: string }
+  | { type: "leave" };
+
+/** Options of {@linkcode startChat}. */
+export interface ChatOptions {
+  /** @default {8765} */
+  port?: number;
+  /** @default {"0.0.0.0"} */
+  hostname?: string;
+  /** Messages each room keeps for newcomers. @default {50} */
+  history?: number;
+  /** Called once listening. */
+  onListen?: (addr: Deno.NetAddr) => void;
+  /** Aborting it shuts the server down. */
+  signal?: AbortSignal;
+}
+
+const ROOM = /^[a-z0-9_-]{1,32}$/;
+const MAX_NICK = 24;
+const MAX_TEXT = 2000;
+const MAX_ROOMS = 1000;
+
+/** A room: its history and who is in it. */
+interface Room {
+  history: Line[];
+  members: Map<Socket, string>;
+}
+
+/**
+ * Starts the chat server.
+ *
+ * @param options Where to listen and how much history to keep.
+ * @returns The server; `server.shutdown()` stops it.
+ */
+export function startChat(options: ChatOptions = {}): Server {
+  const keep = options.history ?? 50;
+  const rooms = new Map<string, Room>();
+  const page = serveStatic(new URL(".", import.meta.url).pathname);
+
+  const send = (socket: Socket, message: ServerMessage) =>
+    socket.trySend(JSON.stringify(message));
+  const publish = (room: string, message: ServerMessage) =>
+    server.publish(`room:${room}`, JSON.stringify(message));
+  const presence = (name: string, event: "join" | "leave", nick: string) => {
+    const members = rooms.get(name)?.members ?? new Map();
+    publish(name, {
+      type: "presence",
+      room: name,
+      count: members.size,
+      nicks: [...members.values()].sort(),
+      event,
+      nick,
+    });
+  };
+
+  const server: Server = serve({
+    port: options.port ?? 8765,
+    hostname: options.hostname ?? "0.0.0.0",
+    signal: options.signal,
+    onListen: options.onListen,
+    maxPayload: 16 * 1024,
+    // The page, and nothing else beside it (not this file).
+    fetch: (request) => {
+      const { pathname } = new URL(request.url);
+      return pathname === "/" || pathname === "/index.html"
+        ? page(request)
+        : new Response("Not Found", { status: 404 });
+    },
+  }, async (socket) => {
+    let current: { room: string; nick: string } | null = null;
+
+    const leave = () => {
+      if (current === null) return;
+      const { room, nick } = current;
+      current = null;
+      socket.unsubscribe(`room:${room}`);
+      rooms.get(room)?.members.delete(socket);
+      presence(room, "leave", nick);
+    };
+
+    try {
+      for await (const data of socket) {
+        const message = parse(data);
+        if (typeof message === "string") {
+          send(socket, { type: "error", message });
+          continue;
+        }
+        if (message.type === "join") {
+          let room = rooms.get(message.room);
+          if (room === undefined) {
+            if (rooms.size >= MAX_ROOMS) {
+              send(socket, { type: "error", message: "Too many rooms" });
+              continue;
+            }
+            room = { history: [], members: new Map() };
+            rooms.set(message.room, room);
+          }
+          leave();
+          current = { room: message.room, nick: message.nick };
+          room.members.set(socket, message.nick);
+          send(socket, {
+            type: "joined",
+            room: message.room,
+            nick: message.nick,
+            history: room.history,
+          });
+          socket.subscribe(`room:${message.room}`);
+          presence(message.room, "join", message.nick);
+        } else if (message.type === "say") {
+          if (current === null) {
+            send(socket, { type: "error", message: "Join a room first" });
+            continue;
+          }
+          const line: Line = {
+            room: current.room,
+            nick: current.nick,
+            text: message.text,
+            time: Date.now(),
+          };
+          const history = rooms.get(current.room)!.history;
+          history.push(line);
+          if (history.length > keep) history.splice(0, history.length - keep);
+          publish(current.room, { type: "message", ...line });
+        } else {
+          const room = current?.room;
+          leave();
+          if (room !== undefined) send(socket, { type: "left", room });
+        }
+      }
+    } finally {
+      leave();
+    }
+  });
+  return server;
+}
+
+/** Validates a client message; a string is what was wrong with it. */
+export function parse(data: string | Uint8Array): ClientMessage | string {
+  if (typeof data !== "string") return "Messages must be JSON text";
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch {
+    return "Messages must be JSON";
+  }
+  if (typeof value !== "object" || value === null) {
+    return "Messages must be JSON objects";
+  }
+  const message = value as Record<string, unknown>;
+  switch (message.type) {
+    case "join": {
+      const { room, nick } = message;
+      if (typeof room !== "string" || !ROOM.test(room)) {
+        return "A room is 1-32 characters of a-z, 0-9, _ and -";
+      }
+      if (
+        typeof nick !== "string" || nick.trim() === "" ||
+        nick.trim().length > MAX_NICK
+      ) {
+        return `A nick is 1-${MAX_NICK} characters`;
+      }
+      return { type: "join", room, nick: nick.trim() };
+    }
+    case "say": {
+      const { text } = message;
+      if (typeof text !== "string" || text.trim() === "") {
+        return "Say something";
+      }
+      if (text.length > MAX_TEXT) {
+        return `A message is at most ${MAX_TEXT} characters`;
+      }
+      return { type: "say", text };
+    }
+    case "leave":
+      return { type: "leave" };
+    default:
+      return `Unknown message type ${JSON.stringify(message.type)}`;
+  }
+}
+
+function flag(name: string, fallback: number): number {
+  const index = Deno.args.indexOf(`--${name}`);
+  const text = index === -1 ? undefined : Deno.args[index + 1];
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0 || value > 65535) {
+    console.error(`--${name} must be an integer from 0 to 65535, got ${text}`);
+    Deno.exit(2);
+  }
+  return value;
+}
+
+if (import.meta.main) {
+  const controller = new AbortController();
+  const server = startChat({
+    port: flag("port", 8765),
+    history: flag("history", 50),
+    signal: controller.signal,
+    onListen: ({ port }) => console.log(`Chat on http://localhost:${port}/`),
+  });
+  Deno.addSignalListener("SIGINT", () => controller.abort());
+  await server.finished;
+  Deno.exit(0);
+}

@@ -1,0 +1,165 @@
+/**
+ * A chat broadcast on one port, served by several workers: every worker runs
+ * its own server on the same port (`reusePort`, Linux `SO_REUSEPORT`, so the
+ * kernel spreads connections over them), and a `BroadcastChannelAdapter`
+ * carries each publish to the other workers' subscribers.
+ *
+ *     deno run -A --unstable-net examples/cluster.ts [--port N] [--workers N] [--hostname H]
+ *
+ * `--unstable-net` is required: Deno only allows `reusePort` with it (and it
+ * only spreads connections on Linux). `--workers` defaults to
+ * `navigator.hardwareConcurrency`, `--port` to 8765, `--hostname` to
+ * 0.0.0.0. Ctrl-C (or SIGTERM) shuts every worker down gracefully.
+ *
+ * The protocol, JSON text messages:
+ * - server → client, on connect: `{"type":"welcome","worker":K}`, the worker
+ *   that took the connection;
+ * - client → server: any text, the chat line;
+ * - server → every client on every worker:
+ *   `{"type":"message","worker":K,"text":"..."}`.
+ *
+ * @module
+ */
+import { BroadcastChannelAdapter, serve } from "../mod.ts";
+
+/** What the main thread tells a worker. */
+type ToWorker =
+  | { type: "start"; id: number; port: number; hostname: string }
+  | {
+    type: "shutdown";
+  };
+/** What a worker tells the main thread. */
+type FromWorker = { type: "listening"; id: number; port: number } | {
+  type: "closed";
+  id: number;
+};
+
+const CHANNEL = "duplex-cluster-chat";
+const TOPIC = "chat";
+
+if (
+  typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !==
+    "undefined"
+) {
+  runWorker();
+} else {
+  await runMain();
+}
+
+/** One worker: one server on the shared port. */
+function runWorker(): void {
+  const scope = self as unknown as Worker;
+  const post = (message: FromWorker) => scope.postMessage(message);
+  let shutdown: (() => Promise<void>) | null = null;
+  scope.onmessage = async (event: MessageEvent<ToWorker>) => {
+    const message = event.data;
+    if (message.type === "start") {
+      const { id } = message;
+      const server = serve({
+        port: message.port,
+        hostname: message.hostname,
+        reusePort: true,
+        pubsub: new BroadcastChannelAdapter(CHANNEL),
+        onListen: ({ port }) => post({ type: "listening", id, port }),
+      }, async (socket) => {
+        socket.subscribe(TOPIC);
+        await socket.send(JSON.stringify({ type: "welcome", worker: id }));
+        for await (const text of socket) {
+          if (typeof text !== "string") continue;
+          socket.publish(
+            TOPIC,
+            JSON.stringify({ type: "message", worker: id, text }),
+          );
+        }
+      });
+      shutdown = async () => {
+        await server.shutdown();
+        post({ type: "closed", id });
+        self.close();
+      };
+    } else if (message.type === "shutdown") {
+      await shutdown?.();
+    }
+  };
+}
+
+/** The main thread: starts the workers, stops them on a signal. */
+async function runMain(): Promise<void> {
+  const port = intFlag("port", 8765, 0, 65535);
+  const count = intFlag("workers", navigator.hardwareConcurrency, 1, 1024);
+  const hostname = stringFlag("hostname", "0.0.0.0");
+  const workers: Worker[] = [];
+  const listening: Promise<void>[] = [];
+  const closed: Promise<void>[] = [];
+  for (let id = 0; id < count; id++) {
+    const worker = new Worker(import.meta.url, {
+      type: "module",
+      name: `duplex-worker-${id}`,
+    });
+    const up = Promise.withResolvers<void>();
+    const down = Promise.withResolvers<void>();
+    worker.onmessage = (event: MessageEvent<FromWorker>) => {
+      const message = event.data;
+      if (message.type === "listening") {
+        console.log(
+          `worker ${message.id} listening on ws://${hostname}:${message.port}`,
+        );
+        up.resolve();
+      } else if (message.type === "closed") down.resolve();
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      console.error(`worker ${id} failed: ${event.message}`);
+      Deno.exit(1);
+    };
+    worker.postMessage(
+      { type: "start", id, port, hostname } satisfies ToWorker,
+    );
+    workers.push(worker);
+    listening.push(up.promise);
+    closed.push(down.promise);
+  }
+  await Promise.all(listening);
+  console.log(`cluster ready: ${count} workers on port ${port}`);
+
+  const stop = Promise.withResolvers<void>();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => stop.resolve());
+  }
+  await stop.promise;
+  console.log("Shutting down...");
+  for (const worker of workers) {
+    worker.postMessage({ type: "shutdown" } satisfies ToWorker);
+  }
+  await Promise.all(closed);
+  console.log("Closed.");
+  Deno.exit(0);
+}
+
+function flagValue(name: string): string | undefined {
+  const args = Deno.args;
+  const index = args.findIndex((arg) =>
+    arg === `--${name}` || arg.startsWith(`--${name}=`)
+  );
+  if (index === -1) return undefined;
+  return args[index].includes("=")
+    ? args[index].slice(args[index].indexOf("=") + 1)
+    : args[index + 1];
+}
+
+function intFlag(name: string, fallback: number, min: number, max: number) {
+  const text = flagValue(name);
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    console.error(
+      `--${name} must be an integer from ${min} to ${max}, got ${text}`,
+    );
+    Deno.exit(2);
+  }
+  return value;
+}
+
+function stringFlag(name: string, fallback: string): string {
+  return flagValue(name) ?? fallback;
+}

@@ -1,0 +1,250 @@
+import assert from "node:assert/strict";
+import { chromium, type Page } from "playwright-core";
+import { startChat } from "../../examples/chat/server.ts";
+import { DenoClient, NpmClient, type Received } from "../server/_helpers.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const HAVE_CHROMIUM = (() => {
+  try {
+    return Deno.statSync(CHROMIUM).isFile;
+  } catch {
+    return false;
+  }
+})();
+const UI_DEADLINE = 10_000;
+
+interface Client extends AsyncDisposable {
+  send(message: Received): void;
+  next(what?: string): Promise<Received>;
+}
+
+/** A chat client speaking the example's JSON protocol. */
+class Chatter implements AsyncDisposable {
+  readonly #client: Client;
+  constructor(client: Client) {
+    this.#client = client;
+  }
+  static async connect(port: number, kind: "npm" | "deno" = "npm") {
+    const url = `ws://127.0.0.1:${port}/`;
+    return new Chatter(
+      kind === "npm"
+        ? await NpmClient.connect(url)
+        : await DenoClient.connect(url),
+    );
+  }
+  send(message: unknown): void {
+    this.#client.send(JSON.stringify(message));
+  }
+  async next(what = "a chat message"): Promise<Record<string, unknown>> {
+    const data = await this.#client.next(what);
+    assert.equal(typeof data, "string");
+    return JSON.parse(data as string);
+  }
+  /** Joins and returns the `joined` reply (after checking its own presence). */
+  async join(room: string, nick: string) {
+    this.send({ type: "join", room, nick });
+    const joined = await this.next("joined");
+    assert.equal(joined.type, "joined");
+    assert.equal(joined.room, room);
+    assert.equal(joined.nick, nick.trim());
+    const presence = await this.next("my presence");
+    assert.equal(presence.type, "presence");
+    assert.equal(presence.event, "join");
+    assert.equal(presence.nick, nick.trim());
+    return { joined, presence };
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#client[Symbol.asyncDispose]();
+  }
+}
+
+function listen() {
+  return startChat({ port: 0, hostname: "127.0.0.1", history: 3 });
+}
+
+Deno.test("examples/chat: join, messages, presence and history per room (npm:ws and Deno WebSocket)", async () => {
+  await using server = listen();
+  const { port } = server.addr;
+  await using ada = await Chatter.connect(port);
+  await using bob = await Chatter.connect(port, "deno");
+
+  const first = await ada.join("lobby", "ada");
+  assert.deepEqual(first.joined.history, []);
+  assert.equal(first.presence.count, 1);
+  assert.deepEqual(first.presence.nicks, ["ada"]);
+
+  const second = await bob.join("lobby", "  bob ");
+  assert.equal(second.presence.count, 2);
+  assert.deepEqual(second.presence.nicks, ["ada", "bob"]);
+  assert.deepEqual(await ada.next("bob's arrival"), second.presence);
+
+  ada.send({ type: "say", text: "hello, <b>bob</b>" });
+  for (const chatter of [ada, bob]) {
+    const message = await chatter.next();
+    assert.equal(message.type, "message");
+    assert.equal(message.room, "lobby");
+    assert.equal(message.nick, "ada");
+    assert.equal(message.text, "hello, <b>bob</b>");
+    assert.equal(typeof message.time, "number");
+  }
+  for (const text of ["two", "three", "four"]) {
+    bob.send({ type: "say", text });
+    assert.equal((await ada.next()).text, text);
+    assert.equal((await bob.next()).text, text);
+  }
+
+  // A newcomer gets the last 3 lines, oldest first.
+  await using cy = await Chatter.connect(port);
+  const third = await cy.join("lobby", "cy");
+  assert.deepEqual(
+    (third.joined.history as { text: string }[]).map((line) => line.text),
+    ["two", "three", "four"],
+  );
+  assert.equal(third.presence.count, 3);
+  assert.equal((await ada.next()).nick, "cy");
+  assert.equal((await bob.next()).nick, "cy");
+
+  // Another room is apart: its history is empty and it hears nothing of the
+  // lobby; the next message dee gets is her own room's.
+  await using dee = await Chatter.connect(port, "deno");
+  const other = await dee.join("den", "dee");
+  assert.deepEqual(other.joined.history, []);
+  assert.equal(other.presence.count, 1);
+  ada.send({ type: "say", text: "lobby only" });
+  for (const chatter of [ada, bob, cy]) {
+    assert.equal((await chatter.next()).text, "lobby only");
+  }
+  dee.send({ type: "say", text: "den only" });
+  assert.equal((await dee.next()).text, "den only");
+
+  // Leaving, by message or by disconnecting, updates the others' presence.
+  bob.send({ type: "leave" });
+  assert.deepEqual(await bob.next(), { type: "left", room: "lobby" });
+  for (const chatter of [ada, cy]) {
+    const left = await chatter.next("bob leaving");
+    assert.equal(left.event, "leave");
+    assert.equal(left.nick, "bob");
+    assert.equal(left.count, 2);
+    assert.deepEqual(left.nicks, ["ada", "cy"]);
+  }
+  await cy[Symbol.asyncDispose]();
+  const gone = await ada.next("cy disconnecting");
+  assert.deepEqual(
+    [gone.type, gone.event, gone.nick, gone.count],
+    ["presence", "leave", "cy", 1],
+  );
+  // Joining another room leaves the current one.
+  await ada.join("den", "ada");
+  assert.equal((await dee.next()).nick, "ada");
+});
+
+Deno.test("examples/chat: bad requests get an error and the connection stays usable", async () => {
+  await using server = listen();
+  await using eve = await Chatter.connect(server.addr.port);
+  const errors: [unknown, RegExp][] = [
+    [{ type: "say", text: "hi" }, /^Join a room first$/],
+    [{ type: "join", room: "Bad Room!", nick: "eve" }, /^A room is/],
+    [{ type: "join", room: "ok", nick: "   " }, /^A nick is 1-24/],
+    [{ type: "join", room: "ok", nick: "x".repeat(25) }, /^A nick is 1-24/],
+    [{ type: "shout" }, /^Unknown message type "shout"$/],
+    [[1, 2], /^Unknown message type undefined$/],
+    [null, /^Messages must be JSON objects$/],
+  ];
+  for (const [request, expected] of errors) {
+    eve.send(request);
+    const reply = await eve.next();
+    assert.equal(reply.type, "error");
+    assert.match(reply.message as string, expected);
+  }
+  await eve.join("ok", "eve");
+  eve.send({ type: "say", text: "x".repeat(2001) });
+  assert.match((await eve.next()).message as string, /at most 2000/);
+});
+
+Deno.test("examples/chat: the page is served on the same port, and nothing else beside it", async () => {
+  await using server = listen();
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const page = await fetch(`${base}/`);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
+  assert.match(await page.text(), /<title>Duplex chat<\/title>/);
+  const source = await fetch(`${base}/server.ts`);
+  assert.equal(source.status, 404);
+  await source.body?.cancel();
+});
+
+async function joinInPage(page: Page, nick: string, room: string) {
+  await page.locator("#join:not([disabled])").waitFor();
+  await page.fill("#nick", nick);
+  await page.fill("#room", room);
+  await page.click("#join");
+  await page.locator("#text:not([disabled])").waitFor();
+}
+
+Deno.test({
+  name: `examples/chat: two Chromium pages chat in one room${
+    HAVE_CHROMIUM
+      ? ""
+      : " (SKIPPED: /usr/bin/chromium is not installed; .ci/run installs it)"
+  }`,
+  ignore: !HAVE_CHROMIUM,
+  async fn() {
+    await using server = listen();
+    const url = `http://127.0.0.1:${server.addr.port}/`;
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+    try {
+      const context = await browser.newContext({
+        viewport: { width: 720, height: 560 },
+      });
+      context.setDefaultTimeout(UI_DEADLINE);
+      const alice = await context.newPage();
+      const bob = await context.newPage();
+      await alice.goto(url);
+      await bob.goto(url);
+      await joinInPage(alice, "alice", "garden");
+      await joinInPage(bob, "bob", "garden");
+      await alice.locator("#presence", { hasText: "2 here: alice, bob" })
+        .waitFor();
+      await bob.locator("#presence", { hasText: "2 here: alice, bob" })
+        .waitFor();
+
+      await alice.fill("#text", "Hello from Alice <script>1</script>");
+      await alice.press("#text", "Enter");
+      const line = bob.locator("#messages li", {
+        hasText: "Hello from Alice <script>1</script>",
+      });
+      await line.waitFor();
+      assert.equal(await line.locator(".nick").textContent(), "alice");
+
+      await bob.fill("#text", "Hi Alice!");
+      await bob.click("#send");
+      await alice.locator("#messages li.mine", { hasText: "Hello from Alice" })
+        .waitFor();
+      await alice.locator("#messages li", { hasText: "Hi Alice!" }).waitFor();
+
+      // For a human to look at; overwritten by every run.
+      const screenshot = "/tmp/duplex-chat-e2e.png";
+      await alice.screenshot({ path: screenshot });
+      assert.ok((await Deno.stat(screenshot)).size > 1000);
+
+      // Bob leaves by closing his page; Alice sees the presence change.
+      await bob.close();
+      await alice.locator("#presence", { hasText: "1 here: alice" }).waitFor();
+      await context.close();
+    } finally {
+      await browser.close();
+    }
+  },
+});

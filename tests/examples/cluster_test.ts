@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { NpmClient } from "../server/_helpers.ts";
+import { ExampleProcess, freePort } from "./_process.ts";
+
+const SCRIPT = new URL("../../examples/cluster.ts", import.meta.url).pathname;
+const WORKERS = 3;
+// SO_REUSEPORT spreads connections by a hash of their addresses; with this
+// many tries, all landing on one worker of three is practically impossible.
+const MAX_CLIENTS = 40;
+
+interface Welcomed {
+  client: NpmClient;
+  worker: number;
+}
+
+Deno.test("examples/cluster.ts: a message sent through one worker reaches clients on the other workers", async () => {
+  // reusePort with port 0 would give every worker its own port, so the test
+  // picks a free port and hands it to all of them.
+  const port = freePort();
+  await using cluster = new ExampleProcess(
+    ["-A", "--unstable-net"],
+    SCRIPT,
+    [
+      "--port",
+      String(port),
+      "--workers",
+      String(WORKERS),
+      "--hostname",
+      "127.0.0.1",
+    ],
+  );
+  await cluster.waitForLine(/^cluster ready: 3 workers on port \d+$/);
+  assert.equal(
+    cluster.lines.filter((line) => line.includes("listening on")).length,
+    WORKERS,
+  );
+
+  const clients: Welcomed[] = [];
+  try {
+    const workers = () => new Set(clients.map(({ worker }) => worker));
+    while (workers().size < 2 && clients.length < MAX_CLIENTS) {
+      const client = await NpmClient.connect(`ws://127.0.0.1:${port}/`);
+      const welcome = JSON.parse(await client.next("the welcome") as string);
+      assert.equal(welcome.type, "welcome");
+      clients.push({ client, worker: welcome.worker });
+    }
+    assert.ok(
+      workers().size >= 2,
+      `${clients.length} connections all landed on worker ${[...workers()]}`,
+    );
+
+    const sender = clients.at(-1)!;
+    sender.client.send("hello, cluster");
+    const expected = {
+      type: "message",
+      worker: sender.worker,
+      text: "hello, cluster",
+    };
+    for (const { client } of clients) {
+      assert.deepEqual(
+        JSON.parse(await client.next("the chat line") as string),
+        expected,
+      );
+    }
+    assert.ok(
+      clients.some(({ worker }) => worker !== sender.worker),
+      "some receivers are on another worker",
+    );
+  } finally {
+    // A graceful shutdown closes every client with 1001.
+    const status = await cluster.stop("SIGTERM");
+    for (const { client } of clients) {
+      assert.equal((await client.close()).code, 1001);
+    }
+    assert.equal(status.code, 0, cluster.stderr);
+  }
+  assert.ok(cluster.lines.includes("Closed."));
+});

@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import { BroadcastChannelAdapter, serve } from "../../mod.ts";
+import {
+  assertBytes,
+  idle,
+  LOCAL,
+  NpmClient,
+  SocketTracker,
+  uniqueName,
+  wsUrl,
+} from "./_helpers.ts";
+
+Deno.test("BroadcastChannelAdapter shares a topic between two servers in one process, text and binary preserved", async () => {
+  const name = uniqueName("bc");
+  const tracker = new SocketTracker();
+  await using a = serve(
+    { ...LOCAL, pubsub: new BroadcastChannelAdapter(name) },
+    tracker.wrap(idle),
+  );
+  await using b = serve(
+    { ...LOCAL, pubsub: new BroadcastChannelAdapter(name) },
+    tracker.wrap(idle),
+  );
+  await using onA = await NpmClient.connect(wsUrl(a.addr));
+  await using onB = await NpmClient.connect(wsUrl(b.addr));
+  const socketA = await tracker.socket(onA.port);
+  const socketB = await tracker.socket(onB.port);
+  socketA.subscribe("room");
+  socketB.subscribe("room");
+
+  // server.publish on A: A's subscriber locally, B's through the channel.
+  assert.equal(a.publish("room", "from a"), 1);
+  a.publish("room", new Uint8Array([0xde, 0xad]));
+  for (const client of [onA, onB]) {
+    assert.equal(await client.next(), "from a");
+    assertBytes(await client.next(), new Uint8Array([0xde, 0xad]));
+  }
+
+  // socket.publish on B reaches A, and B's own subscriber exactly once: the
+  // next message on each is the marker published after it.
+  socketB.publish("room", "from b's socket");
+  assert.equal(await onA.next(), "from b's socket");
+  assert.equal(await onB.next(), "from b's socket");
+  a.publish("room", "marker");
+  assert.equal(await onA.next(), "marker");
+  assert.equal(await onB.next(), "marker");
+});
+
+Deno.test("BroadcastChannelAdapter keeps servers with another channel name apart", async () => {
+  const name = uniqueName("bc");
+  const tracker = new SocketTracker();
+  await using a = serve(
+    { ...LOCAL, pubsub: new BroadcastChannelAdapter(name) },
+    tracker.wrap(idle),
+  );
+  await using b = serve(
+    { ...LOCAL, pubsub: new BroadcastChannelAdapter(name) },
+    tracker.wrap(idle),
+  );
+  await using c = serve(
+    { ...LOCAL, pubsub: new BroadcastChannelAdapter(uniqueName("other")) },
+    tracker.wrap(idle),
+  );
+  await using onB = await NpmClient.connect(wsUrl(b.addr));
+  await using onC = await NpmClient.connect(wsUrl(c.addr));
+  (await tracker.socket(onB.port)).subscribe("news");
+  (await tracker.socket(onC.port)).subscribe("news");
+
+  assert.equal(a.publish("news", "for b"), 0, "no local subscriber on a");
+  assert.equal(await onB.next(), "for b");
+  // C's subscriber did not get it: its next message is C's own.
+  c.publish("news", "c's own");
+  assert.equal(await onC.next(), "c's own");
+});

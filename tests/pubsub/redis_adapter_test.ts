@@ -1,0 +1,369 @@
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { createClient } from "redis";
+import { serve, type Server } from "../../mod.ts";
+import {
+  RedisAdapter,
+  type RedisPubSubClient,
+} from "../../src/pubsub/redis_adapter.ts";
+import { decodeEnvelope } from "../../src/pubsub/_envelope.ts";
+import {
+  assertBytes,
+  DenoClient,
+  idle,
+  LOCAL,
+  NpmClient,
+  SocketTracker,
+  uniqueName,
+  until,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+import {
+  freePort,
+  REDIS_SERVER,
+  REDIS_SKIP_NOTE,
+  type RedisProcess,
+  startRedis,
+} from "./_redis.ts";
+
+// --- Without a Redis server: the adapter over fake clients.
+
+/** An in-memory Redis pub/sub: enough of a server for the adapter's logic. */
+class FakeBroker {
+  readonly subscriptions = new Map<
+    string,
+    Map<FakeClient, (message: Buffer, channel: Buffer) => unknown>
+  >();
+  readonly clients: FakeClient[] = [];
+
+  publish(channel: string, message: Buffer): number {
+    const listeners = this.subscriptions.get(channel) ?? new Map();
+    for (const listener of listeners.values()) {
+      listener(Buffer.from(message), Buffer.from(channel));
+    }
+    return listeners.size;
+  }
+}
+
+class FakeClient implements RedisPubSubClient {
+  isOpen = false;
+  isReady = false;
+  readonly errorListeners: ((error: unknown) => void)[] = [];
+  readonly #broker: FakeBroker;
+
+  constructor(broker: FakeBroker) {
+    this.#broker = broker;
+    broker.clients.push(this);
+  }
+
+  #check(): void {
+    if (!this.isReady) throw new Error("The client is closed");
+  }
+
+  connect(): Promise<this> {
+    this.isOpen = this.isReady = true;
+    return Promise.resolve(this);
+  }
+
+  publish(channel: string, message: Buffer): Promise<number> {
+    this.#check();
+    return Promise.resolve(this.#broker.publish(channel, message));
+  }
+
+  subscribe(
+    channel: string,
+    listener: (message: Buffer, channel: Buffer) => unknown,
+    bufferMode: true,
+  ): Promise<void> {
+    this.#check();
+    assert.equal(bufferMode, true, "buffer mode");
+    let listeners = this.#broker.subscriptions.get(channel);
+    if (!listeners) {
+      this.#broker.subscriptions.set(channel, listeners = new Map());
+    }
+    listeners.set(this, listener);
+    return Promise.resolve();
+  }
+
+  unsubscribe(channel: string): Promise<void> {
+    this.#check();
+    this.#broker.subscriptions.get(channel)?.delete(this);
+    return Promise.resolve();
+  }
+
+  duplicate(): FakeClient {
+    return new FakeClient(this.#broker);
+  }
+
+  close(): Promise<void> {
+    this.isOpen = this.isReady = false;
+    return Promise.resolve();
+  }
+
+  destroy(): void {
+    this.isOpen = this.isReady = false;
+  }
+
+  on(_event: "error", listener: (error: unknown) => void): this {
+    this.errorListeners.push(listener);
+    return this;
+  }
+}
+
+Deno.test("RedisAdapter() needs either a url or a publisher", () => {
+  assert.throws(() => new RedisAdapter({}), {
+    name: "TypeError",
+    message:
+      'Cannot create a RedisAdapter: give either "url" or "publisher", got neither',
+  });
+  const broker = new FakeBroker();
+  const client = new FakeClient(broker);
+  assert.throws(
+    () => new RedisAdapter({ url: "redis://127.0.0.1:1", publisher: client }),
+    {
+      name: "TypeError",
+      message:
+        'Cannot create a RedisAdapter: give either "url" or "publisher", got both',
+    },
+  );
+  assert.throws(
+    () => new RedisAdapter({ publisher: client, subscriber: client }),
+    {
+      name: "TypeError",
+      message:
+        'Cannot create a RedisAdapter: "subscriber" must be another client than "publisher"; use publisher.duplicate()',
+    },
+  );
+  const adapter = new RedisAdapter({ publisher: client });
+  assert.equal(adapter.prefix, "duplex:");
+  assert.equal(adapter.channel("room"), "duplex:room");
+  assert.equal(
+    new RedisAdapter({ publisher: client, prefix: "app:" }).channel("r"),
+    "app:r",
+  );
+});
+
+Deno.test("RedisAdapter over fake clients: one channel per topic, types kept, own messages ignored, close closes both", async () => {
+  const broker = new FakeBroker();
+  const errors: unknown[] = [];
+  const publisherA = new FakeClient(broker);
+  const a = new RedisAdapter({
+    publisher: publisherA,
+    onError: (error) => errors.push(error),
+  });
+  const b = new RedisAdapter({ publisher: new FakeClient(broker) });
+  const gotA: [string, string | Uint8Array][] = [];
+  const gotB: [string, string | Uint8Array][] = [];
+  await a.start((topic, message) => gotA.push([topic, message]));
+  await b.start((topic, message) => gotB.push([topic, message]));
+  // The subscriber was duplicated from the publisher and connected.
+  assert.equal(broker.clients.length, 4);
+  assert.ok(broker.clients.every((client) => client.isReady));
+  // Both clients' errors go to onError.
+  assert.equal(broker.clients[0].errorListeners.length, 1);
+  assert.equal(broker.clients[1].errorListeners.length, 1);
+
+  await a.subscribe("room");
+  await b.subscribe("room");
+  assert.equal(broker.subscriptions.get("duplex:room")?.size, 2);
+
+  await a.publish("room", "hi");
+  await a.publish("room", new Uint8Array([1, 2]));
+  await b.publish("room", "from b");
+  // a never hears its own messages; b hears a's, with their types.
+  assert.deepEqual(gotA, [["room", "from b"]]);
+  assert.deepEqual(gotB.map(([topic]) => topic), ["room", "room"]);
+  assert.equal(gotB[0][1], "hi");
+  assertBytes(gotB[1][1], new Uint8Array([1, 2]));
+
+  // Something on the channel that is not an envelope goes to onError.
+  broker.publish("duplex:room", Buffer.from("plain text from redis-cli"));
+  assert.equal(errors.length, 1);
+  assert.match(
+    (errors[0] as Error).message,
+    /its tag must be 0x74 \(text\) or 0x62 \(binary\), got 0x70/,
+  );
+
+  await a.unsubscribe("room");
+  assert.equal(broker.subscriptions.get("duplex:room")?.size, 1);
+
+  await a.close();
+  assert.ok(!broker.clients[0].isOpen && !broker.clients[1].isOpen);
+  // Publishing after close does nothing (and does not throw).
+  await a.publish("room", "too late");
+  assert.equal(gotB.length, 2);
+  await a.close();
+  await b.close();
+});
+
+Deno.test("RedisAdapter publishes without a server: the publisher connects on first use", async () => {
+  const broker = new FakeBroker();
+  const publisher = new FakeClient(broker);
+  const subscriber = new FakeClient(broker);
+  const adapter = new RedisAdapter({ publisher, subscriber });
+  let heard: Buffer | undefined;
+  const listener = new FakeClient(broker);
+  await listener.connect();
+  await listener.subscribe("duplex:news", (message) => heard = message, true);
+  await adapter.publish("news", "standalone");
+  assert.ok(publisher.isReady);
+  assert.ok(!subscriber.isOpen, "the subscriber is not needed to publish");
+  assert.equal(decodeEnvelope(heard!).message, "standalone");
+  await adapter.close();
+});
+
+// --- Against a real redis-server.
+
+/** How many Redis clients subscribe to `channel`. */
+async function subscribers(redis: RedisProcess, channel: string) {
+  const reply = await redis.command(`PUBSUB NUMSUB ${channel}`);
+  const match = reply.match(/:(\d+)\r\n$/);
+  assert.ok(match, `unexpected PUBSUB NUMSUB reply ${JSON.stringify(reply)}`);
+  return Number(match[1]);
+}
+
+/** Waits until Redis reports `count` subscribers of `channel`. */
+function subscribersReach(
+  redis: RedisProcess,
+  channel: string,
+  count: number,
+): Promise<true> {
+  return until(
+    async () => await subscribers(redis, channel) === count,
+    `${count} Redis subscriber(s) of ${channel}`,
+  );
+}
+
+function redisServer(
+  redis: RedisProcess,
+  prefix: string,
+  tracker: SocketTracker,
+): Server {
+  return serve(
+    { ...LOCAL, pubsub: new RedisAdapter({ url: redis.url, prefix }) },
+    tracker.wrap(idle),
+  );
+}
+
+const ignore = REDIS_SERVER === null;
+
+Deno.test({
+  name:
+    `RedisAdapter carries text and binary from one server instance to subscribers on another${REDIS_SKIP_NOTE}`,
+  ignore,
+  async fn() {
+    await using redis = await startRedis();
+    const prefix = uniqueName("duplex-test") + ":";
+    const tracker = new SocketTracker();
+    await using a = redisServer(redis, prefix, tracker);
+    await using b = redisServer(redis, prefix, tracker);
+    await using onA = await NpmClient.connect(wsUrl(a.addr));
+    await using onB = await NpmClient.connect(wsUrl(b.addr));
+    const socketA = await tracker.socket(onA.port);
+    const socketB = await tracker.socket(onB.port);
+    socketA.subscribe("room");
+    socketB.subscribe("room");
+    await subscribersReach(redis, `${prefix}room`, 2);
+
+    assert.equal(a.publish("room", "héllo from a ✓"), 1);
+    const bytes = new TextEncoder().encode("binary that looks like text");
+    a.publish("room", bytes);
+    a.publish("room", new Uint8Array([0, 0xff, 0x80]));
+    for (const client of [onA, onB]) {
+      assert.equal(await client.next(), "héllo from a ✓");
+      assertBytes(await client.next(), bytes);
+      assertBytes(await client.next(), new Uint8Array([0, 0xff, 0x80]));
+    }
+    // A never re-delivers its own publish: once B has the marker that B
+    // published after it got everything from A, A's next message is that
+    // marker and not a copy of A's messages coming back from Redis.
+    socketB.publish("room", "marker from b");
+    assert.equal(await onB.next(), "marker from b");
+    assert.equal(await onA.next(), "marker from b");
+    // A socket's publish crosses too, and a large one survives the trip.
+    const big = crypto.getRandomValues(new Uint8Array(64 * 1024));
+    socketA.publish("room", big, { exceptSelf: true });
+    assertBytes(await onB.next(), big);
+  },
+});
+
+Deno.test({
+  name:
+    `RedisAdapter subscribes on the first local subscriber, unsubscribes on the last, and shutdown closes its clients${REDIS_SKIP_NOTE}`,
+  ignore,
+  async fn() {
+    await using redis = await startRedis();
+    const prefix = uniqueName("duplex-test") + ":";
+    const tracker = new SocketTracker();
+    const server = redisServer(redis, prefix, tracker);
+    try {
+      const first = await NpmClient.connect(wsUrl(server.addr));
+      const second = await DenoClient.connect(wsUrl(server.addr));
+      const firstSocket = await tracker.socket(first.port);
+      firstSocket.subscribe("room");
+      await subscribersReach(redis, `${prefix}room`, 1);
+      assert.equal(server.subscriberCount("room"), 1);
+
+      await first.close();
+      await withTimeout(firstSocket.closed, 5_000, "the socket to close");
+      await subscribersReach(redis, `${prefix}room`, 0);
+      await second.close();
+    } finally {
+      await server.shutdown();
+    }
+    // Only the probe's own connection is left.
+    await until(
+      async () =>
+        (await redis.command("INFO clients")).includes("connected_clients:1"),
+      "the adapter's clients to disconnect",
+    );
+  },
+});
+
+Deno.test({
+  name:
+    `RedisAdapter works with clients created by the caller, and alone to publish from a process without a server${REDIS_SKIP_NOTE}`,
+  ignore,
+  async fn() {
+    await using redis = await startRedis();
+    const prefix = uniqueName("duplex-test") + ":";
+    const publisher = createClient({ url: redis.url });
+    const subscriber = publisher.duplicate();
+    await publisher.connect();
+    const tracker = new SocketTracker();
+    await using server = serve({
+      ...LOCAL,
+      pubsub: new RedisAdapter({ publisher, subscriber, prefix }),
+    }, tracker.wrap(idle));
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    (await tracker.socket(client.port)).subscribe("jobs");
+    await subscribersReach(redis, `${prefix}jobs`, 1);
+
+    const worker = new RedisAdapter({ url: redis.url, prefix });
+    try {
+      await worker.publish("jobs", "done: #42");
+      await worker.publish("jobs", new Uint8Array([4, 2]));
+    } finally {
+      await worker.close();
+    }
+    assert.equal(await client.next(), "done: #42");
+    assertBytes(await client.next(), new Uint8Array([4, 2]));
+  },
+});
+
+Deno.test("server.shutdown() does not wait for a Redis server that is down; errors go to onError", async () => {
+  const errors: unknown[] = [];
+  const server = serve({
+    ...LOCAL,
+    pubsub: new RedisAdapter({
+      url: `redis://127.0.0.1:${freePort()}`,
+      onError: (error) => errors.push(error),
+    }),
+  }, idle);
+  // Queued behind the connection that never comes; dropped at shutdown.
+  server.publish("news", "nobody will get this");
+  await until(() => errors.length > 0, "a connection error");
+  await withTimeout(server.shutdown(), 5_000, "the shutdown");
+  assert.match(String(errors[0]), /ECONNREFUSED/);
+});

@@ -1,0 +1,544 @@
+import assert from "node:assert/strict";
+import {
+  ConnectionClosedError,
+  type Message,
+  serve,
+  type Socket,
+} from "../../mod.ts";
+import {
+  assertBytes,
+  closePayload,
+  concat,
+  DEADLINE,
+  delay,
+  frame,
+  LOCAL,
+  NpmClient,
+  OP,
+  pattern,
+  rawHandshake,
+  type RawPeer,
+  SocketTracker,
+  waitUntil,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+
+const KIB = 1024;
+const CHUNK = 64 * KIB;
+/** More than loopback TCP buffers hold, so every fill loop is bounded. */
+const MAX_CHUNKS = 2_048;
+
+/** A binary payload carrying its sequence number in the first four bytes. */
+function numbered(seq: number, size = CHUNK): Uint8Array {
+  const bytes = pattern(size, seq);
+  new DataView(bytes.buffer).setUint32(0, seq);
+  return bytes;
+}
+
+function seqOf(payload: Uint8Array): number {
+  return new DataView(payload.buffer, payload.byteOffset).getUint32(0);
+}
+
+/**
+ * Whether `promise` settles within `ms`; the timer is always cleared. Used
+ * only to detect a stall, never to assert a duration.
+ */
+async function settlesWithin(
+  promise: Promise<unknown>,
+  ms: number,
+): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Tracks whether a promise has settled. */
+function track(promise: Promise<unknown>): { settled: boolean } {
+  const state = { settled: false };
+  promise.then(
+    () => state.settled = true,
+    () => state.settled = true,
+  );
+  return state;
+}
+
+/**
+ * Sends numbered 64 KiB messages with `send()` until one does not resolve:
+ * the peer is not reading, the kernel buffers are full and the socket holds
+ * the rest. Returns how many were sent and the pending `send()`.
+ */
+async function sendUntilStalled(
+  socket: Socket,
+): Promise<{ count: number; pending: Promise<void> }> {
+  for (let seq = 0; seq < MAX_CHUNKS; seq++) {
+    const pending = socket.send(numbered(seq));
+    if (!await settlesWithin(pending, 150)) {
+      return { count: seq + 1, pending };
+    }
+  }
+  throw new Error(`send() never waited in ${MAX_CHUNKS} messages`);
+}
+
+/** Reads `count` binary frames and asserts they are numbered from `from`. */
+async function readNumbered(
+  peer: RawPeer,
+  count: number,
+  from = 0,
+): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const { opcode, payload } = await peer.readFrame();
+    assert.equal(opcode, OP.binary);
+    assert.equal(seqOf(payload), from + i, "messages arrive in order");
+  }
+}
+
+/** Answers the server's close and checks the socket closed cleanly. */
+async function closeFromPeer(
+  peer: RawPeer,
+  tracker: SocketTracker,
+  code = 1000,
+): Promise<void> {
+  await peer.write(frame(OP.close, closePayload(code)));
+  const info = await tracker.closed(peer.port);
+  assert.equal(info.code, code);
+  assert.equal(info.wasClean, true);
+}
+
+const holdOpen = async (socket: Socket) => {
+  await socket.closed;
+};
+
+// --- outbound -------------------------------------------------------------
+
+Deno.test(
+  "Socket.bufferedAmount grows while the peer does not read and returns to 0 when it does",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      { ...LOCAL, sendHighWaterMark: CHUNK, backpressurePolicy: "wait" },
+      tracker.wrap(holdOpen),
+    );
+    using peer = await rawHandshake(server.addr);
+    const socket = await tracker.socket(peer.port);
+    assert.equal(socket.bufferedAmount, 0);
+    const { count, pending } = await sendUntilStalled(socket);
+    const stalled = socket.bufferedAmount;
+    assert.ok(stalled > 0, "bytes wait in the socket");
+    for (let i = 0; i < 4; i++) {
+      assert.equal(socket.trySend(numbered(count + i)), "backpressure");
+    }
+    assert.ok(
+      socket.bufferedAmount >= stalled + 4 * CHUNK,
+      `${socket.bufferedAmount} >= ${stalled} + 4 chunks`,
+    );
+    const sending = track(pending);
+    await delay(100);
+    assert.equal(sending.settled, false, "send() waits while nothing drains");
+
+    await readNumbered(peer, count + 4);
+    await withTimeout(pending, DEADLINE, "the pending send() to resolve");
+    await waitUntil(() => socket.bufferedAmount === 0, "bufferedAmount 0");
+    assert.equal(socket.trySend("after"), "sent");
+    const after = await peer.readFrame();
+    assert.equal(after.opcode, OP.text);
+    assert.equal(new TextDecoder().decode(after.payload), "after");
+    await closeFromPeer(peer, tracker);
+  },
+);
+
+Deno.test(
+  "await Socket.send() parks a sending handler over sendHighWaterMark until the peer reads",
+  async () => {
+    const tracker = new SocketTracker();
+    const total = 400; // 25 MiB: more than the kernel buffers hold.
+    let progress = 0;
+    await using server = serve(
+      { ...LOCAL, sendHighWaterMark: CHUNK, maxBackpressure: 64 * 1024 * KIB },
+      tracker.wrap(async (socket) => {
+        for (let seq = 0; seq < total; seq++) {
+          await socket.send(numbered(seq));
+          progress = seq + 1;
+        }
+        await socket.closed;
+      }),
+    );
+    using peer = await rawHandshake(server.addr);
+    const socket = await tracker.socket(peer.port);
+    // Wait for the stall: bytes queued above the high-water mark.
+    let parked = -1;
+    for (let i = 0; i < 200 && parked === -1; i++) {
+      const before = progress;
+      await delay(50);
+      if (progress === before && socket.bufferedAmount > CHUNK) {
+        parked = progress;
+      }
+    }
+    assert.ok(parked >= 0 && parked < total, `parked at ${parked}`);
+    await delay(100);
+    assert.equal(progress, parked, "the handler is still waiting in send()");
+
+    await readNumbered(peer, total);
+    await waitUntil(() => progress === total, "the handler to send them all");
+    await closeFromPeer(peer, tracker);
+  },
+);
+
+Deno.test(
+  "Socket.trySend() says sent, backpressure, dropped and closed",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve({
+      ...LOCAL,
+      sendHighWaterMark: KIB,
+      maxBackpressure: 4 * KIB,
+      backpressurePolicy: "drop",
+    }, tracker.wrap(holdOpen));
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    const socket = await tracker.socket(client.port);
+    // One synchronous run: nothing is written in between.
+    assert.equal(socket.trySend("small"), "sent");
+    assert.equal(socket.trySend(numbered(1, 2 * KIB)), "backpressure");
+    assert.equal(socket.trySend(numbered(2, 3 * KIB)), "backpressure");
+    assert.ok(socket.bufferedAmount >= 4 * KIB);
+    assert.equal(socket.trySend("dropped"), "dropped");
+    assert.equal(socket.trySend(numbered(3, 10)), "dropped");
+    assert.equal(server.stats().backpressureDrops, 2);
+    await waitUntil(() => socket.bufferedAmount === 0, "the queue to drain");
+    assert.equal(socket.trySend("after the drain"), "sent");
+
+    assert.equal(await client.next(), "small");
+    assert.equal(seqOf((await client.next()) as Uint8Array), 1);
+    assert.equal(seqOf((await client.next()) as Uint8Array), 2);
+    assert.equal(await client.next(), "after the drain");
+
+    const closing = socket.close(1000, "bye");
+    assert.equal(socket.trySend("late"), "closed");
+    await assert.rejects(socket.send("late"), ConnectionClosedError);
+    assert.deepEqual(await client.closed, { code: 1000, reason: "bye" });
+    await withTimeout(closing, DEADLINE, "close()");
+    assert.equal(socket.trySend("later"), "closed");
+    assert.equal(server.stats().messagesSent, 4);
+  },
+);
+
+Deno.test(
+  'serve({backpressurePolicy: "close"}) closes a socket that does not read with 1008',
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve({
+      ...LOCAL,
+      sendHighWaterMark: CHUNK,
+      maxBackpressure: 256 * KIB,
+      backpressurePolicy: "close",
+    }, tracker.wrap(holdOpen));
+    using peer = await rawHandshake(server.addr);
+    const socket = await tracker.socket(peer.port);
+    const statuses = new Set<string>();
+    let last = "";
+    for (let seq = 0; seq < MAX_CHUNKS && last !== "dropped"; seq++) {
+      last = socket.trySend(numbered(seq));
+      statuses.add(last);
+      await delay(0);
+    }
+    assert.equal(last, "dropped");
+    assert.ok(statuses.has("backpressure"));
+    assert.deepEqual(
+      await withTimeout(socket.closed, DEADLINE, "the 1008 close"),
+      { code: 1008, reason: "backpressure limit exceeded", wasClean: false },
+    );
+    assert.equal(socket.trySend("late"), "closed");
+    await assert.rejects(socket.send("late"), ConnectionClosedError);
+    await peer.readToEof();
+    await waitUntil(() => server.connections === 0, "the socket to go");
+    const stats = server.stats();
+    assert.equal(stats.closeCodes[1008], 1);
+    assert.equal(stats.backpressureDrops, 1);
+  },
+);
+
+Deno.test(
+  'serve({backpressurePolicy: "drop"}) drops what does not fit, counts it, and delivers the rest in order',
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve({
+      ...LOCAL,
+      sendHighWaterMark: CHUNK,
+      maxBackpressure: 256 * KIB,
+      backpressurePolicy: "drop",
+    }, tracker.wrap(holdOpen));
+    using peer = await rawHandshake(server.addr);
+    const socket = await tracker.socket(peer.port);
+    const accepted: number[] = [];
+    let drops = 0;
+    for (let seq = 0; seq < MAX_CHUNKS && drops < 5; seq++) {
+      const status = socket.trySend(numbered(seq));
+      if (status === "dropped") drops++;
+      else accepted.push(seq);
+      await delay(0);
+    }
+    assert.equal(drops, 5);
+    assert.equal(socket.state, "open", "dropping does not close");
+    assert.equal(server.stats().backpressureDrops, 5);
+    for (const seq of accepted) {
+      const { payload } = await peer.readFrame();
+      assert.equal(seqOf(payload), seq);
+    }
+    await closeFromPeer(peer, tracker);
+  },
+);
+
+Deno.test(
+  'serve({backpressurePolicy: "wait"}) queues past maxBackpressure and drops nothing',
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve({
+      ...LOCAL,
+      sendHighWaterMark: CHUNK,
+      maxBackpressure: 256 * KIB,
+      backpressurePolicy: "wait",
+    }, tracker.wrap(holdOpen));
+    using peer = await rawHandshake(server.addr);
+    const socket = await tracker.socket(peer.port);
+    let count = 0;
+    while (socket.bufferedAmount < 1024 * KIB && count < MAX_CHUNKS) {
+      assert.notEqual(socket.trySend(numbered(count)), "dropped");
+      count++;
+      await delay(0);
+    }
+    assert.ok(socket.bufferedAmount >= 1024 * KIB, "4x maxBackpressure queued");
+    const pending = socket.send(numbered(count++));
+    const sending = track(pending);
+    await delay(50);
+    assert.equal(sending.settled, false, "send() waits for the drain");
+    assert.equal(socket.state, "open");
+    await readNumbered(peer, count);
+    await withTimeout(pending, DEADLINE, "send() after the drain");
+    assert.equal(server.stats().backpressureDrops, 0);
+    await closeFromPeer(peer, tracker);
+  },
+);
+
+for (const size of [1, 125, 126, 16 * KIB + 1, 65_536, 1024 * KIB]) {
+  Deno.test(
+    `Socket.send() copies a ${size}-byte payload: mutating it after send() returns changes nothing`,
+    async () => {
+      const original = pattern(size, 7);
+      await using server = serve(LOCAL, (socket) => {
+        const buffer = original.slice();
+        socket.send(buffer);
+        buffer.fill(0xee);
+        const other = original.slice();
+        assert.notEqual(socket.trySend(other), "dropped");
+        other.fill(0xdd);
+        const arrayBuffer = original.slice().buffer;
+        socket.send(arrayBuffer);
+        new Uint8Array(arrayBuffer).fill(0xcc);
+      });
+      await using client = await NpmClient.connect(wsUrl(server.addr));
+      for (let i = 0; i < 3; i++) assertBytes(await client.next(), original);
+    },
+  );
+}
+
+Deno.test(
+  "Socket.send() of a binary payload over 1 MiB resolves once written; the peer receives it intact",
+  async () => {
+    const size = 1024 * KIB + 1;
+    const written = Promise.withResolvers<void>();
+    await using server = serve(LOCAL, async (socket) => {
+      const buffer = pattern(size, 5);
+      // Written from the caller's buffer: leave it alone until send() resolves.
+      await socket.send(buffer);
+      buffer.fill(0xee);
+      written.resolve();
+      await socket.closed;
+    });
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    await withTimeout(written.promise, DEADLINE, "send() to resolve");
+    assertBytes(await client.next(), pattern(size, 5));
+  },
+);
+
+Deno.test(
+  "Server.shutdown() delivers data queued before it, then the 1001 close",
+  async () => {
+    const tracker = new SocketTracker();
+    const server = serve(
+      { ...LOCAL, sendHighWaterMark: CHUNK, pingInterval: 50 },
+      tracker.wrap(holdOpen),
+    );
+    try {
+      using peer = await rawHandshake(server.addr);
+      const socket = await tracker.socket(peer.port);
+      const { count, pending } = await sendUntilStalled(socket);
+      for (let i = 0; i < 4; i++) socket.trySend(numbered(count + i));
+      assert.ok(socket.bufferedAmount > 4 * CHUNK);
+      const shutdown = server.shutdown();
+      const close = await peer.readClose();
+      // Keepalive pings may be interleaved; the data is all there, in order.
+      const data = close.before.filter((f) => f.opcode === OP.binary);
+      assert.deepEqual(
+        data.map((f) => seqOf(f.payload)),
+        Array.from({ length: count + 4 }, (_, i) => i),
+      );
+      assert.ok(
+        close.before.every((f) =>
+          f.opcode === OP.binary || f.opcode === OP.ping
+        ),
+        "nothing but the data and keepalive pings before the close",
+      );
+      assert.equal(close.code, 1001);
+      assert.equal(close.reason, "server shutting down");
+      await withTimeout(pending, DEADLINE, "the pending send()");
+      await peer.write(frame(OP.close, closePayload(1001)));
+      await withTimeout(shutdown, DEADLINE, "shutdown()");
+      const info = await tracker.closed(peer.port);
+      assert.equal(info.code, 1001);
+      assert.equal(info.wasClean, true);
+    } finally {
+      await server.shutdown();
+    }
+  },
+);
+
+// --- inbound --------------------------------------------------------------
+
+/** Writes all of `bytes`, however many writes that takes. */
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  while (bytes.length > 0) bytes = bytes.subarray(await conn.write(bytes));
+}
+
+/**
+ * Writes batches of masked frames until a write stalls (the server stopped
+ * reading and the kernel buffers are full). Returns how many frames went out
+ * including the stalled batch, the bytes written, and the pending write.
+ */
+async function writeUntilStalled(
+  peer: RawPeer,
+  batch: (first: number) => { frames: Uint8Array; count: number },
+  maxBytes = 64 * 1024 * KIB,
+): Promise<{ frames: number; bytes: number; pending: Promise<void> }> {
+  let frames = 0;
+  let bytes = 0;
+  while (bytes < maxBytes) {
+    const next = batch(frames);
+    const pending = writeAll(peer.conn, next.frames);
+    frames += next.count;
+    bytes += next.frames.length;
+    if (!await settlesWithin(pending, 200)) return { frames, bytes, pending };
+  }
+  throw new Error(`writes never stalled in ${maxBytes} bytes`);
+}
+
+/** A handler that waits for `start` before iterating, collecting messages. */
+function lateReader(start: Promise<void>) {
+  const received: Message[] = [];
+  const done = Promise.withResolvers<void>();
+  const handler = async (socket: Socket) => {
+    await start;
+    for await (const message of socket) received.push(message);
+    done.resolve();
+  };
+  return { received, done: done.promise, handler };
+}
+
+for (
+  const { name, options, size, perBatch } of [
+    {
+      name: "receiveHighWaterMark",
+      options: { receiveHighWaterMark: 64 * KIB },
+      size: 16 * KIB,
+      perBatch: 4,
+    },
+    {
+      name: "maxQueuedMessages",
+      options: { maxQueuedMessages: 8 },
+      size: 100,
+      perBatch: 600,
+    },
+  ] as const
+) {
+  Deno.test(
+    `serve({${name}}) stops reading from a peer whose handler does not iterate, then delivers every message in order`,
+    async () => {
+      const start = Promise.withResolvers<void>();
+      const reader = lateReader(start.promise);
+      const tracker = new SocketTracker();
+      await using server = serve(
+        { ...LOCAL, ...options },
+        tracker.wrap(reader.handler),
+      );
+      using peer = await rawHandshake(server.addr);
+      const batch = (first: number) => {
+        const frames: Uint8Array[] = [];
+        for (let i = 0; i < perBatch; i++) {
+          frames.push(frame(OP.binary, numbered(first + i, size)));
+        }
+        return { frames: concat(...frames), count: perBatch };
+      };
+      let written: Awaited<ReturnType<typeof writeUntilStalled>>;
+      try {
+        written = await writeUntilStalled(peer, batch);
+        const held = server.stats().bytesReceived;
+        // What the server read is bounded by the limit plus one read; the
+        // rest waits in the kernel buffers.
+        assert.ok(held <= 1024 * KIB, `the server read ${held} bytes`);
+        assert.ok(
+          written.bytes > held + 1024 * KIB,
+          `the client wrote ${written.bytes} bytes, the server read ${held}`,
+        );
+        await delay(100);
+        assert.equal(
+          server.stats().bytesReceived,
+          held,
+          "the server reads nothing more while the handler waits",
+        );
+      } finally {
+        start.resolve();
+      }
+      await withTimeout(written.pending, DEADLINE, "the stalled write");
+      await writeAll(peer.conn, frame(OP.close, closePayload(1000)));
+      await withTimeout(reader.done, DEADLINE, "the handler to read all");
+      assert.equal(reader.received.length, written.frames);
+      reader.received.forEach((message, i) => {
+        assert.ok(message instanceof Uint8Array);
+        assert.equal(message.length, size);
+        assert.equal(seqOf(message), i);
+      });
+      assert.equal((await tracker.closed(peer.port)).code, 1000);
+    },
+  );
+}
+
+Deno.test({
+  name:
+    "Socket.close() completes the closing handshake while reading is paused by inbound backpressure",
+  fn: async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      { ...LOCAL, maxQueuedMessages: 1, closeTimeout: 1_000, pingInterval: 0 },
+      tracker.wrap(holdOpen),
+    );
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    for (let i = 0; i < 10; i++) client.send(`m${i}`);
+    await waitUntil(
+      () => server.stats().messagesReceived > 0,
+      "the server to read something",
+    );
+    const socket = await tracker.socket(client.port);
+    const info = await withTimeout(
+      socket.close(1000, "bye"),
+      DEADLINE,
+      "close",
+    );
+    assert.deepEqual(await client.closed, { code: 1000, reason: "bye" });
+    assert.deepEqual(info, { code: 1000, reason: "bye", wasClean: true });
+  },
+});

@@ -1,0 +1,279 @@
+import assert from "node:assert/strict";
+import {
+  serve,
+  type ServeOptions,
+  type Server,
+  type ServerLogEvent,
+} from "../../mod.ts";
+import {
+  closePayload,
+  DEADLINE,
+  delay,
+  echo,
+  frame,
+  LOCAL,
+  NpmClient,
+  npmRejection,
+  OP,
+  rawHandshake,
+  RawPeer,
+  rawUpgrade,
+  SocketTracker,
+  waitUntil,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+import { NUMERIC_DEFAULTS } from "../../src/server/serve_options.ts";
+
+/** The numeric options that must be positive integers. */
+const POSITIVE = [
+  "maxPayload",
+  "maxFragments",
+  "maxHeadSize",
+  "maxHeaders",
+  "maxBodySize",
+  "maxConnections",
+  "handshakeTimeout",
+  "requestTimeout",
+  "closeTimeout",
+  "sendHighWaterMark",
+  "maxBackpressure",
+  "receiveHighWaterMark",
+  "maxQueuedMessages",
+] as const;
+
+/** The timeouts where 0 means "disabled". */
+const MAY_BE_ZERO = ["pingInterval", "pongTimeout", "idleTimeout"] as const;
+
+type NumericOption = typeof POSITIVE[number] | typeof MAY_BE_ZERO[number];
+
+/** Calls serve() expecting a throw; shuts down a server that started anyway. */
+async function serveMustThrow(
+  options: ServeOptions,
+  check: (error: unknown) => boolean,
+  what: string,
+): Promise<void> {
+  let server: Server | undefined;
+  try {
+    server = serve({ ...LOCAL, ...options }, echo);
+  } catch (error) {
+    assert.ok(check(error), `${what}: unexpected ${error}`);
+    return;
+  }
+  await server.shutdown();
+  assert.fail(`${what}: serve() accepted it`);
+}
+
+// --- maxConnections -------------------------------------------------------
+
+/** Opens a raw WebSocket, retrying while the server answers 503. */
+async function connectOnceFree(addr: Deno.NetAddr): Promise<RawPeer> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const { peer, response } = await rawUpgrade(addr);
+    if (response.status === 101) return peer;
+    peer.close();
+    assert.equal(response.status, 503, response.statusLine);
+    await delay(10);
+  }
+  throw new Error("the server never freed a connection slot");
+}
+
+Deno.test(
+  "serve({maxConnections: 2}) answers the third connection 503 and accepts again after one closes",
+  async () => {
+    const events: ServerLogEvent[] = [];
+    const tracker = new SocketTracker();
+    await using server = serve({
+      ...LOCAL,
+      maxConnections: 2,
+      logger: (event) => events.push(event),
+    }, tracker.wrap(echo));
+    const first = await NpmClient.connect(wsUrl(server.addr));
+    await using second = await NpmClient.connect(wsUrl(server.addr));
+    assert.equal(await first.roundTrip("1"), "1");
+    assert.equal(await second.roundTrip("2"), "2");
+
+    // npm:ws sees the 503...
+    const seen = await npmRejection(wsUrl(server.addr));
+    assert.equal(seen.status, 503);
+    // ...and so does a raw request, before sending anything else.
+    {
+      const { peer, response } = await rawUpgrade(server.addr);
+      using _ = peer;
+      assert.equal(response.status, 503);
+      assert.equal(response.headers.get("connection"), "close");
+    }
+    assert.equal(await second.roundTrip("still fine"), "still fine");
+    assert.equal(server.stats().handshakeRejections[503], 2);
+
+    await first.close(1000);
+    await tracker.closed(first.port);
+    using third = await connectOnceFree(server.addr);
+    await third.write(frame(OP.text, "three"));
+    const echoed = await third.readFrame();
+    assert.equal(new TextDecoder().decode(echoed.payload), "three");
+    await third.write(frame(OP.close, closePayload(1000)));
+    assert.equal((await tracker.closed(third.port)).code, 1000);
+    assert.ok(
+      events.some((e) => e.type === "handshake-rejected" && e.status === 503),
+    );
+  },
+);
+
+Deno.test(
+  "serve({maxConnections}) counts connections still in their handshake",
+  async () => {
+    await using server = serve({ ...LOCAL, maxConnections: 1 }, echo);
+    // Connected, but no request yet.
+    using idle = await RawPeer.connect(server.addr);
+    const seen = await npmRejection(wsUrl(server.addr));
+    assert.equal(seen.status, 503);
+    idle.close();
+    using peer = await connectOnceFree(server.addr);
+    await peer.write(frame(OP.close, closePayload(1000)));
+    assert.equal((await peer.readClose()).code, 1000);
+  },
+);
+
+// --- option validation ----------------------------------------------------
+
+Deno.test("the option tables below cover every numeric option", () => {
+  assert.deepEqual(
+    [...POSITIVE, ...MAY_BE_ZERO].sort(),
+    Object.keys(NUMERIC_DEFAULTS).sort(),
+  );
+});
+
+const BAD_VALUES: Record<"positive" | "mayBeZero", unknown[]> = {
+  positive: [0, -1, 1.5, NaN, Infinity, 2 ** 53],
+  mayBeZero: [-1, -0.5, 2.5, NaN, -Infinity, 2 ** 53],
+};
+
+for (
+  const [kind, names] of [
+    ["positive", POSITIVE],
+    ["mayBeZero", MAY_BE_ZERO],
+  ] as const
+) {
+  for (const name of names) {
+    Deno.test(
+      `serve({${name}}) rejects ${
+        BAD_VALUES[kind].map(String).join(", ")
+      } with a RangeError naming the option and the value`,
+      async () => {
+        for (const value of BAD_VALUES[kind]) {
+          await serveMustThrow(
+            { [name]: value } as ServeOptions,
+            (error) =>
+              error instanceof RangeError &&
+              error.message.includes(`"${name}"`) &&
+              error.message.includes(String(value)),
+            `${name}: ${value}`,
+          );
+        }
+      },
+    );
+  }
+}
+
+Deno.test(
+  "serve() accepts the smallest valid value of every numeric option",
+  async () => {
+    const all: [NumericOption, number][] = [
+      ...POSITIVE.map((name) => [name, 1] as [NumericOption, number]),
+      ...MAY_BE_ZERO.map((name) => [name, 0] as [NumericOption, number]),
+    ];
+    for (const [name, value] of all) {
+      const server = serve({ ...LOCAL, [name]: value }, echo);
+      await withTimeout(server.shutdown(), DEADLINE, `shutdown (${name})`);
+    }
+  },
+);
+
+Deno.test(
+  "serve() rejects a string where a number is expected",
+  async () => {
+    await serveMustThrow(
+      { maxPayload: "1024" as unknown as number },
+      (error) =>
+        (error instanceof RangeError || error instanceof TypeError) &&
+        error.message.includes('"maxPayload"'),
+      "maxPayload: '1024'",
+    );
+  },
+);
+
+Deno.test(
+  'serve({backpressurePolicy: "bogus"}) throws a RangeError naming the option and value',
+  async () => {
+    await serveMustThrow(
+      { backpressurePolicy: "bogus" as "close" },
+      (error) =>
+        error instanceof RangeError &&
+        error.message.includes('"backpressurePolicy"') &&
+        error.message.includes('"bogus"'),
+      "backpressurePolicy: bogus",
+    );
+  },
+);
+
+Deno.test({
+  name:
+    "serve({closeTimeout: 2 ** 31}) either rejects the value or really waits for the peer's close",
+  fn: async () => {
+    let server: Server | undefined;
+    const tracker = new SocketTracker();
+    try {
+      server = serve(
+        { ...LOCAL, closeTimeout: 2 ** 31 },
+        tracker.wrap(async (socket) => {
+          await socket.closed;
+        }),
+      );
+    } catch (error) {
+      assert.ok(error instanceof RangeError, String(error));
+      return;
+    }
+    try {
+      using peer = await rawHandshake(server.addr);
+      const socket = await tracker.socket(peer.port);
+      const closing = socket.close(1000, "bye");
+      const { code } = await peer.readClose();
+      assert.equal(code, 1000);
+      // Answer a little later than a 1 ms timer would wait.
+      await delay(50);
+      await peer.write(frame(OP.close, closePayload(1000)));
+      const info = await withTimeout(closing, DEADLINE, "close()");
+      assert.deepEqual(info, { code: 1000, reason: "", wasClean: true });
+    } finally {
+      await server.shutdown();
+    }
+  },
+});
+
+Deno.test(
+  "serve({maxPayload}) closes with 1009 beyond it and logs MESSAGE_TOO_BIG",
+  async () => {
+    const events: ServerLogEvent[] = [];
+    const tracker = new SocketTracker();
+    await using server = serve({
+      ...LOCAL,
+      maxPayload: 1024,
+      logger: (event) => events.push(event),
+    }, tracker.wrap(echo));
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    assert.equal((await client.roundTrip("x".repeat(1024))).length, 1024);
+    client.send("x".repeat(1025));
+    const seen = await withTimeout(client.closed, DEADLINE, "the 1009 close");
+    assert.equal(seen.code, 1009);
+    await tracker.closed(client.port);
+    await waitUntil(
+      () => events.some((e) => e.type === "close"),
+      "the close log event",
+    );
+    const error = events.find((e) => e.type === "protocol-error");
+    assert.ok(error && error.type === "protocol-error");
+    assert.equal(error.code, "MESSAGE_TOO_BIG");
+    assert.equal(error.closeCode, 1009);
+  },
+);

@@ -1,0 +1,367 @@
+import assert from "node:assert/strict";
+import { serve, type ServeOptions, type ServerLogEvent } from "../../mod.ts";
+import {
+  closePayload,
+  DEADLINE,
+  decode,
+  echo,
+  encodeRequest,
+  frame,
+  LOCAL,
+  NpmClient,
+  OP,
+  pattern,
+  rawHandshake,
+  RawPeer,
+  rawUpgrade,
+  SocketTracker,
+  upgradeHeaders,
+  waitUntil,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+
+/** Rejections of three kinds: the hook (401), origins (403), method (405). */
+const REJECTING: ServeOptions = {
+  origins: ["https://ok.example"],
+  onUpgrade: (request) => {
+    if (new URL(request.url).pathname === "/deny") {
+      return new Response("denied", { status: 401 });
+    }
+  },
+};
+
+async function rejectThreeTimes(addr: Deno.NetAddr): Promise<void> {
+  for (
+    const [target, extra, status] of [
+      ["/deny", [], 401],
+      ["/", [["Origin", "https://bad.example"]], 403],
+    ] as [string, [string, string][], number][]
+  ) {
+    const { peer, response } = await rawUpgrade(addr, extra, target);
+    peer.close();
+    assert.equal(response.status, status);
+  }
+  using peer = await RawPeer.connect(addr);
+  await peer.write(encodeRequest("POST / HTTP/1.1", upgradeHeaders(addr)));
+  assert.equal((await peer.readResponse()).status, 405);
+}
+
+Deno.test(
+  "Server.stats() counts connections, messages, close codes and rejections exactly",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      { ...LOCAL, ...REJECTING, pingInterval: 0 },
+      tracker.wrap(echo),
+    );
+    assert.deepEqual(server.stats(), {
+      openConnections: 0,
+      totalConnections: 0,
+      messagesReceived: 0,
+      messagesSent: 0,
+      bytesReceived: 0,
+      bytesSent: 0,
+      backpressureDrops: 0,
+      closeCodes: {},
+      handshakeRejections: {},
+      pingRtt: { count: 0, mean: 0, max: 0 },
+    });
+
+    using raw = await rawHandshake(server.addr);
+    await using npm = await NpmClient.connect(wsUrl(server.addr));
+    for (const text of ["one", "two", "three"]) {
+      await raw.write(frame(OP.text, text));
+      assert.equal(decode((await raw.readFrame()).payload), text);
+    }
+    for (const seed of [1, 2]) {
+      assert.deepEqual(
+        await npm.roundTrip(pattern(10, seed)),
+        pattern(10, seed),
+      );
+    }
+    await rejectThreeTimes(server.addr);
+    const open = server.stats();
+    assert.equal(open.openConnections, 2);
+    assert.equal(open.totalConnections, 2);
+    assert.equal(open.messagesReceived, 5);
+    assert.equal(open.messagesSent, 5);
+    assert.deepEqual(open.closeCodes, {});
+    assert.deepEqual(open.handshakeRejections, { 401: 1, 403: 1, 405: 1 });
+
+    await raw.write(frame(OP.close, closePayload(1000)));
+    assert.equal((await raw.readClose()).code, 1000);
+    await npm.close(4001, "later");
+    await tracker.closed(raw.port);
+    await tracker.closed(npm.port);
+    await waitUntil(
+      () => server.stats().openConnections === 0,
+      "openConnections to reach 0",
+    );
+    const closed = server.stats();
+    assert.equal(closed.totalConnections, 2);
+    assert.equal(closed.messagesReceived, 5);
+    assert.equal(closed.messagesSent, 5);
+    assert.deepEqual(closed.closeCodes, { 1000: 1, 4001: 1 });
+    assert.deepEqual(closed.handshakeRejections, { 401: 1, 403: 1, 405: 1 });
+    assert.equal(closed.backpressureDrops, 0);
+    assert.equal(closed.pingRtt.count, 0, "no pings with pingInterval: 0");
+  },
+);
+
+Deno.test(
+  "Server.stats() counts the bytes of every frame both ways",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(LOCAL, tracker.wrap(echo));
+    using peer = await rawHandshake(server.addr);
+    let written = 0;
+    let read = 0;
+    const send = async (bytes: Uint8Array) => {
+      written += bytes.length;
+      await peer.write(bytes);
+    };
+    const headerSize = (length: number) =>
+      length < 126 ? 2 : length < 65536 ? 4 : 10;
+    for (const size of [0, 5, 200, 70_000]) {
+      await send(frame(OP.binary, pattern(size)));
+      const echoed = await peer.readFrame();
+      assert.equal(echoed.payload.length, size);
+      read += headerSize(size) + size;
+    }
+    await send(frame(OP.ping, "p"));
+    const pong = await peer.readFrame();
+    assert.equal(pong.opcode, OP.pong);
+    read += 2 + pong.payload.length;
+    await send(frame(OP.close, closePayload(1000, "done")));
+    const close = await peer.readFrame();
+    assert.equal(close.opcode, OP.close);
+    read += 2 + close.payload.length;
+    await tracker.closed(peer.port);
+    await waitUntil(() => server.connections === 0, "the socket to go");
+    const stats = server.stats();
+    assert.equal(stats.bytesReceived, written);
+    assert.equal(stats.bytesSent, read);
+  },
+);
+
+Deno.test(
+  "Server.stats().pingRtt summarises the keepalive round trips",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      { ...LOCAL, pingInterval: 30, pongTimeout: 2_000 },
+      tracker.wrap(echo),
+    );
+    await using a = await NpmClient.connect(wsUrl(server.addr));
+    await using b = await NpmClient.connect(wsUrl(server.addr));
+    await waitUntil(
+      () => server.stats().pingRtt.count >= 4,
+      "four measured round trips",
+    );
+    const { count, mean, max } = server.stats().pingRtt;
+    assert.ok(count >= 4);
+    assert.ok(Number.isFinite(mean) && mean >= 0, `mean ${mean}`);
+    assert.ok(max >= mean, `max ${max} >= mean ${mean}`);
+    for (const client of [a, b]) {
+      const rtt = (await tracker.socket(client.port)).rtt;
+      assert.ok(rtt !== undefined && rtt <= max, `rtt ${rtt} <= max ${max}`);
+    }
+  },
+);
+
+const SAMPLE = /^duplex_[a-z_]+(\{[a-z]+="[^"]*"\})? -?[0-9.e+-]+$/;
+
+Deno.test(
+  "Server.metrics() is valid Prometheus text with HELP and TYPE before the samples",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      { ...LOCAL, ...REJECTING, pingInterval: 20, pongTimeout: 2_000 },
+      tracker.wrap(echo),
+    );
+    {
+      await using client = await NpmClient.connect(wsUrl(server.addr));
+      assert.equal(await client.roundTrip("hi"), "hi");
+      await waitUntil(() => server.stats().pingRtt.count > 0, "a round trip");
+      await client.close(4002);
+      await tracker.closed(client.port);
+    }
+    await rejectThreeTimes(server.addr);
+    await waitUntil(() => server.connections === 0, "the socket to go");
+
+    const text = server.metrics();
+    assert.ok(text.endsWith("\n"), "ends with a newline");
+    const lines = text.slice(0, -1).split("\n");
+    const help = new Set<string>();
+    const type = new Map<string, string>();
+    const samples = new Map<string, string>();
+    for (const line of lines) {
+      const helpMatch = /^# HELP (duplex_[a-z_]+) \S.*$/.exec(line);
+      const typeMatch = /^# TYPE (duplex_[a-z_]+) (counter|gauge)$/.exec(line);
+      if (helpMatch) {
+        assert.ok(!help.has(helpMatch[1]), `one HELP for ${helpMatch[1]}`);
+        help.add(helpMatch[1]);
+      } else if (typeMatch) {
+        assert.ok(help.has(typeMatch[1]), `HELP before TYPE: ${line}`);
+        assert.ok(!type.has(typeMatch[1]), `one TYPE for ${typeMatch[1]}`);
+        type.set(typeMatch[1], typeMatch[2]);
+      } else {
+        assert.match(line, SAMPLE);
+        const name = line.split(/[{ ]/)[0];
+        assert.ok(type.has(name), `TYPE before the sample: ${line}`);
+        const [key, value] = [
+          line.slice(0, line.lastIndexOf(" ")),
+          line.slice(
+            line.lastIndexOf(" ") + 1,
+          ),
+        ];
+        assert.ok(Number.isFinite(Number(value)), line);
+        assert.ok(!samples.has(key), `one sample per series: ${key}`);
+        samples.set(key, value);
+      }
+    }
+    for (const name of type.keys()) {
+      if (name.endsWith("_total") && type.get(name) !== "counter") {
+        assert.fail(`${name} should be a counter`);
+      }
+    }
+    assert.equal(samples.get("duplex_connections_open"), "0");
+    assert.equal(samples.get("duplex_connections_total"), "1");
+    assert.equal(samples.get("duplex_messages_received_total"), "1");
+    assert.equal(samples.get("duplex_messages_sent_total"), "1");
+    assert.equal(samples.get('duplex_closes_total{code="4002"}'), "1");
+    for (const status of [401, 403, 405]) {
+      assert.equal(
+        samples.get(`duplex_handshake_rejections_total{status="${status}"}`),
+        "1",
+      );
+    }
+    assert.ok(Number(samples.get("duplex_ping_rtt_milliseconds_max")) >= 0);
+  },
+);
+
+type Event<T extends ServerLogEvent["type"]> = Extract<
+  ServerLogEvent,
+  { type: T }
+>;
+
+Deno.test(
+  "serve({logger}) receives listen, open, close, protocol-error, handshake-rejected and handler-error",
+  async () => {
+    const events: ServerLogEvent[] = [];
+    const failure = new Error("handler failed");
+    const tracker = new SocketTracker();
+    await using server = serve(
+      {
+        ...LOCAL,
+        protocols: ["chat"],
+        origins: ["https://ok.example"],
+        logger: (event) => events.push(event),
+      },
+      tracker.wrap(async (socket) => {
+        if (socket.url.pathname === "/throw") throw failure;
+        await echo(socket);
+      }),
+    );
+    const ofType = <T extends ServerLogEvent["type"]>(t: T) =>
+      events.filter((e): e is Event<T> => e.type === t);
+
+    assert.deepEqual(events, [{ type: "listen", addr: server.addr }]);
+
+    // open and close, with code and reason.
+    {
+      await using client = await NpmClient.connectWith(
+        wsUrl(server.addr, "/room?x=1"),
+        ["chat"],
+      );
+      assert.equal(await client.roundTrip("hi"), "hi");
+      await client.close(4000, "bye");
+      await tracker.closed(client.port);
+      await waitUntil(() => ofType("close").length === 1, "a close event");
+      const url = `ws://127.0.0.1:${server.addr.port}/room?x=1`;
+      const [open] = ofType("open");
+      assert.equal(open.url, url);
+      assert.equal(open.protocol, "chat");
+      assert.equal(open.remoteAddr.port, client.port);
+      const [close] = ofType("close");
+      assert.deepEqual(
+        { ...close, remoteAddr: close.remoteAddr.port },
+        {
+          type: "close",
+          url,
+          remoteAddr: client.port,
+          code: 4000,
+          reason: "bye",
+          wasClean: true,
+        },
+      );
+    }
+
+    // protocol-error, before its connection's close event.
+    {
+      using peer = await rawHandshake(server.addr);
+      await peer.write(frame(0x3, "reserved"));
+      const { code } = await peer.readClose();
+      assert.equal(code, 1002);
+      await peer.readToEof();
+      await waitUntil(() => ofType("close").length === 2, "a close event");
+      const [error] = ofType("protocol-error");
+      assert.equal(error.code, "RESERVED_OPCODE");
+      assert.equal(error.closeCode, 1002);
+      assert.equal(error.remoteAddr.port, peer.port);
+      assert.equal(typeof error.message, "string");
+      const close = ofType("close")[1];
+      assert.equal(close.code, 1002);
+      assert.ok(events.indexOf(error) < events.indexOf(close));
+    }
+
+    // handshake-rejected, with its status.
+    {
+      const { peer, response } = await rawUpgrade(server.addr, [[
+        "Origin",
+        "https://bad.example",
+      ]]);
+      using _ = peer;
+      assert.equal(response.status, 403);
+      const [rejected] = ofType("handshake-rejected");
+      assert.equal(rejected.status, 403);
+      assert.equal(rejected.remoteAddr.port, peer.port);
+      assert.match(rejected.message, /bad\.example/);
+    }
+
+    // handler-error, with the error itself; the peer sees 1011.
+    {
+      await using client = await NpmClient.connect(
+        wsUrl(server.addr, "/throw"),
+      );
+      const seen = await withTimeout(client.closed, DEADLINE, "the 1011 close");
+      assert.deepEqual(seen, { code: 1011, reason: "" });
+      await tracker.closed(client.port);
+      await waitUntil(() => ofType("close").length === 3, "a close event");
+      const [handlerError] = ofType("handler-error");
+      assert.equal(handlerError.error, failure);
+      assert.equal(
+        handlerError.url,
+        `ws://127.0.0.1:${server.addr.port}/throw`,
+      );
+      assert.equal(ofType("close")[2].code, 1011);
+    }
+
+    assert.deepEqual(
+      events.map((e) => e.type),
+      [
+        "listen",
+        "open",
+        "close",
+        "open",
+        "protocol-error",
+        "close",
+        "handshake-rejected",
+        "open",
+        "handler-error",
+        "close",
+      ],
+    );
+  },
+);

@@ -428,8 +428,9 @@ export class Socket<Data = unknown>
    * @param message The message.
    * @returns A promise that resolves when the socket is ready for more: at
    * once while `bufferedAmount` is below the send high-water mark, else once
-   * the queue is written. It rejects with {@linkcode ConnectionClosedError}
-   * after a close frame.
+   * the queue is written. It also resolves when the backpressure policy
+   * dropped the message (`trySend()` tells). It rejects with
+   * {@linkcode ConnectionClosedError} after a close frame.
    * @throws {TypeError} When `message` is neither a string nor bytes.
    */
   send(message: OutgoingMessage, options?: SendOptions): Promise<void> {
@@ -449,7 +450,9 @@ export class Socket<Data = unknown>
    * one slow peer.
    *
    * @param message The message.
-   * @returns `sent`, `backpressure`, `dropped` or `closed`.
+   * @returns `sent`, `backpressure`, `dropped` or `closed`. A binary
+   * message over 1 MiB is referenced, not copied, and reports
+   * `backpressure` until written: leave its buffer untouched until then.
    * @throws {TypeError} When `message` is neither a string nor bytes.
    */
   trySend(message: OutgoingMessage, options?: SendOptions): SendStatus {
@@ -1156,8 +1159,9 @@ export class Socket<Data = unknown>
   }
 
   /**
-   * Gives up on the peer: sends a close frame on a best-effort basis and
-   * closes the transport at once; `closed` reports `code` and `reason`.
+   * Gives up on the peer (it does not read, or does not answer): closes the
+   * transport at once, without waiting to send a close frame the peer would
+   * not take anyway, so it sees 1006; `closed` reports `code` and `reason`.
    */
   #terminate(code: number, reason: string): void {
     if (this.#forcedClose !== null || this.#info !== null) return;

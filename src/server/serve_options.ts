@@ -210,8 +210,10 @@ export interface ServeOptions<Data = unknown> {
    */
   pingInterval?: number;
   /**
-   * Milliseconds to wait for the pong; without one the connection is closed
-   * with 1011 "keepalive pong timeout". 0 waits forever.
+   * Milliseconds to wait for the pong to a ping (keepalive or
+   * `socket.ping()`); without one the transport is closed and `closed`
+   * reports 1011 "keepalive pong timeout". Not applied while the socket has
+   * stopped reading for inbound backpressure. 0 waits forever.
    * @default {20000}
    */
   pongTimeout?: number;
@@ -227,7 +229,9 @@ export interface ServeOptions<Data = unknown> {
    */
   sendHighWaterMark?: number;
   /**
-   * Queued outgoing bytes at which `backpressurePolicy` applies.
+   * Queued outgoing bytes at which `backpressurePolicy` applies. Under
+   * "close" the transport is closed at once (`closed` reports 1008
+   * "backpressure limit exceeded"; the peer, not reading, sees 1006).
    * @default {16777216}
    */
   maxBackpressure?: number;
@@ -237,7 +241,9 @@ export interface ServeOptions<Data = unknown> {
    */
   backpressurePolicy?: BackpressurePolicy;
   /**
-   * Received bytes queued for a handler before the socket stops reading.
+   * Received bytes queued for a handler before the socket stops reading
+   * (text counts its string length). It is checked between reads, so the
+   * queue may exceed it by one read (at most 256 KiB).
    * @default {1048576}
    */
   receiveHighWaterMark?: number;

@@ -166,13 +166,17 @@ export function renderPrometheus(stats: ServerStats): string {
     "Rejected handshakes by HTTP status.",
     labelled("status", stats.handshakeRejections),
   );
-  metric("ping_rtt_milliseconds_mean", "gauge", "Mean ping round trip.", [[
+  metric("pings_answered_total", "counter", "Pings answered by a pong.", [[
     "",
-    stats.pingRtt.mean,
+    stats.pingRtt.count,
   ]]);
-  metric("ping_rtt_milliseconds_max", "gauge", "Largest ping round trip.", [[
+  metric("ping_rtt_seconds_mean", "gauge", "Mean ping round trip.", [[
     "",
-    stats.pingRtt.max,
+    stats.pingRtt.mean / 1000,
+  ]]);
+  metric("ping_rtt_seconds_max", "gauge", "Largest ping round trip.", [[
+    "",
+    stats.pingRtt.max / 1000,
   ]]);
   return lines.join("\n") + "\n";
 }

@@ -225,7 +225,7 @@ const utf8 = new TextEncoder();
 // Compressions in flight across all sockets (RFC 7692 leaves memory and CPU
 // bounds to implementations).
 const compressions = new Limiter(16);
-const MIN_READ = 4096;
+const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
 const COALESCE_LIMIT = 16 * 1024;
 

@@ -325,6 +325,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   async #serveConnection(conn: Deno.Conn): Promise<void> {
+    // Frames leave when written: no Nagle delay behind unacknowledged ones.
+    if (this.#scheme === "ws") (conn as Deno.TcpConn).setNoDelay(true);
     const peer: Peer = {
       conn,
       remoteAddr: conn.remoteAddr as Deno.NetAddr,

@@ -7,6 +7,8 @@
  * @module
  */
 import { HandshakeError } from "../../src/protocol/errors.ts";
+import { DEADLINE, withTimeout } from "./_helpers.ts";
+export { DEADLINE, withTimeout };
 import { encodeRejectionResponse } from "../../src/protocol/handshake_response.ts";
 import { HttpRequestParser } from "../../src/protocol/http_request_parser.ts";
 import {
@@ -17,34 +19,9 @@ import {
 } from "../../src/server/http_exchange.ts";
 
 /** How long any single wait may take before the test fails. */
-export const DEADLINE = 5_000;
-
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
-
-/**
- * Resolves or rejects like `promise`, or rejects after `ms` milliseconds with
- * a message naming `what`. The timer is always cleared.
- */
-export async function withTimeout<T>(
-  promise: Promise<T>,
-  ms: number,
-  what: string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)),
-      ms,
-    );
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A FIFO of values with awaitable takes, each with a deadline. */
 export class Queue<T> {

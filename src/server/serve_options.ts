@@ -86,7 +86,8 @@ export type ServerLogEvent =
     message: string;
   }
   | { type: "handler-error"; url: string; error: unknown }
-  | { type: "pubsub-error"; error: unknown };
+  | { type: "pubsub-error"; error: unknown }
+  | { type: "accept-error"; error: unknown };
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions<Data = unknown> {

@@ -312,14 +312,21 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   async #acceptLoop(): Promise<void> {
-    try {
-      for await (const conn of this.#listener) {
-        const task = this.#serveConnection(conn);
-        this.#tasks.add(task);
-        task.finally(() => this.#tasks.delete(task));
+    while (this.#shutdown === null) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#shutdown !== null || isListenerClosed(error)) break;
+        // Out of file descriptors, say: keep serving the open connections
+        // and try again shortly rather than stop accepting for good.
+        this.#logger({ type: "accept-error", error });
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
       }
-    } catch {
-      // The listener was closed.
+      const task = this.#serveConnection(conn);
+      this.#tasks.add(task);
+      task.finally(() => this.#tasks.delete(task));
     }
     while (this.#tasks.size > 0) await Promise.all(this.#tasks);
   }
@@ -337,10 +344,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
     this.#conns.add(conn);
     try {
       if (this.#conns.size > this.#limits.maxConnections) {
+        // Bounded: over TLS the write waits for the client's handshake.
+        this.#startDeadline(conn, this.#limits.handshakeTimeout);
         await this.#reject(
           peer,
           new HandshakeError(503, "The server is at its connection limit"),
-        );
+        ).finally(() => this.#endDeadline(conn));
         return;
       }
       let rest = EMPTY;
@@ -672,6 +681,11 @@ interface Peer {
   remoteAddr: Deno.NetAddr;
   reader: ReadableStreamBYOBReader;
   writer: WritableStreamDefaultWriter<Uint8Array>;
+}
+
+function isListenerClosed(error: unknown): boolean {
+  return error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
 }
 
 function closeQuietly(conn: Deno.Conn): void {

@@ -17,6 +17,7 @@ const TAIL = new Uint8Array([0x00, 0x00, 0xff, 0xff]);
  * @returns The message bytes.
  * @throws {ProtocolError} `MESSAGE_TOO_BIG` (1009) past `maxLength`,
  * `INVALID_COMPRESSED_DATA` (1007) for data that is not raw DEFLATE.
+ * @throws {RangeError} When `maxLength` is not a positive integer.
  *
  * @example Inflating the RFC 7692 §7.2.3.1 "Hello"
  * ```ts
@@ -31,6 +32,11 @@ export function inflateMessage(
   data: Uint8Array,
   maxLength: number,
 ): Uint8Array<ArrayBuffer> {
+  if (!Number.isSafeInteger(maxLength) || maxLength < 1) {
+    throw new RangeError(
+      `Cannot inflate: "maxLength" must be a positive integer, got ${maxLength}`,
+    );
+  }
   const input = new Uint8Array(data.length + 4);
   input.set(data);
   input.set(TAIL, data.length);
@@ -105,6 +111,7 @@ export class ContextDeflater {
   readonly #stream: zlib.DeflateRaw;
   #queue: Promise<unknown> = Promise.resolve();
   #chunks: Uint8Array[] = [];
+  #closed = false;
 
   /**
    * Creates the stream.
@@ -139,7 +146,9 @@ export class ContextDeflater {
         this.#stream.flush(Z_SYNC_FLUSH, () => {
           const chunks = this.#chunks;
           this.#chunks = [];
-          resolve(withoutTail(concat(chunks)));
+          // A stream closed mid-message flushes nothing: not a message.
+          if (this.#closed) reject(new Error("The deflate stream was closed"));
+          else resolve(withoutTail(concat(chunks)));
         });
       })
     );
@@ -147,8 +156,9 @@ export class ContextDeflater {
     return result;
   }
 
-  /** Frees the stream. */
+  /** Frees the stream; pending and later `deflate()` calls reject. */
   close(): void {
+    this.#closed = true;
     this.#stream.close();
   }
 }

@@ -103,10 +103,12 @@ export function parseExtensions(value: string): ExtensionOffer[] | null {
   };
   while (i < value.length) {
     skipSpace();
-    if (value[i] === ",") { // empty list elements are allowed (RFC 9110 §5.6.1)
+    // Empty list elements are allowed (RFC 9110 §5.6.1).
+    if (value[i] === ",") {
       i++;
       continue;
     }
+    if (i === value.length) break;
     const name = token().toLowerCase();
     if (name === "") return null;
     const params: [string, string | true][] = [];

@@ -2,7 +2,7 @@
 # Echo benchmark: this project's server vs Deno.upgradeWebSocket vs Node `ws`, in one interleaved run.
 # Copies the read-only measuring tool ../shared/bench (beside the repo) into bench/.work, builds its
 # load generator, installs the peers' npm deps, then runs its harness. Arguments go to the harness:
-#   bash bench/run.sh                                       # default echo scenarios, 2 rounds
+#   bash bench/run.sh                                       # the whole matrix, 2 rounds
 #   bash bench/run.sh --quick                               # 1 short round
 #   bash bench/run.sh --scenarios echo_1MiB_bin,broadcast_1k,connect_c50 --rounds 3
 #   DUPLEX_BENCH_SERVERS="deno_builtin node_ws" bash bench/run.sh --quick   # leave duplex out
@@ -14,7 +14,7 @@ set -euo pipefail
 bench="$(cd "$(dirname "$0")" && pwd)"
 shared="$(dirname "$(dirname "$bench")")/shared/bench"
 work="$bench/.work"
-scenarios="echo_32B_text,echo_1KiB_bin,echo_64KiB_bin,echo_latency"
+scenarios="echo_32B_text,echo_1KiB_bin,echo_64KiB_bin,echo_1MiB_bin,echo_latency,broadcast_1k,connect_c50,idle_10k"
 servers="${DUPLEX_BENCH_SERVERS:-duplex deno_builtin node_ws}"
 
 if [ ! -f "$shared/harness.py" ]; then

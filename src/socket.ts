@@ -356,22 +356,30 @@ export class Socket<Data = unknown>
     this.#options = options;
     const deflate = options.perMessageDeflate;
     this.#deflate = deflate;
+    // Each side compresses within its own negotiated window.
+    const own = deflate && (options.role === "server"
+      ? deflate
+      : {
+        ...deflate,
+        serverNoContextTakeover: deflate.clientNoContextTakeover,
+        serverMaxWindowBits: deflate.clientMaxWindowBits,
+      });
     this.#connection = new Connection({
       role: options.role,
       streamMessages: options.streamMessages,
       maxPayload: options.maxPayload,
       maxFragments: options.maxFragments,
-      perMessageDeflate: deflate && {
+      perMessageDeflate: own && {
         inflate: inflateMessage,
         // Without context takeover one stateless compressor serves all.
-        deflate: deflate.serverNoContextTakeover
-          ? (data) => deflateMessage(data, deflate)
+        deflate: own.serverNoContextTakeover
+          ? (data) => deflateMessage(data, own)
           : undefined,
-        threshold: deflate.threshold,
+        threshold: own.threshold,
       },
     });
-    if (deflate && !deflate.serverNoContextTakeover) {
-      this.#deflater = new ContextDeflater(deflate);
+    if (own && !own.serverNoContextTakeover) {
+      this.#deflater = new ContextDeflater(own);
     }
     this.#writer = options.writer ?? transport.writable.getWriter();
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);

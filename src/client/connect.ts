@@ -46,6 +46,13 @@ export interface ConnectOptions {
    * tests and private CAs).
    */
   caCerts?: string[];
+  /**
+   * Offer permessage-deflate (RFC 7692), without context takeover either
+   * way; messages of 1 KiB or more are then compressed when the server
+   * agrees. See {@linkcode Socket.prototype.perMessageDeflate}.
+   * @default {false}
+   */
+  perMessageDeflate?: boolean;
 }
 
 const DEFAULTS = {
@@ -117,6 +124,7 @@ export async function connect(
   const handshake: ClientHandshake = await ClientHandshake.create(url, {
     protocols: options.protocols,
     headers: options.headers,
+    perMessageDeflate: options.perMessageDeflate,
   });
   const target = handshake.url;
   const signal = options.signal;
@@ -214,6 +222,7 @@ export async function connect(
       pongTimeout: 0,
       idleTimeout: 0,
       head: handshake.rest,
+      perMessageDeflate: result.perMessageDeflate,
     }, undefined);
     socket.run();
     return socket;

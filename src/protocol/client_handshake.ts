@@ -4,6 +4,10 @@ import {
   DEFAULT_MAX_HEADERS,
 } from "./http_request_parser.ts";
 import { tokenList } from "./upgrade_request.ts";
+import {
+  parseExtensions,
+  type PerMessageDeflateParams,
+} from "./permessage_deflate.ts";
 
 /**
  * Stable identifiers for every way a server's handshake response can fail
@@ -114,6 +118,12 @@ export interface ClientHandshakeOptions {
    * @default {crypto.getRandomValues}
    */
   generateKey?: (bytes: Uint8Array) => void;
+  /**
+   * Offer permessage-deflate (RFC 7692) without context takeover either
+   * way, so neither side keeps compression state between messages.
+   * @default {false}
+   */
+  perMessageDeflate?: boolean;
 }
 
 /** A response that completed the handshake. */
@@ -122,7 +132,15 @@ export interface ClientHandshakeResult {
   headers: Headers;
   /** The subprotocol the server selected, or `""`. */
   protocol: string;
+  /** The permessage-deflate parameters the server accepted, if any. */
+  perMessageDeflate?: PerMessageDeflateParams;
 }
+
+// What the client offers: no context takeover either way, and it lets the
+// server limit the client's window (RFC 7692 §7.1).
+const DEFLATE_OFFER =
+  "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits";
+const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
 
 /**
  * Where a {@linkcode ClientHandshake} is: reading the response head, reading
@@ -156,8 +174,9 @@ const ascii = new TextEncoder();
  *   the extra headers. A URL fragment is never sent.
  * - The response is checked in a fixed order: status 101, `Upgrade:
  *   websocket`, `Connection: upgrade`, `Sec-WebSocket-Accept` matching the
- *   key, a `Sec-WebSocket-Protocol` that was offered, no
- *   `Sec-WebSocket-Extensions`. The first failed rule throws a
+ *   key, a `Sec-WebSocket-Protocol` that was offered, and no
+ *   `Sec-WebSocket-Extensions` but a valid answer to the permessage-deflate
+ *   offer, when one was made. The first failed rule throws a
  *   {@linkcode ClientHandshakeError}; the caller then closes the connection.
  * - For a status other than 101 the handshake keeps reading the start of
  *   the body (up to 512 bytes, or `Content-Length`, or the end of the
@@ -190,6 +209,7 @@ export class ClientHandshake {
 
   readonly #accept: string;
   readonly #protocols: string[];
+  readonly #offersDeflate: boolean;
   readonly #maxHeadSize: number;
   readonly #maxHeaders: number;
   #state: ClientHandshakeState = "head";
@@ -250,7 +270,14 @@ export class ClientHandshake {
       DEFAULT_MAX_HEAD_SIZE;
     this.#maxHeaders = positive("maxHeaders", options.maxHeaders) ??
       DEFAULT_MAX_HEADERS;
-    this.request = encodeRequest(url, key, this.#protocols, options.headers);
+    this.#offersDeflate = options.perMessageDeflate ?? false;
+    this.request = encodeRequest(
+      url,
+      key,
+      this.#protocols,
+      options.headers,
+      this.#offersDeflate ? DEFLATE_OFFER : undefined,
+    );
   }
 
   /** `head`, `body` (reading a rejection's body) or `done`. */
@@ -436,13 +463,21 @@ export class ClientHandshake {
     // "If the response includes a |Sec-WebSocket-Extensions| header field
     // and this header field indicates the use of an extension that was not
     // present in the client's handshake [...] the client MUST _Fail the
-    // WebSocket Connection_." We offer none.
+    // WebSocket Connection_."
     const extensions = headers.get("sec-websocket-extensions");
+    let perMessageDeflate: PerMessageDeflateParams | undefined;
     if (extensions !== null && extensions.trim() !== "") {
-      throw this.#fail(
-        "UNEXPECTED_EXTENSION",
-        `the server selected extensions that were not offered: ${extensions}`,
-      );
+      perMessageDeflate = this.#offersDeflate
+        ? acceptedDeflate(extensions)
+        : undefined;
+      if (perMessageDeflate === undefined) {
+        throw this.#fail(
+          "UNEXPECTED_EXTENSION",
+          this.#offersDeflate
+            ? `the server answered an extension the client cannot use as offered: ${extensions}`
+            : `the server selected extensions that were not offered: ${extensions}`,
+        );
+      }
     }
     // "If the response includes a |Sec-WebSocket-Protocol| header field and
     // this header field indicates the use of a subprotocol that was not
@@ -459,7 +494,7 @@ export class ClientHandshake {
           }`,
       );
     }
-    return { headers, protocol: protocol ?? "" };
+    return { headers, protocol: protocol ?? "", perMessageDeflate };
   }
 
   #rejection(): ClientHandshakeError {
@@ -538,11 +573,61 @@ function checkProtocols(protocols: string[]): string[] {
   return [...protocols];
 }
 
+/**
+ * Checks a server's answer to our permessage-deflate offer (RFC 7692 §7.1):
+ * one extension, known parameters with valid values, and
+ * `server_no_context_takeover`, which the offer asked for. A client window
+ * of 8 bits is refused: zlib cannot compress within it.
+ */
+function acceptedDeflate(value: string): PerMessageDeflateParams | undefined {
+  const offers = parseExtensions(value);
+  if (offers?.length !== 1 || offers[0].name !== "permessage-deflate") {
+    return undefined;
+  }
+  const params = new Map<string, string | true>();
+  for (const [name, param] of offers[0].params) {
+    if (params.has(name)) return undefined;
+    params.set(name, param);
+  }
+  const bits = (name: string): number | undefined => {
+    const param = params.get(name);
+    if (param === undefined) return 15;
+    return typeof param === "string" && WINDOW_BITS.test(param)
+      ? Number(param)
+      : undefined;
+  };
+  const known = new Set([
+    "server_no_context_takeover",
+    "client_no_context_takeover",
+    "server_max_window_bits",
+    "client_max_window_bits",
+  ]);
+  const serverBits = bits("server_max_window_bits");
+  const clientBits = bits("client_max_window_bits");
+  if (
+    [...params.keys()].some((name) => !known.has(name)) ||
+    params.get("server_no_context_takeover") !== true ||
+    (params.has("client_no_context_takeover") &&
+      params.get("client_no_context_takeover") !== true) ||
+    serverBits === undefined || clientBits === undefined || clientBits < 9
+  ) return undefined;
+  return {
+    serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
+    serverMaxWindowBits: serverBits,
+    clientMaxWindowBits: clientBits,
+    level: 6,
+    memLevel: 8,
+    threshold: 1024,
+  };
+}
+
 function encodeRequest(
   url: URL,
   key: string,
   protocols: string[],
   extra: HeadersInit | undefined,
+  extensions: string | undefined,
 ): Uint8Array {
   let host = url.host;
   let fields = "";
@@ -572,6 +657,9 @@ function encodeRequest(
     `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n`;
   if (protocols.length > 0) {
     head += `Sec-WebSocket-Protocol: ${protocols.join(", ")}\r\n`;
+  }
+  if (extensions !== undefined) {
+    head += `Sec-WebSocket-Extensions: ${extensions}\r\n`;
   }
   return ascii.encode(`${head}${fields}\r\n`);
 }

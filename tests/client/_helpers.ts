@@ -90,6 +90,7 @@ export class RawPeer {
   /** Reads one frame; returns its parts with the payload unmasked. */
   async readFrame(): Promise<{
     fin: boolean;
+    rsv: number;
     opcode: number;
     masked: boolean;
     maskKey: Uint8Array;
@@ -110,6 +111,7 @@ export class RawPeer {
     for (let i = 0; i < payload.length; i++) payload[i] ^= maskKey[i & 3];
     return {
       fin: (b0 & 0x80) !== 0,
+      rsv: b0 & 0x70,
       opcode: b0 & 0x0f,
       masked,
       maskKey,

@@ -1,0 +1,248 @@
+import assert from "node:assert/strict";
+import {
+  ConnectionClosedError,
+  type IncomingStream,
+  serve,
+} from "../../mod.ts";
+import {
+  assertBytes,
+  closePayload,
+  DEADLINE,
+  frame,
+  LOCAL,
+  NpmClient,
+  OP,
+  pattern,
+  rawHandshake,
+  SocketTracker,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+
+/** Reads a message stream to its end, returning its pieces. */
+async function pieces(
+  readable: ReadableStream<string> | ReadableStream<Uint8Array>,
+): Promise<(string | Uint8Array)[]> {
+  return await Array.fromAsync(readable as ReadableStream<string | Uint8Array>);
+}
+
+Deno.test("Socket.sendStream sends the pieces as fragments of one message, in order with other sends (RFC 6455 §5.4)", async () => {
+  await using server = serve(LOCAL, async (socket) => {
+    for await (const _ of socket) {
+      socket.send("before");
+      const streamed = socket.sendStream(
+        (async function* () {
+          for (let i = 0; i < 5; i++) {
+            yield `part${i};`;
+            await new Promise((resolve) => setTimeout(resolve, 1));
+          }
+        })(),
+      );
+      socket.send("after"); // waits for the streamed message to end
+      await streamed;
+      await socket.sendStream(ReadableStream.from([pattern(3), pattern(2, 7)]));
+      await socket.sendStream([]);
+      await socket.sendStream([], { binary: false });
+    }
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  client.send("go");
+  assert.equal(await client.next(), "before");
+  assert.equal(await client.next(), "part0;part1;part2;part3;part4;");
+  assert.equal(await client.next(), "after");
+  const binary = await client.next();
+  assertBytes(binary, new Uint8Array([...pattern(3), ...pattern(2, 7)]));
+  assertBytes(await client.next(), new Uint8Array(0));
+  assert.equal(await client.next(), "");
+});
+
+Deno.test("Socket.sendStream puts each piece in its own frame, FIN only on the last", async () => {
+  await using server = serve(LOCAL, async (socket) => {
+    await socket.sendStream(["ab", "cd", "e"]);
+    await socket.closed;
+  });
+  using peer = await rawHandshake(server.addr);
+  const frames = [
+    await peer.readFrame(),
+    await peer.readFrame(),
+    await peer.readFrame(),
+  ];
+  assert.deepEqual(
+    frames.map((f) => [f.opcode, f.fin, new TextDecoder().decode(f.payload)]),
+    [[OP.text, false, "ab"], [OP.continuation, false, "cd"], [
+      OP.continuation,
+      true,
+      "e",
+    ]],
+  );
+  await peer.write(frame(OP.close, closePayload(1000)));
+  await peer.readClose();
+});
+
+Deno.test("Socket.sendStream rejects pieces of mixed kinds with a TypeError, and later sends still work", async () => {
+  const outcome = Promise.withResolvers<unknown>();
+  await using server = serve(LOCAL, async (socket) => {
+    await socket.sendStream(["text", new Uint8Array(1)]).then(
+      () => outcome.resolve("resolved"),
+      (error) => outcome.resolve(error),
+    );
+    await socket.closed;
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  const error = await withTimeout(outcome.promise, DEADLINE, "sendStream");
+  assert.ok(error instanceof TypeError, String(error));
+  assert.match(error.message, /all be strings or all bytes/);
+  // The peer saw an unfinished message; the socket cannot be reused
+  // meaningfully, but it is not left hanging: the client may close it.
+  await client.close(1000);
+});
+
+Deno.test("Socket.sendStream rejects with ConnectionClosedError on a closed socket", async () => {
+  const outcome = Promise.withResolvers<unknown>();
+  await using server = serve(LOCAL, async (socket) => {
+    await socket.closed;
+    await socket.sendStream(["late"]).catch((error) => outcome.resolve(error));
+  });
+  const client = await NpmClient.connect(wsUrl(server.addr));
+  await client.close(1000);
+  await client[Symbol.asyncDispose]();
+  const error = await withTimeout(outcome.promise, DEADLINE, "sendStream");
+  assert.ok(error instanceof ConnectionClosedError);
+});
+
+Deno.test("serve({streamMessages}) delivers each message as a stream of its pieces, text decoded and binary as bytes", async () => {
+  const received = Promise.withResolvers<[string, unknown[]][]>();
+  await using server = serve(
+    { ...LOCAL, streamMessages: true },
+    async (socket) => {
+      const result: [string, unknown[]][] = [];
+      for await (const message of socket.streams()) {
+        result.push([message.type, await pieces(message.readable)]);
+        if (result.length === 2) break;
+      }
+      received.resolve(result);
+    },
+  );
+  using peer = await rawHandshake(server.addr);
+  // "héllo" split inside the two-byte "é", across three fragments.
+  const text = new TextEncoder().encode("héllo");
+  await peer.write(frame(OP.text, text.subarray(0, 2), { fin: false }));
+  await peer.write(frame(OP.continuation, text.subarray(2, 4), { fin: false }));
+  await peer.write(frame(OP.continuation, text.subarray(4)));
+  await peer.write(frame(OP.binary, pattern(70_000)));
+  const result = await withTimeout(received.promise, DEADLINE, "streams");
+  assert.equal(result[0][0], "text");
+  assert.equal((result[0][1] as string[]).join(""), "héllo");
+  assert.ok(result[0][1].length >= 2, "text arrives in pieces");
+  assert.equal(result[1][0], "binary");
+  const bytes = new Uint8Array(
+    (result[1][1] as Uint8Array[]).flatMap((piece) => [...piece]),
+  );
+  assertBytes(bytes, pattern(70_000));
+});
+
+Deno.test("serve({streamMessages}) fails invalid UTF-8 mid-stream with 1007 and errors the stream", async () => {
+  const streamError = Promise.withResolvers<unknown>();
+  const tracker = new SocketTracker();
+  await using server = serve(
+    { ...LOCAL, streamMessages: true },
+    tracker.wrap(async (socket) => {
+      for await (const message of socket.streams()) {
+        await pieces(message.readable).catch(streamError.resolve);
+      }
+    }),
+  );
+  using peer = await rawHandshake(server.addr);
+  await peer.write(frame(OP.text, new TextEncoder().encode("ok"), {
+    fin: false,
+  }));
+  await peer.write(frame(OP.continuation, new Uint8Array([0xff]), {
+    fin: false,
+  }));
+  const close = await peer.readClose();
+  assert.equal(close.code, 1007);
+  const error = await withTimeout(streamError.promise, DEADLINE, "the error");
+  assert.ok(error instanceof ConnectionClosedError, String(error));
+  assert.equal((await tracker.closed(peer.port)).code, 1007);
+});
+
+Deno.test("serve({streamMessages}) stops reading while a stream is not read, then delivers everything", async () => {
+  const size = 4 * 1024 * 1024;
+  const start = Promise.withResolvers<void>();
+  const total = Promise.withResolvers<number>();
+  await using server = serve(
+    { ...LOCAL, streamMessages: true, receiveHighWaterMark: 64 * 1024 },
+    async (socket) => {
+      for await (const message of socket.streams()) {
+        await start.promise;
+        let bytes = 0;
+        for await (
+          const piece of message.readable as ReadableStream<Uint8Array>
+        ) {
+          bytes += piece.length;
+        }
+        total.resolve(bytes);
+        break;
+      }
+    },
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  client.send(pattern(size));
+  // The server holds at most the stream's high-water mark plus one read.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const held = server.stats().bytesReceived;
+  assert.ok(held < size / 2, `the server read ${held} of ${size} bytes`);
+  start.resolve();
+  assert.equal(await withTimeout(total.promise, DEADLINE, "the message"), size);
+});
+
+Deno.test("serve({streamMessages}): canceling a stream discards the rest of that message, the next one arrives", async () => {
+  const next = Promise.withResolvers<IncomingStream>();
+  await using server = serve(
+    { ...LOCAL, streamMessages: true },
+    async (socket) => {
+      let first = true;
+      for await (const message of socket.streams()) {
+        if (first) {
+          first = false;
+          await message.readable.cancel();
+          continue;
+        }
+        next.resolve(message);
+        await pieces(message.readable);
+      }
+    },
+  );
+  using peer = await rawHandshake(server.addr);
+  await peer.write(frame(OP.binary, pattern(10), { fin: false }));
+  await peer.write(frame(OP.continuation, pattern(10)));
+  await peer.write(frame(OP.text, new TextEncoder().encode("second")));
+  const message = await withTimeout(next.promise, DEADLINE, "the second");
+  assert.equal(message.type, "text");
+});
+
+Deno.test("Socket iteration and streams() are exclusive, each with a clear TypeError", async () => {
+  const errors = Promise.withResolvers<unknown[]>();
+  await using server = serve(LOCAL, (socket) => {
+    const found: unknown[] = [];
+    try {
+      socket.streams();
+    } catch (error) {
+      found.push(error);
+    }
+    errors.resolve(found);
+  });
+  await using streaming = serve(
+    { ...LOCAL, streamMessages: true },
+    (socket) => {
+      assert.throws(() => socket[Symbol.asyncIterator](), TypeError);
+    },
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  await using other = await NpmClient.connect(wsUrl(streaming.addr));
+  const [error] = await withTimeout(errors.promise, DEADLINE, "the errors");
+  assert.ok(error instanceof TypeError);
+  assert.match((error as Error).message, /streamMessages/);
+  await client.closed;
+  await other.closed;
+});

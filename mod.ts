@@ -28,6 +28,8 @@ export * from "./src/protocol/prepared_message.ts";
 export * from "./src/protocol/permessage_deflate.ts";
 export * from "./src/protocol/deflate_codec.ts";
 export * from "./src/socket.ts";
+export * from "./src/close_info.ts";
+export type * from "./src/socket_options.ts";
 export * from "./src/server/server.ts";
 export type * from "./src/server/serve_options.ts";
 export { renderPrometheus, type ServerStats } from "./src/server/stats.ts";

@@ -3,6 +3,23 @@ import { OPCODE } from "./protocol/frame_parser.ts";
 import { encodeClosePayload } from "./protocol/close_payload.ts";
 import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
 import type { Message } from "./protocol/message_assembler.ts";
+import {
+  CLOSE_REASON,
+  type CloseInfo,
+  ConnectionClosedError,
+} from "./close_info.ts";
+import type {
+  IncomingStream,
+  OutgoingMessage,
+  SendOptions,
+  SendStatus,
+  SocketCounters,
+  SocketOptions,
+  SocketRequestInfo,
+  SocketState,
+  Transport,
+} from "./socket_options.ts";
+import { coalesce } from "./_coalesce.ts";
 import { PreparedMessage } from "./protocol/prepared_message.ts";
 import {
   ContextDeflater,
@@ -11,208 +28,7 @@ import {
 } from "./protocol/deflate_codec.ts";
 import type { PerMessageDeflateParams } from "./protocol/permessage_deflate.ts";
 import { Limiter } from "./limiter.ts";
-import type { Ticker } from "./ticker.ts";
 import type { Topics } from "./pubsub/topics.ts";
-
-/** How a connection ended; what {@linkcode Socket.prototype.closed} resolves to. */
-export interface CloseInfo {
-  /**
-   * The code from the peer's close frame; 1005 when it had none; the code we
-   * sent when we failed the connection (1002, 1007, 1009); 1006 when the
-   * transport ended without a close frame.
-   */
-  code: number;
-  /** The reason from the peer's close frame, or a description of the failure. */
-  reason: string;
-  /** Whether both close frames were exchanged before the transport closed. */
-  wasClean: boolean;
-  /** The peer's protocol violation, when that is why the connection closed. */
-  error?: ProtocolError;
-}
-
-/**
- * What `send()` takes: text as a string, binary as bytes, or a
- * {@linkcode PreparedMessage} framed once for many sockets.
- */
-export type OutgoingMessage =
-  | string
-  | Uint8Array
-  | ArrayBuffer
-  | PreparedMessage;
-
-/**
- * A message received as a stream of its pieces; see
- * {@linkcode Socket.prototype.streams}.
- */
-export type IncomingStream =
-  | { type: "text"; readable: ReadableStream<string> }
-  | { type: "binary"; readable: ReadableStream<Uint8Array> };
-
-/** Options of {@linkcode Socket.prototype.send}. */
-export interface SendOptions {
-  /**
-   * `false` sends the message uncompressed even when permessage-deflate is
-   * in use.
-   * @default {true}
-   */
-  compress?: boolean;
-}
-
-/** Where a socket is in its life. */
-export type SocketState = "open" | "closing" | "closed";
-
-/**
- * What happens to a message sent while `bufferedAmount` is at or above
- * `maxBackpressure` (the peer is not reading fast enough):
- * - `close`: the socket is closed at once with 1008 and the message dropped;
- * - `drop`: the message is dropped (counted in the server's stats);
- * - `wait`: the message is queued anyway; `send()` resolves once the queue
- *   drains. Memory is bounded only by callers that await `send()`.
- */
-export type BackpressurePolicy = "close" | "drop" | "wait";
-
-/**
- * The outcome of {@linkcode Socket.prototype.trySend}:
- * - `sent`: queued, and the queue is below the high-water mark;
- * - `backpressure`: queued, but the queue is above the high-water mark:
- *   slow down until `bufferedAmount` falls;
- * - `dropped`: not queued, by the backpressure policy;
- * - `closed`: not queued, the socket is closing or closed.
- */
-export type SendStatus = "sent" | "backpressure" | "dropped" | "closed";
-
-/** Traffic counters a socket adds to; the server sums them for its stats. */
-export interface SocketCounters {
-  /** Messages received. */
-  messagesIn: number;
-  /** Messages queued for sending. */
-  messagesOut: number;
-  /** Bytes read from the transport (frames, headers included). */
-  bytesIn: number;
-  /** Bytes written to the transport. */
-  bytesOut: number;
-  /** Messages dropped by the backpressure policy. */
-  backpressureDrops: number;
-  /** Round-trip times measured by pings, in milliseconds. */
-  rttCount: number;
-  /** The sum of the measured round-trip times. */
-  rttSum: number;
-  /** The largest measured round-trip time. */
-  rttMax: number;
-}
-
-/**
- * `send()` or `ping()` was called on a socket that has sent or received a
- * close frame; awaiting such a call rejects with this error.
- *
- * @example Usage
- * ```ts
- * import { ConnectionClosedError } from "@duplex/ws";
- * import assert from "node:assert/strict";
- *
- * const error = new ConnectionClosedError("send", { code: 1000, reason: "", wasClean: true });
- * assert.equal(error.code, 1000);
- * ```
- */
-export class ConnectionClosedError extends Error {
-  /** The close code, when the connection has finished closing; else 1006. */
-  readonly code: number;
-  /** The close reason, if any. */
-  readonly reason: string;
-
-  /**
-   * Creates the error.
-   *
-   * @param action What could not be done (`send`, `ping`).
-   * @param info How the connection closed, when known.
-   */
-  constructor(action: string, info?: CloseInfo) {
-    super(
-      `Cannot ${action}: the WebSocket is closing or closed${
-        info ? ` (code ${info.code})` : ""
-      }`,
-    );
-    this.name = "ConnectionClosedError";
-    this.code = info?.code ?? CLOSE_CODE.AbnormalClosure;
-    this.reason = info?.reason ?? "";
-  }
-}
-
-/** A byte source and sink the socket drives (a TCP or TLS connection). */
-export interface Transport {
-  /** The connection's readable side (a byte stream, read with BYOB). */
-  readable: ReadableStream<Uint8Array<ArrayBuffer>>;
-  /** The connection's writable side. */
-  writable: WritableStream<Uint8Array>;
-  /** Closes the connection at once. */
-  close(): void;
-}
-
-/** Options of a {@linkcode Socket}, set by the server or client. */
-export interface SocketOptions {
-  /** Which end this is. */
-  role: "server" | "client";
-  /** See {@linkcode ConnectionOptions.maxPayload}. */
-  maxPayload?: number;
-  /** See {@linkcode ConnectionOptions.maxFragments}. */
-  maxFragments?: number;
-  /** Milliseconds `close()` waits for the peer's close frame. */
-  closeTimeout: number;
-  /** Bytes the socket may hold for the peer before `send()` waits for the writes. */
-  sendHighWaterMark: number;
-  /** Received bytes queued for the handler before the socket stops reading. */
-  receiveHighWaterMark: number;
-  /** Received messages queued for the handler before the socket stops reading. */
-  maxQueuedMessages: number;
-  /** Queued outgoing bytes at which the backpressure policy applies. */
-  maxBackpressure: number;
-  /** See {@linkcode BackpressurePolicy}. */
-  backpressurePolicy: BackpressurePolicy;
-  /** Milliseconds without traffic from the peer before a keepalive ping; 0 disables. */
-  pingInterval: number;
-  /** Milliseconds to wait for a pong before closing with 1011; 0 disables. */
-  pongTimeout: number;
-  /** Milliseconds without a message either way before closing with 1001; 0 disables. */
-  idleTimeout: number;
-  /** Runs the keepalive and idle checks; required when one is enabled. */
-  ticker?: Ticker;
-  /** Counters to add traffic to. */
-  counters?: SocketCounters;
-  /** The server's topic registry, for `subscribe()` and `publish()`. */
-  topics?: Topics;
-  /** Deliver messages as streams (see `streams()`), not whole. */
-  streamMessages?: boolean;
-  /** Bytes that arrived with the handshake, before the first frame read. */
-  head?: Uint8Array;
-  /** The negotiated permessage-deflate parameters, if any (RFC 7692). */
-  perMessageDeflate?: PerMessageDeflateParams;
-  /** A BYOB reader of `transport.readable` already acquired by the caller. */
-  reader?: ReadableStreamBYOBReader;
-  /** A writer of `transport.writable` already acquired by the caller. */
-  writer?: WritableStreamDefaultWriter<Uint8Array>;
-}
-
-/** Information about the request a server socket was opened with. */
-export interface SocketRequestInfo {
-  /** The request URL (`ws://host/path?query`). */
-  url: URL;
-  /** The request headers. */
-  headers: Headers;
-  /** The peer's address. */
-  remoteAddr: Deno.NetAddr;
-  /** The negotiated subprotocol, or `""`. */
-  protocol: string;
-}
-
-/** Reasons for closes the socket decides itself (documented in the README). */
-export const CLOSE_REASON = {
-  /** No pong arrived within `pongTimeout` (code 1011). */
-  PongTimeout: "keepalive pong timeout",
-  /** No message either way within `idleTimeout` (code 1001). */
-  IdleTimeout: "idle timeout",
-  /** The peer did not read fast enough (code 1008). */
-  Backpressure: "backpressure limit exceeded",
-} as const;
 
 interface Waiter {
   seq: number;
@@ -227,7 +43,6 @@ const utf8 = new TextEncoder();
 const compressions = new Limiter(16);
 const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
-const COALESCE_LIMIT = 16 * 1024;
 
 function handledRejection(error: Error): Promise<never> {
   const promise = Promise.reject(error);
@@ -357,13 +172,11 @@ export class Socket<Data = unknown>
     const deflate = options.perMessageDeflate;
     this.#deflate = deflate;
     // Each side compresses within its own negotiated window.
-    const own = deflate && (options.role === "server"
-      ? deflate
-      : {
-        ...deflate,
-        serverNoContextTakeover: deflate.clientNoContextTakeover,
-        serverMaxWindowBits: deflate.clientMaxWindowBits,
-      });
+    const own = deflate && (options.role === "server" ? deflate : {
+      ...deflate,
+      serverNoContextTakeover: deflate.clientNoContextTakeover,
+      serverMaxWindowBits: deflate.clientMaxWindowBits,
+    });
     this.#connection = new Connection({
       role: options.role,
       streamMessages: options.streamMessages,
@@ -1219,42 +1032,6 @@ export class Socket<Data = unknown>
     }
     this.#resolveClosed(this.#info);
   }
-}
-
-/**
- * Joins runs of small chunks into one buffer so they leave in one write;
- * large chunks are written as they are rather than copied again.
- */
-function coalesce(chunks: Uint8Array[]): Uint8Array[] {
-  if (chunks.length === 1) return chunks;
-  const writes: Uint8Array[] = [];
-  let run: Uint8Array[] = [];
-  let runSize = 0;
-  const endRun = () => {
-    if (run.length === 1) writes.push(run[0]);
-    else if (run.length > 1) {
-      const joined = new Uint8Array(runSize);
-      let offset = 0;
-      for (const chunk of run) {
-        joined.set(chunk, offset);
-        offset += chunk.length;
-      }
-      writes.push(joined);
-    }
-    run = [];
-    runSize = 0;
-  };
-  for (const chunk of chunks) {
-    if (chunk.length >= COALESCE_LIMIT) {
-      endRun();
-      writes.push(chunk);
-    } else {
-      run.push(chunk);
-      runSize += chunk.length;
-    }
-  }
-  endRun();
-  return writes;
 }
 
 async function* readableIterable<T>(

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { CloseInfo } from "../socket.ts";
+import type { CloseInfo } from "../close_info.ts";
 import { ClientHandshakeError } from "../protocol/client_handshake.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 

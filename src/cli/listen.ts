@@ -1,5 +1,6 @@
 import { connect } from "../client/connect.ts";
-import type { CloseInfo, Socket } from "../socket.ts";
+import type { Socket } from "../socket.ts";
+import type { CloseInfo } from "../close_info.ts";
 import {
   parseCommandArgs,
   parseHeaders,

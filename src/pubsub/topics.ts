@@ -1,5 +1,5 @@
 import { PreparedMessage } from "../protocol/prepared_message.ts";
-import type { SendStatus } from "../socket.ts";
+import type { SendStatus } from "../socket_options.ts";
 import type { PubSubAdapter } from "./adapter.ts";
 
 /** A socket as the topic registry sees it. */

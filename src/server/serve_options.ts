@@ -7,7 +7,8 @@ import {
   DEFAULT_MAX_HEAD_SIZE,
   DEFAULT_MAX_HEADERS,
 } from "../protocol/http_request_parser.ts";
-import type { BackpressurePolicy, Socket } from "../socket.ts";
+import type { Socket } from "../socket.ts";
+import type { BackpressurePolicy } from "../socket_options.ts";
 import type { PubSubAdapter } from "../pubsub/adapter.ts";
 import type { FetchHandler } from "./http_exchange.ts";
 import type { PerMessageDeflateOptions } from "../protocol/permessage_deflate.ts";

@@ -12,7 +12,8 @@ import {
   encodeAcceptResponse,
   encodeRejectionResponse,
 } from "../protocol/handshake_response.ts";
-import { ConnectionClosedError, Socket } from "../socket.ts";
+import { Socket } from "../socket.ts";
+import { ConnectionClosedError } from "../close_info.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
 import {
   type ResolvedLimits,

@@ -1,4 +1,4 @@
-import type { SocketCounters } from "../socket.ts";
+import type { SocketCounters } from "../socket_options.ts";
 
 /** A snapshot of a server's counters; see `server.stats()`. */
 export interface ServerStats {

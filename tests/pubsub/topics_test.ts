@@ -7,7 +7,7 @@ import {
   type SocketHandler,
 } from "../../mod.ts";
 import { Topics } from "../../src/pubsub/topics.ts";
-import type { SendStatus } from "../../src/socket.ts";
+import type { SendStatus } from "../../src/socket_options.ts";
 import {
   assertBytes,
   DenoClient,

@@ -1,0 +1,64 @@
+import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
+
+/** How a connection ended; what `socket.closed` resolves to. */
+export interface CloseInfo {
+  /**
+   * The code from the peer's close frame; 1005 when it had none; the code we
+   * sent when we failed the connection (1002, 1007, 1009); 1006 when the
+   * transport ended without a close frame.
+   */
+  code: number;
+  /** The reason from the peer's close frame, or a description of the failure. */
+  reason: string;
+  /** Whether both close frames were exchanged before the transport closed. */
+  wasClean: boolean;
+  /** The peer's protocol violation, when that is why the connection closed. */
+  error?: ProtocolError;
+}
+
+/**
+ * `send()` or `ping()` was called on a socket that has sent or received a
+ * close frame; awaiting such a call rejects with this error.
+ *
+ * @example Usage
+ * ```ts
+ * import { ConnectionClosedError } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new ConnectionClosedError("send", { code: 1000, reason: "", wasClean: true });
+ * assert.equal(error.code, 1000);
+ * ```
+ */
+export class ConnectionClosedError extends Error {
+  /** The close code, when the connection has finished closing; else 1006. */
+  readonly code: number;
+  /** The close reason, if any. */
+  readonly reason: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param action What could not be done (`send`, `ping`).
+   * @param info How the connection closed, when known.
+   */
+  constructor(action: string, info?: CloseInfo) {
+    super(
+      `Cannot ${action}: the WebSocket is closing or closed${
+        info ? ` (code ${info.code})` : ""
+      }`,
+    );
+    this.name = "ConnectionClosedError";
+    this.code = info?.code ?? CLOSE_CODE.AbnormalClosure;
+    this.reason = info?.reason ?? "";
+  }
+}
+
+/** Reasons for closes the socket decides itself (documented in the README). */
+export const CLOSE_REASON = {
+  /** No pong arrived within `pongTimeout` (code 1011). */
+  PongTimeout: "keepalive pong timeout",
+  /** No message either way within `idleTimeout` (code 1001). */
+  IdleTimeout: "idle timeout",
+  /** The peer did not read fast enough (code 1008). */
+  Backpressure: "backpressure limit exceeded",
+} as const;

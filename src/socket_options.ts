@@ -1,0 +1,141 @@
+import type { PreparedMessage } from "./protocol/prepared_message.ts";
+import type { PerMessageDeflateParams } from "./protocol/permessage_deflate.ts";
+import type { Ticker } from "./ticker.ts";
+import type { Topics } from "./pubsub/topics.ts";
+
+/**
+ * What `send()` takes: text as a string, binary as bytes, or a
+ * {@linkcode PreparedMessage} framed once for many sockets.
+ */
+export type OutgoingMessage =
+  | string
+  | Uint8Array
+  | ArrayBuffer
+  | PreparedMessage;
+
+/**
+ * A message received as a stream of its pieces; see
+ * {@linkcode Socket.prototype.streams}.
+ */
+export type IncomingStream =
+  | { type: "text"; readable: ReadableStream<string> }
+  | { type: "binary"; readable: ReadableStream<Uint8Array> };
+
+/** Options of {@linkcode Socket.prototype.send}. */
+export interface SendOptions {
+  /**
+   * `false` sends the message uncompressed even when permessage-deflate is
+   * in use.
+   * @default {true}
+   */
+  compress?: boolean;
+}
+
+/** Where a socket is in its life. */
+export type SocketState = "open" | "closing" | "closed";
+
+/**
+ * What happens to a message sent while `bufferedAmount` is at or above
+ * `maxBackpressure` (the peer is not reading fast enough):
+ * - `close`: the socket is closed at once with 1008 and the message dropped;
+ * - `drop`: the message is dropped (counted in the server's stats);
+ * - `wait`: the message is queued anyway; `send()` resolves once the queue
+ *   drains. Memory is bounded only by callers that await `send()`.
+ */
+export type BackpressurePolicy = "close" | "drop" | "wait";
+
+/**
+ * The outcome of {@linkcode Socket.prototype.trySend}:
+ * - `sent`: queued, and the queue is below the high-water mark;
+ * - `backpressure`: queued, but the queue is above the high-water mark:
+ *   slow down until `bufferedAmount` falls;
+ * - `dropped`: not queued, by the backpressure policy;
+ * - `closed`: not queued, the socket is closing or closed.
+ */
+export type SendStatus = "sent" | "backpressure" | "dropped" | "closed";
+
+/** Traffic counters a socket adds to; the server sums them for its stats. */
+export interface SocketCounters {
+  /** Messages received. */
+  messagesIn: number;
+  /** Messages queued for sending. */
+  messagesOut: number;
+  /** Bytes read from the transport (frames, headers included). */
+  bytesIn: number;
+  /** Bytes written to the transport. */
+  bytesOut: number;
+  /** Messages dropped by the backpressure policy. */
+  backpressureDrops: number;
+  /** Round-trip times measured by pings, in milliseconds. */
+  rttCount: number;
+  /** The sum of the measured round-trip times. */
+  rttSum: number;
+  /** The largest measured round-trip time. */
+  rttMax: number;
+}
+
+/** A byte source and sink the socket drives (a TCP or TLS connection). */
+export interface Transport {
+  /** The connection's readable side (a byte stream, read with BYOB). */
+  readable: ReadableStream<Uint8Array<ArrayBuffer>>;
+  /** The connection's writable side. */
+  writable: WritableStream<Uint8Array>;
+  /** Closes the connection at once. */
+  close(): void;
+}
+
+/** Options of a {@linkcode Socket}, set by the server or client. */
+export interface SocketOptions {
+  /** Which end this is. */
+  role: "server" | "client";
+  /** See {@linkcode ConnectionOptions.maxPayload}. */
+  maxPayload?: number;
+  /** See {@linkcode ConnectionOptions.maxFragments}. */
+  maxFragments?: number;
+  /** Milliseconds `close()` waits for the peer's close frame. */
+  closeTimeout: number;
+  /** Bytes the socket may hold for the peer before `send()` waits for the writes. */
+  sendHighWaterMark: number;
+  /** Received bytes queued for the handler before the socket stops reading. */
+  receiveHighWaterMark: number;
+  /** Received messages queued for the handler before the socket stops reading. */
+  maxQueuedMessages: number;
+  /** Queued outgoing bytes at which the backpressure policy applies. */
+  maxBackpressure: number;
+  /** See {@linkcode BackpressurePolicy}. */
+  backpressurePolicy: BackpressurePolicy;
+  /** Milliseconds without traffic from the peer before a keepalive ping; 0 disables. */
+  pingInterval: number;
+  /** Milliseconds to wait for a pong before closing with 1011; 0 disables. */
+  pongTimeout: number;
+  /** Milliseconds without a message either way before closing with 1001; 0 disables. */
+  idleTimeout: number;
+  /** Runs the keepalive and idle checks; required when one is enabled. */
+  ticker?: Ticker;
+  /** Counters to add traffic to. */
+  counters?: SocketCounters;
+  /** The server's topic registry, for `subscribe()` and `publish()`. */
+  topics?: Topics;
+  /** Deliver messages as streams (see `streams()`), not whole. */
+  streamMessages?: boolean;
+  /** Bytes that arrived with the handshake, before the first frame read. */
+  head?: Uint8Array;
+  /** The negotiated permessage-deflate parameters, if any (RFC 7692). */
+  perMessageDeflate?: PerMessageDeflateParams;
+  /** A BYOB reader of `transport.readable` already acquired by the caller. */
+  reader?: ReadableStreamBYOBReader;
+  /** A writer of `transport.writable` already acquired by the caller. */
+  writer?: WritableStreamDefaultWriter<Uint8Array>;
+}
+
+/** Information about the request a server socket was opened with. */
+export interface SocketRequestInfo {
+  /** The request URL (`ws://host/path?query`). */
+  url: URL;
+  /** The request headers. */
+  headers: Headers;
+  /** The peer's address. */
+  remoteAddr: Deno.NetAddr;
+  /** The negotiated subprotocol, or `""`. */
+  protocol: string;
+}

@@ -59,8 +59,8 @@ function handledRejection(error: Error): Promise<never> {
  *   socket never touches its memory again.
  * - `send()` queues the frame and returns a promise that resolves at once
  *   while less than the high-water mark is waiting to be written, else when
- *   the queue has been written. Frames queued in one turn of the event loop
- *   leave in one write. `send()` copies payloads up to 1 MiB, so your
+ *   the queue has been written. Frames queued while a write is in flight
+ *   leave together in the next write. `send()` copies payloads up to 1 MiB, so your
  *   buffer is free again when it returns; a larger binary payload is
  *   written from your buffer: leave it untouched until `send()` resolves.
  * - Pings are answered automatically. `close()` sends a close frame and
@@ -81,9 +81,12 @@ function handledRejection(error: Error): Promise<never> {
  */
 export class Socket<Data = unknown>
   implements AsyncIterable<Message>, AsyncDisposable {
-  /** The request URL (`ws://host/path?query`). */
+  /** The URL requested (server) or connected to (client). */
   readonly url: URL;
-  /** The request headers the connection was opened with. */
+  /**
+   * The handshake headers from the peer: the request's on a server, the
+   * response's on a client.
+   */
   readonly headers: Headers;
   /** The peer's address. */
   readonly remoteAddr: Deno.NetAddr;

@@ -22,10 +22,19 @@ export * from "./src/protocol/message_assembler.ts";
 export * from "./src/protocol/close_payload.ts";
 export * from "./src/protocol/connection.ts";
 export * from "./src/protocol/http_request_parser.ts";
-export * from "./src/protocol/upgrade_request.ts";
+export {
+  type UpgradeRequest,
+  validateUpgradeRequest,
+} from "./src/protocol/upgrade_request.ts";
 export * from "./src/protocol/handshake_response.ts";
 export * from "./src/protocol/prepared_message.ts";
-export * from "./src/protocol/permessage_deflate.ts";
+export {
+  type ExtensionOffer,
+  negotiatePerMessageDeflate,
+  parseExtensions,
+  type PerMessageDeflateOptions,
+  type PerMessageDeflateParams,
+} from "./src/protocol/permessage_deflate.ts";
 export * from "./src/protocol/deflate_codec.ts";
 export * from "./src/socket.ts";
 export * from "./src/close_info.ts";

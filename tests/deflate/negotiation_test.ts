@@ -3,9 +3,9 @@ import {
   negotiatePerMessageDeflate,
   parseExtensions,
   type PerMessageDeflateOptions,
-  resolveDeflateOptions,
   serve,
 } from "../../mod.ts";
+import { resolveDeflateOptions } from "../../src/protocol/permessage_deflate.ts";
 import { LOCAL } from "../server/_helpers.ts";
 
 /** The response to `offer`, or `null` when it is declined. */

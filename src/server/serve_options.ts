@@ -88,7 +88,20 @@ export type ServerLogEvent =
   }
   | { type: "handler-error"; url: string; error: unknown }
   | { type: "pubsub-error"; error: unknown }
-  | { type: "accept-error"; error: unknown };
+  | { type: "accept-error"; error: unknown }
+  /** A connection closed because a step took too long. */
+  | { type: "timeout"; phase: TimeoutPhase; remoteAddr: Deno.NetAddr };
+
+/**
+ * What a connection was doing when its time ran out: sending its request
+ * head (`handshakeTimeout`), a plain HTTP exchange (`requestTimeout`), the
+ * `onUpgrade` hook, or receiving a 503 (both `handshakeTimeout`).
+ */
+export type TimeoutPhase =
+  | "handshake"
+  | "request"
+  | "upgrade-hook"
+  | "rejection";
 
 /** Options of {@linkcode serve}. */
 export interface ServeOptions<Data = unknown> {

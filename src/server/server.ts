@@ -21,6 +21,7 @@ import {
   type ServeOptions,
   type ServerLogEvent,
   type SocketHandler,
+  type TimeoutPhase,
 } from "./serve_options.ts";
 import { type ServerStats, StatsCollector } from "./stats.ts";
 import { serveHttpRequest } from "./http_exchange.ts";
@@ -136,7 +137,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
   // Handshake deadlines, checked on the ticker.
   readonly #deadlines = new Map<
     Deno.Conn,
-    { at: number; onExpiry: (() => void) | undefined }
+    { at: number; phase: TimeoutPhase; onExpiry: (() => void) | undefined }
   >();
   readonly #shutdownCallbacks = new Set<() => void>();
   #stopDeadlineChecks: (() => void) | null = null;
@@ -346,7 +347,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     try {
       if (this.#conns.size > this.#limits.maxConnections) {
         // Bounded: over TLS the write waits for the client's handshake.
-        this.#startDeadline(conn, this.#limits.handshakeTimeout);
+        this.#startDeadline(conn, "rejection", this.#limits.handshakeTimeout);
         await this.#reject(
           peer,
           new HandshakeError(503, "The server is at its connection limit"),
@@ -367,7 +368,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
           return;
         }
         // Plain HTTP, within the request timeout; keep-alive loops back.
-        this.#startDeadline(conn, this.#limits.requestTimeout);
+        this.#startDeadline(conn, "request", this.#limits.requestTimeout);
         const exchange = await serveHttpRequest(
           result.head,
           result.rest,
@@ -401,7 +402,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
   /** Reads a request head within the handshake timeout; `null` if none came. */
   async #readHead(peer: Peer, rest: Uint8Array): Promise<HeadResult> {
     const { conn, reader } = peer;
-    this.#startDeadline(conn, this.#limits.handshakeTimeout);
+    this.#startDeadline(conn, "handshake", this.#limits.handshakeTimeout);
     const parser = new HttpRequestParser({
       maxHeadSize: this.#limits.maxHeadSize,
       maxHeaders: this.#limits.maxHeaders,
@@ -432,16 +433,26 @@ export class Server<Data = unknown> implements AsyncDisposable {
    */
   #startDeadline(
     conn: Deno.Conn,
+    phase: TimeoutPhase,
     timeout: number,
     onExpiry?: () => void,
   ): void {
-    this.#deadlines.set(conn, { at: performance.now() + timeout, onExpiry });
+    this.#deadlines.set(conn, {
+      at: performance.now() + timeout,
+      phase,
+      onExpiry,
+    });
     this.#stopDeadlineChecks ??= this.#ticker.add((now) => {
       for (const [conn, deadline] of this.#deadlines) {
         if (now < deadline.at) continue;
         this.#deadlines.delete(conn);
         closeQuietly(conn);
         deadline.onExpiry?.();
+        this.#logger({
+          type: "timeout",
+          phase: deadline.phase,
+          remoteAddr: conn.remoteAddr as Deno.NetAddr,
+        });
       }
     });
   }
@@ -487,7 +498,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
         // The hook has the handshake timeout, and no longer than shutdown.
         const abort = new AbortController();
         const stop = () => abort.abort(new Error("handshake abandoned"));
-        this.#startDeadline(conn, this.#limits.handshakeTimeout, stop);
+        this.#startDeadline(
+          conn,
+          "upgrade-hook",
+          this.#limits.handshakeTimeout,
+          stop,
+        );
         const unsubscribe = this.#onShutdown(stop);
         let decision: Awaited<ReturnType<typeof options.onUpgrade>>;
         try {

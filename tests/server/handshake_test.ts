@@ -319,10 +319,12 @@ Deno.test(
 Deno.test(
   "serve() closes a connection that sends nothing after handshakeTimeout",
   async () => {
-    await withServer({ handshakeTimeout: 200 }, async (addr) => {
+    await withServer({ handshakeTimeout: 200 }, async (addr, events) => {
       using peer = await RawPeer.connect(addr);
       const rest = await peer.readToEof();
       assert.equal(rest.length, 0, "nothing is sent before closing");
+      const timeouts = events.filter((event) => event.type === "timeout");
+      assert.deepEqual(timeouts.map((event) => event.phase), ["handshake"]);
     });
   },
 );

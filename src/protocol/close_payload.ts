@@ -71,6 +71,7 @@ export function parseClosePayload(data: Uint8Array): ClosePayload {
       `Close code ${code} may not be sent (RFC 6455 §7.4)`,
     );
   }
+  if (data.length === 2) return { code, reason: "" }; // the common case
   let reason: string;
   try {
     reason = strictUtf8.decode(data.subarray(2));

@@ -367,26 +367,47 @@ export class Server<Data = unknown> implements AsyncDisposable {
           await this.#runSocket(socket, conn);
           return;
         }
-        // Plain HTTP, within the request timeout; keep-alive loops back.
-        this.#startDeadline(conn, "request", this.#limits.requestTimeout);
-        const exchange = await serveHttpRequest(
-          result.head,
-          result.rest,
-          peer.reader,
-          peer.writer,
-          {
-            fetch,
-            scheme: this.#scheme === "wss" ? "https" : "http",
-            remoteAddr: peer.remoteAddr,
-            maxBodySize: this.#limits.maxBodySize,
-            onError: (error) =>
-              this.#logger({
-                type: "handler-error",
-                url: result.head.target,
-                error,
-              }),
-          },
-        ).finally(() => this.#endDeadline(conn));
+        // Plain HTTP, within the request timeout (a handler that never
+        // answers is abandoned then, or at shutdown); keep-alive loops back.
+        const abandoned = Promise.withResolvers<never>();
+        abandoned.promise.catch(() => {});
+        const abandon = () => abandoned.reject(new Error("abandoned"));
+        this.#startDeadline(
+          conn,
+          "request",
+          this.#limits.requestTimeout,
+          abandon,
+        );
+        const unsubscribe = this.#onShutdown(abandon);
+        let exchange;
+        try {
+          exchange = await Promise.race([
+            serveHttpRequest(
+              result.head,
+              result.rest,
+              peer.reader,
+              peer.writer,
+              {
+                fetch,
+                scheme: this.#scheme === "wss" ? "https" : "http",
+                remoteAddr: peer.remoteAddr,
+                maxBodySize: this.#limits.maxBodySize,
+                onError: (error) =>
+                  this.#logger({
+                    type: "handler-error",
+                    url: result.head.target,
+                    error,
+                  }),
+              },
+            ),
+            abandoned.promise,
+          ]);
+        } catch {
+          return;
+        } finally {
+          this.#endDeadline(conn);
+          unsubscribe();
+        }
         if (!exchange.keepAlive) {
           await this.#closeGracefully(peer);
           return;

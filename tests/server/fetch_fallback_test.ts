@@ -1,0 +1,91 @@
+import assert from "node:assert/strict";
+import { serve } from "../../mod.ts";
+import {
+  DEADLINE,
+  echo,
+  encodeRequest,
+  LOCAL,
+  NpmClient,
+  RawPeer,
+  upgradeHeaders,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+
+Deno.test("serve({fetch}) answers plain HTTP with keep-alive, bodies and HEAD, next to WebSockets on the same port", async () => {
+  const seen: string[] = [];
+  await using server = serve({
+    ...LOCAL,
+    fetch: async (request, info) => {
+      seen.push(`${request.method} ${new URL(request.url).pathname}`);
+      assert.equal(info.remoteAddr.hostname, "127.0.0.1");
+      const body = request.body ? await request.text() : "";
+      return new Response(`${request.method} ${body.length}`, {
+        headers: { "x-path": new URL(request.url).pathname },
+      });
+    },
+  }, echo);
+  using client = Deno.createHttpClient({});
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const get = await fetch(`${base}/a`, { client });
+  assert.equal(get.status, 200);
+  assert.equal(await get.text(), "GET 0");
+  const post = await fetch(`${base}/b`, {
+    client,
+    method: "POST",
+    body: "x".repeat(10_000),
+  });
+  assert.equal(await post.text(), "POST 10000");
+  const head = await fetch(`${base}/c`, { client, method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(head.headers.get("x-path"), "/c");
+  assert.equal(await head.text(), "");
+  assert.deepEqual(seen, ["GET /a", "POST /b", "HEAD /c"]);
+  // Deno's fetch kept one connection for all three requests.
+  assert.equal(server.stats().totalConnections, 0, "no WebSocket yet");
+  await using ws = await NpmClient.connect(wsUrl(server.addr));
+  assert.equal(
+    await ws.roundTrip("still a WebSocket server"),
+    "still a WebSocket server",
+  );
+});
+
+Deno.test("serve({fetch}) upgrades a WebSocket request that follows a plain request on one keep-alive connection", async () => {
+  await using server = serve({
+    ...LOCAL,
+    fetch: () => new Response("plain"),
+  }, echo);
+  using peer = await RawPeer.connect(server.addr);
+  const host = `127.0.0.1:${server.addr.port}`;
+  await peer.write(
+    `GET /page HTTP/1.1\r\nHost: ${host}\r\n\r\n` +
+      new TextDecoder().decode(
+        encodeRequest("GET /ws HTTP/1.1", upgradeHeaders(server.addr)),
+      ),
+  );
+  const first = await peer.readResponse();
+  assert.equal(first.status, 200);
+  assert.equal(first.body, "plain");
+  const second = await peer.readResponse();
+  assert.equal(second.status, 101);
+  assert.equal(server.connections, 1);
+});
+
+Deno.test("serve({fetch}) closes an HTTP exchange that outlasts requestTimeout", async () => {
+  const events: string[] = [];
+  await using server = serve({
+    ...LOCAL,
+    requestTimeout: 100,
+    logger: (event) => {
+      if (event.type === "timeout") events.push(event.phase);
+    },
+    fetch: () => new Promise<Response>(() => {}), // never answers
+  }, echo);
+  using peer = await RawPeer.connect(server.addr);
+  await peer.write(
+    `GET / HTTP/1.1\r\nHost: 127.0.0.1:${server.addr.port}\r\n\r\n`,
+  );
+  const rest = await withTimeout(peer.readToEof(), DEADLINE, "the close");
+  assert.equal(rest.length, 0);
+  assert.deepEqual(events, ["request"]);
+});

@@ -60,7 +60,7 @@ function handledRejection(error: Error): Promise<never> {
  * - `send()` queues the frame and returns a promise that resolves at once
  *   while less than the high-water mark is waiting to be written, else when
  *   the queue has been written. Frames queued while a write is in flight
- *   leave together in the next write. `send()` copies payloads up to 1 MiB, so your
+ *   leave together in the next write. `send()` copies payloads up to 256 KiB, so your
  *   buffer is free again when it returns; a larger binary payload is
  *   written from your buffer: leave it untouched until `send()` resolves.
  * - Pings are answered automatically. `close()` sends a close frame and
@@ -275,7 +275,7 @@ export class Socket<Data = unknown>
    *
    * @param message The message.
    * @returns `sent`, `backpressure`, `dropped` or `closed`. A binary
-   * message over 1 MiB is referenced, not copied, and reports
+   * message over 256 KiB is referenced, not copied, and reports
    * `backpressure` until written: leave its buffer untouched until then.
    * @throws {TypeError} When `message` is neither a string nor bytes.
    */

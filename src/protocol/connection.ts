@@ -264,7 +264,7 @@ export class Connection {
    * @param data The message.
    * @param compress `false` sends it uncompressed even when
    * permessage-deflate is in use.
-   * @returns `true` when `data` (over 1 MiB, server role) is referenced
+   * @returns `true` when `data` (over 256 KiB, server role) is referenced
    * rather than copied: leave it untouched until the output is written.
    * @throws {TypeError} When the connection is not open, or a fragmented
    * message is unfinished.

@@ -1,12 +1,12 @@
 import { applyMask } from "./mask.ts";
 
 /**
- * Payloads up to this many bytes (1 MiB) are copied next to their header, so
+ * Payloads up to this many bytes (256 KiB) are copied next to their header, so
  * a frame leaves in one write and the caller may reuse its buffer at once.
  * Larger payloads are referenced, not copied (unless masking needs a copy):
  * the caller must leave them untouched until they are written.
  */
-export const COPY_LIMIT = 1024 * 1024;
+export const COPY_LIMIT = 256 * 1024;
 
 // Frames up to this size share the arena below; larger copied frames get a
 // buffer of their own.

@@ -325,7 +325,7 @@ Deno.test(
   },
 );
 
-for (const size of [1, 125, 126, 16 * KIB + 1, 65_536, 1024 * KIB]) {
+for (const size of [1, 125, 126, 16 * KIB + 1, 65_536, 256 * KIB]) {
   Deno.test(
     `Socket.send() copies a ${size}-byte payload: mutating it after send() returns changes nothing`,
     async () => {
@@ -348,9 +348,9 @@ for (const size of [1, 125, 126, 16 * KIB + 1, 65_536, 1024 * KIB]) {
 }
 
 Deno.test(
-  "Socket.send() of a binary payload over 1 MiB resolves once written; the peer receives it intact",
+  "Socket.send() of a binary payload over 256 KiB resolves once written; the peer receives it intact",
   async () => {
-    const size = 1024 * KIB + 1;
+    const size = 256 * KIB + 1;
     const written = Promise.withResolvers<void>();
     await using server = serve(LOCAL, async (socket) => {
       const buffer = pattern(size, 5);

@@ -1,3 +1,5 @@
+import { concat } from "./protocol/_bytes.ts";
+
 // Runs of chunks smaller than this are joined into one write.
 const COALESCE_LIMIT = 16 * 1024;
 
@@ -9,20 +11,10 @@ export function coalesce(chunks: Uint8Array[]): Uint8Array[] {
   if (chunks.length === 1) return chunks;
   const writes: Uint8Array[] = [];
   let run: Uint8Array[] = [];
-  let runSize = 0;
   const endRun = () => {
     if (run.length === 1) writes.push(run[0]);
-    else if (run.length > 1) {
-      const joined = new Uint8Array(runSize);
-      let offset = 0;
-      for (const chunk of run) {
-        joined.set(chunk, offset);
-        offset += chunk.length;
-      }
-      writes.push(joined);
-    }
+    else if (run.length > 1) writes.push(concat(run));
     run = [];
-    runSize = 0;
   };
   for (const chunk of chunks) {
     if (chunk.length >= COALESCE_LIMIT) {
@@ -30,7 +22,6 @@ export function coalesce(chunks: Uint8Array[]): Uint8Array[] {
       writes.push(chunk);
     } else {
       run.push(chunk);
-      runSize += chunk.length;
     }
   }
   endRun();

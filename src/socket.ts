@@ -20,6 +20,7 @@ import type {
   Transport,
 } from "./socket_options.ts";
 import { coalesce } from "./_coalesce.ts";
+import { newCounters } from "./socket_options.ts";
 import { PreparedMessage } from "./protocol/prepared_message.ts";
 import {
   ContextDeflater,
@@ -1056,19 +1057,6 @@ function sizeOf(item: Message | IncomingStream): number {
   return typeof item === "string" || item instanceof Uint8Array
     ? item.length
     : 0;
-}
-
-function newCounters(): SocketCounters {
-  return {
-    messagesIn: 0,
-    messagesOut: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    backpressureDrops: 0,
-    rttCount: 0,
-    rttSum: 0,
-    rttMax: 0,
-  };
 }
 
 function invalidMessage(message: unknown): never {

@@ -139,3 +139,21 @@ export interface SocketRequestInfo {
   /** The negotiated subprotocol, or `""`. */
   protocol: string;
 }
+
+/**
+ * Fresh, zeroed traffic counters.
+ *
+ * @returns Counters for one socket, or shared by a server's sockets.
+ */
+export function newCounters(): SocketCounters {
+  return {
+    messagesIn: 0,
+    messagesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    backpressureDrops: 0,
+    rttCount: 0,
+    rttSum: 0,
+    rttMax: 0,
+  };
+}

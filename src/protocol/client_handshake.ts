@@ -1,4 +1,5 @@
 import { computeAcceptKey } from "./handshake_response.ts";
+import { findHeadEnd, latin1 } from "./_bytes.ts";
 import {
   DEFAULT_MAX_HEAD_SIZE,
   DEFAULT_MAX_HEADERS,
@@ -672,23 +673,4 @@ function positive(name: string, value: number | undefined): number | undefined {
     );
   }
   return value;
-}
-
-/** The index just past the first CRLFCRLF in `buffer[from, to)`, or -1. */
-function findHeadEnd(buffer: Uint8Array, from: number, to: number): number {
-  for (let i = from; i + 3 < to; i++) {
-    if (
-      buffer[i] === 13 && buffer[i + 1] === 10 && buffer[i + 2] === 13 &&
-      buffer[i + 3] === 10
-    ) return i + 4;
-  }
-  return -1;
-}
-
-function latin1(bytes: Uint8Array): string {
-  let text = "";
-  for (let i = 0; i < bytes.length; i += 4096) {
-    text += String.fromCharCode(...bytes.subarray(i, i + 4096));
-  }
-  return text;
 }

@@ -1,5 +1,6 @@
 import zlib from "node:zlib";
 import { PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
+import { concat } from "./_bytes.ts";
 import type { PerMessageDeflateParams } from "./permessage_deflate.ts";
 
 const { Z_SYNC_FLUSH } = zlib.constants;
@@ -148,7 +149,11 @@ export class ContextDeflater {
           this.#chunks = [];
           // A stream closed mid-message flushes nothing: not a message.
           if (this.#closed) reject(new Error("The deflate stream was closed"));
-          else resolve(withoutTail(concat(chunks)));
+          else {
+            resolve(
+              withoutTail(chunks.length === 1 ? chunks[0] : concat(chunks)),
+            );
+          }
         });
       })
     );
@@ -170,17 +175,4 @@ function withoutTail(output: Uint8Array): Uint8Array<ArrayBuffer> {
     ? output.length - 4
     : output.length;
   return new Uint8Array(output.buffer as ArrayBuffer, output.byteOffset, end);
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  let size = 0;
-  for (const chunk of chunks) size += chunk.length;
-  const joined = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return joined;
 }

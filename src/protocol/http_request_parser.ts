@@ -1,4 +1,5 @@
 import { HandshakeError } from "./errors.ts";
+import { findHeadEnd, latin1 } from "./_bytes.ts";
 
 /** A parsed HTTP/1.x request head (RFC 9112 §2-5). */
 export interface HttpRequestHead {
@@ -169,29 +170,4 @@ export class HttpRequestParser {
       headers,
     };
   }
-}
-
-/** The index just past the first CRLFCRLF in `buffer[from, to)`, or -1. */
-function findHeadEnd(buffer: Uint8Array, from: number, to: number): number {
-  for (let i = from; i + 3 < to; i++) {
-    if (
-      buffer[i] === 13 && buffer[i + 1] === 10 && buffer[i + 2] === 13 &&
-      buffer[i + 3] === 10
-    ) return i + 4;
-  }
-  return -1;
-}
-
-const ascii = new TextDecoder();
-
-function latin1(bytes: Uint8Array): string {
-  // Heads are nearly always ASCII, which the native decoder reads fastest.
-  let high = 0;
-  for (let i = 0; i < bytes.length; i++) high |= bytes[i];
-  if (high < 0x80) return ascii.decode(bytes);
-  let text = "";
-  for (let i = 0; i < bytes.length; i += 4096) {
-    text += String.fromCharCode(...bytes.subarray(i, i + 4096));
-  }
-  return text;
 }

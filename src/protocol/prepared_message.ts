@@ -1,5 +1,6 @@
 import { COPY_LIMIT, FrameWriter } from "./frame_writer.ts";
 import { deflateMessage } from "./deflate_codec.ts";
+import { concat } from "./_bytes.ts";
 import type { PerMessageDeflateParams } from "./permessage_deflate.ts";
 import { OPCODE } from "./frame_parser.ts";
 
@@ -102,15 +103,3 @@ export function prepareMessage(message: string | Uint8Array): PreparedMessage {
 }
 
 const utf8 = new TextEncoder();
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const chunk of chunks) size += chunk.length;
-  const joined = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return joined;
-}

@@ -1,4 +1,5 @@
 import { STATUS_TEXT } from "./_status_text.ts";
+import { concat } from "../protocol/_bytes.ts";
 
 /** Options of {@linkcode writeResponse}. */
 export interface WriteResponseOptions {
@@ -242,7 +243,9 @@ async function writeBody(
       unsent: true,
     };
   }
-  if (!await write(writer, concat(first))) return gone();
+  if (!await write(writer, first.length === 1 ? first[0] : concat(first))) {
+    return gone();
+  }
 
   while (!plan.ended) {
     let result: Read;
@@ -401,17 +404,4 @@ function latin1(text: string): Uint8Array {
   const bytes = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
   return bytes;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  let size = 0;
-  for (const part of parts) size += part.length;
-  const joined = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    joined.set(part, offset);
-    offset += part.length;
-  }
-  return joined;
 }

@@ -1,4 +1,4 @@
-import type { SocketCounters } from "../socket_options.ts";
+import { newCounters, type SocketCounters } from "../socket_options.ts";
 
 /** A snapshot of a server's counters; see `server.stats()`. */
 export interface ServerStats {
@@ -27,16 +27,7 @@ export interface ServerStats {
 /** Collects a server's counters; sockets add to `counters` directly. */
 export class StatsCollector {
   /** Shared by every socket of the server. */
-  readonly counters: SocketCounters = {
-    messagesIn: 0,
-    messagesOut: 0,
-    bytesIn: 0,
-    bytesOut: 0,
-    backpressureDrops: 0,
-    rttCount: 0,
-    rttSum: 0,
-    rttMax: 0,
-  };
+  readonly counters: SocketCounters = newCounters();
   /** WebSocket connections accepted. */
   totalConnections = 0;
   readonly #closeCodes: Record<number, number> = {};

@@ -1,0 +1,51 @@
+/**
+ * Byte helpers shared by the protocol core and the server.
+ *
+ * @module
+ */
+
+/**
+ * Joins chunks into one new buffer (always a copy, so the result owns its
+ * memory).
+ */
+export function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  let size = 0;
+  for (const chunk of chunks) size += chunk.length;
+  const joined = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return joined;
+}
+
+/** The index just past the first CRLFCRLF in `buffer[from, to)`, or -1. */
+export function findHeadEnd(
+  buffer: Uint8Array,
+  from: number,
+  to: number,
+): number {
+  for (let i = from; i + 3 < to; i++) {
+    if (
+      buffer[i] === 13 && buffer[i + 1] === 10 && buffer[i + 2] === 13 &&
+      buffer[i + 3] === 10
+    ) return i + 4;
+  }
+  return -1;
+}
+
+const ascii = new TextDecoder();
+
+/** Decodes an HTTP head as ISO-8859-1: one character per byte. */
+export function latin1(bytes: Uint8Array): string {
+  // Heads are nearly always ASCII, which the native decoder reads fastest.
+  let high = 0;
+  for (let i = 0; i < bytes.length; i++) high |= bytes[i];
+  if (high < 0x80) return ascii.decode(bytes);
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 4096) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 4096));
+  }
+  return text;
+}

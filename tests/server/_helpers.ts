@@ -93,7 +93,7 @@ export function assertBytes(actual: unknown, expected: Uint8Array): void {
 }
 
 /** A FIFO of values with awaitable takes, each with a deadline. */
-class Queue<T> {
+export class Queue<T> {
   readonly #items: T[] = [];
   readonly #waiters: ((item: T) => void)[] = [];
 

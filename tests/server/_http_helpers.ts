@@ -7,8 +7,8 @@
  * @module
  */
 import { HandshakeError } from "../../src/protocol/errors.ts";
-import { DEADLINE, withTimeout } from "./_helpers.ts";
-export { DEADLINE, withTimeout };
+import { DEADLINE, Queue, withTimeout } from "./_helpers.ts";
+export { DEADLINE, Queue, withTimeout };
 import { encodeRejectionResponse } from "../../src/protocol/handshake_response.ts";
 import { HttpRequestParser } from "../../src/protocol/http_request_parser.ts";
 import {
@@ -18,37 +18,9 @@ import {
   serveHttpRequest,
 } from "../../src/server/http_exchange.ts";
 
-/** How long any single wait may take before the test fails. */
 const EMPTY = new Uint8Array(0);
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
-
-/** A FIFO of values with awaitable takes, each with a deadline. */
-export class Queue<T> {
-  readonly #items: T[] = [];
-  readonly #waiters: ((item: T) => void)[] = [];
-
-  push(item: T): void {
-    const waiter = this.#waiters.shift();
-    if (waiter) waiter(item);
-    else this.#items.push(item);
-  }
-
-  get size(): number {
-    return this.#items.length;
-  }
-
-  take(what: string, ms = DEADLINE): Promise<T> {
-    if (this.#items.length > 0) return Promise.resolve(this.#items.shift()!);
-    let waiter!: (item: T) => void;
-    const promise = new Promise<T>((resolve) => waiter = resolve);
-    this.#waiters.push(waiter);
-    return withTimeout(promise, ms, what).catch((error) => {
-      this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
-      throw error;
-    });
-  }
-}
 
 /** Options of the test loops: what `serveHttpRequest` gets. */
 export type LoopOptions = Partial<Omit<HttpExchangeOptions, "fetch">>;

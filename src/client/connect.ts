@@ -1,6 +1,7 @@
 import { ClientHandshake } from "../protocol/client_handshake.ts";
 import { DEFAULT_MAX_PAYLOAD } from "../protocol/connection.ts";
 import { Socket } from "../socket.ts";
+import { Ticker, tickPeriod } from "../ticker.ts";
 
 /** Options of {@linkcode connect}. */
 export interface ConnectOptions {
@@ -53,13 +54,31 @@ export interface ConnectOptions {
    * @default {false}
    */
   perMessageDeflate?: boolean;
+  /**
+   * Milliseconds without traffic from the server before a keepalive ping;
+   * `0` sends none. Keepalive finds a dead server behind a silent
+   * connection (for `reconnecting()`, say).
+   * @default {0}
+   */
+  pingInterval?: number;
+  /**
+   * Milliseconds to wait for the pong to a ping; without one the connection
+   * is closed and `closed` reports 1011 "keepalive pong timeout". `0` waits
+   * forever.
+   * @default {20000}
+   */
+  pongTimeout?: number;
 }
 
 const DEFAULTS = {
   handshakeTimeout: 10_000,
   closeTimeout: 5_000,
   maxPayload: DEFAULT_MAX_PAYLOAD,
+  pingInterval: 0,
+  pongTimeout: 20_000,
 } as const;
+// Options where 0 means "off".
+const MAY_BE_ZERO = new Set(["pingInterval", "pongTimeout"]);
 const HIGH_WATER_MARK = 1024 * 1024;
 const MAX_QUEUED_MESSAGES = 1024;
 /** How long to wait for the start of a rejection's body (no Content-Length). */
@@ -217,10 +236,13 @@ export async function connect(
       // send() resolves once the queue drains; nothing is dropped.
       maxBackpressure: Number.MAX_SAFE_INTEGER,
       backpressurePolicy: "wait",
-      // No keepalive or idle timers on the client (yet).
-      pingInterval: 0,
-      pongTimeout: 0,
+      pingInterval: limits.pingInterval,
+      pongTimeout: limits.pongTimeout,
       idleTimeout: 0,
+      // A client has few sockets: a ticker each, only with keepalive on.
+      ticker: limits.pingInterval > 0
+        ? new Ticker(tickPeriod(limits.pingInterval, limits.pongTimeout))
+        : undefined,
       head: handshake.rest,
       perMessageDeflate: result.perMessageDeflate,
     }, undefined);
@@ -256,9 +278,18 @@ function checkLimits(
   for (const name of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
     const value = options[name];
     if (value === undefined) continue;
-    if (!Number.isSafeInteger(value) || value <= 0) {
+    const min = MAY_BE_ZERO.has(name) ? 0 : 1;
+    if (!Number.isSafeInteger(value) || value < min) {
       throw new RangeError(
-        `Cannot connect: "${name}" must be a positive integer, got ${value}`,
+        `Cannot connect: "${name}" must be a ${
+          min === 0 ? "non-negative" : "positive"
+        } integer, got ${value}`,
+      );
+    }
+    // Timers take at most 2^31-1 ms; a longer one would fire at once.
+    if (name !== "maxPayload" && value > 2 ** 31 - 1) {
+      throw new RangeError(
+        `Cannot connect: "${name}" must be at most 2147483647 ms, got ${value}`,
       );
     }
     limits[name] = value;

@@ -89,6 +89,8 @@ export type ServerLogEvent =
   | { type: "handler-error"; url: string; error: unknown }
   | { type: "pubsub-error"; error: unknown }
   | { type: "accept-error"; error: unknown }
+  /** A connection failed before its request head: a reset, a TLS failure. */
+  | { type: "connection-error"; remoteAddr: Deno.NetAddr; error: unknown }
   /** A connection closed because a step took too long. */
   | { type: "timeout"; phase: TimeoutPhase; remoteAddr: Deno.NetAddr };
 

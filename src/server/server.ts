@@ -440,6 +440,14 @@ export class Server<Data = unknown> implements AsyncDisposable {
       return { head, rest: parser.rest };
     } catch (error) {
       if (error instanceof HandshakeError) await this.#reject(peer, error);
+      else if (this.#deadlines.has(conn) && this.#shutdown === null) {
+        // A reset or a failed TLS handshake, not our own timeout or shutdown.
+        this.#logger({
+          type: "connection-error",
+          remoteAddr: peer.remoteAddr,
+          error,
+        });
+      }
       return null;
     } finally {
       this.#endDeadline(conn);

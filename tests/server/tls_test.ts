@@ -107,9 +107,15 @@ Deno.test(
 );
 
 Deno.test(
-  "serve({cert, key}) drops a plain-TCP client and keeps serving TLS",
+  "serve({cert, key}) drops a plain-TCP client, logs a connection-error, and keeps serving TLS",
   async () => {
-    await using server = serve(TLS, echo);
+    const errors: unknown[] = [];
+    await using server = serve({
+      ...TLS,
+      logger: (event) => {
+        if (event.type === "connection-error") errors.push(event.error);
+      },
+    }, echo);
     {
       using peer = await RawPeer.connect(server.addr);
       await peer.write(
@@ -120,6 +126,7 @@ Deno.test(
       const rest = await peer.readToEof();
       assert.ok(!new TextDecoder().decode(rest).includes("HTTP/1.1 101"));
     }
+    assert.equal(errors.length, 1, "the TLS failure is logged once");
     await using client = await NpmClient.connect(
       wsUrl(server.addr, "/", "wss"),
       { ca: cert },

@@ -442,6 +442,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       if (error instanceof HandshakeError) await this.#reject(peer, error);
       else if (this.#deadlines.has(conn) && this.#shutdown === null) {
         // A reset or a failed TLS handshake, not our own timeout or shutdown.
+        this.#stats.connectionErrors++;
         this.#logger({
           type: "connection-error",
           remoteAddr: peer.remoteAddr,
@@ -477,6 +478,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         this.#deadlines.delete(conn);
         closeQuietly(conn);
         deadline.onExpiry?.();
+        this.#stats.countTimeout(deadline.phase);
         this.#logger({
           type: "timeout",
           phase: deadline.phase,

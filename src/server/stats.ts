@@ -20,6 +20,10 @@ export interface ServerStats {
   closeCodes: Record<number, number>;
   /** How many handshakes were rejected with each HTTP status. */
   handshakeRejections: Record<number, number>;
+  /** How many connections a deadline closed, by phase (`handshake`, ...). */
+  timeouts: Record<string, number>;
+  /** Connections that failed before their request head (resets, TLS). */
+  connectionErrors: number;
   /** Ping round-trip times in milliseconds: count, mean and maximum. */
   pingRtt: { count: number; mean: number; max: number };
 }
@@ -32,6 +36,9 @@ export class StatsCollector {
   totalConnections = 0;
   readonly #closeCodes: Record<number, number> = {};
   readonly #rejections: Record<number, number> = {};
+  readonly #timeouts: Record<string, number> = {};
+  /** Connections that failed before their request head. */
+  connectionErrors = 0;
 
   /**
    * Counts a connection's close code.
@@ -52,6 +59,15 @@ export class StatsCollector {
   }
 
   /**
+   * Counts a connection closed by a deadline.
+   *
+   * @param phase What it was doing.
+   */
+  countTimeout(phase: string): void {
+    this.#timeouts[phase] = (this.#timeouts[phase] ?? 0) + 1;
+  }
+
+  /**
    * Takes a snapshot.
    *
    * @param openConnections WebSocket connections open now.
@@ -69,6 +85,8 @@ export class StatsCollector {
       backpressureDrops: c.backpressureDrops,
       closeCodes: { ...this.#closeCodes },
       handshakeRejections: { ...this.#rejections },
+      timeouts: { ...this.#timeouts },
+      connectionErrors: this.connectionErrors,
       pingRtt: {
         count: c.rttCount,
         mean: c.rttCount === 0 ? 0 : c.rttSum / c.rttCount,
@@ -111,7 +129,7 @@ export function renderPrometheus(stats: ServerStats): string {
       lines.push(`duplex_${name}${labels} ${value}`);
     }
   };
-  const labelled = (label: string, counts: Record<number, number>) =>
+  const labelled = (label: string, counts: Record<string, number>) =>
     Object.entries(counts).map(([key, value]) =>
       [`{${label}="${key}"}`, value] as [string, number]
     );
@@ -156,6 +174,18 @@ export function renderPrometheus(stats: ServerStats): string {
     "counter",
     "Rejected handshakes by HTTP status.",
     labelled("status", stats.handshakeRejections),
+  );
+  metric(
+    "timeouts_total",
+    "counter",
+    "Connections closed by a deadline, by phase.",
+    labelled("phase", stats.timeouts),
+  );
+  metric(
+    "connection_errors_total",
+    "counter",
+    "Connections that failed before their request head.",
+    [["", stats.connectionErrors]],
   );
   metric("pings_answered_total", "counter", "Pings answered by a pong.", [[
     "",

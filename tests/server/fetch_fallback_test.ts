@@ -88,4 +88,5 @@ Deno.test("serve({fetch}) closes an HTTP exchange that outlasts requestTimeout",
   const rest = await withTimeout(peer.readToEof(), DEADLINE, "the close");
   assert.equal(rest.length, 0);
   assert.deepEqual(events, ["request"]);
+  assert.deepEqual(server.stats().timeouts, { request: 1 });
 });

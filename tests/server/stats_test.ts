@@ -65,6 +65,8 @@ Deno.test(
       backpressureDrops: 0,
       closeCodes: {},
       handshakeRejections: {},
+      timeouts: {},
+      connectionErrors: 0,
       pingRtt: { count: 0, mean: 0, max: 0 },
     });
 

@@ -127,6 +127,7 @@ Deno.test(
       assert.ok(!new TextDecoder().decode(rest).includes("HTTP/1.1 101"));
     }
     assert.equal(errors.length, 1, "the TLS failure is logged once");
+    assert.equal(server.stats().connectionErrors, 1);
     await using client = await NpmClient.connect(
       wsUrl(server.addr, "/", "wss"),
       { ca: cert },

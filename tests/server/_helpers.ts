@@ -400,9 +400,13 @@ export interface RawFrame {
  * A raw TCP (or TLS) connection with a read buffer, for speaking bytes the
  * clients would never send. Every read has a deadline.
  */
-export class RawPeer implements Disposable {
+/**
+ * A raw TCP client: writes bytes and reads them back through a buffer, every
+ * read with a deadline. {@linkcode RawPeer} and the HTTP helpers build on it.
+ */
+export class RawConnection implements Disposable {
   readonly conn: Deno.Conn;
-  #buffer = new Uint8Array(0);
+  protected buffer: Uint8Array = new Uint8Array(0);
   #eof = false;
   #closed = false;
   /** Set when a read failed with a reset rather than a clean EOF. */
@@ -413,13 +417,12 @@ export class RawPeer implements Disposable {
   }
 
   /** Opens a TCP connection to 127.0.0.1. */
-  static async connect(addr: Deno.NetAddr): Promise<RawPeer> {
-    const conn = await withTimeout(
+  static async open(addr: Deno.NetAddr): Promise<Deno.Conn> {
+    return await withTimeout(
       Deno.connect({ hostname: "127.0.0.1", port: addr.port }),
       DEADLINE,
       "TCP connect",
     );
-    return new RawPeer(conn);
   }
 
   /** The local port, which is the server socket's `remoteAddr.port`. */
@@ -437,7 +440,7 @@ export class RawPeer implements Disposable {
   }
 
   /** Reads more bytes into the buffer; `false` at EOF (or reset). */
-  async #fill(what: string): Promise<boolean> {
+  protected async fill(what: string): Promise<boolean> {
     if (this.#eof) return false;
     const chunk = new Uint8Array(64 * 1024);
     let n: number | null;
@@ -456,38 +459,69 @@ export class RawPeer implements Disposable {
       this.#eof = true;
       return false;
     }
-    const joined = new Uint8Array(this.#buffer.length + n);
-    joined.set(this.#buffer);
-    joined.set(chunk.subarray(0, n), this.#buffer.length);
-    this.#buffer = joined;
+    const joined = new Uint8Array(this.buffer.length + n);
+    joined.set(this.buffer);
+    joined.set(chunk.subarray(0, n), this.buffer.length);
+    this.buffer = joined;
     return true;
   }
 
-  async #readExact(length: number, what: string): Promise<Uint8Array> {
-    while (this.#buffer.length < length) {
-      if (!await this.#fill(what)) {
+  /** Reads exactly `length` bytes. */
+  protected async readExact(length: number, what: string): Promise<Uint8Array> {
+    while (this.buffer.length < length) {
+      if (!await this.fill(what)) {
         throw new Error(`Connection ended while waiting for ${what}`);
       }
     }
-    const bytes = this.#buffer.slice(0, length);
-    this.#buffer = this.#buffer.subarray(length);
+    const bytes = this.buffer.slice(0, length);
+    this.buffer = this.buffer.subarray(length);
     return bytes;
+  }
+
+  /** Reads until the server closes the connection; returns what came. */
+  async readToEof(): Promise<Uint8Array> {
+    while (await this.fill("the server to close the connection"));
+    const rest = this.buffer;
+    this.buffer = new Uint8Array(0);
+    return rest;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** A raw TCP WebSocket peer: HTTP responses and unmasked server frames. */
+export class RawPeer extends RawConnection {
+  /** Opens a TCP connection to 127.0.0.1. */
+  static async connect(addr: Deno.NetAddr): Promise<RawPeer> {
+    return new RawPeer(await RawConnection.open(addr));
   }
 
   /** Reads an HTTP response head and its `Content-Length` body. */
   async readResponse(): Promise<RawResponse> {
     let end = -1;
-    while ((end = indexOfHeadEnd(this.#buffer)) === -1) {
-      if (!await this.#fill("an HTTP response head")) {
+    while ((end = indexOfHeadEnd(this.buffer)) === -1) {
+      if (!await this.fill("an HTTP response head")) {
         throw new Error(
           `Connection ended before a full HTTP response head; got ${
-            JSON.stringify(utf8Decoder.decode(this.#buffer))
+            JSON.stringify(utf8Decoder.decode(this.buffer))
           }`,
         );
       }
     }
-    const head = utf8Decoder.decode(this.#buffer.subarray(0, end));
-    this.#buffer = this.#buffer.subarray(end + 4);
+    const head = utf8Decoder.decode(this.buffer.subarray(0, end));
+    this.buffer = this.buffer.subarray(end + 4);
     const [statusLine, ...lines] = head.split("\r\n");
     const headers = new Headers();
     for (const line of lines) {
@@ -496,7 +530,7 @@ export class RawPeer implements Disposable {
     }
     const length = Number(headers.get("content-length") ?? 0);
     const body = utf8Decoder.decode(
-      await this.#readExact(length, "an HTTP response body"),
+      await this.readExact(length, "an HTTP response body"),
     );
     return {
       status: Number(statusLine.split(" ")[1]),
@@ -508,21 +542,21 @@ export class RawPeer implements Disposable {
 
   /** Reads one server frame. */
   async readFrame(): Promise<RawFrame> {
-    const [b0, b1] = await this.#readExact(2, "a frame header");
+    const [b0, b1] = await this.readExact(2, "a frame header");
     assert.equal(b1 & 0x80, 0, "a server frame must not be masked");
     let length = b1 & 0x7f;
     if (length === 126) {
-      const ext = await this.#readExact(2, "a 16-bit frame length");
+      const ext = await this.readExact(2, "a 16-bit frame length");
       length = (ext[0] << 8) | ext[1];
     } else if (length === 127) {
-      const ext = await this.#readExact(8, "a 64-bit frame length");
+      const ext = await this.readExact(8, "a 64-bit frame length");
       length = Number(new DataView(ext.buffer).getBigUint64(0));
     }
     return {
       fin: (b0 & 0x80) !== 0,
       rsv: b0 & 0x70,
       opcode: b0 & 0x0f,
-      payload: await this.#readExact(length, "a frame payload"),
+      payload: await this.readExact(length, "a frame payload"),
     };
   }
 
@@ -542,28 +576,6 @@ export class RawPeer implements Disposable {
         before,
       };
     }
-  }
-
-  /** Reads and discards until the server closes the connection. */
-  async readToEof(): Promise<Uint8Array> {
-    while (await this.#fill("the server to close the connection"));
-    const rest = this.#buffer;
-    this.#buffer = new Uint8Array(0);
-    return rest;
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.conn.close();
-    } catch {
-      // Already closed.
-    }
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 }
 

@@ -7,7 +7,7 @@
  * @module
  */
 import { HandshakeError } from "../../src/protocol/errors.ts";
-import { DEADLINE, Queue, withTimeout } from "./_helpers.ts";
+import { DEADLINE, Queue, RawConnection, withTimeout } from "./_helpers.ts";
 export { DEADLINE, Queue, withTimeout };
 import { encodeRejectionResponse } from "../../src/protocol/handshake_response.ts";
 import { HttpRequestParser } from "../../src/protocol/http_request_parser.ts";
@@ -263,79 +263,21 @@ export interface RawResponse {
  * A raw TCP client for HTTP/1.1: writes bytes, reads responses with their
  * framing (Content-Length, chunked, or to EOF). Every read has a deadline.
  */
-export class RawHttp implements Disposable {
-  readonly conn: Deno.Conn;
-  #buffer: Uint8Array = EMPTY;
-  #eof = false;
-  #closed = false;
-
-  constructor(conn: Deno.Conn) {
-    this.conn = conn;
-  }
-
+export class RawHttp extends RawConnection {
   static async connect(addr: Deno.NetAddr): Promise<RawHttp> {
-    const conn = await withTimeout(
-      Deno.connect({ hostname: "127.0.0.1", port: addr.port }),
-      DEADLINE,
-      "TCP connect",
-    );
-    return new RawHttp(conn);
-  }
-
-  /** Writes all of `data` (a string is sent as UTF-8). */
-  async write(data: Uint8Array | string): Promise<void> {
-    let bytes = typeof data === "string" ? utf8.encode(data) : data;
-    while (bytes.length > 0) {
-      const n = await withTimeout(this.conn.write(bytes), DEADLINE, "a write");
-      bytes = bytes.subarray(n);
-    }
-  }
-
-  async #fill(what: string): Promise<boolean> {
-    if (this.#eof) return false;
-    const chunk = new Uint8Array(64 * 1024);
-    let n: number | null;
-    try {
-      n = await withTimeout(this.conn.read(chunk), DEADLINE, what);
-    } catch (error) {
-      if (
-        error instanceof Deno.errors.ConnectionReset ||
-        error instanceof Deno.errors.BrokenPipe
-      ) n = null;
-      else throw error;
-    }
-    if (n === null) {
-      this.#eof = true;
-      return false;
-    }
-    const joined = new Uint8Array(this.#buffer.length + n);
-    joined.set(this.#buffer);
-    joined.set(chunk.subarray(0, n), this.#buffer.length);
-    this.#buffer = joined;
-    return true;
+    return new RawHttp(await RawConnection.open(addr));
   }
 
   async #line(what: string): Promise<string> {
     let end: number;
-    while ((end = indexOf(this.#buffer, [13, 10])) === -1) {
-      if (!await this.#fill(what)) {
+    while ((end = indexOf(this.buffer, [13, 10])) === -1) {
+      if (!await this.fill(what)) {
         throw new Error(`Connection ended while waiting for ${what}`);
       }
     }
-    const line = latin1(this.#buffer.subarray(0, end));
-    this.#buffer = this.#buffer.subarray(end + 2);
+    const line = latin1(this.buffer.subarray(0, end));
+    this.buffer = this.buffer.subarray(end + 2);
     return line;
-  }
-
-  async #exact(length: number, what: string): Promise<Uint8Array> {
-    while (this.#buffer.length < length) {
-      if (!await this.#fill(what)) {
-        throw new Error(`Connection ended while waiting for ${what}`);
-      }
-    }
-    const bytes = this.#buffer.slice(0, length);
-    this.#buffer = this.#buffer.subarray(length);
-    return bytes;
   }
 
   /** Reads a response head only. */
@@ -368,13 +310,13 @@ export class RawHttp implements Disposable {
       for (;;) {
         const size = parseInt(await this.#line("a chunk size"), 16);
         if (size === 0) break;
-        parts.push(await this.#exact(size, "chunk data"));
-        await this.#exact(2, "a chunk's CRLF");
+        parts.push(await this.readExact(size, "chunk data"));
+        await this.readExact(2, "a chunk's CRLF");
       }
       while (await this.#line("a trailer line") !== "");
       body = concat(...parts);
     } else if (headers.has("content-length")) {
-      body = await this.#exact(
+      body = await this.readExact(
         Number(headers.get("content-length")),
         "a response body",
       );
@@ -382,28 +324,6 @@ export class RawHttp implements Disposable {
       body = await this.readToEof();
     }
     return { ...response, body, text: utf8Decoder.decode(body) };
-  }
-
-  /** Reads until the server closes the connection; returns what came. */
-  async readToEof(): Promise<Uint8Array> {
-    while (await this.#fill("the server to close the connection"));
-    const rest = this.#buffer;
-    this.#buffer = EMPTY;
-    return rest;
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      this.conn.close();
-    } catch {
-      // Already closed.
-    }
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 }
 

@@ -44,6 +44,7 @@ const utf8 = new TextEncoder();
 const compressions = new Limiter(16);
 const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
+const SMALL_READS_BEFORE_SHRINK = 4;
 
 function handledRejection(error: Error): Promise<never> {
   const promise = Promise.reject(error);
@@ -677,6 +678,7 @@ export class Socket<Data = unknown>
     const reader = this.#options.reader ??
       this.#transport.readable.getReader({ mode: "byob" });
     let buffer = new ArrayBuffer(MIN_READ);
+    let smallReads = 0;
     try {
       if (this.#options.head && this.#options.head.length > 0) {
         this.#receive(this.#options.head.slice());
@@ -696,16 +698,22 @@ export class Socket<Data = unknown>
         const { value, done } = await reader.read(new Uint8Array(buffer));
         if (done || value === undefined) break;
         buffer = value.buffer;
-        // Read size follows the traffic: grow when a read fills the buffer,
-        // shrink when reads stay small, so idle sockets hold little memory.
-        if (
-          value.length === buffer.byteLength && buffer.byteLength < MAX_READ
-        ) {
-          buffer = new ArrayBuffer(buffer.byteLength * 2);
+        // Read size follows the traffic: grow when a read fills the buffer;
+        // shrink after a run of reads that used under an eighth of it, so
+        // idle sockets hold little memory, yet traffic that alternates big
+        // and small reads does not reallocate (and zero-fill) all the time.
+        if (value.length === buffer.byteLength) {
+          smallReads = 0;
+          if (buffer.byteLength < MAX_READ) {
+            buffer = new ArrayBuffer(buffer.byteLength * 2);
+          }
         } else if (
-          value.length < buffer.byteLength / 8 && buffer.byteLength > MIN_READ
+          value.length >= buffer.byteLength / 8 || buffer.byteLength <= MIN_READ
         ) {
-          buffer = new ArrayBuffer(buffer.byteLength / 2);
+          smallReads = 0;
+        } else if (++smallReads === SMALL_READS_BEFORE_SHRINK) {
+          smallReads = 0;
+          buffer = new ArrayBuffer(Math.max(MIN_READ, buffer.byteLength / 8));
         }
         this.#receive(value);
       }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { applyMask } from "./_core.ts";
 import { MASK_KEY, naiveMask, pattern, prng, utf8 } from "./_helpers.ts";
+import { createSimdXor, SIMD_BLOCK } from "../../src/protocol/_simd_xor.ts";
 
 Deno.test('applyMask masks the RFC 6455 §5.7 "Hello" with key 37 fa 21 3d (RFC 6455 §5.3)', () => {
   const data = utf8("Hello");
@@ -51,7 +52,7 @@ Deno.test("applyMask equals a naive XOR on large unaligned buffers (RFC 6455 §5
     const data = backing.subarray(align);
     const expected = naiveMask(data, MASK_KEY, offset);
     applyMask(data, MASK_KEY, offset);
-    assert.deepEqual(data, expected);
+    assertSameBytes(data, expected, `${length} ${align} ${offset}`);
   }
 });
 
@@ -85,3 +86,66 @@ Deno.test("applyMask leaves a zero key's data unchanged and works on empty data 
   applyMask(empty, MASK_KEY, 3);
   assert.equal(empty.length, 0);
 });
+
+Deno.test("applyMask equals a naive XOR around the SIMD threshold and block edges, leaving neighbours alone (RFC 6455 §5.3)", () => {
+  const lengths = [
+    1023,
+    1024,
+    1025,
+    1087,
+    1088,
+    4095,
+    65535,
+    65536,
+    65600,
+    131072 + 67,
+  ];
+  for (const length of lengths) {
+    for (const [align, offset] of [[0, 0], [1, 1], [2, 3], [3, 2], [5, 7]]) {
+      const backing = randomBytes(length + align + 8, length + offset);
+      const before = backing.slice();
+      const data = backing.subarray(align, align + length);
+      const expected = naiveMask(data, MASK_KEY, offset);
+      applyMask(data, MASK_KEY, offset);
+      assertSameBytes(data, expected, `${length} ${align} ${offset}`);
+      assertSameBytes(backing.subarray(0, align), before.subarray(0, align));
+      assertSameBytes(
+        backing.subarray(align + length),
+        before.subarray(align + length),
+      );
+    }
+  }
+});
+
+Deno.test("the WebAssembly SIMD kernel loads here and XORs 64-byte blocks with a little-endian word", () => {
+  const xor = createSimdXor();
+  assert.ok(
+    xor,
+    "WebAssembly SIMD should be available on Deno's x86-64 and arm64 builds",
+  );
+  const block = randomBytes(SIMD_BLOCK, 9);
+  const expected = naiveMask(block, Uint8Array.of(0x78, 0x56, 0x34, 0x12));
+  xor(block, 0x12345678);
+  assertSameBytes(block, expected);
+  const small = pattern(64, 3);
+  xor(small, 0);
+  assert.deepEqual(small, pattern(64, 3));
+});
+
+function randomBytes(length: number, seed: number): Uint8Array<ArrayBuffer> {
+  const random = prng(seed);
+  const out = new Uint8Array(length);
+  for (let i = 0; i < length; i++) out[i] = Math.floor(random() * 256);
+  return out;
+}
+
+/** Like assert.deepEqual, but names the first differing byte (no huge diff). */
+function assertSameBytes(
+  actual: Uint8Array,
+  expected: Uint8Array,
+  message = "",
+): void {
+  assert.equal(actual.length, expected.length, `length ${message}`);
+  const at = actual.findIndex((byte, i) => byte !== expected[i]);
+  assert.equal(at, -1, `first difference at byte ${at} ${message}`);
+}

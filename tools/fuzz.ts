@@ -37,6 +37,7 @@ import {
   type ConnectionOptions,
 } from "../src/protocol/connection.ts";
 import { FrameWriter } from "../src/protocol/frame_writer.ts";
+import { concat } from "../src/protocol/_bytes.ts";
 import {
   HandshakeError,
   PROTOCOL_ERROR_CODE,
@@ -204,18 +205,6 @@ function caseSeedOf(seed: number, i: number): number {
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
   return (h ^ (h >>> 16)) >>> 0;
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const part of parts) size += part.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** A short, comparable fingerprint of bytes: length and FNV-1a. */

@@ -22,6 +22,7 @@
  */
 import assert from "node:assert/strict";
 import type { ServerStats } from "../../mod.ts";
+import { findHeadEnd } from "../../src/protocol/_bytes.ts";
 
 const ENABLED = Deno.env.get("DUPLEX_SOAK") === "1";
 const REQUESTED = Number(Deno.env.get("DUPLEX_SOAK_CONNECTIONS") ?? 10_000);
@@ -99,7 +100,7 @@ class SoakClient {
         "Sec-WebSocket-Version: 13\r\n\r\n",
     ));
     let end = -1;
-    while ((end = headEnd(this.#buffer)) === -1) {
+    while ((end = findHeadEnd(this.#buffer, 0, this.#buffer.length)) === -1) {
       if (!await this.#fill()) throw new Error("EOF during the handshake");
     }
     const head = utf8Decoder.decode(this.#buffer.subarray(0, end));
@@ -205,16 +206,6 @@ class SoakClient {
     }
     await this.#reading;
   }
-}
-
-function headEnd(bytes: Uint8Array): number {
-  for (let i = 0; i + 3 < bytes.length; i++) {
-    if (
-      bytes[i] === 13 && bytes[i + 1] === 10 && bytes[i + 2] === 13 &&
-      bytes[i + 3] === 10
-    ) return i + 4;
-  }
-  return -1;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -7,6 +7,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { concat as joinBytes } from "../../src/protocol/_bytes.ts";
 import {
   Connection,
   type ConnectionEvent,
@@ -37,14 +38,11 @@ export function utf8(text: string): Uint8Array<ArrayBuffer> {
 export function concat(
   ...parts: (Uint8Array | readonly number[])[]
 ): Uint8Array<ArrayBuffer> {
-  const size = parts.reduce((sum, part) => sum + part.length, 0);
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
+  return joinBytes(
+    parts.map((part) =>
+      part instanceof Uint8Array ? part : Uint8Array.from(part)
+    ),
+  );
 }
 
 /** `length` bytes counting up from `start`, modulo 256. */

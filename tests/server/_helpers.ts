@@ -6,6 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { concat as joinBytes } from "../../src/protocol/_bytes.ts";
 import { WebSocket as WsClient } from "ws";
 import type {
   CloseInfo,
@@ -618,14 +619,7 @@ export function encodeRequest(
 
 /** Concatenates byte arrays. */
 export function concat(...parts: Uint8Array[]): Uint8Array {
-  const size = parts.reduce((sum, part) => sum + part.length, 0);
-  const joined = new Uint8Array(size);
-  let offset = 0;
-  for (const part of parts) {
-    joined.set(part, offset);
-    offset += part.length;
-  }
-  return joined;
+  return joinBytes(parts);
 }
 
 /**

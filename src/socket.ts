@@ -861,6 +861,7 @@ export class Socket<Data = unknown>
           this.#writer.write(writes[i]).catch(() => {});
         }
         await this.#writer.write(writes[writes.length - 1]);
+        this.#connection.releaseOutput(chunks);
         this.#inFlight = 0;
         this.#counters.bytesOut += size;
         this.#writtenSeq = seq;

@@ -235,6 +235,31 @@ export class Connection {
   }
 
   /**
+   * Frees the buffers the connection allocated for `chunks` (from
+   * {@linkcode Connection.prototype.takeOutput}) at once, instead of at the
+   * next garbage collection; see `FrameWriter.release()`. Optional: call it
+   * once the chunks are written, and touch none of them afterwards.
+   *
+   * @param chunks Chunks returned by `takeOutput()`, already written.
+   *
+   * @example Releasing output once it is written
+   * ```ts
+   * import { Connection } from "@duplex/ws";
+   * import assert from "node:assert/strict";
+   *
+   * const connection = new Connection({ role: "server" });
+   * connection.sendBinary(new Uint8Array(100_000));
+   * const chunks = connection.takeOutput();
+   * // ... write the chunks to the transport, then:
+   * connection.releaseOutput(chunks);
+   * assert.equal(chunks[0].length, 0);
+   * ```
+   */
+  releaseOutput(chunks: readonly Uint8Array[]): void {
+    this.#writer.release(chunks);
+  }
+
+  /**
    * Queues a text message.
    *
    * @param text The message.

@@ -72,6 +72,10 @@ export class FrameWriter {
   #openArena: Uint8Array | null = null;
   #openStart = 0;
   #openEnd = 0;
+  // Buffers allocated for a frame of their own, which release() may free.
+  // Per writer: a frame another writer made (a PreparedMessage's, shared by
+  // many connections) is never freed here.
+  #ownFrames: WeakSet<ArrayBuffer> | null = null;
 
   /**
    * Creates a writer for one connection.
@@ -121,6 +125,7 @@ export class FrameWriter {
       this.#writeHeader(frame, 0, opcode, fin, rsv, length);
       frame.set(payload, headerLength);
       if (this.#mask) this.#maskRegion(frame, headerLength, length);
+      (this.#ownFrames ??= new WeakSet()).add(frame.buffer);
       this.#push(frame);
       return false;
     }
@@ -142,7 +147,12 @@ export class FrameWriter {
   writeText(opcode: number, text: string, fin = true, rsv = 0): void {
     const maxBytes = text.length * 3;
     if (maxBytes > ARENA_FRAME_LIMIT) {
-      this.writeFrame(opcode, utf8.encode(text), fin, rsv);
+      // The encoding is this writer's own: free it now if the frame copied
+      // it, else once written (release()).
+      const bytes = utf8.encode(text);
+      if (this.writeFrame(opcode, bytes, fin, rsv)) {
+        (this.#ownFrames ??= new WeakSet()).add(bytes.buffer);
+      } else bytes.buffer.transfer(0);
       return;
     }
     // Encode after the largest header the string can need, then move the
@@ -194,6 +204,40 @@ export class FrameWriter {
     this.#chunks = [];
     this.#size = 0;
     return chunks;
+  }
+
+  /**
+   * Frees the buffers this writer allocated for `chunks` (from
+   * {@linkcode FrameWriter.prototype.take}) at once, instead of at the next
+   * garbage collection: large frames otherwise pile up as garbage that the
+   * process holds. Call it once the chunks are written, and touch none of
+   * them afterwards. Optional; chunks the writer did not allocate a buffer
+   * for (shared small-frame regions, referenced payloads) are left alone.
+   *
+   * @param chunks Chunks returned by `take()`, already written.
+   *
+   * @example Freeing a written frame
+   * ```ts
+   * import { FrameWriter, OPCODE } from "@duplex/ws";
+   * import assert from "node:assert/strict";
+   *
+   * const writer = new FrameWriter();
+   * writer.writeFrame(OPCODE.Binary, new Uint8Array(100_000));
+   * const chunks = writer.take();
+   * // ... write the chunks to the transport, then:
+   * writer.release(chunks);
+   * assert.equal(chunks[0].length, 0);
+   * ```
+   */
+  release(chunks: readonly Uint8Array[]): void {
+    const own = this.#ownFrames;
+    if (own === null) return;
+    for (const chunk of chunks) {
+      const buffer = chunk.buffer as ArrayBuffer;
+      if (chunk.length > ARENA_FRAME_LIMIT && own.delete(buffer)) {
+        buffer.transfer(0);
+      }
+    }
   }
 
   #reserve(size: number): number {

@@ -218,7 +218,10 @@ export class MessageAssembler {
     const buffer = this.#buffer;
     this.#buffer = null;
     if (buffer === null) return new Uint8Array(0);
-    return buffer.length === this.#size ? buffer : buffer.slice(0, this.#size);
+    if (buffer.length === this.#size) return buffer;
+    const bytes = buffer.slice(0, this.#size);
+    release(buffer);
+    return bytes;
   }
 
   #streamPiece(data: Uint8Array): void {
@@ -272,11 +275,23 @@ export class MessageAssembler {
         limit,
       );
       const grown = new Uint8Array(capacity);
-      if (buffer !== null) grown.set(buffer.subarray(0, start));
+      if (buffer !== null) {
+        grown.set(buffer.subarray(0, start));
+        release(buffer);
+      }
       this.#buffer = buffer = grown;
     }
     buffer.set(data, start);
   }
+}
+
+/**
+ * Frees a buffer only this assembler ever saw now instead of at the next
+ * garbage collection (detaching it releases its memory): large messages
+ * otherwise leave their growth steps behind as garbage.
+ */
+function release(buffer: Uint8Array<ArrayBuffer>): void {
+  buffer.buffer.transfer(0);
 }
 
 function decode(decoder: TextDecoder, data: Uint8Array, stream: boolean) {

@@ -12,6 +12,11 @@ import {
 
 const { Continuation, Text, Binary, Close, Ping, Pong } = OPCODE;
 
+/** Whether a chunk's memory was released (its buffer detached). */
+function freed(chunk: Uint8Array): boolean {
+  return (chunk.buffer as ArrayBuffer).detached;
+}
+
 function taken(writer: FrameWriter): Uint8Array {
   return concat(...writer.take());
 }
@@ -264,6 +269,66 @@ Deno.test("FrameWriter references an unmasked payload over COPY_LIMIT and copies
   const client = new FrameWriter({ mask: true, generateMaskKey: fixedMaskKey });
   assert.equal(client.writeFrame(Binary, big), false);
   assert.ok(!client.take().includes(big));
+});
+
+Deno.test("FrameWriter.release frees the frame buffers it allocated, and nothing else", () => {
+  const other = new FrameWriter();
+  other.writeFrame(Binary, pattern(30_000, 3));
+  const [shared] = other.take(); // as a PreparedMessage keeps its frame
+  const big = pattern(COPY_LIMIT + 1);
+  const writer = new FrameWriter();
+  writer.writeFrame(Binary, pattern(20_000, 1)); // copied into its own buffer
+  writer.writeFrame(Binary, pattern(100, 2)); // the shared small-frame arena
+  writer.writeFrame(Binary, big); // referenced
+  writer.writeEncoded(shared); // another writer's frame, referenced
+  const chunks = writer.take();
+  assert.equal(chunks.length, 4);
+  const [own, small, referenced, encoded] = chunks;
+  const bytesBefore = concat(small, referenced, encoded);
+  writer.release(chunks);
+  assert.ok(freed(own), "the copied frame is freed");
+  for (const chunk of [small, referenced, encoded]) {
+    assert.ok(!freed(chunk));
+  }
+  assert.deepEqual(concat(small, referenced, encoded), bytesBefore);
+  assert.equal(referenced, big);
+  // Releasing twice is harmless.
+  writer.release(chunks);
+  assert.ok(!freed(encoded));
+  // A client copies big payloads while masking; those copies are its own.
+  const client = new FrameWriter({ mask: true, generateMaskKey: fixedMaskKey });
+  client.writeFrame(Binary, big);
+  const masked = client.take();
+  client.release(masked);
+  assert.ok(freed(masked[0]));
+  assert.ok(!freed(big), "the caller's payload is kept");
+});
+
+Deno.test("FrameWriter.writeText frees its UTF-8 encoding: at once when copied, on release() when referenced", () => {
+  const released: number[] = [];
+  const transfer = ArrayBuffer.prototype.transfer;
+  ArrayBuffer.prototype.transfer = function (this: ArrayBuffer, length) {
+    released.push(this.byteLength);
+    return transfer.call(this, length);
+  };
+  try {
+    const writer = new FrameWriter();
+    const copied = "é".repeat(10_000); // 20000 bytes, copied next to its header
+    writer.writeText(Text, copied);
+    assert.deepEqual(released, [20_000]);
+    const referenced = "a".repeat(COPY_LIMIT + 1);
+    writer.writeText(Text, referenced);
+    const chunks = writer.take();
+    assert.equal(
+      new TextDecoder().decode(concat(...chunks)).endsWith(referenced),
+      true,
+    );
+    assert.deepEqual(released, [20_000]);
+    writer.release(chunks);
+    assert.deepEqual(released, [20_000, 20_004, COPY_LIMIT + 1]);
+  } finally {
+    ArrayBuffer.prototype.transfer = transfer;
+  }
 });
 
 Deno.test("FrameWriter.size counts every queued byte", () => {

@@ -251,6 +251,31 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "Socket.send() leaves the caller's buffers whole once written: copied and referenced payloads go out again",
+  async () => {
+    const sent = Promise.withResolvers<Uint8Array[]>();
+    await using server = serve(LOCAL, async (socket) => {
+      const copied = pattern(20_000, 1); // copied next to its header
+      const referenced = pattern(300_000, 2); // written from this buffer
+      for (let round = 0; round < 2; round++) {
+        await socket.send(copied);
+        await socket.send(referenced);
+      }
+      sent.resolve([copied, referenced]);
+      await socket.closed;
+    });
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    for (let round = 0; round < 2; round++) {
+      assertBytes(await client.next(), pattern(20_000, 1));
+      assertBytes(await client.next(), pattern(300_000, 2));
+    }
+    const [copied, referenced] = await sent.promise;
+    assertBytes(copied, pattern(20_000, 1));
+    assertBytes(referenced, pattern(300_000, 2));
+  },
+);
+
 Deno.test("serve() serves 50 concurrent clients at once", async () => {
   await using server = serve(LOCAL, echo);
   const clients = await Promise.all(

@@ -160,6 +160,11 @@ Deno.test(
         assert.equal(await client.next(), "x");
         assertBytes(await client.next(), pattern(70_000, 9));
       }
+      // Written once, still whole for the next round.
+      for (const socket of sockets) await socket.send(binary);
+      for (const client of clients) {
+        assertBytes(await client.next(), pattern(70_000, 9));
+      }
       assert.deepEqual(text.frame, new Uint8Array([0x81, 0x01, 0x78]));
     } finally {
       for (const client of clients) await client[Symbol.asyncDispose]();

@@ -62,3 +62,33 @@ Deno.test("the ./cli and ./redis entries export their documented names", () => {
   ]);
   assert.deepEqual(Object.keys(redis).sort(), ["RedisAdapter"]);
 });
+
+// Importing the module must stay cheap: node:zlib alone costs ~30 ms and
+// ~6 MB at startup, so compression loads it on first use instead.
+Deno.test("mod.ts loads no node: module at import (node:zlib waits for the first compressed message)", async () => {
+  const info = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", new URL("../mod.ts", import.meta.url).href],
+    stdout: "piped",
+  }).output();
+  assert.ok(info.success, "deno info failed");
+  const graph = JSON.parse(new TextDecoder().decode(info.stdout)) as {
+    modules: {
+      specifier: string;
+      dependencies?: { specifier: string; code?: unknown }[];
+    }[];
+  };
+  const loaded = graph.modules.flatMap((module) =>
+    (module.dependencies ?? [])
+      .filter((dep) =>
+        dep.code !== undefined && dep.specifier.startsWith("node:")
+      )
+      .map((dep) => `${module.specifier} imports ${dep.specifier}`)
+  );
+  assert.deepEqual(loaded, []);
+  assert.ok(
+    graph.modules.some((module) =>
+      module.specifier.endsWith("/deflate_codec.ts")
+    ),
+    "the graph holds the compression code",
+  );
+});

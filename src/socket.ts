@@ -44,6 +44,10 @@ const utf8 = new TextEncoder();
 const compressions = new Limiter(16);
 const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
+// Inside a frame that still needs more than a buffer's worth, reads may grow
+// to this: a large message then arrives in fewer, larger pieces (and the
+// assembler grows its buffer fewer times).
+const MAX_READ_IN_LARGE_FRAME = 1024 * 1024;
 const SMALL_READS_BEFORE_SHRINK = 4;
 
 function handledRejection(error: Error): Promise<never> {
@@ -698,13 +702,18 @@ export class Socket<Data = unknown>
         const { value, done } = await reader.read(new Uint8Array(buffer));
         if (done || value === undefined) break;
         buffer = value.buffer;
+        this.#receive(value);
         // Read size follows the traffic: grow when a read fills the buffer;
         // shrink after a run of reads that used under an eighth of it, so
         // idle sockets hold little memory, yet traffic that alternates big
         // and small reads does not reallocate (and zero-fill) all the time.
         if (value.length === buffer.byteLength) {
           smallReads = 0;
-          if (buffer.byteLength < MAX_READ) {
+          if (
+            buffer.byteLength < MAX_READ ||
+            (buffer.byteLength < MAX_READ_IN_LARGE_FRAME &&
+              this.#connection.payloadRemaining >= buffer.byteLength)
+          ) {
             buffer = new ArrayBuffer(buffer.byteLength * 2);
           }
         } else if (
@@ -715,7 +724,6 @@ export class Socket<Data = unknown>
           smallReads = 0;
           buffer = new ArrayBuffer(Math.max(MIN_READ, buffer.byteLength / 8));
         }
-        this.#receive(value);
       }
     } catch {
       // A reset or a TLS failure: the connection is over.

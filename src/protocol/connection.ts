@@ -189,6 +189,14 @@ export class Connection {
     return this.#closeSent && this.#closeReceived;
   }
 
+  /**
+   * Payload bytes of the frame being received that have not arrived yet; 0
+   * between frames. A driver may size its next read by it.
+   */
+  get payloadRemaining(): number {
+    return this.#parser.payloadRemaining;
+  }
+
   /** Bytes waiting in the output, not yet taken. */
   get outputSize(): number {
     const pong = this.#pendingPong;

@@ -119,6 +119,14 @@ export class FrameParser {
   }
 
   /**
+   * Payload bytes of the frame in progress not parsed yet; 0 between frames.
+   * A driver may size its next read by it.
+   */
+  get payloadRemaining(): number {
+    return this.#state === PAYLOAD ? this.#remaining : 0;
+  }
+
+  /**
    * Parses every complete header and all available payload in `chunk`.
    * Payload bytes are unmasked in place: `chunk` must be writable and is not
    * kept after the call returns.

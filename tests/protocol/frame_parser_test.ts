@@ -366,3 +366,25 @@ Deno.test("FrameParser parses the §5.7 examples (RFC 6455 §5.7)", () => {
     },
   ]);
 });
+
+Deno.test("FrameParser.payloadRemaining counts the payload bytes the frame in progress still needs", () => {
+  const parser = new FrameParser({ role: "server" });
+  const handler: FrameHandler = {
+    onFrameStart() {},
+    onFramePayload() {},
+    onFrameEnd() {},
+  };
+  const bytes = concat(
+    clientFrame(Binary, pattern(1000)),
+    clientFrame(Text, utf8("hi")),
+  );
+  assert.equal(parser.payloadRemaining, 0);
+  parser.parse(bytes.subarray(0, 5), handler); // 5 of the 8 header bytes
+  assert.equal(parser.payloadRemaining, 0);
+  parser.parse(bytes.subarray(5, 308), handler); // header done + 300 bytes
+  assert.equal(parser.payloadRemaining, 700);
+  parser.parse(bytes.subarray(308, 1008), handler); // the rest of the frame
+  assert.equal(parser.payloadRemaining, 0);
+  parser.parse(bytes.subarray(1008, 1015), handler); // the next header + 1 byte
+  assert.equal(parser.payloadRemaining, 1);
+});

@@ -6,14 +6,38 @@ import { Socket } from "../../src/socket.ts";
 
 const KiB = 1024;
 
+/** Endless bytes: one 64 MiB binary frame, so every later byte is payload. */
+function oneHugeFrame(): (view: Uint8Array) => void {
+  let first = true;
+  return (view) => {
+    if (first) view.set([0x82, 0xff, 0, 0, 0, 0, 0x04, 0, 0, 0, 1, 2, 3, 4]);
+    first = false;
+  };
+}
+
+/** Endless bytes: back-to-back 1000-byte binary frames (mask key 0). */
+function smallFrames(): (view: Uint8Array) => void {
+  const frame = new Uint8Array(8 + 1000);
+  frame.set([0x82, 0xfe, 1000 >> 8, 1000 & 0xff, 0, 0, 0, 0]);
+  let at = 0;
+  return (view) => {
+    for (let i = 0; i < view.length; i++) {
+      view[i] = frame[at];
+      at = (at + 1) % frame.length;
+    }
+  };
+}
+
 /**
  * Runs a server socket over a byte stream that answers each BYOB read with a
  * full buffer or a single byte, following `script`, then ends; returns the
  * size of every buffer the socket offered.
  */
-async function offeredReadSizes(script: ("full" | "one")[]): Promise<number[]> {
+async function offeredReadSizes(
+  script: ("full" | "one")[],
+  fill = oneHugeFrame(),
+): Promise<number[]> {
   const offered: number[] = [];
-  let first = true;
   const readable = new ReadableStream({
     type: "bytes",
     pull(controller) {
@@ -26,12 +50,9 @@ async function offeredReadSizes(script: ("full" | "one")[]): Promise<number[]> {
         request.respond(0);
         return;
       }
-      if (first) {
-        // One masked binary frame, 64 MiB long: every later byte is payload.
-        view.set([0x82, 0xff, 0, 0, 0, 0, 0x04, 0, 0, 0, 1, 2, 3, 4]);
-        first = false;
-      }
-      request.respond(next === "full" ? view.byteLength : 1);
+      const length = next === "full" ? view.byteLength : 1;
+      fill(view.subarray(0, length));
+      request.respond(length);
     },
   });
   const socket = new Socket({
@@ -48,8 +69,9 @@ async function offeredReadSizes(script: ("full" | "one")[]): Promise<number[]> {
     maxPayload: 128 * 1024 * KiB,
     closeTimeout: 1000,
     sendHighWaterMark: 16 * KiB,
-    receiveHighWaterMark: 1024 * KiB,
-    maxQueuedMessages: 16,
+    // Nobody takes the messages: let them pile up rather than pause reading.
+    receiveHighWaterMark: 1024 * 1024 * KiB,
+    maxQueuedMessages: 1_000_000,
     maxBackpressure: 1024 * KiB,
     backpressurePolicy: "wait",
     pingInterval: 0,
@@ -60,8 +82,19 @@ async function offeredReadSizes(script: ("full" | "one")[]): Promise<number[]> {
   return offered;
 }
 
-Deno.test("the read buffer doubles on full reads up to 256 KiB, holds through alternating reads, then shrinks after four small ones", async () => {
-  const growing = Array<"full">(9).fill("full");
+Deno.test("the read buffer doubles on full reads up to 256 KiB between small frames", async () => {
+  const offered = await offeredReadSizes(
+    Array<"full">(12).fill("full"),
+    smallFrames(),
+  );
+  assert.deepEqual(
+    offered,
+    [1, 2, 4, 8, 16, 32, 64, 128, 256, 256, 256, 256, 256].map((n) => n * KiB),
+  );
+});
+
+Deno.test("the read buffer grows to 1 MiB inside a frame that needs more, holds through alternating reads, then shrinks after four small ones", async () => {
+  const growing = Array<"full">(11).fill("full");
   const alternating = Array.from(
     { length: 20 },
     (_, i) => i % 2 === 0 ? "one" as const : "full" as const,
@@ -73,11 +106,11 @@ Deno.test("the read buffer doubles on full reads up to 256 KiB, holds through al
     ...quiet,
   ]);
   assert.deepEqual(
-    offered.slice(0, 9),
-    [1, 2, 4, 8, 16, 32, 64, 128, 256].map((n) => n * KiB),
+    offered.slice(0, 12),
+    [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1024].map((n) => n * KiB),
   );
   // Alternating big and small reads keep the same buffer size.
-  assert.deepEqual(offered.slice(9, 33), Array(24).fill(256 * KiB));
+  assert.deepEqual(offered.slice(12, 35), Array(23).fill(1024 * KiB));
   // Four small reads in a row: down to an eighth.
-  assert.deepEqual(offered.slice(33), [32 * KiB]);
+  assert.deepEqual(offered.slice(35), [128 * KiB]);
 });

@@ -49,3 +49,12 @@ export function latin1(bytes: Uint8Array): string {
   }
   return text;
 }
+
+/**
+ * Frees `buffer`'s memory now rather than at the next garbage collection, by
+ * detaching it: every view of it becomes empty. Only for buffers nothing
+ * else can still see.
+ */
+export function free(buffer: ArrayBuffer): void {
+  buffer.transfer(0);
+}

@@ -1,4 +1,5 @@
 import { applyMask } from "./mask.ts";
+import { free } from "./_bytes.ts";
 
 /**
  * Payloads up to this many bytes (256 KiB) are copied next to their header, so
@@ -152,7 +153,7 @@ export class FrameWriter {
       const bytes = utf8.encode(text);
       if (this.writeFrame(opcode, bytes, fin, rsv)) {
         (this.#ownFrames ??= new WeakSet()).add(bytes.buffer);
-      } else bytes.buffer.transfer(0);
+      } else free(bytes.buffer);
       return;
     }
     // Encode after the largest header the string can need, then move the
@@ -234,9 +235,7 @@ export class FrameWriter {
     if (own === null) return;
     for (const chunk of chunks) {
       const buffer = chunk.buffer as ArrayBuffer;
-      if (chunk.length > ARENA_FRAME_LIMIT && own.delete(buffer)) {
-        buffer.transfer(0);
-      }
+      if (chunk.length > ARENA_FRAME_LIMIT && own.delete(buffer)) free(buffer);
     }
   }
 

@@ -1,5 +1,6 @@
 import { OPCODE } from "./frame_parser.ts";
 import { PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
+import { free } from "./_bytes.ts";
 
 /** A complete message: text as a string, binary as bytes the receiver owns. */
 export type Message = string | Uint8Array<ArrayBuffer>;
@@ -220,7 +221,7 @@ export class MessageAssembler {
     if (buffer === null) return new Uint8Array(0);
     if (buffer.length === this.#size) return buffer;
     const bytes = buffer.slice(0, this.#size);
-    release(buffer);
+    free(buffer.buffer); // only this assembler ever saw it
     return bytes;
   }
 
@@ -277,21 +278,12 @@ export class MessageAssembler {
       const grown = new Uint8Array(capacity);
       if (buffer !== null) {
         grown.set(buffer.subarray(0, start));
-        release(buffer);
+        free(buffer.buffer); // no growth steps left behind as garbage
       }
       this.#buffer = buffer = grown;
     }
     buffer.set(data, start);
   }
-}
-
-/**
- * Frees a buffer only this assembler ever saw now instead of at the next
- * garbage collection (detaching it releases its memory): large messages
- * otherwise leave their growth steps behind as garbage.
- */
-function release(buffer: Uint8Array<ArrayBuffer>): void {
-  buffer.buffer.transfer(0);
 }
 
 function decode(decoder: TextDecoder, data: Uint8Array, stream: boolean) {

@@ -260,7 +260,8 @@ export interface ServeOptions<Data = unknown> {
   /**
    * Received bytes queued for a handler before the socket stops reading
    * (text counts its string length). It is checked between reads, so the
-   * queue may exceed it by one read (at most 256 KiB).
+   * queue may exceed it by one read (at most 256 KiB, or 1 MiB inside a frame
+   * that needs more).
    * @default {1048576}
    */
   receiveHighWaterMark?: number;

@@ -52,6 +52,25 @@ export function pattern(length: number, start = 0): Uint8Array<ArrayBuffer> {
   return out;
 }
 
+/**
+ * Records the size of every buffer freed by detaching
+ * (`ArrayBuffer.prototype.transfer`) until disposed.
+ */
+export function recordFrees(): { freed: number[] } & Disposable {
+  const freed: number[] = [];
+  const transfer = ArrayBuffer.prototype.transfer;
+  ArrayBuffer.prototype.transfer = function (this: ArrayBuffer, length) {
+    freed.push(this.byteLength);
+    return transfer.call(this, length);
+  };
+  return {
+    freed,
+    [Symbol.dispose]: () => {
+      ArrayBuffer.prototype.transfer = transfer;
+    },
+  };
+}
+
 /** XORs a copy of `data` with `key`, byte by byte: the reference masking. */
 export function naiveMask(
   data: Uint8Array,

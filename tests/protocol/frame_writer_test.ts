@@ -6,6 +6,7 @@ import {
   frame,
   header,
   pattern,
+  recordFrees,
   serverFrame,
   utf8,
 } from "./_helpers.ts";
@@ -305,30 +306,18 @@ Deno.test("FrameWriter.release frees the frame buffers it allocated, and nothing
 });
 
 Deno.test("FrameWriter.writeText frees its UTF-8 encoding: at once when copied, on release() when referenced", () => {
-  const released: number[] = [];
-  const transfer = ArrayBuffer.prototype.transfer;
-  ArrayBuffer.prototype.transfer = function (this: ArrayBuffer, length) {
-    released.push(this.byteLength);
-    return transfer.call(this, length);
-  };
-  try {
-    const writer = new FrameWriter();
-    const copied = "é".repeat(10_000); // 20000 bytes, copied next to its header
-    writer.writeText(Text, copied);
-    assert.deepEqual(released, [20_000]);
-    const referenced = "a".repeat(COPY_LIMIT + 1);
-    writer.writeText(Text, referenced);
-    const chunks = writer.take();
-    assert.equal(
-      new TextDecoder().decode(concat(...chunks)).endsWith(referenced),
-      true,
-    );
-    assert.deepEqual(released, [20_000]);
-    writer.release(chunks);
-    assert.deepEqual(released, [20_000, 20_004, COPY_LIMIT + 1]);
-  } finally {
-    ArrayBuffer.prototype.transfer = transfer;
-  }
+  using frees = recordFrees();
+  const writer = new FrameWriter();
+  const copied = "é".repeat(10_000); // 20000 bytes, copied next to its header
+  writer.writeText(Text, copied);
+  assert.deepEqual(frees.freed, [20_000]);
+  const referenced = "a".repeat(COPY_LIMIT + 1);
+  writer.writeText(Text, referenced);
+  const chunks = writer.take();
+  assert.ok(new TextDecoder().decode(concat(...chunks)).endsWith(referenced));
+  assert.deepEqual(frees.freed, [20_000]);
+  writer.release(chunks);
+  assert.deepEqual(frees.freed, [20_000, 20_004, COPY_LIMIT + 1]);
 });
 
 Deno.test("FrameWriter.size counts every queued byte", () => {

@@ -6,7 +6,14 @@ import {
   PROTOCOL_ERROR_CODE,
   ProtocolError,
 } from "./_core.ts";
-import { concat, feedAllWays, header, pattern, utf8 } from "./_helpers.ts";
+import {
+  concat,
+  feedAllWays,
+  header,
+  pattern,
+  recordFrees,
+  utf8,
+} from "./_helpers.ts";
 
 const { Continuation, Text, Binary } = OPCODE;
 const E = PROTOCOL_ERROR_CODE;
@@ -230,42 +237,27 @@ Deno.test("MessageAssembler returns binary messages it does not share with the i
 });
 
 Deno.test("MessageAssembler frees the buffers it outgrows at once, not at garbage collection", () => {
-  const released: number[] = [];
-  const transfer = ArrayBuffer.prototype.transfer;
-  ArrayBuffer.prototype.transfer = function (this: ArrayBuffer, length) {
-    released.push(this.byteLength);
-    return transfer.call(this, length);
-  };
-  try {
-    const a = assembler(1 << 20);
-    // 3000 bytes fill a 6000-byte buffer, 8000 a 16000-byte one, and the
-    // final frame announces the exact size: 28000.
-    frameThrough(a, Binary, false, pattern(3000));
-    frameThrough(a, Continuation, false, pattern(5000, 3000 % 256));
-    const grown = frameThrough(
-      a,
-      Continuation,
-      true,
-      pattern(20000, 8000 % 256),
-    );
-    assert.deepEqual(released, [6000, 16000]);
-    assert.ok(grown instanceof Uint8Array && !grown.buffer.detached);
-    assert.equal(grown.length, 28000);
-    assert.ok(grown.every((byte, i) => byte === i % 256));
-    // A 10000-byte buffer holding 6000 bytes is trimmed by a copy.
-    released.length = 0;
-    frameThrough(a, Binary, false, pattern(5000));
-    const trimmed = frameThrough(
-      a,
-      Continuation,
-      true,
-      pattern(1000, 5000 % 256),
-    );
-    assert.deepEqual(released, [10000]);
-    assert.deepEqual(trimmed, pattern(6000));
-  } finally {
-    ArrayBuffer.prototype.transfer = transfer;
-  }
+  using frees = recordFrees();
+  const a = assembler(1 << 20);
+  // 3000 bytes fill a 6000-byte buffer, 8000 a 16000-byte one, and the final
+  // frame announces the exact size: 28000.
+  frameThrough(a, Binary, false, pattern(3000));
+  frameThrough(a, Continuation, false, pattern(5000, 3000 % 256));
+  const grown = frameThrough(a, Continuation, true, pattern(20000, 8000 % 256));
+  assert.deepEqual(frees.freed, [6000, 16000]);
+  assert.ok(grown instanceof Uint8Array && !grown.buffer.detached);
+  assert.deepEqual(grown, pattern(28000));
+  // A 10000-byte buffer holding 6000 bytes is trimmed by a copy.
+  frees.freed.length = 0;
+  frameThrough(a, Binary, false, pattern(5000));
+  const trimmed = frameThrough(
+    a,
+    Continuation,
+    true,
+    pattern(1000, 5000 % 256),
+  );
+  assert.deepEqual(frees.freed, [10000]);
+  assert.deepEqual(trimmed, pattern(6000));
 });
 
 Deno.test("MessageAssembler returns independent buffers for consecutive messages (RFC 6455 §5.3)", () => {

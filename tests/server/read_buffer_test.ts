@@ -3,27 +3,29 @@
 // alternates big and small reads does not reallocate on every read.
 import assert from "node:assert/strict";
 import { Socket } from "../../src/socket.ts";
+import { frame, OP } from "./_helpers.ts";
 
 const KiB = 1024;
 
 /** Endless bytes: one 64 MiB binary frame, so every later byte is payload. */
 function oneHugeFrame(): (view: Uint8Array) => void {
-  let first = true;
+  let head: Uint8Array | null = frame(OP.binary, new Uint8Array(0), {
+    declaredLength: 64 * 1024 * KiB,
+  });
   return (view) => {
-    if (first) view.set([0x82, 0xff, 0, 0, 0, 0, 0x04, 0, 0, 0, 1, 2, 3, 4]);
-    first = false;
+    if (head !== null) view.set(head.subarray(0, view.length));
+    head = null;
   };
 }
 
-/** Endless bytes: back-to-back 1000-byte binary frames (mask key 0). */
+/** Endless bytes: back-to-back masked 1000-byte binary frames. */
 function smallFrames(): (view: Uint8Array) => void {
-  const frame = new Uint8Array(8 + 1000);
-  frame.set([0x82, 0xfe, 1000 >> 8, 1000 & 0xff, 0, 0, 0, 0]);
+  const bytes = frame(OP.binary, new Uint8Array(1000));
   let at = 0;
   return (view) => {
     for (let i = 0; i < view.length; i++) {
-      view[i] = frame[at];
-      at = (at + 1) % frame.length;
+      view[i] = bytes[at];
+      at = (at + 1) % bytes.length;
     }
   };
 }

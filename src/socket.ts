@@ -1017,6 +1017,8 @@ export class Socket<Data = unknown>
     clearTimeout(this.#closeTimer);
     this.#stopTicking?.();
     this.#deflater?.close();
+    // Nothing more is written: free the frame buffer kept for reuse.
+    if (this.#connection.state === "closed") this.#connection.releaseOutput([]);
     for (const topic of this.#subscriptions ?? []) {
       this.#options.topics?.unsubscribe(topic, this);
     }

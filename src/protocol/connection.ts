@@ -243,10 +243,12 @@ export class Connection {
   }
 
   /**
-   * Frees the buffers the connection allocated for `chunks` (from
-   * {@linkcode Connection.prototype.takeOutput}) at once, instead of at the
-   * next garbage collection; see `FrameWriter.release()`. Optional: call it
-   * once the chunks are written, and touch none of them afterwards.
+   * Gives back the buffers the connection allocated for `chunks` (from
+   * {@linkcode Connection.prototype.takeOutput}) once they are written: one
+   * is kept for the next large frame, the rest are freed at once instead of
+   * at the next garbage collection; see `FrameWriter.release()`. Once the
+   * connection is closed, everything is freed. Optional: call it only after
+   * the chunks are written, and touch none of them afterwards.
    *
    * @param chunks Chunks returned by `takeOutput()`, already written.
    *
@@ -258,13 +260,14 @@ export class Connection {
    * const connection = new Connection({ role: "server" });
    * connection.sendBinary(new Uint8Array(100_000));
    * const chunks = connection.takeOutput();
-   * // ... write the chunks to the transport, then:
+   * // ... write the chunks to the transport; then the peer goes away:
+   * connection.receiveEof();
    * connection.releaseOutput(chunks);
    * assert.equal(chunks[0].length, 0);
    * ```
    */
   releaseOutput(chunks: readonly Uint8Array[]): void {
-    this.#writer.release(chunks);
+    this.#writer.release(chunks, this.#state !== "closed");
   }
 
   /**

@@ -30,6 +30,18 @@ function reserve(size: number): number {
   return at;
 }
 
+// A writer keeps the last frame buffer it released and fills it again with
+// its next large frame instead of allocating one: a fresh buffer per frame
+// costs zero-filling and, as the allocator hands memory back to the system
+// and takes it again, a page fault per 4 KiB. Spares are only ever reused by
+// the writer that released them, and all of them together stay under this.
+const SPARE_BUDGET = 8 * 1024 * 1024;
+let spareBytes = 0;
+// Returns the budget of a writer collected while holding a spare.
+const spareAccounts = new FinalizationRegistry<{ bytes: number }>(
+  (account) => spareBytes -= account.bytes,
+);
+
 const utf8 = new TextEncoder();
 
 /** Options of {@linkcode FrameWriter}. */
@@ -77,6 +89,10 @@ export class FrameWriter {
   // Per writer: a frame another writer made (a PreparedMessage's, shared by
   // many connections) is never freed here.
   #ownFrames: WeakSet<ArrayBuffer> | null = null;
+  // A released frame buffer kept for the next large frame, and its size in
+  // the shared budget.
+  #spare: ArrayBuffer | null = null;
+  #spareAccount: { bytes: number } | null = null;
 
   /**
    * Creates a writer for one connection.
@@ -122,7 +138,7 @@ export class FrameWriter {
       return false;
     }
     if (length <= COPY_LIMIT || this.#mask) {
-      const frame = new Uint8Array(headerLength + length);
+      const frame = this.#frameBuffer(headerLength + length);
       this.#writeHeader(frame, 0, opcode, fin, rsv, length);
       frame.set(payload, headerLength);
       if (this.#mask) this.#maskRegion(frame, headerLength, length);
@@ -208,35 +224,84 @@ export class FrameWriter {
   }
 
   /**
-   * Frees the buffers this writer allocated for `chunks` (from
-   * {@linkcode FrameWriter.prototype.take}) at once, instead of at the next
-   * garbage collection: large frames otherwise pile up as garbage that the
-   * process holds. Call it once the chunks are written, and touch none of
-   * them afterwards. Optional; chunks the writer did not allocate a buffer
-   * for (shared small-frame regions, referenced payloads) are left alone.
+   * Gives back the buffers this writer allocated for `chunks` (from
+   * {@linkcode FrameWriter.prototype.take}) once they are written: the last
+   * one is kept to hold the writer's next large frame, the others are freed
+   * at once instead of at the next garbage collection. Call it only after the
+   * chunks are written, and touch none of them afterwards: their memory may
+   * already hold a later frame. Optional; chunks the writer did not allocate
+   * a buffer for (shared small-frame regions, referenced payloads) are left
+   * alone.
    *
    * @param chunks Chunks returned by `take()`, already written.
+   * @param keepSpare `false` frees every buffer, the kept one included: pass
+   * it when the writer will write no more.
    *
-   * @example Freeing a written frame
+   * @example Reusing a written frame's buffer
    * ```ts
    * import { FrameWriter, OPCODE } from "@duplex/ws";
    * import assert from "node:assert/strict";
    *
    * const writer = new FrameWriter();
    * writer.writeFrame(OPCODE.Binary, new Uint8Array(100_000));
-   * const chunks = writer.take();
-   * // ... write the chunks to the transport, then:
-   * writer.release(chunks);
-   * assert.equal(chunks[0].length, 0);
+   * const [first] = writer.take();
+   * // ... write the chunk to the transport, then:
+   * writer.release([first]);
+   * writer.writeFrame(OPCODE.Binary, new Uint8Array(100_000).fill(7));
+   * const [second] = writer.take();
+   * assert.equal(second.buffer, first.buffer);
+   * writer.release([second], false);
+   * assert.equal(second.length, 0);
    * ```
    */
-  release(chunks: readonly Uint8Array[]): void {
+  release(chunks: readonly Uint8Array[], keepSpare = true): void {
     const own = this.#ownFrames;
-    if (own === null) return;
-    for (const chunk of chunks) {
-      const buffer = chunk.buffer as ArrayBuffer;
-      if (chunk.length > ARENA_FRAME_LIMIT && own.delete(buffer)) free(buffer);
+    if (own !== null) {
+      for (const chunk of chunks) {
+        const buffer = chunk.buffer as ArrayBuffer;
+        if (chunk.length > ARENA_FRAME_LIMIT && own.delete(buffer)) {
+          if (keepSpare) this.#keepSpare(buffer);
+          else free(buffer);
+        }
+      }
     }
+    if (!keepSpare && this.#spare !== null) free(this.#takeSpare());
+  }
+
+  #frameBuffer(size: number): Uint8Array<ArrayBuffer> {
+    const spare = this.#spare;
+    // Reuse only a spare that fits and is not mostly wasted.
+    if (
+      spare !== null && spare.byteLength >= size && spare.byteLength < 2 * size
+    ) {
+      return new Uint8Array(this.#takeSpare(), 0, size);
+    }
+    return new Uint8Array(size);
+  }
+
+  #keepSpare(buffer: ArrayBuffer): void {
+    // The newest buffer fits the current traffic best.
+    if (this.#spare !== null) free(this.#takeSpare());
+    if (spareBytes + buffer.byteLength > SPARE_BUDGET) {
+      free(buffer);
+      return;
+    }
+    let account = this.#spareAccount;
+    if (account === null) {
+      account = this.#spareAccount = { bytes: 0 };
+      spareAccounts.register(this, account);
+    }
+    account.bytes = buffer.byteLength;
+    spareBytes += buffer.byteLength;
+    this.#spare = buffer;
+  }
+
+  #takeSpare(): ArrayBuffer {
+    const spare = this.#spare!;
+    spareBytes -= spare.byteLength;
+    this.#spareAccount!.bytes = 0;
+    this.#spare = null;
+    return spare;
   }
 
   #reserve(size: number): number {

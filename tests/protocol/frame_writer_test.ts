@@ -272,7 +272,7 @@ Deno.test("FrameWriter references an unmasked payload over COPY_LIMIT and copies
   assert.ok(!client.take().includes(big));
 });
 
-Deno.test("FrameWriter.release frees the frame buffers it allocated, and nothing else", () => {
+Deno.test("FrameWriter.release(chunks, false) frees the frame buffers it allocated, and nothing else", () => {
   const other = new FrameWriter();
   other.writeFrame(Binary, pattern(30_000, 3));
   const [shared] = other.take(); // as a PreparedMessage keeps its frame
@@ -286,7 +286,7 @@ Deno.test("FrameWriter.release frees the frame buffers it allocated, and nothing
   assert.equal(chunks.length, 4);
   const [own, small, referenced, encoded] = chunks;
   const bytesBefore = concat(small, referenced, encoded);
-  writer.release(chunks);
+  writer.release(chunks, false);
   assert.ok(freed(own), "the copied frame is freed");
   for (const chunk of [small, referenced, encoded]) {
     assert.ok(!freed(chunk));
@@ -294,13 +294,13 @@ Deno.test("FrameWriter.release frees the frame buffers it allocated, and nothing
   assert.deepEqual(concat(small, referenced, encoded), bytesBefore);
   assert.equal(referenced, big);
   // Releasing twice is harmless.
-  writer.release(chunks);
+  writer.release(chunks, false);
   assert.ok(!freed(encoded));
   // A client copies big payloads while masking; those copies are its own.
   const client = new FrameWriter({ mask: true, generateMaskKey: fixedMaskKey });
   client.writeFrame(Binary, big);
   const masked = client.take();
-  client.release(masked);
+  client.release(masked, false);
   assert.ok(freed(masked[0]));
   assert.ok(!freed(big), "the caller's payload is kept");
 });
@@ -316,8 +316,65 @@ Deno.test("FrameWriter.writeText frees its UTF-8 encoding: at once when copied, 
   const chunks = writer.take();
   assert.ok(new TextDecoder().decode(concat(...chunks)).endsWith(referenced));
   assert.deepEqual(frees.freed, [20_000]);
-  writer.release(chunks);
+  writer.release(chunks, false);
   assert.deepEqual(frees.freed, [20_000, 20_004, COPY_LIMIT + 1]);
+});
+
+Deno.test("FrameWriter.release keeps the last frame buffer for the writer's next large frame, never another writer's", () => {
+  const writer = new FrameWriter();
+  writer.writeFrame(Binary, pattern(70_000, 1));
+  const [first] = writer.take();
+  writer.release([first]);
+  assert.ok(!freed(first), "kept, not freed");
+  // Another writer allocates its own.
+  const other = new FrameWriter();
+  other.writeFrame(Binary, pattern(70_000, 2));
+  const [others] = other.take();
+  assert.notEqual(others.buffer, first.buffer);
+  // The same writer fills the kept buffer with the new frame, exactly.
+  writer.writeFrame(Binary, pattern(60_000, 3));
+  const [second] = writer.take();
+  assert.equal(second.buffer, first.buffer);
+  assert.deepEqual(second, serverFrame(Binary, pattern(60_000, 3)));
+  // Until it is released again, the next frame needs a buffer of its own.
+  writer.writeFrame(Binary, pattern(60_000, 4));
+  const [third] = writer.take();
+  assert.notEqual(third.buffer, second.buffer);
+  assert.deepEqual(second, serverFrame(Binary, pattern(60_000, 3)));
+  // A kept buffer more than twice the frame's size is not used for it.
+  writer.release([third]);
+  writer.writeFrame(Binary, pattern(20_000, 5));
+  const [small] = writer.take();
+  assert.notEqual(small.buffer, third.buffer);
+  assert.ok(!freed(third));
+  // Releasing with keepSpare false frees the kept buffer too.
+  writer.release([small], false);
+  assert.ok(freed(small) && freed(third));
+});
+
+Deno.test("FrameWriter keeps at most 8 MiB of released frame buffers across all writers", () => {
+  const writers = Array.from({ length: 40 }, () => new FrameWriter());
+  const released = writers.map((writer) => {
+    writer.writeFrame(Binary, pattern(COPY_LIMIT, 1));
+    const chunks = writer.take();
+    writer.release(chunks);
+    return chunks[0];
+  });
+  try {
+    const kept = released.filter((chunk) => !freed(chunk)).length;
+    // Another test's writers may hold part of the budget; none may exceed it.
+    assert.ok(kept * (COPY_LIMIT + 4) <= 8 * 1024 * 1024, `${kept} kept`);
+    assert.ok(kept < writers.length);
+  } finally {
+    for (const writer of writers) writer.release([], false);
+  }
+  // Freed spares give their budget back: a new writer can keep one again.
+  const writer = new FrameWriter();
+  writer.writeFrame(Binary, pattern(COPY_LIMIT, 1));
+  const chunks = writer.take();
+  writer.release(chunks);
+  assert.ok(!freed(chunks[0]));
+  writer.release([], false);
 });
 
 Deno.test("FrameWriter.size counts every queued byte", () => {

@@ -276,6 +276,25 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "Socket.send() reuses written frame buffers without touching frames still in flight: 300 large messages arrive whole, in order, at npm:ws",
+  async () => {
+    const size = (i: number) => 17_000 + (i * 7919) % 60_000;
+    await using server = serve(LOCAL, async (socket) => {
+      // Waves of sends: some frames are queued while others are written.
+      for (let i = 0; i < 300; i++) {
+        const sent = socket.send(pattern(size(i), i));
+        if (i % 3 === 2) await sent;
+      }
+      await socket.closed;
+    });
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    for (let i = 0; i < 300; i++) {
+      assertBytes(await client.next(), pattern(size(i), i));
+    }
+  },
+);
+
 Deno.test("serve() serves 50 concurrent clients at once", async () => {
   await using server = serve(LOCAL, echo);
   const clients = await Promise.all(

@@ -881,7 +881,9 @@ export class Socket<Data = unknown>
       this.#abort();
     } finally {
       this.#writing = false;
-      for (const resolve of this.#idleWaiters.splice(0)) resolve();
+      if (this.#idleWaiters.length > 0) {
+        for (const resolve of this.#idleWaiters.splice(0)) resolve();
+      }
     }
     this.#resolveDrainWaiters();
     if (this.#connection.state === "closed") this.#closeTransportAfterFlush();

@@ -50,7 +50,9 @@ export function applyMask(
   // Unaligned head, so the body can be read as 32-bit words.
   const head = Math.min(length, (4 - (data.byteOffset & 3)) & 3);
   for (; i < head; i++) data[i] ^= key[(offset + i) & 3];
-  if (length - i >= 8) {
+  // Short payloads: a word view would cost more than it saves (and leave
+  // garbage behind for every small message).
+  if (length - i >= 64) {
     // Rotate the key so word i of the body starts at the right key byte.
     const r = (offset + i) & 3;
     const b0 = key[r], b1 = key[(r + 1) & 3];

@@ -286,9 +286,13 @@ export class MessageAssembler {
   }
 }
 
+// Options objects cost an allocation per call, twice (the object and its
+// WebIDL conversion): the last piece is decoded without one.
+const STREAM = { stream: true };
+
 function decode(decoder: TextDecoder, data: Uint8Array, stream: boolean) {
   try {
-    return decoder.decode(data, { stream });
+    return stream ? decoder.decode(data, STREAM) : decoder.decode(data);
   } catch {
     throw new ProtocolError(
       PROTOCOL_ERROR_CODE.InvalidUtf8,

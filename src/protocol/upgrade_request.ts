@@ -1,4 +1,5 @@
 import { HandshakeError } from "./errors.ts";
+import { headersOf } from "./_headers.ts";
 import type { HttpRequestHead } from "./http_request_parser.ts";
 
 /** A valid WebSocket opening handshake request (RFC 6455 §4.2.1). */
@@ -88,7 +89,7 @@ export function validateUpgradeRequest(
         : "Request has more than one Host header",
     );
   }
-  const headers = new Headers(head.headers);
+  const headers = headersOf(head.headers);
   let url: URL;
   try {
     if (!HOST.test(hosts[0][1])) throw new TypeError("Host is not valid");

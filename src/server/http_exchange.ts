@@ -1,4 +1,5 @@
 import type { HttpRequestHead } from "../protocol/http_request_parser.ts";
+import { headersOf } from "../protocol/_headers.ts";
 import { HttpRequestError } from "./_http_request_error.ts";
 import { type BodyFraming, RequestBody } from "./_request_body.ts";
 import {
@@ -317,7 +318,7 @@ function prepareRequest(
   }
   let headers: Headers;
   try {
-    headers = new Headers(head.headers);
+    headers = headersOf(head.headers);
   } catch {
     throw new HttpRequestError(400, "Malformed header field");
   }

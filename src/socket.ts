@@ -849,7 +849,17 @@ export class Socket<Data = unknown>
   #scheduleFlush(): void {
     if (this.#flushQueued || this.#writing) return;
     this.#flushQueued = true;
-    queueMicrotask(() => this.#flush());
+    if (Socket.#toFlush.push(this) === 1) queueMicrotask(Socket.#flushAll);
+  }
+
+  // Sockets with output to write once the current task's code has run: one
+  // microtask for all of them (a broadcast schedules a thousand).
+  static #toFlush: Socket<unknown>[] = [];
+  static #flushAll(): void {
+    const sockets = Socket.#toFlush;
+    // A flush may schedule others; they join this pass.
+    for (let i = 0; i < sockets.length; i++) sockets[i].#flush();
+    sockets.length = 0;
   }
 
   async #flush(): Promise<void> {

@@ -233,7 +233,8 @@ export class Connection {
 
   /**
    * Returns the bytes to send since the last call, in order, and forgets
-   * them. The chunks are never reused by the connection.
+   * them. The connection reuses their memory only once they are given back
+   * with {@linkcode Connection.prototype.releaseOutput}.
    *
    * @returns The chunks to write, in order.
    */

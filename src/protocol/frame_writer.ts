@@ -211,7 +211,9 @@ export class FrameWriter {
 
   /**
    * Returns the queued bytes as a list of chunks, in order, and empties the
-   * queue. Chunks stay valid: the writer never reuses their memory.
+   * queue. Chunks stay valid until they are given back with
+   * {@linkcode FrameWriter.prototype.release}: only then may the writer
+   * reuse their memory.
    *
    * @returns The bytes to write.
    */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { COPY_LIMIT, FrameWriter, OPCODE } from "./_core.ts";
 import {
+  assertBytes,
   concat,
   fixedMaskKey,
   frame,
@@ -87,7 +88,7 @@ Deno.test("FrameWriter uses minimal length encoding at 125/126/65535/65536 (RFC 
       const expectedHeader = header(Binary, length, { mask });
       const headerLength = length < 126 ? 2 : length < 65536 ? 4 : 10;
       assert.equal(expectedHeader.length, headerLength + (mask ? 4 : 0));
-      assert.deepEqual(out, frame(Binary, pattern(length), { mask }));
+      assertBytes(out, frame(Binary, pattern(length), { mask }));
     }
   }
 });
@@ -178,8 +179,8 @@ Deno.test("FrameWriter never modifies the caller's payload, masked or not (RFC 6
       const writer = new FrameWriter({ mask, generateMaskKey: fixedMaskKey });
       writer.writeFrame(Binary, payload);
       const out = taken(writer);
-      assert.deepEqual(payload, pattern(length, 9));
-      assert.deepEqual(out, frame(Binary, payload, { mask }));
+      assertBytes(payload, pattern(length, 9));
+      assertBytes(out, frame(Binary, payload, { mask }));
     }
   }
 });
@@ -335,12 +336,12 @@ Deno.test("FrameWriter.release keeps the last frame buffer for the writer's next
   writer.writeFrame(Binary, pattern(60_000, 3));
   const [second] = writer.take();
   assert.equal(second.buffer, first.buffer);
-  assert.deepEqual(second, serverFrame(Binary, pattern(60_000, 3)));
+  assertBytes(second, serverFrame(Binary, pattern(60_000, 3)));
   // Until it is released again, the next frame needs a buffer of its own.
   writer.writeFrame(Binary, pattern(60_000, 4));
   const [third] = writer.take();
   assert.notEqual(third.buffer, second.buffer);
-  assert.deepEqual(second, serverFrame(Binary, pattern(60_000, 3)));
+  assertBytes(second, serverFrame(Binary, pattern(60_000, 3)));
   // A kept buffer more than twice the frame's size is not used for it.
   writer.release([third]);
   writer.writeFrame(Binary, pattern(20_000, 5));

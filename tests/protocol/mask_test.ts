@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { applyMask } from "./_core.ts";
-import { MASK_KEY, naiveMask, pattern, prng, utf8 } from "./_helpers.ts";
+import {
+  assertBytes,
+  MASK_KEY,
+  naiveMask,
+  pattern,
+  prng,
+  utf8,
+} from "./_helpers.ts";
 import { createSimdXor, SIMD_BLOCK } from "../../src/protocol/_simd_xor.ts";
 
 Deno.test('applyMask masks the RFC 6455 §5.7 "Hello" with key 37 fa 21 3d (RFC 6455 §5.3)', () => {
@@ -52,7 +59,7 @@ Deno.test("applyMask equals a naive XOR on large unaligned buffers (RFC 6455 §5
     const data = backing.subarray(align);
     const expected = naiveMask(data, MASK_KEY, offset);
     applyMask(data, MASK_KEY, offset);
-    assertSameBytes(data, expected, `${length} ${align} ${offset}`);
+    assertBytes(data, expected, `${length} ${align} ${offset}`);
   }
 });
 
@@ -107,9 +114,9 @@ Deno.test("applyMask equals a naive XOR around the SIMD threshold and block edge
       const data = backing.subarray(align, align + length);
       const expected = naiveMask(data, MASK_KEY, offset);
       applyMask(data, MASK_KEY, offset);
-      assertSameBytes(data, expected, `${length} ${align} ${offset}`);
-      assertSameBytes(backing.subarray(0, align), before.subarray(0, align));
-      assertSameBytes(
+      assertBytes(data, expected, `${length} ${align} ${offset}`);
+      assertBytes(backing.subarray(0, align), before.subarray(0, align));
+      assertBytes(
         backing.subarray(align + length),
         before.subarray(align + length),
       );
@@ -126,7 +133,7 @@ Deno.test("the WebAssembly SIMD kernel loads here and XORs 64-byte blocks with a
   const block = randomBytes(SIMD_BLOCK, 9);
   const expected = naiveMask(block, Uint8Array.of(0x78, 0x56, 0x34, 0x12));
   xor(block, 0x12345678);
-  assertSameBytes(block, expected);
+  assertBytes(block, expected);
   const small = pattern(64, 3);
   xor(small, 0);
   assert.deepEqual(small, pattern(64, 3));
@@ -137,15 +144,4 @@ function randomBytes(length: number, seed: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(length);
   for (let i = 0; i < length; i++) out[i] = Math.floor(random() * 256);
   return out;
-}
-
-/** Like assert.deepEqual, but names the first differing byte (no huge diff). */
-function assertSameBytes(
-  actual: Uint8Array,
-  expected: Uint8Array,
-  message = "",
-): void {
-  assert.equal(actual.length, expected.length, `length ${message}`);
-  const at = actual.findIndex((byte, i) => byte !== expected[i]);
-  assert.equal(at, -1, `first difference at byte ${at} ${message}`);
 }

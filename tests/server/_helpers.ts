@@ -16,6 +16,7 @@ import type {
 } from "../../mod.ts";
 
 export { WsClient };
+export { assertBytes } from "../protocol/_helpers.ts";
 
 /** How long any single wait may take before the test fails. */
 export const DEADLINE = 5_000;
@@ -73,24 +74,6 @@ export function pattern(length: number, seed = 0): Uint8Array<ArrayBuffer> {
     bytes[i] = (i * 31 + (i >>> 8) * 7 + (i >>> 16) * 13 + seed) & 0xff;
   }
   return bytes;
-}
-
-/** Asserts two byte arrays are equal, naming the first differing index. */
-export function assertBytes(actual: unknown, expected: Uint8Array): void {
-  assert.ok(
-    actual instanceof Uint8Array,
-    `expected a Uint8Array, got ${Object.prototype.toString.call(actual)}`,
-  );
-  assert.equal(actual.length, expected.length, "byte length");
-  for (let i = 0; i < expected.length; i++) {
-    if (actual[i] !== expected[i]) {
-      assert.fail(
-        `bytes differ at index ${i} of ${expected.length}: ${actual[i]} !== ${
-          expected[i]
-        }`,
-      );
-    }
-  }
 }
 
 /** A FIFO of values with awaitable takes, each with a deadline. */

@@ -5,6 +5,10 @@
  * @module
  */
 
+import { withTimeout as deadline } from "../server/_helpers.ts";
+
+export { deadline };
+
 const ROOT = new URL("../../", import.meta.url);
 const MAIN = new URL("../../src/cli/main.ts", import.meta.url);
 const decoder = new TextDecoder();
@@ -12,28 +16,6 @@ const encoder = new TextEncoder();
 
 /** How long any one wait may take. */
 export const DEADLINE = 10_000;
-
-/** Rejects when `promise` takes longer than `ms`; the timer is always cleared. */
-export async function deadline<T>(
-  promise: Promise<T>,
-  ms: number,
-  what: string,
-): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) =>
-        timer = setTimeout(
-          () => reject(new Error(`Deadline: ${what} took over ${ms} ms`)),
-          ms,
-        )
-      ),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** A finished CLI run. */
 export interface CliResult {

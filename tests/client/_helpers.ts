@@ -5,27 +5,15 @@
  * @module
  */
 import { computeAcceptKey } from "../../mod.ts";
+import { withTimeout } from "../server/_helpers.ts";
 
 /** Rejects when `promise` takes longer than `ms` (the timer is always cleared). */
-export async function deadline<T>(
+export function deadline<T>(
   promise: Promise<T>,
   ms = 5_000,
   what = "operation",
 ): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) =>
-        timer = setTimeout(
-          () => reject(new Error(`Deadline: ${what} took over ${ms} ms`)),
-          ms,
-        )
-      ),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return withTimeout(promise, ms, what);
 }
 
 const latin1 = new TextDecoder("latin1");

@@ -153,23 +153,11 @@ export class NpmClient implements AsyncDisposable {
   }
 
   /** Connects and waits for the open event. */
-  static async connect(
+  static connect(
     url: string,
     options: Record<string, unknown> = {},
   ): Promise<NpmClient> {
-    const client = new NpmClient(url, options);
-    const opened = new Promise<void>((resolve, reject) => {
-      client.ws.once("open", resolve);
-      client.ws.once("error", reject);
-    });
-    try {
-      await withTimeout(opened, DEADLINE, `npm:ws to open ${url}`);
-      client.port = client.ws._socket.localPort;
-    } catch (error) {
-      await client[Symbol.asyncDispose]();
-      throw error;
-    }
-    return client;
+    return NpmClient.#open(new NpmClient(url, options), url);
   }
 
   /**
@@ -179,7 +167,7 @@ export class NpmClient implements AsyncDisposable {
    * the server answers an offer with no protocol ("Server sent no
    * subprotocol"), so this rejects then.
    */
-  static async connectWith(
+  static connectWith(
     url: string,
     protocols: string[],
     options: Record<string, unknown> = {},
@@ -188,6 +176,10 @@ export class NpmClient implements AsyncDisposable {
     client.ws.once("upgrade", (response: { headers: UpgradeHeaders }) => {
       client.upgradeHeaders = response.headers;
     });
+    return NpmClient.#open(client, url);
+  }
+
+  static async #open(client: NpmClient, url: string): Promise<NpmClient> {
     const opened = new Promise<void>((resolve, reject) => {
       client.ws.once("open", resolve);
       client.ws.once("error", reject);

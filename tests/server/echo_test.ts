@@ -17,6 +17,7 @@ import {
   withTimeout,
   wsUrl,
 } from "./_helpers.ts";
+import { recordFrees } from "../protocol/_helpers.ts";
 
 const SIZES = [0, 125, 126, 65535, 65536, 16 * 1024 * 1024];
 const MAX_PAYLOAD = 16 * 1024 * 1024;
@@ -292,6 +293,25 @@ Deno.test(
     for (let i = 0; i < 300; i++) {
       assertBytes(await client.next(), pattern(size(i), i));
     }
+  },
+);
+
+Deno.test(
+  "a socket frees the frame buffer it kept for reuse once the connection is closed",
+  async () => {
+    using frees = recordFrees();
+    const closed = Promise.withResolvers<void>();
+    await using server = serve(LOCAL, async (socket) => {
+      await socket.send(pattern(70_000, 1)); // a frame of 70_010 bytes
+      await socket.close(1000);
+      await socket.closed;
+      closed.resolve();
+    });
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    assertBytes(await client.next(), pattern(70_000, 1));
+    assert.equal((await client.closed).code, 1000);
+    await closed.promise;
+    assert.ok(frees.freed.includes(70_010), `freed: ${frees.freed}`);
   },
 );
 

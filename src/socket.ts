@@ -871,7 +871,7 @@ export class Socket<Data = unknown>
     if (this.#writing) return;
     this.#writing = true;
     try {
-      while (this.#connection.outputSize > 0) {
+      if (this.#connection.outputSize > 0) {
         const chunks = this.#connection.takeOutput();
         const seq = ++this.#takenSeq;
         let size = 0;
@@ -887,7 +887,6 @@ export class Socket<Data = unknown>
         this.#inFlight = 0;
         this.#counters.bytesOut += size;
         this.#writtenSeq = seq;
-        this.#resolveDrainWaiters();
       }
     } catch {
       // The peer is gone; reading will notice and finish the socket.
@@ -900,7 +899,12 @@ export class Socket<Data = unknown>
       }
     }
     this.#resolveDrainWaiters();
-    if (this.#connection.state === "closed") this.#closeTransportAfterFlush();
+    // What was sent while writing goes out with the rest of this turn's.
+    if (this.#connection.outputSize > 0 && !this.#transportClosed) {
+      this.#scheduleFlush();
+    } else if (this.#connection.state === "closed") {
+      this.#closeTransportAfterFlush();
+    }
   }
 
   #resolveDrainWaiters(): void {

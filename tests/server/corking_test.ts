@@ -23,7 +23,11 @@ interface RecordedSocket {
  */
 function recordedSocket(
   incoming: Uint8Array | null,
-  topics?: Topics,
+  { topics, writeDone }: {
+    topics?: Topics;
+    /** Holds a write until the promise it returns resolves. */
+    writeDone?: () => Promise<void>;
+  } = {},
 ): RecordedSocket {
   const writes: Uint8Array[] = [];
   let ended!: () => void;
@@ -46,8 +50,9 @@ function recordedSocket(
     },
   });
   const writable = new WritableStream<Uint8Array>({
-    write(chunk) {
+    async write(chunk) {
       writes.push(chunk.slice());
+      await writeDone?.();
     },
   });
   const socket = new Socket({ readable, writable, close() {} }, {
@@ -113,11 +118,11 @@ Deno.test("corking: a broadcast of two messages from one read reaches each subsc
   const topics = new Topics(undefined, (error) => {
     throw error;
   });
-  const subscribers = [1, 2, 3].map(() => recordedSocket(null, topics));
+  const subscribers = [1, 2, 3].map(() => recordedSocket(null, { topics }));
   for (const { socket } of subscribers) socket.subscribe("news");
   const publisher = recordedSocket(
     concat(frame(OP.text, "first"), frame(OP.text, "second")),
-    topics,
+    { topics },
   );
   const handler = (async () => {
     for await (const message of publisher.socket) {
@@ -134,4 +139,25 @@ Deno.test("corking: a broadcast of two messages from one read reaches each subsc
   await publisher.end();
   await handler;
   await Promise.all(subscribers.map((subscriber) => subscriber.end()));
+});
+
+Deno.test("corking: what is sent while a write is in flight goes out with the rest of the turn that ends it", async () => {
+  let release = () => {};
+  const held = new Promise<void>((resolve) => release = resolve);
+  let first = true;
+  const peer = recordedSocket(null, {
+    writeDone: () => first ? (first = false, held) : Promise.resolve(),
+  });
+  peer.socket.send("a");
+  await peer.written(serverText("a").length);
+  peer.socket.send("b");
+  release();
+  // Later in the same turn, after the write of "a" is long done.
+  for (let hop = 0; hop < 100; hop++) await Promise.resolve();
+  peer.socket.send("c");
+  const rest = concat(serverText("b"), serverText("c"));
+  await peer.written(serverText("a").length + rest.length);
+  assert.equal(peer.writes.length, 2, "b and c in one write");
+  assertBytes(peer.writes[1], rest);
+  await peer.end();
 });

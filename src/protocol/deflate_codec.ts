@@ -120,13 +120,16 @@ export function deflateMessage(
  * end. Calls run one at a time, in order.
  */
 export class ContextDeflater {
-  readonly #stream: Zlib.DeflateRaw;
+  readonly #options: Zlib.ZlibOptions;
+  // Created by the first message: an idle connection holds no zlib stream
+  // (about 256 KiB of window and hash tables).
+  #stream: Zlib.DeflateRaw | null = null;
   #queue: Promise<unknown> = Promise.resolve();
   #chunks: Uint8Array[] = [];
   #closed = false;
 
   /**
-   * Creates the stream.
+   * Creates the deflater; its zlib stream is created with the first message.
    *
    * @param params The negotiated window and the zlib settings.
    */
@@ -136,13 +139,11 @@ export class ContextDeflater {
       "serverMaxWindowBits" | "level" | "memLevel"
     >,
   ) {
-    this.#stream = zlib().createDeflateRaw({
+    this.#options = {
       windowBits: params.serverMaxWindowBits,
       level: params.level,
       memLevel: params.memLevel,
-    });
-    this.#stream.on("data", (chunk: Uint8Array) => this.#chunks.push(chunk));
-    this.#stream.on("error", () => {});
+    };
   }
 
   /**
@@ -154,8 +155,13 @@ export class ContextDeflater {
   deflate(data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {
     const result = this.#queue.then(() =>
       new Promise<Uint8Array<ArrayBuffer>>((resolve, reject) => {
-        this.#stream.write(data, (error) => error && reject(error));
-        this.#stream.flush(Z_SYNC_FLUSH, () => {
+        if (this.#closed) {
+          reject(new Error("The deflate stream was closed"));
+          return;
+        }
+        const stream = this.#stream ??= this.#open();
+        stream.write(data, (error) => error && reject(error));
+        stream.flush(Z_SYNC_FLUSH, () => {
           const chunks = this.#chunks;
           this.#chunks = [];
           // A stream closed mid-message flushes nothing: not a message.
@@ -175,7 +181,14 @@ export class ContextDeflater {
   /** Frees the stream; pending and later `deflate()` calls reject. */
   close(): void {
     this.#closed = true;
-    this.#stream.close();
+    this.#stream?.close();
+  }
+
+  #open(): Zlib.DeflateRaw {
+    const stream = zlib().createDeflateRaw(this.#options);
+    stream.on("data", (chunk: Uint8Array) => this.#chunks.push(chunk));
+    stream.on("error", () => {});
+    return stream;
   }
 }
 

@@ -48,6 +48,8 @@ Deno.test("duplex listen --json prints one parseable event per line", async () =
   await cli.write("bin\n");
   await cli.waitFor(/"kind":"binary"/);
   await cli.write("quit\n");
+  // The server's close, before finished() ends stdin (which closes too).
+  await cli.waitFor(/"type":"close"/);
   const { code, stdout } = await cli.finished();
   assert.equal(code, 0);
   const events = stdout.trimEnd().split("\n").map((line) => JSON.parse(line));

@@ -253,7 +253,9 @@ export class Socket<Data = unknown>
   }
 
   /**
-   * Sends one message: a string as text, bytes as binary.
+   * Sends one message: a string as text, bytes as binary. Messages sent
+   * during one turn of the event loop are written together once the
+   * JavaScript of that turn has run: one write for many messages.
    *
    * @param message The message.
    * @returns A promise that resolves when the socket is ready for more: at

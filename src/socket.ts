@@ -8,19 +8,19 @@ import {
   type CloseInfo,
   ConnectionClosedError,
 } from "./close_info.ts";
-import type {
-  IncomingStream,
-  OutgoingMessage,
-  SendOptions,
-  SendStatus,
-  SocketCounters,
-  SocketOptions,
-  SocketRequestInfo,
-  SocketState,
-  Transport,
+import {
+  type IncomingStream,
+  newCounters,
+  type OutgoingMessage,
+  type SendOptions,
+  type SendStatus,
+  type SocketCounters,
+  type SocketOptions,
+  type SocketRequestInfo,
+  type SocketState,
+  type Transport,
 } from "./socket_options.ts";
 import { coalesce } from "./_coalesce.ts";
-import { newCounters } from "./socket_options.ts";
 import { PreparedMessage } from "./protocol/prepared_message.ts";
 import {
   ContextDeflater,
@@ -65,10 +65,11 @@ function handledRejection(error: Error): Promise<never> {
  *   socket never touches its memory again.
  * - `send()` queues the frame and returns a promise that resolves at once
  *   while less than the high-water mark is waiting to be written, else when
- *   the queue has been written. Frames queued while a write is in flight
- *   leave together in the next write. `send()` copies payloads up to 256 KiB, so your
- *   buffer is free again when it returns; a larger binary payload is
- *   written from your buffer: leave it untouched until `send()` resolves.
+ *   the queue has been written. Frames queued during one turn of the event
+ *   loop leave together in one write once that turn's JavaScript has run.
+ *   `send()` copies payloads up to 256 KiB, so your buffer is free again
+ *   when it returns; a larger binary payload is written from your buffer:
+ *   leave it untouched until `send()` resolves.
  * - Pings are answered automatically. `close()` sends a close frame and
  *   waits for the peer's, up to the close timeout.
  * - Iteration ends when the connection closes; {@linkcode Socket.prototype.closed}

@@ -11,7 +11,8 @@ export interface PerMessageDeflateOptions {
    * Compress each message on its own (RFC 7692 §7.1.1.1). `true` keeps no
    * compressor state per connection: one shared compressor serves every
    * socket and a published message is compressed once. `false` keeps a
-   * compressor per connection, for better ratios at ~64 KiB+ of memory each.
+   * compressor per connection, for better ratios at about 240 KiB of memory
+   * each, from the connection's first compressed message on.
    * @default {true}
    */
   serverNoContextTakeover?: boolean;

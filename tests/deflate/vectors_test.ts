@@ -322,7 +322,7 @@ Deno.test("ContextDeflater compresses a second 'Hello' to the RFC's back-referen
   }
 });
 
-Deno.test("ContextDeflater creates its zlib stream with the first message: idle ones hold no zlib memory", async () => {
+Deno.test("ContextDeflater creates its zlib stream with the first message: idle ones hold no zlib memory", () => {
   // An eager stream costs about 240 KiB of RSS (window and hash tables).
   const count = 200;
   const before = Deno.memoryUsage().rss;
@@ -336,13 +336,7 @@ Deno.test("ContextDeflater creates its zlib stream with the first message: idle 
     `${Math.round(perDeflater / 1024)} KiB of RSS per idle deflater`,
   );
   for (const deflater of idle) deflater.close();
-  const used = new ContextDeflater(negotiated());
-  try {
-    assert.deepEqual(await used.deflate(utf8("Hello")), HELLO);
-    assert.deepEqual(await used.deflate(utf8("Hello")), HELLO_AGAIN);
-  } finally {
-    used.close();
-  }
+  // That a lazily created stream compresses right: the RFC vector test above.
 });
 
 Deno.test("ContextDeflater rejects a message after close()", async () => {

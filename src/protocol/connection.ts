@@ -82,6 +82,8 @@ const RSV1 = 0x40;
 const utf8 = new TextEncoder();
 
 const NO_EVENTS: ConnectionEvent[] = [];
+// Replaced by a buffer of the right size at each control frame's start.
+const NO_CONTROL = new Uint8Array(0);
 
 /**
  * The RFC 6455 protocol state machine for one connection, without I/O:
@@ -132,7 +134,7 @@ export class Connection {
   // The control frame being read (at most 125 bytes).
   #isControl = false;
   #controlOpcode = 0;
-  #control = new Uint8Array(0);
+  #control = NO_CONTROL;
   #controlLength = 0;
 
   /**

@@ -58,6 +58,12 @@ export interface FrameWriterOptions {
   generateMaskKey?: (key: Uint8Array) => void;
 }
 
+const NO_KEY = new Uint8Array(0);
+
+function randomKey(key: Uint8Array): void {
+  crypto.getRandomValues(key);
+}
+
 /**
  * Encodes frames into the bytes to write, with minimal length encoding
  * (RFC 6455 §5.2) and, for a client, a fresh masking key per frame.
@@ -78,7 +84,8 @@ export interface FrameWriterOptions {
 export class FrameWriter {
   readonly #mask: boolean;
   readonly #generateMaskKey: (key: Uint8Array) => void;
-  readonly #key = new Uint8Array(4);
+  // Only a masking (client) writer needs a key.
+  readonly #key: Uint8Array;
   #chunks: Uint8Array[] = [];
   #size = 0;
   // The arena region this writer is still appending to.
@@ -101,8 +108,8 @@ export class FrameWriter {
    */
   constructor(options: FrameWriterOptions = {}) {
     this.#mask = options.mask ?? false;
-    this.#generateMaskKey = options.generateMaskKey ??
-      ((key) => crypto.getRandomValues(key));
+    this.#key = this.#mask ? new Uint8Array(4) : NO_KEY;
+    this.#generateMaskKey = options.generateMaskKey ?? randomKey;
   }
 
   /** Bytes queued and not yet taken. */

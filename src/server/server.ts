@@ -133,7 +133,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
   readonly #conns = new Set<Deno.Conn>();
   // Open sockets and the transport behind each.
   readonly #sockets = new Map<Socket<Data>, Deno.Conn>();
-  readonly #tasks = new Set<Promise<void>>();
+  // Connections being served, and who waits for the last to end.
+  #active = 0;
+  #allEnded: (() => void) | null = null;
   // Handshake deadlines, checked on the ticker.
   readonly #deadlines = new Map<
     Deno.Conn,
@@ -326,11 +328,17 @@ export class Server<Data = unknown> implements AsyncDisposable {
         await new Promise((resolve) => setTimeout(resolve, 50));
         continue;
       }
-      const task = this.#serveConnection(conn);
-      this.#tasks.add(task);
-      task.finally(() => this.#tasks.delete(task));
+      this.#active++;
+      this.#serveConnection(conn);
     }
-    while (this.#tasks.size > 0) await Promise.all(this.#tasks);
+    if (this.#active > 0) {
+      await new Promise<void>((resolve) => this.#allEnded = resolve);
+    }
+  }
+
+  #connectionEnded(conn: Deno.Conn): void {
+    this.#conns.delete(conn);
+    if (--this.#active === 0) this.#allEnded?.();
   }
 
   async #serveConnection(conn: Deno.Conn): Promise<void> {
@@ -363,8 +371,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
           const socket = await this.#upgrade(peer, result);
           if (socket === null) return;
           upgraded = true;
-          // The socket closes its transport itself.
-          await this.#runSocket(socket, conn);
+          // Not awaited: nothing of this function is held while the socket
+          // runs. The socket closes its transport itself.
+          this.#runSocket(socket, conn);
           return;
         }
         // Plain HTTP, within the request timeout (a handler that never
@@ -415,8 +424,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
         rest = exchange.rest;
       }
     } finally {
-      this.#conns.delete(conn);
-      if (!upgraded) closeQuietly(conn);
+      if (!upgraded) {
+        closeQuietly(conn);
+        this.#connectionEnded(conn);
+      }
     }
   }
 
@@ -638,42 +649,51 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   async #runSocket(socket: Socket<Data>, conn: Deno.Conn): Promise<void> {
-    this.#sockets.set(socket, conn);
-    this.#stats.totalConnections++;
-    const url = socket.url.href;
-    const remoteAddr = socket.remoteAddr;
-    this.#logger({ type: "open", url, remoteAddr, protocol: socket.protocol });
-    const running = socket.run();
     try {
-      await this.#handler(socket);
-    } catch (error) {
-      if (!(error instanceof ConnectionClosedError)) {
-        this.#logger({ type: "handler-error", url, error });
-        socket.close(1011).catch(() => {});
-      }
-    }
-    socket.close(1000).catch(() => {});
-    await running;
-    const info = await socket.closed;
-    this.#sockets.delete(socket);
-    this.#stats.countClose(info.code);
-    if (info.error) {
+      this.#sockets.set(socket, conn);
+      this.#stats.totalConnections++;
+      const url = socket.url.href;
+      const remoteAddr = socket.remoteAddr;
       this.#logger({
-        type: "protocol-error",
+        type: "open",
+        url,
         remoteAddr,
-        code: info.error.code,
-        closeCode: info.error.closeCode,
-        message: info.error.message,
+        protocol: socket.protocol,
       });
+      const running = socket.run();
+      try {
+        await this.#handler(socket);
+      } catch (error) {
+        if (!(error instanceof ConnectionClosedError)) {
+          this.#logger({ type: "handler-error", url, error });
+          socket.close(1011).catch(() => {});
+        }
+      }
+      socket.close(1000).catch(() => {});
+      await running;
+      const info = await socket.closed;
+      this.#sockets.delete(socket);
+      this.#stats.countClose(info.code);
+      if (info.error) {
+        this.#logger({
+          type: "protocol-error",
+          remoteAddr,
+          code: info.error.code,
+          closeCode: info.error.closeCode,
+          message: info.error.message,
+        });
+      }
+      this.#logger({
+        type: "close",
+        url,
+        remoteAddr,
+        code: info.code,
+        reason: info.reason,
+        wasClean: info.wasClean,
+      });
+    } finally {
+      this.#connectionEnded(conn);
     }
-    this.#logger({
-      type: "close",
-      url,
-      remoteAddr,
-      code: info.code,
-      reason: info.reason,
-      wasClean: info.wasClean,
-    });
   }
 
   async #write(peer: Peer, bytes: Uint8Array): Promise<boolean> {

@@ -210,3 +210,24 @@ Deno.test("await using on a Socket closes it with 1000", async () => {
     1000,
   );
 });
+
+Deno.test("server.finished waits for handlers still at work after their socket closed", async () => {
+  let cleanedUp = 0;
+  const server = serve(LOCAL, async (socket) => {
+    for await (const message of socket) await socket.send(message);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    cleanedUp++;
+  });
+  try {
+    const clients = await Promise.all(
+      [1, 2].map(() => NpmClient.connect(wsUrl(server.addr))),
+    );
+    for (const client of clients) {
+      assert.equal(await client.roundTrip("hi"), "hi");
+    }
+    await withTimeout(server.shutdown(), DEADLINE, "shutdown()");
+    assert.equal(cleanedUp, 2, "finished before the handlers returned");
+  } finally {
+    await server.shutdown();
+  }
+});

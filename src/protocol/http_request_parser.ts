@@ -35,6 +35,7 @@ export const DEFAULT_MAX_HEAD_SIZE = 16 * 1024;
 /** Default of {@linkcode HttpRequestParserOptions.maxHeaders}. */
 export const DEFAULT_MAX_HEADERS = 100;
 
+const EMPTY = new Uint8Array(0);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const VERSION = /^HTTP\/(\d)\.(\d)$/;
 // A request target is made of URI characters: visible ASCII (RFC 9112 §3.2).
@@ -64,9 +65,9 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 export class HttpRequestParser {
   readonly #maxHeadSize: number;
   readonly #maxHeaders: number;
-  #buffer = new Uint8Array(0);
+  #buffer = EMPTY;
   #length = 0;
-  #rest = new Uint8Array(0);
+  #rest = EMPTY;
 
   /**
    * Creates a parser for one request head.
@@ -92,6 +93,18 @@ export class HttpRequestParser {
    * limit, 400 when it is malformed.
    */
   receive(chunk: Uint8Array): HttpRequestHead | undefined {
+    if (this.#length === 0) {
+      // Usually the whole head comes in one chunk: parse it in place.
+      const end = findHeadEnd(
+        chunk,
+        0,
+        Math.min(chunk.length, this.#maxHeadSize),
+      );
+      if (end !== -1) {
+        this.#rest = end === chunk.length ? EMPTY : chunk.slice(end);
+        return this.#parse(latin1(chunk.subarray(0, end - 4)));
+      }
+    }
     const searchFrom = Math.max(0, this.#length - 3);
     const room = this.#maxHeadSize - this.#length;
     const take = Math.min(chunk.length, room);

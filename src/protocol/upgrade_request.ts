@@ -80,23 +80,26 @@ export function validateUpgradeRequest(
       `HTTP version must be 1.1 or later, got ${head.versionMajor}.${head.versionMinor}`,
     );
   }
-  const hosts = head.headers.filter(([name]) => name.toLowerCase() === "host");
-  if (hosts.length !== 1) {
-    throw new HandshakeError(
-      400,
-      hosts.length === 0
-        ? "Host header is missing"
-        : "Request has more than one Host header",
-    );
+  let host: string | undefined;
+  for (let i = 0; i < head.headers.length; i++) {
+    const [name, value] = head.headers[i];
+    if (name.length !== 4 || name.toLowerCase() !== "host") continue;
+    if (host !== undefined) {
+      throw new HandshakeError(400, "Request has more than one Host header");
+    }
+    host = value;
+  }
+  if (host === undefined) {
+    throw new HandshakeError(400, "Host header is missing");
   }
   const headers = headersOf(head.headers);
   let url: URL;
   try {
-    if (!HOST.test(hosts[0][1])) throw new TypeError("Host is not valid");
+    if (!HOST.test(host)) throw new TypeError("Host is not valid");
     // Concatenate rather than resolve: resolving "//evil.example/" or
     // "/\\evil.example/" against the Host would replace the Host.
     if (head.target.startsWith("/")) {
-      url = new URL(`${scheme}://${hosts[0][1]}${head.target}`);
+      url = new URL(`${scheme}://${host}${head.target}`);
     } else if (ABSOLUTE_FORM.test(head.target)) {
       // The connection decides the scheme, whatever the target says.
       const target = new URL(head.target);
@@ -110,7 +113,7 @@ export function validateUpgradeRequest(
     throw new HandshakeError(
       400,
       `Request target ${JSON.stringify(head.target)} or Host ${
-        JSON.stringify(hosts[0][1])
+        JSON.stringify(host)
       } is not valid`,
     );
   }
@@ -160,5 +163,9 @@ export function tokenList(value: string | null): string[] {
 }
 
 function hasToken(value: string | null, token: string): boolean {
-  return tokenList(value).some((item) => item.toLowerCase() === token);
+  if (value === null) return false;
+  for (const item of value.split(",")) {
+    if (item.trim().toLowerCase() === token) return true;
+  }
+  return false;
 }

@@ -60,6 +60,20 @@ export interface FrameWriterOptions {
 
 const NO_KEY = new Uint8Array(0);
 
+// Up to this length, an ASCII string is copied byte by byte rather than
+// through the encoder (a call into the runtime).
+const SHORT_TEXT = 64;
+
+/** Writes `text` at `at` if it is ASCII; returns its length, or -1 if not. */
+function writeAscii(text: string, into: Uint8Array, at: number): number {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return -1;
+    into[at + i] = code;
+  }
+  return text.length;
+}
+
 function randomKey(key: Uint8Array): void {
   crypto.getRandomValues(key);
 }
@@ -183,10 +197,15 @@ export class FrameWriter {
     // payload left if the real length takes a shorter header.
     const guess = headerSize(maxBytes, this.#mask);
     const at = this.#reserve(guess + maxBytes);
-    const { written } = utf8.encodeInto(
-      text,
-      arena.subarray(at + guess, at + guess + maxBytes),
-    );
+    let written = text.length <= SHORT_TEXT
+      ? writeAscii(text, arena, at + guess)
+      : -1;
+    if (written < 0) {
+      written = utf8.encodeInto(
+        text,
+        arena.subarray(at + guess, at + guess + maxBytes),
+      ).written;
+    }
     const headerLength = headerSize(written, this.#mask);
     if (headerLength < guess) {
       arena.copyWithin(at + headerLength, at + guess, at + guess + written);

@@ -179,7 +179,7 @@ export class MessageAssembler {
     if (this.#compressed) this.#store(data);
     else if (this.#onStream) this.#streamPiece(data);
     else if (this.#isText) {
-      if (whole) this.#result = decode(strictUtf8, data, false);
+      if (whole) this.#result = decodeWhole(data);
       else {
         this.#decoder ??= new TextDecoder("utf-8", {
           fatal: true,
@@ -284,6 +284,22 @@ export class MessageAssembler {
     }
     buffer.set(data, start);
   }
+}
+
+// Short text is mostly ASCII, which needs no validation beyond its bytes
+// being under 0x80; a loop in JavaScript beats a call into the decoder up to
+// about this size.
+const SHORT_TEXT = 64;
+
+function decodeWhole(data: Uint8Array): string {
+  if (data.length <= SHORT_TEXT) {
+    let high = 0;
+    for (let i = 0; i < data.length; i++) high |= data[i];
+    if (high < 0x80) {
+      return String.fromCharCode.apply(null, data as unknown as number[]);
+    }
+  }
+  return decode(strictUtf8, data, false);
 }
 
 // Options objects cost an allocation per call, twice (the object and its

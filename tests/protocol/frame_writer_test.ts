@@ -118,6 +118,26 @@ Deno.test("FrameWriter.writeText uses minimal length encoding for the encoded si
   }
 });
 
+Deno.test("FrameWriter.writeText encodes short text byte-exactly, ASCII or not, wherever the first other character is (RFC 6455 §5.6)", () => {
+  const texts = [
+    "a".repeat(63) + "\x7f",
+    "a".repeat(64),
+    "a".repeat(65),
+    "a".repeat(63) + "é",
+    "é" + "a".repeat(40),
+    "abc\x80",
+    "😀",
+    "a".repeat(30) + "€" + "b".repeat(30),
+  ];
+  for (const mask of [false, true]) {
+    for (const text of texts) {
+      const writer = new FrameWriter({ mask, generateMaskKey: fixedMaskKey });
+      writer.writeText(Text, text);
+      assert.deepEqual(taken(writer), frame(Text, text, { mask }), text);
+    }
+  }
+});
+
 Deno.test("FrameWriter.writeText encodes lone surrogates as U+FFFD (RFC 6455 §5.6)", () => {
   const writer = new FrameWriter();
   writer.writeText(Text, "a\ud800b");

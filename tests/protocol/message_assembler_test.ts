@@ -176,6 +176,27 @@ Deno.test("MessageAssembler rejects invalid UTF-8 in the append that carries it 
   throwsCode(() => c.append(Uint8Array.of(0x61, 0x80, 0x62)), E.InvalidUtf8);
 });
 
+Deno.test("MessageAssembler decodes short text exactly and rejects any byte that is not UTF-8 in it, at every length (RFC 6455 §8.1)", () => {
+  for (let length = 1; length <= 80; length++) {
+    const ascii = pattern(length).map((byte) => 0x20 + (byte % 0x60));
+    assert.equal(
+      frameThrough(assembler(), Text, true, ascii),
+      String.fromCharCode(...ascii),
+    );
+    for (const bad of [0x80, 0xc0, 0xff]) {
+      for (const at of [0, length - 1]) {
+        const text = ascii.slice();
+        text[at] = bad;
+        throwsCode(
+          () => frameThrough(assembler(), Text, true, text),
+          E.InvalidUtf8,
+        );
+      }
+    }
+  }
+  assert.equal(frameThrough(assembler(), Text, true, utf8("é")), "é");
+});
+
 Deno.test("MessageAssembler rejects text that ends inside a sequence at endFrame (RFC 6455 §8.1)", () => {
   const a = assembler();
   frameThrough(a, Text, false, Uint8Array.of(0xe2, 0x82));

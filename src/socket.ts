@@ -20,7 +20,6 @@ import {
   type SocketState,
   type Transport,
 } from "./socket_options.ts";
-import { coalesce } from "./_coalesce.ts";
 import { PreparedMessage } from "./protocol/prepared_message.ts";
 import {
   ContextDeflater,
@@ -893,10 +892,9 @@ export class Socket<Data = unknown>
     for (let i = 0; i < chunks.length; i++) size += chunks[i].length;
     this.#inFlight = size;
     // Queue every write, then wait for the last: one turn, not one per chunk.
-    const writes = coalesce(chunks);
-    const last = writes.length - 1;
-    for (let i = 0; i < last; i++) this.#writer.write(writes[i]).catch(ignore);
-    this.#writer.write(writes[last]).then(() => {
+    const last = chunks.length - 1;
+    for (let i = 0; i < last; i++) this.#writer.write(chunks[i]).catch(ignore);
+    this.#writer.write(chunks[last]).then(() => {
       connection.releaseOutput(chunks);
       this.#inFlight = 0;
       this.#counters.bytesOut += size;

@@ -221,18 +221,22 @@ export class FrameWriter {
 
   /**
    * Queues bytes that are already one or more complete frames (see
-   * `PreparedMessage`). Small ones are copied next to the other frames;
-   * large ones are referenced and must never change.
+   * `PreparedMessage`). They are referenced and must never change; a small
+   * one that can extend this writer's last region of the shared arena is
+   * copied there instead.
    *
    * @param frames Encoded frames.
    */
   writeEncoded(frames: Uint8Array): void {
-    if (frames.length > ARENA_FRAME_LIMIT) {
+    const size = frames.length;
+    if (
+      size <= ARENA_FRAME_LIMIT && this.#openArena === arena &&
+      this.#openEnd === arenaUsed && arenaUsed + size <= arena.length
+    ) {
+      arena.set(frames, this.#reserve(size));
+    } else {
       this.#push(frames);
-      return;
     }
-    const at = this.#reserve(frames.length);
-    arena.set(frames, at);
   }
 
   /**
@@ -248,7 +252,43 @@ export class FrameWriter {
     const chunks = this.#chunks;
     this.#chunks = [];
     this.#size = 0;
-    return chunks;
+    return chunks.length > 1 ? this.#joinSmallRuns(chunks) : chunks;
+  }
+
+  /**
+   * Copies each run of consecutive small chunks (frames of other writers,
+   * regions the arena's other users split) into one, so that they leave in
+   * one write.
+   */
+  #joinSmallRuns(chunks: Uint8Array[]): Uint8Array[] {
+    const joined: Uint8Array[] = [];
+    for (let start = 0; start < chunks.length;) {
+      let end = start;
+      let size = 0;
+      while (end < chunks.length && chunks[end].length <= ARENA_FRAME_LIMIT) {
+        size += chunks[end++].length;
+      }
+      if (end - start < 2) {
+        joined.push(chunks[start]);
+        start++;
+        continue;
+      }
+      let run: Uint8Array;
+      if (size <= ARENA_SIZE) {
+        const at = reserve(size);
+        run = arena.subarray(at, at + size);
+      } else {
+        const buffer = new ArrayBuffer(size);
+        (this.#ownFrames ??= new WeakSet()).add(buffer);
+        run = new Uint8Array(buffer);
+      }
+      for (let offset = 0; start < end; start++) {
+        run.set(chunks[start], offset);
+        offset += chunks[start].length;
+      }
+      joined.push(run);
+    }
+    return joined;
   }
 
   /**

@@ -280,6 +280,48 @@ Deno.test("FrameWriter coalesces consecutive small frames into one chunk", () =>
   assert.equal(writer.size, 0);
 });
 
+Deno.test("FrameWriter.writeEncoded references a shared frame, and take() joins a run of them into one chunk", () => {
+  // Frames encoded once for many writers (a broadcast), as PreparedMessage
+  // holds them.
+  const encode = (text: string) => {
+    const encoder = new FrameWriter();
+    encoder.writeText(Text, text);
+    return concat(...encoder.take());
+  };
+  const first = encode("first");
+  const second = encode("second");
+  const large = serverFrame(Binary, pattern(20_000, 5));
+  // Alone, a shared frame is written as it is: no copy.
+  const single = new FrameWriter();
+  single.writeEncoded(first);
+  const [only, ...none] = single.take();
+  assert.equal(only, first);
+  assert.deepEqual(none, []);
+  // Several, between other writers' frames: one chunk per run of small
+  // frames, large ones left as they are, bytes in order.
+  const writer = new FrameWriter();
+  const interleaved = new FrameWriter();
+  writer.writeEncoded(first);
+  interleaved.writeText(Text, "another connection's frame");
+  writer.writeEncoded(second);
+  writer.writeText(Text, "own");
+  writer.writeEncoded(large);
+  writer.writeEncoded(second);
+  writer.writeEncoded(first);
+  const size = writer.size;
+  const chunks = writer.take();
+  assert.equal(chunks.length, 3);
+  assert.equal(chunks[1], large);
+  assertBytes(
+    concat(...chunks),
+    concat(first, second, serverFrame(Text, "own"), large, second, first),
+  );
+  assert.equal(concat(...chunks).length, size);
+  // The shared frames themselves are untouched.
+  assert.deepEqual(first, encode("first"));
+  assert.deepEqual(second, encode("second"));
+});
+
 Deno.test("FrameWriter references an unmasked payload over COPY_LIMIT and copies the rest", () => {
   const big = pattern(COPY_LIMIT + 1);
   const server = new FrameWriter();

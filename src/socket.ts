@@ -188,6 +188,10 @@ export class Socket<Data = unknown>
       serverNoContextTakeover: deflate.clientNoContextTakeover,
       serverMaxWindowBits: deflate.clientMaxWindowBits,
     });
+    // zlib cannot compress within an 8-bit window (a server may ask a
+    // client for one): then everything is sent uncompressed, which RFC 7692
+    // §6 leaves to the sender.
+    const compresses = own !== undefined && own.serverMaxWindowBits >= 9;
     this.#connection = new Connection({
       role: options.role,
       streamMessages: options.streamMessages,
@@ -196,13 +200,13 @@ export class Socket<Data = unknown>
       perMessageDeflate: own && {
         inflate: inflateMessage,
         // Without context takeover one stateless compressor serves all.
-        deflate: own.serverNoContextTakeover
+        deflate: own.serverNoContextTakeover && compresses
           ? (data) => deflateMessage(data, own)
           : undefined,
         threshold: own.threshold,
       },
     });
-    if (own && !own.serverNoContextTakeover) {
+    if (own && !own.serverNoContextTakeover && compresses) {
       this.#deflater = new ContextDeflater(own);
     }
     this.#writer = options.writer ?? transport.writable.getWriter();

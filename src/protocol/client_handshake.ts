@@ -578,7 +578,8 @@ function checkProtocols(protocols: string[]): string[] {
  * Checks a server's answer to our permessage-deflate offer (RFC 7692 §7.1):
  * one extension, known parameters with valid values, and
  * `server_no_context_takeover`, which the offer asked for. A client window
- * of 8 bits is refused: zlib cannot compress within it.
+ * of 8 bits is accepted, as the offer allows any (§7.1.2.2), though zlib
+ * cannot compress within it: such a client then sends uncompressed.
  */
 function acceptedDeflate(value: string): PerMessageDeflateParams | undefined {
   const offers = parseExtensions(value);
@@ -610,7 +611,7 @@ function acceptedDeflate(value: string): PerMessageDeflateParams | undefined {
     params.get("server_no_context_takeover") !== true ||
     (params.has("client_no_context_takeover") &&
       params.get("client_no_context_takeover") !== true) ||
-    serverBits === undefined || clientBits === undefined || clientBits < 9
+    serverBits === undefined || clientBits === undefined
   ) return undefined;
   return {
     serverNoContextTakeover: true,

@@ -45,6 +45,15 @@ export interface PerMessageDeflateOptions {
   threshold?: number;
 }
 
+const DEFLATE_SETTINGS = [
+  "serverNoContextTakeover",
+  "serverMaxWindowBits",
+  "clientMaxWindowBits",
+  "level",
+  "memLevel",
+  "threshold",
+];
+
 /** What one negotiation agreed on, as the server applies it. */
 export interface PerMessageDeflateParams {
   /** The server compresses each message on its own. */
@@ -261,10 +270,35 @@ function acceptOffer(
  * @param options The settings.
  * @returns Every setting (`clientMaxWindowBits` 0 when unset).
  * @throws {RangeError} When a setting is out of range.
+ * @throws {TypeError} For an unknown setting or one of the wrong type.
  */
 export function resolveDeflateOptions(
   options: PerMessageDeflateOptions,
 ): Required<PerMessageDeflateOptions> {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `Cannot use permessage-deflate: the settings must be true or an object, got ${
+        JSON.stringify(options)
+      }`,
+    );
+  }
+  for (const name of Object.keys(options)) {
+    if (!DEFLATE_SETTINGS.includes(name)) {
+      throw new TypeError(
+        `Cannot use permessage-deflate: unknown setting "${name}"; the settings are ${
+          DEFLATE_SETTINGS.join(", ")
+        }`,
+      );
+    }
+  }
+  const noContextTakeover = options.serverNoContextTakeover ?? true;
+  if (typeof noContextTakeover !== "boolean") {
+    throw new TypeError(
+      `Cannot use permessage-deflate: "serverNoContextTakeover" must be a boolean, got ${
+        JSON.stringify(noContextTakeover)
+      }`,
+    );
+  }
   const check = (name: string, value: number, min: number, max: number) => {
     if (!Number.isInteger(value) || value < min || value > max) {
       throw new RangeError(
@@ -274,7 +308,7 @@ export function resolveDeflateOptions(
     return value;
   };
   return {
-    serverNoContextTakeover: options.serverNoContextTakeover ?? true,
+    serverNoContextTakeover: noContextTakeover,
     serverMaxWindowBits: check(
       "serverMaxWindowBits",
       options.serverMaxWindowBits ?? 15,

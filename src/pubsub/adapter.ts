@@ -12,9 +12,12 @@ export interface PubSubAdapter {
    * Starts receiving messages published by other instances.
    *
    * @param deliver Delivers a remote message to local subscribers.
+   * @param onError Reports failures that happen outside any call (a lost
+   * connection to a broker); the server logs them as `pubsub-error`.
    */
   start(
     deliver: (topic: string, message: string | Uint8Array) => void,
+    onError?: (error: unknown) => void,
   ): void | Promise<void>;
   /**
    * Forwards a message published here to the other instances.

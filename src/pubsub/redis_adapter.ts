@@ -86,8 +86,9 @@ export interface RedisAdapterOptions {
   prefix?: string;
   /**
    * Receives connection errors (the client reconnects by itself) and
-   * messages on a channel that are not in the adapter's format. Nothing by
-   * default.
+   * messages on a channel that are not in the adapter's format.
+   * @default {the server's logger, as `pubsub-error` events, once the server
+   * has started the adapter}
    */
   onError?: (error: unknown) => void;
 }
@@ -104,7 +105,8 @@ export interface RedisAdapterOptions {
  * - An instance ignores its own messages coming back from Redis: the server
  *   delivered them locally already.
  * - Delivery is Redis pub/sub's: at most once, in order per publisher; an
- *   instance that is disconnected misses what is published meanwhile.
+ *   instance that is disconnected misses what is published meanwhile, and
+ *   drops what it publishes itself while reconnecting (nothing piles up).
  * - Nothing connects until the server starts the adapter (or the first
  *   `publish()` when it is used alone, to publish from a process without a
  *   server); `close()` (called by `server.shutdown()`) closes both clients.
@@ -127,12 +129,14 @@ export class RedisAdapter implements PubSubAdapter {
   readonly #id = crypto.getRandomValues(new Uint8Array(ORIGIN_LENGTH));
   readonly #publisher: RedisPubSubClient;
   readonly #subscriber: RedisPubSubClient;
-  readonly #onError: (error: unknown) => void;
+  #onError: ((error: unknown) => void) | undefined;
   #deliver: ((topic: string, message: string | Uint8Array) => void) | null =
     null;
   #publisherReady: Promise<void> | null = null;
   #subscriberReady: Promise<void> | null = null;
   #closed = false;
+  // The last subscribe or unsubscribe asked for, per topic, until it ends.
+  readonly #topicSteps = new Map<string, Promise<void>>();
 
   /**
    * Creates the adapter; it connects when started.
@@ -156,12 +160,13 @@ export class RedisAdapter implements PubSubAdapter {
       );
     }
     this.prefix = options.prefix ?? "duplex:";
-    this.#onError = options.onError ?? (() => {});
+    this.#onError = options.onError;
     this.#publisher = publisher ??
       createClient({ url });
     this.#subscriber = subscriber ?? this.#publisher.duplicate();
-    this.#publisher.on("error", this.#onError);
-    this.#subscriber.on("error", this.#onError);
+    const report = (error: unknown) => this.#onError?.(error);
+    this.#publisher.on("error", report);
+    this.#subscriber.on("error", report);
   }
 
   /**
@@ -178,12 +183,15 @@ export class RedisAdapter implements PubSubAdapter {
    * Connects both clients; messages from other instances go to `deliver`.
    *
    * @param deliver Delivers a remote message to local subscribers.
+   * @param onError Where errors go when the adapter was given no `onError`.
    * @returns A promise that resolves once both clients are connected.
    */
   async start(
     deliver: (topic: string, message: string | Uint8Array) => void,
+    onError?: (error: unknown) => void,
   ): Promise<void> {
     this.#deliver = deliver;
+    this.#onError ??= onError;
     await Promise.all([
       this.#ready("publisher"),
       this.#ready("subscriber"),
@@ -195,7 +203,8 @@ export class RedisAdapter implements PubSubAdapter {
    *
    * @param topic The topic.
    * @param message Text or binary data.
-   * @returns A promise that resolves once Redis has taken the message.
+   * @returns A promise that resolves once Redis has taken the message, or
+   * at once when the connection is down and the message was dropped.
    */
   async publish(topic: string, message: string | Uint8Array): Promise<void> {
     if (this.#closed) return;
@@ -207,6 +216,10 @@ export class RedisAdapter implements PubSubAdapter {
     );
     await this.#whileOpen(async () => {
       await this.#ready("publisher");
+      // Reconnecting: the message is dropped, not queued without bound
+      // behind the outage (delivery is at most once; the lost connection
+      // went to onError).
+      if (!this.#publisher.isReady) return;
       await this.#publisher.publish(this.channel(topic), bytes);
     });
   }
@@ -218,8 +231,8 @@ export class RedisAdapter implements PubSubAdapter {
    * @param topic The topic.
    * @returns A promise that resolves once Redis confirmed the subscription.
    */
-  async subscribe(topic: string): Promise<void> {
-    await this.#whileOpen(async () => {
+  subscribe(topic: string): Promise<void> {
+    return this.#inTurn(topic, async () => {
       await this.#ready("subscriber");
       await this.#subscriber.subscribe(
         this.channel(topic),
@@ -236,8 +249,8 @@ export class RedisAdapter implements PubSubAdapter {
    * @param topic The topic.
    * @returns A promise that resolves once Redis confirmed it.
    */
-  async unsubscribe(topic: string): Promise<void> {
-    await this.#whileOpen(async () => {
+  unsubscribe(topic: string): Promise<void> {
+    return this.#inTurn(topic, async () => {
       await this.#ready("subscriber");
       await this.#subscriber.unsubscribe(this.channel(topic));
     });
@@ -266,6 +279,27 @@ export class RedisAdapter implements PubSubAdapter {
     return this.#subscriberReady ??= connect(this.#subscriber);
   }
 
+  /**
+   * Runs `action` (a subscribe or an unsubscribe of `topic`) once the ones
+   * asked for before it have finished. The client must not see a subscribe
+   * while the unsubscribe before it waits for Redis: it would count the
+   * channel as subscribed already, send nothing, then drop the new listener
+   * when the unsubscribe is confirmed, and the topic would go deaf.
+   */
+  #inTurn(topic: string, action: () => Promise<void>): Promise<void> {
+    const previous = this.#topicSteps.get(topic);
+    const step = previous === undefined
+      ? this.#whileOpen(action)
+      // Its failure went to whoever asked for it.
+      : previous.catch(() => {}).then(() => this.#whileOpen(action));
+    this.#topicSteps.set(topic, step);
+    const forget = () => {
+      if (this.#topicSteps.get(topic) === step) this.#topicSteps.delete(topic);
+    };
+    step.then(forget, forget);
+    return step;
+  }
+
   /** Runs `action`; once closed, its failures no longer matter. */
   async #whileOpen(action: () => Promise<void>): Promise<void> {
     if (this.#closed) return;
@@ -281,7 +315,7 @@ export class RedisAdapter implements PubSubAdapter {
     try {
       envelope = decodeEnvelope(bytes);
     } catch (error) {
-      this.#onError(error);
+      this.#onError?.(error);
       return;
     }
     if (sameOrigin(envelope.origin, this.#id)) return;

@@ -39,7 +39,10 @@ export class Topics {
     this.#adapter = adapter;
     this.#onError = onError;
     this.#started = Promise.resolve(
-      adapter?.start((topic, message) => this.#deliver(topic, message)),
+      adapter?.start(
+        (topic, message) => this.#deliver(topic, message),
+        onError,
+      ),
     ).catch(onError);
   }
 

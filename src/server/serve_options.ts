@@ -311,6 +311,90 @@ const MAX_TIMEOUT = 2 ** 31 - 1;
 // Options where 0 means "disabled".
 const MAY_BE_ZERO = new Set(["pingInterval", "pongTimeout", "idleTimeout"]);
 
+// The type each option that is not a number must have, as `typeof` says.
+const OPTION_TYPES: Record<string, string> = {
+  hostname: "string",
+  reusePort: "boolean",
+  cert: "string",
+  key: "string",
+  onListen: "function",
+  logger: "function",
+  onUpgrade: "function",
+  fetch: "function",
+  streamMessages: "boolean",
+};
+
+/**
+ * Checks the options that are not numbers (see {@linkcode resolveLimits}):
+ * their types, and the shapes of `origins`, `protocols`, `signal` and
+ * `pubsub`, so that a mistake throws when the server starts rather than on
+ * the first request.
+ *
+ * @param options The user's options.
+ * @throws {TypeError} For the first option of the wrong type.
+ */
+export function checkServeOptions(options: ServeOptions<never>): void {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `Cannot serve: the options must be an object, got ${
+        options === null ? "null" : typeof options
+      }`,
+    );
+  }
+  const fail = (name: string, expected: string, value: unknown) => {
+    throw new TypeError(
+      `Cannot serve: "${name}" must be ${expected}, got ${describe(value)}`,
+    );
+  };
+  for (const [name, type] of Object.entries(OPTION_TYPES)) {
+    const value = options[name as keyof ServeOptions<never>];
+    if (value !== undefined && typeof value !== type) {
+      fail(name, `a ${type}`, value);
+    }
+  }
+  const { origins, protocols, signal, pubsub, perMessageDeflate } = options;
+  if (
+    origins !== undefined &&
+    (!Array.isArray(origins) ||
+      !origins.every((o) => typeof o === "string" || o instanceof RegExp))
+  ) {
+    fail("origins", "an array of origin strings and RegExps", origins);
+  }
+  if (
+    protocols !== undefined && typeof protocols !== "function" &&
+    (!Array.isArray(protocols) ||
+      !protocols.every((p) => typeof p === "string"))
+  ) {
+    fail("protocols", "an array of strings or a function", protocols);
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    fail("signal", "an AbortSignal", signal);
+  }
+  if (
+    pubsub !== undefined &&
+    (typeof pubsub !== "object" || pubsub === null ||
+      typeof pubsub.start !== "function" ||
+      typeof pubsub.publish !== "function" ||
+      typeof pubsub.close !== "function")
+  ) {
+    fail("pubsub", "an adapter with start, publish and close", pubsub);
+  }
+  if (
+    perMessageDeflate !== undefined && typeof perMessageDeflate !== "boolean" &&
+    (typeof perMessageDeflate !== "object" || perMessageDeflate === null)
+  ) {
+    fail("perMessageDeflate", "a boolean or an object", perMessageDeflate);
+  }
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "function") return "a function";
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    return value.constructor?.name ?? "an object";
+  }
+  return `${typeof value} ${JSON.stringify(value)}`;
+}
+
 /**
  * Applies the defaults to the numeric options and checks them.
  *

@@ -16,6 +16,7 @@ import { Socket } from "../socket.ts";
 import { ConnectionClosedError } from "../close_info.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
 import {
+  checkServeOptions,
   type ResolvedLimits,
   resolveLimits,
   type ServeOptions,
@@ -50,6 +51,8 @@ export interface ShutdownOptions {
 }
 
 const DEFAULT_PORT = 8765;
+// The longest delay a timer takes.
+const MAX_TIMER = 2 ** 31 - 1;
 const DEFAULT_HOSTNAME = "0.0.0.0";
 const EMPTY: Uint8Array = new Uint8Array(0);
 // Headers the handshake itself decides; a hook may not set them.
@@ -74,7 +77,8 @@ type HeadResult = { head: HttpRequestHead; rest: Uint8Array } | null;
  * @param handler Called with each socket.
  * @returns The running server.
  * @throws {RangeError} When an option is out of range.
- * @throws {TypeError} When only one of `cert` and `key` is given.
+ * @throws {TypeError} When an option has the wrong type, or only one of
+ * `cert` and `key` is given.
  *
  * @example Echo server
  * ```ts
@@ -157,8 +161,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
         `Cannot serve: "handler" must be a function, got ${typeof handler}`,
       );
     }
+    checkServeOptions(options as ServeOptions<never>);
     this.#limits = resolveLimits(options as ServeOptions<never>);
-    const port = options.port ?? DEFAULT_PORT;
+    const port = options.port === undefined ? DEFAULT_PORT : options.port;
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new RangeError(
         `Cannot serve: "port" must be an integer from 0 to 65535, got ${port}`,
@@ -169,7 +174,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
         'Cannot serve: "cert" and "key" go together for TLS; got only one',
       );
     }
-    const policy = options.backpressurePolicy ?? "close";
+    const policy = options.backpressurePolicy === undefined
+      ? "close"
+      : options.backpressurePolicy;
     if (!["close", "drop", "wait"].includes(policy)) {
       throw new RangeError(
         `Cannot serve: "backpressurePolicy" must be "close", "drop" or "wait", got ${
@@ -204,6 +211,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       ? Deno.listenTls({
         port,
         hostname,
+        reusePort: options.reusePort,
         cert: options.cert,
         key: options.key!,
       })
@@ -214,8 +222,14 @@ export class Server<Data = unknown> implements AsyncDisposable {
       once: true,
     });
     if (options.signal?.aborted) this.shutdown();
-    this.#logger({ type: "listen", addr: this.addr });
-    options.onListen?.(this.addr);
+    try {
+      this.#logger({ type: "listen", addr: this.addr });
+      options.onListen?.(this.addr);
+    } catch (error) {
+      // The caller gets no server to shut down: leave nothing listening.
+      this.shutdown({ timeout: 0 });
+      throw error;
+    }
   }
 
   /** The number of open WebSocket connections. */
@@ -277,10 +291,23 @@ export class Server<Data = unknown> implements AsyncDisposable {
    * Calling it again returns the same promise.
    *
    * @param options How long to wait.
-   * @returns A promise that resolves once everything is closed.
+   * @returns A promise that resolves once everything is closed, or rejects
+   * with a `RangeError` for a bad `timeout`.
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
-    this.#shutdown ??= this.#shutDown(options.timeout ?? 5_000);
+    const timeout = options.timeout ?? 5_000;
+    if (
+      typeof timeout !== "number" || !(timeout >= 0) || timeout > MAX_TIMER
+    ) {
+      return Promise.reject(
+        new RangeError(
+          `Cannot shut down: "timeout" must be a number of milliseconds from 0 to ${MAX_TIMER}, got ${
+            JSON.stringify(timeout)
+          }`,
+        ),
+      );
+    }
+    this.#shutdown ??= this.#shutDown(timeout);
     return this.#shutdown;
   }
 

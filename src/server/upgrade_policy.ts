@@ -1,4 +1,5 @@
 import type { ServeOptions } from "./serve_options.ts";
+import { STATUS_TEXT } from "./_status_text.ts";
 
 /**
  * Whether a handshake's `Origin` passes the `origins` allowlist. A request
@@ -75,7 +76,8 @@ export async function encodeHookResponse(
   response: Response,
 ): Promise<Uint8Array> {
   const body = new Uint8Array(await response.arrayBuffer());
-  let head = `HTTP/1.1 ${response.status} ${response.statusText}\r\n`;
+  const reason = response.statusText || STATUS_TEXT[response.status] || "";
+  let head = `HTTP/1.1 ${response.status} ${reason}\r\n`;
   for (const [name, value] of response.headers) {
     if (name === "content-length" || name === "connection") continue;
     head += `${name}: ${value}\r\n`;

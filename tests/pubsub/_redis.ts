@@ -58,12 +58,11 @@ async function inlineCommand(port: number, line: string): Promise<string> {
 }
 
 /**
- * Starts `redis-server --port N --save "" --appendonly no` on a free port
- * and waits until it answers PING.
+ * Starts `redis-server --port N --save "" --appendonly no` on `port` (a
+ * free one by default) and waits until it answers PING.
  */
-export async function startRedis(): Promise<RedisProcess> {
+export async function startRedis(port = freePort()): Promise<RedisProcess> {
   if (REDIS_SERVER === null) throw new Error("redis-server is not installed");
-  const port = freePort();
   const child = new Deno.Command(REDIS_SERVER, {
     args: [
       "--port",

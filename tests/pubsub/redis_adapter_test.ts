@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createClient } from "redis";
-import { serve, type Server } from "../../mod.ts";
+import { serve, type Server, type ServerLogEvent } from "../../mod.ts";
 import {
   RedisAdapter,
   type RedisPubSubClient,
@@ -318,6 +318,114 @@ Deno.test({
         (await redis.command("INFO clients")).includes("connected_clients:1"),
       "the adapter's clients to disconnect",
     );
+  },
+});
+
+Deno.test({
+  name:
+    `RedisAdapter keeps a topic subscribed when its last local subscriber leaves and one joins before Redis confirmed the leave${REDIS_SKIP_NOTE}`,
+  ignore,
+  async fn() {
+    await using redis = await startRedis();
+    const prefix = uniqueName("duplex-test") + ":";
+    const tracker = new SocketTracker();
+    await using a = redisServer(redis, prefix, tracker);
+    await using b = redisServer(redis, prefix, tracker);
+    await using onB = await NpmClient.connect(wsUrl(b.addr));
+    const socketB = await tracker.socket(onB.port);
+    socketB.subscribe("room");
+    await subscribersReach(redis, `${prefix}room`, 1);
+    // Out and back in within one turn: an unsubscribe, then a subscribe,
+    // both sent to Redis while the first is unanswered.
+    socketB.unsubscribe("room");
+    socketB.subscribe("room");
+    assert.equal(b.subscriberCount("room"), 1);
+    // A's messages reach B once Redis has seen both; before the fix B's
+    // channel stayed unsubscribed for good and no probe ever arrived.
+    const received = onB.next("a probe from A");
+    let probes = 0;
+    await until(async () => {
+      a.publish("room", `probe ${probes++}`);
+      return await Promise.race([
+        received.then(() => true),
+        new Promise<false>((resolve) => setTimeout(() => resolve(false), 20)),
+      ]);
+    }, "a message from A on the re-subscribed topic");
+    assert.match(String(await received), /^probe \d+$/);
+    await subscribersReach(redis, `${prefix}room`, 1);
+  },
+});
+
+Deno.test({
+  name:
+    "RedisAdapter without onError reports connection errors to the server's logger as pubsub-error",
+  async fn() {
+    const events: ServerLogEvent[] = [];
+    const server = serve({
+      ...LOCAL,
+      pubsub: new RedisAdapter({ url: `redis://127.0.0.1:${freePort()}` }),
+      logger: (event) => events.push(event),
+    }, idle);
+    try {
+      const error = await until(
+        () => events.find((event) => event.type === "pubsub-error"),
+        "a pubsub-error event",
+      );
+      assert.match(String((error as { error: unknown }).error), /ECONNREFUSED/);
+    } finally {
+      await withTimeout(server.shutdown(), 5_000, "the shutdown");
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `RedisAdapter drops what is published while Redis is away instead of queueing it, and publishes again once back${REDIS_SKIP_NOTE}`,
+  ignore,
+  async fn() {
+    const first = await startRedis();
+    const port = first.port;
+    const prefix = uniqueName("duplex-test") + ":";
+    const errors: unknown[] = [];
+    const adapter = new RedisAdapter({
+      url: first.url,
+      prefix,
+      onError: (error) => errors.push(error),
+    });
+    try {
+      await adapter.publish("room", "while up");
+      await first[Symbol.asyncDispose]();
+      await until(() => errors.length > 0, "the lost connection reported");
+      // Settles at once: node-redis would otherwise hold it (and every
+      // later message) in memory until Redis came back.
+      await withTimeout(
+        adapter.publish("room", new Uint8Array(1024 * 1024)),
+        1_000,
+        "a publish while Redis is away",
+      );
+      await using second = await startRedis(port);
+      const subscriber = createClient({ url: second.url });
+      await subscriber.connect();
+      const received: string[] = [];
+      await subscriber.subscribe(
+        `${prefix}room`,
+        (message: Buffer) => {
+          const { message: decoded } = decodeEnvelope(message);
+          received.push(typeof decoded === "string" ? decoded : "(bytes)");
+        },
+        true,
+      );
+      let probes = 0;
+      await until(async () => {
+        await adapter.publish("room", `back ${probes++}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return received.length > 0;
+      }, "a publish after Redis came back");
+      assert.match(received[0], /^back \d+$/, "the outage's message is gone");
+      await subscriber.close();
+    } finally {
+      await adapter.close();
+    }
   },
 });
 

@@ -277,3 +277,105 @@ Deno.test(
     assert.equal(error.closeCode, 1009);
   },
 );
+
+// --- options that are not numbers -------------------------------------------
+
+/** Options of the wrong type or shape, and what the error must name. */
+const BAD_OPTIONS: [Record<string, unknown>, string][] = [
+  [{ hostname: 127 }, '"hostname" must be a string, got number 127'],
+  [{ reusePort: "yes" }, '"reusePort" must be a boolean, got string "yes"'],
+  [{ onListen: "x" }, '"onListen" must be a function, got string "x"'],
+  [{ logger: 1 }, '"logger" must be a function, got number 1'],
+  [{ onUpgrade: "x" }, '"onUpgrade" must be a function'],
+  [{ fetch: 5 }, '"fetch" must be a function, got number 5'],
+  [{ streamMessages: 1 }, '"streamMessages" must be a boolean'],
+  [
+    { origins: "https://example.com" },
+    '"origins" must be an array of origin strings and RegExps, got string "https://example.com"',
+  ],
+  [{ origins: [42] }, '"origins" must be an array'],
+  [
+    { protocols: "chat" },
+    '"protocols" must be an array of strings or a function, got string "chat"',
+  ],
+  [{ protocols: ["chat", 2] }, '"protocols" must be an array'],
+  [{ signal: {} }, '"signal" must be an AbortSignal, got Object'],
+  [{ pubsub: {} }, '"pubsub" must be an adapter with start, publish and close'],
+  [
+    { perMessageDeflate: "yes" },
+    '"perMessageDeflate" must be a boolean or an object',
+  ],
+  [{ perMessageDeflate: { bogus: 1 } }, 'unknown setting "bogus"'],
+  [
+    { perMessageDeflate: { serverNoContextTakeover: "no" } },
+    '"serverNoContextTakeover" must be a boolean, got "no"',
+  ],
+  [{ backpressurePolicy: null }, '"backpressurePolicy" must be'],
+  [{ port: null }, '"port" must be an integer from 0 to 65535, got null'],
+];
+
+Deno.test("serve() rejects each option of the wrong type or shape at once, with an error naming it and the value", async () => {
+  for (const [options, message] of BAD_OPTIONS) {
+    await serveMustThrow(
+      options as ServeOptions,
+      (error) =>
+        (error instanceof TypeError || error instanceof RangeError) &&
+        error.message.includes(message),
+      JSON.stringify(options),
+    );
+  }
+});
+
+Deno.test("serve() rejects missing options with a TypeError, not a crash inside", () => {
+  for (const options of [undefined, null, "8080"]) {
+    assert.throws(
+      () => serve(options as unknown as ServeOptions, echo),
+      (error) =>
+        error instanceof TypeError &&
+        error.message.startsWith("Cannot serve: the options must be an object"),
+      String(options),
+    );
+  }
+});
+
+Deno.test("serve() whose onListen throws rethrows and leaves nothing listening", async () => {
+  let port = 0;
+  assert.throws(
+    () =>
+      serve({
+        ...LOCAL,
+        onListen: (addr) => {
+          port = addr.port;
+          throw new Error("boom");
+        },
+      }, echo),
+    { message: "boom" },
+  );
+  // The port is freed (once the pending accept is cancelled, a turn later):
+  // another server can take it.
+  let again: Server | undefined;
+  for (let attempt = 0; again === undefined && attempt < 100; attempt++) {
+    await delay(10);
+    try {
+      again = serve({ ...LOCAL, port }, echo);
+    } catch (error) {
+      assert.ok(error instanceof Deno.errors.AddrInUse, String(error));
+    }
+  }
+  assert.ok(again, `port ${port} still in use after a second`);
+  await again.shutdown();
+});
+
+Deno.test("server.shutdown() rejects a bad timeout with a RangeError and still shuts down on a good one", async () => {
+  const server = serve(LOCAL, echo);
+  for (const timeout of [-1, Number.NaN, "x", 2 ** 31]) {
+    await assert.rejects(
+      server.shutdown({ timeout: timeout as number }),
+      (error) =>
+        error instanceof RangeError &&
+        error.message.includes('"timeout" must be a number of milliseconds') &&
+        error.message.includes(JSON.stringify(timeout)),
+    );
+  }
+  await server.shutdown({ timeout: 0 });
+});

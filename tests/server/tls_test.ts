@@ -143,3 +143,28 @@ Deno.test("serve() throws TypeError when only cert or key is given", () => {
   });
   assert.throws(() => serve({ ...LOCAL, key }, echo), { name: "TypeError" });
 });
+
+Deno.test("serve({cert, key, reusePort}) shares its port with another TLS server (needs --unstable-net)", async () => {
+  const mod = new URL("../../mod.ts", import.meta.url).href;
+  const fixtures = new URL("../fixtures/", import.meta.url).href;
+  // Two TLS servers on one port.
+  const script = `
+    import { serve } from "${mod}";
+    const cert = await Deno.readTextFile(new URL("cert.pem", "${fixtures}"));
+    const key = await Deno.readTextFile(new URL("key.pem", "${fixtures}"));
+    const options = { hostname: "127.0.0.1", cert, key, reusePort: true };
+    const first = serve({ ...options, port: 0 }, () => {});
+    const second = serve({ ...options, port: first.addr.port }, () => {});
+    console.log(first.addr.port === second.addr.port);
+    await first.shutdown();
+    await second.shutdown();
+  `;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--unstable-net", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(output.code, 0, stderr);
+  assert.equal(new TextDecoder().decode(output.stdout).trim(), "true");
+});

@@ -62,6 +62,11 @@ for (const status of [401, 403] as const) {
       const { peer, response } = await rawUpgrade(server.addr);
       using _ = peer;
       assert.equal(response.status, status);
+      // The hook gave no statusText: the standard reason phrase is used.
+      assert.equal(
+        response.statusLine,
+        `HTTP/1.1 ${status} ${status === 401 ? "Unauthorized" : "Forbidden"}`,
+      );
       assert.equal(response.body, "no");
       assert.equal(response.headers.get("connection"), "close");
       await peer.readToEof();

@@ -19,12 +19,13 @@ function portFromArgs(args: string[]): number {
     : args[flag].includes("=")
     ? args[flag].split("=")[1]
     : args[flag + 1];
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    console.error(`--port must be an integer from 0 to 65535, got ${text}`);
+  if (text === undefined || !/^\d{1,5}$/.test(text) || Number(text) > 65535) {
+    console.error(
+      `--port must be an integer from 0 to 65535, got ${JSON.stringify(text)}`,
+    );
     Deno.exit(2);
   }
-  return port;
+  return Number(text);
 }
 
 const controller = new AbortController();

@@ -12,29 +12,46 @@
 import { serve, serveStatic } from "../mod.ts";
 import { parseArgs } from "node:util";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    port: { type: "string", default: Deno.env.get("PORT") ?? "8765" },
-    root: {
-      type: "string",
-      default: new URL("./www", import.meta.url).pathname,
-    },
-  },
-});
-const port = Number(values.port);
-if (!Number.isInteger(port) || port < 0 || port > 65535) {
-  console.error(
-    `--port must be an integer from 0 to 65535, got ${values.port}`,
-  );
+/** Prints what was wrong with the command line and exits with 2. */
+function usage(message: string): never {
+  console.error(`${message}\nusage: static.ts [--port N] [--root DIR]`);
   Deno.exit(2);
+}
+
+let values: { port: string; root: string };
+try {
+  ({ values } = parseArgs({
+    args: Deno.args,
+    options: {
+      port: { type: "string", default: Deno.env.get("PORT") ?? "8765" },
+      root: {
+        type: "string",
+        default: new URL("./www", import.meta.url).pathname,
+      },
+    },
+  }));
+} catch (error) {
+  usage((error as Error).message);
+}
+if (!/^\d{1,5}$/.test(values.port) || Number(values.port) > 65535) {
+  usage(
+    `--port must be an integer from 0 to 65535, got ${
+      JSON.stringify(values.port)
+    }`,
+  );
+}
+let files: (request: Request) => Promise<Response>;
+try {
+  files = serveStatic(values.root);
+} catch (error) {
+  usage((error as Error).message); // a root that is not a directory
 }
 
 const controller = new AbortController();
 const server = serve({
-  port,
+  port: Number(values.port),
   signal: controller.signal,
-  fetch: serveStatic(values.root),
+  fetch: files,
   onListen: ({ port }) =>
     console.log(`Serving ${values.root} on http://localhost:${port}/`),
 }, async (socket) => {

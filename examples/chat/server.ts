@@ -31,6 +31,7 @@
  * @module
  */
 import { serve, type Server, serveStatic, type Socket } from "../../mod.ts";
+import { parseArgs } from "node:util";
 
 /** One chat message, as kept in a room's history. */
 export interface Line {
@@ -69,6 +70,11 @@ export interface ChatOptions {
   hostname?: string;
   /** Messages each room keeps for newcomers. @default {50} */
   history?: number;
+  /**
+   * Rooms kept at most; when full, the room left empty longest is dropped
+   * (with its history) to make way for a new one. @default {1000}
+   */
+  maxRooms?: number;
   /** Called once listening. */
   onListen?: (addr: Deno.NetAddr) => void;
   /** Aborting it shuts the server down. */
@@ -78,7 +84,6 @@ export interface ChatOptions {
 const ROOM = /^[a-z0-9_-]{1,32}$/;
 const MAX_NICK = 24;
 const MAX_TEXT = 2000;
-const MAX_ROOMS = 1000;
 
 /** A room: its history and who is in it. */
 interface Room {
@@ -94,7 +99,16 @@ interface Room {
  */
 export function startChat(options: ChatOptions = {}): Server {
   const keep = options.history ?? 50;
+  const maxRooms = options.maxRooms ?? 1000;
+  // In the order they were created or last emptied: the first empty one is
+  // the one left alone longest.
   const rooms = new Map<string, Room>();
+  const dropAnEmptyRoom = () => {
+    for (const [name, room] of rooms) {
+      if (room.members.size === 0) return rooms.delete(name);
+    }
+    return false;
+  };
   const page = serveStatic(new URL(".", import.meta.url).pathname);
 
   const send = (socket: Socket, message: ServerMessage) =>
@@ -134,7 +148,13 @@ export function startChat(options: ChatOptions = {}): Server {
       const { room, nick } = current;
       current = null;
       socket.unsubscribe(`room:${room}`);
-      rooms.get(room)?.members.delete(socket);
+      const left = rooms.get(room);
+      left?.members.delete(socket);
+      if (left?.members.size === 0) {
+        // Now the most recently emptied: to the back of the line.
+        rooms.delete(room);
+        rooms.set(room, left);
+      }
       presence(room, "leave", nick);
     };
 
@@ -148,7 +168,7 @@ export function startChat(options: ChatOptions = {}): Server {
         if (message.type === "join") {
           let room = rooms.get(message.room);
           if (room === undefined) {
-            if (rooms.size >= MAX_ROOMS) {
+            if (rooms.size >= maxRooms && !dropAnEmptyRoom()) {
               send(socket, { type: "error", message: "Too many rooms" });
               continue;
             }
@@ -238,16 +258,28 @@ export function parse(data: string | Uint8Array): ClientMessage | string {
   }
 }
 
+/** `--name N` or `--name=N`, an integer from 0 to 65535. */
 function flag(name: string, fallback: number): number {
-  const index = Deno.args.indexOf(`--${name}`);
-  const text = index === -1 ? undefined : Deno.args[index + 1];
-  if (text === undefined) return fallback;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0 || value > 65535) {
-    console.error(`--${name} must be an integer from 0 to 65535, got ${text}`);
+  let text: string | undefined;
+  try {
+    text = parseArgs({
+      args: Deno.args,
+      options: { port: { type: "string" }, history: { type: "string" } },
+    }).values[name as "port" | "history"];
+  } catch (error) {
+    console.error((error as Error).message);
     Deno.exit(2);
   }
-  return value;
+  if (text === undefined) return fallback;
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) {
+    console.error(
+      `--${name} must be an integer from 0 to 65535, got ${
+        JSON.stringify(text)
+      }`,
+    );
+    Deno.exit(2);
+  }
+  return Number(text);
 }
 
 if (import.meta.main) {

@@ -31,9 +31,19 @@ export function parseCommandArgs<T extends ParseArgsOptionsConfig>(
   args: string[],
   options: T,
 ): ReturnType<typeof parseArgs<{ options: T; allowPositionals: true }>> {
+  // "--port -1": parseArgs would take "-1" for an option and complain that
+  // the value is missing; passed as the value, the option's own check says
+  // what is wrong with it.
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const option = args[i].startsWith("--") ? options[args[i].slice(2)] : null;
+    if (option?.type === "string" && /^-\d/.test(args[i + 1] ?? "")) {
+      joined.push(`${args[i]}=${args[++i]}`);
+    } else joined.push(args[i]);
+  }
   try {
     return parseArgs({
-      args,
+      args: joined,
       options,
       allowPositionals: true,
       strict: true,

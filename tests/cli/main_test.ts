@@ -93,6 +93,14 @@ Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
       /--port must be an integer from 0 to 65535 \(0 picks a free port\), got "70000"/,
     ],
     [
+      ["serve", "--port", "-1"],
+      /--port must be an integer from 0 to 65535 \(0 picks a free port\), got "-1"/,
+    ],
+    [
+      ["bench", "ws://localhost:1", "--connections", "-4"],
+      /--connections must be a positive integer, got "-4"/,
+    ],
+    [
       ["serve", "--echo", "--broadcast"],
       /--echo and --broadcast cannot be combined; pick one/,
     ],

@@ -161,6 +161,38 @@ Deno.test("examples/chat: bad requests get an error and the connection stays usa
   assert.match((await eve.next()).message as string, /at most 2000/);
 });
 
+Deno.test("examples/chat: a full house of rooms makes way for a new one by dropping the room left empty longest, never an occupied one", async () => {
+  await using server = startChat({
+    port: 0,
+    hostname: "127.0.0.1",
+    maxRooms: 2,
+  });
+  await using eve = await Chatter.connect(server.addr.port);
+  await using bob = await Chatter.connect(server.addr.port);
+  await eve.join("a", "eve");
+  eve.send({ type: "say", text: "kept in a" });
+  assert.equal((await eve.next()).text, "kept in a");
+  await bob.join("b", "bob");
+  // Both rooms occupied: no third.
+  await using mallory = await Chatter.connect(server.addr.port);
+  mallory.send({ type: "join", room: "c", nick: "mallory" });
+  assert.deepEqual(await mallory.next(), {
+    type: "error",
+    message: "Too many rooms",
+  });
+  // Eve moves to b: a is empty now, and makes way for c.
+  eve.send({ type: "join", room: "b", nick: "eve" });
+  assert.equal((await eve.next()).type, "joined");
+  await mallory.join("c", "mallory");
+  // a was dropped with its history: once c is empty too and makes way for
+  // it, a starts afresh.
+  mallory.send({ type: "leave" });
+  assert.deepEqual(await mallory.next(), { type: "left", room: "c" });
+  await using carol = await Chatter.connect(server.addr.port);
+  const { joined } = await carol.join("a", "carol");
+  assert.deepEqual(joined.history, []);
+});
+
 Deno.test("examples/chat: the page is served on the same port, and nothing else beside it", async () => {
   await using server = listen();
   const base = `http://127.0.0.1:${server.addr.port}`;

@@ -91,3 +91,35 @@ Deno.test("examples/static.ts serves files and a WebSocket on one port", async (
     await example.stop();
   }
 });
+
+Deno.test("examples reject a bad command line with exit code 2 and a message, not a stack trace", async () => {
+  const cases: [string, string[], RegExp][] = [
+    [
+      "examples/echo.ts",
+      ["--port="],
+      /--port must be an integer from 0 to 65535, got ""/,
+    ],
+    ["examples/static.ts", ["--prot", "1"], /Unknown option '--prot'/],
+    [
+      "examples/static.ts",
+      ["--root", "/nonexistent"],
+      /"root" must be a directory, got "\/nonexistent"/,
+    ],
+    [
+      "examples/chat/server.ts",
+      ["--port=x"],
+      /--port must be an integer from 0 to 65535, got "x"/,
+    ],
+  ];
+  await Promise.all(cases.map(async ([file, args, message]) => {
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL(file, ROOT).pathname, ...args],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(stderr);
+    assert.equal(code, 2, `${file} ${args.join(" ")}: ${text}`);
+    assert.match(text, message);
+    assert.doesNotMatch(text, /\n\s+at /, "no stack trace");
+  }));
+});

@@ -1121,7 +1121,9 @@ function sizeOf(item: Message | IncomingStream): number {
 function invalidMessage(message: unknown): never {
   throw new TypeError(
     `Cannot send: a message must be a string, Uint8Array, ArrayBuffer or PreparedMessage, got ${
-      Object.prototype.toString.call(message)
+      typeof message === "object" && message !== null
+        ? message.constructor?.name ?? "an object"
+        : `${typeof message} ${String(message)}`
     }`,
   );
 }

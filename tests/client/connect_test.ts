@@ -413,3 +413,33 @@ Deno.test("connect speaks wss: with the test certificate", async () => {
     /certificate/i,
   );
 });
+
+Deno.test("socket.send() of something that is not a message throws, saying what it got", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const _ of socket) { /* drain */ }
+    },
+  );
+  const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+  for (
+    const [value, got] of [
+      [42, "number 42"],
+      [undefined, "undefined undefined"],
+      [{ text: "hi" }, "Object"],
+      [new Map(), "Map"],
+      [[1, 2], "Array"],
+    ] as const
+  ) {
+    assert.throws(
+      () => socket.send(value as unknown as string),
+      {
+        name: "TypeError",
+        message:
+          `Cannot send: a message must be a string, Uint8Array, ArrayBuffer or PreparedMessage, got ${got}`,
+      },
+    );
+  }
+  await socket.send("still open");
+  await socket.close();
+});

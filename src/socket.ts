@@ -962,9 +962,17 @@ export class Socket<Data = unknown>
   }
 
   #closeTransportAfterFlush(): void {
-    if (this.#writing || this.#flushQueued) return;
-    if (this.#connection.outputSize > 0) {
-      this.#scheduleFlush();
+    if (
+      this.#writing || this.#flushQueued || this.#connection.outputSize > 0
+    ) {
+      if (!this.#writing && !this.#flushQueued) this.#scheduleFlush();
+      // A peer that stopped reading would hold the last write, and the
+      // connection, for good: the close timeout bounds it (RFC 6455 §7.1.1,
+      // §7.1.7: the connection must be closed).
+      this.#closeTimer ??= setTimeout(
+        () => this.#abort(),
+        this.#options.closeTimeout,
+      );
       return;
     }
     // The server closes the TCP connection first (RFC 6455 §7.1.1); a
@@ -1071,7 +1079,10 @@ export class Socket<Data = unknown>
       ? {
         code: this.#peerClose.code,
         reason: this.#peerClose.reason,
-        wasClean: this.#connection.closedCleanly,
+        // Both close frames crossed: ours queued, and written.
+        wasClean: this.#connection.closedCleanly &&
+          this.#connection.outputSize === 0 &&
+          this.#writtenSeq === this.#takenSeq,
       }
       : failure !== null
       ? {

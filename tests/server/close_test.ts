@@ -333,3 +333,54 @@ Deno.test(
     assert.equal(info.wasClean, true);
   },
 );
+
+for (const last of ["a close frame", "a protocol error"] as const) {
+  Deno.test(
+    `serve() closes the TCP connection within closeTimeout after ${last} from a peer that stopped reading (RFC 6455 §7.1.1, §7.1.7)`,
+    async () => {
+      const tracker = new SocketTracker();
+      await using server = serve(
+        { ...LOCAL, closeTimeout: 200 },
+        tracker.wrap(async (socket) => {
+          // More than the kernel's buffers hold for a peer that never
+          // reads: the write stalls.
+          socket.send(new Uint8Array(32 * 1024 * 1024)).catch(() => {});
+          await socket.closed;
+        }),
+      );
+      using peer = await rawHandshake(server.addr);
+      const socket = await tracker.socket(peer.port);
+      await withTimeout(
+        (async () => {
+          while (socket.bufferedAmount === 0) {
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+        })(),
+        DEADLINE,
+        "the large write to start",
+      );
+      await peer.write(
+        last === "a close frame"
+          ? frame(OP.close, closePayload(1000, "bye"))
+          : frame(OP.text, "unmasked", { mask: false }),
+      );
+      // The close echo (or the 1002) waits behind the stalled write; the
+      // connection must not.
+      const info = await withTimeout(
+        socket.closed,
+        DEADLINE,
+        "the socket to close while its write is stalled",
+      );
+      assert.equal(info.wasClean, false, "our close frame never left");
+      await withTimeout(
+        (async () => {
+          while (server.connections > 0) {
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+        })(),
+        DEADLINE,
+        "the server to drop the connection",
+      );
+    },
+  );
+}

@@ -478,9 +478,11 @@ export class Connection {
     switch (this.#controlOpcode) {
       case OPCODE.Ping:
         // "MAY elect to send a Pong frame for only the most recently
-        // processed Ping frame" (RFC 6455 §5.5.3).
+        // processed Ping frame" (RFC 6455 §5.5.3). Also after our close
+        // frame: a pong is due "unless it already received a Close frame"
+        // (§5.5.2), and only data frames may not follow a close (§5.5.1).
         // A copy: the caller owns the event's data and may change it.
-        if (!this.#closeSent) this.#pendingPong = data.slice();
+        this.#pendingPong = data.slice();
         this.#emit({ type: "ping", data });
         break;
       case OPCODE.Pong:

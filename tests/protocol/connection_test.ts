@@ -683,13 +683,27 @@ Deno.test("Connection delivers messages that arrive after it sent close, until t
   assert.equal(outcome.closedCleanly, true);
 });
 
-Deno.test("Connection does not answer a ping after it sent close (RFC 6455 §5.5.1)", () => {
+Deno.test("Connection answers a ping that arrives after it sent close, before the peer's close (RFC 6455 §5.5.2)", () => {
   const outcome = feedAllWays(clientFrame(Ping, "late"), {
     setup: (connection) => connection.close(),
   });
   assert.deepEqual(outcome.events, [{ type: "ping", data: utf8("late") }]);
-  assert.deepEqual(outcome.output, serverFrame(Close));
+  // "MUST send a Pong frame in response, unless it already received a
+  // Close frame"; only data frames may not follow our close (§5.5.1).
+  assert.deepEqual(
+    outcome.output,
+    concat(serverFrame(Close), serverFrame(Pong, "late")),
+  );
   assert.equal(outcome.state, "closing");
+});
+
+Deno.test("Connection does not answer a ping that follows the peer's close frame (RFC 6455 §5.5.2)", () => {
+  const outcome = feedAllWays(
+    concat(clientFrame(Close, closeBody(1000)), clientFrame(Ping, "after")),
+  );
+  assert.deepEqual(outcome.events, [{ type: "close", code: 1000, reason: "" }]);
+  assert.deepEqual(outcome.output, serverFrame(Close, closeBody(1000)));
+  assert.equal(outcome.state, "closed");
 });
 
 Deno.test("Connection fails a protocol error after it sent close without a second close frame (RFC 6455 §7.1.7)", () => {

@@ -306,7 +306,8 @@ const TIMEOUTS = new Set([
   "pongTimeout",
   "idleTimeout",
 ]);
-const MAX_TIMEOUT = 2 ** 31 - 1;
+/** The longest timeout a timer takes, in milliseconds. */
+export const MAX_TIMEOUT = 2 ** 31 - 1;
 
 // Options where 0 means "disabled".
 const MAY_BE_ZERO = new Set(["pingInterval", "pongTimeout", "idleTimeout"]);

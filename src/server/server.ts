@@ -17,6 +17,7 @@ import { ConnectionClosedError } from "../close_info.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
 import {
   checkServeOptions,
+  MAX_TIMEOUT,
   type ResolvedLimits,
   resolveLimits,
   type ServeOptions,
@@ -51,8 +52,6 @@ export interface ShutdownOptions {
 }
 
 const DEFAULT_PORT = 8765;
-// The longest delay a timer takes.
-const MAX_TIMER = 2 ** 31 - 1;
 const DEFAULT_HOSTNAME = "0.0.0.0";
 const EMPTY: Uint8Array = new Uint8Array(0);
 // Headers the handshake itself decides; a hook may not set them.
@@ -297,11 +296,11 @@ export class Server<Data = unknown> implements AsyncDisposable {
   shutdown(options: ShutdownOptions = {}): Promise<void> {
     const timeout = options.timeout ?? 5_000;
     if (
-      typeof timeout !== "number" || !(timeout >= 0) || timeout > MAX_TIMER
+      typeof timeout !== "number" || !(timeout >= 0) || timeout > MAX_TIMEOUT
     ) {
       return Promise.reject(
         new RangeError(
-          `Cannot shut down: "timeout" must be a number of milliseconds from 0 to ${MAX_TIMER}, got ${
+          `Cannot shut down: "timeout" must be a number of milliseconds from 0 to ${MAX_TIMEOUT}, got ${
             JSON.stringify(timeout)
           }`,
         ),

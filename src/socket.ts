@@ -111,9 +111,10 @@ export class Socket<Data = unknown>
   #inbox: (Message | IncomingStream)[] = [];
   #inboxHead = 0;
   #inboxBytes = 0;
-  #takeWaiter:
-    | ((result: IteratorResult<Message | IncomingStream>) => void)
-    | null = null;
+  #takeWaiter: TakeWaiter | null = null;
+  // Takes asked for while one was pending (two loops, or next() called
+  // again before the last settled), in order.
+  #moreWaiters: TakeWaiter[] | null = null;
   // With streamMessages: the message being streamed in.
   #current: ReadableStreamDefaultController<string | Uint8Array> | null = null;
   #currentCanceled = false;
@@ -789,7 +790,8 @@ export class Socket<Data = unknown>
    */
   #mustPauseReading(): boolean {
     return this.#connection.state === "open" && !this.#closeRequested &&
-      (this.#inboxFull() || (this.#current?.desiredSize ?? 1) <= 0);
+      (this.#inboxFull() ||
+        (!this.#currentCanceled && (this.#current?.desiredSize ?? 1) <= 0));
   }
 
   #inboxFull(): boolean {
@@ -826,7 +828,7 @@ export class Socket<Data = unknown>
   #deliver(message: Message | IncomingStream): void {
     const waiter = this.#takeWaiter;
     if (waiter !== null) {
-      this.#takeWaiter = null;
+      this.#takeWaiter = this.#moreWaiters?.shift() ?? null;
       waiter({ done: false, value: message });
       return;
     }
@@ -851,7 +853,10 @@ export class Socket<Data = unknown>
     if (this.#info !== null || this.#connection.state === "closed") {
       return Promise.resolve({ done: true, value: undefined });
     }
-    return new Promise((resolve) => this.#takeWaiter = resolve);
+    return new Promise((resolve) => {
+      if (this.#takeWaiter === null) this.#takeWaiter = resolve;
+      else (this.#moreWaiters ??= []).push(resolve);
+    });
   }
 
   #scheduleFlush(): void {
@@ -1030,11 +1035,17 @@ export class Socket<Data = unknown>
     const { pingInterval, pongTimeout, idleTimeout } = this.#options;
     if (this.#resumeReading !== null) {
       // Reading is paused by backpressure: a pong could not be seen, so the
-      // peer is not judged; the keepalive starts over once reading resumes.
+      // peer is not judged (the keepalive starts over once reading
+      // resumes). Pings still go out: a peer that is gone makes their write
+      // fail, which ends the socket; nothing else would notice, since its
+      // close or EOF is never read.
       this.#pingSentAt = -1;
-      this.#lastHeard = now;
-    }
-    if (this.#pingSentAt >= 0) {
+      if (pingInterval > 0 && now - this.#lastHeard >= pingInterval) {
+        this.#lastHeard = now;
+        this.#connection.ping();
+        this.#scheduleFlush();
+      }
+    } else if (this.#pingSentAt >= 0) {
       if (pongTimeout > 0 && now - this.#pingSentAt >= pongTimeout) {
         this.#terminate(CLOSE_CODE.InternalError, CLOSE_REASON.PongTimeout);
       }
@@ -1092,9 +1103,9 @@ export class Socket<Data = unknown>
         error: failure,
       }
       : { code: CLOSE_CODE.AbnormalClosure, reason: "", wasClean: false };
-    const waiter = this.#takeWaiter;
-    this.#takeWaiter = null;
-    waiter?.({ done: true, value: undefined });
+    const waiters = [this.#takeWaiter, ...this.#moreWaiters ?? []];
+    this.#takeWaiter = this.#moreWaiters = null;
+    for (const waiter of waiters) waiter?.({ done: true, value: undefined });
     if (this.#current !== null && !this.#currentCanceled) {
       this.#current.error(new ConnectionClosedError("receive", this.#info));
     }
@@ -1128,6 +1139,8 @@ function sizeOf(item: Message | IncomingStream): number {
     ? item.length
     : 0;
 }
+
+type TakeWaiter = (result: IteratorResult<Message | IncomingStream>) => void;
 
 function invalidMessage(message: unknown): never {
   throw new TypeError(

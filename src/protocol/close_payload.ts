@@ -117,7 +117,11 @@ export function encodeClosePayload(
   }
   if (!isValidCloseCode(code)) {
     throw new RangeError(
-      `Cannot close: "code" must be 1000-1003, 1007-1014 or 3000-4999, got ${code}`,
+      `Cannot close: "code" must be 1000-1003, 1007-1014 or 3000-4999, got ${
+        typeof code === "number"
+          ? code
+          : `${typeof code} ${JSON.stringify(code)}`
+      }`,
     );
   }
   const reasonBytes = utf8.encode(reason);

@@ -163,6 +163,15 @@ Deno.test("encodeClosePayload rejects codes that may not be sent with RangeError
   }
 });
 
+Deno.test("encodeClosePayload names the type of a code that is not a number", () => {
+  assert.throws(
+    () => encodeClosePayload("1000" as unknown as number),
+    new RangeError(
+      'Cannot close: "code" must be 1000-1003, 1007-1014 or 3000-4999, got string "1000"',
+    ),
+  );
+});
+
 Deno.test("encodeClosePayload rejects a reason without a code with TypeError (RFC 6455 §5.5.1)", () => {
   assert.throws(
     () => encodeClosePayload(undefined, "why"),

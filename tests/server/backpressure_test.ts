@@ -542,3 +542,50 @@ Deno.test({
     assert.deepEqual(info, { code: 1000, reason: "bye", wasClean: true });
   },
 });
+
+Deno.test("a socket whose reading is paused still notices a peer that went away: its pings fail, and the socket ends", async () => {
+  const tracker = new SocketTracker();
+  await using server = serve(
+    { ...LOCAL, pingInterval: 50, maxQueuedMessages: 2 },
+    tracker.wrap(async (socket) => {
+      // Never iterates: the queue fills and reading pauses.
+      await socket.closed;
+    }),
+  );
+  const peer = await rawHandshake(server.addr);
+  const socket = await tracker.socket(peer.port);
+  for (let i = 0; i < 10; i++) await peer.write(frame(OP.text, `m${i}`));
+  await delay(100); // read, queued, paused
+  // Gone without a close frame; the paused socket never reads the EOF.
+  peer.close();
+  const info = await withTimeout(
+    socket.closed,
+    DEADLINE,
+    "the paused socket to notice the peer is gone",
+  );
+  assert.equal(info.code, 1006);
+  await waitUntil(() => server.connections === 0, "the connection to end");
+});
+
+Deno.test("two loops iterating one socket at once share its messages, each message once, and both end at close", async () => {
+  const received: string[][] = [[], []];
+  const done = Promise.withResolvers<void>();
+  await using server = serve(LOCAL, async (socket) => {
+    const loop = async (i: number) => {
+      for await (const message of socket) received[i].push(message as string);
+    };
+    await Promise.all([loop(0), loop(1)]);
+    done.resolve();
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  const sent = Array.from({ length: 50 }, (_, i) => `m${i}`);
+  for (const message of sent) client.send(message);
+  await waitUntil(
+    () => received[0].length + received[1].length === sent.length,
+    "every message taken",
+  );
+  await client.close(1000);
+  await withTimeout(done.promise, DEADLINE, "both loops to end");
+  assert.deepEqual([...received[0], ...received[1]].sort(), [...sent].sort());
+  assert.ok(received[0].length > 0 && received[1].length > 0);
+});

@@ -221,6 +221,32 @@ Deno.test("serve({streamMessages}): canceling a stream discards the rest of that
   assert.equal(message.type, "text");
 });
 
+Deno.test("serve({streamMessages}): canceling a stream still arriving (larger than its buffer) does not stop reading; the next message arrives", async () => {
+  const next = Promise.withResolvers<IncomingStream>();
+  await using server = serve(
+    { ...LOCAL, streamMessages: true, maxPayload: 16 * 1024 * 1024 },
+    async (socket) => {
+      let first = true;
+      for await (const message of socket.streams()) {
+        if (first) {
+          first = false;
+          await message.readable.cancel();
+          continue;
+        }
+        next.resolve(message);
+        await pieces(message.readable);
+      }
+    },
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  // Several times the stream's high-water mark: most of it arrives after
+  // the cancel.
+  client.send(pattern(4 * 1024 * 1024));
+  client.send("second");
+  const message = await withTimeout(next.promise, DEADLINE, "the second");
+  assert.equal(message.type, "text");
+});
+
 Deno.test("Socket iteration and streams() are exclusive, each with a clear TypeError", async () => {
   const errors = Promise.withResolvers<unknown[]>();
   await using server = serve(LOCAL, (socket) => {

@@ -61,4 +61,9 @@ export const CLOSE_REASON = {
   IdleTimeout: "idle timeout",
   /** The peer did not read fast enough (code 1008). */
   Backpressure: "backpressure limit exceeded",
+  /**
+   * The source of a message being sent with `sendStream()` failed after the
+   * message had started (code 1011): the peer discards what it received.
+   */
+  StreamFailed: "message stream failed",
 } as const;

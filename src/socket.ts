@@ -28,6 +28,7 @@ import {
 } from "./protocol/deflate_codec.ts";
 import type { PerMessageDeflateParams } from "./protocol/permessage_deflate.ts";
 import { Limiter } from "./limiter.ts";
+import { concat } from "./protocol/_bytes.ts";
 import type { Topics } from "./pubsub/topics.ts";
 
 interface Waiter {
@@ -112,6 +113,8 @@ export class Socket<Data = unknown>
   #inboxHead = 0;
   #inboxBytes = 0;
   #takeWaiter: TakeWaiter | null = null;
+  // Cuts short the message being streamed out (sendStream), if any.
+  #stopStream: ((code: number, reason: string) => void) | null = null;
   // Takes asked for while one was pending (two loops, or next() called
   // again before the last settled), in order.
   #moreWaiters: TakeWaiter[] | null = null;
@@ -399,9 +402,17 @@ export class Socket<Data = unknown>
   /**
    * Sends one message from a stream of pieces, each piece as one frame of a
    * fragmented message (RFC 6455 §5.4), without assembling it in memory.
-   * Strings make a text message, bytes a binary one; all pieces must be of
-   * the same kind. Messages sent meanwhile wait until this one is complete.
-   * Streamed messages are not compressed.
+   * Strings make a text message (a surrogate pair split between two pieces
+   * is kept whole), bytes (`Uint8Array` or `ArrayBuffer`) a binary one; all
+   * pieces must be of the same kind. Messages sent meanwhile wait until
+   * this one is complete. Streamed messages are not compressed.
+   *
+   * If the source fails, or gives a piece of the wrong kind, after the
+   * message has started going out, the socket is closed with 1011
+   * `"message stream failed"`: the peer discards the part it received
+   * rather than take it for the whole. {@linkcode Socket.prototype.close}
+   * cuts a message still streaming out short the same way, with its own
+   * code, and cancels the source.
    *
    * @param source The pieces: a `ReadableStream`, an async iterable or an
    * iterable.
@@ -409,13 +420,14 @@ export class Socket<Data = unknown>
    * message (an empty source sends an empty binary message by default).
    * @returns A promise that resolves once the last piece is queued; it
    * rejects with {@linkcode ConnectionClosedError} when the socket closes
-   * first, or with a `TypeError` for a piece of the wrong kind.
+   * first, with a `TypeError` for a piece of the wrong kind, or with the
+   * source's own error.
    */
   sendStream(
     source:
-      | ReadableStream<string | Uint8Array>
-      | AsyncIterable<string | Uint8Array>
-      | Iterable<string | Uint8Array>,
+      | ReadableStream<string | Uint8Array | ArrayBuffer>
+      | AsyncIterable<string | Uint8Array | ArrayBuffer>
+      | Iterable<string | Uint8Array | ArrayBuffer>,
     options: { binary?: boolean } = {},
   ): Promise<void> {
     if (this.#connection.state !== "open" || this.#closeRequested) {
@@ -438,35 +450,93 @@ export class Socket<Data = unknown>
 
   async #streamFragments(
     source:
-      | ReadableStream<string | Uint8Array>
-      | AsyncIterable<string | Uint8Array>
-      | Iterable<string | Uint8Array>,
+      | ReadableStream<StreamPiece>
+      | AsyncIterable<StreamPiece>
+      | Iterable<StreamPiece>,
     binary: boolean,
   ): Promise<void> {
+    const pieces = openPieces(source);
+    // close() cuts the stream short: its source may never end.
+    const stopped = Promise.withResolvers<never>();
+    stopped.promise.catch(() => {});
+    let cut: { code: number; reason: string } | null = null;
+    this.#stopStream = (code, reason) => {
+      cut = { code, reason };
+      stopped.reject(new ConnectionClosedError("send"));
+    };
     // One piece is held back, so the last one can carry FIN.
     let held: Uint8Array | null = null;
     let heldOpcode: number = binary ? OPCODE.Binary : OPCODE.Text;
     let kind: "string" | "bytes" | null = null;
-    const iterable = source instanceof ReadableStream
-      ? readableIterable(source)
-      : source;
-    for await (const piece of iterable) {
-      const pieceKind = typeof piece === "string" ? "string" : "bytes";
-      if (kind === null) kind = pieceKind;
-      else if (kind !== pieceKind) {
-        throw new TypeError(
-          `Cannot send a stream: its pieces must all be strings or all bytes, got a ${pieceKind} piece after ${kind}`,
-        );
+    // A high surrogate ending a string piece waits for the low one starting
+    // the next: encoded apart, each half would become U+FFFD.
+    let highSurrogate = "";
+    let started = false;
+    try {
+      while (true) {
+        const next = await Promise.race([pieces.next(), stopped.promise]);
+        if (next.done) break;
+        const piece = next.value instanceof ArrayBuffer
+          ? new Uint8Array(next.value)
+          : next.value;
+        const pieceKind = typeof piece === "string"
+          ? "string"
+          : piece instanceof Uint8Array
+          ? "bytes"
+          : null;
+        if (pieceKind === null) {
+          throw new TypeError(
+            `Cannot send a stream: each piece must be a string, Uint8Array or ArrayBuffer, got ${
+              describe(piece)
+            }`,
+          );
+        }
+        if (kind === null) kind = pieceKind;
+        else if (kind !== pieceKind) {
+          throw new TypeError(
+            `Cannot send a stream: its pieces must all be strings or all bytes, got a ${pieceKind} piece after ${kind}`,
+          );
+        }
+        let bytes: Uint8Array;
+        if (typeof piece === "string") {
+          let text = highSurrogate + piece;
+          highSurrogate = "";
+          const last = text.charCodeAt(text.length - 1);
+          if (last >= 0xd800 && last <= 0xdbff) {
+            highSurrogate = text.slice(-1);
+            text = text.slice(0, -1);
+          }
+          bytes = utf8.encode(text);
+        } else bytes = piece as Uint8Array;
+        if (held === null) {
+          heldOpcode = kind === "string" ? OPCODE.Text : OPCODE.Binary;
+        } else {
+          started = true;
+          await this.#sendPiece(heldOpcode, held, false);
+          heldOpcode = OPCODE.Continuation;
+        }
+        held = bytes;
       }
-      if (held === null) {
-        heldOpcode = kind === "string" ? OPCODE.Text : OPCODE.Binary;
-      } else {
-        await this.#sendPiece(heldOpcode, held, false);
-        heldOpcode = OPCODE.Continuation;
+      // A lone high surrogate at the very end becomes U+FFFD, as in send().
+      const tail = utf8.encode(highSurrogate);
+      if (tail.length > 0) held = held === null ? tail : concat([held, tail]);
+      started = true;
+      await this.#sendPiece(heldOpcode, held ?? new Uint8Array(0), true);
+    } catch (error) {
+      pieces.stop(error);
+      if (started && this.#connection.state === "open") {
+        // The peer holds the start of a message that cannot be finished:
+        // close, so that it is discarded rather than taken for whole.
+        const close = cut ?? {
+          code: CLOSE_CODE.InternalError,
+          reason: CLOSE_REASON.StreamFailed,
+        };
+        this.#closeNow(close.code, close.reason);
       }
-      held = typeof piece === "string" ? utf8.encode(piece) : piece;
+      throw error;
+    } finally {
+      this.#stopStream = null;
     }
-    await this.#sendPiece(heldOpcode, held ?? new Uint8Array(0), true);
   }
 
   async #sendPiece(opcode: number, data: Uint8Array, fin: boolean) {
@@ -568,7 +638,9 @@ export class Socket<Data = unknown>
    * close frame, then the transport closing. After the close timeout the
    * transport is closed anyway (code 1006). Messages already queued are sent
    * first; messages the peer sent before its close frame are still
-   * delivered to the iterator.
+   * delivered to the iterator, up to `receiveHighWaterMark` and
+   * `maxQueuedMessages` waiting at once: to find the peer's close frame the
+   * socket reads on regardless of them, and drops what would exceed them.
    *
    * @param code The status code (1000, 3000-4999, ...).
    * @param reason At most 123 bytes of UTF-8.
@@ -588,6 +660,9 @@ export class Socket<Data = unknown>
         () => this.#abort(),
         this.#options.closeTimeout,
       );
+      // A message still streaming out is cut short (its source may never
+      // end): the close frame follows what of it went out.
+      this.#stopStream?.(code, reason);
       const sendClose = () => {
         if (this.#connection.state !== "open") return;
         this.#connection.close(code, reason);
@@ -598,6 +673,18 @@ export class Socket<Data = unknown>
       else sendClose();
     }
     return this.#closed;
+  }
+
+  /** Sends a close frame now, ahead of any queued message. */
+  #closeNow(code: number, reason: string): void {
+    this.#closeRequested = true;
+    this.#resume();
+    this.#closeTimer ??= setTimeout(
+      () => this.#abort(),
+      this.#options.closeTimeout,
+    );
+    this.#connection.close(code, reason);
+    this.#scheduleFlush();
   }
 
   /** Closes with 1000 (for `await using`). */
@@ -1115,23 +1202,54 @@ export class Socket<Data = unknown>
     for (const waiter of this.#pingWaiters.splice(0)) {
       waiter.reject(new ConnectionClosedError("ping", this.#info));
     }
+    this.#options.onClosed?.(this as Socket<unknown>, this.#info);
     this.#resolveClosed(this.#info);
   }
 }
 
-async function* readableIterable<T>(
-  stream: ReadableStream<T>,
-): AsyncIterable<T> {
-  const reader = stream.getReader();
-  try {
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      yield value;
-    }
-  } finally {
-    reader.releaseLock();
+/** A piece of a message sent with `sendStream()`. */
+type StreamPiece = string | Uint8Array | ArrayBuffer;
+
+/** Reads the pieces of `source`; `stop()` cancels it without waiting. */
+function openPieces(
+  source:
+    | ReadableStream<StreamPiece>
+    | AsyncIterable<StreamPiece>
+    | Iterable<StreamPiece>,
+): {
+  next(): Promise<{ done?: boolean; value?: unknown }>;
+  stop(reason: unknown): void;
+} {
+  if (source instanceof ReadableStream) {
+    const reader = source.getReader();
+    return {
+      next: () => reader.read(),
+      stop: (reason) => reader.cancel(reason).catch(() => {}),
+    };
   }
+  const iterator: Iterator<unknown> | AsyncIterator<unknown> =
+    Symbol.asyncIterator in source
+      ? source[Symbol.asyncIterator]()
+      : source[Symbol.iterator]();
+  return {
+    next: async () => {
+      const result = await iterator.next();
+      return { done: result.done, value: await result.value };
+    },
+    stop: () => {
+      try {
+        Promise.resolve(iterator.return?.()).catch(() => {});
+      } catch {
+        // A source that fails to stop is left to itself.
+      }
+    },
+  };
+}
+
+function describe(value: unknown): string {
+  return typeof value === "object" && value !== null
+    ? value.constructor?.name ?? "an object"
+    : `${typeof value} ${String(value)}`;
 }
 
 function sizeOf(item: Message | IncomingStream): number {
@@ -1145,9 +1263,7 @@ type TakeWaiter = (result: IteratorResult<Message | IncomingStream>) => void;
 function invalidMessage(message: unknown): never {
   throw new TypeError(
     `Cannot send: a message must be a string, Uint8Array, ArrayBuffer or PreparedMessage, got ${
-      typeof message === "object" && message !== null
-        ? message.constructor?.name ?? "an object"
-        : `${typeof message} ${String(message)}`
+      describe(message)
     }`,
   );
 }

@@ -2,6 +2,8 @@ import type { PreparedMessage } from "./protocol/prepared_message.ts";
 import type { PerMessageDeflateParams } from "./protocol/permessage_deflate.ts";
 import type { Ticker } from "./ticker.ts";
 import type { Topics } from "./pubsub/topics.ts";
+import type { Socket } from "./socket.ts";
+import type { CloseInfo } from "./close_info.ts";
 
 /**
  * What `send()` takes: text as a string, binary as bytes, or a
@@ -116,6 +118,8 @@ export interface SocketOptions {
   counters?: SocketCounters;
   /** The server's topic registry, for `subscribe()` and `publish()`. */
   topics?: Topics;
+  /** Called once the socket has closed (`closed` resolves right after). */
+  onClosed?: (socket: Socket<unknown>, info: CloseInfo) => void;
   /** Deliver messages as streams (see `streams()`), not whole. */
   streamMessages?: boolean;
   /** Bytes that arrived with the handshake, before the first frame read. */

@@ -154,7 +154,14 @@ export class Topics {
     let queued = 0;
     for (const subscriber of subscribers) {
       if (subscriber === except) continue;
-      const status = subscriber.trySend(prepared);
+      let status;
+      try {
+        status = subscriber.trySend(prepared);
+      } catch (error) {
+        // One broken subscriber must not keep the message from the rest.
+        this.#onError(error);
+        continue;
+      }
       if (status === "sent" || status === "backpressure") queued++;
     }
     return queued;

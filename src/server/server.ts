@@ -13,7 +13,7 @@ import {
   encodeRejectionResponse,
 } from "../protocol/handshake_response.ts";
 import { Socket } from "../socket.ts";
-import { ConnectionClosedError } from "../close_info.ts";
+import { type CloseInfo, ConnectionClosedError } from "../close_info.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
 import {
   checkServeOptions,
@@ -656,6 +656,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         perMessageDeflate: deflate ? deflate.params : undefined,
         streamMessages: options.streamMessages,
         counters: this.#stats.counters,
+        onClosed: this.#socketClosed,
         head: rest,
         reader,
         writer,
@@ -697,30 +698,36 @@ export class Server<Data = unknown> implements AsyncDisposable {
       }
       socket.close(1000).catch(() => {});
       await running;
-      const info = await socket.closed;
-      this.#sockets.delete(socket);
-      this.#stats.countClose(info.code);
-      if (info.error) {
-        this.#logger({
-          type: "protocol-error",
-          remoteAddr,
-          code: info.error.code,
-          closeCode: info.error.closeCode,
-          message: info.error.message,
-        });
-      }
-      this.#logger({
-        type: "close",
-        url,
-        remoteAddr,
-        code: info.code,
-        reason: info.reason,
-        wasClean: info.wasClean,
-      });
+      await socket.closed;
     } finally {
       this.#connectionEnded(conn);
     }
   }
+
+  // Called by each socket as it closes, though its handler may run on: it
+  // is no longer an open connection.
+  readonly #socketClosed = (socket: Socket<unknown>, info: CloseInfo): void => {
+    if (!this.#sockets.delete(socket as Socket<Data>)) return;
+    const { remoteAddr } = socket;
+    this.#stats.countClose(info.code);
+    if (info.error) {
+      this.#logger({
+        type: "protocol-error",
+        remoteAddr,
+        code: info.error.code,
+        closeCode: info.error.closeCode,
+        message: info.error.message,
+      });
+    }
+    this.#logger({
+      type: "close",
+      url: socket.url.href,
+      remoteAddr,
+      code: info.code,
+      reason: info.reason,
+      wasClean: info.wasClean,
+    });
+  };
 
   async #write(peer: Peer, bytes: Uint8Array): Promise<boolean> {
     try {

@@ -179,6 +179,25 @@ Deno.test("subscriberCount() drops as sockets close, and the adapter hears of th
   assert.deepEqual(adapter.calls.at(-1), ["close"]);
 });
 
+Deno.test("Topics delivers to every other subscriber when one throws, and reports the error", () => {
+  const errors: unknown[] = [];
+  const topics = new Topics(undefined, (error) => errors.push(error));
+  const received: string[] = [];
+  const subscriber = (name: string) => ({
+    trySend(): SendStatus {
+      if (name === "broken") throw new TypeError("broken subscriber");
+      received.push(name);
+      return "sent";
+    },
+  });
+  for (const name of ["a", "broken", "c"]) {
+    topics.subscribe("t", subscriber(name));
+  }
+  assert.equal(topics.publish("t", "hello"), 2);
+  assert.deepEqual(received, ["a", "c"]);
+  assert.match(String(errors[0]), /broken subscriber/);
+});
+
 Deno.test("Topics frames a published message once: every subscriber gets the same PreparedMessage", () => {
   const adapter = new RecordingAdapter();
   const topics = new Topics(adapter, (error) => {

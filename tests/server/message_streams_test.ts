@@ -15,6 +15,7 @@ import {
   pattern,
   rawHandshake,
   SocketTracker,
+  waitUntil,
   withTimeout,
   wsUrl,
 } from "./_helpers.ts";
@@ -94,6 +95,94 @@ Deno.test("Socket.sendStream rejects pieces of mixed kinds with a TypeError, and
   assert.match(error.message, /all be strings or all bytes/);
   // The peer saw an unfinished message; the socket cannot be reused
   // meaningfully, but it is not left hanging: the client may close it.
+  await client.close(1000);
+});
+
+Deno.test("Socket.sendStream whose source fails after the message started closes with 1011, so the peer discards the part it got; the server's other sockets are unaffected", async () => {
+  const outcome = Promise.withResolvers<unknown>();
+  const later = Promise.withResolvers<unknown>();
+  await using server = serve(LOCAL, async (socket) => {
+    if (socket.url.pathname === "/other") {
+      socket.subscribe("news");
+      await socket.closed;
+      return;
+    }
+    socket.subscribe("news");
+    async function* failing() {
+      yield "first piece";
+      yield "second piece";
+      throw new Error("the source broke");
+    }
+    await socket.sendStream(failing()).then(
+      () => outcome.resolve("resolved"),
+      (error) => outcome.resolve(error),
+    );
+    await socket.send("after").catch((error) => later.resolve(error));
+    await socket.closed;
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  await using other = await NpmClient.connect(wsUrl(server.addr, "/other"));
+  const error = await withTimeout(outcome.promise, DEADLINE, "sendStream");
+  assert.match(String(error), /the source broke/);
+  assert.ok(
+    (await withTimeout(later.promise, DEADLINE, "a later send")) instanceof
+      ConnectionClosedError,
+  );
+  const closed = await withTimeout(client.closed, DEADLINE, "the close");
+  assert.equal(closed.code, 1011);
+  assert.equal(closed.reason, "message stream failed");
+  // A publish still reaches the other subscriber (the failed socket is not
+  // in the way).
+  await waitUntil(() => server.connections === 1, "the failed socket gone");
+  server.publish("news", "still here");
+  assert.equal(await other.next(), "still here");
+});
+
+Deno.test("Socket.close() cuts short a message still streaming out: the close frame goes at once with its code, and the source is canceled", async () => {
+  let pulls = 0;
+  let canceled = false;
+  const closing = Promise.withResolvers<void>();
+  await using server = serve(LOCAL, async (socket) => {
+    const endless = new ReadableStream<string>({
+      async pull(controller) {
+        pulls++;
+        if (pulls === 3) closing.resolve();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        controller.enqueue(`piece ${pulls}`);
+      },
+      cancel() {
+        canceled = true;
+      },
+    }, { highWaterMark: 0 });
+    const streaming = socket.sendStream(endless).catch((error) => error);
+    await closing.promise;
+    await socket.close(4001, "bye");
+    assert.ok(await streaming instanceof ConnectionClosedError);
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  const closed = await withTimeout(client.closed, DEADLINE, "the close");
+  assert.equal(closed.code, 4001);
+  assert.equal(closed.reason, "bye");
+  const pullsAtClose = pulls;
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(pulls, pullsAtClose, "the source is no longer pulled");
+  assert.ok(canceled);
+});
+
+Deno.test("Socket.sendStream takes ArrayBuffer pieces as bytes, and keeps a surrogate pair split between string pieces whole", async () => {
+  await using server = serve(LOCAL, async (socket) => {
+    await socket.sendStream([
+      new Uint8Array([1, 2]).buffer,
+      new Uint8Array([3]),
+    ]);
+    const smile = "😀";
+    await socket.sendStream(["a", "b" + smile[0], smile[1] + "c", "d\uD83D"]);
+    await socket.closed;
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  assertBytes(await client.next(), new Uint8Array([1, 2, 3]));
+  // A lone high surrogate at the very end becomes U+FFFD, as in send().
+  assert.equal(await client.next(), "ab😀cd\uFFFD");
   await client.close(1000);
 });
 

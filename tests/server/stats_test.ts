@@ -367,3 +367,26 @@ Deno.test(
     );
   },
 );
+
+Deno.test("server.connections and stats() count a socket as closed once it is, while its handler still runs; its close is counted and logged then", async () => {
+  const events: ServerLogEvent[] = [];
+  const handlerDone = Promise.withResolvers<void>();
+  const closedSeen = Promise.withResolvers<void>();
+  await using server = serve(
+    { ...LOCAL, logger: (event) => events.push(event) },
+    async (socket) => {
+      await socket.closed;
+      closedSeen.resolve();
+      await handlerDone.promise; // slow cleanup after the close
+    },
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  await waitUntil(() => server.connections === 1, "the connection counted");
+  await client.close(4000, "done");
+  await withTimeout(closedSeen.promise, DEADLINE, "the socket to close");
+  assert.equal(server.connections, 0);
+  assert.equal(server.stats().openConnections, 0);
+  assert.equal(server.stats().closeCodes[4000], 1);
+  assert.ok(events.some((e) => e.type === "close" && e.code === 4000));
+  handlerDone.resolve();
+});

@@ -9,6 +9,11 @@ export interface WriteResponseOptions {
   http10: boolean;
   /** Whether the request allows keeping the connection open. */
   keepAlive: boolean;
+  /**
+   * Abandons the response: a body still streaming is canceled (a client
+   * that left, the server's request timeout, shutdown).
+   */
+  signal?: AbortSignal;
 }
 
 /** How {@linkcode writeResponse} went. */
@@ -190,6 +195,7 @@ export async function writeResponse(
     framing,
     declared,
     keepAlive,
+    signal: options.signal,
   });
 }
 
@@ -203,6 +209,7 @@ interface BodyPlan {
   framing: Framing;
   declared: number | null;
   keepAlive: boolean;
+  signal: AbortSignal | undefined;
 }
 
 async function writeBody(
@@ -247,35 +254,44 @@ async function writeBody(
     return gone();
   }
 
-  while (!plan.ended) {
-    let result: Read;
-    try {
-      result = await (pending ?? reader.read());
-      pending = null;
-      if (!result.done) checkChunk(result.value);
-    } catch (error) {
-      // The body failed after the head went out: cut the response short so
-      // that the client sees it is incomplete.
-      pending = null;
-      cancelQuietly(reader, null);
-      return { delivered: false, keepAlive: false, error };
+  // Abandoned: a body waiting for its next chunk is canceled, which ends
+  // the read below.
+  const abandon = () => cancelQuietly(reader, pending);
+  plan.signal?.addEventListener("abort", abandon, { once: true });
+  try {
+    while (!plan.ended) {
+      let result: Read;
+      try {
+        result = await (pending ?? reader.read());
+        pending = null;
+        if (plan.signal?.aborted) return { delivered: false, keepAlive: false };
+        if (!result.done) checkChunk(result.value);
+      } catch (error) {
+        // The body failed after the head went out: cut the response short
+        // so that the client sees it is incomplete.
+        pending = null;
+        cancelQuietly(reader, null);
+        return { delivered: false, keepAlive: false, error };
+      }
+      if (result.done) {
+        if (chunked && !await write(writer, LAST_CHUNK)) return gone();
+        break;
+      }
+      const chunk = result.value;
+      if (chunk.length === 0) continue;
+      written += chunk.length;
+      if (plan.declared !== null && written > plan.declared) {
+        cancelQuietly(reader, null);
+        return { delivered: false, keepAlive: false, error: tooLong() };
+      }
+      const parts = frame(chunk);
+      const ok = chunk.length <= COPY_LIMIT
+        ? await write(writer, concat(parts))
+        : await writeAll(writer, parts);
+      if (!ok) return gone();
     }
-    if (result.done) {
-      if (chunked && !await write(writer, LAST_CHUNK)) return gone();
-      break;
-    }
-    const chunk = result.value;
-    if (chunk.length === 0) continue;
-    written += chunk.length;
-    if (plan.declared !== null && written > plan.declared) {
-      cancelQuietly(reader, null);
-      return { delivered: false, keepAlive: false, error: tooLong() };
-    }
-    const parts = frame(chunk);
-    const ok = chunk.length <= COPY_LIMIT
-      ? await write(writer, concat(parts))
-      : await writeAll(writer, parts);
-    if (!ok) return gone();
+  } finally {
+    plan.signal?.removeEventListener("abort", abandon);
   }
   if (plan.declared !== null && written < plan.declared) {
     return {

@@ -39,6 +39,12 @@ export interface HttpExchangeOptions {
    * body. No reporting by default.
    */
   onError?: (error: unknown) => void;
+  /**
+   * Abandons the exchange (the server's request timeout, shutdown):
+   * `request.signal` is aborted and a response body still streaming is
+   * canceled.
+   */
+  signal?: AbortSignal;
 }
 
 /** What {@linkcode serveHttpRequest} leaves for the connection's next request. */
@@ -104,7 +110,10 @@ const UNSUPPORTED_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
  *   the response short and closes.
  * - A client that disconnects mid-body or mid-response never makes this
  *   reject: it resolves with `keepAlive: false`, cancels the response body
- *   and aborts `request.signal`.
+ *   and aborts `request.signal`. A client that leaves while the body waits
+ *   for data is noticed at the next write (a closed read side may be a
+ *   half-close, so it is not taken for one); `options.signal` (the
+ *   server's request timeout, shutdown) abandons such a response.
  * - It never closes the connection or releases `reader` and `writer`; the
  *   caller does, after a lingering half-close when `keepAlive` is false.
  *
@@ -176,66 +185,77 @@ export async function serveHttpRequest(
       duplex: "half",
     } as RequestInit & { duplex: "half" },
   );
-  if (prepared.expectContinue && !await write(writer, CONTINUE)) {
-    aborter.abort();
-    return CLOSED;
-  }
-
-  const report = (error: unknown): void => {
-    try {
-      options.onError?.(error);
-    } catch {
-      // A failing reporter must not take the connection down.
-    }
-  };
-  // When the client's body was broken, its status is the answer.
-  const answerBodyError = async (): Promise<boolean> => {
-    const error = body?.error;
-    if (!(error instanceof HttpRequestError)) return false;
-    await write(writer, encodeErrorResponse(error.status, error.message));
-    return true;
-  };
-  const finish = (keepAlive: boolean): HttpExchangeResult => {
-    body?.detach();
-    if (!keepAlive) aborter.abort();
-    return keepAlive ? { keepAlive, rest: body?.rest ?? rest } : CLOSED;
-  };
-
-  let response: Response;
+  const abandon = () => aborter.abort(options.signal?.reason);
+  options.signal?.addEventListener("abort", abandon, { once: true });
   try {
-    response = checkResponse(
-      await options.fetch(request, { remoteAddr: options.remoteAddr }),
-    );
-  } catch (error) {
-    if (await answerBodyError()) return finish(false);
-    report(error);
-    response = new Response(null, { status: 500 });
+    return await exchange();
+  } finally {
+    options.signal?.removeEventListener("abort", abandon);
   }
 
-  const writeOptions = {
-    head: method === "HEAD",
-    http10: prepared.http10,
-    keepAlive: prepared.keepAlive && body?.error == null,
-  };
-  let result = await writeResponse(writer, response, writeOptions);
-  if (result.unsent) {
-    if (await answerBodyError()) return finish(false);
-    report(result.error);
-    result = await writeResponse(
-      writer,
-      new Response(null, { status: 500 }),
-      writeOptions,
-    );
-  } else if (result.error !== undefined && body?.error == null) {
-    // (A failure caused by the client's broken body is not the handler's.)
-    report(result.error);
-  }
+  async function exchange(): Promise<HttpExchangeResult> {
+    if (prepared.expectContinue && !await write(writer, CONTINUE)) {
+      aborter.abort();
+      return CLOSED;
+    }
 
-  let keepAlive = result.delivered && result.keepAlive;
-  if (keepAlive && body !== null && !body.complete) {
-    keepAlive = await body.drain();
+    const report = (error: unknown): void => {
+      try {
+        options.onError?.(error);
+      } catch {
+        // A failing reporter must not take the connection down.
+      }
+    };
+    // When the client's body was broken, its status is the answer.
+    const answerBodyError = async (): Promise<boolean> => {
+      const error = body?.error;
+      if (!(error instanceof HttpRequestError)) return false;
+      await write(writer, encodeErrorResponse(error.status, error.message));
+      return true;
+    };
+    const finish = (keepAlive: boolean): HttpExchangeResult => {
+      body?.detach();
+      if (!keepAlive) aborter.abort();
+      return keepAlive ? { keepAlive, rest: body?.rest ?? rest } : CLOSED;
+    };
+
+    let response: Response;
+    try {
+      response = checkResponse(
+        await options.fetch(request, { remoteAddr: options.remoteAddr }),
+      );
+    } catch (error) {
+      if (await answerBodyError()) return finish(false);
+      report(error);
+      response = new Response(null, { status: 500 });
+    }
+
+    const writeOptions = {
+      head: method === "HEAD",
+      http10: prepared.http10,
+      keepAlive: prepared.keepAlive && body?.error == null,
+      signal: aborter.signal,
+    };
+    let result = await writeResponse(writer, response, writeOptions);
+    if (result.unsent) {
+      if (await answerBodyError()) return finish(false);
+      report(result.error);
+      result = await writeResponse(
+        writer,
+        new Response(null, { status: 500 }),
+        writeOptions,
+      );
+    } else if (result.error !== undefined && body?.error == null) {
+      // (A failure caused by the client's broken body is not the handler's.)
+      report(result.error);
+    }
+
+    let keepAlive = result.delivered && result.keepAlive;
+    if (keepAlive && body !== null && !body.complete) {
+      keepAlive = await body.drain();
+    }
+    return finish(keepAlive && body?.error == null);
   }
-  return finish(keepAlive && body?.error == null);
 }
 
 interface PreparedRequest {

@@ -406,7 +406,13 @@ export class Server<Data = unknown> implements AsyncDisposable {
         // answers is abandoned then, or at shutdown); keep-alive loops back.
         const abandoned = Promise.withResolvers<never>();
         abandoned.promise.catch(() => {});
-        const abandon = () => abandoned.reject(new Error("abandoned"));
+        // The exchange goes on without us: it is told to cancel the response
+        // body and abort request.signal.
+        const abandonment = new AbortController();
+        const abandon = () => {
+          abandonment.abort(new Error("request abandoned"));
+          abandoned.reject(new Error("abandoned"));
+        };
         this.#startDeadline(
           conn,
           "request",
@@ -427,6 +433,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
                 scheme: this.#scheme === "wss" ? "https" : "http",
                 remoteAddr: peer.remoteAddr,
                 maxBodySize: this.#limits.maxBodySize,
+                signal: abandonment.signal,
                 onError: (error) =>
                   this.#logger({
                     type: "handler-error",

@@ -90,3 +90,41 @@ Deno.test("serve({fetch}) closes an HTTP exchange that outlasts requestTimeout",
   assert.deepEqual(events, ["request"]);
   assert.deepEqual(server.stats().timeouts, { request: 1 });
 });
+
+for (const ending of ["requestTimeout", "shutdown"] as const) {
+  Deno.test(`serve({fetch}): a response body waiting for data is canceled and request.signal aborted when the exchange is abandoned (${ending})`, async () => {
+    const canceled = Promise.withResolvers<void>();
+    const aborted = Promise.withResolvers<void>();
+    const started = Promise.withResolvers<void>();
+    const server = serve({
+      ...LOCAL,
+      requestTimeout: ending === "requestTimeout" ? 200 : 30_000,
+      fetch: (request) => {
+        request.signal.addEventListener("abort", () => aborted.resolve());
+        // An event stream: a first event, then nothing for a long time.
+        return new Response(
+          new ReadableStream({
+            start(controller) {
+              controller.enqueue(new TextEncoder().encode("data: hi\n\n"));
+              started.resolve();
+            },
+            cancel: () => canceled.resolve(),
+          }),
+          { headers: { "content-type": "text/event-stream" } },
+        );
+      },
+    }, echo);
+    try {
+      using peer = await RawPeer.connect(server.addr);
+      await peer.write(
+        `GET /events HTTP/1.1\r\nHost: 127.0.0.1:${server.addr.port}\r\n\r\n`,
+      );
+      await withTimeout(started.promise, DEADLINE, "the stream to start");
+      if (ending === "shutdown") server.shutdown({ timeout: 0 });
+      await withTimeout(canceled.promise, DEADLINE, "the body canceled");
+      await withTimeout(aborted.promise, DEADLINE, "request.signal aborted");
+    } finally {
+      await server.shutdown();
+    }
+  });
+}

@@ -38,8 +38,9 @@ export const DEFAULT_MAX_HEADERS = 100;
 const EMPTY = new Uint8Array(0);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const VERSION = /^HTTP\/(\d)\.(\d)$/;
-// A request target is made of URI characters: visible ASCII (RFC 9112 §3.2).
-const TARGET = /^[\x21-\x7e]+$/;
+// A request target is made of URI characters: visible ASCII (RFC 9112 §3.2),
+// and has no fragment: no "#".
+const TARGET = /^[\x21\x22\x24-\x7e]+$/;
 // Field values: visible ASCII, obs-text, space and tab (RFC 9110 §5.5).
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 

@@ -61,7 +61,7 @@ const CLOSED: HttpExchangeResult = { keepAlive: false, rest: EMPTY };
 // Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2).
 const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::\d*)?$/;
 // request-target is visible ASCII (RFC 9112 §3.2).
-const TARGET = /^[\x21-\x7e]+$/;
+const TARGET = /^[\x21\x22\x24-\x7e]+$/; // visible ASCII but "#": no fragment
 const ABSOLUTE_FORM = /^https?:\/\//i;
 const DIGITS = /^\d+$/;
 const NORMALIZED_METHODS = new Set([
@@ -324,17 +324,22 @@ function prepareRequest(
       `Malformed request target: ${JSON.stringify(target.slice(0, 100))}`,
     );
   }
-  let url: string;
+  let url: URL;
   try {
     // Concatenated, not resolved: "//evil/x" stays a path.
     url = new URL(
       target.startsWith("/") ? `${options.scheme}://${host}${target}` : target,
-    ).href;
+    );
   } catch {
     throw new HttpRequestError(
       400,
       `Malformed request target: ${JSON.stringify(target.slice(0, 100))}`,
     );
+  }
+  if (url.username !== "" || url.password !== "") {
+    // RFC 9110 §4.2.4: userinfo in an http(s) URI is to be treated as an
+    // error (it may be a disguised host).
+    throw new HttpRequestError(400, "Request target may not carry userinfo");
   }
   let headers: Headers;
   try {
@@ -366,7 +371,15 @@ function prepareRequest(
     }
     expectContinue = framing !== null;
   }
-  return { method, url, headers, framing, http10, keepAlive, expectContinue };
+  return {
+    method,
+    url: url.href,
+    headers,
+    framing,
+    http10,
+    keepAlive,
+    expectContinue,
+  };
 }
 
 /** The body's framing from its headers (RFC 9112 §6.3), or `null`. */

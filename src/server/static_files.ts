@@ -111,8 +111,14 @@ export function serveStatic(
     );
   }
   const prefix = realRoot.endsWith(SEPARATOR) ? realRoot : realRoot + SEPARATOR;
+  // Inside the root, and no dotfile there either once symlinks are
+  // resolved ("config.txt" -> ".env" is still ".env").
   const inside = (path: string): boolean =>
-    path === realRoot || path.startsWith(prefix);
+    path === realRoot ||
+    (path.startsWith(prefix) &&
+      !path.slice(prefix.length).split(SEPARATOR).some((segment) =>
+        segment.startsWith(".")
+      ));
 
   return async (request: Request): Promise<Response> => {
     if (request.method !== "GET" && request.method !== "HEAD") {

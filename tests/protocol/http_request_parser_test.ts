@@ -205,6 +205,7 @@ const BAD_REQUEST_LINES = [
   "GET /\x7f HTTP/1.1",
   "GET /caf\xe9 HTTP/1.1",
   "GET /\tx HTTP/1.1",
+  "GET /chat#fragment HTTP/1.1", // no fragment in a target (RFC 9112 §3.2)
 ];
 
 for (const line of BAD_REQUEST_LINES) {

@@ -128,3 +128,22 @@ for (const ending of ["requestTimeout", "shutdown"] as const) {
     }
   });
 }
+
+Deno.test("serve({fetch}) answers a request target with a fragment with 400, for plain HTTP and WebSocket upgrades alike (RFC 9112 §3.2)", async () => {
+  await using server = serve({
+    ...LOCAL,
+    fetch: () => new Response("reached the handler"),
+  }, echo);
+  const host: [string, string][] = [["Host", `127.0.0.1:${server.addr.port}`]];
+  for (const headers of [host, upgradeHeaders(server.addr)]) {
+    using peer = await RawPeer.connect(server.addr);
+    await peer.write(encodeRequest("GET /path#fragment HTTP/1.1", headers));
+    const response = await withTimeout(
+      peer.readResponse(),
+      DEADLINE,
+      "the answer",
+    );
+    assert.equal(response.status, 400);
+    assert.doesNotMatch(response.body, /reached the handler/);
+  }
+});

@@ -433,6 +433,12 @@ Deno.test("serveHttpRequest rejects malformed requests with their status and clo
     ["two Hosts", request("GET / HTTP/1.1", [HOST, HOST]), 400],
     ["bad Host", request("GET / HTTP/1.1", [["Host", "a b/c"]]), 400],
     ["bad target", request("GET nope HTTP/1.1", [HOST]), 400],
+    // RFC 9110 §4.2.4: userinfo is to be treated as an error.
+    [
+      "userinfo",
+      request("GET http://admin:pw@example.com/ HTTP/1.1", [HOST]),
+      400,
+    ],
     [
       "Content-Length: abc",
       request("POST / HTTP/1.1", [HOST, ["Content-Length", "abc"]]),

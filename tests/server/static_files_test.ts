@@ -57,6 +57,11 @@ async function fixture(): Promise<
   await Deno.symlink(`${root}/style.css`, `${root}/link-in.css`);
   await Deno.symlink(`${base}/outside/secret.txt`, `${root}/link-out.txt`);
   await Deno.symlink(`${base}/outside`, `${root}/dir-out`);
+  // Names without a dot that lead to dotfiles inside the root.
+  await Deno.mkdir(`${root}/.private`);
+  await Deno.writeTextFile(`${root}/.private/key.txt`, "secret key");
+  await Deno.symlink(`${root}/.env`, `${root}/config.txt`);
+  await Deno.symlink(`${root}/.private`, `${root}/assets`);
   return {
     root,
     base,
@@ -171,10 +176,19 @@ Deno.test("serveStatic never serves outside its root", async () => {
     assert.equal(response.status, 404, path);
     assert.doesNotMatch(text, /secret|sibling/, path);
   }
-  for (const path of ["/link-out.txt", "/dir-out/secret.txt", "/dir-out/"]) {
+  for (
+    const path of [
+      "/link-out.txt",
+      "/dir-out/secret.txt",
+      "/dir-out/",
+      // Symlinks to dotfiles are no way around their rule.
+      "/config.txt",
+      "/assets/key.txt",
+    ]
+  ) {
     const { response, text } = await get(handler, path);
     assert.equal(response.status, 403, path);
-    assert.doesNotMatch(text, /secret/, path);
+    assert.doesNotMatch(text, /secret|SECRET/, path);
   }
   assert.equal((await get(handler, "/link-in.css")).text, "body{}");
 });

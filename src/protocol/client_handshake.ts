@@ -175,9 +175,10 @@ const ascii = new TextEncoder();
  *   the extra headers. A URL fragment is never sent.
  * - The response is checked in a fixed order: status 101, `Upgrade:
  *   websocket`, `Connection: upgrade`, `Sec-WebSocket-Accept` matching the
- *   key, a `Sec-WebSocket-Protocol` that was offered, and no
- *   `Sec-WebSocket-Extensions` but a valid answer to the permessage-deflate
- *   offer, when one was made. The first failed rule throws a
+ *   key, no `Sec-WebSocket-Extensions` but a valid answer to the
+ *   permessage-deflate offer, when one was made, and a
+ *   `Sec-WebSocket-Protocol` that was offered (RFC 6455 §4.1, steps 1-6 of
+ *   the client's checks). The first failed rule throws a
  *   {@linkcode ClientHandshakeError}; the caller then closes the connection.
  * - For a status other than 101 the handshake keeps reading the start of
  *   the body (up to 512 bytes, or `Content-Length`, or the end of the

@@ -274,7 +274,8 @@ export class Connection {
   }
 
   /**
-   * Queues a text message.
+   * Queues a text message. A lone surrogate in `text` is sent as U+FFFD,
+   * as `TextEncoder` (and a browser's `WebSocket.send()`) does.
    *
    * @param text The message.
    * @param compress `false` sends it uncompressed even when
@@ -325,9 +326,14 @@ export class Connection {
    * @param opcode Text or binary.
    * @param payload The compressed payload, without the `00 00 ff ff` tail.
    * @throws {TypeError} When the connection is not open or has no
-   * permessage-deflate.
+   * permessage-deflate, or `opcode` is neither text nor binary.
    */
   sendCompressed(opcode: number, payload: Uint8Array): void {
+    if (opcode !== OPCODE.Text && opcode !== OPCODE.Binary) {
+      throw new TypeError(
+        `Cannot send a compressed message: the opcode must be text (1) or binary (2), got ${opcode}`,
+      );
+    }
     this.#assertOpen("send");
     this.#assertNoFragments();
     if (this.#threshold === Infinity) {
@@ -411,7 +417,8 @@ export class Connection {
   /**
    * Starts the closing handshake (RFC 6455 §7.1.2) by queueing a close
    * frame. Messages keep arriving until the peer's close frame. Does nothing
-   * when a close frame was already sent.
+   * when a close frame was already sent (though `code` and `reason` are
+   * still checked).
    *
    * @param code The status code; omit it for an empty close frame.
    * @param reason At most 123 bytes of UTF-8.

@@ -57,11 +57,17 @@ export function inflateMessage(
       finishFlush: Z_SYNC_FLUSH,
       maxOutputLength: maxLength,
     });
-    return new Uint8Array(
+    // zlib hands back a view of its 16 KiB (or larger) output chunk: a
+    // small message kept by the application would pin all of it.
+    const inflated = new Uint8Array(
       output.buffer as ArrayBuffer,
       output.byteOffset,
       output.length,
     );
+    return inflated.byteOffset === 0 &&
+        inflated.length === inflated.buffer.byteLength
+      ? inflated
+      : inflated.slice();
   } catch (error) {
     if ((error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
       throw new ProtocolError(

@@ -1,4 +1,4 @@
-import { COPY_LIMIT, FrameWriter } from "./frame_writer.ts";
+import { FrameWriter } from "./frame_writer.ts";
 import { deflateMessage } from "./deflate_codec.ts";
 import { concat } from "./_bytes.ts";
 import type { PerMessageDeflateParams } from "./permessage_deflate.ts";
@@ -13,7 +13,7 @@ import { OPCODE } from "./frame_parser.ts";
  * A client socket must mask every frame, so it encodes `message` afresh.
  */
 export class PreparedMessage {
-  /** The message as given. */
+  /** The message as given (binary data: a copy of it). */
   readonly message: string | Uint8Array;
   /** The unmasked server frame; never modified. */
   readonly frame: Uint8Array;
@@ -28,14 +28,12 @@ export class PreparedMessage {
    * @param message Text or binary data.
    */
   constructor(message: string | Uint8Array) {
+    // A copy: the caller may reuse its buffer, and the compressed frames,
+    // made later, must hold the same bytes as this one.
+    if (typeof message !== "string") message = message.slice();
     const writer = new FrameWriter();
     if (typeof message === "string") writer.writeText(OPCODE.Text, message);
-    else {
-      writer.writeFrame(
-        OPCODE.Binary,
-        message.length > COPY_LIMIT ? message.slice() : message,
-      );
-    }
+    else writer.writeFrame(OPCODE.Binary, message);
     const chunks = writer.take();
     this.message = message;
     this.size = typeof message === "string"

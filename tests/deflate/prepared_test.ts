@@ -354,3 +354,26 @@ Deno.test("server.publish() with context takeover delivers the right message to 
     for (const client of clients) await client[Symbol.asyncDispose]();
   }
 });
+
+Deno.test("prepareMessage copies binary data: changing it afterwards changes neither the plain nor the compressed frame", () => {
+  const data = utf8("original payload ".repeat(100));
+  const prepared = prepareMessage(data);
+  const params = { serverMaxWindowBits: 15, level: 6, memLevel: 8 };
+  data.fill(0x41);
+  assert.notEqual(prepared.message, data);
+  assertBytes(
+    prepared.frame,
+    serverFrame(OPCODE.Binary, utf8("original payload ".repeat(100))),
+  );
+  const compressed = prepared.compressedFrame(params);
+  // The compressed frame is built now, from the bytes as they were.
+  const expected = deflateMessage(
+    utf8("original payload ".repeat(100)),
+    params,
+  );
+  assert.equal(compressed[0], 0xc2); // FIN, RSV1, binary
+  assertBytes(
+    compressed.subarray(compressed.length - expected.length),
+    expected,
+  );
+});

@@ -417,6 +417,29 @@ Deno.test("Connection sendCompressed sends a caller-compressed payload with RSV1
     message:
       "Cannot send a compressed message: permessage-deflate was not negotiated",
   });
+  // Only a data message may be compressed (RFC 7692 §6.1): a control or
+  // continuation opcode would make the peer fail the connection.
+  for (const opcode of [0x0, 0x3, 0x8, 0x9, 0xa]) {
+    assert.throws(() => connection.sendCompressed(opcode, HELLO), {
+      name: "TypeError",
+      message:
+        `Cannot send a compressed message: the opcode must be text (1) or binary (2), got ${opcode}`,
+    });
+  }
+  assert.equal(connection.outputSize, 0);
+});
+
+Deno.test("inflateMessage returns a buffer of the message's own size, not zlib's output chunk", () => {
+  for (const size of [0, 10, 3000, 20_000]) {
+    const data = new Uint8Array(size).map((_, i) => i % 7);
+    const inflated = inflateMessage(
+      deflateMessage(data, { serverMaxWindowBits: 15, level: 6, memLevel: 8 }),
+      1 << 20,
+    );
+    assert.deepEqual(inflated, data);
+    assert.equal(inflated.byteOffset, 0);
+    assert.equal(inflated.buffer.byteLength, size, `size ${size}`);
+  }
 });
 
 // ---------------------------------------------------------------------------

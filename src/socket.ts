@@ -122,6 +122,8 @@ export class Socket<Data = unknown>
   #current: ReadableStreamDefaultController<string | Uint8Array> | null = null;
   #currentCanceled = false;
   #resumeReading: (() => void) | null = null;
+  // Messages were taken since close() was called: someone still reads them.
+  #consuming = false;
   // Writing.
   #flushQueued = false;
   #writing = false;
@@ -638,9 +640,10 @@ export class Socket<Data = unknown>
    * close frame, then the transport closing. After the close timeout the
    * transport is closed anyway (code 1006). Messages already queued are sent
    * first; messages the peer sent before its close frame are still
-   * delivered to the iterator, up to `receiveHighWaterMark` and
-   * `maxQueuedMessages` waiting at once: to find the peer's close frame the
-   * socket reads on regardless of them, and drops what would exceed them.
+   * delivered to the iterator: while it still takes them, reading keeps
+   * pausing for it (up to the close timeout); once nothing takes them,
+   * reading goes on to find the peer's close frame and drops what would
+   * exceed `receiveHighWaterMark` or `maxQueuedMessages`.
    *
    * @param code The status code (1000, 3000-4999, ...).
    * @param reason At most 123 bytes of UTF-8.
@@ -876,7 +879,14 @@ export class Socket<Data = unknown>
    * the peer's close frame.
    */
   #mustPauseReading(): boolean {
-    return this.#connection.state === "open" && !this.#closeRequested &&
+    if (this.#closeRequested) {
+      // Reading goes on to find the peer's close frame; it pauses only for
+      // a consumer still taking messages (within the close timeout). With
+      // none, what would not fit is dropped (see #deliver).
+      return this.#consuming && this.#connection.state !== "closed" &&
+        this.#inboxFull();
+    }
+    return this.#connection.state === "open" &&
       (this.#inboxFull() ||
         (!this.#currentCanceled && (this.#current?.desiredSize ?? 1) <= 0));
   }
@@ -919,14 +929,16 @@ export class Socket<Data = unknown>
       waiter({ done: false, value: message });
       return;
     }
-    // Once close() was called a full queue no longer stops reading (to find
-    // the peer's close frame); what the handler cannot take is dropped.
-    if (this.#closeRequested && this.#inboxFull()) return;
+    // Once close() was called with nothing taking messages any more, a full
+    // queue no longer stops reading (to find the peer's close frame): what
+    // would not fit is dropped.
+    if (this.#closeRequested && !this.#consuming && this.#inboxFull()) return;
     this.#inbox.push(message);
     this.#inboxBytes += sizeOf(message);
   }
 
   #next(): Promise<IteratorResult<Message | IncomingStream>> {
+    if (this.#closeRequested) this.#consuming = true;
     if (this.#inboxHead < this.#inbox.length) {
       const message = this.#inbox[this.#inboxHead++];
       this.#inboxBytes -= sizeOf(message);

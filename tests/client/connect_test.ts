@@ -443,3 +443,27 @@ Deno.test("socket.send() of something that is not a message throws, saying what 
   await socket.send("still open");
   await socket.close();
 });
+
+Deno.test("close() while the loop still takes messages loses none of those the peer sent before its close frame, beyond the receive queue's size", async () => {
+  const count = 5000; // several times maxQueuedMessages (1024)
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for (let i = 0; i < count; i++) socket.send(`m${i}`);
+      await socket.closed;
+    },
+  );
+  const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+  let received = 0;
+  let closing: Promise<unknown> | undefined;
+  for await (const message of socket) {
+    assert.equal(message, `m${received}`);
+    received++;
+    // Close early, then keep taking what arrives, slowly.
+    closing ??= socket.close(1000);
+    if (received % 100 === 0) await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.equal(received, count);
+  await closing;
+  assert.equal((await socket.closed).wasClean, true);
+});

@@ -187,14 +187,17 @@ export function parseUrl(command: string, positionals: string[]): URL {
     url = undefined;
   }
   if (url?.protocol === "ws:" || url?.protocol === "wss:") return url;
-  const suggestion = url?.protocol === "http:" || url?.protocol === "https:"
-    ? text.replace(/^http/i, "ws")
-    : `ws://${text}`;
+  let hint: string;
+  if (url?.protocol === "http:" || url?.protocol === "https:") {
+    hint = `did you mean ${text.replace(/^http/i, "ws")}?`;
+  } else if (/^[a-z][a-z0-9+.-]*:/i.test(text) && !/^[^:/]+:\d/.test(text)) {
+    // It has a scheme already (a wrong one, or a ws: URL that does not
+    // parse): prefixing another would not help.
+    hint = "pass a URL such as ws://host:port/path or wss://host/path";
+  } else hint = `did you mean ws://${text}?`;
   throw new UsageError(
     command,
-    `${
-      JSON.stringify(text)
-    } is not a ws: or wss: URL; did you mean ${suggestion}?`,
+    `${JSON.stringify(text)} is not a valid ws: or wss: URL; ${hint}`,
   );
 }
 

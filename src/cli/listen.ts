@@ -140,7 +140,7 @@ export async function listenCommand(
     );
   }
 
-  const printing = (async () => {
+  const printAll = async () => {
     for await (const message of socket) {
       if (typeof message === "string") {
         if (json) emit({ type: "message", kind: "text", data: message });
@@ -153,6 +153,18 @@ export async function listenCommand(
           base64: message.toBase64(),
         });
       } else printLine(describeBinary(message));
+    }
+  };
+  // A reader that goes away (`duplex listen ... | head -1`) ends the
+  // session cleanly instead of crashing on the broken pipe.
+  let outputGone = false;
+  const printing = (async () => {
+    try {
+      await printAll();
+    } catch (error) {
+      if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+      outputGone = true;
+      closeNormally();
     }
   })();
   // Sending stops when the socket closes; the stdin read left pending then
@@ -167,6 +179,7 @@ export async function listenCommand(
 
   const info: CloseInfo = await socket.closed;
   await printing;
+  if (outputGone) return EXIT_CODE.Ok;
   void sending;
   if (signalInstalled) Deno.removeSignalListener("SIGINT", onSignal);
   if (json) {

@@ -137,9 +137,21 @@ export async function sendCommand(
   })();
   let sent = 0;
   let interrupted = false;
+  // Waiting for the next line (`tail -f | duplex send`), a close from the
+  // server ends the wait: nothing more can be sent.
+  const closed = socket.closed.then(() => null);
+  const pending:
+    | AsyncIterator<string | Uint8Array>
+    | Iterator<
+      string | Uint8Array
+    > = Symbol.asyncIterator in messages
+      ? messages[Symbol.asyncIterator]()
+      : messages[Symbol.iterator]();
   try {
-    for await (const message of messages) {
-      await socket.send(message);
+    while (true) {
+      const next = await Promise.race([pending.next(), closed]);
+      if (next === null || next.done) break;
+      await socket.send(next.value);
       sent++;
     }
   } catch {

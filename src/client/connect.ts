@@ -14,7 +14,8 @@ export interface ConnectOptions {
   /**
    * Extra handshake request headers (`Origin`, `Authorization`, `Cookie`,
    * ...). `Host` replaces the one derived from the URL; the handshake's own
-   * fields (`Upgrade`, `Connection`, `Sec-WebSocket-*`) may not be set.
+   * fields (`Upgrade`, `Connection`, `Sec-WebSocket-*`) and body framing
+   * (`Content-Length`, `Transfer-Encoding`) may not be set.
    * @default {{}}
    */
   headers?: HeadersInit;

@@ -99,7 +99,8 @@ export interface ClientHandshakeOptions {
   /**
    * Extra request headers (`Origin`, `Authorization`, `Cookie`, ...). A
    * `Host` here replaces the one derived from the URL; the handshake's own
-   * fields (`Upgrade`, `Connection`, `Sec-WebSocket-*`) may not be set.
+   * fields (`Upgrade`, `Connection`, `Sec-WebSocket-*`) and body framing
+   * (`Content-Length`, `Transfer-Encoding`) may not be set.
    * @default {{}}
    */
   headers?: HeadersInit;
@@ -152,14 +153,10 @@ export type ClientHandshakeState = "head" | "body" | "done";
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const STATUS_LINE = /^HTTP\/1\.\d (\d{3})(?: (.*))?$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const RESERVED_HEADERS = new Set([
-  "upgrade",
-  "connection",
-  "sec-websocket-key",
-  "sec-websocket-version",
-  "sec-websocket-protocol",
-  "sec-websocket-extensions",
-]);
+// Fields the handshake itself decides (every Sec-WebSocket-* is the
+// protocol's, RFC 6455 §11.3), and the message framing a GET must not have.
+const RESERVED_HEADERS =
+  /^(?:upgrade|connection|sec-websocket-.*|content-length|transfer-encoding)$/;
 const BODY_PREVIEW = 512;
 const ascii = new TextEncoder();
 
@@ -544,6 +541,13 @@ function parseUrl(input: string | URL): URL {
       `Cannot connect: "url" must use ws: or wss:, got ${url.protocol}`,
     );
   }
+  if (url.username !== "" || url.password !== "") {
+    // A ws: URI has no userinfo (RFC 6455 §3); kept, it would show the
+    // password in socket.url and every error message.
+    throw new TypeError(
+      "Cannot connect: a ws: or wss: URL may not carry credentials (user:password@); send them in a header such as Authorization",
+    );
+  }
   return url;
 }
 
@@ -644,15 +648,27 @@ function encodeRequest(
     );
   }
   for (const [name, value] of headers) {
-    if (RESERVED_HEADERS.has(name)) {
+    if (RESERVED_HEADERS.test(name)) {
       throw new TypeError(
-        `Cannot connect: "headers" may not set ${name}; the handshake sets it${
-          name === "sec-websocket-protocol" ? ' (use "protocols")' : ""
-        }`,
+        `Cannot connect: "headers" may not set ${name}; ${
+          name.startsWith("sec-") || name === "upgrade" ||
+            name === "connection"
+            ? "the handshake sets it"
+            : "a handshake request has no body"
+        }${name === "sec-websocket-protocol" ? ' (use "protocols")' : ""}`,
       );
     }
-    if (name === "host") host = value;
-    else fields += `${name}: ${value}\r\n`;
+    if (name === "host") {
+      // One valid authority (Headers joins two values with ", ").
+      if (!/^[^\s,/?#@]+$/.test(value)) {
+        throw new TypeError(
+          `Cannot connect: "headers" must give one Host as host[:port], got ${
+            JSON.stringify(value)
+          }`,
+        );
+      }
+      host = value;
+    } else fields += `${name}: ${value}\r\n`;
   }
   const target = `${url.pathname || "/"}${url.search}`;
   let head = `GET ${target} HTTP/1.1\r\nHost: ${host}\r\n` +

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { serve } from "../../mod.ts";
-import { spawnCli } from "./_helpers.ts";
+import { type CloseInfo, serve } from "../../mod.ts";
+import { DEADLINE, deadline, spawnCli } from "./_helpers.ts";
 
 /** Echoes text; "bin" gets three bytes back; "quit" closes with 1000 "bye". */
 function testServer() {
@@ -125,4 +125,42 @@ Deno.test("duplex listen closes with 1000 on SIGINT and exits with 0", async () 
   const { code, stderr } = await cli.finished();
   assert.equal(code, 0, stderr);
   assert.deepEqual(await serverSaw, { code: 1000, reason: "", wasClean: true });
+});
+
+Deno.test("duplex listen whose output is closed early (| head -1) closes the connection cleanly and exits 0, without a crash", async () => {
+  const closed = Promise.withResolvers<CloseInfo>();
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      socket.closed.then(closed.resolve);
+      // Lines keep coming after head has left.
+      for (let i = 0; socket.state === "open"; i++) {
+        await socket.send(`line ${i}`).catch(() => {});
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    },
+  );
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      // stdin stays open for a while; head takes one line and leaves.
+      `sleep 2 | "${Deno.execPath()}" run -A "${
+        new URL("../../src/cli/main.ts", import.meta.url).pathname
+      }" listen ws://127.0.0.1:${server.addr.port} | head -1`,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const output = await deadline(child.output(), DEADLINE, "the pipeline");
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.equal(
+    new TextDecoder().decode(output.stdout).split("\n")[0],
+    "line 0",
+  );
+  assert.doesNotMatch(stderr, /Uncaught|BrokenPipe/);
+  assert.equal(
+    (await deadline(closed.promise, DEADLINE, "the close")).code,
+    1000,
+  );
 });

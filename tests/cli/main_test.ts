@@ -49,9 +49,18 @@ Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
     ],
     [
       ["listen", "http://localhost:8765/chat"],
-      /"http:\/\/localhost:8765\/chat" is not a ws: or wss: URL; did you mean ws:\/\/localhost:8765\/chat\?/,
+      /"http:\/\/localhost:8765\/chat" is not a valid ws: or wss: URL; did you mean ws:\/\/localhost:8765\/chat\?/,
     ],
     [["send", "localhost:8765", "hi"], /did you mean ws:\/\/localhost:8765\?/],
+    // A URL with a scheme is not given a second one.
+    [
+      ["send", "ws://127.0.0.1:99999/", "hi"],
+      /"ws:\/\/127\.0\.0\.1:99999\/" is not a valid ws: or wss: URL; pass a URL such as ws:\/\/host:port\/path/,
+    ],
+    [
+      ["listen", "ftp://x/"],
+      /is not a valid ws: or wss: URL; pass a URL such as/,
+    ],
     [
       ["send", "ws://localhost:1", "hi", "--file", "x.txt"],
       /give messages as arguments or with --file, not both/,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type CloseInfo, type Message, serve } from "../../mod.ts";
-import { DEADLINE, deadline, runCli } from "./_helpers.ts";
+import { DEADLINE, deadline, runCli, spawnCli } from "./_helpers.ts";
 
 /** A server that records what each connection received and how it closed. */
 function recordingServer() {
@@ -168,4 +168,21 @@ Deno.test("duplex send passes subprotocols and headers", async () => {
   ]);
   assert.equal(code, 0, stderr);
   assert.deepEqual(seen, { protocol: "v2", auth: "Bearer abc" });
+});
+
+Deno.test("duplex send reading stdin ends as soon as the server closes, without waiting for the next line", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const _ of socket) {
+        await socket.close(1011, "going down");
+      }
+    },
+  );
+  await using cli = spawnCli(["send", `ws://127.0.0.1:${server.addr.port}`]);
+  // One line, and stdin stays open (as with `tail -f`).
+  await cli.write("first\n");
+  const status = await deadline(cli.child.status, DEADLINE, "send to exit");
+  assert.equal(status.code, 1);
+  await cli.waitFor(/1011 \(internal error\): going down/, "stderr");
 });

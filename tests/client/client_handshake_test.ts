@@ -120,6 +120,15 @@ Deno.test("ClientHandshake rejects bad URLs, subprotocols and headers with TypeE
     ClientHandshake.create("not a url"),
     /Cannot connect: "url" must be an absolute ws: or wss: URL/,
   );
+  // No userinfo in a ws: URI (RFC 6455 §3), and no password in messages.
+  for (const url of ["ws://alice:s3cret@localhost/", "wss://bob@localhost/"]) {
+    await assert.rejects(ClientHandshake.create(url), (error) => {
+      assert.ok(error instanceof TypeError);
+      assert.match(error.message, /may not carry credentials/);
+      assert.doesNotMatch(error.message, /s3cret/);
+      return true;
+    });
+  }
   await assert.rejects(
     sample(undefined, { protocols: ["a b"] }),
     /"protocols" must hold HTTP tokens, got "a b"/,
@@ -136,6 +145,28 @@ Deno.test("ClientHandshake rejects bad URLs, subprotocols and headers with TypeE
     sample(undefined, { headers: { "bad name": "x" } }),
     /"headers" are not valid/,
   );
+  // Every Sec-WebSocket-* field is the protocol's; a GET has no body.
+  for (
+    const name of [
+      "Sec-WebSocket-Accept",
+      "Sec-WebSocket-Anything",
+      "Content-Length",
+      "Transfer-Encoding",
+    ]
+  ) {
+    await assert.rejects(
+      sample(undefined, { headers: { [name]: "1" } }),
+      new RegExp(
+        `may not set ${name.toLowerCase()}; (the handshake sets it|a handshake request has no body)$`,
+      ),
+    );
+  }
+  for (const host of ["", "a b", "a, b"]) {
+    await assert.rejects(
+      sample(undefined, { headers: { Host: host } }),
+      /"headers" must give one Host as host\[:port\]/,
+    );
+  }
   await assert.rejects(
     ClientHandshake.create("ws://localhost/", { maxHeadSize: 0 }),
     new RangeError(

@@ -122,8 +122,11 @@ export class Socket<Data = unknown>
   #current: ReadableStreamDefaultController<string | Uint8Array> | null = null;
   #currentCanceled = false;
   #resumeReading: (() => void) | null = null;
-  // Messages were taken since close() was called: someone still reads them.
-  #consuming = false;
+  // Takes so far, to tell after close() whether the loop still takes
+  // messages; once it has stopped, what would not fit is dropped.
+  #takes = 0;
+  #dropping = false;
+  #consumerCheck: ReturnType<typeof setTimeout> | undefined;
   // Writing.
   #flushQueued = false;
   #writing = false;
@@ -640,10 +643,10 @@ export class Socket<Data = unknown>
    * close frame, then the transport closing. After the close timeout the
    * transport is closed anyway (code 1006). Messages already queued are sent
    * first; messages the peer sent before its close frame are still
-   * delivered to the iterator: while it still takes them, reading keeps
-   * pausing for it (up to the close timeout); once nothing takes them,
-   * reading goes on to find the peer's close frame and drops what would
-   * exceed `receiveHighWaterMark` or `maxQueuedMessages`.
+   * delivered to the iterator: while it keeps taking them (at least one a
+   * second), reading keeps pausing for it, up to the close timeout; once
+   * nothing takes them, reading goes on to find the peer's close frame and
+   * drops what would exceed `receiveHighWaterMark` or `maxQueuedMessages`.
    *
    * @param code The status code (1000, 3000-4999, ...).
    * @param reason At most 123 bytes of UTF-8.
@@ -880,15 +883,39 @@ export class Socket<Data = unknown>
    */
   #mustPauseReading(): boolean {
     if (this.#closeRequested) {
-      // Reading goes on to find the peer's close frame; it pauses only for
-      // a consumer still taking messages (within the close timeout). With
-      // none, what would not fit is dropped (see #deliver).
-      return this.#consuming && this.#connection.state !== "closed" &&
-        this.#inboxFull();
+      // Reading must go on to find the peer's close frame. It still pauses
+      // for a loop that keeps taking messages; one that takes none for a
+      // while is taken for gone: reading resumes and drops what would not
+      // fit (see #deliver).
+      if (
+        this.#dropping || this.#connection.state === "closed" ||
+        !this.#inboxFull()
+      ) return false;
+      this.#watchConsumer();
+      return true;
     }
     return this.#connection.state === "open" &&
       (this.#inboxFull() ||
         (!this.#currentCanceled && (this.#current?.desiredSize ?? 1) <= 0));
+  }
+
+  /** While reading is paused after close(), checks that messages are taken. */
+  #watchConsumer(): void {
+    if (this.#consumerCheck !== undefined) return;
+    const patience = Math.min(1000, this.#options.closeTimeout / 4);
+    let takes = this.#takes;
+    const check = () => {
+      this.#consumerCheck = undefined;
+      if (this.#resumeReading === null) return; // reading again
+      if (this.#takes === takes) {
+        this.#dropping = true;
+        this.#resume();
+      } else {
+        takes = this.#takes;
+        this.#consumerCheck = setTimeout(check, patience);
+      }
+    };
+    this.#consumerCheck = setTimeout(check, patience);
   }
 
   #inboxFull(): boolean {
@@ -932,13 +959,13 @@ export class Socket<Data = unknown>
     // Once close() was called with nothing taking messages any more, a full
     // queue no longer stops reading (to find the peer's close frame): what
     // would not fit is dropped.
-    if (this.#closeRequested && !this.#consuming && this.#inboxFull()) return;
+    if (this.#dropping && this.#inboxFull()) return;
     this.#inbox.push(message);
     this.#inboxBytes += sizeOf(message);
   }
 
   #next(): Promise<IteratorResult<Message | IncomingStream>> {
-    if (this.#closeRequested) this.#consuming = true;
+    this.#takes++;
     if (this.#inboxHead < this.#inbox.length) {
       const message = this.#inbox[this.#inboxHead++];
       this.#inboxBytes -= sizeOf(message);
@@ -1173,6 +1200,7 @@ export class Socket<Data = unknown>
   #finish(): void {
     if (this.#info !== null) return;
     clearTimeout(this.#closeTimer);
+    clearTimeout(this.#consumerCheck);
     this.#stopTicking?.();
     this.#deflater?.close();
     // Nothing more is written: free the frame buffer kept for reuse.

@@ -384,3 +384,46 @@ for (const last of ["a close frame", "a protocol error"] as const) {
     },
   );
 }
+
+Deno.test("close() from a loop that is busy for a moment loses none of the messages the peer sent before its close frame", async () => {
+  const count = 3000; // several times maxQueuedMessages (1024)
+  const received: string[] = [];
+  const done = Promise.withResolvers<CloseInfo>();
+  await using server = serve(LOCAL, async (socket) => {
+    for await (const message of socket) {
+      received.push(message as string);
+      if (received.length === 1) {
+        socket.close(1000, "enough").catch(() => {});
+        await new Promise((resolve) => setTimeout(resolve, 50)); // busy
+      }
+    }
+    done.resolve(await socket.closed);
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  for (let i = 0; i < count; i++) client.send(`m${i}`);
+  const info = await withTimeout(done.promise, DEADLINE, "the close");
+  assert.equal(received.length, count);
+  assert.equal(received.at(-1), `m${count - 1}`);
+  assert.equal(info.wasClean, true);
+});
+
+Deno.test("close() from a loop that then stops taking messages still completes the closing handshake, long before closeTimeout", async () => {
+  const closed = Promise.withResolvers<CloseInfo>();
+  await using server = serve(
+    // Waiting for the close timeout would outlast the test's deadline.
+    { ...LOCAL, closeTimeout: 60_000 },
+    async (socket) => {
+      socket.closed.then(closed.resolve);
+      let taken = 0;
+      for await (const _ of socket) {
+        if (++taken === 1) socket.close(4000, "stop").catch(() => {});
+        else break; // one more after close(), then no more
+      }
+    },
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  for (let i = 0; i < 5000; i++) client.send(`m${i}`);
+  const info = await withTimeout(closed.promise, DEADLINE, "the close");
+  assert.equal(info.code, 4000);
+  assert.equal(info.wasClean, true, "the peer's close frame was read");
+});

@@ -58,7 +58,12 @@ const EMPTY: Uint8Array = new Uint8Array(0);
 const HANDSHAKE_HEADERS = /^(?:upgrade|connection|sec-websocket-.*)$/i;
 
 /** What reading a request head gave. */
-type HeadResult = { head: HttpRequestHead; rest: Uint8Array } | null;
+type HeadResult = {
+  head: HttpRequestHead;
+  rest: Uint8Array;
+  /** When the handshake deadline ends (`performance.now()` time). */
+  deadline: number;
+} | null;
 
 /**
  * Starts a WebSocket server on `Deno.listen` (or `Deno.listenTls` with
@@ -195,6 +200,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     this.#ticker = new Ticker(
       tickPeriod(
         this.#limits.handshakeTimeout,
+        this.#limits.requestTimeout,
         this.#limits.pingInterval,
         this.#limits.pongTimeout,
         this.#limits.idleTimeout,
@@ -467,6 +473,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
   /** Reads a request head within the handshake timeout; `null` if none came. */
   async #readHead(peer: Peer, rest: Uint8Array): Promise<HeadResult> {
     const { conn, reader } = peer;
+    const deadline = performance.now() + this.#limits.handshakeTimeout;
     this.#startDeadline(conn, "handshake", this.#limits.handshakeTimeout);
     const parser = new HttpRequestParser({
       maxHeadSize: this.#limits.maxHeadSize,
@@ -481,7 +488,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         buffer = value.buffer;
         head = parser.receive(value);
       }
-      return { head, rest: parser.rest };
+      return { head, rest: parser.rest, deadline };
     } catch (error) {
       if (error instanceof HandshakeError) await this.#reject(peer, error);
       else if (this.#deadlines.has(conn) && this.#shutdown === null) {
@@ -549,7 +556,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
   /** Validates and answers a handshake; `null` when it was rejected. */
   async #upgrade(
     peer: Peer,
-    { head, rest }: { head: HttpRequestHead; rest: Uint8Array },
+    { head, rest, deadline }: NonNullable<HeadResult>,
   ): Promise<Socket<Data> | null> {
     const { conn, reader, writer, remoteAddr } = peer;
     const options = this.#options;
@@ -576,7 +583,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
         this.#startDeadline(
           conn,
           "upgrade-hook",
-          this.#limits.handshakeTimeout,
+          // What is left of the handshake's own deadline: a head sent a
+          // byte at a time does not buy the hook more time.
+          Math.max(0, deadline - performance.now()),
           stop,
         );
         const unsubscribe = this.#onShutdown(stop);

@@ -591,3 +591,32 @@ Deno.test({
     assert.equal(events.filter((e) => e.type === "open").length, 1);
   },
 });
+
+Deno.test("serve({onUpgrade}) gets what is left of handshakeTimeout, not a fresh one: a head sent slowly leaves the hook less time", async () => {
+  let hookCalled = false;
+  let hookEnded = false;
+  const aborted = Promise.withResolvers<void>();
+  await using server = serve({
+    ...LOCAL,
+    handshakeTimeout: 1000,
+    onUpgrade: async (_request, { signal }) => {
+      hookCalled = true;
+      signal.addEventListener("abort", () => aborted.resolve());
+      // Well under handshakeTimeout, but more than is left of it.
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      hookEnded = true;
+    },
+  }, echo);
+  using peer = await RawPeer.connect(server.addr);
+  const request = encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr));
+  // The head in pieces, over about 600 ms of the 1000.
+  const step = Math.ceil(request.length / 6);
+  for (let at = 0; at < request.length; at += step) {
+    await peer.write(request.subarray(at, at + step));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  const response = await withTimeout(peer.readToEof(), DEADLINE, "the end");
+  assert.ok(hookCalled, "the head arrived whole within its deadline");
+  assert.equal(response.length, 0, "no 101");
+  assert.equal(hookEnded, false, "abandoned before it ended");
+});

@@ -1,7 +1,7 @@
 /**
  * Minimal repro: `handshakeTimeout` does not end a client stuck in the TLS
- * handshake, and such clients beyond `maxConnections` lock good clients out
- * with 503.
+ * handshake (its TCP connection stays open, holding a descriptor); good
+ * clients are still served (step 3).
  *
  * ```sh
  * deno run -A tests/hardening/repro/tls_handshake_timeout.ts

@@ -38,9 +38,28 @@ export {
 export * from "./src/protocol/deflate_codec.ts";
 export * from "./src/socket.ts";
 export * from "./src/close_info.ts";
-export type * from "./src/socket_options.ts";
+export type {
+  BackpressurePolicy,
+  IncomingStream,
+  OutgoingMessage,
+  SendOptions,
+  SendStatus,
+  SocketCounters,
+  SocketOptions,
+  SocketRequestInfo,
+  SocketState,
+  Transport,
+} from "./src/socket_options.ts";
 export * from "./src/server/server.ts";
-export type * from "./src/server/serve_options.ts";
+export type {
+  ServeOptions,
+  ServerLogEvent,
+  SocketHandler,
+  TimeoutPhase,
+  UpgradeAccept,
+  UpgradeHook,
+  UpgradeInfo,
+} from "./src/server/serve_options.ts";
 export { renderPrometheus, type ServerStats } from "./src/server/stats.ts";
 export * from "./src/server/http_exchange.ts";
 export * from "./src/server/static_files.ts";

@@ -4,8 +4,10 @@ import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
 export interface CloseInfo {
   /**
    * The code from the peer's close frame; 1005 when it had none; the code we
-   * sent when we failed the connection (1002, 1007, 1009); 1006 when the
-   * transport ended without a close frame.
+   * sent when we failed the connection (1002, 1007, 1009); 1008 or 1011 when
+   * the socket gave up on the peer (backpressure, pong timeout; see
+   * {@linkcode CLOSE_REASON}); 1006 when the transport ended without a
+   * close frame.
    */
   code: number;
   /** The reason from the peer's close frame, or a description of the failure. */
@@ -59,6 +61,8 @@ export const CLOSE_REASON = {
   PongTimeout: "keepalive pong timeout",
   /** No message either way within `idleTimeout` (code 1001). */
   IdleTimeout: "idle timeout",
+  /** `server.shutdown()` closes every socket with this (code 1001). */
+  ServerShutdown: "server shutting down",
   /** The peer did not read fast enough (code 1008). */
   Backpressure: "backpressure limit exceeded",
   /**

@@ -273,6 +273,8 @@ export class Socket<Data = unknown>
    * JavaScript of that turn has run: one write for many messages.
    *
    * @param message The message.
+   * @param options `compress: false` sends it uncompressed even with
+   * permessage-deflate.
    * @returns A promise that resolves when the socket is ready for more: at
    * once while `bufferedAmount` is below the send high-water mark, else once
    * the queue is written. It also resolves when the backpressure policy
@@ -297,6 +299,8 @@ export class Socket<Data = unknown>
    * one slow peer.
    *
    * @param message The message.
+   * @param options `compress: false` sends it uncompressed even with
+   * permessage-deflate.
    * @returns `sent`, `backpressure`, `dropped` or `closed`. A binary
    * message over 256 KiB is referenced, not copied, and reports
    * `backpressure` until written: leave its buffer untouched until then.
@@ -623,7 +627,9 @@ export class Socket<Data = unknown>
    * Sends a ping; resolves when a pong arrives after it.
    *
    * @param data At most 125 bytes.
-   * @returns A promise that resolves on the next pong.
+   * @returns A promise that resolves on the next pong. It rejects with
+   * {@linkcode ConnectionClosedError} when the socket is closing or closes
+   * first (with a `pongTimeout`, a missing pong closes it with 1011).
    * @throws {RangeError} When `data` is longer than 125 bytes.
    */
   ping(data?: Uint8Array): Promise<void> {

@@ -65,7 +65,7 @@ export interface ConnectOptions {
   /**
    * Milliseconds to wait for the pong to a ping; without one the connection
    * is closed and `closed` reports 1011 "keepalive pong timeout". `0` waits
-   * forever.
+   * forever. Applies only while `pingInterval` is above 0.
    * @default {20000}
    */
   pongTimeout?: number;

@@ -1,8 +1,8 @@
 /**
  * Errors raised by the protocol core for things the *peer* did wrong.
  *
- * Caller mistakes (bad options, sending on a closed socket) are reported with
- * the built-in `TypeError` / `RangeError`; these two classes carry what goes
+ * Caller mistakes (bad options, calls on a closed `Connection`) are reported
+ * with the built-in `TypeError` / `RangeError`; these two classes carry what goes
  * on the wire instead: a close code for a frame-level failure, an HTTP status
  * for a rejected opening handshake.
  *

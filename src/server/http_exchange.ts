@@ -130,8 +130,7 @@ const UNSUPPORTED_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
  *
  * @example Answering one request over an in-memory connection
  * ```ts
- * import { serveHttpRequest } from "./http_exchange.ts";
- * import { HttpRequestParser } from "../protocol/http_request_parser.ts";
+ * import { HttpRequestParser, serveHttpRequest } from "@duplex/ws";
  * import assert from "node:assert/strict";
  *
  * const bytes = new TextEncoder().encode(

@@ -176,7 +176,8 @@ export interface ServeOptions<Data = unknown> {
    */
   streamMessages?: boolean;
   /**
-   * The largest message accepted, in bytes (1009 beyond it).
+   * The largest message accepted, in bytes (1009 beyond it): checked as
+   * received and, with compression, after inflating.
    * @default {16777216}
    */
   maxPayload?: number;
@@ -206,7 +207,9 @@ export interface ServeOptions<Data = unknown> {
    */
   maxConnections?: number;
   /**
-   * Milliseconds a client has to send a complete request head.
+   * Milliseconds a client has to send a complete request head, and for
+   * `onUpgrade` to decide (what is left of it); also the time to deliver a
+   * 503 or another rejection.
    * @default {10000}
    */
   handshakeTimeout?: number;

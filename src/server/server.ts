@@ -1,4 +1,4 @@
-import { HandshakeError } from "../protocol/errors.ts";
+import { CLOSE_CODE, HandshakeError } from "../protocol/errors.ts";
 import {
   type HttpRequestHead,
   HttpRequestParser,
@@ -13,7 +13,11 @@ import {
   encodeRejectionResponse,
 } from "../protocol/handshake_response.ts";
 import { Socket } from "../socket.ts";
-import { type CloseInfo, ConnectionClosedError } from "../close_info.ts";
+import {
+  CLOSE_REASON,
+  type CloseInfo,
+  ConnectionClosedError,
+} from "../close_info.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
 import {
   checkServeOptions,
@@ -334,7 +338,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       if (!upgraded.has(conn)) closeQuietly(conn);
     }
     const closing = [...this.#sockets.keys()].map((socket) =>
-      socket.close(1001, "server shutting down")
+      socket.close(CLOSE_CODE.GoingAway, CLOSE_REASON.ServerShutdown)
     );
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([

@@ -37,8 +37,8 @@ const SEPARATOR = WINDOWS ? "\\" : "/";
 const UNSAFE_SEGMENT = WINDOWS ? /[\\/\0:]/ : /[\\/\0]/;
 
 /**
- * Makes a handler that serves the files under `root`, for
- * {@linkcode serveHttpRequest}'s `fetch` (or `Deno.serve`).
+ * Makes a handler that serves the files under `root`, for the `fetch`
+ * option of {@linkcode serve} (or `Deno.serve`).
  *
  * - `GET` and `HEAD` only; other methods get 405 with `Allow: GET, HEAD`.
  * - The URL path is decoded segment by segment; `..`, encoded slashes or
@@ -60,7 +60,7 @@ const UNSAFE_SEGMENT = WINDOWS ? /[\\/\0:]/ : /[\\/\0]/;
  *
  * @example Serving a directory
  * ```ts
- * import { serveStatic } from "./static_files.ts";
+ * import { serveStatic } from "@duplex/ws";
  * import assert from "node:assert/strict";
  *
  * const root = await Deno.makeTempDir();

@@ -29,6 +29,7 @@ import {
 import type { PerMessageDeflateParams } from "./protocol/permessage_deflate.ts";
 import { Limiter } from "./limiter.ts";
 import { concat } from "./protocol/_bytes.ts";
+import { describe } from "./protocol/_describe.ts";
 import type { Topics } from "./pubsub/topics.ts";
 
 interface Waiter {
@@ -666,12 +667,7 @@ export class Socket<Data = unknown>
   ): Promise<CloseInfo> {
     if (this.#connection.state === "open" && !this.#closeRequested) {
       encodeClosePayload(code, reason); // throws now for a bad code or reason
-      this.#closeRequested = true;
-      this.#resume(); // read on to find the peer's close frame
-      this.#closeTimer ??= setTimeout(
-        () => this.#abort(),
-        this.#options.closeTimeout,
-      );
+      this.#beginClosing();
       // A message still streaming out is cut short (its source may never
       // end): the close frame follows what of it went out.
       this.#stopStream?.(code, reason);
@@ -689,14 +685,24 @@ export class Socket<Data = unknown>
 
   /** Sends a close frame now, ahead of any queued message. */
   #closeNow(code: number, reason: string): void {
+    this.#beginClosing();
+    this.#connection.close(code, reason);
+    this.#scheduleFlush();
+  }
+
+  /** Reads on to find the peer's close frame, within the close timeout. */
+  #beginClosing(): void {
     this.#closeRequested = true;
     this.#resume();
+    this.#armCloseTimer();
+  }
+
+  /** Closes the transport after the close timeout, unless finished before. */
+  #armCloseTimer(): void {
     this.#closeTimer ??= setTimeout(
       () => this.#abort(),
       this.#options.closeTimeout,
     );
-    this.#connection.close(code, reason);
-    this.#scheduleFlush();
   }
 
   /** Closes with 1000 (for `await using`). */
@@ -1099,28 +1105,16 @@ export class Socket<Data = unknown>
   }
 
   #closeTransportAfterFlush(): void {
+    if (this.#connection.outputSize > 0) this.#scheduleFlush();
+    // The server closes the TCP connection first (RFC 6455 §7.1.1), once
+    // its last write is done; a client gives it the close timeout to do so.
+    // A peer that stopped reading would hold that write, and the
+    // connection, for good: the close timeout bounds it (§7.1.7).
     if (
-      this.#writing || this.#flushQueued || this.#connection.outputSize > 0
+      this.#writing || this.#flushQueued || this.#options.role === "client"
     ) {
-      if (!this.#writing && !this.#flushQueued) this.#scheduleFlush();
-      // A peer that stopped reading would hold the last write, and the
-      // connection, for good: the close timeout bounds it (RFC 6455 §7.1.1,
-      // §7.1.7: the connection must be closed).
-      this.#closeTimer ??= setTimeout(
-        () => this.#abort(),
-        this.#options.closeTimeout,
-      );
-      return;
-    }
-    // The server closes the TCP connection first (RFC 6455 §7.1.1); a
-    // client gives it the close timeout to do so.
-    if (this.#options.role === "server") this.#abort();
-    else {
-      this.#closeTimer ??= setTimeout(
-        () => this.#abort(),
-        this.#options.closeTimeout,
-      );
-    }
+      this.#armCloseTimer();
+    } else this.#abort();
   }
 
   #resume(): void {
@@ -1236,9 +1230,11 @@ export class Socket<Data = unknown>
         error: failure,
       }
       : { code: CLOSE_CODE.AbnormalClosure, reason: "", wasClean: false };
-    const waiters = [this.#takeWaiter, ...this.#moreWaiters ?? []];
+    this.#takeWaiter?.({ done: true, value: undefined });
+    for (const waiter of this.#moreWaiters ?? []) {
+      waiter({ done: true, value: undefined });
+    }
     this.#takeWaiter = this.#moreWaiters = null;
-    for (const waiter of waiters) waiter?.({ done: true, value: undefined });
     if (this.#current !== null && !this.#currentCanceled) {
       this.#current.error(new ConnectionClosedError("receive", this.#info));
     }
@@ -1248,8 +1244,9 @@ export class Socket<Data = unknown>
     for (const waiter of this.#pingWaiters.splice(0)) {
       waiter.reject(new ConnectionClosedError("ping", this.#info));
     }
-    this.#options.onClosed?.(this as Socket<unknown>, this.#info);
     this.#resolveClosed(this.#info);
+    // After `closed` settled: a hook that throws cannot keep it pending.
+    this.#options.onClosed?.(this as Socket<unknown>, this.#info);
   }
 }
 
@@ -1290,12 +1287,6 @@ function openPieces(
       }
     },
   };
-}
-
-function describe(value: unknown): string {
-  return typeof value === "object" && value !== null
-    ? value.constructor?.name ?? "an object"
-    : `${typeof value} ${String(value)}`;
 }
 
 function sizeOf(item: Message | IncomingStream): number {

@@ -118,7 +118,7 @@ export interface SocketOptions {
   counters?: SocketCounters;
   /** The server's topic registry, for `subscribe()` and `publish()`. */
   topics?: Topics;
-  /** Called once the socket has closed (`closed` resolves right after). */
+  /** Called once the socket has closed, as `closed` resolves. */
   onClosed?: (socket: Socket<unknown>, info: CloseInfo) => void;
   /** Deliver messages as streams (see `streams()`), not whole. */
   streamMessages?: boolean;

@@ -1,4 +1,5 @@
 import { CLOSE_CODE, PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
+import { describe } from "./_describe.ts";
 
 /** The code and reason carried by a close frame. */
 export interface ClosePayload {
@@ -118,9 +119,7 @@ export function encodeClosePayload(
   if (!isValidCloseCode(code)) {
     throw new RangeError(
       `Cannot close: "code" must be 1000-1003, 1007-1014 or 3000-4999, got ${
-        typeof code === "number"
-          ? code
-          : `${typeof code} ${JSON.stringify(code)}`
+        typeof code === "number" ? code : describe(code)
       }`,
     );
   }

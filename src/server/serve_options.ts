@@ -12,6 +12,7 @@ import type { BackpressurePolicy } from "../socket_options.ts";
 import type { PubSubAdapter } from "../pubsub/adapter.ts";
 import type { FetchHandler } from "./http_exchange.ts";
 import type { PerMessageDeflateOptions } from "../protocol/permessage_deflate.ts";
+import { describe } from "../protocol/_describe.ts";
 
 /** Called once per accepted WebSocket; the socket closes when it returns. */
 export type SocketHandler<Data = unknown> = (
@@ -389,14 +390,6 @@ export function checkServeOptions(options: ServeOptions<never>): void {
   ) {
     fail("perMessageDeflate", "a boolean or an object", perMessageDeflate);
   }
-}
-
-function describe(value: unknown): string {
-  if (typeof value === "function") return "a function";
-  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
-    return value.constructor?.name ?? "an object";
-  }
-  return `${typeof value} ${JSON.stringify(value)}`;
 }
 
 /**

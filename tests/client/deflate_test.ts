@@ -40,11 +40,18 @@ Deno.test("connect({perMessageDeflate}) offers no context takeover either way an
   await socket.close();
 });
 
-Deno.test("connect({perMessageDeflate}) interoperates with npm:ws's server with deflate on", async () => {
+/**
+ * Echoes `text` from connect() through npm:ws's server with its
+ * `perMessageDeflate` setting; returns the extensions it answered.
+ */
+async function echoThroughNpmServer(
+  perMessageDeflate: unknown,
+  text: string,
+): Promise<string> {
   const wss = new WebSocketServer({
     port: 0,
     host: "127.0.0.1",
-    perMessageDeflate: true,
+    perMessageDeflate,
   });
   await new Promise((resolve) => wss.on("listening", resolve));
   wss.on("connection", (ws: {
@@ -59,18 +66,21 @@ Deno.test("connect({perMessageDeflate}) interoperates with npm:ws's server with 
     const socket = await connect(`ws://127.0.0.1:${port}/`, {
       perMessageDeflate: true,
     });
-    assert.match(
-      socket.headers.get("sec-websocket-extensions") ?? "",
-      /^permessage-deflate/,
-    );
-    const text = "interop ".repeat(1000);
     await socket.send(text);
     const { value } = await socket[Symbol.asyncIterator]().next();
     assert.equal(value, text);
     await socket.close();
+    return socket.headers.get("sec-websocket-extensions") ?? "";
   } finally {
     await new Promise((resolve) => wss.close(resolve));
   }
+}
+
+Deno.test("connect({perMessageDeflate}) interoperates with npm:ws's server with deflate on", async () => {
+  assert.match(
+    await echoThroughNpmServer(true, "interop ".repeat(1000)),
+    /^permessage-deflate/,
+  );
 });
 
 Deno.test("connect({perMessageDeflate}) accepts a client window of 8 bits (RFC 7692 §7.1.2.2) and then sends uncompressed, with this server and npm:ws", async () => {
@@ -100,32 +110,10 @@ Deno.test("connect({perMessageDeflate}) accepts a client window of 8 bits (RFC 7
     await socket.close();
   }
   // npm:ws, asking the same.
-  const wss = new WebSocketServer({
-    port: 0,
-    host: "127.0.0.1",
-    perMessageDeflate: { clientMaxWindowBits: 8 },
-  });
-  await new Promise((resolve) => wss.on("listening", resolve));
-  wss.on("connection", (ws: {
-    on(event: "message", listener: (data: unknown) => void): void;
-    send(data: unknown): void;
-  }) => ws.on("message", (data) => ws.send(String(data))));
-  try {
-    const port = (wss.address() as { port: number }).port;
-    const socket = await connect(`ws://127.0.0.1:${port}/`, {
-      perMessageDeflate: true,
-    });
-    assert.match(
-      socket.headers.get("sec-websocket-extensions") ?? "",
-      /client_max_window_bits=8/,
-    );
-    await socket.send(text);
-    const { value } = await socket[Symbol.asyncIterator]().next();
-    assert.equal(value, text);
-    await socket.close();
-  } finally {
-    await new Promise((resolve) => wss.close(resolve));
-  }
+  assert.match(
+    await echoThroughNpmServer({ clientMaxWindowBits: 8 }, text),
+    /client_max_window_bits=8/,
+  );
 });
 
 Deno.test("connect({perMessageDeflate}) sends RSV1 frames a server can inflate, and leaves small ones alone", async () => {

@@ -3,6 +3,7 @@ import {
   ConnectionClosedError,
   type IncomingStream,
   serve,
+  type Socket,
 } from "../../mod.ts";
 import {
   assertBytes,
@@ -285,22 +286,27 @@ Deno.test("serve({streamMessages}) stops reading while a stream is not read, the
   assert.equal(await withTimeout(total.promise, DEADLINE, "the message"), size);
 });
 
+/** A handler that cancels its first incoming stream and hands on the next. */
+function cancelingTheFirst(next: PromiseWithResolvers<IncomingStream>) {
+  return async (socket: Socket) => {
+    let first = true;
+    for await (const message of socket.streams()) {
+      if (first) {
+        first = false;
+        await message.readable.cancel();
+        continue;
+      }
+      next.resolve(message);
+      await pieces(message.readable);
+    }
+  };
+}
+
 Deno.test("serve({streamMessages}): canceling a stream discards the rest of that message, the next one arrives", async () => {
   const next = Promise.withResolvers<IncomingStream>();
   await using server = serve(
     { ...LOCAL, streamMessages: true },
-    async (socket) => {
-      let first = true;
-      for await (const message of socket.streams()) {
-        if (first) {
-          first = false;
-          await message.readable.cancel();
-          continue;
-        }
-        next.resolve(message);
-        await pieces(message.readable);
-      }
-    },
+    cancelingTheFirst(next),
   );
   using peer = await rawHandshake(server.addr);
   await peer.write(frame(OP.binary, pattern(10), { fin: false }));
@@ -314,18 +320,7 @@ Deno.test("serve({streamMessages}): canceling a stream still arriving (larger th
   const next = Promise.withResolvers<IncomingStream>();
   await using server = serve(
     { ...LOCAL, streamMessages: true, maxPayload: 16 * 1024 * 1024 },
-    async (socket) => {
-      let first = true;
-      for await (const message of socket.streams()) {
-        if (first) {
-          first = false;
-          await message.readable.cancel();
-          continue;
-        }
-        next.resolve(message);
-        await pieces(message.readable);
-      }
-    },
+    cancelingTheFirst(next),
   );
   await using client = await NpmClient.connect(wsUrl(server.addr));
   // Several times the stream's high-water mark: most of it arrives after

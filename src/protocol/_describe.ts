@@ -1,0 +1,23 @@
+/**
+ * A value as error messages show it: `string "yes"`, `number 42`, `Map`,
+ * `a function`.
+ *
+ * @example Usage
+ * ```ts
+ * import { describe } from "./_describe.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(describe("yes"), 'string "yes"');
+ * assert.equal(describe(42), "number 42");
+ * assert.equal(describe(new Map()), "Map");
+ * ```
+ */
+export function describe(value: unknown): string {
+  if (typeof value === "function") return "a function";
+  if (typeof value === "object" && value !== null) {
+    return value.constructor?.name ?? "an object";
+  }
+  return `${typeof value} ${
+    typeof value === "string" ? JSON.stringify(value) : String(value)
+  }`;
+}

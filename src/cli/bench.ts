@@ -20,6 +20,7 @@ import {
   writeStderr,
   writeStdout,
 } from "./_output.ts";
+import { onStopSignals } from "./_signals.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
 /** The help text of `duplex bench`. */
@@ -31,7 +32,7 @@ export const BENCH_HELP =
 An echo load generator: opens N connections to an echo server, keeps P
 messages of S bytes in flight on each for D, and reports echoed messages
 per second, payload MB/s (10^6 bytes, one direction) and round-trip latency
-(p50, p90, p99, max). Ctrl-C stops early and reports.
+(p50, p90, p99, max). Ctrl-C or SIGTERM stops early and reports.
 
 A live progress line is shown on a terminal, one line per second otherwise.
 Exits with 1 when a connection fails, closes early or echoes wrongly.
@@ -190,7 +191,7 @@ export async function benchCommand(
   const progress = new Progress(json, run);
   const stop = () => run.stop();
   const timer = setTimeout(stop, duration);
-  const signals = onInterrupt(stop);
+  const signals = onStopSignals(stop);
   signal?.addEventListener("abort", stop, { once: true });
   // Connections that still owe echoes after the drain timeout are closed.
   let drainTimer: ReturnType<typeof setTimeout> | undefined;
@@ -383,15 +384,6 @@ function printReport(s: BenchSummary): void {
       formatMs(l.p99)
     }  max ${formatMs(l.max)}`,
   );
-}
-
-function onInterrupt(stop: () => void): { remove(): void } {
-  try {
-    Deno.addSignalListener("SIGINT", stop);
-    return { remove: () => Deno.removeSignalListener("SIGINT", stop) };
-  } catch {
-    return { remove() {} };
-  }
 }
 
 function randomBytes(size: number): Uint8Array {

@@ -16,6 +16,7 @@ import {
   printError,
   printLine,
 } from "./_output.ts";
+import { onStopSignals } from "./_signals.ts";
 import { readLines } from "./_stdin.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
@@ -28,9 +29,9 @@ Connects to URL and stays connected: every line typed on stdin is sent as a
 text message, every message received is printed on stdout (text as it is,
 binary as its length and first bytes in hex). Status goes to stderr.
 
-It closes with 1000 when stdin ends (Ctrl-D) or on Ctrl-C, and exits when
-the connection has closed: with 0 after a clean close with 1000, 1001 or
-1005, with 1 otherwise.
+It closes with 1000 when stdin ends (Ctrl-D), on Ctrl-C or on SIGTERM, and
+exits when the connection has closed: with 0 after a clean close with 1000,
+1001 or 1005, with 1 otherwise.
 
 Options:
   --json            Print one JSON object per line on stdout for each event:
@@ -119,17 +120,10 @@ export async function listenCommand(
     else printError(`duplex listen: ${message}`);
     return EXIT_CODE.Failure;
   }
-  // Installed before the open event is printed, so a Ctrl-C right after
-  // it closes cleanly.
+  // Installed before the open event is printed, so a Ctrl-C (or SIGTERM)
+  // right after it closes cleanly.
   const closeNormally = () => socket.close(1000).catch(() => {});
-  const onSignal = () => closeNormally();
-  let signalInstalled = false;
-  try {
-    Deno.addSignalListener("SIGINT", onSignal);
-    signalInstalled = true;
-  } catch {
-    // No signals here.
-  }
+  const signals = onStopSignals(closeNormally);
 
   if (json) emit({ type: "open", url: url.href, protocol: socket.protocol });
   else {
@@ -179,9 +173,9 @@ export async function listenCommand(
 
   const info: CloseInfo = await socket.closed;
   await printing;
+  signals.remove();
   if (outputGone) return EXIT_CODE.Ok;
   void sending;
-  if (signalInstalled) Deno.removeSignalListener("SIGINT", onSignal);
   if (json) {
     emit({
       type: "close",

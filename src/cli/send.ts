@@ -14,6 +14,7 @@ import {
   printError,
   printLine,
 } from "./_output.ts";
+import { onStopSignals } from "./_signals.ts";
 import { readAll, readLines } from "./_stdin.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
@@ -24,7 +25,8 @@ export const SEND_HELP =
 
 Connects to URL, sends messages, closes with 1000 and waits for the closing
 handshake. Prints nothing on success and exits with 0; exits with 1 when the
-connection fails or does not close cleanly.
+connection fails or does not close cleanly. Ctrl-C or SIGTERM stops sending
+and closes the same way.
 
 What is sent:
   MESSAGE...        each argument is one message
@@ -140,6 +142,9 @@ export async function sendCommand(
   // Waiting for the next line (`tail -f | duplex send`), a close from the
   // server ends the wait: nothing more can be sent.
   const closed = socket.closed.then(() => null);
+  // A stop signal ends the wait too and closes as if the input had ended.
+  const stopped = Promise.withResolvers<null>();
+  const signals = onStopSignals(() => stopped.resolve(null));
   const pending:
     | AsyncIterator<string | Uint8Array>
     | Iterator<
@@ -149,7 +154,11 @@ export async function sendCommand(
       : messages[Symbol.iterator]();
   try {
     while (true) {
-      const next = await Promise.race([pending.next(), closed]);
+      const next = await Promise.race([
+        pending.next(),
+        closed,
+        stopped.promise,
+      ]);
       if (next === null || next.done) break;
       await socket.send(next.value);
       sent++;
@@ -158,6 +167,7 @@ export async function sendCommand(
     // The server closed first.
     interrupted = true;
   }
+  signals.remove();
   const info = await socket.close(1000);
   await draining;
   if (interrupted) {

@@ -9,6 +9,7 @@ import {
   UsageError,
 } from "./_args.ts";
 import { printError, printLine } from "./_output.ts";
+import { onStopSignals } from "./_signals.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
 /** The help text of `duplex serve`. */
@@ -147,7 +148,7 @@ export async function serveCommand(
   const controller = new AbortController();
   const stop = () => controller.abort();
   signal?.addEventListener("abort", stop, { once: true });
-  const signals = listenForSignals(stop);
+  const signals = onStopSignals(stop);
   let server;
   try {
     server = serve({
@@ -182,26 +183,6 @@ export async function serveCommand(
   signal?.removeEventListener("abort", stop);
   if (!values.quiet) printError("Server stopped.");
   return EXIT_CODE.Ok;
-}
-
-function listenForSignals(stop: () => void): { remove(): void } {
-  const installed: Deno.Signal[] = [];
-  const names: Deno.Signal[] = Deno.build.os === "windows"
-    ? ["SIGINT", "SIGBREAK"]
-    : ["SIGINT", "SIGTERM"];
-  for (const name of names) {
-    try {
-      Deno.addSignalListener(name, stop);
-      installed.push(name);
-    } catch {
-      // Not supported here.
-    }
-  }
-  return {
-    remove() {
-      for (const name of installed) Deno.removeSignalListener(name, stop);
-    },
-  };
 }
 
 function listenFailure(

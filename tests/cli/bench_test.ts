@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { serve } from "../../mod.ts";
 import type { BenchSummary } from "../../src/cli/bench.ts";
-import { runCli } from "./_helpers.ts";
+import { runCli, spawnCli } from "./_helpers.ts";
 
 function echoServer() {
   return serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
@@ -101,4 +101,22 @@ Deno.test("duplex bench exits with 1 when the server does not echo", async () =>
     stderr,
     /^duplex bench: the server answered a 32-byte text message with a text message of length 4: is it an echo server\?$/m,
   );
+});
+
+Deno.test("duplex bench stops early on SIGTERM and still reports", async () => {
+  await using server = echoServer();
+  await using cli = spawnCli([
+    "bench",
+    `ws://127.0.0.1:${server.addr.port}`,
+    "--duration",
+    "60s",
+  ]);
+  // The first progress line: the run is under way.
+  await cli.waitFor(/^ +1s /m);
+  cli.signal("SIGTERM");
+  const { code, stdout, stderr } = await cli.finished();
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /^Messages +[\d,]+ echoed/m);
+  const [, seconds] = stdout.match(/^Duration +([\d.]+) s$/m) ?? [];
+  assert.ok(Number(seconds) < 30, `stopped early: ${seconds} s`);
 });

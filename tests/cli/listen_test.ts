@@ -110,22 +110,31 @@ Deno.test("duplex listen exits with 1 when the server closes with an error code"
   });
 });
 
-Deno.test("duplex listen closes with 1000 on SIGINT and exits with 0", async () => {
-  let serverSaw: Promise<unknown> = Promise.resolve();
-  await using server = serve(
-    { port: 0, hostname: "127.0.0.1" },
-    async (socket) => {
-      serverSaw = socket.closed;
-      for await (const _ of socket) { /* drain */ }
-    },
-  );
-  await using cli = spawnCli(["listen", `ws://127.0.0.1:${server.addr.port}`]);
-  await cli.waitFor(/^Connected/m, "stderr");
-  cli.signal("SIGINT");
-  const { code, stderr } = await cli.finished();
-  assert.equal(code, 0, stderr);
-  assert.deepEqual(await serverSaw, { code: 1000, reason: "", wasClean: true });
-});
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.test(`duplex listen closes with 1000 on ${signal} and exits with 0`, async () => {
+    let serverSaw: Promise<unknown> = Promise.resolve();
+    await using server = serve(
+      { port: 0, hostname: "127.0.0.1" },
+      async (socket) => {
+        serverSaw = socket.closed;
+        for await (const _ of socket) { /* drain */ }
+      },
+    );
+    await using cli = spawnCli([
+      "listen",
+      `ws://127.0.0.1:${server.addr.port}`,
+    ]);
+    await cli.waitFor(/^Connected/m, "stderr");
+    cli.signal(signal);
+    const { code, stderr } = await cli.finished();
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(await serverSaw, {
+      code: 1000,
+      reason: "",
+      wasClean: true,
+    });
+  });
+}
 
 Deno.test("duplex listen whose output is closed early (| head -1) closes the connection cleanly and exits 0, without a crash", async () => {
   const closed = Promise.withResolvers<CloseInfo>();

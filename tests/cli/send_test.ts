@@ -186,3 +186,26 @@ Deno.test("duplex send reading stdin ends as soon as the server closes, without 
   assert.equal(status.code, 1);
   await cli.waitFor(/1011 \(internal error\): going down/, "stderr");
 });
+
+Deno.test("duplex send stops reading stdin on SIGTERM, closes with 1000 and exits with 0", async () => {
+  const recording = recordingServer();
+  const { url, connections } = recording;
+  await using _ = recording.server;
+  await using cli = spawnCli(["send", url]);
+  // stdin stays open, as with `journalctl -f | duplex send`.
+  await cli.write("first\n");
+  // The line has arrived once the server recorded it.
+  await deadline(
+    (async () => {
+      while (connections[0]?.messages.length !== 1) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })(),
+    DEADLINE,
+    "the first line",
+  );
+  cli.signal("SIGTERM");
+  const { code, stderr } = await cli.finished();
+  assert.equal(code, 0, stderr);
+  assert.deepEqual(await recording.received(), ["first"]);
+});

@@ -1,3 +1,5 @@
+import { parseHttpDate } from "./_http_date.ts";
+
 /** Options of {@linkcode serveStatic}. */
 export interface ServeStaticOptions {
   /**
@@ -217,10 +219,10 @@ function isNotModified(
   }
   const ifModifiedSince = headers.get("if-modified-since");
   if (ifModifiedSince === null || mtime === null) return false;
-  const since = Date.parse(ifModifiedSince);
+  // Not an HTTP-date (a list of them included): ignored (RFC 9110 §13.1.3).
+  const since = parseHttpDate(ifModifiedSince);
   // HTTP dates have whole seconds.
-  return !Number.isNaN(since) &&
-    Math.floor(mtime.getTime() / 1000) * 1000 <= since;
+  return since !== null && Math.floor(mtime.getTime() / 1000) * 1000 <= since;
 }
 
 function contentType(path: string): string {

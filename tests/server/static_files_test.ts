@@ -227,6 +227,11 @@ Deno.test("serveStatic answers HEAD with headers only, and 304 for a fresh cache
     { "if-none-match": '"other"', "if-modified-since": lastModified },
     { "if-modified-since": "Thu, 01 Jan 1970 00:00:00 GMT" },
     { "if-modified-since": "not a date" },
+    // Not HTTP-dates, so ignored (RFC 9110 §13.1.3), though Date.parse
+    // reads them as times after the file's.
+    { "if-modified-since": "2999" },
+    { "if-modified-since": new Date(Date.now() + 60_000).toISOString() },
+    { "if-modified-since": `${lastModified}, ${lastModified}` },
   ];
   for (const headers of stale) {
     const { response, text } = await get(handler, "/style.css", { headers });

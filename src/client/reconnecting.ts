@@ -47,6 +47,10 @@ export interface ReconnectingOptions extends ConnectOptions {
  * - Aborting `signal` ends the iteration: a pending delay or attempt stops,
  *   and an open socket is closed with 1000. Breaking out of the loop stops
  *   reconnecting and leaves the current socket to you.
+ * - Nothing carries over from one connection to the next: sending on a
+ *   socket that has closed rejects with `ConnectionClosedError` (nothing is
+ *   queued for the next connection), and whatever a new connection needs
+ *   (a login, subscriptions, messages to resend) is up to the loop body.
  *
  * @param url A `ws:` or `wss:` URL.
  * @param options Backoff settings and the options of {@linkcode connect}.

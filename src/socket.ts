@@ -128,6 +128,10 @@ export class Socket<Data = unknown>
   #takes = 0;
   #dropping = false;
   #consumerCheck: ReturnType<typeof setTimeout> | undefined;
+  // The peer's close frame waits for our answer while the loop handles the
+  // messages that came before it.
+  #closeReplyOwed = false;
+  #closeReplyTimer: ReturnType<typeof setTimeout> | undefined;
   // Writing.
   #flushQueued = false;
   #writing = false;
@@ -205,6 +209,7 @@ export class Socket<Data = unknown>
     this.#connection = new Connection({
       role: options.role,
       streamMessages: options.streamMessages,
+      deferCloseReply: true,
       maxPayload: options.maxPayload,
       maxFragments: options.maxFragments,
       perMessageDeflate: own && {
@@ -239,7 +244,12 @@ export class Socket<Data = unknown>
     return this.#rtt;
   }
 
-  /** `open`, `closing` (a close frame was sent) or `closed`. */
+  /**
+   * `open`, `closing` (a close frame was sent) or `closed`. After the
+   * peer's close frame the socket stays `open` while the loop handles the
+   * messages that came before it, so that its replies can be sent; the
+   * close frame is answered once the loop asks for the next message.
+   */
   get state(): SocketState {
     if (this.#info !== null) return "closed";
     return this.#connection.state === "open" && !this.#closeRequested
@@ -672,9 +682,7 @@ export class Socket<Data = unknown>
       // end): the close frame follows what of it went out.
       this.#stopStream?.(code, reason);
       const sendClose = () => {
-        if (this.#connection.state !== "open") return;
-        this.#connection.close(code, reason);
-        this.#scheduleFlush();
+        if (this.#connection.state === "open") this.#sendClose(code, reason);
       };
       // Messages still being compressed go out before the close frame.
       if (this.#queuedMessages > 0) this.#sendQueue.then(sendClose);
@@ -686,8 +694,57 @@ export class Socket<Data = unknown>
   /** Sends a close frame now, ahead of any queued message. */
   #closeNow(code: number, reason: string): void {
     this.#beginClosing();
-    this.#connection.close(code, reason);
-    this.#scheduleFlush();
+    this.#sendClose(code, reason);
+  }
+
+  /** Queues our close frame: the closing handshake's first, or the answer. */
+  #sendClose(code?: number, reason?: string): void {
+    const connection = this.#connection;
+    if (code === undefined) connection.acknowledgeClose();
+    else connection.close(code, reason);
+    this.#closeReplyOwed = false;
+    clearTimeout(this.#closeReplyTimer);
+    // When it answers the peer's close frame, the handshake is complete.
+    if (connection.state === "closed") this.#closeTransportAfterFlush();
+    else this.#scheduleFlush();
+  }
+
+  /**
+   * The peer sent its close frame. It is answered at once when the loop
+   * waits for a message or never took one and none is queued; else once
+   * the loop comes back for the next message after those queued (their
+   * replies go out first), or once it took none for a while, or after the
+   * close timeout (RFC 6455 §5.5.1: "as soon as practical").
+   */
+  #onPeerClose(): void {
+    const idle = this.#takeWaiter !== null ||
+      (this.#takes === 0 && this.#inboxHead === this.#inbox.length);
+    if (idle) {
+      this.#answerClose();
+      return;
+    }
+    this.#closeReplyOwed = true;
+    const patience = Math.min(1000, this.#options.closeTimeout / 4);
+    const deadline = performance.now() + this.#options.closeTimeout;
+    let takes = this.#takes;
+    const check = () => {
+      if (this.#takes !== takes && performance.now() + patience < deadline) {
+        takes = this.#takes;
+        this.#closeReplyTimer = setTimeout(check, patience);
+      } else this.#answerClose();
+    };
+    this.#closeReplyTimer = setTimeout(check, patience);
+  }
+
+  /** Answers the peer's close frame, after messages still being compressed. */
+  #answerClose(): void {
+    this.#closeReplyOwed = false;
+    clearTimeout(this.#closeReplyTimer);
+    const answer = () => {
+      if (this.#connection.state === "open") this.#sendClose();
+    };
+    if (this.#queuedMessages > 0) this.#sendQueue.then(answer);
+    else answer();
   }
 
   /** Reads on to find the peer's close frame, within the close timeout. */
@@ -878,6 +935,7 @@ export class Socket<Data = unknown>
           break;
         case "close":
           this.#peerClose = { code: event.code, reason: event.reason };
+          if (connection.state === "open") this.#onPeerClose();
           break;
         case "error":
           this.#failure = event.error;
@@ -988,6 +1046,8 @@ export class Socket<Data = unknown>
       }
       return Promise.resolve({ done: false, value: message });
     }
+    // The loop has handled what came before the peer's close frame.
+    if (this.#closeReplyOwed) this.#answerClose();
     if (this.#info !== null || this.#connection.state === "closed") {
       return Promise.resolve({ done: true, value: undefined });
     }
@@ -1201,6 +1261,7 @@ export class Socket<Data = unknown>
     if (this.#info !== null) return;
     clearTimeout(this.#closeTimer);
     clearTimeout(this.#consumerCheck);
+    clearTimeout(this.#closeReplyTimer);
     this.#stopTicking?.();
     this.#deflater?.close();
     // Nothing more is written: free the frame buffer kept for reuse.

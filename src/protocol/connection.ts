@@ -63,6 +63,15 @@ export interface ConnectionOptions {
    * @default {false}
    */
   streamMessages?: boolean;
+  /**
+   * Hold back the answer to the peer's close frame until
+   * {@linkcode Connection.prototype.acknowledgeClose} (or `close()`) sends
+   * it, so that replies to the messages that arrived before that frame can
+   * go out first (RFC 6455 §5.5.1: "as soon as practical"). Meanwhile the
+   * state stays `open` and messages may still be sent; input is ignored.
+   * @default {false}
+   */
+  deferCloseReply?: boolean;
 }
 
 /** The compression a connection uses once permessage-deflate is agreed. */
@@ -91,7 +100,8 @@ const NO_CONTROL = new Uint8Array(0);
  *
  * - Pings are answered automatically (one pong for the latest of several
  *   pings that arrive before the output is taken, RFC 6455 §5.5.3).
- * - A close frame from the peer is echoed with its code (RFC 6455 §5.5.1).
+ * - A close frame from the peer is echoed with its code (RFC 6455 §5.5.1),
+ *   at once, or with `deferCloseReply` when `acknowledgeClose()` says so.
  * - A protocol violation queues a close frame with the matching code
  *   (1002, 1007, 1009), emits an `error` event and ignores further input.
  * - Ownership: `receive()` may unmask bytes in place and keeps no reference
@@ -126,6 +136,9 @@ export class Connection {
   #events: ConnectionEvent[] = NO_EVENTS;
   #closeSent = false;
   #closeReceived = false;
+  readonly #deferCloseReply: boolean;
+  // The close frame that answers the peer's, while it is held back.
+  #closeReply: Uint8Array | null = null;
   #pendingPong: Uint8Array | null = null;
   // Whether a fragmented message we send awaits its last frame (§5.4).
   #sendingFragments = false;
@@ -154,6 +167,7 @@ export class Connection {
     );
     this.#pongHeaderSize = options.role === "client" ? 6 : 2;
     this.#role = options.role;
+    this.#deferCloseReply = options.deferCloseReply ?? false;
     const deflate = options.perMessageDeflate;
     this.#deflate = deflate?.deflate;
     this.#threshold = deflate?.threshold ?? Infinity;
@@ -432,6 +446,16 @@ export class Connection {
   }
 
   /**
+   * Sends the answer to the peer's close frame that `deferCloseReply` held
+   * back: its status code echoed (RFC 6455 §5.5.1). The state becomes
+   * `closed`. Does nothing when no answer is owed.
+   */
+  acknowledgeClose(): void {
+    if (this.#closeReply === null || this.#state === "closed") return;
+    this.#sendClose(this.#closeReply);
+  }
+
+  /**
    * Records that the transport ended. The state becomes `closed`; when no
    * close frame had arrived, the close was abnormal (code 1006).
    */
@@ -501,10 +525,15 @@ export class Connection {
         // "the endpoint typically echos the status code it received"
         // (RFC 6455 §5.5.1); a 1005 is echoed as an empty close frame.
         if (!this.#closeSent) {
-          this.#sendClose(
-            code === CLOSE_CODE.NoStatusReceived ? new Uint8Array(0) : data
-              .subarray(0, 2),
-          );
+          const reply = code === CLOSE_CODE.NoStatusReceived
+            ? new Uint8Array(0)
+            : data.subarray(0, 2);
+          if (this.#deferCloseReply) {
+            this.#closeReply = reply;
+            this.#emit({ type: "close", code, reason });
+            return;
+          }
+          this.#sendClose(reply);
         }
         this.#state = "closed";
         this.#emit({ type: "close", code, reason });
@@ -524,7 +553,9 @@ export class Connection {
     this.#flushPong();
     this.#writer.writeFrame(OPCODE.Close, payload);
     this.#closeSent = true;
-    if (this.#state === "open") this.#state = "closing";
+    this.#closeReply = null;
+    if (this.#closeReceived) this.#state = "closed";
+    else if (this.#state === "open") this.#state = "closing";
   }
 
   #flushPong(): void {

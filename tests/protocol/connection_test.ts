@@ -552,6 +552,56 @@ Deno.test("Connection echoes an empty close frame as an empty close frame, code 
   assert.equal(outcome.closedCleanly, true);
 });
 
+Deno.test("Connection with deferCloseReply holds its answer to the peer's close frame until acknowledgeClose(), and may send meanwhile (RFC 6455 §5.5.1)", () => {
+  const connection = new Connection({ role: "server", deferCloseReply: true });
+  connection.receive(
+    concat(clientFrame(Text, utf8("hi")), clientFrame(Close, closeBody(4001))),
+  );
+  assert.deepEqual(connection.takeEvents(), [
+    { type: "text", data: "hi" },
+    { type: "close", code: 4001, reason: "" },
+  ]);
+  assert.deepEqual(connection.takeOutput(), [], "no close frame yet");
+  assert.equal(connection.state, "open");
+  connection.sendText("reply");
+  // Input after the peer's close frame is still ignored.
+  connection.receive(clientFrame(Text, utf8("late")));
+  assert.deepEqual(connection.takeEvents(), []);
+  connection.acknowledgeClose();
+  assert.equal(connection.state, "closed");
+  assert.equal(connection.closedCleanly, true);
+  assert.deepEqual(
+    concat(...connection.takeOutput()),
+    concat(
+      serverFrame(Text, utf8("reply")),
+      serverFrame(Close, closeBody(4001)),
+    ),
+  );
+  connection.acknowledgeClose();
+  assert.deepEqual(connection.takeOutput(), [], "answered once");
+});
+
+Deno.test("Connection with deferCloseReply answers an empty close frame with an empty one, or with close()'s own code (RFC 6455 §5.5.1)", () => {
+  const empty = new Connection({ role: "server", deferCloseReply: true });
+  empty.receive(clientFrame(Close));
+  empty.acknowledgeClose();
+  assert.deepEqual(concat(...empty.takeOutput()), serverFrame(Close));
+  const own = new Connection({ role: "server", deferCloseReply: true });
+  own.receive(clientFrame(Close, closeBody(1000)));
+  own.close(1001, "going");
+  assert.equal(own.state, "closed");
+  assert.equal(own.closedCleanly, true);
+  assert.deepEqual(
+    concat(...own.takeOutput()),
+    serverFrame(Close, closeBody(1001, "going")),
+  );
+  // Nothing is owed without a close frame from the peer.
+  const open = new Connection({ role: "server", deferCloseReply: true });
+  open.acknowledgeClose();
+  assert.equal(open.state, "open");
+  assert.deepEqual(open.takeOutput(), []);
+});
+
 Deno.test("Connection fails a close frame with a 1-byte payload with 1002 (RFC 6455 §5.5.1)", () => {
   assertFailed(
     feedAllWays(clientFrame(Close, Uint8Array.of(0x03))),

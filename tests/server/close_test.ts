@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   type CloseInfo,
+  connect,
   ConnectionClosedError,
   serve,
   type ServerLogEvent,
@@ -426,4 +427,79 @@ Deno.test("close() from a loop that then stops taking messages still completes t
   const info = await withTimeout(closed.promise, DEADLINE, "the close");
   assert.equal(info.code, 4000);
   assert.equal(info.wasClean, true, "the peer's close frame was read");
+});
+
+Deno.test("the answers to messages that arrive with the peer's close frame go out before the server's close frame (npm:ws sends, then closes at once)", async () => {
+  await using server = serve(LOCAL, echo);
+  for (let round = 0; round < 5; round++) {
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    client.send("hello");
+    client.send(Uint8Array.of(1, 2, 3));
+    const closing = client.close(4000, "done");
+    assert.equal(await client.next(), "hello", `round ${round}`);
+    assertBytes(await client.next(), Uint8Array.of(1, 2, 3));
+    assert.deepEqual(await closing, { code: 4000, reason: "" });
+  }
+});
+
+Deno.test("a handler that takes a while over each message still answers all of them before the close handshake ends", async () => {
+  const closed = Promise.withResolvers<CloseInfo>();
+  await using server = serve(LOCAL, async (socket) => {
+    socket.closed.then(closed.resolve);
+    for await (const message of socket) {
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      await socket.send(`re: ${message}`);
+    }
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  for (const message of ["a", "b", "c"]) client.send(message);
+  const closing = client.close(1000);
+  for (const message of ["a", "b", "c"]) {
+    assert.equal(await client.next(), `re: ${message}`);
+  }
+  assert.equal((await closing).code, 1000);
+  assert.deepEqual(await closed.promise, {
+    code: 1000,
+    reason: "",
+    wasClean: true,
+  });
+});
+
+Deno.test("a handler that never takes messages does not hold the answer to the peer's close frame beyond a moment", async () => {
+  const closed = Promise.withResolvers<CloseInfo>();
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 60_000 },
+    async (socket) => {
+      await socket.send("welcome");
+      closed.resolve(await socket.closed);
+    },
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  assert.equal(await client.next(), "welcome");
+  client.send("ignored");
+  const started = performance.now();
+  assert.equal((await client.close(1000)).code, 1000);
+  // At most a second of patience, far from the close timeout.
+  const waited = performance.now() - started;
+  assert.ok(waited < 5_000, `answered after ${waited} ms`);
+  assert.equal((await closed.promise).wasClean, true);
+});
+
+Deno.test("connect(): a client answers what the server sent before its close frame, and the server receives it", async () => {
+  const received = Promise.withResolvers<unknown[]>();
+  await using server = serve(LOCAL, async (socket) => {
+    await socket.send("question");
+    socket.close(1000).catch(() => {});
+    // Messages keep arriving until the client's close frame.
+    const got: unknown[] = [];
+    for await (const message of socket) got.push(message);
+    received.resolve(got);
+  });
+  const client = await connect(wsUrl(server.addr));
+  for await (const message of client) await client.send(`answer to ${message}`);
+  assert.deepEqual(
+    await withTimeout(received.promise, DEADLINE, "the answer"),
+    ["answer to question"],
+  );
+  assert.equal((await client.closed).wasClean, true);
 });

@@ -59,6 +59,11 @@ export class ConnectionClosedError extends Error {
 export const CLOSE_REASON = {
   /** No pong arrived within `pongTimeout` (code 1011). */
   PongTimeout: "keepalive pong timeout",
+  /**
+   * Nothing we wrote was taken by the peer for `pingInterval` +
+   * `pongTimeout` (code 1011): it stopped reading, though it may still send.
+   */
+  WriteTimeout: "peer stopped reading",
   /** No message either way within `idleTimeout` (code 1001). */
   IdleTimeout: "idle timeout",
   /** `server.shutdown()` closes every socket with this (code 1001). */

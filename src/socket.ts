@@ -45,6 +45,10 @@ const utf8 = new TextEncoder();
 const compressions = new Limiter(16);
 const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
+// Outgoing chunks over twice this size are written in slices of it.
+const WRITE_SLICE = 1024 * 1024;
+// Outgoing chunks from this size on count as written one by one.
+const LARGE_CHUNK = 64 * 1024;
 // Inside a frame that still needs more than a buffer's worth, reads may grow
 // to this: a large message then arrives in fewer, larger pieces (and the
 // assembler grows its buffer fewer times).
@@ -138,6 +142,9 @@ export class Socket<Data = unknown>
   #inFlight = 0;
   #takenSeq = 0;
   #writtenSeq = 0;
+  // A write finished since the last tick; when the output last moved.
+  #wrote = false;
+  #lastWritten = performance.now();
   #drainWaiters: Waiter[] = [];
   #idleWaiters: (() => void)[] = [];
   #pingWaiters: Waiter[] = [];
@@ -288,15 +295,18 @@ export class Socket<Data = unknown>
    * permessage-deflate.
    * @returns A promise that resolves when the socket is ready for more: at
    * once while `bufferedAmount` is below the send high-water mark, else once
-   * the queue is written. It also resolves when the backpressure policy
+   * the queue is written. It also resolves when backpressure policy "drop"
    * dropped the message (`trySend()` tells). It rejects with
-   * {@linkcode ConnectionClosedError} after a close frame.
+   * {@linkcode ConnectionClosedError} after a close frame, and for the
+   * message that made policy "close" close the socket.
    * @throws {TypeError} When `message` is neither a string nor bytes.
    */
   send(message: OutgoingMessage, options?: SendOptions): Promise<void> {
     const status = this.#offer(message, options);
-    if (status === "sent" || status === "dropped") return RESOLVED;
-    if (status === "closed") {
+    if (status === "sent") return RESOLVED;
+    // A drop that closed the socket (backpressurePolicy "close") rejects.
+    if (status === "dropped" && this.#forcedClose === null) return RESOLVED;
+    if (status === "closed" || status === "dropped") {
       return handledRejection(
         new ConnectionClosedError("send", this.#info ?? undefined),
       );
@@ -1099,20 +1109,53 @@ export class Socket<Data = unknown>
     for (let i = 0; i < chunks.length; i++) size += chunks[i].length;
     this.#inFlight = size;
     // Queue every write, then wait for the last: one turn, not one per chunk.
+    // Large chunks are counted as written when they are (one over 2 MiB in
+    // 1 MiB slices): a slow peer's progress shows in bufferedAmount and keeps
+    // the close and write timeouts from cutting it off.
     const last = chunks.length - 1;
-    for (let i = 0; i < last; i++) this.#writer.write(chunks[i]).catch(ignore);
-    this.#writer.write(chunks[last]).then(() => {
-      connection.releaseOutput(chunks);
-      this.#inFlight = 0;
-      this.#counters.bytesOut += size;
-      this.#writtenSeq = seq;
-      this.#flushed();
-    }, () => {
-      // The peer is gone; reading will notice and finish the socket.
-      this.#inFlight = 0;
-      this.#abort();
-      this.#flushed();
-    });
+    for (let i = 0; i <= last; i++) {
+      let chunk = chunks[i];
+      while (chunk.length > 2 * WRITE_SLICE) {
+        const slice = chunk.subarray(0, WRITE_SLICE);
+        chunk = chunk.subarray(WRITE_SLICE);
+        this.#writer.write(slice).then(
+          () => this.#wroteSome(WRITE_SLICE),
+          ignore,
+        );
+      }
+      if (i < last) {
+        const size = chunk.length;
+        const written = this.#writer.write(chunk);
+        if (size < LARGE_CHUNK) written.catch(ignore);
+        else written.then(() => this.#wroteSome(size), ignore);
+      } else {
+        this.#writer.write(chunk).then(() => {
+          connection.releaseOutput(chunks);
+          this.#wroteSome(this.#inFlight);
+          this.#writtenSeq = seq;
+          this.#flushed();
+        }, () => {
+          // The peer is gone; reading will notice and finish the socket.
+          this.#inFlight = 0;
+          this.#abort();
+          this.#flushed();
+        });
+      }
+    }
+  }
+
+  /** Some of the output was written: the peer takes what we send. */
+  #wroteSome(size: number): void {
+    this.#inFlight -= size;
+    this.#counters.bytesOut += size;
+    this.#wrote = true;
+    // While closing, the close timeout runs from the last progress: a slow
+    // peer still reading what was queued before the close frame is not cut.
+    if (this.#closeTimer !== undefined && this.#info === null) {
+      clearTimeout(this.#closeTimer);
+      this.#closeTimer = undefined;
+      this.#armCloseTimer();
+    }
   }
 
   /** After a write (or none): wakes the waiters, then what comes next. */
@@ -1217,8 +1260,22 @@ export class Socket<Data = unknown>
       this.#messaged = false;
       this.#lastMessage = now;
     }
+    if (this.#wrote || !this.#writing) {
+      this.#wrote = false;
+      this.#lastWritten = now;
+    }
     if (this.#connection.state !== "open") return;
     const { pingInterval, pongTimeout, idleTimeout } = this.#options;
+    // A peer that takes nothing we write for as long as keepalive gives a
+    // silent one is as good as gone, though it may still be sending (so no
+    // ping is due) or we stopped reading it (so no pong could be seen).
+    if (
+      pingInterval > 0 && pongTimeout > 0 &&
+      now - this.#lastWritten >= pingInterval + pongTimeout
+    ) {
+      this.#terminate(CLOSE_CODE.InternalError, CLOSE_REASON.WriteTimeout);
+      return;
+    }
     if (this.#resumeReading !== null) {
       // Reading is paused by backpressure: a pong could not be seen, so the
       // peer is not judged (the keepalive starts over once reading

@@ -94,7 +94,7 @@ export interface SocketOptions {
   maxPayload?: number;
   /** See {@linkcode ConnectionOptions.maxFragments}. */
   maxFragments?: number;
-  /** Milliseconds `close()` waits for the peer's close frame. */
+  /** Milliseconds `close()` waits for the peer's close frame, from the last write. */
   closeTimeout: number;
   /** Bytes the socket may hold for the peer before `send()` waits for the writes. */
   sendHighWaterMark: number;

@@ -220,7 +220,9 @@ export interface ServeOptions<Data = unknown> {
    */
   requestTimeout?: number;
   /**
-   * Milliseconds `close()` waits for the peer's close frame.
+   * Milliseconds `close()` waits for the peer's close frame, counted from
+   * the last write the peer took: what was queued before the close frame
+   * may take longer to go out, as long as it moves.
    * @default {5000}
    */
   closeTimeout?: number;
@@ -234,7 +236,11 @@ export interface ServeOptions<Data = unknown> {
    * Milliseconds to wait for the pong to a ping (keepalive or
    * `socket.ping()`); without one the transport is closed and `closed`
    * reports 1011 "keepalive pong timeout". Not applied while the socket has
-   * stopped reading for inbound backpressure. 0 waits forever.
+   * stopped reading for inbound backpressure. 0 waits forever. With
+   * `pingInterval`, it also bounds a peer that stops reading while it keeps
+   * sending (or while we stopped reading it): when no output was taken for
+   * `pingInterval + pongTimeout`, the transport is closed and `closed`
+   * reports 1011 "peer stopped reading".
    * @default {20000}
    */
   pongTimeout?: number;
@@ -264,13 +270,16 @@ export interface ServeOptions<Data = unknown> {
   /**
    * Received bytes queued for a handler before the socket stops reading
    * (text counts its string length). It is checked between reads, so the
-   * queue may exceed it by one read (at most 256 KiB, or 1 MiB inside a frame
-   * that needs more).
+   * queue may exceed it by what one read completed: messages are delivered
+   * whole, so by up to one message of `maxPayload`, plus the small ones
+   * that came with it.
    * @default {1048576}
    */
   receiveHighWaterMark?: number;
   /**
    * Received messages queued for a handler before the socket stops reading.
+   * Checked between reads, so one read's worth of small messages may pass
+   * it.
    * @default {1024}
    */
   maxQueuedMessages?: number;
@@ -426,6 +435,12 @@ export function resolveLimits(options: ServeOptions<never>): ResolvedLimits {
       );
     }
     limits[name] = value;
+  }
+  // Else send() would never wait before the backpressure policy applies.
+  if (limits.maxBackpressure < limits.sendHighWaterMark) {
+    throw new RangeError(
+      `Cannot serve: "maxBackpressure" (${limits.maxBackpressure}) must be at least "sendHighWaterMark" (${limits.sendHighWaterMark}), or send() never waits before the backpressure policy applies; lower "sendHighWaterMark" too`,
+    );
   }
   return limits;
 }

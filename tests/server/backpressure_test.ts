@@ -11,6 +11,7 @@ import {
   concat,
   DEADLINE,
   delay,
+  echo,
   frame,
   LOCAL,
   NpmClient,
@@ -588,4 +589,102 @@ Deno.test("two loops iterating one socket at once share its messages, each messa
   await withTimeout(done.promise, DEADLINE, "both loops to end");
   assert.deepEqual([...received[0], ...received[1]].sort(), [...sent].sort());
   assert.ok(received[0].length > 0 && received[1].length > 0);
+});
+
+for (
+  const [shape, handler] of [
+    [
+      "a handler that only sends, to a peer that keeps sending",
+      async (socket: Socket) => {
+        const payload = new Uint8Array(CHUNK);
+        while (socket.state === "open") {
+          await socket.send(payload).catch(() => {});
+        }
+      },
+    ],
+    ["the echo loop, to a peer that sent a lot and went quiet", echo],
+  ] as const
+) {
+  Deno.test(`${shape} but never reads is closed with 1011 after pingInterval + pongTimeout without progress`, async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      { ...LOCAL, pingInterval: 200, pongTimeout: 200 },
+      tracker.wrap(handler),
+    );
+    const peer = await rawHandshake(server.addr);
+    const socket = await tracker.socket(peer.port);
+    const talking = (async () => {
+      // The echo loop gets enough to fill every buffer; the other, a trickle
+      // that keeps it from ever being a silent peer.
+      const burst = handler === echo;
+      for (let i = 0; socket.state === "open" && i < MAX_CHUNKS; i++) {
+        await peer.write(frame(OP.binary, numbered(i, burst ? CHUNK : 4)))
+          .catch(() => {});
+        if (!burst) await delay(50);
+      }
+    })();
+    const info = await withTimeout(socket.closed, DEADLINE, "the close");
+    assert.deepEqual(info, {
+      code: 1011,
+      reason: "peer stopped reading",
+      wasClean: false,
+    });
+    peer.close();
+    await talking;
+  });
+}
+
+Deno.test("close() lets a slow reader take everything queued before the close frame: closeTimeout runs from the last write it took", async () => {
+  const count = 512; // 32 MiB: far more than loopback buffers hold
+  const closed = Promise.withResolvers<unknown>();
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 300, maxBackpressure: 64 * 1024 * KIB },
+    async (socket) => {
+      for (let i = 0; i < count; i++) socket.trySend(numbered(i));
+      closed.resolve(await socket.close(1000, "all sent"));
+    },
+  );
+  const peer = await rawHandshake(server.addr);
+  let received = 0;
+  for (;;) {
+    const { opcode, payload } = await peer.readFrame();
+    if (opcode === OP.close) break;
+    assert.equal(seqOf(payload), received++);
+    await delay(3); // about 20 MB/s
+  }
+  await peer.write(frame(OP.close, closePayload(1000)));
+  assert.equal(received, count);
+  assert.deepEqual(await withTimeout(closed.promise, DEADLINE, "close()"), {
+    code: 1000,
+    reason: "",
+    wasClean: true,
+  });
+  peer.close();
+});
+
+Deno.test("under backpressurePolicy 'close', the send() that closed the socket rejects like the sends after it", async () => {
+  const results = Promise.withResolvers<string[]>();
+  await using server = serve(
+    {
+      ...LOCAL,
+      sendHighWaterMark: 256 * KIB,
+      maxBackpressure: 256 * KIB,
+      backpressurePolicy: "close",
+    },
+    (socket) => {
+      // Not awaited: the second finds 256 KiB queued and closes the socket;
+      // the first was queued but never written.
+      const sends = [0, 1, 2, 3].map((i) =>
+        socket.send(numbered(i, 256 * KIB)).then(
+          () => "resolved",
+          (error) =>
+            error instanceof ConnectionClosedError ? "rejected" : error,
+        )
+      );
+      Promise.all(sends).then(results.resolve);
+    },
+  );
+  await using _peer = await rawHandshake(server.addr); // never reads
+  const settled = await withTimeout(results.promise, DEADLINE, "the sends");
+  assert.deepEqual(settled, ["rejected", "rejected", "rejected", "rejected"]);
 });

@@ -184,11 +184,26 @@ Deno.test(
       ...MAY_BE_ZERO.map((name) => [name, 0] as [NumericOption, number]),
     ];
     for (const [name, value] of all) {
-      const server = serve({ ...LOCAL, [name]: value }, echo);
+      // maxBackpressure may not be below sendHighWaterMark (next test).
+      const options = name === "maxBackpressure"
+        ? { sendHighWaterMark: value, maxBackpressure: value }
+        : { [name]: value };
+      const server = serve({ ...LOCAL, ...options }, echo);
       await withTimeout(server.shutdown(), DEADLINE, `shutdown (${name})`);
     }
   },
 );
+
+Deno.test("serve() rejects a maxBackpressure below sendHighWaterMark, where send() could never wait", async () => {
+  await serveMustThrow(
+    { maxBackpressure: 512 * 1024 },
+    (error) =>
+      error instanceof RangeError &&
+      error.message ===
+        'Cannot serve: "maxBackpressure" (524288) must be at least "sendHighWaterMark" (1048576), or send() never waits before the backpressure policy applies; lower "sendHighWaterMark" too',
+    "maxBackpressure: 512 KiB",
+  );
+});
 
 Deno.test(
   "serve() rejects a string where a number is expected",

@@ -45,6 +45,12 @@ export interface HttpExchangeOptions {
    * canceled.
    */
   signal?: AbortSignal;
+  /**
+   * Asked when the response head is written: `false` answers with
+   * `Connection: close` whatever the client asked for (a server shutting
+   * down, say). Keep-alive as the client asks by default.
+   */
+  keepAlive?: () => boolean;
 }
 
 /** What {@linkcode serveHttpRequest} leaves for the connection's next request. */
@@ -232,7 +238,8 @@ export async function serveHttpRequest(
     const writeOptions = {
       head: method === "HEAD",
       http10: prepared.http10,
-      keepAlive: prepared.keepAlive && body?.error == null,
+      keepAlive: prepared.keepAlive && body?.error == null &&
+        (options.keepAlive?.() ?? true),
       signal: aborter.signal,
     };
     let result = await writeResponse(writer, response, writeOptions);

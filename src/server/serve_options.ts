@@ -92,6 +92,11 @@ export type ServerLogEvent =
   | { type: "accept-error"; error: unknown }
   /** A connection failed before its request head: a reset, a TLS failure. */
   | { type: "connection-error"; remoteAddr: Deno.NetAddr; error: unknown }
+  /**
+   * `shutdown()`'s timeout passed with `pending` connections whose handler
+   * (or HTTP exchange) had not ended: it resolves without them.
+   */
+  | { type: "shutdown-timeout"; pending: number }
   /** A connection closed because a step took too long. */
   | { type: "timeout"; phase: TimeoutPhase; remoteAddr: Deno.NetAddr };
 

@@ -129,7 +129,11 @@ export function serve<Data = unknown>(
 export class Server<Data = unknown> implements AsyncDisposable {
   /** The address the server listens on (the real port when `port` was 0). */
   readonly addr: Deno.NetAddr;
-  /** Resolves once the server has shut down and every connection is closed. */
+  /**
+   * Resolves once the server has shut down and every connection has ended:
+   * its handler returned, or its HTTP exchange was answered. Handlers still
+   * running when `shutdown()`'s timeout has passed are not waited for.
+   */
   readonly finished: Promise<void>;
 
   readonly #listener: Deno.Listener;
@@ -154,6 +158,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
     { at: number; phase: TimeoutPhase; onExpiry: (() => void) | undefined }
   >();
   readonly #shutdownCallbacks = new Set<() => void>();
+  // HTTP exchanges under way, which shutdown gives until its timeout.
+  readonly #exchanges = new Map<Deno.Conn, () => void>();
   #stopDeadlineChecks: (() => void) | null = null;
   #shutdown: Promise<void> | null = null;
 
@@ -295,9 +301,13 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   /**
-   * Stops accepting, sends 1001 (going away) to every open socket, waits for
-   * their closing handshakes up to `timeout`, then closes what is left.
-   * Calling it again returns the same promise.
+   * Stops accepting and closes connections waiting for a request; sends
+   * 1001 (going away) to every open socket and lets plain HTTP exchanges
+   * under way finish (their responses say `Connection: close`); waits for
+   * the closing handshakes and for the handlers to return, up to `timeout`.
+   * Then it abandons the exchanges left, closes every transport, and
+   * resolves without waiting for handlers still running (logged as
+   * `shutdown-timeout`). Calling it again returns the same promise.
    *
    * @param options How long to wait.
    * @returns A promise that resolves once everything is closed, or rejects
@@ -326,27 +336,48 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   async #shutDown(timeout: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<"timeout">((resolve) =>
+      timer = setTimeout(() => resolve("timeout"), timeout)
+    );
     try {
       this.#listener.close();
     } catch {
       // Already closed.
     }
     for (const callback of this.#shutdownCallbacks) callback();
-    // Connections still in their handshake or in plain HTTP just close.
+    // Connections waiting for a request head (a handshake, an idle
+    // keep-alive) just close; HTTP exchanges under way may finish, and
+    // their responses say `Connection: close`.
     const upgraded = new Set(this.#sockets.values());
     for (const conn of this.#conns) {
-      if (!upgraded.has(conn)) closeQuietly(conn);
+      if (!upgraded.has(conn) && !this.#exchanges.has(conn)) {
+        closeQuietly(conn);
+      }
     }
     const closing = [...this.#sockets.keys()].map((socket) =>
       socket.close(CLOSE_CODE.GoingAway, CLOSE_REASON.ServerShutdown)
     );
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.all(closing),
-      new Promise((resolve) => timer = setTimeout(resolve, timeout)),
+    const outcome = await Promise.race([
+      Promise.all(closing).then(() => this.finished),
+      deadline,
     ]);
+    if (outcome === "timeout") {
+      // What is left is cut off: exchanges are abandoned, transports closed
+      // (their sockets report 1006), and handlers get one more turn.
+      for (const abandon of this.#exchanges.values()) abandon();
+      for (const conn of this.#conns) closeQuietly(conn);
+      await Promise.all(closing);
+      await Promise.race([
+        this.finished,
+        new Promise((resolve) => setTimeout(resolve, 0)),
+      ]);
+      if (this.#active > 0) {
+        this.#logger({ type: "shutdown-timeout", pending: this.#active });
+        this.#allEnded?.();
+      }
+    }
     clearTimeout(timer);
-    for (const conn of this.#conns) closeQuietly(conn);
     await this.finished;
     await this.#topics.close();
   }
@@ -429,7 +460,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
           this.#limits.requestTimeout,
           abandon,
         );
-        const unsubscribe = this.#onShutdown(abandon);
+        this.#exchanges.set(conn, abandon);
         let exchange;
         try {
           exchange = await Promise.race([
@@ -444,6 +475,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
                 remoteAddr: peer.remoteAddr,
                 maxBodySize: this.#limits.maxBodySize,
                 signal: abandonment.signal,
+                keepAlive: () => this.#shutdown === null,
                 onError: (error) =>
                   this.#logger({
                     type: "handler-error",
@@ -458,7 +490,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
           return;
         } finally {
           this.#endDeadline(conn);
-          unsubscribe();
+          this.#exchanges.delete(conn);
         }
         if (!exchange.keepAlive) {
           await this.#closeGracefully(peer);

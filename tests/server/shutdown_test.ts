@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
-import { serve } from "../../mod.ts";
+import { serve, type ServerLogEvent } from "../../mod.ts";
+import { RawHttp, request } from "./_http_helpers.ts";
 import {
   DEADLINE,
+  delay,
   DenoClient,
   echo,
   encodeRequest,
@@ -230,4 +232,62 @@ Deno.test("server.finished waits for handlers still at work after their socket c
   } finally {
     await server.shutdown();
   }
+});
+
+Deno.test("Server.shutdown() lets an HTTP exchange under way finish within its timeout, answered with Connection: close; idle keep-alive connections close at once", async () => {
+  const inHandler = Promise.withResolvers<void>();
+  let answered = false;
+  const server = serve({
+    ...LOCAL,
+    fetch: async (request) => {
+      if (new URL(request.url).pathname !== "/slow") return new Response("hi");
+      inHandler.resolve();
+      await delay(300);
+      answered = true;
+      return new Response("done");
+    },
+  }, echo);
+  try {
+    const host: [string, string][] = [[
+      "Host",
+      `127.0.0.1:${server.addr.port}`,
+    ]];
+    using idle = await RawHttp.connect(server.addr);
+    await idle.write(request("GET / HTTP/1.1", host));
+    assert.equal((await idle.readResponse()).text, "hi"); // now idle, kept alive
+    using busy = await RawHttp.connect(server.addr);
+    await busy.write(request("GET /slow HTTP/1.1", host));
+    await withTimeout(inHandler.promise, DEADLINE, "the slow handler");
+
+    const shutdown = server.shutdown({ timeout: 5_000 });
+    await withTimeout(idle.readToEof(), DEADLINE, "the idle connection closed");
+    assert.equal(answered, false, "the idle connection waited for nothing");
+    const response = await withTimeout(
+      busy.readResponse(),
+      DEADLINE,
+      "the slow answer",
+    );
+    assert.equal(response.status, 200);
+    assert.equal(response.text, "done");
+    assert.equal(response.headers.get("connection"), "close");
+    await withTimeout(shutdown, DEADLINE, "shutdown()");
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("Server.shutdown() resolves after its timeout though a handler never returns, and logs shutdown-timeout", async () => {
+  const events: ServerLogEvent[] = [];
+  const server = serve(
+    { ...LOCAL, logger: (event) => events.push(event) },
+    () => new Promise<void>(() => {}), // stuck, say on a database call
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  await withTimeout(server.shutdown({ timeout: 200 }), DEADLINE, "shutdown()");
+  await withTimeout(server.finished, DEADLINE, "server.finished");
+  assert.deepEqual(
+    events.filter((event) => event.type === "shutdown-timeout"),
+    [{ type: "shutdown-timeout", pending: 1 }],
+  );
+  assert.equal((await client.closed).code, 1001);
 });

@@ -34,8 +34,8 @@ export interface UpgradeInfo {
   signal: AbortSignal;
 }
 
-/** How {@linkcode UpgradeHook} accepts a handshake. */
-export interface UpgradeAccept<Data> {
+/** What {@linkcode UpgradeAccept} holds besides `data`. */
+export interface UpgradeAcceptOptions {
   /** The subprotocol to use; it must be one the client offered. */
   protocol?: string;
   /**
@@ -43,15 +43,23 @@ export interface UpgradeAccept<Data> {
    * handshake's own (`Upgrade`, `Connection`, `Sec-WebSocket-*`).
    */
   headers?: HeadersInit;
-  /** Per-connection data, available to the handler as `socket.data`. */
-  data?: Data;
 }
+
+/**
+ * How {@linkcode UpgradeHook} accepts a handshake: `data` is the
+ * per-connection data the handler gets as `socket.data`, required unless
+ * `Data` allows `undefined`.
+ */
+export type UpgradeAccept<Data> =
+  & UpgradeAcceptOptions
+  & (undefined extends Data ? { data?: Data } : { data: Data });
 
 /**
  * Decides on a valid handshake before the `101` is sent: return (or resolve
  * to) a `Response` to reject it with that response (401 or 403 with a body,
- * say); return an {@linkcode UpgradeAccept} or nothing to accept it.
- * A hook that throws rejects the handshake with 500.
+ * say); return an {@linkcode UpgradeAccept} to accept it, or nothing when
+ * `Data` allows `undefined`. A hook that throws rejects the handshake with
+ * 500.
  */
 export type UpgradeHook<Data> = (
   request: Request,
@@ -59,8 +67,18 @@ export type UpgradeHook<Data> = (
 ) =>
   | Response
   | UpgradeAccept<Data>
-  | void
-  | Promise<Response | UpgradeAccept<Data> | void>;
+  | (undefined extends Data ? void : never)
+  | Promise<
+    Response | UpgradeAccept<Data> | (undefined extends Data ? void : never)
+  >;
+
+/**
+ * What `serve()` needs besides {@linkcode ServeOptions}: an `onUpgrade`
+ * hook when `Data` does not allow `undefined`, since only the hook can give
+ * `socket.data` a value.
+ */
+export type DataHook<Data> = undefined extends Data ? unknown
+  : { onUpgrade: UpgradeHook<Data> };
 
 /** A structured event for {@linkcode ServeOptions.logger}. */
 export type ServerLogEvent =

@@ -21,6 +21,7 @@ import {
 import { Ticker, tickPeriod } from "../ticker.ts";
 import {
   checkServeOptions,
+  type DataHook,
   MAX_TIMEOUT,
   type ResolvedLimits,
   resolveLimits,
@@ -106,7 +107,7 @@ type HeadResult = {
  * ```
  */
 export function serve<Data = unknown>(
-  options: ServeOptions<Data>,
+  options: ServeOptions<Data> & DataHook<Data>,
   handler: SocketHandler<Data>,
 ): Server<Data> {
   return new Server(options, handler);
@@ -175,8 +176,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
         `Cannot serve: "handler" must be a function, got ${typeof handler}`,
       );
     }
-    checkServeOptions(options as ServeOptions<never>);
-    this.#limits = resolveLimits(options as ServeOptions<never>);
+    checkServeOptions(options as unknown as ServeOptions<never>);
+    this.#limits = resolveLimits(options as unknown as ServeOptions<never>);
     const port = options.port === undefined ? DEFAULT_PORT : options.port;
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new RangeError(

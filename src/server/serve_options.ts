@@ -173,7 +173,9 @@ export interface ServeOptions<Data = unknown> {
    * Origins allowed to open WebSockets (exact strings such as
    * `"https://example.com"`, or RegExps). A request whose `Origin` header
    * matches none is rejected with 403; a request without `Origin` (not from
-   * a browser) is allowed. Unset: every origin.
+   * a browser) is allowed. Unset: every origin. A string that is not an
+   * origin as browsers send it (a trailing slash, a path, upper case, a
+   * default port) throws, since it could never match.
    */
   origins?: (string | RegExp)[];
   /**
@@ -396,6 +398,28 @@ export function checkServeOptions(options: ServeOptions<never>): void {
       !origins.every((o) => typeof o === "string" || o instanceof RegExp))
   ) {
     fail("origins", "an array of origin strings and RegExps", origins);
+  }
+  for (const origin of origins ?? []) {
+    if (typeof origin !== "string" || origin === "null") continue;
+    // Browsers send a serialized origin: scheme://host[:port], lower case,
+    // no default port, no path; anything else would never match.
+    let serialized: string | undefined;
+    try {
+      serialized = new URL(origin).origin;
+    } catch {
+      // Not a URL at all.
+    }
+    if (serialized !== origin) {
+      throw new TypeError(
+        `Cannot serve: "origins" entries must be origins as browsers send them (scheme://host[:port], no path), got ${
+          JSON.stringify(origin)
+        }${
+          serialized && serialized !== "null"
+            ? `: use ${JSON.stringify(serialized)}`
+            : ""
+        }`,
+      );
+    }
   }
   if (
     protocols !== undefined && typeof protocols !== "function" &&

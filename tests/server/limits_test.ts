@@ -309,6 +309,15 @@ const BAD_OPTIONS: [Record<string, unknown>, string][] = [
     '"origins" must be an array of origin strings and RegExps, got string "https://example.com"',
   ],
   [{ origins: [42] }, '"origins" must be an array'],
+  // Strings that are not origins as browsers send them would never match.
+  [
+    { origins: ["http://localhost:8000/"] },
+    '"origins" entries must be origins as browsers send them (scheme://host[:port], no path), got "http://localhost:8000/": use "http://localhost:8000"',
+  ],
+  [{ origins: ["https://Example.com"] }, 'use "https://example.com"'],
+  [{ origins: ["https://example.com:443"] }, 'use "https://example.com"'],
+  [{ origins: ["https://example.com/app"] }, 'use "https://example.com"'],
+  [{ origins: ["example.com"] }, 'got "example.com"'],
   [
     { protocols: "chat" },
     '"protocols" must be an array of strings or a function, got string "chat"',

@@ -587,7 +587,8 @@ export class Socket<Data = unknown>
    * sent to this socket. Subscriptions end when the socket closes.
    *
    * @param topic The topic name.
-   * @returns `false` when already subscribed.
+   * @returns `false` when already subscribed, or when the socket has closed
+   * (nothing is subscribed then).
    * @throws {TypeError} On a socket without a server (a client socket).
    */
   subscribe(topic: string): boolean {

@@ -167,9 +167,10 @@ export async function sendCommand(
     // The server closed first.
     interrupted = true;
   }
-  signals.remove();
   const info = await socket.close(1000);
   await draining;
+  // Not before: a signal during the closing handshake must not cut it.
+  signals.remove();
   if (interrupted) {
     printError(
       `duplex send: the server closed the connection with ${

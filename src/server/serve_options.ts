@@ -167,7 +167,11 @@ export interface ServeOptions<Data = unknown> {
   signal?: AbortSignal;
   /** Called once the server listens, with its address. */
   onListen?: (addr: Deno.NetAddr) => void;
-  /** Receives structured events (open, close, errors). Nothing by default. */
+  /**
+   * Receives structured events (open, close, errors). By default
+   * `handler-error`, `pubsub-error` and `accept-error` are printed with
+   * `console.error` and the rest dropped; `() => {}` silences everything.
+   */
   logger?: (event: ServerLogEvent) => void;
   /**
    * Origins allowed to open WebSockets (exact strings such as

@@ -207,7 +207,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       resolveDeflateOptions(settings); // throws now for a bad setting
       this.#deflateOptions = settings;
     }
-    this.#logger = options.logger ?? (() => {});
+    this.#logger = options.logger ?? logErrors;
     this.#ticker = new Ticker(
       tickPeriod(
         this.#limits.handshakeTimeout,
@@ -840,6 +840,20 @@ interface Peer {
 function isListenerClosed(error: unknown): boolean {
   return error instanceof Deno.errors.BadResource ||
     error instanceof Deno.errors.Interrupted;
+}
+
+/**
+ * The default logger: the errors that are bugs or broken infrastructure on
+ * the server's side go to `console.error`, the rest (peers that misbehave,
+ * the traffic) nowhere.
+ */
+function logErrors(event: ServerLogEvent): void {
+  if (
+    event.type === "handler-error" || event.type === "pubsub-error" ||
+    event.type === "accept-error"
+  ) {
+    console.error(`duplex: ${event.type}:`, event.error);
+  }
 }
 
 function closeQuietly(conn: Deno.Conn): void {

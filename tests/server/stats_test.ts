@@ -390,3 +390,28 @@ Deno.test("server.connections and stats() count a socket as closed once it is, w
   assert.ok(events.some((e) => e.type === "close" && e.code === 4000));
   handlerDone.resolve();
 });
+
+Deno.test("serve() without a logger prints a handler's error with console.error, and nothing for a peer's protocol error", async () => {
+  const printed: unknown[][] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => printed.push(args);
+  try {
+    const failure = new Error("handler bug");
+    await using server = serve(LOCAL, async (socket) => {
+      for await (const message of socket) {
+        if (message === "throw") throw failure;
+      }
+    });
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    client.send("throw");
+    assert.equal((await client.closed).code, 1011);
+    // A peer that breaks the protocol is its problem, not a server bug.
+    using peer = await rawHandshake(server.addr);
+    await peer.write(frame(0x3, "reserved opcode"));
+    assert.equal((await peer.readClose()).code, 1002);
+    await waitUntil(() => server.connections === 0, "both to close");
+    assert.deepEqual(printed, [["duplex: handler-error:", failure]]);
+  } finally {
+    console.error = original;
+  }
+});

@@ -8,6 +8,12 @@
  * Then open http://localhost:8765/ in two browser tabs. `--port 0` picks a
  * free port; `--history` is how many messages a room keeps (default 50).
  *
+ * What a public chat needs beyond the protocol: WebSockets opened by pages
+ * of other sites are refused (403), since a page elsewhere could otherwise
+ * chat as its visitors; a nick is unique within its room; each socket may
+ * say at most 5 lines a second (in bursts of 10); presence updates carry the
+ * one change, not the whole list, so a room of N costs O(N) per arrival.
+ *
  * The protocol: one JSON object per text message, discriminated by `type`.
  *
  * Client → server:
@@ -18,13 +24,14 @@
  * - `{"type":"leave"}`: leave the room.
  *
  * Server → client:
- * - `{"type":"joined","room","nick","history":[Line...]}`: to the one who
- *   joined, with the room's last messages, oldest first.
+ * - `{"type":"joined","room","nick","nicks":[...],"history":[Line...]}`: to
+ *   the one who joined, with who is present and the room's last messages,
+ *   oldest first.
  * - `{"type":"message",...Line}` where Line is
  *   `{"room","nick","text","time"}` (`time` in ms since the epoch): to everyone
  *   in the room, the sender included.
- * - `{"type":"presence","room","count","nicks":[...],"event":"join"|"leave","nick"}`:
- *   to everyone in the room when someone joins or leaves.
+ * - `{"type":"presence","room","count","event":"join"|"leave","nick"}`: to
+ *   everyone in the room when someone joins or leaves.
  * - `{"type":"left","room"}`: to the one who left.
  * - `{"type":"error","message"}`: the last request was not understood.
  *
@@ -43,13 +50,18 @@ export interface Line {
 
 /** What the server sends. */
 export type ServerMessage =
-  | { type: "joined"; room: string; nick: string; history: Line[] }
+  | {
+    type: "joined";
+    room: string;
+    nick: string;
+    nicks: string[];
+    history: Line[];
+  }
   | ({ type: "message" } & Line)
   | {
     type: "presence";
     room: string;
     count: number;
-    nicks: string[];
     event: "join" | "leave";
     nick: string;
   }
@@ -84,6 +96,9 @@ export interface ChatOptions {
 const ROOM = /^[a-z0-9_-]{1,32}$/;
 const MAX_NICK = 24;
 const MAX_TEXT = 2000;
+// Lines a socket may say: a burst of BURST, then RATE a second.
+const RATE = 5;
+const BURST = 10;
 
 /** A room: its history and who is in it. */
 interface Room {
@@ -116,15 +131,8 @@ export function startChat(options: ChatOptions = {}): Server {
   const publish = (room: string, message: ServerMessage) =>
     server.publish(`room:${room}`, JSON.stringify(message));
   const presence = (name: string, event: "join" | "leave", nick: string) => {
-    const members = rooms.get(name)?.members ?? new Map();
-    publish(name, {
-      type: "presence",
-      room: name,
-      count: members.size,
-      nicks: [...members.values()].sort(),
-      event,
-      nick,
-    });
+    const count = rooms.get(name)?.members.size ?? 0;
+    publish(name, { type: "presence", room: name, count, event, nick });
   };
 
   const server: Server = serve({
@@ -133,6 +141,19 @@ export function startChat(options: ChatOptions = {}): Server {
     signal: options.signal,
     onListen: options.onListen,
     maxPayload: 16 * 1024,
+    // Same origin only: a page of another site may not open a socket here
+    // with its visitors' browsers. (No Origin: not a browser; allowed.)
+    onUpgrade: (request) => {
+      const origin = request.headers.get("origin");
+      if (
+        origin === null || URL.parse(origin)?.host === new URL(request.url).host
+      ) {
+        return;
+      }
+      return new Response("Cross-origin WebSockets are not allowed\n", {
+        status: 403,
+      });
+    },
     // The page, and nothing else beside it (not this file).
     fetch: (request) => {
       const { pathname } = new URL(request.url);
@@ -142,6 +163,9 @@ export function startChat(options: ChatOptions = {}): Server {
     },
   }, async (socket) => {
     let current: { room: string; nick: string } | null = null;
+    // A token bucket: BURST lines at once, then RATE a second.
+    let tokens = BURST;
+    let refilled = performance.now();
 
     const leave = () => {
       if (current === null) return;
@@ -167,6 +191,17 @@ export function startChat(options: ChatOptions = {}): Server {
         }
         if (message.type === "join") {
           let room = rooms.get(message.room);
+          const taken = room !== undefined &&
+            [...room.members].some(([member, nick]) =>
+              nick === message.nick && member !== socket
+            );
+          if (taken) {
+            send(socket, {
+              type: "error",
+              message: `The nick ${message.nick} is taken in ${message.room}`,
+            });
+            continue;
+          }
           if (room === undefined) {
             if (rooms.size >= maxRooms && !dropAnEmptyRoom()) {
               send(socket, { type: "error", message: "Too many rooms" });
@@ -182,6 +217,7 @@ export function startChat(options: ChatOptions = {}): Server {
             type: "joined",
             room: message.room,
             nick: message.nick,
+            nicks: [...room.members.values()].sort(),
             history: room.history,
           });
           socket.subscribe(`room:${message.room}`);
@@ -191,6 +227,17 @@ export function startChat(options: ChatOptions = {}): Server {
             send(socket, { type: "error", message: "Join a room first" });
             continue;
           }
+          const now = performance.now();
+          tokens = Math.min(BURST, tokens + (now - refilled) * RATE / 1000);
+          refilled = now;
+          if (tokens < 1) {
+            send(socket, {
+              type: "error",
+              message: `Slow down: at most ${RATE} lines a second`,
+            });
+            continue;
+          }
+          tokens--;
           const line: Line = {
             room: current.room,
             nick: current.nick,

@@ -71,11 +71,13 @@ Deno.test("examples/chat: join, messages, presence and history per room (npm:ws 
   const first = await ada.join("lobby", "ada");
   assert.deepEqual(first.joined.history, []);
   assert.equal(first.presence.count, 1);
-  assert.deepEqual(first.presence.nicks, ["ada"]);
+  assert.deepEqual(first.joined.nicks, ["ada"]);
 
   const second = await bob.join("lobby", "  bob ");
   assert.equal(second.presence.count, 2);
-  assert.deepEqual(second.presence.nicks, ["ada", "bob"]);
+  assert.deepEqual(second.joined.nicks, ["ada", "bob"]);
+  // The others hear of the one change, not the whole list again.
+  assert.equal("nicks" in second.presence, false);
   assert.deepEqual(await ada.next("bob's arrival"), second.presence);
 
   ada.send({ type: "say", text: "hello, <b>bob</b>" });
@@ -125,7 +127,6 @@ Deno.test("examples/chat: join, messages, presence and history per room (npm:ws 
     assert.equal(left.event, "leave");
     assert.equal(left.nick, "bob");
     assert.equal(left.count, 2);
-    assert.deepEqual(left.nicks, ["ada", "cy"]);
   }
   await cy[Symbol.asyncDispose]();
   const gone = await ada.next("cy disconnecting");
@@ -159,6 +160,49 @@ Deno.test("examples/chat: bad requests get an error and the connection stays usa
   await eve.join("ok", "eve");
   eve.send({ type: "say", text: "x".repeat(2001) });
   assert.match((await eve.next()).message as string, /at most 2000/);
+});
+
+Deno.test("examples/chat: a nick is unique within its room, and lines are limited to 5 a second in bursts of 10", async () => {
+  await using server = listen();
+  const { port } = server.addr;
+  await using ada = await Chatter.connect(port);
+  await using impostor = await Chatter.connect(port, "deno");
+  await ada.join("lobby", "ada");
+  impostor.send({ type: "join", room: "lobby", nick: "ada" });
+  assert.deepEqual(await impostor.next(), {
+    type: "error",
+    message: "The nick ada is taken in lobby",
+  });
+  await impostor.join("den", "ada"); // another room, another ada
+
+  for (let i = 0; i < 12; i++) ada.send({ type: "say", text: `line ${i}` });
+  const replies = [];
+  for (let i = 0; i < 12; i++) replies.push(await ada.next());
+  const said = replies.filter((reply) => reply.type === "message");
+  assert.deepEqual(
+    said.map((reply) => reply.text),
+    Array.from({ length: 10 }, (_, i) => `line ${i}`),
+  );
+  assert.deepEqual(replies.slice(10), [
+    { type: "error", message: "Slow down: at most 5 lines a second" },
+    { type: "error", message: "Slow down: at most 5 lines a second" },
+  ]);
+});
+
+Deno.test("examples/chat: a WebSocket opened by another site's page is refused with 403; the same origin and non-browsers are let in", async () => {
+  await using server = listen();
+  const url = `ws://127.0.0.1:${server.addr.port}/`;
+  await assert.rejects(
+    NpmClient.connect(url, { origin: "https://evil.example" }),
+    /Unexpected server response: 403/,
+  );
+  await using same = await NpmClient.connect(url, {
+    origin: `http://127.0.0.1:${server.addr.port}`,
+  });
+  await using none = await NpmClient.connect(url);
+  for (const client of [same, none]) {
+    client.send(JSON.stringify({ type: "leave" }));
+  }
 });
 
 Deno.test("examples/chat: a full house of rooms makes way for a new one by dropping the room left empty longest, never an occupied one", async () => {

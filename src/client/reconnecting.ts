@@ -3,7 +3,14 @@ import type { Socket } from "../socket.ts";
 import { connect, type ConnectOptions } from "./connect.ts";
 
 /** Options of {@linkcode reconnecting}; the rest go to {@linkcode connect}. */
-export interface ReconnectingOptions extends ConnectOptions {
+export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
+  /**
+   * Extra handshake request headers, as for {@linkcode connect}; or a
+   * function called before each attempt for them, so that a token that
+   * expires can be fetched anew. A function that throws ends the iteration
+   * with its error.
+   */
+  headers?: HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
   /**
    * Milliseconds before the first reconnection attempt; doubled after each
    * consecutive failure.
@@ -93,9 +100,12 @@ export async function* reconnecting(
         (0.5 + random() / 2);
       if (!await sleep(delay, signal)) return;
     }
+    const headers = typeof options.headers === "function"
+      ? await options.headers()
+      : options.headers;
     let socket: Socket;
     try {
-      socket = await connect(url, options);
+      socket = await connect(url, { ...options, headers });
     } catch (error) {
       if (signal?.aborted) return;
       if (!retryable(error) || failures >= maxRetries) throw error;

@@ -170,3 +170,41 @@ Deno.test("reconnecting rejects bad backoff options with RangeError", async () =
     ),
   );
 });
+
+Deno.test("reconnecting asks a headers function before each attempt, so an expired token is replaced", async () => {
+  const seen: (string | null)[] = [];
+  await using server = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    onUpgrade: (request) => {
+      seen.push(request.headers.get("authorization"));
+    },
+  }, async (socket) => {
+    await socket.close(4000, "token expired");
+  });
+  let issued = 0;
+  const url = `ws://127.0.0.1:${server.addr.port}`;
+  const options = {
+    ...FAST,
+    headers: async () => {
+      await Promise.resolve();
+      return { authorization: `Bearer token-${++issued}` };
+    },
+  };
+  let connections = 0;
+  for await (const socket of reconnecting(url, options)) {
+    await socket.closed;
+    if (++connections === 3) break;
+  }
+  assert.deepEqual(seen, [
+    "Bearer token-1",
+    "Bearer token-2",
+    "Bearer token-3",
+  ]);
+  const failing = reconnecting(url, {
+    headers: () => {
+      throw new Error("no token");
+    },
+  });
+  await assert.rejects(failing.next(), /no token/);
+});

@@ -1,4 +1,4 @@
-import { Connection } from "./protocol/connection.ts";
+import { Connection, type ReceiveLimit } from "./protocol/connection.ts";
 import { OPCODE } from "./protocol/frame_parser.ts";
 import { encodeClosePayload } from "./protocol/close_payload.ts";
 import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
@@ -127,6 +127,8 @@ export class Socket<Data = unknown>
   #current: ReadableStreamDefaultController<string | Uint8Array> | null = null;
   #currentCanceled = false;
   #resumeReading: (() => void) | null = null;
+  // Bytes read but not parsed yet: the queue filled up before their turn.
+  #unparsed: Uint8Array | null = null;
   // Takes so far, to tell after close() whether the loop still takes
   // messages; once it has stopped, what would not fit is dropped.
   #takes = 0;
@@ -867,6 +869,7 @@ export class Socket<Data = unknown>
     let smallReads = 0;
     try {
       if (this.#options.head && this.#options.head.length > 0) {
+        this.#counters.bytesIn += this.#options.head.length;
         this.#receive(this.#options.head.slice());
       }
       // A server stops reading once closed; a client reads on until the
@@ -881,9 +884,18 @@ export class Socket<Data = unknown>
           if (this.#transportClosed) break;
           continue;
         }
+        if (this.#unparsed !== null) {
+          // The rest of the last read (in `buffer`: parsed before reading
+          // into it again).
+          const rest = this.#unparsed;
+          this.#unparsed = null;
+          this.#receive(rest);
+          continue;
+        }
         const { value, done } = await reader.read(new Uint8Array(buffer));
         if (done || value === undefined) break;
         buffer = value.buffer;
+        this.#counters.bytesIn += value.length;
         this.#receive(value);
         // Read size follows the traffic: grow when a read fills the buffer;
         // shrink after a run of reads that used under an eighth of it, so
@@ -919,8 +931,14 @@ export class Socket<Data = unknown>
   #receive(chunk: Uint8Array): void {
     const connection = this.#connection;
     this.#heardFrom = true;
-    this.#counters.bytesIn += chunk.length;
-    connection.receive(chunk);
+    // Parsing stops once the queue is full (a read may hold thousands of
+    // small frames, or compressed ones that each inflate to maxPayload); the
+    // rest waits for the handler to take messages. Not once the loop has
+    // gone (dropping): then everything is read to find the close frame.
+    const parsed = this.#dropping
+      ? connection.receive(chunk)
+      : connection.receive(chunk, this.#receiveLimit());
+    if (parsed < chunk.length) this.#unparsed = chunk.subarray(parsed);
     for (const event of connection.takeEvents()) {
       switch (event.type) {
         case "stream-start":
@@ -997,6 +1015,18 @@ export class Socket<Data = unknown>
       }
     };
     this.#consumerCheck = setTimeout(check, patience);
+  }
+
+  /** What the queue can still take, for one `Connection.receive()`. */
+  #receiveLimit(): ReceiveLimit {
+    const current = this.#current;
+    return {
+      messages: this.#options.maxQueuedMessages -
+        (this.#inbox.length - this.#inboxHead),
+      bytes: current !== null && !this.#currentCanceled
+        ? (current.desiredSize ?? 0)
+        : this.#options.receiveHighWaterMark - this.#inboxBytes,
+    };
   }
 
   #inboxFull(): boolean {

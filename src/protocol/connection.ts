@@ -30,6 +30,14 @@ export type ConnectionEvent =
  */
 export type ConnectionState = "open" | "closing" | "closed";
 
+/** What one {@linkcode Connection.prototype.receive} call may emit. */
+export interface ReceiveLimit {
+  /** Messages, or message pieces with `streamMessages`. */
+  messages?: number;
+  /** Bytes of them (text counts its string length). */
+  bytes?: number;
+}
+
 /** Default of {@linkcode ConnectionOptions.maxPayload}: 16 MiB. */
 export const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
 /** Default of {@linkcode ConnectionOptions.maxFragments}. */
@@ -134,6 +142,9 @@ export class Connection {
   readonly #writer: FrameWriter;
   readonly #handler: FrameHandler;
   #events: ConnectionEvent[] = NO_EVENTS;
+  // What the current receive() may still emit.
+  #messagesLeft = Infinity;
+  #bytesLeft = Infinity;
   #closeSent = false;
   #closeReceived = false;
   readonly #deferCloseReply: boolean;
@@ -222,17 +233,28 @@ export class Connection {
 
   /**
    * Processes bytes from the peer. Every complete frame in `data` is handled
-   * before this returns. Input after the connection closed is ignored.
+   * before this returns, unless `limit` stops it earlier. Input after the
+   * connection closed is ignored.
    *
    * @param data The bytes, any chunking; unmasked in place, not kept.
+   * @param limit Stop after the frame with which the messages (or message
+   * pieces, with `streamMessages`) emitted by this call reach this many, or
+   * this many bytes (text counts its string length): a driver that queues
+   * messages for a consumer bounds the queue with it, however many small
+   * frames (or compressed ones that inflate a thousandfold) `data` holds.
+   * @returns How many bytes of `data` were processed: all of them unless
+   * `limit` stopped it; give the rest to a later call.
    */
-  receive(data: Uint8Array): void {
-    if (this.#state === "closed" || this.#closeReceived) return;
+  receive(data: Uint8Array, limit?: ReceiveLimit): number {
+    if (this.#state === "closed" || this.#closeReceived) return data.length;
+    this.#messagesLeft = limit?.messages ?? Infinity;
+    this.#bytesLeft = limit?.bytes ?? Infinity;
     try {
-      this.#parser.parse(data, this.#handler);
+      return this.#parser.parse(data, this.#handler);
     } catch (error) {
       if (!(error instanceof ProtocolError)) throw error;
       if (!this.#closeReceived) this.#fail(error);
+      return data.length;
     }
   }
 
@@ -498,12 +520,13 @@ export class Connection {
     }
   }
 
-  #onFrameEnd(): void {
-    if (this.#closeReceived) return;
+  /** Ends a frame; `true` when the receive() limit says to stop here. */
+  #onFrameEnd(): boolean {
+    if (this.#closeReceived) return false;
     if (!this.#isControl) {
       const message = this.#assembler.endFrame();
       if (message !== undefined) this.#emit(toEvent(message));
-      return;
+      return this.#messagesLeft <= 0 || this.#bytesLeft <= 0;
     }
     const data = this.#control as Uint8Array<ArrayBuffer>;
     switch (this.#controlOpcode) {
@@ -531,7 +554,7 @@ export class Connection {
           if (this.#deferCloseReply) {
             this.#closeReply = reply;
             this.#emit({ type: "close", code, reason });
-            return;
+            return false;
           }
           this.#sendClose(reply);
         }
@@ -539,6 +562,7 @@ export class Connection {
         this.#emit({ type: "close", code, reason });
       }
     }
+    return false;
   }
 
   #fail(error: ProtocolError): void {
@@ -567,6 +591,18 @@ export class Connection {
   #emit(event: ConnectionEvent): void {
     if (this.#events === NO_EVENTS) this.#events = [];
     this.#events.push(event);
+    switch (event.type) {
+      case "text":
+      case "binary":
+        this.#messagesLeft--;
+        this.#bytesLeft -= event.data.length;
+        break;
+      case "stream-start":
+        this.#messagesLeft--;
+        break;
+      case "stream-data":
+        this.#bytesLeft -= event.data.length;
+    }
   }
 
   #assertNoFragments(): void {

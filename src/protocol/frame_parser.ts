@@ -44,8 +44,11 @@ export interface FrameHandler {
    * this call. Copy what you keep.
    */
   onFramePayload(data: Uint8Array): void;
-  /** The last payload byte of the frame has been delivered. */
-  onFrameEnd(): void;
+  /**
+   * The last payload byte of the frame has been delivered. Returning `true`
+   * stops the parse after this frame (see {@linkcode FrameParser.prototype.parse}).
+   */
+  onFrameEnd(): boolean | void;
 }
 
 /** Options of {@linkcode FrameParser}. */
@@ -89,7 +92,9 @@ const PAYLOAD = 1;
  *   {
  *     onFrameStart: (opcode, fin, _rsv, length) => parts.push(`${opcode} ${fin} ${length}`),
  *     onFramePayload: (data) => parts.push(new TextDecoder().decode(data)),
- *     onFrameEnd: () => parts.push("end"),
+ *     onFrameEnd: () => {
+ *       parts.push("end");
+ *     },
  *   },
  * );
  * assert.deepEqual(parts, ["1 true 5", "Hello", "end"]);
@@ -107,6 +112,8 @@ export class FrameParser {
   #masked = false;
   readonly #maskKey = new Uint8Array(4);
   #maskOffset = 0;
+  // The handler asked to stop after the frame that just ended.
+  #stop = false;
 
   /**
    * Creates a parser for one side of one connection.
@@ -127,37 +134,45 @@ export class FrameParser {
   }
 
   /**
-   * Parses every complete header and all available payload in `chunk`.
-   * Payload bytes are unmasked in place: `chunk` must be writable and is not
-   * kept after the call returns.
+   * Parses every complete header and all available payload in `chunk`, or
+   * stops after a frame whose `onFrameEnd()` returned `true`. Payload bytes
+   * are unmasked in place: `chunk` must be writable and is not kept after
+   * the call returns.
    *
    * @param chunk The next bytes from the peer.
    * @param handler Receives the frames.
+   * @returns How many bytes of `chunk` were parsed: all of them, unless the
+   * handler stopped it; parse the rest later.
    * @throws {ProtocolError} When a header breaks RFC 6455, or when the
    * handler throws one.
    */
-  parse(chunk: Uint8Array, handler: FrameHandler): void {
+  parse(chunk: Uint8Array, handler: FrameHandler): number {
     const end = chunk.length;
     let pos = 0;
     while (pos < end) {
       if (this.#state === HEADER) {
         pos = this.#readHeader(chunk, pos, handler);
-        continue;
+      } else {
+        const take = Math.min(this.#remaining, end - pos);
+        const data = chunk.subarray(pos, pos + take);
+        if (this.#masked) {
+          applyMask(data, this.#maskKey, this.#maskOffset);
+          this.#maskOffset += take;
+        }
+        pos += take;
+        this.#remaining -= take;
+        handler.onFramePayload(data);
+        if (this.#remaining === 0) {
+          this.#state = HEADER;
+          this.#stop = handler.onFrameEnd() === true;
+        }
       }
-      const take = Math.min(this.#remaining, end - pos);
-      const data = chunk.subarray(pos, pos + take);
-      if (this.#masked) {
-        applyMask(data, this.#maskKey, this.#maskOffset);
-        this.#maskOffset += take;
-      }
-      pos += take;
-      this.#remaining -= take;
-      handler.onFramePayload(data);
-      if (this.#remaining === 0) {
-        this.#state = HEADER;
-        handler.onFrameEnd();
+      if (this.#stop) {
+        this.#stop = false;
+        return pos;
       }
     }
+    return end;
   }
 
   /** Reads (the rest of) a header starting at `pos`; returns the new position. */
@@ -256,7 +271,7 @@ export class FrameParser {
     this.#masked = masked;
     this.#remaining = length;
     handler.onFrameStart(opcode, fin, rsv, length);
-    if (length === 0) handler.onFrameEnd();
+    if (length === 0) this.#stop = handler.onFrameEnd() === true;
     else this.#state = PAYLOAD;
   }
 }

@@ -298,17 +298,16 @@ export interface ServeOptions<Data = unknown> {
   backpressurePolicy?: BackpressurePolicy;
   /**
    * Received bytes queued for a handler before the socket stops reading
-   * (text counts its string length). It is checked between reads, so the
-   * queue may exceed it by what one read completed: messages are delivered
-   * whole, so by up to one message of `maxPayload`, plus the small ones
-   * that came with it.
+   * (text counts its string length). Parsing stops at the message that
+   * reaches it, however many frames a read holds (compressed ones that
+   * inflate a thousandfold included): the queue may exceed it by that one
+   * message, of up to `maxPayload`.
    * @default {1048576}
    */
   receiveHighWaterMark?: number;
   /**
-   * Received messages queued for a handler before the socket stops reading.
-   * Checked between reads, so one read's worth of small messages may pass
-   * it.
+   * Received messages queued for a handler before the socket stops reading
+   * (and parsing: a read of thousands of tiny frames stops at it).
    * @default {1024}
    */
   maxQueuedMessages?: number;

@@ -5,6 +5,7 @@ import { concat } from "../protocol/_helpers.ts";
 import {
   assertBytes,
   DEADLINE,
+  delay,
   echo,
   frame as rawFrame,
   LOCAL,
@@ -280,4 +281,43 @@ Deno.test("serve() with context takeover still compresses for others after 20 pe
     if (typeof message === "string") assert.ok(reply === message);
     else assertBytes(reply, message);
   }
+});
+
+Deno.test("serve() inflates no further than its receive queue can take: sixteen 1 MiB bombs in one read stop the parse once a queue's worth is inflated", async () => {
+  let taken = 0;
+  await using server = serve(
+    { ...LOCAL, perMessageDeflate: true },
+    async (socket) => {
+      for await (const message of socket) {
+        taken++;
+        if (message === "stop") break; // takes nothing more: the queue fills
+      }
+      await socket.closed;
+    },
+  );
+  const { peer } = await rawDeflateClient(server.addr);
+  using _ = peer;
+  // Filler first, so that reads have grown to 256 KiB; then, in the same
+  // write and so in one read, the marker and sixteen bombs (16 MiB inflated
+  // from about 16 KiB), which used to be inflated whole before the queue
+  // was looked at.
+  const filler = rawFrame(OP.binary, randomBytes(64 * 1024, 2));
+  const one = rawFrame(OP.binary, bomb(1), { rsv: RSV1 });
+  await peer.write(concat(
+    ...Array.from({ length: 8 }, () => filler),
+    rawFrame(OP.text, "stop"),
+    ...Array.from({ length: 16 }, () => one),
+  ));
+  await withTimeout(
+    (async () => {
+      while (taken < 9) await delay(5);
+    })(),
+    DEADLINE,
+    "the filler and the marker",
+  );
+  await delay(100);
+  const parsed = server.stats().messagesReceived - taken;
+  // receiveHighWaterMark (1 MiB) holds one bomb; the parse stops after it
+  // (or a second, when the first came out of an earlier read).
+  assert.ok(parsed >= 1 && parsed <= 2, `${parsed} bombs inflated`);
 });

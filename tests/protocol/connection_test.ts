@@ -552,6 +552,34 @@ Deno.test("Connection echoes an empty close frame as an empty close frame, code 
   assert.equal(outcome.closedCleanly, true);
 });
 
+Deno.test("Connection.receive() with a limit stops after the frame that reaches it and returns how far it got; the rest, fed later, gives the same events", () => {
+  const frames = [
+    clientFrame(Text, utf8("one")),
+    clientFrame(Ping, utf8("p")), // control frames do not count
+    clientFrame(Binary, new Uint8Array(0)), // an empty message counts
+    clientFrame(Text, utf8("three")),
+    clientFrame(Binary, pattern(100)),
+  ];
+  const data = concat(...frames);
+  const unlimited = new Connection({ role: "server" });
+  assert.equal(unlimited.receive(data.slice()), data.length);
+  const all = unlimited.takeEvents();
+  assert.equal(all.length, 5);
+
+  const limited = new Connection({ role: "server" });
+  const input = data.slice();
+  const first = limited.receive(input, { messages: 2 });
+  assert.equal(first, frames[0].length + frames[1].length + frames[2].length);
+  assert.deepEqual(limited.takeEvents(), all.slice(0, 3));
+  // Bytes: "three" (5) reaches 4; the 100-byte message waits.
+  const second = limited.receive(input.subarray(first), { bytes: 4 });
+  assert.equal(second, frames[3].length);
+  assert.deepEqual(limited.takeEvents(), all.slice(3, 4));
+  const rest = input.subarray(first + second);
+  assert.equal(limited.receive(rest, { messages: 1, bytes: 1 }), rest.length);
+  assert.deepEqual(limited.takeEvents(), all.slice(4));
+});
+
 Deno.test("Connection with deferCloseReply holds its answer to the peer's close frame until acknowledgeClose(), and may send meanwhile (RFC 6455 §5.5.1)", () => {
   const connection = new Connection({ role: "server", deferCloseReply: true });
   connection.receive(

@@ -688,3 +688,32 @@ Deno.test("under backpressurePolicy 'close', the send() that closed the socket r
   const settled = await withTimeout(results.promise, DEADLINE, "the sends");
   assert.deepEqual(settled, ["rejected", "rejected", "rejected", "rejected"]);
 });
+
+Deno.test("a read of thousands of empty frames is parsed no further than maxQueuedMessages while the handler takes none", async () => {
+  let taken = 0;
+  await using server = serve(
+    { ...LOCAL, maxQueuedMessages: 10 },
+    async (socket) => {
+      for await (const message of socket) {
+        taken++;
+        if (message === "stop") break;
+      }
+      await socket.closed;
+    },
+  );
+  const peer = await rawHandshake(server.addr);
+  // Filler grows the reads; then the marker and 5000 empty frames, in the
+  // same write and so in one read (they used to be parsed and queued all).
+  const filler = frame(OP.binary, numbered(0, CHUNK));
+  const empty = frame(OP.binary, new Uint8Array(0));
+  await peer.write(concat(
+    ...Array.from({ length: 8 }, () => filler),
+    frame(OP.text, "stop"),
+    ...Array.from({ length: 5000 }, () => empty),
+  ));
+  await waitUntil(() => taken === 9, "the filler and the marker");
+  await delay(100);
+  const parsed = server.stats().messagesReceived - taken;
+  assert.ok(parsed <= 2 * 10, `${parsed} empty messages parsed`);
+  peer.close();
+});

@@ -45,6 +45,8 @@ const utf8 = new TextEncoder();
 const compressions = new Limiter(16);
 const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
+// Reads one socket may complete in one turn of the event loop; see thisTurn().
+const READS_PER_TURN = 1;
 // Outgoing chunks over twice this size are written in slices of it.
 const WRITE_SLICE = 1024 * 1024;
 // Outgoing chunks from this size on count as written one by one.
@@ -129,6 +131,7 @@ export class Socket<Data = unknown>
   #resumeReading: (() => void) | null = null;
   // Bytes read but not parsed yet: the queue filled up before their turn.
   #unparsed: Uint8Array | null = null;
+  readonly #limit: ReceiveLimit = { messages: 0, bytes: 0 };
   // Takes so far, to tell after close() whether the loop still takes
   // messages; once it has stopped, what would not fit is dropped.
   #takes = 0;
@@ -166,6 +169,7 @@ export class Socket<Data = unknown>
   #peerClose: { code: number; reason: string } | null = null;
   #failure: ProtocolError | null = null;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastProgress = 0;
   #info: CloseInfo | null = null;
   #transportClosed = false;
   #closeRequested = false;
@@ -715,8 +719,10 @@ export class Socket<Data = unknown>
     const connection = this.#connection;
     if (code === undefined) connection.acknowledgeClose();
     else connection.close(code, reason);
-    this.#closeReplyOwed = false;
-    clearTimeout(this.#closeReplyTimer);
+    if (this.#closeReplyOwed) {
+      this.#closeReplyOwed = false;
+      clearTimeout(this.#closeReplyTimer);
+    }
     // When it answers the peer's close frame, the handshake is complete.
     if (connection.state === "closed") this.#closeTransportAfterFlush();
     else this.#scheduleFlush();
@@ -751,13 +757,10 @@ export class Socket<Data = unknown>
 
   /** Answers the peer's close frame, after messages still being compressed. */
   #answerClose(): void {
-    this.#closeReplyOwed = false;
-    clearTimeout(this.#closeReplyTimer);
-    const answer = () => {
-      if (this.#connection.state === "open") this.#sendClose();
-    };
-    if (this.#queuedMessages > 0) this.#sendQueue.then(answer);
-    else answer();
+    if (this.#queuedMessages > 0) {
+      this.#closeReplyOwed = false;
+      this.#sendQueue.then(() => this.#answerClose());
+    } else if (this.#connection.state === "open") this.#sendClose();
   }
 
   /** Reads on to find the peer's close frame, within the close timeout. */
@@ -769,11 +772,24 @@ export class Socket<Data = unknown>
 
   /** Closes the transport after the close timeout, unless finished before. */
   #armCloseTimer(): void {
-    this.#closeTimer ??= setTimeout(
-      () => this.#abort(),
+    if (this.#closeTimer !== undefined) return;
+    this.#lastProgress = performance.now();
+    this.#closeTimer = setTimeout(
+      this.#closeTimeUp,
       this.#options.closeTimeout,
     );
   }
+
+  // While closing, the close timeout runs from the last write the peer took:
+  // a slow peer still reading what was queued before the close frame is not
+  // cut off.
+  readonly #closeTimeUp = (): void => {
+    const idle = performance.now() - this.#lastProgress;
+    const left = this.#options.closeTimeout - idle;
+    if (left > 0 && this.#info === null) {
+      this.#closeTimer = setTimeout(this.#closeTimeUp, left);
+    } else this.#abort();
+  };
 
   /** Closes with 1000 (for `await using`). */
   [Symbol.asyncDispose](): Promise<void> {
@@ -867,6 +883,8 @@ export class Socket<Data = unknown>
       this.#transport.readable.getReader({ mode: "byob" });
     let buffer = new ArrayBuffer(MIN_READ);
     let smallReads = 0;
+    let lastTurn = -1;
+    let readsThisTurn = 0;
     try {
       if (this.#options.head && this.#options.head.length > 0) {
         this.#counters.bytesIn += this.#options.head.length;
@@ -890,6 +908,15 @@ export class Socket<Data = unknown>
           const rest = this.#unparsed;
           this.#unparsed = null;
           this.#receive(rest);
+          continue;
+        }
+        const now = thisTurn();
+        if (now !== lastTurn) {
+          lastTurn = now;
+          readsThisTurn = 0;
+        } else if (++readsThisTurn === READS_PER_TURN) {
+          // Fair share: let the other connections have this turn.
+          await new Promise((resolve) => setImmediate(resolve));
           continue;
         }
         const { value, done } = await reader.read(new Uint8Array(buffer));
@@ -1020,13 +1047,13 @@ export class Socket<Data = unknown>
   /** What the queue can still take, for one `Connection.receive()`. */
   #receiveLimit(): ReceiveLimit {
     const current = this.#current;
-    return {
-      messages: this.#options.maxQueuedMessages -
-        (this.#inbox.length - this.#inboxHead),
-      bytes: current !== null && !this.#currentCanceled
-        ? (current.desiredSize ?? 0)
-        : this.#options.receiveHighWaterMark - this.#inboxBytes,
-    };
+    const limit = this.#limit;
+    limit.messages = this.#options.maxQueuedMessages -
+      (this.#inbox.length - this.#inboxHead);
+    limit.bytes = current !== null && !this.#currentCanceled
+      ? (current.desiredSize ?? 0)
+      : this.#options.receiveHighWaterMark - this.#inboxBytes;
+    return limit;
   }
 
   #inboxFull(): boolean {
@@ -1180,13 +1207,7 @@ export class Socket<Data = unknown>
     this.#inFlight -= size;
     this.#counters.bytesOut += size;
     this.#wrote = true;
-    // While closing, the close timeout runs from the last progress: a slow
-    // peer still reading what was queued before the close frame is not cut.
-    if (this.#closeTimer !== undefined && this.#info === null) {
-      clearTimeout(this.#closeTimer);
-      this.#closeTimer = undefined;
-      this.#armCloseTimer();
-    }
+    if (this.#closeTimer !== undefined) this.#lastProgress = performance.now();
   }
 
   /** After a write (or none): wakes the waiters, then what comes next. */
@@ -1397,6 +1418,23 @@ export class Socket<Data = unknown>
     // After `closed` settled: a hook that throws cannot keep it pending.
     this.#options.onClosed?.(this as Socket<unknown>, this.#info);
   }
+}
+
+// Turns of the event loop, counted by one immediate per turn while sockets
+// read. A read whose socket already holds data completes at once, in a
+// microtask: a peer that never stops sending would keep its loop going
+// without ever letting the event loop serve the other connections.
+let turn = 0;
+let turnCounting = false;
+function thisTurn(): number {
+  if (!turnCounting) {
+    turnCounting = true;
+    setImmediate(() => {
+      turn++;
+      turnCounting = false;
+    });
+  }
+  return turn;
 }
 
 /** A piece of a message sent with `sendStream()`. */

@@ -101,6 +101,11 @@ const utf8 = new TextEncoder();
 const NO_EVENTS: ConnectionEvent[] = [];
 // Replaced by a buffer of the right size at each control frame's start.
 const NO_CONTROL = new Uint8Array(0);
+// Control payloads are handed out as views of shared buffers, never reused:
+// a flood of pings allocates no buffer per ping. Each buffer is as large as
+// the control payloads received so far, up to this (and to maxPayload: no
+// buffer is larger than a message may be).
+const CONTROL_ARENA = 4096;
 
 /**
  * The RFC 6455 protocol state machine for one connection, without I/O:
@@ -114,6 +119,9 @@ const NO_CONTROL = new Uint8Array(0);
  *   (1002, 1007, 1009), emits an `error` event and ignores further input.
  * - Ownership: `receive()` may unmask bytes in place and keeps no reference
  *   to them; every `binary` event carries a fresh buffer the caller owns.
+ *   Ping and pong payloads are views of a buffer shared with other control
+ *   payloads (their bytes are never reused either), so that a flood of
+ *   pings costs no allocation per ping.
  *
  * @example Echoing the RFC 6455 §5.7 masked "Hello"
  * ```ts
@@ -150,7 +158,13 @@ export class Connection {
   readonly #deferCloseReply: boolean;
   // The close frame that answers the peer's, while it is held back.
   #closeReply: Uint8Array | null = null;
+  // The latest ping's payload, to answer (held in a buffer of its own).
   #pendingPong: Uint8Array | null = null;
+  readonly #pongPayload = new Uint8Array(125);
+  #controlArena = NO_CONTROL;
+  #controlArenaUsed = 0;
+  #controlBytes = 0;
+  readonly #controlArenaLimit: number;
   // Whether a fragmented message we send awaits its last frame (§5.4).
   #sendingFragments = false;
   // Header bytes of a pong (at most 125 bytes of payload): 2, plus the mask.
@@ -179,6 +193,10 @@ export class Connection {
     this.#pongHeaderSize = options.role === "client" ? 6 : 2;
     this.#role = options.role;
     this.#deferCloseReply = options.deferCloseReply ?? false;
+    this.#controlArenaLimit = Math.max(
+      125,
+      Math.min(CONTROL_ARENA, maxPayload),
+    );
     const deflate = options.perMessageDeflate;
     this.#deflate = deflate?.deflate;
     this.#threshold = deflate?.threshold ?? Infinity;
@@ -503,7 +521,16 @@ export class Connection {
         );
       }
       this.#controlOpcode = opcode;
-      this.#control = new Uint8Array(length);
+      this.#controlBytes += length;
+      if (this.#controlArenaUsed + length > this.#controlArena.length) {
+        this.#controlArena = new Uint8Array(
+          Math.min(this.#controlArenaLimit, this.#controlBytes),
+        );
+        this.#controlArenaUsed = 0;
+      }
+      const start = this.#controlArenaUsed;
+      this.#control = this.#controlArena.subarray(start, start + length);
+      this.#controlArenaUsed += length;
       this.#controlLength = 0;
     } else {
       this.#assembler.startFrame(opcode, fin, length, rsv);
@@ -536,7 +563,8 @@ export class Connection {
         // frame: a pong is due "unless it already received a Close frame"
         // (§5.5.2), and only data frames may not follow a close (§5.5.1).
         // A copy: the caller owns the event's data and may change it.
-        this.#pendingPong = data.slice();
+        this.#pongPayload.set(data);
+        this.#pendingPong = this.#pongPayload.subarray(0, data.length);
         this.#emit({ type: "ping", data });
         break;
       case OPCODE.Pong:

@@ -116,3 +116,61 @@ Deno.test("the read buffer grows to 1 MiB inside a frame that needs more, holds 
   // Four small reads in a row: down to an eighth.
   assert.deepEqual(offered.slice(35), [128 * KiB]);
 });
+
+Deno.test("a socket whose reads all complete at once still lets the event loop turn: a timer set when reading starts fires long before the reads end", async () => {
+  // Every read is answered at once, as a socket that always holds data is:
+  // without a pause now and then, the read loop would run on in microtasks
+  // and starve every other connection (and timer) until the peer stopped.
+  const reads = 10_000;
+  let served = 0;
+  const readable = new ReadableStream({
+    type: "bytes",
+    pull(controller) {
+      const request = controller.byobRequest!;
+      if (++served > reads) {
+        controller.close();
+        request.respond(0);
+        return;
+      }
+      const ping = frame(OP.ping, new Uint8Array(125));
+      const view = request.view as Uint8Array;
+      const length = Math.min(view.length, ping.length);
+      view.set(ping.subarray(0, length));
+      request.respond(length);
+    },
+  });
+  const socket = new Socket({
+    readable,
+    writable: new WritableStream(),
+    close() {},
+  }, {
+    url: new URL("ws://localhost/"),
+    headers: new Headers(),
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+    protocol: "",
+  }, {
+    role: "server",
+    closeTimeout: 1000,
+    sendHighWaterMark: 16 * KiB,
+    receiveHighWaterMark: 1024 * KiB,
+    maxQueuedMessages: 1024,
+    maxBackpressure: 1024 * KiB,
+    backpressurePolicy: "wait",
+    pingInterval: 0,
+    pongTimeout: 0,
+    idleTimeout: 0,
+  }, undefined);
+  let servedWhenTimerFired = -1;
+  const timer = new Promise<void>((resolve) =>
+    setTimeout(() => {
+      servedWhenTimerFired = served;
+      resolve();
+    }, 0)
+  );
+  await socket.run();
+  await timer;
+  assert.ok(
+    servedWhenTimerFired < reads / 10,
+    `the timer fired after ${servedWhenTimerFired} of ${reads} reads`,
+  );
+});

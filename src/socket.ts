@@ -45,7 +45,8 @@ const utf8 = new TextEncoder();
 const compressions = new Limiter(16);
 const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
-// Reads one socket may complete in one turn of the event loop; see thisTurn().
+// Reads (or parses of what a read left) one socket may do in one turn of the
+// event loop; see thisTurn().
 const READS_PER_TURN = 1;
 // Outgoing chunks over twice this size are written in slices of it.
 const WRITE_SLICE = 1024 * 1024;
@@ -902,14 +903,6 @@ export class Socket<Data = unknown>
           if (this.#transportClosed) break;
           continue;
         }
-        if (this.#unparsed !== null) {
-          // The rest of the last read (in `buffer`: parsed before reading
-          // into it again).
-          const rest = this.#unparsed;
-          this.#unparsed = null;
-          this.#receive(rest);
-          continue;
-        }
         const now = thisTurn();
         if (now !== lastTurn) {
           lastTurn = now;
@@ -917,6 +910,14 @@ export class Socket<Data = unknown>
         } else if (++readsThisTurn === READS_PER_TURN) {
           // Fair share: let the other connections have this turn.
           await new Promise((resolve) => setImmediate(resolve));
+          continue;
+        }
+        if (this.#unparsed !== null) {
+          // The rest of the last read (in `buffer`: parsed before reading
+          // into it again), a queue's worth at a time, one per turn.
+          const rest = this.#unparsed;
+          this.#unparsed = null;
+          this.#receive(rest);
           continue;
         }
         const { value, done } = await reader.read(new Uint8Array(buffer));

@@ -99,7 +99,7 @@ const RSV1 = 0x40;
 const utf8 = new TextEncoder();
 
 const NO_EVENTS: ConnectionEvent[] = [];
-// Replaced by a buffer of the right size at each control frame's start.
+// No control payload yet (and no buffer for them).
 const NO_CONTROL = new Uint8Array(0);
 // Control payloads are handed out as views of shared buffers, never reused:
 // a flood of pings allocates no buffer per ping. Each buffer is as large as

@@ -48,9 +48,9 @@ const MAX_READ = 256 * 1024;
 // Reads (or parses of what a read left) one socket may do in one turn of the
 // event loop; see thisTurn().
 const READS_PER_TURN = 1;
-// Outgoing chunks over twice this size are written in slices of it.
-const WRITE_SLICE = 1024 * 1024;
-// Outgoing chunks from this size on count as written one by one.
+// Outgoing chunks over four times this size are written in slices of it.
+const WRITE_SLICE = 512 * 1024;
+// Output counts as written in steps of at least this much.
 const LARGE_CHUNK = 64 * 1024;
 // Inside a frame that still needs more than a buffer's worth, reads may grow
 // to this: a large message then arrives in fewer, larger pieces (and the
@@ -758,10 +758,25 @@ export class Socket<Data = unknown>
 
   /** Answers the peer's close frame, after messages still being compressed. */
   #answerClose(): void {
-    if (this.#queuedMessages > 0) {
+    if (this.#closeReplyOwed) {
       this.#closeReplyOwed = false;
-      this.#sendQueue.then(() => this.#answerClose());
-    } else if (this.#connection.state === "open") this.#sendClose();
+      clearTimeout(this.#closeReplyTimer);
+    }
+    if (this.#queuedMessages === 0) {
+      if (this.#connection.state === "open") this.#sendClose();
+      return;
+    }
+    // What is queued now goes out first: messages being compressed, and a
+    // message streaming out, which is cut short after the close timeout
+    // (its source may never end), as close() cuts it.
+    const cut = setTimeout(
+      () => this.#stopStream?.(CLOSE_CODE.NormalClosure, ""),
+      this.#options.closeTimeout,
+    );
+    this.#sendQueue.then(() => {
+      clearTimeout(cut);
+      if (this.#connection.state === "open") this.#sendClose();
+    });
   }
 
   /** Reads on to find the peer's close frame, within the close timeout. */
@@ -1168,13 +1183,15 @@ export class Socket<Data = unknown>
     for (let i = 0; i < chunks.length; i++) size += chunks[i].length;
     this.#inFlight = size;
     // Queue every write, then wait for the last: one turn, not one per chunk.
-    // Large chunks are counted as written when they are (one over 2 MiB in
-    // 1 MiB slices): a slow peer's progress shows in bufferedAmount and keeps
-    // the close and write timeouts from cutting it off.
+    // Output counts as written in steps of 64 KiB or more (a chunk over
+    // 2 MiB goes in 512 KiB slices): a slow peer's progress shows in
+    // bufferedAmount and keeps the close and write timeouts from cutting it
+    // off.
     const last = chunks.length - 1;
+    let unreported = 0;
     for (let i = 0; i <= last; i++) {
       let chunk = chunks[i];
-      while (chunk.length > 2 * WRITE_SLICE) {
+      while (chunk.length > 4 * WRITE_SLICE) {
         const slice = chunk.subarray(0, WRITE_SLICE);
         chunk = chunk.subarray(WRITE_SLICE);
         this.#writer.write(slice).then(
@@ -1183,10 +1200,14 @@ export class Socket<Data = unknown>
         );
       }
       if (i < last) {
-        const size = chunk.length;
         const written = this.#writer.write(chunk);
-        if (size < LARGE_CHUNK) written.catch(ignore);
-        else written.then(() => this.#wroteSome(size), ignore);
+        unreported += chunk.length;
+        if (unreported < LARGE_CHUNK) written.catch(ignore);
+        else {
+          const size = unreported;
+          unreported = 0;
+          written.then(() => this.#wroteSome(size), ignore);
+        }
       } else {
         this.#writer.write(chunk).then(() => {
           connection.releaseOutput(chunks);

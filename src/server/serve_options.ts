@@ -269,7 +269,10 @@ export interface ServeOptions<Data = unknown> {
    * `pingInterval`, it also bounds a peer that stops reading while it keeps
    * sending (or while we stopped reading it): when no output was taken for
    * `pingInterval + pongTimeout`, the transport is closed and `closed`
-   * reports 1011 "peer stopped reading".
+   * reports 1011 "peer stopped reading". Output counts as taken in steps of
+   * 64 to 512 KiB, so a peer reading slower than about 512 KiB per
+   * `pingInterval + pongTimeout` (10 KB/s with the defaults) counts as
+   * stopped.
    * @default {20000}
    */
   pongTimeout?: number;

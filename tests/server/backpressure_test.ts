@@ -717,3 +717,61 @@ Deno.test("a read of thousands of empty frames is parsed no further than maxQueu
   assert.ok(parsed <= 2 * 10, `${parsed} empty messages parsed`);
   peer.close();
 });
+
+Deno.test("a peer reading a burst of many 60 KB messages slowly but steadily is not taken for stalled", async () => {
+  const closed = Promise.withResolvers<unknown>();
+  const count = 200; // 12 MB, more than loopback buffers hold
+  await using server = serve(
+    // The write-stall limit (600 ms) is far shorter than the burst takes the
+    // peer, which reads all along (and sends pongs, so no ping is due).
+    { ...LOCAL, pingInterval: 300, pongTimeout: 300 },
+    async (socket) => {
+      socket.closed.then(closed.resolve);
+      for (let i = 0; i < count; i++) socket.trySend(numbered(i, 60_000));
+      for await (const _ of socket) { /* until the peer closes */ }
+    },
+  );
+  const peer = await rawHandshake(server.addr);
+  let received = 0;
+  while (received < count) {
+    const { opcode, payload } = await peer.readFrame();
+    assert.equal(opcode, OP.binary);
+    assert.equal(seqOf(payload), received++);
+    if (received % 10 === 0) await peer.write(frame(OP.pong));
+    await delay(10); // about 6 MB/s
+  }
+  await peer.write(frame(OP.close, closePayload(1000)));
+  assert.deepEqual(await withTimeout(closed.promise, DEADLINE, "the close"), {
+    code: 1000,
+    reason: "",
+    wasClean: true,
+  });
+  peer.close();
+});
+
+Deno.test("a message still streaming out when the peer closes is cut short within closeTimeout, and the close is answered", async () => {
+  const stream = Promise.withResolvers<unknown>();
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 300, pingInterval: 0 },
+    async (socket) => {
+      async function* endless() {
+        for (let i = 0;; i++) {
+          yield `piece ${i}`;
+          await delay(20);
+        }
+      }
+      socket.sendStream(endless()).then(stream.resolve, stream.resolve);
+      for await (const _ of socket) { /* until the peer closes */ }
+    },
+  );
+  const peer = await rawHandshake(server.addr);
+  assert.equal((await peer.readFrame()).opcode, OP.text); // under way
+  await peer.write(frame(OP.close, closePayload(4000)));
+  const { code } = await withTimeout(peer.readClose(), DEADLINE, "the answer");
+  assert.equal(code, 1000);
+  assert.ok(
+    (await withTimeout(stream.promise, DEADLINE, "the stream")) instanceof
+      ConnectionClosedError,
+  );
+  peer.close();
+});

@@ -169,7 +169,7 @@ export interface ServeOptions<Data = unknown> {
   onListen?: (addr: Deno.NetAddr) => void;
   /**
    * Receives structured events (open, close, errors). By default
-   * `handler-error`, `pubsub-error` and `accept-error` are printed with
+   * `handler-error`, `pubsub-error`, `accept-error` and `shutdown-timeout` are printed with
    * `console.error` and the rest dropped; `() => {}` silences everything.
    */
   logger?: (event: ServerLogEvent) => void;

@@ -50,7 +50,10 @@ import {
 /** Options of {@linkcode Server.prototype.shutdown}. */
 export interface ShutdownOptions {
   /**
-   * Milliseconds to wait for closing handshakes before closing the rest.
+   * Milliseconds to wait for the closing handshakes, the handlers and the
+   * HTTP exchanges under way before closing the rest. A streamed response
+   * that never ends by itself (server-sent events) holds shutdown this
+   * long: end it when the `signal` given to `serve()` aborts.
    * @default {5000}
    */
   timeout?: number;
@@ -315,6 +318,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
    * with a `RangeError` for a bad `timeout`.
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
+    if (this.#shutdown !== null) return this.#shutdown;
     const timeout = options.timeout ?? 5_000;
     if (
       typeof timeout !== "number" || !(timeout >= 0) || timeout > MAX_TIMEOUT
@@ -327,7 +331,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         ),
       );
     }
-    this.#shutdown ??= this.#shutDown(timeout);
+    this.#shutdown = this.#shutDown(timeout);
     return this.#shutdown;
   }
 
@@ -493,7 +497,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
           this.#endDeadline(conn);
           this.#exchanges.delete(conn);
         }
-        if (!exchange.keepAlive) {
+        // Shutdown may have begun after the response head said keep-alive.
+        if (!exchange.keepAlive || this.#shutdown !== null) {
           await this.#closeGracefully(peer);
           return;
         }
@@ -853,6 +858,10 @@ function logErrors(event: ServerLogEvent): void {
     event.type === "accept-error"
   ) {
     console.error(`duplex: ${event.type}:`, event.error);
+  } else if (event.type === "shutdown-timeout") {
+    console.error(
+      `duplex: shutdown-timeout: ${event.pending} handler(s) had not returned`,
+    );
   }
 }
 

@@ -291,3 +291,48 @@ Deno.test("Server.shutdown() resolves after its timeout though a handler never r
   );
   assert.equal((await client.closed).code, 1001);
 });
+
+Deno.test("Server.shutdown() closes a keep-alive connection once the response it was streaming when shutdown began has ended", async () => {
+  const streaming = Promise.withResolvers<void>();
+  const finish = Promise.withResolvers<void>();
+  const server = serve({
+    ...LOCAL,
+    fetch: () =>
+      new Response(
+        new ReadableStream({
+          async start(controller) {
+            controller.enqueue(new TextEncoder().encode("data: 1\n\n"));
+            streaming.resolve();
+            await finish.promise;
+            controller.close();
+          },
+        }),
+      ),
+  }, echo);
+  try {
+    using client = await RawHttp.connect(server.addr);
+    await client.write(
+      request("GET / HTTP/1.1", [["Host", `127.0.0.1:${server.addr.port}`]]),
+    );
+    await withTimeout(streaming.promise, DEADLINE, "the stream");
+    // The head said keep-alive before shutdown began.
+    const shutdown = server.shutdown({ timeout: 60_000 });
+    finish.resolve();
+    const response = await withTimeout(
+      client.readResponse(),
+      DEADLINE,
+      "the response",
+    );
+    assert.equal(response.text, "data: 1\n\n");
+    // Long before shutdown's timeout (it used to wait for the client).
+    await withTimeout(client.readToEof(), DEADLINE, "the connection closed");
+    await withTimeout(shutdown, DEADLINE, "shutdown()");
+    assert.equal(
+      server.shutdown({ timeout: -1 }),
+      shutdown,
+      "a second call returns the first's promise, whatever its options",
+    );
+  } finally {
+    await server.shutdown();
+  }
+});

@@ -52,14 +52,13 @@ export type {
 } from "./src/socket_options.ts";
 export * from "./src/server/server.ts";
 export type {
-  DataHook,
   ServeOptions,
   ServerLogEvent,
   SocketHandler,
   TimeoutPhase,
   UpgradeAccept,
-  UpgradeAcceptOptions,
   UpgradeHook,
+  UpgradeHookAccept,
   UpgradeInfo,
 } from "./src/server/serve_options.ts";
 export { renderPrometheus, type ServerStats } from "./src/server/stats.ts";

@@ -34,8 +34,8 @@ export interface UpgradeInfo {
   signal: AbortSignal;
 }
 
-/** What {@linkcode UpgradeAccept} holds besides `data`. */
-export interface UpgradeAcceptOptions {
+/** How {@linkcode UpgradeHook} accepts a handshake. */
+export interface UpgradeAccept<Data> {
   /** The subprotocol to use; it must be one the client offered. */
   protocol?: string;
   /**
@@ -43,42 +43,37 @@ export interface UpgradeAcceptOptions {
    * handshake's own (`Upgrade`, `Connection`, `Sec-WebSocket-*`).
    */
   headers?: HeadersInit;
+  /**
+   * Per-connection data, available to the handler as `socket.data`;
+   * required by {@linkcode UpgradeHook} unless `Data` allows `undefined`.
+   */
+  data?: Data;
 }
-
-/**
- * How {@linkcode UpgradeHook} accepts a handshake: `data` is the
- * per-connection data the handler gets as `socket.data`, required unless
- * `Data` allows `undefined`.
- */
-export type UpgradeAccept<Data> =
-  & UpgradeAcceptOptions
-  & (undefined extends Data ? { data?: Data } : { data: Data });
 
 /**
  * Decides on a valid handshake before the `101` is sent: return (or resolve
  * to) a `Response` to reject it with that response (401 or 403 with a body,
- * say); return an {@linkcode UpgradeAccept} to accept it, or nothing when
- * `Data` allows `undefined`. A hook that throws rejects the handshake with
- * 500.
+ * say); return an {@linkcode UpgradeAccept} to accept it, or nothing. When
+ * `Data` does not allow `undefined`, accepting needs `data` (nothing else
+ * would give `socket.data` a value). A hook that throws rejects the
+ * handshake with 500.
  */
 export type UpgradeHook<Data> = (
   request: Request,
   info: UpgradeInfo,
 ) =>
   | Response
-  | UpgradeAccept<Data>
-  | (undefined extends Data ? void : never)
-  | Promise<
-    Response | UpgradeAccept<Data> | (undefined extends Data ? void : never)
-  >;
+  | UpgradeHookAccept<Data>
+  | Promise<Response | UpgradeHookAccept<Data>>;
 
 /**
- * What `serve()` needs besides {@linkcode ServeOptions}: an `onUpgrade`
- * hook when `Data` does not allow `undefined`, since only the hook can give
- * `socket.data` a value.
+ * What an {@linkcode UpgradeHook} may return to accept: nothing or an
+ * {@linkcode UpgradeAccept} when `Data` allows `undefined`, else an
+ * {@linkcode UpgradeAccept} with `data`.
  */
-export type DataHook<Data> = undefined extends Data ? unknown
-  : { onUpgrade: UpgradeHook<Data> };
+export type UpgradeHookAccept<Data> = undefined extends Data
+  ? UpgradeAccept<Data> | void
+  : UpgradeAccept<Data> & { data: Data };
 
 /** A structured event for {@linkcode ServeOptions.logger}. */
 export type ServerLogEvent =

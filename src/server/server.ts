@@ -21,7 +21,6 @@ import {
 import { Ticker, tickPeriod } from "../ticker.ts";
 import {
   checkServeOptions,
-  type DataHook,
   MAX_TIMEOUT,
   type ResolvedLimits,
   resolveLimits,
@@ -110,7 +109,7 @@ type HeadResult = {
  * ```
  */
 export function serve<Data = unknown>(
-  options: ServeOptions<Data> & DataHook<Data>,
+  options: ServeOptions<Data>,
   handler: SocketHandler<Data>,
 ): Server<Data> {
   return new Server(options, handler);

@@ -2,12 +2,24 @@
 // type error that does not happen fails it: each pins a mistake the types
 // catch.
 import assert from "node:assert/strict";
-import { serve, type Server, type Socket } from "../../mod.ts";
+import {
+  serve,
+  type ServeOptions,
+  type Server,
+  type Socket,
+  type UpgradeAccept,
+} from "../../mod.ts";
 import { LOCAL } from "./_helpers.ts";
 
 const handler = (_socket: Socket<{ user: string }>) => {};
 
-Deno.test("socket.data has the type onUpgrade gives it, and cannot be left undefined when that type excludes undefined", async () => {
+/** UpgradeAccept stays an interface one can extend. */
+interface TaggedAccept<D> extends UpgradeAccept<D> {
+  tag?: string;
+}
+const tagged: TaggedAccept<number> = { data: 1, tag: "x" };
+
+Deno.test("socket.data has the type onUpgrade gives it, and a hook cannot leave it undefined when that type excludes undefined", async () => {
   const servers: Server<unknown>[] = [];
   // Inferred from the hook, which may also reject.
   servers.push(serve({
@@ -25,8 +37,12 @@ Deno.test("socket.data has the type onUpgrade gives it, and cannot be left undef
     ...LOCAL,
     onUpgrade: () => {},
   }, () => {}) as Server<unknown>);
-  // @ts-expect-error without a hook, socket.data would be undefined
-  servers.push(serve<{ user: string }>(LOCAL, handler) as Server<unknown>);
+  // Options built apart, typed with ServeOptions, as before.
+  const options: ServeOptions<{ user: string }> = {
+    ...LOCAL,
+    onUpgrade: () => ({ data: { user: "ada" } }),
+  };
+  servers.push(serve(options, handler) as Server<unknown>);
   servers.push(serve<{ user: string }>({
     ...LOCAL,
     // @ts-expect-error accepting with nothing leaves socket.data undefined
@@ -39,4 +55,5 @@ Deno.test("socket.data has the type onUpgrade gives it, and cannot be left undef
   }, handler) as Server<unknown>);
   await Promise.all(servers.map((server) => server.shutdown()));
   assert.equal(servers.length, 5);
+  assert.equal(tagged.data, 1);
 });

@@ -403,21 +403,23 @@ export function checkServeOptions(options: ServeOptions<never>): void {
   for (const origin of origins ?? []) {
     if (typeof origin !== "string" || origin === "null") continue;
     // Browsers send a serialized origin: scheme://host[:port], lower case,
-    // no default port, no path; anything else would never match.
-    let serialized: string | undefined;
-    try {
-      serialized = new URL(origin).origin;
-    } catch {
-      // Not a URL at all.
-    }
+    // no default port, no path; anything else would never match. Schemes
+    // without a URL origin (chrome-extension://id, tauri://localhost) are
+    // sent as scheme://host.
+    const url = URL.parse(origin);
+    const serialized = url === null
+      ? undefined
+      : url.origin !== "null"
+      ? url.origin
+      : url.host !== ""
+      ? `${url.protocol}//${url.host}`
+      : undefined;
     if (serialized !== origin) {
       throw new TypeError(
         `Cannot serve: "origins" entries must be origins as browsers send them (scheme://host[:port], no path), got ${
           JSON.stringify(origin)
         }${
-          serialized && serialized !== "null"
-            ? `: use ${JSON.stringify(serialized)}`
-            : ""
+          serialized === undefined ? "" : `: use ${JSON.stringify(serialized)}`
         }`,
       );
     }

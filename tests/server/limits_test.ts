@@ -319,6 +319,10 @@ const BAD_OPTIONS: [Record<string, unknown>, string][] = [
   [{ origins: ["https://example.com/app"] }, 'use "https://example.com"'],
   [{ origins: ["example.com"] }, 'got "example.com"'],
   [
+    { origins: ["chrome-extension://abcdef/"] },
+    'use "chrome-extension://abcdef"',
+  ],
+  [
     { protocols: "chat" },
     '"protocols" must be an array of strings or a function, got string "chat"',
   ],

@@ -311,14 +311,22 @@ Deno.test(
     await using server = serve({
       ...LOCAL,
       logger: log.logger,
-      origins: ["https://good.example", /\.trusted\.example$/],
+      origins: [
+        "https://good.example",
+        /\.trusted\.example$/,
+        "chrome-extension://abcdefgh", // no URL origin: scheme://host
+      ],
       onUpgrade: (request) => {
         hooked.push(request.headers.get("origin"));
       },
     }, echo);
     const url = wsUrl(server.addr);
     for (
-      const origin of ["https://good.example", "https://api.trusted.example"]
+      const origin of [
+        "https://good.example",
+        "https://api.trusted.example",
+        "chrome-extension://abcdefgh",
+      ]
     ) {
       await using client = await NpmClient.connect(url, { origin });
       assert.equal(await client.roundTrip(origin), origin);
@@ -349,6 +357,7 @@ Deno.test(
     assert.deepEqual(hooked, [
       "https://good.example",
       "https://api.trusted.example",
+      "chrome-extension://abcdefgh",
       null,
     ], "rejected origins never reach onUpgrade");
     assert.equal(server.stats().handshakeRejections[403], 5);

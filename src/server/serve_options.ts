@@ -174,7 +174,8 @@ export interface ServeOptions<Data = unknown> {
    * matches none is rejected with 403; a request without `Origin` (not from
    * a browser) is allowed. Unset: every origin. A string that is not an
    * origin as browsers send it (a trailing slash, a path, upper case, a
-   * default port) throws, since it could never match.
+   * default port) throws, since it could never match; schemes without a URL
+   * origin are written scheme://host (`chrome-extension://id`).
    */
   origins?: (string | RegExp)[];
   /**

@@ -8,7 +8,7 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
    * Extra handshake request headers, as for {@linkcode connect}; or a
    * function called before each attempt for them, so that a token that
    * expires can be fetched anew. A function that throws ends the iteration
-   * with its error.
+   * with its error; aborting `signal` while it runs ends the iteration.
    */
   headers?: HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
   /**
@@ -100,9 +100,12 @@ export async function* reconnecting(
         (0.5 + random() / 2);
       if (!await sleep(delay, signal)) return;
     }
-    const headers = typeof options.headers === "function"
-      ? await options.headers()
-      : options.headers;
+    let headers: HeadersInit | undefined;
+    if (typeof options.headers === "function") {
+      const fetched = await untilAborted(options.headers(), signal);
+      if (fetched === ABORTED) return;
+      headers = fetched;
+    } else headers = options.headers;
     let socket: Socket;
     try {
       socket = await connect(url, { ...options, headers });
@@ -138,6 +141,24 @@ function retryable(error: unknown): boolean {
     return status >= 500 || status === 408 || status === 429 || status < 400;
   }
   return true;
+}
+
+const ABORTED = Symbol("aborted");
+
+/** `value`, or {@linkcode ABORTED} as soon as `signal` aborts. */
+function untilAborted<T>(
+  value: T | Promise<T>,
+  signal?: AbortSignal,
+): Promise<T | typeof ABORTED> {
+  if (signal === undefined) return Promise.resolve(value);
+  if (signal.aborted) return Promise.resolve(ABORTED);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(ABORTED);
+    signal.addEventListener("abort", onAbort, { once: true });
+    Promise.resolve(value).then(resolve, reject).finally(() =>
+      signal.removeEventListener("abort", onAbort)
+    );
+  });
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {

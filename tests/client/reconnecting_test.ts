@@ -208,3 +208,17 @@ Deno.test("reconnecting asks a headers function before each attempt, so an expir
   });
   await assert.rejects(failing.next(), /no token/);
 });
+
+Deno.test("reconnecting ends when its signal aborts while the headers function is still running", async () => {
+  const controller = new AbortController();
+  const iterator = reconnecting("ws://127.0.0.1:9/", {
+    signal: controller.signal,
+    headers: () => new Promise<HeadersInit>(() => {}), // never settles
+  });
+  const next = iterator.next();
+  controller.abort();
+  assert.deepEqual(await deadline(next, 5_000, "the iteration to end"), {
+    done: true,
+    value: undefined,
+  });
+});

@@ -1,27 +1,43 @@
 /**
- * Calls `stop` on the signals that ask a command to stop: SIGINT (Ctrl-C)
- * and SIGTERM (`kill`, service managers), or SIGINT and SIGBREAK on Windows.
+ * Listens for the signals that ask a command to stop: SIGINT (Ctrl-C) and
+ * SIGTERM (`kill`, service managers), or SIGINT and SIGBREAK on Windows.
  * Signals this runtime cannot listen for are skipped.
  *
  * @param stop Called on each such signal.
- * @returns `remove()` takes the listeners off again.
+ * @returns `signal`, aborted by the first such signal (pass it to
+ * `connect()`, so that a stop during the handshake ends it); `remove()`
+ * takes the listeners off again.
  */
-export function onStopSignals(stop: () => void): { remove(): void } {
+export function onStopSignals(
+  stop?: () => void,
+): { signal: AbortSignal; remove(): void } {
+  const controller = new AbortController();
+  const onSignal = () => {
+    controller.abort(new Error("stopped by a signal"));
+    stop?.();
+  };
   const installed: Deno.Signal[] = [];
   const names: Deno.Signal[] = Deno.build.os === "windows"
     ? ["SIGINT", "SIGBREAK"]
     : ["SIGINT", "SIGTERM"];
   for (const name of names) {
     try {
-      Deno.addSignalListener(name, stop);
+      Deno.addSignalListener(name, onSignal);
       installed.push(name);
     } catch {
       // Not supported here.
     }
   }
   return {
+    signal: controller.signal,
     remove() {
-      for (const name of installed) Deno.removeSignalListener(name, stop);
+      for (const name of installed) Deno.removeSignalListener(name, onSignal);
     },
   };
+}
+
+/** Runs `stop` when `signal` aborts, at once if it already has. */
+export function whenStopped(signal: AbortSignal, stop: () => void): void {
+  if (signal.aborted) stop();
+  else signal.addEventListener("abort", stop, { once: true });
 }

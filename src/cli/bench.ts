@@ -20,7 +20,7 @@ import {
   writeStderr,
   writeStdout,
 } from "./_output.ts";
-import { onStopSignals } from "./_signals.ts";
+import { onStopSignals, whenStopped } from "./_signals.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
 /** The help text of `duplex bench`. */
@@ -157,6 +157,8 @@ export async function benchCommand(
   const headers = parseHeaders("bench", values.header ?? []);
   const caCerts = await readPemFiles("bench", "ca", values.ca ?? []);
 
+  // A stop signal during the handshakes ends them; later, the run.
+  const signals = onStopSignals();
   const attempts = await Promise.allSettled(
     Array.from({ length: connections }, () =>
       connect(url, {
@@ -164,6 +166,7 @@ export async function benchCommand(
         headers,
         caCerts,
         maxPayload: Math.max(DEFAULT_MAX_PAYLOAD, size),
+        signal: signals.signal,
       })),
   );
   const sockets = attempts.flatMap((a) =>
@@ -171,15 +174,18 @@ export async function benchCommand(
   );
   const failed = attempts.find((a) => a.status === "rejected");
   if (failed !== undefined) {
+    signals.remove();
     await Promise.all(sockets.map((socket) => socket.close()));
     const error = (failed as PromiseRejectedResult).reason;
     if (error instanceof TypeError) {
       throw new UsageError("bench", error.message);
     }
     printError(
-      `duplex bench: ${describeConnectError(url, error)} (${
-        connections - sockets.length
-      } of ${connections} connections failed)`,
+      signals.signal.aborted
+        ? "duplex bench: stopped before the connections opened"
+        : `duplex bench: ${describeConnectError(url, error)} (${
+          connections - sockets.length
+        } of ${connections} connections failed)`,
     );
     return EXIT_CODE.Failure;
   }
@@ -191,7 +197,7 @@ export async function benchCommand(
   const progress = new Progress(json, run);
   const stop = () => run.stop();
   const timer = setTimeout(stop, duration);
-  const signals = onStopSignals(stop);
+  whenStopped(signals.signal, stop);
   signal?.addEventListener("abort", stop, { once: true });
   // Connections that still owe echoes after the drain timeout are closed.
   let drainTimer: ReturnType<typeof setTimeout> | undefined;

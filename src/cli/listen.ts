@@ -16,7 +16,7 @@ import {
   printError,
   printLine,
 } from "./_output.ts";
-import { onStopSignals } from "./_signals.ts";
+import { onStopSignals, whenStopped } from "./_signals.ts";
 import { readLines } from "./_stdin.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
@@ -104,26 +104,31 @@ export async function listenCommand(
   const emit = (event: Record<string, unknown>) =>
     printLine(JSON.stringify(event));
 
+  // From here on a Ctrl-C (or SIGTERM) stops the command: during the
+  // handshake it ends it, once connected it closes with 1000.
+  const signals = onStopSignals();
   let socket: Socket;
   try {
     socket = await connect(url, {
       protocols: values.protocol,
       headers,
       caCerts,
+      signal: signals.signal,
     });
   } catch (error) {
+    signals.remove();
     if (error instanceof TypeError) {
       throw new UsageError("listen", error.message);
     }
-    const message = describeConnectError(url, error);
+    const message = signals.signal.aborted
+      ? "stopped before the connection opened"
+      : describeConnectError(url, error);
     if (json) emit({ type: "error", message });
     else printError(`duplex listen: ${message}`);
     return EXIT_CODE.Failure;
   }
-  // Installed before the open event is printed, so a Ctrl-C (or SIGTERM)
-  // right after it closes cleanly.
   const closeNormally = () => socket.close(1000).catch(() => {});
-  const signals = onStopSignals(closeNormally);
+  whenStopped(signals.signal, closeNormally);
 
   if (json) emit({ type: "open", url: url.href, protocol: socket.protocol });
   else {

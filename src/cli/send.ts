@@ -14,7 +14,7 @@ import {
   printError,
   printLine,
 } from "./_output.ts";
-import { onStopSignals } from "./_signals.ts";
+import { onStopSignals, whenStopped } from "./_signals.ts";
 import { readAll, readLines } from "./_stdin.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
@@ -120,16 +120,27 @@ export async function sendCommand(
     messages = readLines(stdin);
   }
 
+  // A stop signal ends the handshake, or once connected, the wait for the
+  // next message: the socket then closes as if the input had ended.
+  const signals = onStopSignals();
   let socket: Socket;
   try {
     socket = await connect(url, {
       protocols: values.protocol,
       headers,
       caCerts,
+      signal: signals.signal,
     });
   } catch (error) {
+    signals.remove();
     if (error instanceof TypeError) throw new UsageError("send", error.message);
-    printError(`duplex send: ${describeConnectError(url, error)}`);
+    printError(
+      `duplex send: ${
+        signals.signal.aborted
+          ? "stopped before the connection opened"
+          : describeConnectError(url, error)
+      }`,
+    );
     return EXIT_CODE.Failure;
   }
   // Replies are not printed (use "duplex listen"), but reading them keeps
@@ -142,9 +153,8 @@ export async function sendCommand(
   // Waiting for the next line (`tail -f | duplex send`), a close from the
   // server ends the wait: nothing more can be sent.
   const closed = socket.closed.then(() => null);
-  // A stop signal ends the wait too and closes as if the input had ended.
   const stopped = Promise.withResolvers<null>();
-  const signals = onStopSignals(() => stopped.resolve(null));
+  whenStopped(signals.signal, () => stopped.resolve(null));
   const pending:
     | AsyncIterator<string | Uint8Array>
     | Iterator<

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type CloseInfo, serve } from "../../mod.ts";
 import { DEADLINE, deadline, spawnCli } from "./_helpers.ts";
+import { delay } from "../server/_helpers.ts";
 
 /** Echoes text; "bin" gets three bytes back; "quit" closes with 1000 "bye". */
 function testServer() {
@@ -172,4 +173,32 @@ Deno.test("duplex listen whose output is closed early (| head -1) closes the con
     (await deadline(closed.promise, DEADLINE, "the close")).code,
     1000,
   );
+});
+
+Deno.test("duplex listen stopped by SIGTERM during the handshake says so and exits with 1, not by the signal", async () => {
+  // Accepts TCP connections and never answers the handshake.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepted: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) accepted.push(conn);
+  })();
+  try {
+    const { port } = listener.addr as Deno.NetAddr;
+    await using cli = spawnCli(["listen", `ws://127.0.0.1:${port}`]);
+    await deadline(
+      (async () => {
+        while (accepted.length === 0) await delay(10);
+      })(),
+      DEADLINE,
+      "the CLI to connect",
+    );
+    cli.signal("SIGTERM");
+    const { code, stderr } = await cli.finished();
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /stopped before the connection opened/);
+  } finally {
+    listener.close();
+    await accepting;
+    for (const conn of accepted) conn.close();
+  }
 });

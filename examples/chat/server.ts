@@ -10,9 +10,11 @@
  *
  * What a public chat needs beyond the protocol: WebSockets opened by pages
  * of other sites are refused (403), since a page elsewhere could otherwise
- * chat as its visitors; a nick is unique within its room; each socket may
- * say at most 5 lines a second (in bursts of 10); presence updates carry the
- * one change, not the whole list, so a room of N costs O(N) per arrival.
+ * chat as its visitors; a nick is unique within its room (whatever its case
+ * or invisible characters); each socket may send at most 5 messages a second
+ * (in bursts of 10); presence updates carry the one change, not the whole
+ * list, so a room of N costs O(N) per arrival; keepalive finds a vanished
+ * client within 20 s, freeing its nick for its own reconnection.
  *
  * The protocol: one JSON object per text message, discriminated by `type`.
  *
@@ -66,7 +68,12 @@ export type ServerMessage =
     nick: string;
   }
   | { type: "left"; room: string }
-  | { type: "error"; message: string };
+  | {
+    type: "error";
+    message: string;
+    /** For the errors a client may act on. */
+    code?: "nick-taken" | "rate-limited";
+  };
 
 /** What a client sends. */
 export type ClientMessage =
@@ -96,7 +103,7 @@ export interface ChatOptions {
 const ROOM = /^[a-z0-9_-]{1,32}$/;
 const MAX_NICK = 24;
 const MAX_TEXT = 2000;
-// Lines a socket may say: a burst of BURST, then RATE a second.
+// Messages a socket may send: a burst of BURST, then RATE a second.
 const RATE = 5;
 const BURST = 10;
 
@@ -141,6 +148,8 @@ export function startChat(options: ChatOptions = {}): Server {
     signal: options.signal,
     onListen: options.onListen,
     maxPayload: 16 * 1024,
+    pingInterval: 10_000,
+    pongTimeout: 10_000,
     // Same origin only: a page of another site may not open a socket here
     // with its visitors' browsers. (No Origin: not a browser; allowed.)
     onUpgrade: (request) => {
@@ -184,6 +193,18 @@ export function startChat(options: ChatOptions = {}): Server {
 
     try {
       for await (const data of socket) {
+        const now = performance.now();
+        tokens = Math.min(BURST, tokens + (now - refilled) * RATE / 1000);
+        refilled = now;
+        if (tokens < 1) {
+          send(socket, {
+            type: "error",
+            code: "rate-limited",
+            message: `Slow down: at most ${RATE} messages a second`,
+          });
+          continue;
+        }
+        tokens--;
         const message = parse(data);
         if (typeof message === "string") {
           send(socket, { type: "error", message });
@@ -191,13 +212,15 @@ export function startChat(options: ChatOptions = {}): Server {
         }
         if (message.type === "join") {
           let room = rooms.get(message.room);
+          const key = nickKey(message.nick);
           const taken = room !== undefined &&
             [...room.members].some(([member, nick]) =>
-              nick === message.nick && member !== socket
+              member !== socket && nickKey(nick) === key
             );
           if (taken) {
             send(socket, {
               type: "error",
+              code: "nick-taken",
               message: `The nick ${message.nick} is taken in ${message.room}`,
             });
             continue;
@@ -227,17 +250,6 @@ export function startChat(options: ChatOptions = {}): Server {
             send(socket, { type: "error", message: "Join a room first" });
             continue;
           }
-          const now = performance.now();
-          tokens = Math.min(BURST, tokens + (now - refilled) * RATE / 1000);
-          refilled = now;
-          if (tokens < 1) {
-            send(socket, {
-              type: "error",
-              message: `Slow down: at most ${RATE} lines a second`,
-            });
-            continue;
-          }
-          tokens--;
           const line: Line = {
             room: current.room,
             nick: current.nick,
@@ -259,6 +271,14 @@ export function startChat(options: ChatOptions = {}): Server {
     }
   });
   return server;
+}
+
+/**
+ * What makes two nicks the same: "Ada", "ada" and "ada" with an invisible
+ * character (U+200B) look alike, so they are one nick.
+ */
+function nickKey(nick: string): string {
+  return nick.normalize("NFKC").replace(/[\p{Cf}\p{Z}]/gu, "").toLowerCase();
 }
 
 /** Validates a client message; a string is what was wrong with it. */

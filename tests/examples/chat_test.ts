@@ -162,30 +162,42 @@ Deno.test("examples/chat: bad requests get an error and the connection stays usa
   assert.match((await eve.next()).message as string, /at most 2000/);
 });
 
-Deno.test("examples/chat: a nick is unique within its room, and lines are limited to 5 a second in bursts of 10", async () => {
+Deno.test("examples/chat: a nick is unique within its room whatever its case or invisible characters, and a socket may send 5 messages a second in bursts of 10", async () => {
   await using server = listen();
   const { port } = server.addr;
   await using ada = await Chatter.connect(port);
   await using impostor = await Chatter.connect(port, "deno");
   await ada.join("lobby", "ada");
-  impostor.send({ type: "join", room: "lobby", nick: "ada" });
-  assert.deepEqual(await impostor.next(), {
-    type: "error",
-    message: "The nick ada is taken in lobby",
-  });
+  for (const nick of ["ada", "Ada", "ada\u200b", "a da"]) {
+    impostor.send({ type: "join", room: "lobby", nick });
+    assert.deepEqual(await impostor.next(), {
+      type: "error",
+      code: "nick-taken",
+      message: `The nick ${nick} is taken in lobby`,
+    });
+  }
   await impostor.join("den", "ada"); // another room, another ada
 
-  for (let i = 0; i < 12; i++) ada.send({ type: "say", text: `line ${i}` });
+  // Joins count too: ten pass (each answered with joined and presence),
+  // then the bucket is empty.
+  await using eve = await Chatter.connect(port);
+  for (let i = 0; i < 12; i++) {
+    eve.send({ type: "join", room: "lobby", nick: `eve${i}` });
+  }
   const replies = [];
-  for (let i = 0; i < 12; i++) replies.push(await ada.next());
-  const said = replies.filter((reply) => reply.type === "message");
-  assert.deepEqual(
-    said.map((reply) => reply.text),
-    Array.from({ length: 10 }, (_, i) => `line ${i}`),
-  );
-  assert.deepEqual(replies.slice(10), [
-    { type: "error", message: "Slow down: at most 5 lines a second" },
-    { type: "error", message: "Slow down: at most 5 lines a second" },
+  for (let i = 0; i < 22; i++) replies.push(await eve.next());
+  assert.equal(replies.filter((reply) => reply.type === "joined").length, 10);
+  assert.deepEqual(replies.slice(20), [
+    {
+      type: "error",
+      code: "rate-limited",
+      message: "Slow down: at most 5 messages a second",
+    },
+    {
+      type: "error",
+      code: "rate-limited",
+      message: "Slow down: at most 5 messages a second",
+    },
   ]);
 });
 

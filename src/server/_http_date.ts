@@ -22,8 +22,9 @@ const ASCTIME_DATE = new RegExp(
 /**
  * The time an HTTP-date stands for, in milliseconds since the epoch, or
  * `null` when `value` is not one. All three formats are accepted, as
- * RFC 9110 §5.6.7 requires of recipients; a two-digit year more than 50
- * years ahead is taken to be in the past century.
+ * RFC 9110 §5.6.7 requires of recipients; a two-digit year is taken in the
+ * century that puts the date within 50 years of `now` (more than 50 years
+ * ahead means the past century, as §5.6.7 says).
  *
  * @param value A field value such as `If-Modified-Since`'s.
  * @param now The current time, for two-digit years.
@@ -42,15 +43,29 @@ export function parseHttpDate(
     time = match.slice(4);
   } else if ((match = RFC850_DATE.exec(value)) !== null) {
     [, day, month] = match;
-    const thisYear = new Date(now).getUTCFullYear();
-    year = Math.floor(thisYear / 100) * 100 + Number(match[3]);
-    if (year > thisYear + 50) year -= 100;
+    // The century that puts the date within 50 years of now, either way.
+    year = Math.floor(new Date(now).getUTCFullYear() / 100) * 100 +
+      Number(match[3]);
     time = match.slice(4);
+    const date = toTime(year, month, day, time);
+    if (date === null) return null;
+    const fifty = Date.UTC(2050, 0, 1) - Date.UTC(2000, 0, 1);
+    if (date > now + fifty) year -= 100;
+    else if (date <= now - fifty) year += 100;
   } else if ((match = ASCTIME_DATE.exec(value)) !== null) {
     [, month, day] = match;
     year = Number(match[6]);
     time = match.slice(3, 6);
   } else return null;
+  return toTime(year, month, day, time);
+}
+
+function toTime(
+  year: number,
+  month: string,
+  day: string,
+  time: string[],
+): number | null {
   const [hours, minutes, seconds] = time.map(Number);
   if (hours > 23 || minutes > 59 || seconds > 60) return null;
   const date = new Date(0);

@@ -23,6 +23,16 @@ Deno.test("parseHttpDate puts a two-digit year more than 50 years ahead in the p
     parseHttpDate("Thursday, 01-Jan-77 00:00:00 GMT", now),
     Date.UTC(1977, 0, 1),
   );
+  // By the date, not the year: 31 Dec 2076 is more than 50 years ahead.
+  assert.equal(
+    parseHttpDate("Friday, 31-Dec-76 00:00:00 GMT", now),
+    Date.UTC(1976, 11, 31),
+  );
+  // Near a century's end, a small year is the next century's.
+  assert.equal(
+    parseHttpDate("Saturday, 01-Jan-01 00:00:00 GMT", Date.UTC(2099, 5, 1)),
+    Date.UTC(2101, 0, 1),
+  );
 });
 
 Deno.test("parseHttpDate refuses what Date.parse would guess at", () => {

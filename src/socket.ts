@@ -121,8 +121,11 @@ export class Socket<Data = unknown>
   #inboxHead = 0;
   #inboxBytes = 0;
   #takeWaiter: TakeWaiter | null = null;
-  // Cuts short the message being streamed out (sendStream), if any.
-  #stopStream: ((code: number, reason: string) => void) | null = null;
+  // Cuts short the message being streamed out (sendStream), if any, to close
+  // with this code and reason, or (null) to answer the peer's close frame.
+  #stopStream:
+    | ((close: { code: number; reason: string } | null) => void)
+    | null = null;
   // Takes asked for while one was pending (two loops, or next() called
   // again before the last settled), in order.
   #moreWaiters: TakeWaiter[] | null = null;
@@ -142,6 +145,7 @@ export class Socket<Data = unknown>
   // messages that came before it.
   #closeReplyOwed = false;
   #closeReplyTimer: ReturnType<typeof setTimeout> | undefined;
+  #peerClosedAt = 0;
   // Writing.
   #flushQueued = false;
   #writing = false;
@@ -496,9 +500,9 @@ export class Socket<Data = unknown>
     // close() cuts the stream short: its source may never end.
     const stopped = Promise.withResolvers<never>();
     stopped.promise.catch(() => {});
-    let cut: { code: number; reason: string } | null = null;
-    this.#stopStream = (code, reason) => {
-      cut = { code, reason };
+    let cut: { code: number; reason: string } | null | undefined;
+    this.#stopStream = (close) => {
+      cut = close;
       stopped.reject(new ConnectionClosedError("send"));
     };
     // One piece is held back, so the last one can carry FIN.
@@ -564,11 +568,14 @@ export class Socket<Data = unknown>
       if (started && this.#connection.state === "open") {
         // The peer holds the start of a message that cannot be finished:
         // close, so that it is discarded rather than taken for whole.
-        const close = cut ?? {
-          code: CLOSE_CODE.InternalError,
-          reason: CLOSE_REASON.StreamFailed,
-        };
-        this.#closeNow(close.code, close.reason);
+        if (cut === null) this.#sendClose(); // the peer's close, answered
+        else {
+          const close = cut ?? {
+            code: CLOSE_CODE.InternalError,
+            reason: CLOSE_REASON.StreamFailed,
+          };
+          this.#closeNow(close.code, close.reason);
+        }
       }
       throw error;
     } finally {
@@ -698,7 +705,7 @@ export class Socket<Data = unknown>
       this.#beginClosing();
       // A message still streaming out is cut short (its source may never
       // end): the close frame follows what of it went out.
-      this.#stopStream?.(code, reason);
+      this.#stopStream?.({ code, reason });
       const sendClose = () => {
         if (this.#connection.state === "open") this.#sendClose(code, reason);
       };
@@ -737,6 +744,7 @@ export class Socket<Data = unknown>
    * close timeout (RFC 6455 §5.5.1: "as soon as practical").
    */
   #onPeerClose(): void {
+    this.#peerClosedAt = performance.now();
     const idle = this.#takeWaiter !== null ||
       (this.#takes === 0 && this.#inboxHead === this.#inbox.length);
     if (idle) {
@@ -767,11 +775,14 @@ export class Socket<Data = unknown>
       return;
     }
     // What is queued now goes out first: messages being compressed, and a
-    // message streaming out, which is cut short after the close timeout
-    // (its source may never end), as close() cuts it.
+    // message streaming out, which is cut short once the close timeout has
+    // passed since the peer's close frame (its source may never end).
     const cut = setTimeout(
-      () => this.#stopStream?.(CLOSE_CODE.NormalClosure, ""),
-      this.#options.closeTimeout,
+      () => this.#stopStream?.(null),
+      Math.max(
+        0,
+        this.#peerClosedAt + this.#options.closeTimeout - performance.now(),
+      ),
     );
     this.#sendQueue.then(() => {
       clearTimeout(cut);

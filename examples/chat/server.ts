@@ -275,11 +275,17 @@ export function startChat(options: ChatOptions = {}): Server {
 
 /**
  * What makes two nicks the same: "Ada", "ada" and "ada" with an invisible
- * character (U+200B) look alike, so they are one nick.
+ * character (U+200B, U+034F, U+3164...) look alike, so they are one nick; a
+ * nick of nothing but such characters is no nick. (Letters of other scripts
+ * that look alike, Cyrillic "а" for Latin "a", are not caught.)
  */
 function nickKey(nick: string): string {
-  return nick.normalize("NFKC").replace(/[\p{Cf}\p{Z}]/gu, "").toLowerCase();
+  return nick.normalize("NFKC").replace(INVISIBLE, "").toLowerCase();
 }
+
+// Controls, format characters, separators, combining marks, and the
+// letters and symbols that show as blanks (Hangul fillers, braille blank).
+const INVISIBLE = /[\p{C}\p{Z}\p{M}\u115F\u1160\u3164\uFFA0\u2800]/gu;
 
 /** Validates a client message; a string is what was wrong with it. */
 export function parse(data: string | Uint8Array): ClientMessage | string {
@@ -301,7 +307,7 @@ export function parse(data: string | Uint8Array): ClientMessage | string {
         return "A room is 1-32 characters of a-z, 0-9, _ and -";
       }
       if (
-        typeof nick !== "string" || nick.trim() === "" ||
+        typeof nick !== "string" || nickKey(nick) === "" ||
         nick.trim().length > MAX_NICK
       ) {
         return `A nick is 1-${MAX_NICK} characters`;

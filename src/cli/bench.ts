@@ -146,6 +146,12 @@ export async function benchCommand(
     values.connections ?? "10",
   );
   const size = parseSize("bench", "size", values.size ?? "32");
+  if (size > MAX_SIZE) {
+    throw new UsageError(
+      "bench",
+      `--size must be at most 256M (each connection holds its messages in memory), got ${values.size}`,
+    );
+  }
   const inFlight = parsePositiveInteger(
     "bench",
     "in-flight",
@@ -391,6 +397,10 @@ function printReport(s: BenchSummary): void {
     }  max ${formatMs(l.max)}`,
   );
 }
+
+// The largest message bench sends (a string of more than 512 MiB cannot
+// even be made).
+const MAX_SIZE = 256 * 1024 * 1024;
 
 function randomBytes(size: number): Uint8Array {
   const bytes = new Uint8Array(size);

@@ -36,12 +36,12 @@ export const HELP =
 
 Usage:
   duplex serve  [--port N] [--hostname H] [--echo | --broadcast] [--static DIR]
-                [--cert FILE --key FILE]
+                [--cert FILE --key FILE] [--quiet]
   duplex listen URL [--json] [--protocol P] [--header "K: V"] [--ca FILE]
   duplex send   URL [MESSAGE...] [--file F] [--binary]
                 [--protocol P] [--header "K: V"] [--ca FILE]
   duplex bench  URL [--connections N] [--size S] [--in-flight P] [--duration D]
-                [--binary] [--json]
+                [--binary] [--json] [--protocol P] [--header "K: V"] [--ca FILE]
 
 Run "duplex COMMAND --help" for a command's options.
 

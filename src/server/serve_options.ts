@@ -413,7 +413,7 @@ export function checkServeOptions(options: ServeOptions<never>): void {
       : url.origin !== "null"
       ? url.origin
       : url.host !== ""
-      ? `${url.protocol}//${url.host}`
+      ? `${url.protocol}//${url.host}`.toLowerCase()
       : undefined;
     if (serialized !== origin) {
       throw new TypeError(

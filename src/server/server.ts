@@ -846,17 +846,28 @@ function isListenerClosed(error: unknown): boolean {
     error instanceof Deno.errors.Interrupted;
 }
 
+const lastPrinted = new Map<string, { at: number; suppressed: number }>();
+
 /**
  * The default logger: the errors that are bugs or broken infrastructure on
  * the server's side go to `console.error`, the rest (peers that misbehave,
  * the traffic) nowhere.
  */
 function logErrors(event: ServerLogEvent): void {
-  if (
-    event.type === "handler-error" || event.type === "pubsub-error" ||
-    event.type === "accept-error"
-  ) {
+  if (event.type === "handler-error") {
     console.error(`duplex: ${event.type}:`, event.error);
+  } else if (event.type === "pubsub-error" || event.type === "accept-error") {
+    // These repeat while the broker is down or file descriptors run out:
+    // one line, then at most one every ten seconds.
+    const now = Date.now();
+    const last = lastPrinted.get(event.type);
+    if (last !== undefined && now - last.at < 10_000) {
+      last.suppressed++;
+      return;
+    }
+    const more = last?.suppressed ? ` (${last.suppressed} more since)` : "";
+    lastPrinted.set(event.type, { at: now, suppressed: 0 });
+    console.error(`duplex: ${event.type}${more}:`, event.error);
   } else if (event.type === "shutdown-timeout") {
     console.error(
       `duplex: shutdown-timeout: ${event.pending} handler(s) had not returned`,

@@ -120,3 +120,14 @@ Deno.test("duplex bench stops early on SIGTERM and still reports", async () => {
   const [, seconds] = stdout.match(/^Duration +([\d.]+) s$/m) ?? [];
   assert.ok(Number(seconds) < 30, `stopped early: ${seconds} s`);
 });
+
+Deno.test("duplex bench refuses a --size over 256M with a usage error, not a crash", async () => {
+  const { code, stderr } = await runCli([
+    "bench",
+    "ws://127.0.0.1:9/",
+    "--size",
+    "1G",
+  ]);
+  assert.equal(code, 2, stderr);
+  assert.match(stderr, /--size must be at most 256M/);
+});

@@ -146,6 +146,7 @@ Deno.test("examples/chat: bad requests get an error and the connection stays usa
     [{ type: "say", text: "hi" }, /^Join a room first$/],
     [{ type: "join", room: "Bad Room!", nick: "eve" }, /^A room is/],
     [{ type: "join", room: "ok", nick: "   " }, /^A nick is 1-24/],
+    [{ type: "join", room: "ok", nick: "\u200b\u3164" }, /^A nick is 1-24/],
     [{ type: "join", room: "ok", nick: "x".repeat(25) }, /^A nick is 1-24/],
     [{ type: "shout" }, /^Unknown message type "shout"$/],
     [[1, 2], /^Unknown message type undefined$/],
@@ -168,7 +169,18 @@ Deno.test("examples/chat: a nick is unique within its room whatever its case or 
   await using ada = await Chatter.connect(port);
   await using impostor = await Chatter.connect(port, "deno");
   await ada.join("lobby", "ada");
-  for (const nick of ["ada", "Ada", "ada\u200b", "a da"]) {
+  for (
+    const nick of [
+      "ada",
+      "Ada",
+      "ada\u200b",
+      "a da",
+      "ada\u034f",
+      "ada\u3164",
+      "ada\u2800",
+      "ada\u0000",
+    ]
+  ) {
     impostor.send({ type: "join", room: "lobby", nick });
     assert.deepEqual(await impostor.next(), {
       type: "error",

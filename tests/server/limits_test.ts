@@ -323,6 +323,10 @@ const BAD_OPTIONS: [Record<string, unknown>, string][] = [
     'use "chrome-extension://abcdef"',
   ],
   [
+    { origins: ["moz-extension://ABCDEF-12"] },
+    'use "moz-extension://abcdef-12"',
+  ],
+  [
     { protocols: "chat" },
     '"protocols" must be an array of strings or a function, got string "chat"',
   ],

@@ -265,10 +265,11 @@ export interface ServeOptions<Data = unknown> {
    * `pingInterval`, it also bounds a peer that stops reading while it keeps
    * sending (or while we stopped reading it): when no output was taken for
    * `pingInterval + pongTimeout`, the transport is closed and `closed`
-   * reports 1011 "peer stopped reading". Output counts as taken in steps of
-   * 64 to 512 KiB, so a peer reading slower than about 512 KiB per
-   * `pingInterval + pongTimeout` (10 KB/s with the defaults) counts as
-   * stopped.
+   * reports 1011 "peer stopped reading". A write counts as taken once the
+   * kernel has it, and the kernel holds a few MB per connection, so a peer
+   * must read roughly 4 to 6 MB per `pingInterval + pongTimeout` (about
+   * 100 KB/s with the defaults) not to count as stopped: raise both for
+   * slower peers that are sent large backlogs.
    * @default {20000}
    */
   pongTimeout?: number;

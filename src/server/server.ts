@@ -209,7 +209,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       resolveDeflateOptions(settings); // throws now for a bad setting
       this.#deflateOptions = settings;
     }
-    this.#logger = options.logger ?? logErrors;
+    this.#logger = options.logger ?? printErrors();
     this.#ticker = new Ticker(
       tickPeriod(
         this.#limits.handshakeTimeout,
@@ -846,33 +846,34 @@ function isListenerClosed(error: unknown): boolean {
     error instanceof Deno.errors.Interrupted;
 }
 
-const lastPrinted = new Map<string, { at: number; suppressed: number }>();
-
 /**
  * The default logger: the errors that are bugs or broken infrastructure on
  * the server's side go to `console.error`, the rest (peers that misbehave,
  * the traffic) nowhere.
  */
-function logErrors(event: ServerLogEvent): void {
-  if (event.type === "handler-error") {
-    console.error(`duplex: ${event.type}:`, event.error);
-  } else if (event.type === "pubsub-error" || event.type === "accept-error") {
-    // These repeat while the broker is down or file descriptors run out:
-    // one line, then at most one every ten seconds.
-    const now = Date.now();
-    const last = lastPrinted.get(event.type);
-    if (last !== undefined && now - last.at < 10_000) {
-      last.suppressed++;
-      return;
+function printErrors(): (event: ServerLogEvent) => void {
+  // pubsub-error and accept-error repeat while a broker is down or file
+  // descriptors run out: one line, then at most one every ten seconds.
+  const lastPrinted = new Map<string, { at: number; suppressed: number }>();
+  return (event) => {
+    if (event.type === "handler-error") {
+      console.error(`duplex: ${event.type}:`, event.error);
+    } else if (event.type === "pubsub-error" || event.type === "accept-error") {
+      const now = Date.now();
+      const last = lastPrinted.get(event.type);
+      if (last !== undefined && now - last.at < 10_000) {
+        last.suppressed++;
+        return;
+      }
+      const more = last?.suppressed ? ` (${last.suppressed} more since)` : "";
+      lastPrinted.set(event.type, { at: now, suppressed: 0 });
+      console.error(`duplex: ${event.type}${more}:`, event.error);
+    } else if (event.type === "shutdown-timeout") {
+      console.error(
+        `duplex: shutdown-timeout: ${event.pending} handler(s) had not returned`,
+      );
     }
-    const more = last?.suppressed ? ` (${last.suppressed} more since)` : "";
-    lastPrinted.set(event.type, { at: now, suppressed: 0 });
-    console.error(`duplex: ${event.type}${more}:`, event.error);
-  } else if (event.type === "shutdown-timeout") {
-    console.error(
-      `duplex: shutdown-timeout: ${event.pending} handler(s) had not returned`,
-    );
-  }
+  };
 }
 
 function closeQuietly(conn: Deno.Conn): void {

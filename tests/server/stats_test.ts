@@ -415,3 +415,26 @@ Deno.test("serve() without a logger prints a handler's error with console.error,
     console.error = original;
   }
 });
+
+Deno.test("serve() without a logger prints a pub/sub adapter's errors once, not every time they repeat", async () => {
+  const printed: unknown[][] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => printed.push(args);
+  try {
+    const broker = new Error("broker down");
+    await using _server = serve({
+      ...LOCAL,
+      pubsub: {
+        start(_deliver, onError) {
+          for (let i = 0; i < 5; i++) onError?.(broker); // reconnect attempts
+        },
+        publish() {},
+        close() {},
+      },
+    }, echo);
+    await waitUntil(() => printed.length > 0, "the error printed");
+    assert.deepEqual(printed, [["duplex: pubsub-error:", broker]]);
+  } finally {
+    console.error = original;
+  }
+});

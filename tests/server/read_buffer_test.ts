@@ -3,9 +3,39 @@
 // alternates big and small reads does not reallocate on every read.
 import assert from "node:assert/strict";
 import { Socket } from "../../src/socket.ts";
+import type { SocketOptions } from "../../src/socket_options.ts";
 import { frame, OP } from "./_helpers.ts";
 
 const KiB = 1024;
+
+/** A server socket reading `readable`, without keepalive or timeouts. */
+function serverSocketOver(
+  readable: ReadableStream<Uint8Array<ArrayBuffer>>,
+  options: Partial<SocketOptions> = {},
+): Socket {
+  return new Socket({
+    readable,
+    writable: new WritableStream(),
+    close() {},
+  }, {
+    url: new URL("ws://localhost/"),
+    headers: new Headers(),
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+    protocol: "",
+  }, {
+    role: "server",
+    closeTimeout: 1000,
+    sendHighWaterMark: 16 * KiB,
+    receiveHighWaterMark: 1024 * KiB,
+    maxQueuedMessages: 1024,
+    maxBackpressure: 1024 * KiB,
+    backpressurePolicy: "wait",
+    pingInterval: 0,
+    pongTimeout: 0,
+    idleTimeout: 0,
+    ...options,
+  }, undefined);
+}
 
 /** Endless bytes: one 64 MiB binary frame, so every later byte is payload. */
 function oneHugeFrame(): (view: Uint8Array) => void {
@@ -57,29 +87,12 @@ async function offeredReadSizes(
       request.respond(length);
     },
   });
-  const socket = new Socket({
-    readable,
-    writable: new WritableStream(),
-    close() {},
-  }, {
-    url: new URL("ws://localhost/"),
-    headers: new Headers(),
-    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
-    protocol: "",
-  }, {
-    role: "server",
+  const socket = serverSocketOver(readable, {
     maxPayload: 128 * 1024 * KiB,
-    closeTimeout: 1000,
-    sendHighWaterMark: 16 * KiB,
     // Nobody takes the messages: let them pile up rather than pause reading.
     receiveHighWaterMark: 1024 * 1024 * KiB,
     maxQueuedMessages: 1_000_000,
-    maxBackpressure: 1024 * KiB,
-    backpressurePolicy: "wait",
-    pingInterval: 0,
-    pongTimeout: 0,
-    idleTimeout: 0,
-  }, undefined);
+  });
   await socket.run();
   return offered;
 }
@@ -139,27 +152,7 @@ Deno.test("a socket whose reads all complete at once still lets the event loop t
       request.respond(length);
     },
   });
-  const socket = new Socket({
-    readable,
-    writable: new WritableStream(),
-    close() {},
-  }, {
-    url: new URL("ws://localhost/"),
-    headers: new Headers(),
-    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
-    protocol: "",
-  }, {
-    role: "server",
-    closeTimeout: 1000,
-    sendHighWaterMark: 16 * KiB,
-    receiveHighWaterMark: 1024 * KiB,
-    maxQueuedMessages: 1024,
-    maxBackpressure: 1024 * KiB,
-    backpressurePolicy: "wait",
-    pingInterval: 0,
-    pongTimeout: 0,
-    idleTimeout: 0,
-  }, undefined);
+  const socket = serverSocketOver(readable);
   let servedWhenTimerFired = -1;
   const timer = new Promise<void>((resolve) =>
     setTimeout(() => {

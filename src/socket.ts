@@ -136,6 +136,7 @@ export class Socket<Data = unknown>
   // Bytes read but not parsed yet: the queue filled up before their turn.
   #unparsed: Uint8Array | null = null;
   readonly #limit: ReceiveLimit = { messages: 0, bytes: 0 };
+  readonly #fullLimit: ReceiveLimit;
   // Takes so far, to tell after close() whether the loop still takes
   // messages; once it has stopped, what would not fit is dropped.
   #takes = 0;
@@ -211,6 +212,10 @@ export class Socket<Data = unknown>
     this.remoteAddr = request.remoteAddr;
     this.protocol = request.protocol;
     this.#transport = transport;
+    this.#fullLimit = {
+      messages: options.maxQueuedMessages,
+      bytes: options.receiveHighWaterMark,
+    };
     this.#options = options;
     const deflate = options.perMessageDeflate;
     this.#deflate = deflate;
@@ -987,11 +992,12 @@ export class Socket<Data = unknown>
     this.#heardFrom = true;
     // Parsing stops once the queue is full (a read may hold thousands of
     // small frames, or compressed ones that each inflate to maxPayload); the
-    // rest waits for the handler to take messages. Not once the loop has
-    // gone (dropping): then everything is read to find the close frame.
-    const parsed = this.#dropping
-      ? connection.receive(chunk)
-      : connection.receive(chunk, this.#receiveLimit());
+    // rest waits for the handler to take messages. When nothing takes them
+    // (dropping), a queue's worth is parsed per turn, and dropped.
+    const parsed = connection.receive(
+      chunk,
+      this.#dropping ? this.#fullLimit : this.#receiveLimit(),
+    );
     if (parsed < chunk.length) this.#unparsed = chunk.subarray(parsed);
     for (const event of connection.takeEvents()) {
       switch (event.type) {
@@ -1047,19 +1053,33 @@ export class Socket<Data = unknown>
       this.#watchConsumer();
       return true;
     }
-    return this.#connection.state === "open" &&
-      (this.#inboxFull() ||
-        (!this.#currentCanceled && (this.#current?.desiredSize ?? 1) <= 0));
+    if (this.#connection.state !== "open" || this.#dropping) return false;
+    if (this.#inboxFull()) {
+      // A socket whose messages are never taken (a handler or client that
+      // only sends, or only awaits `closed`) would never read the peer's
+      // close frame or EOF: after closeTimeout it reads on, dropping them.
+      if (this.#takes === 0 && !this.#options.streamMessages) {
+        this.#watchConsumer(this.#options.closeTimeout);
+      }
+      return true;
+    }
+    return !this.#currentCanceled && (this.#current?.desiredSize ?? 1) <= 0;
   }
 
-  /** While reading is paused after close(), checks that messages are taken. */
-  #watchConsumer(): void {
+  /**
+   * While reading is paused after close() (or before any message was
+   * taken), checks that messages are taken; else reading goes on, dropping
+   * what does not fit.
+   */
+  #watchConsumer(
+    patience = Math.min(1000, this.#options.closeTimeout / 4),
+  ): void {
     if (this.#consumerCheck !== undefined) return;
-    const patience = Math.min(1000, this.#options.closeTimeout / 4);
     let takes = this.#takes;
     const check = () => {
       this.#consumerCheck = undefined;
       if (this.#resumeReading === null) return; // reading again
+      if (!this.#closeRequested && this.#takes > 0) return; // a consumer
       if (this.#takes === takes) {
         this.#dropping = true;
         this.#resume();
@@ -1131,6 +1151,8 @@ export class Socket<Data = unknown>
 
   #next(): Promise<IteratorResult<Message | IncomingStream>> {
     this.#takes++;
+    // A consumer came after all: backpressure again rather than drops.
+    if (this.#dropping && !this.#closeRequested) this.#dropping = false;
     if (this.#inboxHead < this.#inbox.length) {
       const message = this.#inbox[this.#inboxHead++];
       this.#inboxBytes -= sizeOf(message);

@@ -204,3 +204,14 @@ Deno.test("npm:ws fails an unmasked client frame with 1002 (the control for the 
     conn.close();
   }
 });
+
+Deno.test("connect() to npm:ws: a client that never takes its messages still sees the server close after more than a queue's worth of them", async () => {
+  await using server = await wsServer({}, (ws) => {
+    for (let i = 0; i < 2000; i++) ws.send(`news ${i}`); // over 1024
+    ws.close(4000, "done");
+  });
+  // Only awaits `closed`, as a client that merely sends would.
+  const socket = await connect(server.url, { closeTimeout: 300 });
+  const info = await deadline(socket.closed, 5_000, "closed");
+  assert.deepEqual(info, { code: 4000, reason: "done", wasClean: true });
+});

@@ -90,6 +90,11 @@ export async function* reconnecting(
   const initialDelay = nonNegative("initialDelay", options.initialDelay, 500);
   const maxDelay = nonNegative("maxDelay", options.maxDelay, 30_000);
   const maxRetries = nonNegative("maxRetries", options.maxRetries, Infinity);
+  if (maxRetries !== Infinity && !Number.isInteger(maxRetries)) {
+    throw new RangeError(
+      `Cannot reconnect: "maxRetries" must be a whole number (or Infinity), got ${maxRetries}`,
+    );
+  }
   const random = options.random ?? Math.random;
   const signal = options.signal;
   let failures = 0;

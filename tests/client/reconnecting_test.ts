@@ -169,6 +169,12 @@ Deno.test("reconnecting rejects bad backoff options with RangeError", async () =
       'Cannot reconnect: "initialDelay" must be a non-negative number, got -1',
     ),
   );
+  await assert.rejects(
+    reconnecting("ws://127.0.0.1:1", { maxRetries: 1.5 }).next(),
+    new RangeError(
+      'Cannot reconnect: "maxRetries" must be a whole number (or Infinity), got 1.5',
+    ),
+  );
 });
 
 Deno.test("reconnecting asks a headers function before each attempt, so an expired token is replaced", async () => {

@@ -158,6 +158,8 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const RESERVED_HEADERS =
   /^(?:upgrade|connection|sec-websocket-.*|content-length|transfer-encoding)$/;
 const BODY_PREVIEW = 512;
+// Interim (1xx) responses taken before the final one.
+const MAX_INTERIM = 8;
 const ascii = new TextEncoder();
 
 /**
@@ -212,6 +214,7 @@ export class ClientHandshake {
   readonly #maxHeadSize: number;
   readonly #maxHeaders: number;
   #state: ClientHandshakeState = "head";
+  #interim = 0;
   #buffer = new Uint8Array(0);
   #length = 0;
   #rest: Uint8Array = new Uint8Array(0);
@@ -322,6 +325,19 @@ export class ClientHandshake {
     const { status, statusText, headers } = this.#parse(
       latin1(this.#buffer.subarray(0, end - 4)),
     );
+    if (status >= 100 && status < 200 && status !== 101) {
+      // An interim response (RFC 9110 §15.2: a client must take them before
+      // the final one); a few at most.
+      if (++this.#interim > MAX_INTERIM) {
+        throw this.#fail(
+          "MALFORMED_RESPONSE",
+          `the server sent more than ${MAX_INTERIM} interim (1xx) responses`,
+        );
+      }
+      this.#buffer = new Uint8Array(0);
+      this.#length = 0;
+      return this.receive(afterHead);
+    }
     if (status !== 101) {
       // Read on for the start of the body, so the error can show it.
       this.#state = "body";

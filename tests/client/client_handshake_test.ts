@@ -195,6 +195,26 @@ Deno.test("ClientHandshake accepts a valid 101 response however it is cut", asyn
   assert.equal(handshake.state, "done");
 });
 
+Deno.test("ClientHandshake takes interim 1xx responses before the 101, however they are cut, but not without end (RFC 9110 §15.2)", async () => {
+  const interim =
+    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n";
+  const bytes = encoder.encode(interim + response());
+  for (const outcome of await feedAllWays(() => sample(), bytes)) {
+    const { result } = outcome as { result: { headers: Headers } };
+    assert.equal(result.headers.get("sec-websocket-accept"), SAMPLE_ACCEPT);
+  }
+  const endless = await sample();
+  assert.throws(
+    () =>
+      endless.receive(
+        encoder.encode("HTTP/1.1 100 Continue\r\n\r\n".repeat(9)),
+      ),
+    (error) =>
+      error instanceof ClientHandshakeError &&
+      error.code === "MALFORMED_RESPONSE",
+  );
+});
+
 Deno.test("ClientHandshake matches Upgrade and Connection case-insensitively (RFC 6455 §4.1)", async () => {
   const handshake = await sample();
   const result = handshake.receive(encoder.encode(

@@ -1,4 +1,7 @@
-import { ClientHandshake } from "../protocol/client_handshake.ts";
+import {
+  ClientHandshake,
+  ClientHandshakeError,
+} from "../protocol/client_handshake.ts";
 import { DEFAULT_MAX_PAYLOAD } from "../protocol/connection.ts";
 import { Socket } from "../socket.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
@@ -27,7 +30,8 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /**
    * Milliseconds for the TCP (and TLS) connection and the opening handshake
-   * together; then `connect()` rejects with `Deno.errors.TimedOut`.
+   * together; then `connect()` rejects with `Deno.errors.TimedOut` (or,
+   * when a rejection's body was still arriving, with that rejection).
    * @default {10000}
    */
   handshakeTimeout?: number;
@@ -206,7 +210,13 @@ export async function connect(
         } catch (error) {
           if (halted() === undefined) throw error;
         }
-        if (halted()?.reason === BODY_GRACE_EXPIRED) handshake.receiveEof();
+        // A rejection whose body was still arriving: the rejection it is
+        // (not a timeout), unless the caller aborted.
+        const why = halted();
+        if (
+          why !== undefined && handshake.state === "body" &&
+          !(signal?.aborted && why.reason === signal.reason)
+        ) handshake.receiveEof();
         throwIfHalted();
         if (chunk === undefined) handshake.receiveEof();
         result = handshake.receive(chunk);
@@ -251,7 +261,13 @@ export async function connect(
     return socket;
   } catch (error) {
     if (conn !== undefined) closeQuietly(conn);
-    if (halted()?.reason !== BODY_GRACE_EXPIRED) throwIfHalted();
+    // A rejection read while we stopped waiting (its body cut short by the
+    // grace period or the timeout) is the error to report, not the stop.
+    const rejected = error instanceof ClientHandshakeError &&
+      error.code === "UNEXPECTED_STATUS" && !signal?.aborted;
+    if (!rejected && halted()?.reason !== BODY_GRACE_EXPIRED) {
+      throwIfHalted();
+    }
     throw error;
   } finally {
     clearTimeout(timer);

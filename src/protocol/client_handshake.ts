@@ -158,6 +158,14 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const RESERVED_HEADERS =
   /^(?:upgrade|connection|sec-websocket-.*|content-length|transfer-encoding)$/;
 const BODY_PREVIEW = 512;
+
+/** Whether `bytes[from, to)` holds two line feeds in a row. */
+function hasBareLineFeeds(bytes: Uint8Array, from: number, to: number) {
+  for (let i = Math.max(0, from); i + 1 < to; i++) {
+    if (bytes[i] === 0x0a && bytes[i + 1] === 0x0a) return true;
+  }
+  return false;
+}
 // Interim (1xx) responses taken before the final one.
 const MAX_INTERIM = 8;
 const ascii = new TextEncoder();
@@ -312,6 +320,16 @@ export class ClientHandshake {
     const take = Math.min(chunk.length, this.#maxHeadSize - this.#length);
     this.#append(chunk, take);
     const end = findHeadEnd(this.#buffer, searchFrom, this.#length);
+    if (
+      end === -1 && hasBareLineFeeds(this.#buffer, searchFrom, this.#length)
+    ) {
+      // LF LF ends a head only without the CRs HTTP requires: such a head
+      // would never end.
+      throw this.#fail(
+        "MALFORMED_RESPONSE",
+        "the response head's lines do not end with CRLF",
+      );
+    }
     if (end === -1) {
       if (this.#length >= this.#maxHeadSize) {
         throw this.#fail(

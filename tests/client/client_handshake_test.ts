@@ -215,6 +215,21 @@ Deno.test("ClientHandshake takes interim 1xx responses before the 101, however t
   );
 });
 
+Deno.test("ClientHandshake fails a response whose lines end with bare LFs at once, rather than waiting for a CRLF CRLF that never comes", async () => {
+  const handshake = await sample();
+  assert.throws(
+    () =>
+      handshake.receive(
+        encoder.encode(
+          "HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\n\n",
+        ),
+      ),
+    (error) =>
+      error instanceof ClientHandshakeError &&
+      error.code === "MALFORMED_RESPONSE",
+  );
+});
+
 Deno.test("ClientHandshake matches Upgrade and Connection case-insensitively (RFC 6455 §4.1)", async () => {
   const handshake = await sample();
   const result = handshake.receive(encoder.encode(

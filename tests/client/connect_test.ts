@@ -209,6 +209,26 @@ Deno.test("connect rejects a wrong Sec-WebSocket-Accept and sends no frame (RFC 
   assert.equal(sentAfter, false, "the client closed without sending a frame");
 });
 
+Deno.test("connect reports a rejection whose body was still arriving at handshakeTimeout as the rejection, not a timeout", async () => {
+  const server = rawServer(async (peer) => {
+    await peer.readHead();
+    // No Content-Length, and the connection stays open: the body never ends.
+    await peer.write("HTTP/1.1 401 Unauthorized\r\n\r\nToken expi");
+    await peer.readEof();
+  });
+  await assert.rejects(
+    deadline(connect(server.url, { handshakeTimeout: 300 }), 5_000, "connect"),
+    (error) => {
+      assert.ok(error instanceof ClientHandshakeError, String(error));
+      assert.equal(error.code, "UNEXPECTED_STATUS");
+      assert.equal(error.status, 401);
+      assert.equal(error.body, "Token expi");
+      return true;
+    },
+  );
+  await server.close();
+});
+
 Deno.test("connect rejects a non-101 response with its status and body", async () => {
   const server = rawServer(async (peer) => {
     await peer.readHead();

@@ -635,10 +635,13 @@ for (
 }
 
 Deno.test("close() lets a slow reader take everything queued before the close frame: closeTimeout runs from the last write it took", async () => {
-  const count = 512; // 32 MiB: far more than loopback buffers hold
+  // 48 MiB, far more than loopback buffers hold: reading it takes the peer
+  // over two seconds, twice closeTimeout; what the kernel still holds after
+  // the close frame is written (a few MB) takes it a fraction of that.
+  const count = 768;
   const closed = Promise.withResolvers<unknown>();
   await using server = serve(
-    { ...LOCAL, closeTimeout: 300, maxBackpressure: 64 * 1024 * KIB },
+    { ...LOCAL, closeTimeout: 1000, maxBackpressure: 64 * 1024 * KIB },
     async (socket) => {
       for (let i = 0; i < count; i++) socket.trySend(numbered(i));
       closed.resolve(await socket.close(1000, "all sent"));

@@ -1,0 +1,23 @@
+// A worker that collects what a BroadcastChannelAdapter on `name` delivers
+// and posts it back once `expect` messages have come.
+import { BroadcastChannelAdapter } from "../../mod.ts";
+
+/** The worker's own scope (this file is type-checked with the window's). */
+const scope = globalThis as unknown as {
+  onmessage: (event: MessageEvent<{ name: string; expect: number }>) => void;
+  postMessage(message: unknown): void;
+};
+
+scope.onmessage = (event) => {
+  const { name, expect } = event.data;
+  const received: string[] = [];
+  const adapter = new BroadcastChannelAdapter(name);
+  adapter.start((topic, message) => {
+    received.push(`${topic}:${message}`);
+    if (received.length === expect) {
+      scope.postMessage(received);
+      adapter.close();
+    }
+  });
+  scope.postMessage("ready");
+};

@@ -45,6 +45,9 @@ const utf8 = new TextEncoder();
 const compressions = new Limiter(16);
 const MIN_READ = 1024;
 const MAX_READ = 256 * 1024;
+// Frames parsed at most in one go (a read of empty pings holds tens of
+// thousands): the rest waits for the next turn of the event loop.
+const FRAMES_PER_PARSE = 4096;
 // Reads (or parses of what a read left) one socket may do in one turn of the
 // event loop; see thisTurn().
 const READS_PER_TURN = 1;
@@ -135,7 +138,11 @@ export class Socket<Data = unknown>
   #resumeReading: (() => void) | null = null;
   // Bytes read but not parsed yet: the queue filled up before their turn.
   #unparsed: Uint8Array | null = null;
-  readonly #limit: ReceiveLimit = { messages: 0, bytes: 0 };
+  readonly #limit: ReceiveLimit = {
+    messages: 0,
+    bytes: 0,
+    frames: FRAMES_PER_PARSE,
+  };
   readonly #fullLimit: ReceiveLimit;
   // Takes so far, to tell after close() whether the loop still takes
   // messages; once it has stopped, what would not fit is dropped.
@@ -215,6 +222,7 @@ export class Socket<Data = unknown>
     this.#fullLimit = {
       messages: options.maxQueuedMessages,
       bytes: options.receiveHighWaterMark,
+      frames: FRAMES_PER_PARSE,
     };
     this.#options = options;
     const deflate = options.perMessageDeflate;

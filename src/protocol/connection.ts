@@ -36,6 +36,12 @@ export interface ReceiveLimit {
   messages?: number;
   /** Bytes of them (text counts its string length). */
   bytes?: number;
+  /**
+   * Frames of any kind, control frames included: bounds the work of one
+   * call however small the frames (a read of empty pings holds tens of
+   * thousands).
+   */
+  frames?: number;
 }
 
 /** Default of {@linkcode ConnectionOptions.maxPayload}: 16 MiB. */
@@ -153,6 +159,7 @@ export class Connection {
   // What the current receive() may still emit.
   #messagesLeft = Infinity;
   #bytesLeft = Infinity;
+  #framesLeft = Infinity;
   #closeSent = false;
   #closeReceived = false;
   readonly #deferCloseReply: boolean;
@@ -267,6 +274,7 @@ export class Connection {
     if (this.#state === "closed" || this.#closeReceived) return data.length;
     this.#messagesLeft = limit?.messages ?? Infinity;
     this.#bytesLeft = limit?.bytes ?? Infinity;
+    this.#framesLeft = limit?.frames ?? Infinity;
     try {
       return this.#parser.parse(data, this.#handler);
     } catch (error) {
@@ -550,10 +558,11 @@ export class Connection {
   /** Ends a frame; `true` when the receive() limit says to stop here. */
   #onFrameEnd(): boolean {
     if (this.#closeReceived) return false;
+    const framesDone = --this.#framesLeft <= 0;
     if (!this.#isControl) {
       const message = this.#assembler.endFrame();
       if (message !== undefined) this.#emit(toEvent(message));
-      return this.#messagesLeft <= 0 || this.#bytesLeft <= 0;
+      return framesDone || this.#messagesLeft <= 0 || this.#bytesLeft <= 0;
     }
     const data = this.#control as Uint8Array<ArrayBuffer>;
     switch (this.#controlOpcode) {
@@ -590,7 +599,7 @@ export class Connection {
         this.#emit({ type: "close", code, reason });
       }
     }
-    return false;
+    return framesDone;
   }
 
   #fail(error: ProtocolError): void {

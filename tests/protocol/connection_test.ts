@@ -580,6 +580,20 @@ Deno.test("Connection.receive() with a limit stops after the frame that reaches 
   assert.deepEqual(limited.takeEvents(), all.slice(4));
 });
 
+Deno.test("Connection.receive() with a frames limit counts control frames too, so a read of empty pings is parsed a bounded number at a time", () => {
+  const ping = clientFrame(Ping);
+  const data = concat(...Array.from({ length: 10 }, () => ping));
+  const connection = new Connection({ role: "server" });
+  const first = connection.receive(data, { frames: 4 });
+  assert.equal(first, 4 * ping.length);
+  assert.equal(connection.takeEvents().length, 4);
+  assert.equal(
+    connection.receive(data.subarray(first), { frames: 100 }),
+    data.length - first,
+  );
+  assert.equal(connection.takeEvents().length, 6);
+});
+
 Deno.test("Connection with deferCloseReply holds its answer to the peer's close frame until acknowledgeClose(), and may send meanwhile (RFC 6455 §5.5.1)", () => {
   const connection = new Connection({ role: "server", deferCloseReply: true });
   connection.receive(

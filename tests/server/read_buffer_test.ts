@@ -12,10 +12,11 @@ const KiB = 1024;
 function serverSocketOver(
   readable: ReadableStream<Uint8Array<ArrayBuffer>>,
   options: Partial<SocketOptions> = {},
+  writable: WritableStream<Uint8Array> = new WritableStream(),
 ): Socket {
   return new Socket({
     readable,
-    writable: new WritableStream(),
+    writable,
     close() {},
   }, {
     url: new URL("ws://localhost/"),
@@ -166,4 +167,36 @@ Deno.test("a socket whose reads all complete at once still lets the event loop t
     servedWhenTimerFired < reads / 10,
     `the timer fired after ${servedWhenTimerFired} of ${reads} reads`,
   );
+});
+
+Deno.test("a read of tens of thousands of tiny pings is parsed a few thousand frames per turn of the event loop", async () => {
+  // Each read is answered with a buffer full of empty pings; every turn
+  // that parsed some queues a pong, written once per turn (corking). Parsed
+  // whole, each read would be one turn and one write.
+  const reads = 30;
+  let served = 0;
+  const ping = frame(OP.ping, new Uint8Array(2)); // 8 bytes: fills reads
+  const readable = new ReadableStream({
+    type: "bytes",
+    pull(controller) {
+      const request = controller.byobRequest!;
+      if (++served > reads) {
+        controller.close();
+        request.respond(0);
+        return;
+      }
+      const view = request.view as Uint8Array;
+      const count = Math.floor(view.length / ping.length);
+      for (let i = 0; i < count; i++) view.set(ping, i * ping.length);
+      request.respond(count * ping.length);
+    },
+  });
+  let writes = 0;
+  const socket = serverSocketOver(
+    readable,
+    {},
+    new WritableStream({ write: () => void writes++ }),
+  );
+  await socket.run();
+  assert.ok(writes > 2 * reads, `${writes} pong writes for ${reads} reads`);
 });

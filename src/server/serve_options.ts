@@ -249,7 +249,9 @@ export interface ServeOptions<Data = unknown> {
   /**
    * Milliseconds `close()` waits for the peer's close frame, counted from
    * the last write the peer took: what was queued before the close frame
-   * may take longer to go out, as long as it moves.
+   * may take longer to go out, as long as it moves. A write counts as taken
+   * once the kernel has it, and its buffers hold a few MB: a slow peer sent
+   * a large backlog needs a `closeTimeout` long enough to read them.
    * @default {5000}
    */
   closeTimeout?: number;

@@ -7,12 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { concat as joinBytes } from "../../src/protocol/_bytes.ts";
+import type { SocketOptions } from "../../src/socket_options.ts";
 import { WebSocket as WsClient } from "ws";
-import type {
-  CloseInfo,
-  ServeOptions,
+import {
+  type CloseInfo,
+  type ServeOptions,
   Socket,
-  SocketHandler,
+  type SocketHandler,
 } from "../../mod.ts";
 
 export { WsClient };
@@ -789,4 +790,33 @@ export async function rawUpgrade(
     peer.close();
     throw error;
   }
+}
+
+/**
+ * A server socket over `readable` and `writable`, as the server would make
+ * one after a handshake, without keepalive or timeouts; `options` override.
+ */
+export function socketOver(
+  readable: ReadableStream<Uint8Array<ArrayBuffer>>,
+  writable: WritableStream<Uint8Array> = new WritableStream(),
+  options: Partial<SocketOptions> = {},
+): Socket {
+  return new Socket({ readable, writable, close() {} }, {
+    url: new URL("ws://localhost/"),
+    headers: new Headers(),
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
+    protocol: "",
+  }, {
+    role: "server",
+    closeTimeout: 1000,
+    sendHighWaterMark: 16 * 1024,
+    receiveHighWaterMark: 1024 * 1024,
+    maxQueuedMessages: 1024,
+    maxBackpressure: 1024 * 1024,
+    backpressurePolicy: "wait",
+    pingInterval: 0,
+    pongTimeout: 0,
+    idleTimeout: 0,
+    ...options,
+  }, undefined);
 }

@@ -3,9 +3,16 @@
 // uWS calls its most important. Each socket here runs over in-memory streams
 // that record every write.
 import assert from "node:assert/strict";
-import { Socket } from "../../src/socket.ts";
+import type { Socket } from "../../src/socket.ts";
 import { Topics } from "../../src/pubsub/topics.ts";
-import { assertBytes, concat, frame, OP, waitUntil } from "./_helpers.ts";
+import {
+  assertBytes,
+  concat,
+  frame,
+  OP,
+  socketOver,
+  waitUntil,
+} from "./_helpers.ts";
 
 interface RecordedSocket {
   socket: Socket;
@@ -55,24 +62,10 @@ function recordedSocket(
       await writeDone?.();
     },
   });
-  const socket = new Socket({ readable, writable, close() {} }, {
-    url: new URL("ws://localhost/"),
-    headers: new Headers(),
-    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
-    protocol: "",
-  }, {
-    role: "server",
-    closeTimeout: 1000,
+  const socket = socketOver(readable, writable, {
     sendHighWaterMark: 1024 * 1024,
-    receiveHighWaterMark: 1024 * 1024,
-    maxQueuedMessages: 1024,
-    maxBackpressure: 1024 * 1024,
-    backpressurePolicy: "wait",
-    pingInterval: 0,
-    pongTimeout: 0,
-    idleTimeout: 0,
     topics,
-  }, undefined);
+  });
   const running = socket.run();
   return {
     socket,

@@ -2,40 +2,32 @@
 // buffer and shrinks only after a run of small reads, so traffic that
 // alternates big and small reads does not reallocate on every read.
 import assert from "node:assert/strict";
-import { Socket } from "../../src/socket.ts";
-import type { SocketOptions } from "../../src/socket_options.ts";
-import { frame, OP } from "./_helpers.ts";
+import { frame, OP, socketOver } from "./_helpers.ts";
 
 const KiB = 1024;
 
-/** A server socket reading `readable`, without keepalive or timeouts. */
-function serverSocketOver(
-  readable: ReadableStream<Uint8Array<ArrayBuffer>>,
-  options: Partial<SocketOptions> = {},
-  writable: WritableStream<Uint8Array> = new WritableStream(),
-): Socket {
-  return new Socket({
-    readable,
-    writable,
-    close() {},
-  }, {
-    url: new URL("ws://localhost/"),
-    headers: new Headers(),
-    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
-    protocol: "",
-  }, {
-    role: "server",
-    closeTimeout: 1000,
-    sendHighWaterMark: 16 * KiB,
-    receiveHighWaterMark: 1024 * KiB,
-    maxQueuedMessages: 1024,
-    maxBackpressure: 1024 * KiB,
-    backpressurePolicy: "wait",
-    pingInterval: 0,
-    pongTimeout: 0,
-    idleTimeout: 0,
-    ...options,
-  }, undefined);
+/**
+ * A byte stream answering its first `reads` BYOB reads at once, each with
+ * what `fill` puts in the offered view (it returns the length), then ending.
+ */
+function immediateReads(
+  reads: number,
+  fill: (view: Uint8Array) => number,
+): { readable: ReadableStream<Uint8Array<ArrayBuffer>>; served(): number } {
+  let served = 0;
+  const readable = new ReadableStream({
+    type: "bytes",
+    pull(controller) {
+      const request = controller.byobRequest!;
+      if (++served > reads) {
+        controller.close();
+        request.respond(0);
+        return;
+      }
+      request.respond(fill(request.view as Uint8Array));
+    },
+  });
+  return { readable, served: () => served };
 }
 
 /** Endless bytes: one 64 MiB binary frame, so every later byte is payload. */
@@ -88,7 +80,7 @@ async function offeredReadSizes(
       request.respond(length);
     },
   });
-  const socket = serverSocketOver(readable, {
+  const socket = socketOver(readable, undefined, {
     maxPayload: 128 * 1024 * KiB,
     // Nobody takes the messages: let them pile up rather than pause reading.
     receiveHighWaterMark: 1024 * 1024 * KiB,
@@ -136,28 +128,17 @@ Deno.test("a socket whose reads all complete at once still lets the event loop t
   // without a pause now and then, the read loop would run on in microtasks
   // and starve every other connection (and timer) until the peer stopped.
   const reads = 10_000;
-  let served = 0;
-  const readable = new ReadableStream({
-    type: "bytes",
-    pull(controller) {
-      const request = controller.byobRequest!;
-      if (++served > reads) {
-        controller.close();
-        request.respond(0);
-        return;
-      }
-      const ping = frame(OP.ping, new Uint8Array(125));
-      const view = request.view as Uint8Array;
-      const length = Math.min(view.length, ping.length);
-      view.set(ping.subarray(0, length));
-      request.respond(length);
-    },
+  const ping = frame(OP.ping, new Uint8Array(125));
+  const { readable, served } = immediateReads(reads, (view) => {
+    const length = Math.min(view.length, ping.length);
+    view.set(ping.subarray(0, length));
+    return length;
   });
-  const socket = serverSocketOver(readable);
+  const socket = socketOver(readable);
   let servedWhenTimerFired = -1;
   const timer = new Promise<void>((resolve) =>
     setTimeout(() => {
-      servedWhenTimerFired = served;
+      servedWhenTimerFired = served();
       resolve();
     }, 0)
   );
@@ -174,27 +155,15 @@ Deno.test("a read of tens of thousands of tiny pings is parsed a few thousand fr
   // that parsed some queues a pong, written once per turn (corking). Parsed
   // whole, each read would be one turn and one write.
   const reads = 30;
-  let served = 0;
   const ping = frame(OP.ping, new Uint8Array(2)); // 8 bytes: fills reads
-  const readable = new ReadableStream({
-    type: "bytes",
-    pull(controller) {
-      const request = controller.byobRequest!;
-      if (++served > reads) {
-        controller.close();
-        request.respond(0);
-        return;
-      }
-      const view = request.view as Uint8Array;
-      const count = Math.floor(view.length / ping.length);
-      for (let i = 0; i < count; i++) view.set(ping, i * ping.length);
-      request.respond(count * ping.length);
-    },
+  const { readable } = immediateReads(reads, (view) => {
+    const count = Math.floor(view.length / ping.length);
+    for (let i = 0; i < count; i++) view.set(ping, i * ping.length);
+    return count * ping.length;
   });
   let writes = 0;
-  const socket = serverSocketOver(
+  const socket = socketOver(
     readable,
-    {},
     new WritableStream({ write: () => void writes++ }),
   );
   await socket.run();

@@ -1,5 +1,6 @@
 import { ClientHandshakeError } from "../protocol/client_handshake.ts";
 import type { Socket } from "../socket.ts";
+import { parseHttpDate } from "../server/_http_date.ts";
 import { connect, type ConnectOptions } from "./connect.ts";
 
 /** Options of {@linkcode reconnecting}; the rest go to {@linkcode connect}. */
@@ -43,7 +44,8 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  *   `min(maxDelay, initialDelay * 2 ** failures)` milliseconds, scaled by a
  *   random factor in [0.5, 1) so that clients dropped together do not
  *   return together; `failures` counts the failed attempts since the last
- *   successful one.
+ *   successful one. A 429 or 503 rejection with a `Retry-After` field
+ *   (seconds or an HTTP date) waits at least that long, up to `maxDelay`.
  * - It reconnects after every close, clean or not. When the loop asks for
  *   the next socket while the previous one is still open, that one is
  *   closed with 1000 first.
@@ -98,12 +100,14 @@ export async function* reconnecting(
   const random = options.random ?? Math.random;
   const signal = options.signal;
   let failures = 0;
+  // What the last rejection's Retry-After asked for, in milliseconds.
+  let serverDelay = 0;
   for (let attempt = 0; !signal?.aborted; attempt++) {
     if (attempt > 0) {
-      const delay =
-        Math.min(maxDelay, initialDelay * 2 ** failures, MAX_TIMER) *
+      const backoff = Math.min(maxDelay, initialDelay * 2 ** failures) *
         (0.5 + random() / 2);
-      if (!await sleep(delay, signal)) return;
+      const delay = Math.min(Math.max(backoff, serverDelay), maxDelay);
+      if (!await sleep(Math.min(delay, MAX_TIMER), signal)) return;
     }
     let headers: HeadersInit | undefined;
     if (typeof options.headers === "function") {
@@ -118,9 +122,11 @@ export async function* reconnecting(
       if (signal?.aborted) return;
       if (!retryable(error) || failures >= maxRetries) throw error;
       failures++;
+      serverDelay = retryAfter(error);
       continue;
     }
     failures = 0;
+    serverDelay = 0;
     const onAbort = () => socket.close().catch(() => {});
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
@@ -146,6 +152,18 @@ function retryable(error: unknown): boolean {
     return status >= 500 || status === 408 || status === 429 || status < 400;
   }
   return true;
+}
+
+/** A 429 or 503 rejection's `Retry-After` (RFC 9110 §10.2.3), in ms; else 0. */
+function retryAfter(error: unknown): number {
+  if (
+    !(error instanceof ClientHandshakeError) ||
+    (error.status !== 429 && error.status !== 503)
+  ) return 0;
+  const value = error.headers.get("retry-after")?.trim() ?? "";
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  const date = parseHttpDate(value);
+  return date === null ? 0 : Math.max(0, date - Date.now());
 }
 
 const ABORTED = Symbol("aborted");

@@ -68,24 +68,31 @@ export class ClientHandshakeError extends Error {
   readonly status: number;
   /** The start of the response body (at most 512 bytes, as text), for a non-101 status. */
   readonly body: string;
+  /**
+   * The response's header fields (`Location` of a redirect, `Retry-After`
+   * of a 429 or 503); empty when the response head was not parsed.
+   */
+  readonly headers: Headers;
 
   /**
    * Creates the error.
    *
    * @param code What went wrong.
    * @param message A sentence for the user.
-   * @param details The response status and the start of its body.
+   * @param details The response status, the start of its body and its
+   * header fields.
    */
   constructor(
     code: ClientHandshakeErrorCode,
     message: string,
-    details: { status?: number; body?: string } = {},
+    details: { status?: number; body?: string; headers?: Headers } = {},
   ) {
     super(message);
     this.name = "ClientHandshakeError";
     this.code = code;
     this.status = details.status ?? 0;
     this.body = details.body ?? "";
+    this.headers = details.headers ?? new Headers();
   }
 }
 
@@ -151,7 +158,7 @@ const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
 export type ClientHandshakeState = "head" | "body" | "done";
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const STATUS_LINE = /^HTTP\/1\.\d (\d{3})(?: (.*))?$/;
+const STATUS_LINE = /^HTTP\/1\.(\d) (\d{3})(?: (.*))?$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 // Fields the handshake itself decides (every Sec-WebSocket-* is the
 // protocol's, RFC 6455 §11.3), and the message framing a GET must not have.
@@ -230,6 +237,7 @@ export class ClientHandshake {
   // how much of its body to read.
   #status = 0;
   #statusText = "";
+  #headers: Headers | undefined;
   #bodyLimit = BODY_PREVIEW;
 
   /**
@@ -354,6 +362,8 @@ export class ClientHandshake {
       }
       this.#buffer = new Uint8Array(0);
       this.#length = 0;
+      this.#status = 0;
+      this.#headers = undefined;
       return this.receive(afterHead);
     }
     if (status !== 101) {
@@ -418,7 +428,15 @@ export class ClientHandshake {
         }`,
       );
     }
-    this.#status = Number(statusLine[1]);
+    this.#status = Number(statusLine[2]);
+    if (this.#status === 101 && statusLine[1] === "0") {
+      // An HTTP/1.0 server cannot switch protocols (RFC 9110 §15.2.2), and
+      // the handshake is HTTP/1.1 (RFC 6455 §4.1).
+      throw this.#fail(
+        "MALFORMED_RESPONSE",
+        "the server answered 101 in HTTP/1.0; the handshake needs HTTP/1.1",
+      );
+    }
     if (lines.length - 1 > this.#maxHeaders) {
       throw this.#fail(
         "RESPONSE_TOO_LARGE",
@@ -442,9 +460,10 @@ export class ClientHandshake {
       }
       headers.append(name, value);
     }
+    this.#headers = headers;
     return {
       status: this.#status,
-      statusText: statusLine[2] ?? "",
+      statusText: statusLine[3] ?? "",
       headers,
     };
   }
@@ -554,7 +573,7 @@ export class ClientHandshake {
     return new ClientHandshakeError(
       code,
       `Cannot connect to ${this.url.href}: ${reason}`,
-      { status: this.#status, body: details.body },
+      { status: this.#status, body: details.body, headers: this.#headers },
     );
   }
 }

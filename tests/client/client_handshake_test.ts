@@ -378,6 +378,53 @@ Deno.test("ClientHandshake reports a non-101 status with the start of the body",
   }
 });
 
+Deno.test("ClientHandshakeError carries the response's header fields: a redirect's Location, a failed 101's fields", async () => {
+  const text = "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n" +
+    "HTTP/1.1 302 Found\r\nLocation: wss://elsewhere.example/chat\r\n" +
+    "Content-Length: 0\r\n\r\n";
+  for (const error of await feedAllWays(() => sample(), encoder.encode(text))) {
+    assertHandshakeError(error, "UNEXPECTED_STATUS", 302, /answered 302 Found/);
+    const { headers } = error as ClientHandshakeError;
+    assert.equal(headers.get("location"), "wss://elsewhere.example/chat");
+    assert.equal(headers.get("x-interim"), null);
+  }
+  const wrongAccept = response("X-Served-By: edge-7\r\n", "d3Jvbmc=");
+  const [error] = await feedAllWays(
+    () => sample(),
+    encoder.encode(wrongAccept),
+  );
+  assertHandshakeError(error, "INVALID_ACCEPT", 101, /Sec-WebSocket-Accept/);
+  assert.equal(
+    (error as ClientHandshakeError).headers.get("x-served-by"),
+    "edge-7",
+  );
+  const closed = await sample();
+  assert.throws(() => closed.receiveEof(), (error) => {
+    assert.deepEqual([...(error as ClientHandshakeError).headers], []);
+    return true;
+  });
+});
+
+Deno.test("ClientHandshake refuses a 101 in HTTP/1.0 (RFC 9110 §15.2.2) but reports an HTTP/1.0 rejection as one", async () => {
+  const switched = response().replace("HTTP/1.1", "HTTP/1.0");
+  for (
+    const error of await feedAllWays(() => sample(), encoder.encode(switched))
+  ) {
+    assertHandshakeError(error, "MALFORMED_RESPONSE", 101, /101 in HTTP\/1\.0/);
+  }
+  const refused = "HTTP/1.0 403 Forbidden\r\nContent-Length: 2\r\n\r\nno";
+  for (
+    const error of await feedAllWays(() => sample(), encoder.encode(refused))
+  ) {
+    assertHandshakeError(
+      error,
+      "UNEXPECTED_STATUS",
+      403,
+      /answered 403 Forbidden/,
+    );
+  }
+});
+
 Deno.test("ClientHandshake waits for a rejection's body, then reports at EOF", async () => {
   const handshake = await sample();
   assert.equal(

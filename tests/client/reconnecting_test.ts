@@ -88,6 +88,46 @@ Deno.test("reconnecting retries failed attempts until one succeeds", async () =>
   assert.equal(sockets, 1);
 });
 
+Deno.test("reconnecting waits as long as a 429 or 503 rejection's Retry-After asks, up to maxDelay, and ignores it on other statuses", async () => {
+  const answers = [
+    "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n",
+    "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3600\r\n",
+    "HTTP/1.1 500 Internal Server Error\r\nRetry-After: 3600\r\n",
+  ];
+  const times: number[] = [];
+  const server = rawServer(async (peer) => {
+    times.push(performance.now());
+    const answer = answers[times.length - 1];
+    if (answer === undefined) {
+      await peer.accept();
+      await peer.write(frame(8, closePayload(1000)));
+      await peer.readFrame();
+      return;
+    }
+    await peer.readHead();
+    await peer.write(`${answer}Content-Length: 0\r\n\r\n`);
+  });
+  await deadline(
+    (async () => {
+      const options = { initialDelay: 5, maxDelay: 1500, random: () => 0 };
+      for await (const socket of reconnecting(server.url, options)) {
+        await socket.closed;
+        break;
+      }
+    })(),
+    10_000,
+    "the retries",
+  );
+  await server.close();
+  assert.equal(times.length, 4);
+  const waits = times.slice(1).map((time, i) => time - times[i]);
+  // Timers never fire early: Retry-After: 1 is a second at least; 3600 is
+  // cut to maxDelay; a 500's Retry-After is not the server asking for time.
+  assert.ok(waits[0] >= 990, `waited ${waits[0]} ms after Retry-After: 1`);
+  assert.ok(waits[1] >= 1490, `waited ${waits[1]} ms after Retry-After: 3600`);
+  assert.ok(waits[2] < 1490, `waited ${waits[2]} ms after a 500`);
+});
+
 Deno.test("reconnecting gives up after maxRetries consecutive failures", async () => {
   let attempts = 0;
   const server = rawServer(async (peer) => {

@@ -52,6 +52,7 @@ export type {
 } from "./src/socket_options.ts";
 export * from "./src/server/server.ts";
 export type {
+  DataHookRequirement,
   ServeOptions,
   ServerLogEvent,
   SocketHandler,

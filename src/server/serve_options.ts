@@ -75,6 +75,28 @@ export type UpgradeHookAccept<Data> = undefined extends Data
   ? UpgradeAccept<Data> | void
   : UpgradeAccept<Data> & { data: Data };
 
+/**
+ * What {@linkcode serve} requires of its options for a given `Data`:
+ * nothing when `Data` allows `undefined`, else an `onUpgrade` hook, since
+ * without one `socket.data` is `undefined`.
+ *
+ * @example A server whose sockets carry a user needs the hook that sets it
+ * ```ts
+ * import type { DataHookRequirement, ServeOptions } from "@duplex/ws";
+ *
+ * type User = { name: string };
+ * const options: ServeOptions<User> & DataHookRequirement<User> = {
+ *   port: 0,
+ *   onUpgrade: (request) => ({ data: { name: request.headers.get("x-user") ?? "guest" } }),
+ * };
+ * // @ts-expect-error: without onUpgrade, socket.data would not be a User
+ * const missing: ServeOptions<User> & DataHookRequirement<User> = { port: 0 };
+ * void options, missing;
+ * ```
+ */
+export type DataHookRequirement<Data> = undefined extends Data ? unknown
+  : { onUpgrade: UpgradeHook<Data> };
+
 /** A structured event for {@linkcode ServeOptions.logger}. */
 export type ServerLogEvent =
   | { type: "listen"; addr: Deno.NetAddr }

@@ -21,6 +21,7 @@ import {
 import { Ticker, tickPeriod } from "../ticker.ts";
 import {
   checkServeOptions,
+  type DataHookRequirement,
   MAX_TIMEOUT,
   type ResolvedLimits,
   resolveLimits,
@@ -83,7 +84,9 @@ type HeadResult = {
  *   with 1011 (the error goes to the logger, never to the peer).
  * - One misbehaving peer never affects the others.
  *
- * @typeParam Data The type of `socket.data`, set by `onUpgrade`.
+ * @typeParam Data The type of `socket.data`, set by `onUpgrade`; a type
+ * that excludes `undefined` requires the hook
+ * ({@linkcode DataHookRequirement}).
  * @param options Where to listen, hooks, limits and timeouts.
  * @param handler Called with each socket.
  * @returns The running server.
@@ -109,7 +112,7 @@ type HeadResult = {
  * ```
  */
 export function serve<Data = unknown>(
-  options: ServeOptions<Data>,
+  options: ServeOptions<Data> & DataHookRequirement<Data>,
   handler: SocketHandler<Data>,
 ): Server<Data> {
   return new Server(options, handler);

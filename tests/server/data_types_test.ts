@@ -19,7 +19,7 @@ interface TaggedAccept<D> extends UpgradeAccept<D> {
 }
 const tagged: TaggedAccept<number> = { data: 1, tag: "x" };
 
-Deno.test("socket.data has the type onUpgrade gives it, and a hook cannot leave it undefined when that type excludes undefined", async () => {
+Deno.test("socket.data has the type onUpgrade gives it: neither a hook nor its absence can leave it undefined when that type excludes undefined", async () => {
   const servers: Server<unknown>[] = [];
   // Inferred from the hook, which may also reject.
   servers.push(serve({
@@ -37,12 +37,23 @@ Deno.test("socket.data has the type onUpgrade gives it, and a hook cannot leave 
     ...LOCAL,
     onUpgrade: () => {},
   }, () => {}) as Server<unknown>);
-  // Options built apart, typed with ServeOptions, as before.
-  const options: ServeOptions<{ user: string }> = {
+  // Options built apart: `satisfies` keeps the hook known to be there.
+  const options = {
     ...LOCAL,
     onUpgrade: () => ({ data: { user: "ada" } }),
-  };
+  } satisfies ServeOptions<{ user: string }>;
   servers.push(serve(options, handler) as Server<unknown>);
+  // Typed with ServeOptions alone, the hook may be missing.
+  const loose: ServeOptions<{ user: string }> = { ...LOCAL };
+  // @ts-expect-error without onUpgrade, socket.data is undefined
+  servers.push(serve(loose, handler) as Server<unknown>);
+  // @ts-expect-error without onUpgrade, socket.data is undefined
+  servers.push(serve<{ user: string }>({ ...LOCAL }, handler));
+  // Data that allows undefined needs no hook.
+  servers.push(serve<{ user: string } | undefined>({ ...LOCAL }, (socket) => {
+    const user: string | undefined = socket.data?.user;
+    void user;
+  }) as Server<unknown>);
   servers.push(serve<{ user: string }>({
     ...LOCAL,
     // @ts-expect-error accepting with nothing leaves socket.data undefined
@@ -54,6 +65,6 @@ Deno.test("socket.data has the type onUpgrade gives it, and a hook cannot leave 
     onUpgrade: () => ({ protocol: "chat" }),
   }, handler) as Server<unknown>);
   await Promise.all(servers.map((server) => server.shutdown()));
-  assert.equal(servers.length, 5);
+  assert.equal(servers.length, 8);
   assert.equal(tagged.data, 1);
 });

@@ -160,6 +160,9 @@ export class Socket<Data = unknown>
   #inFlight = 0;
   #takenSeq = 0;
   #writtenSeq = 0;
+  // The write that carries the outstanding ping: the peer cannot answer
+  // before it is written, so its pong is timed from then.
+  #pingSeq = 0;
   // A write finished since the last tick; when the output last moved.
   #wrote = false;
   #lastWritten = performance.now();
@@ -688,7 +691,7 @@ export class Socket<Data = unknown>
       );
     }
     this.#connection.ping(data);
-    if (this.#pingSentAt < 0) this.#pingSentAt = performance.now();
+    if (this.#pingSentAt < 0) this.#startPing(performance.now());
     this.#scheduleFlush();
     return this.#wait(this.#pingWaiters, 0, "ping");
   }
@@ -1254,6 +1257,9 @@ export class Socket<Data = unknown>
           connection.releaseOutput(chunks);
           this.#wroteSome(this.#inFlight);
           this.#writtenSeq = seq;
+          if (seq === this.#pingSeq && this.#pingSentAt >= 0) {
+            this.#pingSentAt = performance.now();
+          }
           this.#flushed();
         }, () => {
           // The peer is gone; reading will notice and finish the socket.
@@ -1352,6 +1358,12 @@ export class Socket<Data = unknown>
     }
   }
 
+  #startPing(now: number): void {
+    this.#pingSentAt = now;
+    // The next write takes it (after the one in flight, if any).
+    this.#pingSeq = this.#takenSeq + 1;
+  }
+
   #onPong(): void {
     if (this.#pingSentAt >= 0) {
       const rtt = performance.now() - this.#pingSentAt;
@@ -1404,12 +1416,17 @@ export class Socket<Data = unknown>
         this.#scheduleFlush();
       }
     } else if (this.#pingSentAt >= 0) {
-      if (pongTimeout > 0 && now - this.#pingSentAt >= pongTimeout) {
+      // A ping still queued behind other output is not judged: the
+      // write-stall check above covers a peer that takes nothing.
+      if (
+        pongTimeout > 0 && this.#writtenSeq >= this.#pingSeq &&
+        now - this.#pingSentAt >= pongTimeout
+      ) {
         this.#terminate(CLOSE_CODE.InternalError, CLOSE_REASON.PongTimeout);
       }
     } else if (pingInterval > 0 && now - this.#lastHeard >= pingInterval) {
       this.#connection.ping();
-      this.#pingSentAt = now;
+      this.#startPing(now);
       this.#scheduleFlush();
     }
     if (idleTimeout > 0 && now - this.#lastMessage >= idleTimeout) {

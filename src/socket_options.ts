@@ -108,7 +108,10 @@ export interface SocketOptions {
   backpressurePolicy: BackpressurePolicy;
   /** Milliseconds without traffic from the peer before a keepalive ping; 0 disables. */
   pingInterval: number;
-  /** Milliseconds to wait for a pong before closing with 1011; 0 disables. */
+  /**
+   * Milliseconds to wait for a pong, from when the ping is written, before
+   * closing with 1011; 0 disables.
+   */
   pongTimeout: number;
   /** Milliseconds without a message either way before closing with 1001; 0 disables. */
   idleTimeout: number;

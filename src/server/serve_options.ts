@@ -285,9 +285,11 @@ export interface ServeOptions<Data = unknown> {
   pingInterval?: number;
   /**
    * Milliseconds to wait for the pong to a ping (keepalive or
-   * `socket.ping()`); without one the transport is closed and `closed`
-   * reports 1011 "keepalive pong timeout". Not applied while the socket has
-   * stopped reading for inbound backpressure. 0 waits forever. With
+   * `socket.ping()`), counted from when the ping is written (a ping queued
+   * behind other output waits its turn); without one the transport is
+   * closed and `closed` reports 1011 "keepalive pong timeout". Not applied
+   * while the socket has stopped reading for inbound backpressure. 0 waits
+   * forever. With
    * `pingInterval`, it also bounds a peer that stops reading while it keeps
    * sending (or while we stopped reading it): when no output was taken for
    * `pingInterval + pongTimeout`, the transport is closed and `closed`

@@ -634,6 +634,52 @@ for (
   });
 }
 
+Deno.test("a keepalive ping queued behind a slow reader's backlog is not judged before it is written: the pong timeout runs from then", async () => {
+  // 48 MiB at about 20 MB/s: the ping, due 100 ms into it, waits behind
+  // over two seconds of output, far more than pongTimeout.
+  const count = 768;
+  const closed = Promise.withResolvers<unknown>();
+  await using server = serve(
+    {
+      ...LOCAL,
+      pingInterval: 100,
+      pongTimeout: 300,
+      maxBackpressure: 64 * 1024 * KIB,
+    },
+    async (socket) => {
+      for (let i = 0; i < count; i++) socket.trySend(numbered(i));
+      closed.resolve(await socket.closed);
+    },
+  );
+  const peer = await rawHandshake(server.addr);
+  let received = 0;
+  let pings = 0;
+  // Everything queued, then the ping queued after it: answered, it shows
+  // the peer alive.
+  const reading = (async () => {
+    while (pings === 0) {
+      const { opcode, payload } = await peer.readFrame();
+      if (opcode === OP.ping) {
+        pings++;
+        await peer.write(frame(OP.pong, payload));
+        continue;
+      }
+      assert.equal(opcode, OP.binary);
+      assert.equal(seqOf(payload), received++);
+      await delay(3);
+    }
+  })();
+  await withTimeout(reading, 4 * DEADLINE, "the frames, then a ping");
+  assert.equal(received, count);
+  await peer.write(frame(OP.close, closePayload(1000)));
+  assert.deepEqual(await withTimeout(closed.promise, DEADLINE, "the close"), {
+    code: 1000,
+    reason: "",
+    wasClean: true,
+  });
+  peer.close();
+});
+
 Deno.test("close() lets a slow reader take everything queued before the close frame: closeTimeout runs from the last write it took", async () => {
   // 48 MiB, far more than loopback buffers hold: reading it takes the peer
   // over two seconds, twice closeTimeout; what the kernel still holds after

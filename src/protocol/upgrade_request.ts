@@ -33,7 +33,11 @@ const HOST =
  * 3. `Upgrade` listing `websocket`, else 426 with `Upgrade: websocket`;
  * 4. `Connection` listing `upgrade`, else 400;
  * 5. `Sec-WebSocket-Key` that is base64 of 16 bytes, else 400;
- * 6. `Sec-WebSocket-Version: 13`, else 426 with `Sec-WebSocket-Version: 13`.
+ * 6. `Sec-WebSocket-Version: 13`, else 426 with `Sec-WebSocket-Version: 13`;
+ * 7. no content (no `Transfer-Encoding`, no `Content-Length` above 0), else
+ *    400: the bytes after the head are frames, and bytes declared as the
+ *    request's content must not pass as frames (RFC 9110 §7.8: the new
+ *    protocol starts after the whole request).
  *
  * @param head The parsed request head.
  * @param scheme `ws` or `wss`, for the request URL.
@@ -144,6 +148,13 @@ export function validateUpgradeRequest(
         headers.get("sec-websocket-version") ?? "none"
       }`,
       { "sec-websocket-version": "13" },
+    );
+  }
+  const length = headers.get("content-length");
+  if (headers.has("transfer-encoding") || (length !== null && length !== "0")) {
+    throw new HandshakeError(
+      400,
+      "A WebSocket handshake request must not have content (Content-Length or Transfer-Encoding)",
     );
   }
   return {

@@ -107,12 +107,15 @@ export async function writeResponse(
   let keepAlive = options.keepAlive &&
     !hasToken(headers.get("connection"), "close");
   const declaredText = headers.get("content-length");
-  const declared = declaredText !== null && DIGITS.test(declaredText)
-    ? Number(declaredText)
+  // The handler's digits go out as given (without leading zeros): a length
+  // past 2^53 would not survive a trip through a number.
+  const declaredField = declaredText !== null && DIGITS.test(declaredText)
+    ? declaredText.replace(/^0+(?=\d)/, "")
     : null;
+  const declared = declaredField === null ? null : Number(declaredField);
   const body = response.body;
 
-  let lengthField: number | null = null;
+  let lengthField: string | number | null = null;
   let framing: Framing | "none" = "none";
   let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
   const gathered: Uint8Array[] = [];
@@ -122,11 +125,11 @@ export async function writeResponse(
   if (status === 204 || status === 304 || status < 200) {
     // RFC 9110 §8.6: no Content-Length in a 204; a 304 may carry the
     // length of the representation it stands for.
-    if (status === 304) lengthField = declared;
+    if (status === 304) lengthField = declaredField;
   } else if (body === null) {
-    lengthField = options.head ? declared ?? 0 : 0;
-  } else if (options.head && declared !== null) {
-    lengthField = declared;
+    lengthField = options.head ? declaredField ?? 0 : 0;
+  } else if (options.head && declaredField !== null) {
+    lengthField = declaredField;
   } else {
     let size = 0;
     try {
@@ -151,8 +154,8 @@ export async function writeResponse(
       if (reader !== null) cancelQuietly(reader, pendingRead);
       return { delivered: false, keepAlive, error, unsent: true };
     }
-    if (declared !== null) {
-      lengthField = declared;
+    if (declaredField !== null) {
+      lengthField = declaredField;
       framing = "length";
     } else if (ended) {
       lengthField = size;

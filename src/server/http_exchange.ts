@@ -236,7 +236,10 @@ export async function serveHttpRequest(
     }
 
     const writeOptions = {
-      head: method === "HEAD",
+      // The framing follows the method as sent: only "HEAD" (methods are
+      // case-sensitive, RFC 9110 §9.1) has a response without its content;
+      // a proxy would read a "head" answer's body from the next response.
+      head: head.method === "HEAD",
       http10: prepared.http10,
       keepAlive: prepared.keepAlive && body?.error == null &&
         (options.keepAlive?.() ?? true),

@@ -215,7 +215,9 @@ export interface ServeOptions<Data = unknown> {
   /**
    * Answers plain HTTP requests (anything but a WebSocket upgrade) on the
    * same port, with keep-alive, request bodies (`Content-Length` or
-   * chunked) and streamed responses. Without it they get 426.
+   * chunked) and streamed responses. Without it they are checked as
+   * handshakes and get the status of the first rule they break (a `GET`
+   * without `Upgrade: websocket` gets 426, another method 405).
    */
   fetch?: FetchHandler;
   /**

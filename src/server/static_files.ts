@@ -243,7 +243,9 @@ function failure(error: unknown): Response {
     error instanceof Deno.errors.NotFound ||
     error instanceof Deno.errors.NotADirectory ||
     error instanceof Deno.errors.FilesystemLoop ||
-    error instanceof Deno.errors.InvalidData
+    error instanceof Deno.errors.InvalidData ||
+    // A name longer than the file system allows names no file.
+    (error as { code?: unknown })?.code === "ENAMETOOLONG"
   ) {
     return text(404, "Not Found");
   }

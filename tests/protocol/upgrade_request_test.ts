@@ -319,6 +319,28 @@ Deno.test("validateUpgradeRequest rejects a version other than 13 with 426 and S
   }
 });
 
+Deno.test("validateUpgradeRequest rejects a request that declares content with 400: its bytes must not pass as frames (RFC 9110 §7.8)", () => {
+  const message =
+    "A WebSocket handshake request must not have content (Content-Length or Transfer-Encoding)";
+  for (
+    const extra of [
+      { "Content-Length": "8" } as Record<string, string>,
+      { "Transfer-Encoding": "chunked" },
+      { "Content-Length": "3", "Transfer-Encoding": "chunked" },
+      { "Content-Length": "0, 0" },
+    ]
+  ) {
+    assert.deepEqual(
+      rejection(head({ headers: withHeaders(extra) })),
+      { status: 400, headers: {}, message },
+      JSON.stringify(extra),
+    );
+  }
+  // An empty body is no content.
+  const empty = head({ headers: withHeaders({ "Content-Length": "0" }) });
+  assert.equal(validateUpgradeRequest(empty, "ws").key, KEY);
+});
+
 Deno.test("validateUpgradeRequest reports the first broken rule when several are broken (RFC 6455 §4.2.1)", () => {
   const allBroken = head({
     method: "POST",

@@ -686,6 +686,40 @@ Deno.test("serveHttpRequest keeps HEAD, 204 and 304 answers free of body bytes (
   assert.ok(run.results.every((r) => r.keepAlive));
 });
 
+Deno.test("serveHttpRequest frames by the method as sent: a lowercase 'head' gets its body, which a proxy would otherwise take from the next response (RFC 9110 §9.1)", async () => {
+  const run = await runInMemory([concat(
+    request("head /a HTTP/1.1", [HOST]),
+    request("GET /next HTTP/1.1", [HOST]),
+  )], () => new Response("hello world"));
+  const responses = run.output.split(/(?=HTTP\/1\.1 )/);
+  assert.equal(responses.length, 2);
+  assert.match(responses[0], /\r\ncontent-length: 11\r\n/);
+  assert.ok(responses[0].endsWith("\r\n\r\nhello world"), responses[0]);
+  assert.ok(responses[1].endsWith("\r\n\r\nhello world"), responses[1]);
+  assert.deepEqual(run.errors, []);
+});
+
+Deno.test("serveHttpRequest writes a HEAD or 304 answer's Content-Length digits as the handler gave them, past 2^53 too", async () => {
+  const run = await runInMemory([concat(
+    request("HEAD /big HTTP/1.1", [HOST]),
+    request("HEAD /zeros HTTP/1.1", [HOST]),
+    request("GET /304 HTTP/1.1", [HOST]),
+  )], (request) => {
+    const path = new URL(request.url).pathname;
+    const length = path === "/zeros" ? "0042" : "1000000000000000000000";
+    return new Response(null, {
+      status: path === "/304" ? 304 : 200,
+      headers: { "content-length": length },
+    });
+  });
+  const responses = run.output.split(/(?=HTTP\/1\.1 )/);
+  assert.equal(responses.length, 3);
+  assert.match(responses[0], /\r\ncontent-length: 1000000000000000000000\r\n/);
+  assert.match(responses[1], /\r\ncontent-length: 42\r\n/);
+  assert.match(responses[2], /\r\ncontent-length: 1000000000000000000000\r\n/);
+  assert.deepEqual(run.errors, []);
+});
+
 Deno.test("serveHttpRequest writes a body with the handler's Content-Length as is", async () => {
   const run = await runInMemory(
     [request("GET / HTTP/1.1", [HOST])],

@@ -753,13 +753,14 @@ export class Socket<Data = unknown>
   }
 
   /**
-   * The peer sent its close frame. It is answered at once when the loop
+   * The peer sent its close frame, or broke the protocol: our close frame
+   * (the answer, or the failure's) goes at once when the loop
    * waits for a message or never took one and none is queued; else once
    * the loop comes back for the next message after those queued (their
    * replies go out first), or once it took none for a while, or after the
    * close timeout (RFC 6455 §5.5.1: "as soon as practical").
    */
-  #onPeerClose(): void {
+  #holdCloseFrame(): void {
     this.#peerClosedAt = performance.now();
     const idle = this.#takeWaiter !== null ||
       (this.#takes === 0 && this.#inboxHead === this.#inbox.length);
@@ -1035,10 +1036,12 @@ export class Socket<Data = unknown>
           break;
         case "close":
           this.#peerClose = { code: event.code, reason: event.reason };
-          if (connection.state === "open") this.#onPeerClose();
+          if (connection.state === "open") this.#holdCloseFrame();
           break;
         case "error":
           this.#failure = event.error;
+          // Held back: replies to the messages before the error go first.
+          if (connection.state === "open") this.#holdCloseFrame();
           break;
       }
     }

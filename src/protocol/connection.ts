@@ -78,11 +78,13 @@ export interface ConnectionOptions {
    */
   streamMessages?: boolean;
   /**
-   * Hold back the answer to the peer's close frame until
+   * Hold back the answer to the peer's close frame, and the close frame
+   * that fails the connection on a protocol error, until
    * {@linkcode Connection.prototype.acknowledgeClose} (or `close()`) sends
-   * it, so that replies to the messages that arrived before that frame can
-   * go out first (RFC 6455 §5.5.1: "as soon as practical"). Meanwhile the
-   * state stays `open` and messages may still be sent; input is ignored.
+   * it, so that replies to the messages that arrived before can go out
+   * first (RFC 6455 §5.5.1: "as soon as practical"; §7.1.7 only forbids
+   * processing what follows the error). Meanwhile the state stays `open`
+   * and messages may still be sent; input is ignored.
    * @default {false}
    */
   deferCloseReply?: boolean;
@@ -162,6 +164,8 @@ export class Connection {
   #framesLeft = Infinity;
   #closeSent = false;
   #closeReceived = false;
+  // A protocol error failed the connection; its close frame is held back.
+  #failed = false;
   readonly #deferCloseReply: boolean;
   // The close frame that answers the peer's, while it is held back.
   #closeReply: Uint8Array | null = null;
@@ -271,7 +275,9 @@ export class Connection {
    * `limit` stopped it; give the rest to a later call.
    */
   receive(data: Uint8Array, limit?: ReceiveLimit): number {
-    if (this.#state === "closed" || this.#closeReceived) return data.length;
+    if (this.#state === "closed" || this.#closeReceived || this.#failed) {
+      return data.length;
+    }
     this.#messagesLeft = limit?.messages ?? Infinity;
     this.#bytesLeft = limit?.bytes ?? Infinity;
     this.#framesLeft = limit?.frames ?? Infinity;
@@ -494,9 +500,10 @@ export class Connection {
   }
 
   /**
-   * Sends the answer to the peer's close frame that `deferCloseReply` held
-   * back: its status code echoed (RFC 6455 §5.5.1). The state becomes
-   * `closed`. Does nothing when no answer is owed.
+   * Sends the close frame that `deferCloseReply` held back: the answer to
+   * the peer's close frame, its status code echoed (RFC 6455 §5.5.1), or
+   * the one that fails the connection after a protocol error. The state
+   * becomes `closed`. Does nothing when none is owed.
    */
   acknowledgeClose(): void {
     if (this.#closeReply === null || this.#state === "closed") return;
@@ -603,9 +610,14 @@ export class Connection {
   }
 
   #fail(error: ProtocolError): void {
-    if (!this.#closeSent) {
-      this.#sendClose(encodeClosePayload(error.closeCode, error.code));
+    const payload = encodeClosePayload(error.closeCode, error.code);
+    if (this.#deferCloseReply && !this.#closeSent) {
+      this.#failed = true;
+      this.#closeReply = payload;
+      this.#emit({ type: "error", error });
+      return;
     }
+    if (!this.#closeSent) this.#sendClose(payload);
     this.#state = "closed";
     this.#emit({ type: "error", error });
   }
@@ -615,7 +627,8 @@ export class Connection {
     this.#writer.writeFrame(OPCODE.Close, payload);
     this.#closeSent = true;
     this.#closeReply = null;
-    if (this.#closeReceived) this.#state = "closed";
+    // No close frame is awaited after a failure (RFC 6455 §7.1.7).
+    if (this.#closeReceived || this.#failed) this.#state = "closed";
     else if (this.#state === "open") this.#state = "closing";
   }
 

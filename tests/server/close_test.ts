@@ -442,6 +442,45 @@ Deno.test("the answers to messages that arrive with the peer's close frame go ou
   }
 });
 
+Deno.test("the answers to messages that arrive with a protocol error go out before the failing close frame (Autobahn 5.15), and nothing after the error is taken", async () => {
+  const closed = Promise.withResolvers<CloseInfo>();
+  const received: unknown[] = [];
+  await using server = serve(LOCAL, async (socket) => {
+    socket.closed.then(closed.resolve);
+    for await (const message of socket) {
+      received.push(message);
+      await socket.send(message);
+    }
+  });
+  const peer = await rawHandshake(server.addr);
+  // One write: two messages, a fragmented one among them, then a
+  // continuation with nothing to continue, then a message after the error.
+  await peer.write(concat(
+    frame(OP.text, "Hello, world!"),
+    frame(OP.text, "fragment1", { fin: false }),
+    frame(OP.continuation, "fragment2"),
+    frame(OP.continuation, "fragment3"),
+    frame(OP.text, "after the error"),
+  ));
+  const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
+  assert.deepEqual(
+    close.before.map((f) => [f.opcode, new TextDecoder().decode(f.payload)]),
+    [[OP.text, "Hello, world!"], [OP.text, "fragment1fragment2"]],
+  );
+  assert.equal(close.code, 1002);
+  assert.equal(close.reason, "UNEXPECTED_CONTINUATION");
+  // The server closes the TCP connection without waiting for our answer.
+  assert.equal(
+    (await withTimeout(peer.readToEof(), DEADLINE, "EOF")).length,
+    0,
+  );
+  const info = await withTimeout(closed.promise, DEADLINE, "closed");
+  assert.equal(info.code, 1002);
+  assert.equal(info.wasClean, false);
+  assert.deepEqual(received, ["Hello, world!", "fragment1fragment2"]);
+  peer.close();
+});
+
 Deno.test("a handler that takes a while over each message still answers all of them before the close handshake ends", async () => {
   const closed = Promise.withResolvers<CloseInfo>();
   await using server = serve(LOCAL, async (socket) => {

@@ -469,7 +469,10 @@ export class Socket<Data = unknown>
    * `"message stream failed"`: the peer discards the part it received
    * rather than take it for the whole. {@linkcode Socket.prototype.close}
    * cuts a message still streaming out short the same way, with its own
-   * code, and cancels the source.
+   * code. The source is canceled (an iterator's `return()` called)
+   * whenever the message will not be sent whole: on `close()`, when the
+   * connection ends (even while the source waits for data), and when the
+   * socket was closed already.
    *
    * @param source The pieces: a `ReadableStream`, an async iterable or an
    * iterable.
@@ -488,9 +491,15 @@ export class Socket<Data = unknown>
     options: { binary?: boolean } = {},
   ): Promise<void> {
     if (this.#connection.state !== "open" || this.#closeRequested) {
-      return handledRejection(
-        new ConnectionClosedError("send", this.#info ?? undefined),
-      );
+      const error = new ConnectionClosedError("send", this.#info ?? undefined);
+      // Nothing of it will be sent: the source is let go, as when a close
+      // cuts a stream short.
+      try {
+        openPieces(source).stop(error);
+      } catch {
+        // A locked ReadableStream is its reader's to cancel.
+      }
+      return handledRejection(error);
     }
     this.#queuedMessages++;
     this.#counters.messagesOut++;
@@ -519,8 +528,12 @@ export class Socket<Data = unknown>
     let cut: { code: number; reason: string } | null | undefined;
     this.#stopStream = (close) => {
       cut = close;
-      stopped.reject(new ConnectionClosedError("send"));
+      stopped.reject(
+        new ConnectionClosedError("send", this.#info ?? undefined),
+      );
     };
+    // The socket may have ended while this waited its turn.
+    if (this.#info !== null) this.#stopStream(null);
     // One piece is held back, so the last one can carry FIN.
     let held: Uint8Array | null = null;
     let heldOpcode: number = binary ? OPCODE.Binary : OPCODE.Text;
@@ -1483,6 +1496,10 @@ export class Socket<Data = unknown>
         error: failure,
       }
       : { code: CLOSE_CODE.AbnormalClosure, reason: "", wasClean: false };
+    // A message streaming out stops, and its source with it: a source that
+    // waits for data would otherwise hold sendStream() (and the handler)
+    // forever.
+    this.#stopStream?.(null);
     this.#takeWaiter?.({ done: true, value: undefined });
     for (const waiter of this.#moreWaiters ?? []) {
       waiter({ done: true, value: undefined });

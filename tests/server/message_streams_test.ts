@@ -187,17 +187,71 @@ Deno.test("Socket.sendStream takes ArrayBuffer pieces as bytes, and keeps a surr
   await client.close(1000);
 });
 
-Deno.test("Socket.sendStream rejects with ConnectionClosedError on a closed socket", async () => {
+Deno.test("Socket.sendStream rejects with ConnectionClosedError on a closed socket, and cancels its source", async () => {
   const outcome = Promise.withResolvers<unknown>();
+  let canceled: unknown;
   await using server = serve(LOCAL, async (socket) => {
     await socket.closed;
-    await socket.sendStream(["late"]).catch((error) => outcome.resolve(error));
+    const late = new ReadableStream<string>({
+      cancel: (reason) => void (canceled = reason),
+    });
+    await socket.sendStream(late).catch((error) => outcome.resolve(error));
   });
   const client = await NpmClient.connect(wsUrl(server.addr));
   await client.close(1000);
   await client[Symbol.asyncDispose]();
   const error = await withTimeout(outcome.promise, DEADLINE, "sendStream");
   assert.ok(error instanceof ConnectionClosedError);
+  assert.equal(canceled, error);
+});
+
+Deno.test("Socket.sendStream settles when the peer vanishes while its source waits for data: it rejects, the source is canceled and the handler ends", async () => {
+  const tracker = new SocketTracker();
+  let canceled = 0;
+  const outcomes: unknown[] = [];
+  await using server = serve(
+    LOCAL,
+    tracker.wrap(async (socket) => {
+      // A live feed: two pieces (the first goes out), then nothing for a
+      // long time.
+      const feed = new ReadableStream<string>({
+        start: (controller) => {
+          controller.enqueue("first");
+          controller.enqueue("second");
+        },
+        cancel: () => void canceled++,
+      });
+      // Queued behind the first: its turn comes after the socket ended.
+      const queued = new ReadableStream<string>({
+        cancel: () => void canceled++,
+      });
+      outcomes.push(
+        ...await Promise.all([
+          socket.sendStream(feed).catch((error) => error),
+          socket.sendStream(queued).catch((error) => error),
+        ]),
+      );
+    }),
+  );
+  const peer = await rawHandshake(server.addr);
+  const socket = await tracker.socket(peer.port);
+  const first = await withTimeout(
+    peer.readFrame(),
+    DEADLINE,
+    "the first piece",
+  );
+  assert.equal(first.fin, false);
+  peer.close(); // no close frame: the connection just ends
+  assert.equal(
+    (await withTimeout(socket.closed, DEADLINE, "closed")).code,
+    1006,
+  );
+  await withTimeout(server.shutdown(), DEADLINE, "the handler's end");
+  assert.equal(outcomes.length, 2);
+  for (const outcome of outcomes) {
+    assert.ok(outcome instanceof ConnectionClosedError, String(outcome));
+  }
+  assert.equal(canceled, 2);
 });
 
 Deno.test("serve({streamMessages}) delivers each message as a stream of its pieces, text decoded and binary as bytes", async () => {

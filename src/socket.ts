@@ -1019,10 +1019,13 @@ export class Socket<Data = unknown>
     // small frames, or compressed ones that each inflate to maxPayload); the
     // rest waits for the handler to take messages. When nothing takes them
     // (dropping), a queue's worth is parsed per turn, and dropped.
+    const dataBefore = connection.dataBytesReceived;
     const parsed = connection.receive(
       chunk,
       this.#dropping ? this.#fullLimit : this.#receiveLimit(),
     );
+    // A message still arriving is not idleness.
+    if (connection.dataBytesReceived !== dataBefore) this.#messaged = true;
     if (parsed < chunk.length) this.#unparsed = chunk.subarray(parsed);
     for (const event of connection.takeEvents()) {
       switch (event.type) {

@@ -158,6 +158,7 @@ export class Connection {
   readonly #writer: FrameWriter;
   readonly #handler: FrameHandler;
   #events: ConnectionEvent[] = NO_EVENTS;
+  #dataBytesReceived = 0;
   // What the current receive() may still emit.
   #messagesLeft = Infinity;
   #bytesLeft = Infinity;
@@ -238,6 +239,15 @@ export class Connection {
   /** The connection's state; see {@linkcode ConnectionState}. */
   get state(): ConnectionState {
     return this.#state;
+  }
+
+  /**
+   * Payload bytes of data frames (text, binary, continuation) received so
+   * far, as they arrived (compressed), a message still arriving included:
+   * a driver's idle timeout can tell a slow message from silence with it.
+   */
+  get dataBytesReceived(): number {
+    return this.#dataBytesReceived;
   }
 
   /** Whether both close frames were exchanged (a clean close). */
@@ -558,6 +568,7 @@ export class Connection {
       this.#control.set(data, this.#controlLength);
       this.#controlLength += data.length;
     } else {
+      this.#dataBytesReceived += data.length;
       this.#assembler.append(data);
     }
   }

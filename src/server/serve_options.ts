@@ -305,7 +305,8 @@ export interface ServeOptions<Data = unknown> {
   pongTimeout?: number;
   /**
    * Milliseconds without a message either way before the connection is
-   * closed with 1001 "idle timeout"; 0 disables it.
+   * closed with 1001 "idle timeout"; 0 disables it. A message still
+   * arriving counts with each piece of it; pings and pongs do not count.
    * @default {0}
    */
   idleTimeout?: number;

@@ -159,6 +159,53 @@ Deno.test(
   },
 );
 
+for (const streamMessages of [false, true]) {
+  Deno.test(
+    `serve({idleTimeout${
+      streamMessages ? ", streamMessages" : ""
+    }}) keeps a connection open while one message arrives slowly, fragment by fragment`,
+    async () => {
+      const received = Promise.withResolvers<string>();
+      const tracker = new SocketTracker();
+      await using server = serve(
+        { ...LOCAL, idleTimeout: 240, pingInterval: 0, streamMessages },
+        tracker.wrap(async (socket) => {
+          if (!streamMessages) {
+            for await (const message of socket) received.resolve(`${message}`);
+            return;
+          }
+          for await (const stream of socket.streams()) {
+            received.resolve(
+              (await Array.fromAsync(stream.readable as ReadableStream<string>))
+                .join(""),
+            );
+          }
+        }),
+      );
+      const peer = await rawHandshake(server.addr);
+      const socket = await tracker.socket(peer.port);
+      // Twelve fragments, 40 ms apart: together twice the idle timeout.
+      for (let i = 0; i < 12; i++) {
+        assert.equal(socket.state, "open", `still open before fragment ${i}`);
+        await peer.write(
+          frame(i === 0 ? OP.text : OP.continuation, `${i % 10}`, {
+            fin: i === 11,
+          }),
+        );
+        await delay(40);
+      }
+      assert.equal(
+        await withTimeout(received.promise, DEADLINE, "the message"),
+        "012345678901",
+      );
+      // Silence then closes it.
+      const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
+      assert.equal(close.code, 1001);
+      peer.close();
+    },
+  );
+}
+
 Deno.test(
   "serve({idleTimeout}) keeps a connection open while the server sends messages",
   async () => {

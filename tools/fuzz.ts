@@ -17,8 +17,9 @@
  * - a buffer larger than the limits allow (see `tools/_allocations.ts`);
  * - valid input (not mutated) that does not give exactly the events a
  *   simple model of RFC 6455 predicts;
- * - a head status other than 400/431 (parser) or 400/405/426 (validation),
- *   a 431 the oracle does not expect, or bytes after the head going missing.
+ * - a head status other than 400/414/431 (parser) or 400/405/426
+ *   (validation), a 414 or 431 the oracle does not expect, or bytes after the
+ *   head going missing.
  *
  * ```sh
  * deno task fuzz --seconds 60            # all targets, a random seed
@@ -882,7 +883,7 @@ function parseHead(
           `HttpRequestParser threw ${describeError(error)}`,
         );
         check(
-          error.status === 400 || error.status === 431,
+          [400, 414, 431].includes(error.status),
           `HttpRequestParser answered ${error.status}`,
         );
         return { status: error.status };
@@ -955,11 +956,19 @@ function fuzzHttp(
   );
   const end = headEnd(input);
   if (end === -1 || end > maxHeadSize) {
+    // 414 when not even the request line ended within the limit.
+    const first = input[0] === 0x0d && input[1] === 0x0a ? 2 : 0;
+    const line = input.subarray(first, maxHeadSize);
+    const status = line.some((b, i) => b === 13 && line[i + 1] === 10)
+      ? 431
+      : 414;
     check(
       input.length >= maxHeadSize
-        ? whole.kind === "status" && whole.status === 431
+        ? whole.kind === "status" && whole.status === status
         : whole.kind === "incomplete",
-      `no head within ${maxHeadSize} bytes of ${input.length}, got ${whole.kind}`,
+      `no head within ${maxHeadSize} bytes of ${input.length}, got ${
+        JSON.stringify(whole).slice(0, 100)
+      } (expected ${status})`,
     );
     return;
   }

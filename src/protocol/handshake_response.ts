@@ -56,6 +56,7 @@ const REASON: Record<number, string> = {
   404: "Not Found",
   405: "Method Not Allowed",
   408: "Request Timeout",
+  414: "URI Too Long",
   426: "Upgrade Required",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",

@@ -19,7 +19,8 @@ export interface HttpRequestHead {
 export interface HttpRequestParserOptions {
   /**
    * The largest request head accepted, in bytes, request line and blank line
-   * included; a larger one is rejected with 431.
+   * included; a larger one is rejected with 431, or 414 when its request
+   * line alone is larger (RFC 9112 §3).
    * @default {16384}
    */
   maxHeadSize?: number;
@@ -90,8 +91,9 @@ export class HttpRequestParser {
    *
    * @param chunk The next bytes from the client (not kept).
    * @returns The parsed head, or `undefined` while it is incomplete.
-   * @throws {HandshakeError} 431 when the head or its field count is over a
-   * limit, 400 when it is malformed.
+   * @throws {HandshakeError} 414 when the request line alone is over
+   * `maxHeadSize`, 431 when the head or its field count is, 400 when it is
+   * malformed.
    */
   receive(chunk: Uint8Array): HttpRequestHead | undefined {
     if (this.#length === 0) {
@@ -124,6 +126,14 @@ export class HttpRequestParser {
     const end = findHeadEnd(this.#buffer, searchFrom, this.#length);
     if (end === -1) {
       if (this.#length >= this.#maxHeadSize) {
+        // "A server that receives a request-target longer than any URI it
+        // wishes to parse MUST respond with a 414" (RFC 9112 §3).
+        if (!hasLineEnd(this.#buffer, this.#length)) {
+          throw new HandshakeError(
+            414,
+            `Request line is longer than ${this.#maxHeadSize} bytes`,
+          );
+        }
         throw new HandshakeError(
           431,
           `Request head is larger than ${this.#maxHeadSize} bytes`,
@@ -184,4 +194,13 @@ export class HttpRequestParser {
       headers,
     };
   }
+}
+
+/** Whether a CRLF ends a line in `bytes` (an empty first line aside). */
+function hasLineEnd(bytes: Uint8Array, length: number): boolean {
+  const start = bytes[0] === 0x0d && bytes[1] === 0x0a ? 2 : 0;
+  for (let i = start; i + 1 < length; i++) {
+    if (bytes[i] === 0x0d && bytes[i + 1] === 0x0a) return true;
+  }
+  return false;
 }

@@ -78,7 +78,7 @@ type HeadResult = {
  * `cert` and `key`) and calls `handler` with every accepted socket.
  *
  * - The handshake is validated strictly (RFC 6455 §4.2.1); a bad request
- *   gets its HTTP status (400, 403, 405, 426, 431, 503) and a plain-text
+ *   gets its HTTP status (400, 403, 405, 414, 426, 431, 503) and a plain-text
  *   reason.
  * - When `handler` returns, the socket is closed with 1000; when it throws,
  *   with 1011 (the error goes to the logger, never to the peer).

@@ -248,7 +248,7 @@ for (const line of BAD_HEADER_LINES) {
 }
 
 // ---------------------------------------------------------------------------
-// RFC 6585 §5: limits, 431
+// RFC 6585 §5: limits, 431 (and RFC 9112 §3: 414)
 // ---------------------------------------------------------------------------
 
 Deno.test("HttpRequestParser accepts a head of exactly maxHeadSize bytes and rejects one more with 431 (RFC 6585 §5)", () => {
@@ -280,9 +280,29 @@ Deno.test("HttpRequestParser rejects an endless head with 431 once maxHeadSize b
   assert.throws(
     () =>
       new HttpRequestParser({ maxHeadSize: 64 }).receive(
-        new Uint8Array(1 << 20),
+        utf8("GET / HTTP/1.1\r\n" + "X: y\r\n".repeat(1 << 16)),
       ),
     (error) => error instanceof HandshakeError && error.status === 431,
+  );
+});
+
+Deno.test("HttpRequestParser rejects a request line longer than maxHeadSize with 414, cut anywhere (RFC 9112 §3)", () => {
+  const long = `GET /${"a".repeat(200)} HTTP/1.1\r\nHost: x\r\n\r\n`;
+  for (const bytes of [long, `\r\n${long}`].map(utf8)) {
+    const rejected = parseAllWays(bytes, { maxHeadSize: 100 });
+    assert.equal(status(rejected), 414);
+    assert.ok(
+      rejected !== undefined && "message" in rejected &&
+        rejected.message === "Request line is longer than 100 bytes",
+    );
+  }
+  // Endless bytes without a line end are a request line too.
+  assert.throws(
+    () =>
+      new HttpRequestParser({ maxHeadSize: 64 }).receive(
+        new Uint8Array(1 << 20),
+      ),
+    (error) => error instanceof HandshakeError && error.status === 414,
   );
 });
 

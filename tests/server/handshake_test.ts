@@ -292,6 +292,22 @@ Deno.test(
 );
 
 Deno.test(
+  "serve() rejects a request line longer than maxHeadSize with 414 (RFC 9112 §3)",
+  async () => {
+    await withServer({ maxHeadSize: 1024 }, async (addr) => {
+      const response = await send(
+        addr,
+        encodeRequest(
+          `GET /${"p".repeat(2000)} HTTP/1.1`,
+          headersWith(addr, (h) => h),
+        ),
+      );
+      assertRejection(response, 414, "URI Too Long", /1024 bytes/);
+    });
+  },
+);
+
+Deno.test(
   "serve() rejects more header fields than maxHeaders with 431",
   async () => {
     await withServer({ maxHeaders: 10 }, async (addr) => {

@@ -638,7 +638,7 @@ function parseChunks(
   return { result, log };
 }
 
-Deno.test("HttpRequestParser answers 431 exactly when a head outgrows maxHeadSize or has too many fields, and never buffers beyond it (RFC 9112 §2)", () => {
+Deno.test("HttpRequestParser answers 431 exactly when a head outgrows maxHeadSize or has too many fields (414 when its request line does), and never buffers beyond it (RFC 9112 §2, §3)", () => {
   fc.assert(
     fc.property(
       requestHead,
@@ -658,10 +658,16 @@ Deno.test("HttpRequestParser answers 431 exactly when a head outgrows maxHeadSiz
         const end = headEnd(bytes);
         if (end === -1 || end > maxHeadSize) {
           // No complete head within the limit: 431 once the limit is
-          // reached, and not a byte earlier; until then, keep waiting.
+          // reached, and not a byte earlier; until then, keep waiting. 414
+          // when not even the request line (after an empty line) ended.
           if (bytes.length >= maxHeadSize) {
             assert.ok("status" in result, JSON.stringify(result));
-            assert.equal(result.status, 431);
+            const skip = bytes[0] === 13 && bytes[1] === 10 ? 2 : 0;
+            const line = bytes.subarray(skip, maxHeadSize);
+            const lineEnded = line.some((b, i) =>
+              b === 13 && line[i + 1] === 10
+            );
+            assert.equal(result.status, lineEnded ? 431 : 414);
             const reachedAt = chunks.findIndex((_, i) =>
               chunks.slice(0, i + 1).reduce((n, c) => n + c.length, 0) >=
                 maxHeadSize

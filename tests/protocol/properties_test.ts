@@ -375,7 +375,7 @@ function parseHead(
       head = parser.receive(chunk);
     } catch (error) {
       assert.ok(error instanceof HandshakeError, String(error));
-      assert.ok([400, 431].includes(error.status));
+      assert.ok([400, 414, 431].includes(error.status));
       return { status: error.status };
     }
     if (head === undefined) continue;

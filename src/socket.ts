@@ -149,11 +149,11 @@ export class Socket<Data = unknown>
   #takes = 0;
   #dropping = false;
   #consumerCheck: ReturnType<typeof setTimeout> | undefined;
-  // The peer's close frame waits for our answer while the loop handles the
-  // messages that came before it.
-  #closeReplyOwed = false;
+  // Our close frame (the answer to the peer's, or a protocol error's) waits
+  // while the loop handles the messages that came before.
+  #closeFrameOwed = false;
   #closeReplyTimer: ReturnType<typeof setTimeout> | undefined;
-  #peerClosedAt = 0;
+  #closeOwedSince = 0;
   // Writing.
   #flushQueued = false;
   #writing = false;
@@ -713,7 +713,8 @@ export class Socket<Data = unknown>
    * Starts the closing handshake and waits for it to complete: the peer's
    * close frame, then the transport closing. After the close timeout the
    * transport is closed anyway (code 1006). Messages already queued are sent
-   * first; messages the peer sent before its close frame are still
+   * first, except behind a message still streaming out (`sendStream()`),
+   * which is cut short; messages the peer sent before its close frame are still
    * delivered to the iterator: while it keeps taking them (at least one a
    * second), reading keeps pausing for it, up to the close timeout; once
    * nothing takes them, reading goes on to find the peer's close frame and
@@ -733,7 +734,8 @@ export class Socket<Data = unknown>
       encodeClosePayload(code, reason); // throws now for a bad code or reason
       this.#beginClosing();
       // A message still streaming out is cut short (its source may never
-      // end): the close frame follows what of it went out.
+      // end): the close frame follows what of it went out, and messages
+      // queued behind it are dropped (they cannot follow an unfinished one).
       this.#stopStream?.({ code, reason });
       const sendClose = () => {
         if (this.#connection.state === "open") this.#sendClose(code, reason);
@@ -756,8 +758,8 @@ export class Socket<Data = unknown>
     const connection = this.#connection;
     if (code === undefined) connection.acknowledgeClose();
     else connection.close(code, reason);
-    if (this.#closeReplyOwed) {
-      this.#closeReplyOwed = false;
+    if (this.#closeFrameOwed) {
+      this.#closeFrameOwed = false;
       clearTimeout(this.#closeReplyTimer);
     }
     // When it answers the peer's close frame, the handshake is complete.
@@ -774,14 +776,14 @@ export class Socket<Data = unknown>
    * close timeout (RFC 6455 §5.5.1: "as soon as practical").
    */
   #holdCloseFrame(): void {
-    this.#peerClosedAt = performance.now();
+    this.#closeOwedSince = performance.now();
     const idle = this.#takeWaiter !== null ||
       (this.#takes === 0 && this.#inboxHead === this.#inbox.length);
     if (idle) {
-      this.#answerClose();
+      this.#sendOwedClose();
       return;
     }
-    this.#closeReplyOwed = true;
+    this.#closeFrameOwed = true;
     const patience = Math.min(1000, this.#options.closeTimeout / 4);
     const deadline = performance.now() + this.#options.closeTimeout;
     let takes = this.#takes;
@@ -789,15 +791,18 @@ export class Socket<Data = unknown>
       if (this.#takes !== takes && performance.now() + patience < deadline) {
         takes = this.#takes;
         this.#closeReplyTimer = setTimeout(check, patience);
-      } else this.#answerClose();
+      } else this.#sendOwedClose();
     };
     this.#closeReplyTimer = setTimeout(check, patience);
   }
 
-  /** Answers the peer's close frame, after messages still being compressed. */
-  #answerClose(): void {
-    if (this.#closeReplyOwed) {
-      this.#closeReplyOwed = false;
+  /**
+   * Sends the close frame held back (the answer to the peer's, or the
+   * failure's), after messages still being compressed.
+   */
+  #sendOwedClose(): void {
+    if (this.#closeFrameOwed) {
+      this.#closeFrameOwed = false;
       clearTimeout(this.#closeReplyTimer);
     }
     if (this.#queuedMessages === 0) {
@@ -811,7 +816,7 @@ export class Socket<Data = unknown>
       () => this.#stopStream?.(null),
       Math.max(
         0,
-        this.#peerClosedAt + this.#options.closeTimeout - performance.now(),
+        this.#closeOwedSince + this.#options.closeTimeout - performance.now(),
       ),
     );
     this.#sendQueue.then(() => {
@@ -1071,6 +1076,13 @@ export class Socket<Data = unknown>
    * the peer's close frame.
    */
   #mustPauseReading(): boolean {
+    // The peer's close frame or a protocol error ended the input: nothing
+    // more is read while our close frame is held back (a peer flooding
+    // after its error would be read, and discarded, at wire speed).
+    if (
+      (this.#peerClose !== null || this.#failure !== null) &&
+      this.#connection.state === "open"
+    ) return true;
     if (this.#closeRequested) {
       // Reading must go on to find the peer's close frame. It still pauses
       // for a loop that keeps taking messages; one that takes none for a
@@ -1194,7 +1206,7 @@ export class Socket<Data = unknown>
       return Promise.resolve({ done: false, value: message });
     }
     // The loop has handled what came before the peer's close frame.
-    if (this.#closeReplyOwed) this.#answerClose();
+    if (this.#closeFrameOwed) this.#sendOwedClose();
     if (this.#info !== null || this.#connection.state === "closed") {
       return Promise.resolve({ done: true, value: undefined });
     }
@@ -1348,6 +1360,9 @@ export class Socket<Data = unknown>
   }
 
   #closeTransportAfterFlush(): void {
+    // Reading paused while a close frame was held: a client reads on for
+    // the server's EOF.
+    this.#resume();
     if (this.#connection.outputSize > 0) this.#scheduleFlush();
     // The server closes the TCP connection first (RFC 6455 §7.1.1), once
     // its last write is done; a client gives it the close timeout to do so.

@@ -124,7 +124,10 @@ const CONTROL_ARENA = 4096;
  * - A close frame from the peer is echoed with its code (RFC 6455 §5.5.1),
  *   at once, or with `deferCloseReply` when `acknowledgeClose()` says so.
  * - A protocol violation queues a close frame with the matching code
- *   (1002, 1007, 1009), emits an `error` event and ignores further input.
+ *   (1002, 1007, 1009), emits an `error` event and ignores further input;
+ *   with `deferCloseReply` the close frame waits for `acknowledgeClose()`
+ *   (or `close()`, which then sends it, not its own code) and the state
+ *   stays `open` until then.
  * - Ownership: `receive()` may unmask bytes in place and keeps no reference
  *   to them; every `binary` event carries a fresh buffer the caller owns.
  *   Ping and pong payloads are views of a buffer shared with other control
@@ -496,7 +499,8 @@ export class Connection {
    * Starts the closing handshake (RFC 6455 §7.1.2) by queueing a close
    * frame. Messages keep arriving until the peer's close frame. Does nothing
    * when a close frame was already sent (though `code` and `reason` are
-   * still checked).
+   * still checked). A failure's close frame held back by `deferCloseReply`
+   * goes instead, with its own code.
    *
    * @param code The status code; omit it for an empty close frame.
    * @param reason At most 123 bytes of UTF-8.
@@ -506,7 +510,8 @@ export class Connection {
   close(code?: number, reason = ""): void {
     const payload = encodeClosePayload(code, reason);
     if (this.#closeSent || this.#state === "closed") return;
-    this.#sendClose(payload);
+    // A held-back failure keeps its own code: the peer broke the protocol.
+    this.#sendClose(this.#failed ? this.#closeReply! : payload);
   }
 
   /**

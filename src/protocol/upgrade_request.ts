@@ -19,6 +19,9 @@ export interface UpgradeRequest {
 const KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 // absolute-form (RFC 9112 §3.2.2); origin-form is any target starting "/".
 const ABSOLUTE_FORM = /^(?:https?|wss?):\/\//i;
+// A Content-Length of zero, or a list of zeros (RFC 9112 §6.3: identical
+// values may be taken as one).
+const NO_CONTENT_LENGTH = /^0+(?:[ \t]*,[ \t]*0+)*$/;
 // Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): no userinfo,
 // path, query or fragment may ride along into the request URL.
 const HOST =
@@ -151,7 +154,10 @@ export function validateUpgradeRequest(
     );
   }
   const length = headers.get("content-length");
-  if (headers.has("transfer-encoding") || (length !== null && length !== "0")) {
+  if (
+    headers.has("transfer-encoding") ||
+    (length !== null && !NO_CONTENT_LENGTH.test(length))
+  ) {
     throw new HandshakeError(
       400,
       "A WebSocket handshake request must not have content (Content-Length or Transfer-Encoding)",

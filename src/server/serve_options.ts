@@ -216,8 +216,9 @@ export interface ServeOptions<Data = unknown> {
    * Answers plain HTTP requests (anything but a WebSocket upgrade) on the
    * same port, with keep-alive, request bodies (`Content-Length` or
    * chunked) and streamed responses. Without it they are checked as
-   * handshakes and get the status of the first rule they break (a `GET`
-   * without `Upgrade: websocket` gets 426, another method 405).
+   * handshakes and get the status of the first rule they break (an
+   * HTTP/1.1 `GET` without `Upgrade: websocket` gets 426, another method
+   * 405).
    */
   fetch?: FetchHandler;
   /**
@@ -306,7 +307,9 @@ export interface ServeOptions<Data = unknown> {
   /**
    * Milliseconds without a message either way before the connection is
    * closed with 1001 "idle timeout"; 0 disables it. A message still
-   * arriving counts with each piece of it; pings and pongs do not count.
+   * arriving counts with each piece of it (so a peer that sends a byte of
+   * a large message now and then is not idle; `maxPayload` bounds what it
+   * can make us hold); pings and pongs do not count.
    * @default {0}
    */
   idleTimeout?: number;

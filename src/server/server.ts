@@ -175,7 +175,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
    * @param options Where to listen, hooks, limits and timeouts.
    * @param handler Called with each socket.
    */
-  constructor(options: ServeOptions<Data>, handler: SocketHandler<Data>) {
+  constructor(
+    options: ServeOptions<Data> & DataHookRequirement<Data>,
+    handler: SocketHandler<Data>,
+  ) {
     if (typeof handler !== "function") {
       throw new TypeError(
         `Cannot serve: "handler" must be a function, got ${typeof handler}`,

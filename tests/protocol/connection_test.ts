@@ -644,6 +644,40 @@ Deno.test("Connection with deferCloseReply answers an empty close frame with an 
   assert.deepEqual(open.takeOutput(), []);
 });
 
+Deno.test("Connection with deferCloseReply holds a failure's close frame until acknowledgeClose() or close(), which sends it with its own code (RFC 6455 §7.1.7)", () => {
+  for (const end of ["acknowledgeClose", "close"] as const) {
+    const connection = new Connection({
+      role: "server",
+      deferCloseReply: true,
+    });
+    connection.receive(
+      concat(clientFrame(Text, utf8("hi")), clientFrame(0x3, utf8("?"))),
+    );
+    const events = connection.takeEvents();
+    assert.deepEqual(events[0], { type: "text", data: "hi" });
+    assert.equal(events[1].type, "error");
+    assert.equal(events.length, 2);
+    assert.deepEqual(connection.takeOutput(), [], "no close frame yet");
+    assert.equal(connection.state, "open");
+    connection.sendText("reply");
+    // Nothing after the error is processed.
+    connection.receive(clientFrame(Text, utf8("late")));
+    assert.deepEqual(connection.takeEvents(), []);
+    if (end === "close") connection.close(1000, "bye");
+    else connection.acknowledgeClose();
+    assert.equal(connection.state, "closed");
+    assert.equal(connection.closedCleanly, false);
+    assert.deepEqual(
+      concat(...connection.takeOutput()),
+      concat(
+        serverFrame(Text, utf8("reply")),
+        serverFrame(Close, closeBody(1002, "RESERVED_OPCODE")),
+      ),
+      end,
+    );
+  }
+});
+
 Deno.test("Connection fails a close frame with a 1-byte payload with 1002 (RFC 6455 §5.5.1)", () => {
   assertFailed(
     feedAllWays(clientFrame(Close, Uint8Array.of(0x03))),

@@ -12,6 +12,7 @@ import {
   closePayload,
   concat,
   DEADLINE,
+  delay,
   DenoClient,
   echo,
   frame,
@@ -478,6 +479,56 @@ Deno.test("the answers to messages that arrive with a protocol error go out befo
   assert.equal(info.code, 1002);
   assert.equal(info.wasClean, false);
   assert.deepEqual(received, ["Hello, world!", "fragment1fragment2"]);
+  peer.close();
+});
+
+Deno.test("after a protocol error nothing more is read while the failing close frame waits, and close() meanwhile sends that 1002, not its own code", async () => {
+  const closed = Promise.withResolvers<CloseInfo>();
+  await using server = serve(LOCAL, async (socket) => {
+    socket.closed.then(closed.resolve);
+    for await (const _ of socket) {
+      await delay(300); // a slow handler: the close frame waits for it
+      await socket.close(1000, "bye");
+    }
+  });
+  const peer = await rawHandshake(server.addr);
+  await peer.write(concat(
+    frame(OP.text, "a"),
+    frame(OP.text, "b"),
+    frame(0x3, "reserved opcode"),
+  ));
+  // A flood after the error: 64 MiB that the server must not read.
+  const flood = new Uint8Array(1 << 20);
+  const flooding = (async () => {
+    for (let i = 0; i < 64; i++) await peer.write(flood).catch(() => {});
+  })();
+  const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
+  assert.equal(close.code, 1002);
+  assert.equal(close.reason, "RESERVED_OPCODE");
+  const info = await withTimeout(closed.promise, DEADLINE, "closed");
+  assert.equal(info.code, 1002);
+  const read = server.stats().bytesReceived;
+  assert.ok(read < 4 << 20, `read ${read} bytes after the error`);
+  peer.close();
+  await flooding;
+});
+
+Deno.test("a peer that half-closes after its protocol error still gets the answers to its messages, then the failing close frame", async () => {
+  await using server = serve(LOCAL, async (socket) => {
+    for await (const message of socket) {
+      await delay(50);
+      await socket.send(`re: ${message}`);
+    }
+  });
+  const peer = await rawHandshake(server.addr);
+  await peer.write(concat(frame(OP.text, "a"), frame(0x3, "reserved")));
+  await peer.conn.closeWrite();
+  const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
+  assert.deepEqual(
+    close.before.map((f) => new TextDecoder().decode(f.payload)),
+    ["re: a"],
+  );
+  assert.equal(close.code, 1002);
   peer.close();
 });
 

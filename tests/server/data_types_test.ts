@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import {
   serve,
   type ServeOptions,
-  type Server,
+  Server,
   type Socket,
   type UpgradeAccept,
 } from "../../mod.ts";
@@ -49,6 +49,8 @@ Deno.test("socket.data has the type onUpgrade gives it: neither a hook nor its a
   servers.push(serve(loose, handler) as Server<unknown>);
   // @ts-expect-error without onUpgrade, socket.data is undefined
   servers.push(serve<{ user: string }>({ ...LOCAL }, handler));
+  // @ts-expect-error the constructor asks the same of its options
+  servers.push(new Server<{ user: string }>({ ...LOCAL }, handler));
   // Data that allows undefined needs no hook.
   servers.push(serve<{ user: string } | undefined>({ ...LOCAL }, (socket) => {
     const user: string | undefined = socket.data?.user;
@@ -65,6 +67,6 @@ Deno.test("socket.data has the type onUpgrade gives it: neither a hook nor its a
     onUpgrade: () => ({ protocol: "chat" }),
   }, handler) as Server<unknown>);
   await Promise.all(servers.map((server) => server.shutdown()));
-  assert.equal(servers.length, 8);
+  assert.equal(servers.length, 9);
   assert.equal(tagged.data, 1);
 });

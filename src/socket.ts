@@ -152,7 +152,7 @@ export class Socket<Data = unknown>
   // Our close frame (the answer to the peer's, or a protocol error's) waits
   // while the loop handles the messages that came before.
   #closeFrameOwed = false;
-  #closeReplyTimer: ReturnType<typeof setTimeout> | undefined;
+  #closeFrameTimer: ReturnType<typeof setTimeout> | undefined;
   #closeOwedSince = 0;
   // Writing.
   #flushQueued = false;
@@ -760,7 +760,7 @@ export class Socket<Data = unknown>
     else connection.close(code, reason);
     if (this.#closeFrameOwed) {
       this.#closeFrameOwed = false;
-      clearTimeout(this.#closeReplyTimer);
+      clearTimeout(this.#closeFrameTimer);
     }
     // When it answers the peer's close frame, the handshake is complete.
     if (connection.state === "closed") this.#closeTransportAfterFlush();
@@ -790,10 +790,10 @@ export class Socket<Data = unknown>
     const check = () => {
       if (this.#takes !== takes && performance.now() + patience < deadline) {
         takes = this.#takes;
-        this.#closeReplyTimer = setTimeout(check, patience);
+        this.#closeFrameTimer = setTimeout(check, patience);
       } else this.#sendOwedClose();
     };
-    this.#closeReplyTimer = setTimeout(check, patience);
+    this.#closeFrameTimer = setTimeout(check, patience);
   }
 
   /**
@@ -803,7 +803,7 @@ export class Socket<Data = unknown>
   #sendOwedClose(): void {
     if (this.#closeFrameOwed) {
       this.#closeFrameOwed = false;
-      clearTimeout(this.#closeReplyTimer);
+      clearTimeout(this.#closeFrameTimer);
     }
     if (this.#queuedMessages === 0) {
       if (this.#connection.state === "open") this.#sendClose();
@@ -1205,7 +1205,8 @@ export class Socket<Data = unknown>
       }
       return Promise.resolve({ done: false, value: message });
     }
-    // The loop has handled what came before the peer's close frame.
+    // The loop has handled what came before the peer's close frame (or
+    // protocol error).
     if (this.#closeFrameOwed) this.#sendOwedClose();
     if (this.#info !== null || this.#connection.state === "closed") {
       return Promise.resolve({ done: true, value: undefined });
@@ -1425,7 +1426,8 @@ export class Socket<Data = unknown>
       this.#wrote = false;
       this.#lastWritten = now;
     }
-    if (this.#connection.state !== "open") return;
+    // Closing, or our close frame is held back (bounded by closeTimeout).
+    if (this.#connection.state !== "open" || this.#closeFrameOwed) return;
     const { pingInterval, pongTimeout, idleTimeout } = this.#options;
     // A peer that takes nothing we write for as long as keepalive gives a
     // silent one is as good as gone, though it may still be sending (so no
@@ -1484,7 +1486,7 @@ export class Socket<Data = unknown>
     if (this.#info !== null) return;
     clearTimeout(this.#closeTimer);
     clearTimeout(this.#consumerCheck);
-    clearTimeout(this.#closeReplyTimer);
+    clearTimeout(this.#closeFrameTimer);
     this.#stopTicking?.();
     this.#deflater?.close();
     // Nothing more is written: free the frame buffer kept for reuse.

@@ -1366,12 +1366,13 @@ export class Socket<Data = unknown>
     this.#resume();
     if (this.#connection.outputSize > 0) this.#scheduleFlush();
     // The server closes the TCP connection first (RFC 6455 §7.1.1), once
-    // its last write is done; a client gives it the close timeout to do so.
-    // A peer that stopped reading would hold that write, and the
-    // connection, for good: the close timeout bounds it (§7.1.7).
-    if (
-      this.#writing || this.#flushQueued || this.#options.role === "client"
-    ) {
+    // its last write is done; a client gives it the close timeout to do so,
+    // unless the server broke the protocol (§7.1.7: nothing more is owed to
+    // it). A peer that stopped reading would hold that write, and the
+    // connection, for good: the close timeout bounds it.
+    const waitForServer = this.#options.role === "client" &&
+      this.#failure === null;
+    if (this.#writing || this.#flushQueued || waitForServer) {
       this.#armCloseTimer();
     } else this.#abort();
   }

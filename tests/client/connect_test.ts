@@ -374,6 +374,36 @@ Deno.test("connect fails a masked frame from the server with 1002 (RFC 6455 §5.
   assert.equal(closeCode, 1002);
 });
 
+Deno.test("connect closes the TCP connection itself after a protocol error, without waiting for a server that floods and never closes it (RFC 6455 §7.1.7)", async () => {
+  const sawEof = Promise.withResolvers<boolean>();
+  const server = rawServer(async (peer) => {
+    await peer.accept();
+    await peer.write(
+      new Uint8Array([0x81, 0x82, 1, 2, 3, 4, 0x68 ^ 1, 0x69 ^ 2]),
+    );
+    // Keep sending, never close: only the client can end this.
+    const flooding = (async () => {
+      const garbage = new Uint8Array(64 * 1024);
+      for (let i = 0; i < 4096; i++) await peer.write(garbage);
+    })().catch(() => {});
+    const close = await peer.readFrame();
+    assert.equal(close.opcode, 0x8);
+    try {
+      await peer.readFrame();
+      sawEof.resolve(false);
+    } catch {
+      sawEof.resolve(true); // the connection ended
+    }
+    await flooding;
+  });
+  const socket = await connect(server.url, { closeTimeout: 60_000 });
+  const info = await deadline(socket.closed, 5_000, "close");
+  assert.equal(info.code, 1002);
+  assert.equal(await deadline(sawEof.promise, 5_000, "the client's EOF"), true);
+  await server.close();
+  assert.deepEqual(server.errors, []);
+});
+
 Deno.test("connect enforces maxPayload with 1009", async () => {
   await using server = serve(
     { port: 0, hostname: "127.0.0.1" },

@@ -107,7 +107,8 @@ const BODY_GRACE_EXPIRED = Symbol("body grace expired");
  *   headers; {@linkcode Socket.prototype.url} the URL connected to.
  * - `close()` sends a close frame, waits for the server's and then for the
  *   server to close the TCP connection (RFC 6455 §7.1.1), each bounded by
- *   `closeTimeout`.
+ *   `closeTimeout`. After a protocol error from the server, the client
+ *   closes the TCP connection itself once its close frame is written.
  *
  * @param url A `ws:` or `wss:` URL; a fragment is ignored.
  * @param options Subprotocols, headers, timeouts and limits.

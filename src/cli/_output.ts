@@ -5,7 +5,6 @@
  * @module
  */
 import type { CloseInfo } from "../close_info.ts";
-import { ClientHandshakeError } from "../protocol/client_handshake.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
 const encoder = new TextEncoder();
@@ -82,24 +81,4 @@ export function exitCodeFor(info: CloseInfo): ExitCode {
   return info.wasClean && [1000, 1001, 1005].includes(info.code)
     ? EXIT_CODE.Ok
     : EXIT_CODE.Failure;
-}
-
-/** A message for a failed `connect()`, with a hint where one helps. */
-export function describeConnectError(url: URL, error: unknown): string {
-  if (error instanceof ClientHandshakeError) return error.message;
-  const message = error instanceof Error ? error.message : String(error);
-  const prefix = `Cannot connect to ${url.href}: `;
-  const text = message.startsWith("Cannot connect")
-    ? message
-    : prefix + message;
-  if (error instanceof Deno.errors.ConnectionRefused) {
-    return `${text}. Is the server running on that port?`;
-  }
-  if (/certificate|UnknownIssuer/i.test(message)) {
-    return `${text}. For a self-signed certificate, pass it with --ca FILE.`;
-  }
-  if (error instanceof Deno.errors.NotCapable) {
-    return `${text}. Run with --allow-net (or -A).`;
-  }
-  return text;
 }

@@ -14,12 +14,12 @@ import {
 import { LatencyHistogram } from "./_latency_histogram.ts";
 import {
   describeClose,
-  describeConnectError,
   printError,
   printLine,
   writeStderr,
   writeStdout,
 } from "./_output.ts";
+import { describeConnectError } from "./_connect.ts";
 import { onStopSignals, whenStopped } from "./_signals.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 

@@ -1,5 +1,3 @@
-import { connect } from "../client/connect.ts";
-import type { Socket } from "../socket.ts";
 import type { CloseInfo } from "../close_info.ts";
 import {
   parseCommandArgs,
@@ -11,11 +9,11 @@ import {
 import {
   describeBinary,
   describeClose,
-  describeConnectError,
   exitCodeFor,
   printError,
   printLine,
 } from "./_output.ts";
+import { connectOrExplain } from "./_connect.ts";
 import { onStopSignals, whenStopped } from "./_signals.ts";
 import { readLines } from "./_stdin.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
@@ -107,24 +105,14 @@ export async function listenCommand(
   // From here on a Ctrl-C (or SIGTERM) stops the command: during the
   // handshake it ends it, once connected it closes with 1000.
   const signals = onStopSignals();
-  let socket: Socket;
-  try {
-    socket = await connect(url, {
-      protocols: values.protocol,
-      headers,
-      caCerts,
-      signal: signals.signal,
-    });
-  } catch (error) {
-    signals.remove();
-    if (error instanceof TypeError) {
-      throw new UsageError("listen", error.message);
-    }
-    const message = signals.signal.aborted
-      ? "stopped before the connection opened"
-      : describeConnectError(url, error);
-    if (json) emit({ type: "error", message });
-    else printError(`duplex listen: ${message}`);
+  const socket = await connectOrExplain("listen", url, {
+    protocols: values.protocol,
+    headers,
+    caCerts,
+  }, signals);
+  if (typeof socket === "string") {
+    if (json) emit({ type: "error", message: socket });
+    else printError(`duplex listen: ${socket}`);
     return EXIT_CODE.Failure;
   }
   const closeNormally = () => socket.close(1000).catch(() => {});

@@ -1,5 +1,3 @@
-import { connect } from "../client/connect.ts";
-import type { Socket } from "../socket.ts";
 import {
   parseCommandArgs,
   parseHeaders,
@@ -9,11 +7,11 @@ import {
 } from "./_args.ts";
 import {
   describeClose,
-  describeConnectError,
   exitCodeFor,
   printError,
   printLine,
 } from "./_output.ts";
+import { connectOrExplain } from "./_connect.ts";
 import { onStopSignals, whenStopped } from "./_signals.ts";
 import { readAll, readLines } from "./_stdin.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
@@ -123,24 +121,13 @@ export async function sendCommand(
   // A stop signal ends the handshake, or once connected, the wait for the
   // next message: the socket then closes as if the input had ended.
   const signals = onStopSignals();
-  let socket: Socket;
-  try {
-    socket = await connect(url, {
-      protocols: values.protocol,
-      headers,
-      caCerts,
-      signal: signals.signal,
-    });
-  } catch (error) {
-    signals.remove();
-    if (error instanceof TypeError) throw new UsageError("send", error.message);
-    printError(
-      `duplex send: ${
-        signals.signal.aborted
-          ? "stopped before the connection opened"
-          : describeConnectError(url, error)
-      }`,
-    );
+  const socket = await connectOrExplain("send", url, {
+    protocols: values.protocol,
+    headers,
+    caCerts,
+  }, signals);
+  if (typeof socket === "string") {
+    printError(`duplex send: ${socket}`);
     return EXIT_CODE.Failure;
   }
   // Replies are not printed (use "duplex listen"), but reading them keeps

@@ -1,0 +1,50 @@
+import { connect, type ConnectOptions } from "../client/connect.ts";
+import { ClientHandshakeError } from "../protocol/client_handshake.ts";
+import type { Socket } from "../socket.ts";
+import { UsageError } from "./_args.ts";
+
+/**
+ * Connects for `command`, ended by `stop` (see `onStopSignals()`) while the
+ * handshake runs.
+ *
+ * @returns The socket, or the sentence that says why there is none.
+ * @throws {UsageError} For a mistake in the command's options.
+ */
+export async function connectOrExplain(
+  command: string,
+  url: URL,
+  options: ConnectOptions,
+  stop: { signal: AbortSignal; remove(): void },
+): Promise<Socket | string> {
+  try {
+    return await connect(url, { ...options, signal: stop.signal });
+  } catch (error) {
+    stop.remove();
+    if (error instanceof TypeError) {
+      throw new UsageError(command, error.message);
+    }
+    return stop.signal.aborted
+      ? "stopped before the connection opened"
+      : describeConnectError(url, error);
+  }
+}
+
+/** A message for a failed `connect()`, with a hint where one helps. */
+export function describeConnectError(url: URL, error: unknown): string {
+  if (error instanceof ClientHandshakeError) return error.message;
+  const message = error instanceof Error ? error.message : String(error);
+  const prefix = `Cannot connect to ${url.href}: `;
+  const text = message.startsWith("Cannot connect")
+    ? message
+    : prefix + message;
+  if (error instanceof Deno.errors.ConnectionRefused) {
+    return `${text}. Is the server running on that port?`;
+  }
+  if (/certificate|UnknownIssuer/i.test(message)) {
+    return `${text}. For a self-signed certificate, pass it with --ca FILE.`;
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    return `${text}. Run with --allow-net (or -A).`;
+  }
+  return text;
+}

@@ -654,7 +654,11 @@ export class Socket<Data = unknown>
     return topics.unsubscribe(topic, this);
   }
 
-  /** The topics this socket is subscribed to. */
+  /**
+   * The topics this socket is subscribed to. Once it has closed (and is out
+   * of them all), the topics it was in then: a handler's cleanup can still
+   * tell which rooms the peer left.
+   */
   get subscriptions(): ReadonlySet<string> {
     return this.#subscriptions ?? new Set();
   }
@@ -1492,10 +1496,10 @@ export class Socket<Data = unknown>
     this.#deflater?.close();
     // Nothing more is written: free the frame buffer kept for reuse.
     if (this.#connection.state === "closed") this.#connection.releaseOutput([]);
+    // Out of every topic; `subscriptions` still lists them for cleanup code.
     for (const topic of this.#subscriptions ?? []) {
       this.#options.topics?.unsubscribe(topic, this);
     }
-    this.#subscriptions = null;
     const failure = this.#failure;
     const forced = this.#forcedClose;
     this.#info = forced !== null

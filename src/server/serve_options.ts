@@ -319,8 +319,8 @@ export interface ServeOptions<Data = unknown> {
    */
   sendHighWaterMark?: number;
   /**
-   * Queued outgoing bytes at which `backpressurePolicy` applies. Under
-   * "close" the transport is closed at once (`closed` reports 1008
+   * Queued outgoing bytes at which `backpressurePolicy` applies; at least
+   * `sendHighWaterMark`. Under "close" the transport is closed at once (`closed` reports 1008
    * "backpressure limit exceeded"; the peer, not reading, sees 1006).
    * @default {16777216}
    */

@@ -48,6 +48,18 @@ export interface ConnectOptions {
    */
   maxPayload?: number;
   /**
+   * The largest handshake response head accepted, in bytes; a larger one
+   * fails with `RESPONSE_TOO_LARGE`.
+   * @default {16384}
+   */
+  maxHeadSize?: number;
+  /**
+   * The most handshake response header fields accepted; more fail with
+   * `RESPONSE_TOO_LARGE` (a proxy that adds many may need more).
+   * @default {100}
+   */
+  maxHeaders?: number;
+  /**
    * PEM certificates to trust for `wss:`, in addition to the system's (for
    * tests and private CAs).
    */
@@ -151,6 +163,8 @@ export async function connect(
     protocols: options.protocols,
     headers: options.headers,
     perMessageDeflate: options.perMessageDeflate,
+    maxHeadSize: options.maxHeadSize,
+    maxHeaders: options.maxHeaders,
   });
   const target = handshake.url;
   const signal = options.signal;

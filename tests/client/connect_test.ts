@@ -404,6 +404,32 @@ Deno.test("connect closes the TCP connection itself after a protocol error, with
   assert.deepEqual(server.errors, []);
 });
 
+Deno.test("connect takes a response with more header fields than the default 100 when maxHeaders allows, and refuses it otherwise", async () => {
+  const many = Array.from({ length: 150 }, (_, i) => `X-Proxy-${i}: ${i}\r\n`)
+    .join("");
+  const server = rawServer(async (peer) => {
+    await peer.accept(many);
+    await peer.readFrame().catch(() => {}); // the close, or the end
+  });
+  await assert.rejects(
+    connect(server.url),
+    (error) =>
+      error instanceof ClientHandshakeError &&
+      error.code === "RESPONSE_TOO_LARGE",
+  );
+  const socket = await connect(server.url, { maxHeaders: 200 });
+  assert.equal(socket.headers.get("x-proxy-149"), "149");
+  await socket.close();
+  await assert.rejects(
+    connect(server.url, { maxHeaders: 0 }),
+    {
+      name: "RangeError",
+      message: /"maxHeaders" must be a positive integer, got 0/,
+    },
+  );
+  await server.close();
+});
+
 Deno.test("connect enforces maxPayload with 1009", async () => {
   await using server = serve(
     { port: 0, hostname: "127.0.0.1" },

@@ -71,6 +71,12 @@ export const CLOSE_REASON = {
   /** The peer did not read fast enough (code 1008). */
   Backpressure: "backpressure limit exceeded",
   /**
+   * The handler took none of the peer's messages for `closeTimeout` while
+   * they filled its queue (code 1008): rather than drop them unseen, the
+   * socket closes, and the peer knows they were not handled.
+   */
+  NotReading: "messages not read",
+  /**
    * The source of a message being sent with `sendStream()` failed after the
    * message had started (code 1011): the peer discards what it received.
    */

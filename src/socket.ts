@@ -1103,7 +1103,8 @@ export class Socket<Data = unknown>
     if (this.#inboxFull()) {
       // A socket whose messages are never taken (a handler or client that
       // only sends, or only awaits `closed`) would never read the peer's
-      // close frame or EOF: after closeTimeout it reads on, dropping them.
+      // close frame or EOF: after closeTimeout it closes (see
+      // #watchConsumer), then reads on to find the peer's close frame.
       if (this.#takes === 0 && !this.#options.streamMessages) {
         this.#watchConsumer(this.#options.closeTimeout);
       }
@@ -1113,9 +1114,11 @@ export class Socket<Data = unknown>
   }
 
   /**
-   * While reading is paused after close() (or before any message was
-   * taken), checks that messages are taken; else reading goes on, dropping
-   * what does not fit.
+   * While reading is paused after close(), checks that messages are taken;
+   * else reading goes on, dropping what does not fit. Before any message
+   * was taken, a full queue that stays untaken closes the socket with 1008
+   * instead: messages are not dropped unseen while the connection looks
+   * healthy to the peer.
    */
   #watchConsumer(
     patience = Math.min(1000, this.#options.closeTimeout / 4),
@@ -1126,7 +1129,10 @@ export class Socket<Data = unknown>
       this.#consumerCheck = undefined;
       if (this.#resumeReading === null) return; // reading again
       if (!this.#closeRequested && this.#takes > 0) return; // a consumer
-      if (this.#takes === takes) {
+      if (this.#takes === takes && !this.#closeRequested) {
+        this.close(CLOSE_CODE.PolicyViolation, CLOSE_REASON.NotReading)
+          .catch(() => {});
+      } else if (this.#takes === takes) {
         this.#dropping = true;
         this.#resume();
       } else {

@@ -634,6 +634,34 @@ for (
   });
 }
 
+Deno.test("a handler that takes none of a full queue for closeTimeout closes with 1008 'messages not read' instead of dropping them unseen; what it takes later arrives in order", async () => {
+  const taken: string[] = [];
+  const closed = Promise.withResolvers<unknown>();
+  const handled = Promise.withResolvers<void>();
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 300, maxQueuedMessages: 8 },
+    async (socket) => {
+      socket.closed.then(closed.resolve);
+      await delay(700); // a slow start: longer than closeTimeout
+      for await (const message of socket) taken.push(message as string);
+      handled.resolve();
+    },
+  );
+  const peer = await rawHandshake(server.addr);
+  const sent = Array.from({ length: 40 }, (_, i) => `m${i}`);
+  await peer.write(concat(...sent.map((text) => frame(OP.text, text))));
+  const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
+  assert.deepEqual([close.code, close.reason], [1008, "messages not read"]);
+  await peer.write(frame(OP.close, closePayload(1008)));
+  // (`closed` reports the peer's close frame: our code, echoed.)
+  const info = await withTimeout(closed.promise, DEADLINE, "closed");
+  assert.deepEqual(info, { code: 1008, reason: "", wasClean: true });
+  await withTimeout(handled.promise, DEADLINE, "the handler");
+  assert.ok(taken.length >= 8, `took ${taken.length}`);
+  assert.deepEqual(taken, sent.slice(0, taken.length));
+  peer.close();
+});
+
 Deno.test("a keepalive ping queued behind a slow reader's backlog is not judged before it is written: the pong timeout runs from then", async () => {
   // 48 MiB at about 20 MB/s: the ping, due 100 ms into it, waits behind
   // over two seconds of output, far more than pongTimeout.

@@ -60,6 +60,12 @@ const LARGE_CHUNK = 64 * 1024;
 // assembler grows its buffer fewer times).
 const MAX_READ_IN_LARGE_FRAME = 1024 * 1024;
 const SMALL_READS_BEFORE_SHRINK = 4;
+// The longest a failed connection is read on, and discarded, before it is
+// closed (see #linger), and how much of it: the rest of the frame that
+// failed (up to a limit), and some slack.
+const LINGER = 1000;
+const LINGER_MAX_BYTES = 16 * 1024 * 1024;
+const LINGER_SLACK = 64 * 1024;
 
 function ignore(): void {}
 
@@ -185,6 +191,10 @@ export class Socket<Data = unknown>
   #peerClose: { code: number; reason: string } | null = null;
   #failure: ProtocolError | null = null;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  // After a protocol error: reading on (and discarding) for a moment before
+  // the transport closes, so that no reset overtakes our close frame.
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  #lingerBudget = 0;
   #lastProgress = 0;
   #info: CloseInfo | null = null;
   #transportClosed = false;
@@ -959,7 +969,9 @@ export class Socket<Data = unknown>
       // A server stops reading once closed; a client reads on until the
       // server closes the TCP connection (RFC 6455 §7.1.1).
       while (
-        this.#connection.state !== "closed" || this.#options.role === "client"
+        this.#connection.state !== "closed" ||
+        this.#options.role === "client" ||
+        (this.#failure !== null && !this.#transportClosed)
       ) {
         if (this.#mustPauseReading()) {
           // Backpressure: leave the bytes in the TCP window until the
@@ -989,6 +1001,10 @@ export class Socket<Data = unknown>
         if (done || value === undefined) break;
         buffer = value.buffer;
         this.#counters.bytesIn += value.length;
+        if (
+          this.#lingerTimer !== undefined &&
+          (this.#lingerBudget -= value.length) < 0
+        ) this.#abort();
         this.#receive(value);
         // Read size follows the traffic: grow when a read fills the buffer;
         // shrink after a run of reads that used under an eighth of it, so
@@ -1081,12 +1097,13 @@ export class Socket<Data = unknown>
    */
   #mustPauseReading(): boolean {
     // The peer's close frame or a protocol error ended the input: nothing
-    // more is read while our close frame is held back (a peer flooding
-    // after its error would be read, and discarded, at wire speed).
-    if (
-      (this.#peerClose !== null || this.#failure !== null) &&
-      this.#connection.state === "open"
-    ) return true;
+    // more is read while our close frame is held back or being written (a
+    // peer flooding after its error would be read, and discarded, at wire
+    // speed); after an error, reading resumes only to linger.
+    if (this.#failure !== null) return this.#lingerTimer === undefined;
+    if (this.#peerClose !== null && this.#connection.state === "open") {
+      return true;
+    }
     if (this.#closeRequested) {
       // Reading must go on to find the peer's close frame. It still pauses
       // for a loop that keeps taking messages; one that takes none for a
@@ -1384,7 +1401,29 @@ export class Socket<Data = unknown>
       this.#failure === null;
     if (this.#writing || this.#flushQueued || waitForServer) {
       this.#armCloseTimer();
-    } else this.#abort();
+    } else if (this.#failure !== null) this.#linger();
+    else this.#abort();
+  }
+
+  /**
+   * After a protocol error, once our close frame is written: ends our side
+   * (FIN) and reads on, discarding, until the peer's EOF or for a moment.
+   * Closing with unread input sends a reset, and a peer still sending (the
+   * rest of a message over maxPayload) would then fail its write and often
+   * never read the close frame that says why (browsers report 1006).
+   */
+  #linger(): void {
+    if (this.#lingerTimer !== undefined || this.#transportClosed) return;
+    this.#lingerTimer = setTimeout(
+      () => this.#abort(),
+      Math.min(LINGER, this.#options.closeTimeout),
+    );
+    // What the peer may still be sending of the frame that failed: a flood
+    // of anything else is not read for long.
+    this.#lingerBudget = LINGER_SLACK +
+      Math.min(this.#connection.lastFrameLength, LINGER_MAX_BYTES);
+    this.#transport.closeWrite?.().catch(() => {});
+    this.#resume();
   }
 
   #resume(): void {
@@ -1496,6 +1535,7 @@ export class Socket<Data = unknown>
   #finish(): void {
     if (this.#info !== null) return;
     clearTimeout(this.#closeTimer);
+    clearTimeout(this.#lingerTimer);
     clearTimeout(this.#consumerCheck);
     clearTimeout(this.#closeFrameTimer);
     this.#stopTicking?.();

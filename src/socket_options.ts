@@ -84,6 +84,12 @@ export interface Transport {
   writable: WritableStream<Uint8Array>;
   /** Closes the connection at once. */
   close(): void;
+  /**
+   * Ends the writing side only (TCP FIN), as `Deno.Conn` does; used after a
+   * protocol error, while the rest of the peer's input is read and
+   * discarded for a moment.
+   */
+  closeWrite?(): Promise<void>;
 }
 
 /** Options of a {@linkcode Socket}, set by the server or client. */

@@ -162,6 +162,7 @@ export class Connection {
   readonly #handler: FrameHandler;
   #events: ConnectionEvent[] = NO_EVENTS;
   #dataBytesReceived = 0;
+  #lastFrameLength = 0;
   // What the current receive() may still emit.
   #messagesLeft = Infinity;
   #bytesLeft = Infinity;
@@ -251,6 +252,16 @@ export class Connection {
    */
   get dataBytesReceived(): number {
     return this.#dataBytesReceived;
+  }
+
+  /**
+   * The declared payload length of the last frame whose header arrived:
+   * after a protocol error, at most what the peer may still be sending of
+   * the frame that failed (a driver may read that much on, discarding it,
+   * so that closing does not reset a peer still sending).
+   */
+  get lastFrameLength(): number {
+    return this.#lastFrameLength;
   }
 
   /** Whether both close frames were exchanged (a clean close). */
@@ -541,6 +552,7 @@ export class Connection {
   ): void {
     // Nothing after the peer's close frame counts (RFC 6455 §5.5.1).
     if (this.#closeReceived) return;
+    this.#lastFrameLength = length;
     this.#isControl = opcode >= OPCODE.Close;
     if (this.#isControl) {
       // Control frames are never compressed (RFC 7692 §6.1).

@@ -3,6 +3,7 @@ import { serve } from "../../mod.ts";
 import {
   assertBytes,
   concat,
+  DEADLINE,
   decode,
   DenoClient,
   echo,
@@ -332,6 +333,25 @@ Deno.test("serve() serves 50 concurrent clients at once", async () => {
     await Promise.all(clients.map((client) => client[Symbol.asyncDispose]()));
   }
 });
+
+Deno.test(
+  "serve() refuses a message far over maxPayload with a 1009 the client gets to read: it reads on briefly before closing, so no reset overtakes the close frame",
+  async () => {
+    await using server = serve({ ...LOCAL, maxPayload: 64 * 1024 }, echo);
+    const outcomes: unknown[] = [];
+    for (let trial = 0; trial < 4; trial++) {
+      using peer = await rawHandshake(server.addr);
+      // A client busy sending: a browser whose write fails with a reset
+      // reports 1006 without reading the close frame that came first.
+      const written = await peer.write(
+        frame(OP.binary, pattern(8 * 1024 * 1024)),
+      ).then(() => "written", (error) => String(error));
+      const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
+      outcomes.push([written, close.code]);
+    }
+    assert.deepEqual(outcomes, Array(4).fill(["written", 1009]));
+  },
+);
 
 Deno.test(
   "serve() refuses a message over maxPayload from npm:ws with 1009",

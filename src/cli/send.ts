@@ -101,6 +101,12 @@ export async function sendCommand(
   const headers = parseHeaders("send", values.header ?? []);
   const caCerts = await readPemFiles("send", "ca", values.ca ?? []);
 
+  // A stop signal ends the reading of a whole input, the handshake, or once
+  // connected, the wait for the next message: the socket then closes as if
+  // the input had ended.
+  const signals = onStopSignals();
+  const stopped = Promise.withResolvers<typeof STOPPED>();
+  whenStopped(signals.signal, () => stopped.resolve(STOPPED));
   // Messages are read before connecting, except lines from stdin, which are
   // sent as they arrive.
   let messages:
@@ -108,19 +114,27 @@ export async function sendCommand(
     | Iterable<
       string | Uint8Array
     >;
-  if (values.file !== undefined) {
-    messages = [await readFile(values.file, binary)];
-  } else if (texts.length > 0) {
-    messages = binary ? texts.map((text) => encoder.encode(text)) : texts;
-  } else if (binary) {
-    messages = [await readAll(stdin)];
-  } else {
-    messages = readLines(stdin);
+  try {
+    if (values.file !== undefined) {
+      messages = [await readFile(values.file, binary)];
+    } else if (texts.length > 0) {
+      messages = binary ? texts.map((text) => encoder.encode(text)) : texts;
+    } else if (binary) {
+      const input = await Promise.race([readAll(stdin), stopped.promise]);
+      if (input === STOPPED) {
+        signals.remove();
+        printError("duplex send: stopped before the connection opened");
+        return EXIT_CODE.Failure;
+      }
+      messages = [input];
+    } else {
+      messages = readLines(stdin);
+    }
+  } catch (error) {
+    signals.remove();
+    throw error;
   }
 
-  // A stop signal ends the handshake, or once connected, the wait for the
-  // next message: the socket then closes as if the input had ended.
-  const signals = onStopSignals();
   const socket = await connectOrExplain("send", url, {
     protocols: values.protocol,
     headers,
@@ -138,10 +152,9 @@ export async function sendCommand(
   let sent = 0;
   let interrupted = false;
   // Waiting for the next line (`tail -f | duplex send`), a close from the
-  // server ends the wait: nothing more can be sent.
-  const closed = socket.closed.then(() => null);
-  const stopped = Promise.withResolvers<null>();
-  whenStopped(signals.signal, () => stopped.resolve(null));
+  // server ends the wait: nothing more can be sent, and the input did not
+  // end, so the rest of it is not sent.
+  const closed = socket.closed.then((): typeof CLOSED => CLOSED);
   const pending:
     | AsyncIterator<string | Uint8Array>
     | Iterator<
@@ -156,7 +169,11 @@ export async function sendCommand(
         closed,
         stopped.promise,
       ]);
-      if (next === null || next.done) break;
+      if (next === CLOSED) {
+        interrupted = true;
+        break;
+      }
+      if (next === STOPPED || next.done) break;
       await socket.send(next.value);
       sent++;
     }
@@ -186,6 +203,9 @@ export async function sendCommand(
   }
   return code;
 }
+
+const STOPPED: unique symbol = Symbol("stopped");
+const CLOSED: unique symbol = Symbol("closed");
 
 async function readFile(
   path: string,

@@ -187,6 +187,33 @@ Deno.test("duplex send reading stdin ends as soon as the server closes, without 
   await cli.waitFor(/1011 \(internal error\): going down/, "stderr");
 });
 
+Deno.test("duplex send reading stdin exits with 1 when the server closes cleanly before the input ended: the rest was not sent", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const _ of socket) await socket.close(1001, "restarting");
+    },
+  );
+  await using cli = spawnCli(["send", `ws://127.0.0.1:${server.addr.port}`]);
+  await cli.write("first\n"); // and stdin stays open: more is to come
+  const status = await deadline(cli.child.status, DEADLINE, "send to exit");
+  assert.equal(status.code, 1);
+  await cli.waitFor(/after 1 message; the rest were not sent/, "stderr");
+});
+
+Deno.test("duplex send --binary stopped by a signal while it reads stdin says so and exits with 1", async () => {
+  const recording = recordingServer();
+  await using _ = recording.server;
+  await using cli = spawnCli(["send", recording.url, "--binary"]);
+  await cli.write("part of the input"); // stdin stays open
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  cli.signal("SIGTERM");
+  const { code, stderr } = await cli.finished();
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /stopped before the connection opened/);
+  assert.equal(recording.connections.length, 0);
+});
+
 Deno.test("duplex send stops reading stdin on SIGTERM, closes with 1000 and exits with 0", async () => {
   const recording = recordingServer();
   const { url, connections } = recording;

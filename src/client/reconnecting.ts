@@ -43,8 +43,10 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  * - The first attempt starts at once. Each later attempt waits
  *   `min(maxDelay, initialDelay * 2 ** failures)` milliseconds, scaled by a
  *   random factor in [0.5, 1) so that clients dropped together do not
- *   return together; `failures` counts the failed attempts since the last
- *   successful one. A 429 or 503 rejection with a `Retry-After` field
+ *   return together; `failures` counts the failed attempts, and the
+ *   connections that ended within 5 seconds, since the last connection
+ *   that lasted longer (a server that accepts and closes at once is not
+ *   hammered). A 429 or 503 rejection with a `Retry-After` field
  *   (seconds or an HTTP date) waits at least that long, up to `maxDelay`.
  * - It reconnects after every close, clean or not. When the loop asks for
  *   the next socket while the previous one is still open, that one is
@@ -99,14 +101,18 @@ export async function* reconnecting(
   }
   const random = options.random ?? Math.random;
   const signal = options.signal;
+  // Failed attempts in a row (for maxRetries); the backoff also counts
+  // connections that ended soon after opening.
   let failures = 0;
+  let backoff = 0;
   // What the last rejection's Retry-After asked for, in milliseconds.
   let serverDelay = 0;
   for (let attempt = 0; !signal?.aborted; attempt++) {
     if (attempt > 0) {
-      const backoff = Math.min(maxDelay, initialDelay * 2 ** failures) *
+      const wait =
+        Math.min(maxDelay, initialDelay * 2 ** Math.min(backoff, 40)) *
         (0.5 + random() / 2);
-      const delay = Math.min(Math.max(backoff, serverDelay), maxDelay);
+      const delay = Math.min(Math.max(wait, serverDelay), maxDelay);
       if (!await sleep(Math.min(delay, MAX_TIMER), signal)) return;
     }
     let headers: HeadersInit | undefined;
@@ -122,11 +128,13 @@ export async function* reconnecting(
       if (signal?.aborted) return;
       if (!retryable(error) || failures >= maxRetries) throw error;
       failures++;
+      backoff++;
       serverDelay = retryAfter(error);
       continue;
     }
     failures = 0;
     serverDelay = 0;
+    const opened = performance.now();
     const onAbort = () => socket.close().catch(() => {});
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
@@ -137,9 +145,12 @@ export async function* reconnecting(
     // The loop asked for the next socket: this one is done.
     await socket.close().catch(() => {});
     await socket.closed;
+    backoff = performance.now() - opened < STABLE ? backoff + 1 : 0;
   }
 }
 
+// A connection that lasts this long (ms) resets the backoff.
+const STABLE = 5000;
 // setTimeout's limit (about 24.8 days).
 const MAX_TIMER = 2 ** 31 - 1;
 

@@ -128,6 +128,35 @@ Deno.test("reconnecting waits as long as a 429 or 503 rejection's Retry-After as
   assert.ok(waits[2] < 1490, `waited ${waits[2]} ms after a 500`);
 });
 
+Deno.test("reconnecting backs off from a server that accepts and closes at once, as from failures", async () => {
+  const times: number[] = [];
+  const server = rawServer(async (peer) => {
+    times.push(performance.now());
+    await peer.accept();
+    await peer.write(frame(8, closePayload(1000)));
+    await peer.readFrame().catch(() => {});
+  });
+  let sockets = 0;
+  await deadline(
+    (async () => {
+      const options = { initialDelay: 20, maxDelay: 5_000, random: () => 0 };
+      for await (const socket of reconnecting(server.url, options)) {
+        await socket.closed;
+        if (++sockets === 5) break;
+      }
+    })(),
+    10_000,
+    "five connections",
+  );
+  await server.close();
+  const waits = times.slice(1).map((time, i) => time - times[i]);
+  // 10, 20, 40, 80 ms at least (random() = 0 halves each): doubling, as
+  // after failed attempts; without backoff each would be about 10.
+  waits.forEach((wait, i) => {
+    assert.ok(wait >= 10 * 2 ** i - 1, `wait ${i}: ${wait} ms`);
+  });
+});
+
 Deno.test("reconnecting gives up after maxRetries consecutive failures", async () => {
   let attempts = 0;
   const server = rawServer(async (peer) => {

@@ -40,6 +40,9 @@ export function describeConnectError(url: URL, error: unknown): string {
   if (error instanceof Deno.errors.ConnectionRefused) {
     return `${text}. Is the server running on that port?`;
   }
+  if (/CaUsedAsEndEntity/.test(message)) {
+    return `${text}. The server's certificate is a CA certificate (CA:TRUE), which TLS refuses as a server's: give the server a certificate with CA:FALSE, signed by the CA you pass with --ca.`;
+  }
   if (/certificate|UnknownIssuer/i.test(message)) {
     return `${text}. For a self-signed certificate, pass it with --ca FILE.`;
   }

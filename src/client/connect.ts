@@ -61,7 +61,10 @@ export interface ConnectOptions {
   maxHeaders?: number;
   /**
    * PEM certificates to trust for `wss:`, in addition to the system's (for
-   * tests and private CAs).
+   * tests and private CAs). Pass the CA that signed the server's
+   * certificate: a self-signed certificate made as a CA (`CA:TRUE`, what a
+   * bare `openssl req -x509` makes) is refused as a server's certificate
+   * (`CaUsedAsEndEntity`).
    */
   caCerts?: string[];
   /**
@@ -118,7 +121,7 @@ const BODY_GRACE_EXPIRED = Symbol("body grace expired");
  * - {@linkcode Socket.prototype.headers} holds the server's response
  *   headers; {@linkcode Socket.prototype.url} the URL connected to.
  * - `close()` sends a close frame, waits for the server's and then for the
- *   server to close the TCP connection (RFC 6455 §7.1.1), each bounded by
+ *   server to close the TCP connection (RFC 6455 §7.1.1), both within
  *   `closeTimeout`. After a protocol error from the server, the client
  *   closes the TCP connection itself once its close frame is written.
  *

@@ -601,6 +601,9 @@ function parseUrl(input: string | URL): URL {
       "Cannot connect: a ws: or wss: URL may not carry credentials (user:password@); send them in a header such as Authorization",
     );
   }
+  // "Fragment identifiers are meaningless in the context of WebSocket URIs"
+  // (RFC 6455 §3): dropped, so `socket.url` is the URL connected to.
+  url.hash = "";
   return url;
 }
 

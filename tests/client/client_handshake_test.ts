@@ -74,6 +74,7 @@ Deno.test("ClientHandshake builds the RFC 6455 §4.1 request", async () => {
     headers: { Origin: "http://example.com", "X-Trace": "1" },
   });
   assert.equal(handshake.key, "dGhlIHNhbXBsZSBub25jZQ==");
+  assert.equal(handshake.url.href, "ws://server.example.com/chat?room=1");
   assert.equal(
     decoder.decode(handshake.request),
     "GET /chat?room=1 HTTP/1.1\r\n" +

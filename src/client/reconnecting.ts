@@ -14,7 +14,8 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
   headers?: HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
   /**
    * Milliseconds before the first reconnection attempt; doubled after each
-   * consecutive failure.
+   * consecutive failure (with 0, reconnecting after a connection that lasted
+   * is at once, while failures and short connections back off from 50 ms).
    * @default {500}
    */
   initialDelay?: number;
@@ -109,8 +110,12 @@ export async function* reconnecting(
   let serverDelay = 0;
   for (let attempt = 0; !signal?.aborted; attempt++) {
     if (attempt > 0) {
-      const wait =
-        Math.min(maxDelay, initialDelay * 2 ** Math.min(backoff, 40)) *
+      // With initialDelay 0, only a reconnection after a connection that
+      // lasted is at once.
+      const base = initialDelay > 0 || backoff === 0
+        ? initialDelay
+        : ZERO_DELAY_BACKOFF;
+      const wait = Math.min(maxDelay, base * 2 ** Math.min(backoff, 40)) *
         (0.5 + random() / 2);
       const delay = Math.min(Math.max(wait, serverDelay), maxDelay);
       if (!await sleep(Math.min(delay, MAX_TIMER), signal)) return;
@@ -151,6 +156,8 @@ export async function* reconnecting(
 
 // A connection that lasts this long (ms) resets the backoff.
 const STABLE = 5000;
+// What the backoff doubles from when initialDelay is 0 (ms).
+const ZERO_DELAY_BACKOFF = 50;
 // setTimeout's limit (about 24.8 days).
 const MAX_TIMER = 2 ** 31 - 1;
 

@@ -121,7 +121,7 @@ const CONTROL_ARENA = 4096;
  *
  * - Pings are answered automatically (one pong for the latest of several
  *   pings that arrive before the output is taken, RFC 6455 §5.5.3).
- * - A close frame from the peer is echoed with its code (RFC 6455 §5.5.1),
+ * - A close frame from the peer is echoed with its code and reason (RFC 6455 §5.5.1),
  *   at once, or with `deferCloseReply` when `acknowledgeClose()` says so.
  * - A protocol violation queues a close frame with the matching code
  *   (1002, 1007, 1009), emits an `error` event and ignores further input;
@@ -527,7 +527,7 @@ export class Connection {
 
   /**
    * Sends the close frame that `deferCloseReply` held back: the answer to
-   * the peer's close frame, its status code echoed (RFC 6455 §5.5.1), or
+   * the peer's close frame, its code and reason echoed (RFC 6455 §5.5.1), or
    * the one that fails the connection after a protocol error. The state
    * becomes `closed`. Does nothing when none is owed.
    */
@@ -618,11 +618,14 @@ export class Connection {
         const { code, reason } = parseClosePayload(data);
         this.#closeReceived = true;
         // "the endpoint typically echos the status code it received"
-        // (RFC 6455 §5.5.1); a 1005 is echoed as an empty close frame.
+        // (RFC 6455 §5.5.1), and the reason with it, so that the side that
+        // closed sees its own words come back (browsers report the echo);
+        // a 1005 is echoed as an empty close frame. (Control payloads are
+        // never overwritten: the view may wait.)
         if (!this.#closeSent) {
           const reply = code === CLOSE_CODE.NoStatusReceived
             ? new Uint8Array(0)
-            : data.subarray(0, 2);
+            : data;
           if (this.#deferCloseReply) {
             this.#closeReply = reply;
             this.#emit({ type: "close", code, reason });

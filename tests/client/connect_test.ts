@@ -126,12 +126,13 @@ Deno.test("connect masks every frame with a fresh key (RFC 6455 §5.3)", async (
       assert.deepEqual(frame.payload, expected);
       keys.add(frame.maskKey.join(","));
     }
-    // Close from the server: the client must echo the code, masked.
+    // Close from the server: the client must echo the code (and here the
+    // reason), masked.
     await peer.write(frame(OPCODE.Close, closePayload(1000, "enough")));
     const echo = await peer.readFrame();
     assert.equal(echo.masked, true);
     assert.equal(echo.opcode, OPCODE.Close);
-    assert.deepEqual(echo.payload, closePayload(1000));
+    assert.deepEqual(echo.payload, closePayload(1000, "enough"));
     // The server closes the TCP connection first (RFC 6455 §7.1.1).
   });
   const socket = await connect(server.url);

@@ -157,6 +157,34 @@ Deno.test("reconnecting backs off from a server that accepts and closes at once,
   });
 });
 
+Deno.test("reconnecting with initialDelay 0 still backs off from short connections, from 50 ms", async () => {
+  const times: number[] = [];
+  const server = rawServer(async (peer) => {
+    times.push(performance.now());
+    await peer.accept();
+    await peer.write(frame(8, closePayload(4000)));
+    await peer.readFrame().catch(() => {});
+  });
+  let sockets = 0;
+  await deadline(
+    (async () => {
+      const options = { initialDelay: 0, maxDelay: 5_000, random: () => 0 };
+      for await (const socket of reconnecting(server.url, options)) {
+        await socket.closed;
+        if (++sockets === 4) break;
+      }
+    })(),
+    10_000,
+    "four connections",
+  );
+  await server.close();
+  const waits = times.slice(1).map((time, i) => time - times[i]);
+  // 50 ms doubling, halved by random() = 0: 50, 100, 200.
+  waits.forEach((wait, i) => {
+    assert.ok(wait >= 50 * 2 ** i - 1, `wait ${i}: ${wait} ms`);
+  });
+});
+
 Deno.test("reconnecting gives up after maxRetries consecutive failures", async () => {
   let attempts = 0;
   const server = rawServer(async (peer) => {

@@ -843,7 +843,7 @@ Deno.test("A client Connection and a server Connection exchange any messages, fr
           { type: "close", code, reason: "done" },
         ]);
         assert.deepEqual(deliver(server, client, down), [
-          { type: "close", code, reason: "" },
+          { type: "close", code, reason: "done" },
         ]);
         assert.equal(client.state, "closed");
         assert.equal(server.state, "closed");

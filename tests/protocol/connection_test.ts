@@ -535,12 +535,12 @@ Deno.test("Connection accepts 125-byte control frames (RFC 6455 §5.5)", () => {
 // RFC 6455 §5.5.1: close frames
 // ---------------------------------------------------------------------------
 
-Deno.test("Connection echoes a close frame with the same code and closes cleanly (RFC 6455 §5.5.1)", () => {
+Deno.test("Connection echoes a close frame with the same code and reason and closes cleanly (RFC 6455 §5.5.1)", () => {
   const outcome = feedAllWays(clientFrame(Close, closeBody(1000, "bye")));
   assert.deepEqual(outcome.events, [
     { type: "close", code: 1000, reason: "bye" },
   ]);
-  assert.deepEqual(outcome.output, serverFrame(Close, closeBody(1000)));
+  assert.deepEqual(outcome.output, serverFrame(Close, closeBody(1000, "bye")));
   assert.equal(outcome.state, "closed");
   assert.equal(outcome.closedCleanly, true);
 });
@@ -733,7 +733,10 @@ Deno.test("Connection accepts and echoes every valid close code (RFC 6455 §7.4)
   for (const code of valid) {
     const outcome = feedAllWays(clientFrame(Close, closeBody(code, "why")));
     assert.deepEqual(outcome.events, [{ type: "close", code, reason: "why" }]);
-    assert.deepEqual(outcome.output, serverFrame(Close, closeBody(code)));
+    assert.deepEqual(
+      outcome.output,
+      serverFrame(Close, closeBody(code, "why")),
+    );
   }
 });
 
@@ -1286,7 +1289,7 @@ Deno.test("Connection in the client role echoes a close frame masked (RFC 6455 �
   assert.deepEqual(outcome.events, [
     { type: "close", code: 1001, reason: "gone" },
   ]);
-  assert.deepEqual(outcome.output, clientFrame(Close, closeBody(1001)));
+  assert.deepEqual(outcome.output, clientFrame(Close, closeBody(1001, "gone")));
 });
 
 Deno.test("Connection reports outputSize as the bytes takeOutput() returns", () => {

@@ -161,7 +161,7 @@ Deno.test("Connection round-trips arbitrary client frames under arbitrary chunki
           expected.push({ type: "close", code: closeCode, reason: "bye" });
           expectedOutput = concat(
             expectedOutput,
-            serverFrame(Close, closeBody(closeCode)),
+            serverFrame(Close, closeBody(closeCode, "bye")),
           );
         }
         const bytes = concat(...writer.take());

@@ -439,7 +439,8 @@ Deno.test("the answers to messages that arrive with the peer's close frame go ou
     const closing = client.close(4000, "done");
     assert.equal(await client.next(), "hello", `round ${round}`);
     assertBytes(await client.next(), Uint8Array.of(1, 2, 3));
-    assert.deepEqual(await closing, { code: 4000, reason: "" });
+    // The echo carries the reason too (RFC 6455 §5.5.1 asks for the code).
+    assert.deepEqual(await closing, { code: 4000, reason: "done" });
   }
 });
 

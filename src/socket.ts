@@ -1122,7 +1122,7 @@ export class Socket<Data = unknown>
       // only sends, or only awaits `closed`) would never read the peer's
       // close frame or EOF: after closeTimeout it closes (see
       // #watchConsumer), then reads on to find the peer's close frame.
-      if (this.#takes === 0 && !this.#options.streamMessages) {
+      if (this.#takes === 0) {
         this.#watchConsumer(this.#options.closeTimeout);
       }
       return true;

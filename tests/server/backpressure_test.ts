@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  type CloseInfo,
   ConnectionClosedError,
   type Message,
   serve,
@@ -659,6 +660,26 @@ Deno.test("a handler that takes none of a full queue for closeTimeout closes wit
   await withTimeout(handled.promise, DEADLINE, "the handler");
   assert.ok(taken.length >= 8, `took ${taken.length}`);
   assert.deepEqual(taken, sent.slice(0, taken.length));
+  peer.close();
+});
+
+Deno.test("with streamMessages too, a handler that takes no stream of a full queue for closeTimeout closes with 1008 'messages not read', so the peer's close is not stuck behind them", async () => {
+  const closed = Promise.withResolvers<CloseInfo>();
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 300, maxQueuedMessages: 8, streamMessages: true },
+    async (socket) => {
+      closed.resolve(await socket.closed); // never takes a stream
+    },
+  );
+  const peer = await rawHandshake(server.addr);
+  const sent = Array.from({ length: 40 }, (_, i) => frame(OP.text, `m${i}`));
+  await peer.write(concat(...sent, frame(OP.close, closePayload(1000))));
+  const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
+  assert.deepEqual([close.code, close.reason], [1008, "messages not read"]);
+  assert.equal(
+    (await withTimeout(closed.promise, DEADLINE, "closed")).code,
+    1000,
+  );
   peer.close();
 });
 

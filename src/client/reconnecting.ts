@@ -139,7 +139,10 @@ export async function* reconnecting(
     }
     failures = 0;
     serverDelay = 0;
+    // How long the connection lasted, however long the loop took over it.
     const opened = performance.now();
+    let ended = Infinity;
+    socket.closed.then(() => ended = performance.now());
     const onAbort = () => socket.close().catch(() => {});
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
@@ -150,7 +153,7 @@ export async function* reconnecting(
     // The loop asked for the next socket: this one is done.
     await socket.close().catch(() => {});
     await socket.closed;
-    backoff = performance.now() - opened < STABLE ? backoff + 1 : 0;
+    backoff = ended - opened < STABLE ? backoff + 1 : 0;
   }
 }
 

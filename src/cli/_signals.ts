@@ -3,7 +3,11 @@
  * SIGTERM (`kill`, service managers), or SIGINT and SIGBREAK on Windows.
  * Signals this runtime cannot listen for are skipped.
  *
- * @param stop Called on each such signal.
+ * A second such signal, while the first is still being handled (a closing
+ * handshake the peer does not answer, a shutdown that waits), ends the
+ * process at once, with 130 (SIGINT) or 143 (SIGTERM), as shells expect.
+ *
+ * @param stop Called on the first such signal.
  * @returns `signal`, aborted by the first such signal (pass it to
  * `connect()`, so that a stop during the handshake ends it); `remove()`
  * takes the listeners off again.
@@ -12,18 +16,19 @@ export function onStopSignals(
   stop?: () => void,
 ): { signal: AbortSignal; remove(): void } {
   const controller = new AbortController();
-  const onSignal = () => {
-    controller.abort(new Error("stopped by a signal"));
-    stop?.();
-  };
-  const installed: Deno.Signal[] = [];
+  const installed: [Deno.Signal, () => void][] = [];
   const names: Deno.Signal[] = Deno.build.os === "windows"
     ? ["SIGINT", "SIGBREAK"]
     : ["SIGINT", "SIGTERM"];
   for (const name of names) {
+    const onSignal = () => {
+      if (controller.signal.aborted) Deno.exit(name === "SIGTERM" ? 143 : 130);
+      controller.abort(new Error("stopped by a signal"));
+      stop?.();
+    };
     try {
       Deno.addSignalListener(name, onSignal);
-      installed.push(name);
+      installed.push([name, onSignal]);
     } catch {
       // Not supported here.
     }
@@ -31,7 +36,9 @@ export function onStopSignals(
   return {
     signal: controller.signal,
     remove() {
-      for (const name of installed) Deno.removeSignalListener(name, onSignal);
+      for (const [name, onSignal] of installed) {
+        Deno.removeSignalListener(name, onSignal);
+      }
     },
   };
 }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { type CloseInfo, serve } from "../../mod.ts";
 import { DEADLINE, deadline, spawnCli } from "./_helpers.ts";
 import { delay } from "../server/_helpers.ts";
+import { rawServer } from "../client/_helpers.ts";
 
 /** Echoes text; "bin" gets three bytes back; "quit" closes with 1000 "bye". */
 function testServer() {
@@ -200,5 +201,24 @@ Deno.test("duplex listen stopped by SIGTERM during the handshake says so and exi
     listener.close();
     await accepting;
     for (const conn of accepted) conn.close();
+  }
+});
+
+Deno.test("duplex listen: a second Ctrl-C while the server does not answer the close ends it at once, with 130", async () => {
+  const server = rawServer(async (peer) => {
+    await peer.accept();
+    await peer.readFrame(); // our close, never answered
+    await delay(1_000);
+  });
+  try {
+    await using cli = spawnCli(["listen", server.url]);
+    await cli.waitFor(/^Connected/m, "stderr");
+    cli.signal("SIGINT");
+    await delay(200); // the close frame is on its way; its answer never comes
+    cli.signal("SIGINT");
+    const { code } = await cli.finished();
+    assert.equal(code, 130);
+  } finally {
+    await server.close();
   }
 });

@@ -130,6 +130,9 @@ export class RedisAdapter implements PubSubAdapter {
   readonly #publisher: RedisPubSubClient;
   readonly #subscriber: RedisPubSubClient;
   #onError: ((error: unknown) => void) | undefined;
+  // The publisher's connection failed at least once: publishing does not
+  // wait for it any more.
+  #publisherFailed = false;
   #deliver: ((topic: string, message: string | Uint8Array) => void) | null =
     null;
   #publisherReady: Promise<void> | null = null;
@@ -165,7 +168,10 @@ export class RedisAdapter implements PubSubAdapter {
       createClient({ url });
     this.#subscriber = subscriber ?? this.#publisher.duplicate();
     const report = (error: unknown) => this.#onError?.(error);
-    this.#publisher.on("error", report);
+    this.#publisher.on("error", (error: unknown) => {
+      this.#publisherFailed = true;
+      report(error);
+    });
     this.#subscriber.on("error", report);
   }
 
@@ -215,10 +221,16 @@ export class RedisAdapter implements PubSubAdapter {
       envelope.byteLength,
     );
     await this.#whileOpen(async () => {
-      await this.#ready("publisher");
-      // Reconnecting: the message is dropped, not queued without bound
-      // behind the outage (delivery is at most once; the lost connection
-      // went to onError).
+      const ready = this.#ready("publisher");
+      // Not connected after a failure (Redis down at start, or
+      // reconnecting): the message is dropped, not held without bound until
+      // Redis answers (delivery is at most once; the failures go to
+      // onError). A first connection under way is waited for.
+      if (!this.#publisher.isReady && this.#publisherFailed) {
+        ready.catch(() => {});
+        return;
+      }
+      await ready;
       if (!this.#publisher.isReady) return;
       await this.#publisher.publish(this.channel(topic), bytes);
     });

@@ -460,6 +460,46 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    `RedisAdapter started while Redis is down drops what it publishes until it connects, instead of holding it all for later${REDIS_SKIP_NOTE}`,
+  ignore,
+  async fn() {
+    const port = freePort();
+    const prefix = uniqueName("duplex-test") + ":";
+    const errors: unknown[] = [];
+    const adapter = new RedisAdapter({
+      url: `redis://127.0.0.1:${port}`,
+      prefix,
+      onError: (error) => errors.push(error),
+    });
+    await using server = serve({ ...LOCAL, pubsub: adapter }, idle);
+    await until(() => errors.length > 0, "a connection error");
+    for (let i = 0; i < 100; i++) server.publish("news", `stale ${i}`);
+    await using redis = await startRedis(port);
+    const listener = createClient({ url: redis.url });
+    await listener.connect();
+    const received: string[] = [];
+    try {
+      await listener.subscribe(`${prefix}news`, (message: Buffer) => {
+        received.push(String(decodeEnvelope(message).message));
+      }, true);
+      // Once the adapter is connected, a publish goes through.
+      await until(async () => {
+        server.publish("news", "fresh");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        return received.length > 0;
+      }, "a publish after the connection");
+      assert.ok(
+        received.every((text) => text === "fresh"),
+        `received ${received.slice(0, 3).join(", ")}`,
+      );
+    } finally {
+      await listener.close();
+    }
+  },
+});
+
 Deno.test("server.shutdown() does not wait for a Redis server that is down; errors go to onError", async () => {
   const errors: unknown[] = [];
   const server = serve({

@@ -121,8 +121,9 @@ const CONTROL_ARENA = 4096;
  *
  * - Pings are answered automatically (one pong for the latest of several
  *   pings that arrive before the output is taken, RFC 6455 §5.5.3).
- * - A close frame from the peer is echoed with its code and reason (RFC 6455 §5.5.1),
- *   at once, or with `deferCloseReply` when `acknowledgeClose()` says so.
+ * - A close frame from the peer is echoed with its code and reason
+ *   (RFC 6455 §5.5.1), at once, or with `deferCloseReply` when
+ *   `acknowledgeClose()` says so.
  * - A protocol violation queues a close frame with the matching code
  *   (1002, 1007, 1009), emits an `error` event and ignores further input;
  *   with `deferCloseReply` the close frame waits for `acknowledgeClose()`

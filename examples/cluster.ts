@@ -123,8 +123,14 @@ async function runMain(): Promise<void> {
   console.log(`cluster ready: ${count} workers on port ${port}`);
 
   const stop = Promise.withResolvers<void>();
+  let stopping = false;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => stop.resolve());
+    Deno.addSignalListener(signal, () => {
+      // A second signal while the workers drain: exit at once.
+      if (stopping) Deno.exit(signal === "SIGINT" ? 130 : 143);
+      stopping = true;
+      stop.resolve();
+    });
   }
   await stop.promise;
   console.log("Shutting down...");

@@ -39,6 +39,7 @@ const server = serve({
 });
 
 Deno.addSignalListener("SIGINT", () => {
+  if (controller.signal.aborted) Deno.exit(130); // a second Ctrl-C: now
   console.log("Shutting down...");
   controller.abort();
 });

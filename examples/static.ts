@@ -58,5 +58,9 @@ const server = serve({
   for await (const message of socket) await socket.send(message);
 });
 
-Deno.addSignalListener("SIGINT", () => controller.abort());
+// Ctrl-C shuts down gracefully; a second one exits at once.
+Deno.addSignalListener("SIGINT", () => {
+  if (controller.signal.aborted) Deno.exit(130);
+  controller.abort();
+});
 await server.finished;

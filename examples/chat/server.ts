@@ -363,7 +363,11 @@ if (import.meta.main) {
     signal: controller.signal,
     onListen: ({ port }) => console.log(`Chat on http://localhost:${port}/`),
   });
-  Deno.addSignalListener("SIGINT", () => controller.abort());
+  // Ctrl-C shuts down gracefully; a second one exits at once.
+  Deno.addSignalListener("SIGINT", () => {
+    if (controller.signal.aborted) Deno.exit(130);
+    controller.abort();
+  });
   await server.finished;
   Deno.exit(0);
 }

@@ -211,7 +211,12 @@ function listenFailure(
   return EXIT_CODE.Failure;
 }
 
-function logEvent(event: ServerLogEvent): void {
+/**
+ * Prints a server event as one line on stderr, for `duplex serve`.
+ *
+ * @param event The event.
+ */
+export function logEvent(event: ServerLogEvent): void {
   switch (event.type) {
     case "open":
       printError(
@@ -241,6 +246,15 @@ function logEvent(event: ServerLogEvent): void {
       break;
     case "handler-error":
       printError(`error  ${event.url}: ${String(event.error)}`);
+      break;
+    case "accept-error":
+    case "pubsub-error":
+      printError(`error  ${event.type}: ${String(event.error)}`);
+      break;
+    case "shutdown-timeout":
+      printError(
+        `shutdown timed out with ${event.pending} connection(s) still busy`,
+      );
       break;
   }
 }

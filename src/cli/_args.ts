@@ -209,14 +209,22 @@ export async function readPemFiles(
 ): Promise<string[]> {
   const pems: string[] = [];
   for (const path of paths) {
+    let text: string;
     try {
-      pems.push(await Deno.readTextFile(path));
+      text = await Deno.readTextFile(path);
     } catch (error) {
       throw new UsageError(
         command,
         `cannot read --${flag} ${path}: ${(error as Error).message}`,
       );
     }
+    if (!text.includes("-----BEGIN ")) {
+      throw new UsageError(
+        command,
+        `--${flag} ${path} is not PEM: expected a "-----BEGIN ..." block`,
+      );
+    }
+    pems.push(text);
   }
   return pems;
 }

@@ -172,9 +172,11 @@ export async function serveCommand(
     : hostname.includes(":")
     ? `[${hostname}]`
     : hostname;
+  const authority = `${shown}:${server.addr.port}`;
+  const files = `${scheme === "wss" ? "https" : "http"}://${authority}/`;
   printLine(
-    `Listening on ${scheme}://${shown}:${server.addr.port} (${mode}${
-      fetch ? `, static files from ${values.static}` : ""
+    `Listening on ${scheme}://${authority} (${mode}${
+      fetch ? `, static files from ${values.static} at ${files}` : ""
     })`,
   );
   if (signal?.aborted) stop();

@@ -36,6 +36,8 @@ Deno.test("duplex COMMAND --help shows each command's usage", async () => {
   );
 });
 
+const NOT_PEM = new URL("../../deno.json", import.meta.url).pathname;
+
 Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
   const cases: [string[], RegExp][] = [
     [[], /^duplex .*\n\nUsage:/],
@@ -122,6 +124,14 @@ Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
       /--static must name a directory, got "\/nonexistent\/dir"/,
     ],
     [["serve", "extra"], /unexpected argument "extra"/],
+    [
+      ["serve", "--cert", NOT_PEM, "--key", NOT_PEM],
+      /--cert .*deno\.json is not PEM: expected a "-----BEGIN \.\.\." block/,
+    ],
+    [
+      ["listen", "ws://localhost:1", "--ca", NOT_PEM],
+      /--ca .*deno\.json is not PEM/,
+    ],
   ];
   await Promise.all(cases.map(async ([args, pattern]) => {
     const { code, stdout, stderr } = await runCli(args);

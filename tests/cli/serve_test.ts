@@ -126,7 +126,10 @@ Deno.test({
       dir,
     ]);
     const [, , port, mode] = await cli.waitFor(LISTENING);
-    assert.equal(mode, `echo, static files from ${dir}`);
+    assert.equal(
+      mode,
+      `echo, static files from ${dir} at http://127.0.0.1:${port}/`,
+    );
     const page = await fetch(`http://127.0.0.1:${port}/`);
     assert.equal(page.status, 200);
     assert.equal(await page.text(), "<h1>duplex</h1>");

@@ -218,10 +218,15 @@ export async function readPemFiles(
         `cannot read --${flag} ${path}: ${(error as Error).message}`,
       );
     }
-    if (!text.includes("-----BEGIN ")) {
+    const block = flag === "key"
+      ? /-----BEGIN [A-Z ]*PRIVATE KEY-----/
+      : /-----BEGIN CERTIFICATE-----/;
+    if (!block.test(text)) {
       throw new UsageError(
         command,
-        `--${flag} ${path} is not PEM: expected a "-----BEGIN ..." block`,
+        `--${flag} ${path} is not PEM: expected a "-----BEGIN ${
+          flag === "key" ? "PRIVATE KEY" : "CERTIFICATE"
+        }-----" block`,
       );
     }
     pems.push(text);

@@ -213,6 +213,9 @@ function listenFailure(
   return EXIT_CODE.Failure;
 }
 
+const REPEAT_EVERY = 10_000;
+const lastPrinted = new Map<string, number>();
+
 /**
  * Prints a server event as one line on stderr, for `duplex serve`.
  *
@@ -250,9 +253,17 @@ export function logEvent(event: ServerLogEvent): void {
       printError(`error  ${event.url}: ${String(event.error)}`);
       break;
     case "accept-error":
-    case "pubsub-error":
+    case "pubsub-error": {
+      // These repeat while their cause lasts (EMFILE, Redis down): once
+      // per 10 s, as the server's default logger does.
+      const now = performance.now();
+      if (now < (lastPrinted.get(event.type) ?? -Infinity) + REPEAT_EVERY) {
+        break;
+      }
+      lastPrinted.set(event.type, now);
       printError(`error  ${event.type}: ${String(event.error)}`);
       break;
+    }
     case "shutdown-timeout":
       printError(
         `shutdown timed out with ${event.pending} connection(s) still busy`,

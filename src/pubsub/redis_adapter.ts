@@ -130,9 +130,9 @@ export class RedisAdapter implements PubSubAdapter {
   readonly #publisher: RedisPubSubClient;
   readonly #subscriber: RedisPubSubClient;
   #onError: ((error: unknown) => void) | undefined;
-  // The publisher's connection failed at least once: publishing does not
-  // wait for it any more.
-  #publisherFailed = false;
+  // How often the publisher's connection failed: once it has, publishing
+  // does not wait for it.
+  #publisherFailures = 0;
   #deliver: ((topic: string, message: string | Uint8Array) => void) | null =
     null;
   #publisherReady: Promise<void> | null = null;
@@ -169,7 +169,7 @@ export class RedisAdapter implements PubSubAdapter {
     this.#subscriber = subscriber ?? this.#publisher.duplicate();
     const report = (error: unknown) => this.#onError?.(error);
     this.#publisher.on("error", (error: unknown) => {
-      this.#publisherFailed = true;
+      this.#publisherFailures++;
       report(error);
     });
     this.#subscriber.on("error", report);
@@ -226,12 +226,16 @@ export class RedisAdapter implements PubSubAdapter {
       // reconnecting): the message is dropped, not held without bound until
       // Redis answers (delivery is at most once; the failures go to
       // onError). A first connection under way is waited for.
-      if (!this.#publisher.isReady && this.#publisherFailed) {
+      const failures = this.#publisherFailures;
+      if (!this.#publisher.isReady && failures > 0) {
         ready.catch(() => {});
         return;
       }
       await ready;
-      if (!this.#publisher.isReady) return;
+      // A failure while it waited: the outage's message is dropped too.
+      if (!this.#publisher.isReady || this.#publisherFailures !== failures) {
+        return;
+      }
       await this.#publisher.publish(this.channel(topic), bytes);
     });
   }

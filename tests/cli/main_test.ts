@@ -37,6 +37,8 @@ Deno.test("duplex COMMAND --help shows each command's usage", async () => {
 });
 
 const NOT_PEM = new URL("../../deno.json", import.meta.url).pathname;
+const CERT = new URL("../fixtures/cert.pem", import.meta.url).pathname;
+const KEY = new URL("../fixtures/key.pem", import.meta.url).pathname;
 
 Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
   const cases: [string[], RegExp][] = [
@@ -126,11 +128,20 @@ Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
     [["serve", "extra"], /unexpected argument "extra"/],
     [
       ["serve", "--cert", NOT_PEM, "--key", NOT_PEM],
-      /--cert .*deno\.json is not PEM: expected a "-----BEGIN \.\.\." block/,
+      /--cert .*deno\.json is not PEM: expected a "-----BEGIN CERTIFICATE-----" block/,
     ],
     [
       ["listen", "ws://localhost:1", "--ca", NOT_PEM],
       /--ca .*deno\.json is not PEM/,
+    ],
+    // A key where the certificate goes, and the other way round.
+    [
+      ["serve", "--cert", KEY, "--key", KEY],
+      /--cert .*key\.pem is not PEM: expected a "-----BEGIN CERTIFICATE-----"/,
+    ],
+    [
+      ["serve", "--cert", CERT, "--key", CERT],
+      /--key .*cert\.pem is not PEM: expected a "-----BEGIN PRIVATE KEY-----"/,
     ],
   ];
   await Promise.all(cases.map(async ([args, pattern]) => {

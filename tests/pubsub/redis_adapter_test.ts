@@ -474,6 +474,8 @@ Deno.test({
       onError: (error) => errors.push(error),
     });
     await using server = serve({ ...LOCAL, pubsub: adapter }, idle);
+    // Published before the first connection failed, and after.
+    server.publish("news", "stale, early");
     await until(() => errors.length > 0, "a connection error");
     for (let i = 0; i < 100; i++) server.publish("news", `stale ${i}`);
     await using redis = await startRedis(port);

@@ -128,62 +128,40 @@ Deno.test("reconnecting waits as long as a 429 or 503 rejection's Retry-After as
   assert.ok(waits[2] < 1490, `waited ${waits[2]} ms after a 500`);
 });
 
-Deno.test("reconnecting backs off from a server that accepts and closes at once, as from failures", async () => {
-  const times: number[] = [];
-  const server = rawServer(async (peer) => {
-    times.push(performance.now());
-    await peer.accept();
-    await peer.write(frame(8, closePayload(1000)));
-    await peer.readFrame().catch(() => {});
+// A server that accepts and closes at once is backed off from as from failed
+// attempts; with initialDelay 0, from 50 ms. random() = 0 halves each wait,
+// so they are at least first, 2 × first, 4 × first...; without backoff each
+// would be about the first.
+for (
+  const [initialDelay, first] of [[20, 10], [0, 50]] as const
+) {
+  Deno.test(`reconnecting with initialDelay ${initialDelay} backs off from a server that accepts and closes at once: waits from ${first} ms, doubling`, async () => {
+    const times: number[] = [];
+    const server = rawServer(async (peer) => {
+      times.push(performance.now());
+      await peer.accept();
+      await peer.write(frame(8, closePayload(4000)));
+      await peer.readFrame().catch(() => {});
+    });
+    let sockets = 0;
+    await deadline(
+      (async () => {
+        const options = { initialDelay, maxDelay: 5_000, random: () => 0 };
+        for await (const socket of reconnecting(server.url, options)) {
+          await socket.closed;
+          if (++sockets === 5) break;
+        }
+      })(),
+      10_000,
+      "five connections",
+    );
+    await server.close();
+    const waits = times.slice(1).map((time, i) => time - times[i]);
+    waits.forEach((wait, i) => {
+      assert.ok(wait >= first * 2 ** i - 1, `wait ${i}: ${wait} ms`);
+    });
   });
-  let sockets = 0;
-  await deadline(
-    (async () => {
-      const options = { initialDelay: 20, maxDelay: 5_000, random: () => 0 };
-      for await (const socket of reconnecting(server.url, options)) {
-        await socket.closed;
-        if (++sockets === 5) break;
-      }
-    })(),
-    10_000,
-    "five connections",
-  );
-  await server.close();
-  const waits = times.slice(1).map((time, i) => time - times[i]);
-  // 10, 20, 40, 80 ms at least (random() = 0 halves each): doubling, as
-  // after failed attempts; without backoff each would be about 10.
-  waits.forEach((wait, i) => {
-    assert.ok(wait >= 10 * 2 ** i - 1, `wait ${i}: ${wait} ms`);
-  });
-});
-
-Deno.test("reconnecting with initialDelay 0 still backs off from short connections, from 50 ms", async () => {
-  const times: number[] = [];
-  const server = rawServer(async (peer) => {
-    times.push(performance.now());
-    await peer.accept();
-    await peer.write(frame(8, closePayload(4000)));
-    await peer.readFrame().catch(() => {});
-  });
-  let sockets = 0;
-  await deadline(
-    (async () => {
-      const options = { initialDelay: 0, maxDelay: 5_000, random: () => 0 };
-      for await (const socket of reconnecting(server.url, options)) {
-        await socket.closed;
-        if (++sockets === 4) break;
-      }
-    })(),
-    10_000,
-    "four connections",
-  );
-  await server.close();
-  const waits = times.slice(1).map((time, i) => time - times[i]);
-  // 50 ms doubling, halved by random() = 0: 50, 100, 200.
-  waits.forEach((wait, i) => {
-    assert.ok(wait >= 50 * 2 ** i - 1, `wait ${i}: ${wait} ms`);
-  });
-});
+}
 
 Deno.test("reconnecting gives up after maxRetries consecutive failures", async () => {
   let attempts = 0;

@@ -9,6 +9,7 @@ import {
   UsageError,
 } from "./_args.ts";
 import { printError, printLine } from "./_output.ts";
+import { printErrors } from "../server/_print_errors.ts";
 import { onStopSignals } from "./_signals.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
@@ -213,8 +214,7 @@ function listenFailure(
   return EXIT_CODE.Failure;
 }
 
-const REPEAT_EVERY = 10_000;
-const lastPrinted = new Map<string, number>();
+const serverErrors = printErrors();
 
 /**
  * Prints a server event as one line on stderr, for `duplex serve`.
@@ -252,23 +252,10 @@ export function logEvent(event: ServerLogEvent): void {
     case "handler-error":
       printError(`error  ${event.url}: ${String(event.error)}`);
       break;
-    case "accept-error":
-    case "pubsub-error": {
-      // These repeat while their cause lasts (EMFILE, Redis down): once
-      // per 10 s, as the server's default logger does.
-      const now = performance.now();
-      if (now < (lastPrinted.get(event.type) ?? -Infinity) + REPEAT_EVERY) {
-        break;
-      }
-      lastPrinted.set(event.type, now);
-      printError(`error  ${event.type}: ${String(event.error)}`);
-      break;
-    }
-    case "shutdown-timeout":
-      printError(
-        `shutdown timed out with ${event.pending} connection(s) still busy`,
-      );
-      break;
+    default:
+      // The server's own troubles (accept-error, pubsub-error,
+      // shutdown-timeout), as its default logger prints them.
+      serverErrors(event);
   }
 }
 

@@ -1,4 +1,5 @@
 import { CLOSE_CODE, HandshakeError } from "../protocol/errors.ts";
+import { printErrors } from "./_print_errors.ts";
 import {
   type HttpRequestHead,
   HttpRequestParser,
@@ -850,36 +851,6 @@ interface Peer {
 function isListenerClosed(error: unknown): boolean {
   return error instanceof Deno.errors.BadResource ||
     error instanceof Deno.errors.Interrupted;
-}
-
-/**
- * The default logger: the errors that are bugs or broken infrastructure on
- * the server's side go to `console.error`, the rest (peers that misbehave,
- * the traffic) nowhere.
- */
-function printErrors(): (event: ServerLogEvent) => void {
-  // pubsub-error and accept-error repeat while a broker is down or file
-  // descriptors run out: one line, then at most one every ten seconds.
-  const lastPrinted = new Map<string, { at: number; suppressed: number }>();
-  return (event) => {
-    if (event.type === "handler-error") {
-      console.error(`duplex: ${event.type}:`, event.error);
-    } else if (event.type === "pubsub-error" || event.type === "accept-error") {
-      const now = Date.now();
-      const last = lastPrinted.get(event.type);
-      if (last !== undefined && now - last.at < 10_000) {
-        last.suppressed++;
-        return;
-      }
-      const more = last?.suppressed ? ` (${last.suppressed} more since)` : "";
-      lastPrinted.set(event.type, { at: now, suppressed: 0 });
-      console.error(`duplex: ${event.type}${more}:`, event.error);
-    } else if (event.type === "shutdown-timeout") {
-      console.error(
-        `duplex: shutdown-timeout: ${event.pending} handler(s) had not returned`,
-      );
-    }
-  };
 }
 
 function closeQuietly(conn: Deno.Conn): void {

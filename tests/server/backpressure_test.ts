@@ -113,6 +113,17 @@ async function closeFromPeer(
   assert.equal(info.wasClean, true);
 }
 
+/** Closes from a raw peer with 1000; the server's `closed` says it was clean. */
+async function closeCleanly(peer: RawPeer, closed: Promise<unknown>) {
+  await peer.write(frame(OP.close, closePayload(1000)));
+  assert.deepEqual(await withTimeout(closed, DEADLINE, "the close"), {
+    code: 1000,
+    reason: "",
+    wasClean: true,
+  });
+  peer.close();
+}
+
 const holdOpen = async (socket: Socket) => {
   await socket.closed;
 };
@@ -720,13 +731,7 @@ Deno.test("a keepalive ping queued behind a slow reader's backlog is not judged 
   })();
   await withTimeout(reading, 4 * DEADLINE, "the frames, then a ping");
   assert.equal(received, count);
-  await peer.write(frame(OP.close, closePayload(1000)));
-  assert.deepEqual(await withTimeout(closed.promise, DEADLINE, "the close"), {
-    code: 1000,
-    reason: "",
-    wasClean: true,
-  });
-  peer.close();
+  await closeCleanly(peer, closed.promise);
 });
 
 Deno.test("close() lets a slow reader take everything queued before the close frame: closeTimeout runs from the last write it took", async () => {
@@ -750,14 +755,8 @@ Deno.test("close() lets a slow reader take everything queued before the close fr
     assert.equal(seqOf(payload), received++);
     await delay(3); // about 20 MB/s
   }
-  await peer.write(frame(OP.close, closePayload(1000)));
   assert.equal(received, count);
-  assert.deepEqual(await withTimeout(closed.promise, DEADLINE, "close()"), {
-    code: 1000,
-    reason: "",
-    wasClean: true,
-  });
-  peer.close();
+  await closeCleanly(peer, closed.promise);
 });
 
 Deno.test("under backpressurePolicy 'close', the send() that closed the socket rejects like the sends after it", async () => {
@@ -838,13 +837,7 @@ Deno.test("a peer reading a burst of many 60 KB messages slowly but steadily is 
     if (received % 10 === 0) await peer.write(frame(OP.pong));
     await delay(10); // about 6 MB/s
   }
-  await peer.write(frame(OP.close, closePayload(1000)));
-  assert.deepEqual(await withTimeout(closed.promise, DEADLINE, "the close"), {
-    code: 1000,
-    reason: "",
-    wasClean: true,
-  });
-  peer.close();
+  await closeCleanly(peer, closed.promise);
 });
 
 Deno.test("a message still streaming out when the peer closes is cut short within closeTimeout, and the close is answered", async () => {

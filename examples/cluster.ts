@@ -8,8 +8,14 @@
  *
  * `--unstable-net` is required: Deno only allows `reusePort` with it (and it
  * only spreads connections on Linux). `--workers` defaults to
- * `navigator.hardwareConcurrency`, `--port` to 8765, `--hostname` to
+ * `navigator.hardwareConcurrency`, `--port` to the PORT environment variable,
+ * else 8765 (`--port 0` picks one free port for all workers), `--hostname` to
  * 0.0.0.0. Ctrl-C (or SIGTERM) shuts every worker down gracefully.
+ *
+ * Before starting the workers, the main thread binds the port once without
+ * `reusePort`: a port in use (a second cluster started by mistake would
+ * otherwise share it, and each would chat only with its own clients) is
+ * refused with a clear error.
  *
  * The protocol, JSON text messages:
  * - server → client, on connect: `{"type":"welcome","worker":K}`, the worker
@@ -85,9 +91,15 @@ function runWorker(): void {
 
 /** The main thread: starts the workers, stops them on a signal. */
 async function runMain(): Promise<void> {
-  const port = intFlag("port", 8765, 0, 65535);
   const count = intFlag("workers", navigator.hardwareConcurrency, 1, 1024);
   const hostname = stringFlag("hostname", "0.0.0.0");
+  const envPort = Deno.env.get("PORT");
+  const port = claimPort(
+    hostname,
+    flagValue("port") === undefined && envPort !== undefined
+      ? intValue("PORT", envPort, 0, 65535)
+      : intFlag("port", 8765, 0, 65535),
+  );
   const workers: Worker[] = [];
   const listening: Promise<void>[] = [];
   const closed: Promise<void>[] = [];
@@ -142,6 +154,28 @@ async function runMain(): Promise<void> {
   Deno.exit(0);
 }
 
+/**
+ * Checks that no one holds the port (with `reusePort` the workers would share
+ * it with any other process that asked for it too), and resolves port 0 to
+ * one free port for all workers. The port is released again for them.
+ */
+function claimPort(hostname: string, port: number): number {
+  let listener: Deno.Listener;
+  try {
+    listener = Deno.listen({ hostname, port });
+  } catch (error) {
+    console.error(
+      error instanceof Deno.errors.AddrInUse
+        ? `Port ${port} is in use on ${hostname} (another cluster?): stop it, or pick another --port`
+        : `Cannot listen on ${hostname}:${port}: ${(error as Error).message}`,
+    );
+    Deno.exit(1);
+  }
+  const { port: claimed } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return claimed;
+}
+
 function flagValue(name: string): string | undefined {
   const args = Deno.args;
   const index = args.findIndex((arg) =>
@@ -155,11 +189,18 @@ function flagValue(name: string): string | undefined {
 
 function intFlag(name: string, fallback: number, min: number, max: number) {
   const text = flagValue(name);
-  if (text === undefined) return fallback;
+  return text === undefined ? fallback : intValue(`--${name}`, text, min, max);
+}
+
+function intValue(label: string, text: string, min: number, max: number) {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < min || value > max) {
+  if (
+    text.trim() === "" || !Number.isInteger(value) || value < min || value > max
+  ) {
     console.error(
-      `--${name} must be an integer from ${min} to ${max}, got ${text}`,
+      `${label} must be an integer from ${min} to ${max}, got ${
+        JSON.stringify(text)
+      }`,
     );
     Deno.exit(2);
   }

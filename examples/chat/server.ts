@@ -5,8 +5,9 @@
  *
  *     deno run -A examples/chat/server.ts [--port N] [--history N]
  *
- * Then open http://localhost:8765/ in two browser tabs. `--port 0` picks a
- * free port; `--history` is how many messages a room keeps (default 50).
+ * Then open http://localhost:8765/ in two browser tabs. The port comes from
+ * `--port`, else the PORT environment variable, else 8765; `--port 0` picks a
+ * free port. `--history` is how many messages a room keeps (default 50).
  *
  * What a public chat needs beyond the protocol: WebSockets opened by pages
  * of other sites are refused (403), since a page elsewhere could otherwise
@@ -331,8 +332,11 @@ export function parse(data: string | Uint8Array): ClientMessage | string {
   }
 }
 
-/** `--name N` or `--name=N`, an integer from 0 to 65535. */
-function flag(name: string, fallback: number): number {
+/**
+ * `--name N` or `--name=N`, else the environment variable `env` if given,
+ * an integer from 0 to 65535.
+ */
+function flag(name: string, fallback: number, env?: string): number {
   let text: string | undefined;
   try {
     text = parseArgs({
@@ -343,10 +347,15 @@ function flag(name: string, fallback: number): number {
     console.error((error as Error).message);
     Deno.exit(2);
   }
+  let label = `--${name}`;
+  if (text === undefined && env !== undefined) {
+    text = Deno.env.get(env);
+    label = env;
+  }
   if (text === undefined) return fallback;
   if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) {
     console.error(
-      `--${name} must be an integer from 0 to 65535, got ${
+      `${label} must be an integer from 0 to 65535, got ${
         JSON.stringify(text)
       }`,
     );
@@ -358,7 +367,7 @@ function flag(name: string, fallback: number): number {
 if (import.meta.main) {
   const controller = new AbortController();
   const server = startChat({
-    port: flag("port", 8765),
+    port: flag("port", 8765, "PORT"),
     history: flag("history", 50),
     signal: controller.signal,
     onListen: ({ port }) => console.log(`Chat on http://localhost:${port}/`),

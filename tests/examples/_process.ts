@@ -9,14 +9,6 @@ import { withTimeout } from "../server/_helpers.ts";
 /** How long an example may take to start (Deno compiles it first). */
 export const STARTUP_DEADLINE = 20_000;
 
-/** A port that was free a moment ago (listen on 0, close, reuse it). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
-}
-
 /** A running example. */
 export class ExampleProcess implements AsyncDisposable {
   readonly #child: Deno.ChildProcess;
@@ -113,6 +105,17 @@ export class ExampleProcess implements AsyncDisposable {
       this.#status = this.#child.status;
     }
     return this.#status;
+  }
+
+  /** Waits for the process to exit by itself (within `ms`). */
+  async exited(ms = STARTUP_DEADLINE): Promise<Deno.CommandStatus> {
+    const status = await withTimeout(
+      this.#child.status,
+      ms,
+      "the example to exit",
+    );
+    await this.#done;
+    return status;
   }
 
   /** What the process printed to stderr. */

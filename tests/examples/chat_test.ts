@@ -342,6 +342,35 @@ Deno.test({
       // Bob leaves by closing his page; Alice sees the presence change.
       await bob.close();
       await alice.locator("#presence", { hasText: "1 here: alice" }).waitFor();
+
+      // Fifteen lines at once, past the burst of 10: the first one the rate
+      // limit refused comes back into the input, the later ones are listed.
+      await alice.evaluate(`{
+        const input = document.getElementById("text");
+        const form = document.getElementById("say-form");
+        for (let i = 0; i < 15; i++) {
+          input.value = "burst " + i;
+          form.requestSubmit();
+        }
+      }`);
+      // Every line is either shown (accepted), back in the input, or listed.
+      await alice.waitForFunction(
+        `document.getElementById("text").value !== "" &&
+        [...document.querySelectorAll("#messages li")].filter((li) =>
+          /^Not sent: burst \\d+$/.test(li.textContent) ||
+          (li.classList.contains("mine") && /burst \\d+/.test(li.textContent))
+        ).length === 14`,
+      );
+      assert.match(await alice.inputValue("#text"), /^burst \d+$/);
+      assert.ok(
+        await alice.locator("#messages li", { hasText: "Slow down" }).count() >
+          0,
+      );
+
+      // A reload keeps the nick and room in the form.
+      await alice.reload();
+      assert.equal(await alice.inputValue("#nick"), "alice");
+      assert.equal(await alice.inputValue("#room"), "garden");
       await context.close();
     } finally {
       await browser.close();

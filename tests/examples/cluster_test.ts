@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { NpmClient } from "../server/_helpers.ts";
-import { ExampleProcess, freePort } from "./_process.ts";
+import { ExampleProcess } from "./_process.ts";
 
 const SCRIPT = new URL("../../examples/cluster.ts", import.meta.url).pathname;
 const WORKERS = 3;
@@ -14,22 +14,14 @@ interface Welcomed {
 }
 
 Deno.test("examples/cluster.ts: a message sent through one worker reaches clients on the other workers", async () => {
-  // reusePort with port 0 would give every worker its own port, so the test
-  // picks a free port and hands it to all of them.
-  const port = freePort();
   await using cluster = new ExampleProcess(
     ["-A", "--unstable-net"],
     SCRIPT,
-    [
-      "--port",
-      String(port),
-      "--workers",
-      String(WORKERS),
-      "--hostname",
-      "127.0.0.1",
-    ],
+    ["--port", "0", "--workers", String(WORKERS), "--hostname", "127.0.0.1"],
   );
-  await cluster.waitForLine(/^cluster ready: 3 workers on port \d+$/);
+  const [, port] = await cluster.waitForLine(
+    /^cluster ready: 3 workers on port (\d+)$/,
+  );
   assert.equal(
     cluster.lines.filter((line) => line.includes("listening on")).length,
     WORKERS,
@@ -75,4 +67,35 @@ Deno.test("examples/cluster.ts: a message sent through one worker reaches client
     assert.equal(status.code, 0, cluster.stderr);
   }
   assert.ok(cluster.lines.includes("Closed."));
+});
+
+Deno.test("examples/cluster.ts: --port 0 puts every worker on one free port, and a second cluster on that port is refused", async () => {
+  await using cluster = new ExampleProcess(
+    ["-A", "--unstable-net"],
+    SCRIPT,
+    ["--port", "0", "--workers", "2", "--hostname", "127.0.0.1"],
+  );
+  const [, port] = await cluster.waitForLine(
+    /^cluster ready: 2 workers on port (\d+)$/,
+  );
+  assert.notEqual(port, "0");
+  assert.deepEqual(
+    cluster.lines.filter((line) => line.includes("listening on")).map((line) =>
+      line.replace(/^worker \d+ /, "")
+    ),
+    Array(2).fill(`listening on ws://127.0.0.1:${port}`),
+  );
+
+  // Without the check, the second cluster would bind with reusePort too and
+  // take half of the new connections into a chat of its own.
+  await using second = new ExampleProcess(
+    ["-A", "--unstable-net"],
+    SCRIPT,
+    ["--port", port, "--workers", "1", "--hostname", "127.0.0.1"],
+  );
+  const status = await second.exited();
+  assert.equal(status.code, 1);
+  assert.match(second.stderr, new RegExp(`Port ${port} is in use`));
+  assert.equal(second.lines.length, 0);
+  assert.equal((await cluster.stop("SIGTERM")).code, 0, cluster.stderr);
 });

@@ -123,3 +123,67 @@ Deno.test("examples reject a bad command line with exit code 2 and a message, no
     assert.doesNotMatch(text, /\n\s+at /, "no stack trace");
   }));
 });
+
+Deno.test("every server example takes its port from PORT when --port is not given, and refuses a bad one", async () => {
+  const examples: [string, string[], RegExp][] = [
+    ["examples/echo.ts", [], /ws:\/\/localhost:(\d+)/],
+    ["examples/static.ts", [], /http:\/\/localhost:(\d+)/],
+    ["examples/chat/server.ts", [], /http:\/\/localhost:(\d+)/],
+    [
+      "examples/cluster.ts",
+      ["--workers", "1", "--hostname", "127.0.0.1"],
+      /cluster ready: 1 workers on port (\d+)/,
+    ],
+  ];
+  for (const [file, args, pattern] of examples) {
+    const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (listener.addr as Deno.NetAddr).port;
+    listener.close();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--unstable-net",
+        new URL(file, ROOT).pathname,
+        ...args,
+      ],
+      env: { PORT: String(port) },
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    let output = "";
+    try {
+      for await (
+        const text of child.stdout.pipeThrough(new TextDecoderStream())
+      ) {
+        output += text;
+        if (pattern.test(output)) break;
+      }
+    } finally {
+      child.kill("SIGINT");
+      await child.status;
+      clearTimeout(deadline);
+    }
+    assert.equal(pattern.exec(output)?.[1], String(port), `${file}: ${output}`);
+
+    const bad = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--unstable-net",
+        new URL(file, ROOT).pathname,
+        ...args,
+      ],
+      env: { PORT: "http" },
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(bad.code, 2, file);
+    assert.match(
+      new TextDecoder().decode(bad.stderr),
+      /must be an integer from 0 to 65535, got "http"/,
+      file,
+    );
+  }
+});

@@ -28,6 +28,7 @@ import {
 } from "./protocol/deflate_codec.ts";
 import type { PerMessageDeflateParams } from "./protocol/permessage_deflate.ts";
 import { Limiter } from "./limiter.ts";
+import { Interruptible } from "./_interruptible.ts";
 import { concat } from "./protocol/_bytes.ts";
 import { describe } from "./protocol/_describe.ts";
 import type { Topics } from "./pubsub/topics.ts";
@@ -39,6 +40,7 @@ interface Waiter {
 }
 
 const RESOLVED = Promise.resolve();
+const STOPPED = Symbol("stopped");
 const utf8 = new TextEncoder();
 // Compressions in flight across all sockets (RFC 7692 leaves memory and CPU
 // bounds to implementations).
@@ -51,7 +53,11 @@ const FRAMES_PER_PARSE = 4096;
 // Reads (or parses of what a read left) one socket may do in one turn of the
 // event loop; see thisTurn().
 const READS_PER_TURN = 1;
-// Outgoing chunks over four times this size are written in slices of it.
+// Outgoing chunks are written in slices of this size (the last slice of a
+// chunk may be up to LARGE_CHUNK larger): a write completes once the peer
+// has taken about that much, and such progress is what keeps the close and
+// write-stall timeouts from cutting off a slow reader (one taking 100 KB/s
+// gets a slice written every 5 s).
 const WRITE_SLICE = 512 * 1024;
 // Output counts as written in steps of at least this much.
 const LARGE_CHUNK = 64 * 1024;
@@ -182,6 +188,8 @@ export class Socket<Data = unknown>
   #messaged = false;
   #lastMessage = performance.now();
   #pingSentAt = -1;
+  // When the peer last took some of our output (a write completed).
+  #lastTaken = -1;
   #rtt: number | undefined;
   #stopTicking: (() => void) | null = null;
   // Topics this socket is subscribed to.
@@ -478,11 +486,13 @@ export class Socket<Data = unknown>
    * message has started going out, the socket is closed with 1011
    * `"message stream failed"`: the peer discards the part it received
    * rather than take it for the whole. {@linkcode Socket.prototype.close}
-   * cuts a message still streaming out short the same way, with its own
-   * code. The source is canceled (an iterator's `return()` called)
-   * whenever the message will not be sent whole: on `close()`, when the
-   * connection ends (even while the source waits for data), and when the
-   * socket was closed already.
+   * lets a message still streaming out end within half the close timeout,
+   * then cuts it short the same way, with its own code (so does the
+   * answer to the peer's close, within the close timeout). The source is
+   * canceled (an iterator's `return()` called) whenever the message will
+   * not be sent whole: when it is cut short, when the connection ends (even
+   * while the source waits for data), and when the socket was closing or
+   * closed already.
    *
    * @param source The pieces: a `ReadableStream`, an async iterable or an
    * iterable.
@@ -500,6 +510,19 @@ export class Socket<Data = unknown>
       | Iterable<string | Uint8Array | ArrayBuffer>,
     options: { binary?: boolean } = {},
   ): Promise<void> {
+    if (
+      !(source instanceof ReadableStream) &&
+      !(typeof source === "object" && source !== null &&
+        (Symbol.asyncIterator in source || Symbol.iterator in source))
+    ) {
+      return handledRejection(
+        new TypeError(
+          `Cannot send a stream: the source must be a ReadableStream or an (async) iterable of pieces, got ${
+            describe(source)
+          }`,
+        ),
+      );
+    }
     if (this.#connection.state !== "open" || this.#closeRequested) {
       const error = new ConnectionClosedError("send", this.#info ?? undefined);
       // Nothing of it will be sent: the source is let go, as when a close
@@ -532,18 +555,17 @@ export class Socket<Data = unknown>
     binary: boolean,
   ): Promise<void> {
     const pieces = openPieces(source);
-    // close() cuts the stream short: its source may never end.
-    const stopped = Promise.withResolvers<never>();
-    stopped.promise.catch(() => {});
+    // A close may cut the stream short: its source may never end.
+    const stop = new Interruptible<typeof STOPPED>();
     let cut: { code: number; reason: string } | null | undefined;
     this.#stopStream = (close) => {
       cut = close;
-      stopped.reject(
-        new ConnectionClosedError("send", this.#info ?? undefined),
-      );
+      stop.interrupt(STOPPED);
     };
-    // The socket may have ended while this waited its turn.
-    if (this.#info !== null) this.#stopStream(null);
+    // The socket may have ended, or begun closing, while this waited its turn.
+    if (this.#info !== null || this.#connection.state !== "open") {
+      this.#stopStream(null);
+    }
     // One piece is held back, so the last one can carry FIN.
     let held: Uint8Array | null = null;
     let heldOpcode: number = binary ? OPCODE.Binary : OPCODE.Text;
@@ -554,7 +576,10 @@ export class Socket<Data = unknown>
     let started = false;
     try {
       while (true) {
-        const next = await Promise.race([pieces.next(), stopped.promise]);
+        const next = await stop.wait(pieces.next());
+        if (next === STOPPED) {
+          throw new ConnectionClosedError("send", this.#info ?? undefined);
+        }
         if (next.done) break;
         const piece = next.value instanceof ArrayBuffer
           ? new Uint8Array(next.value)
@@ -642,13 +667,15 @@ export class Socket<Data = unknown>
    * @param topic The topic name.
    * @returns `false` when already subscribed, or when the socket has closed
    * (nothing is subscribed then).
-   * @throws {TypeError} On a socket without a server (a client socket).
+   * @throws {TypeError} On a socket without a server (a client socket), or
+   * for a topic that is not a string.
    */
   subscribe(topic: string): boolean {
     const topics = this.#topics("subscribe");
     if (this.#info !== null) return false;
+    const added = topics.subscribe(topic, this); // throws for a bad topic
     (this.#subscriptions ??= new Set()).add(topic);
-    return topics.subscribe(topic, this);
+    return added;
   }
 
   /**
@@ -660,8 +687,9 @@ export class Socket<Data = unknown>
    */
   unsubscribe(topic: string): boolean {
     const topics = this.#topics("unsubscribe");
+    const removed = topics.unsubscribe(topic, this); // throws for a bad topic
     this.#subscriptions?.delete(topic);
-    return topics.unsubscribe(topic, this);
+    return removed;
   }
 
   /**
@@ -684,7 +712,7 @@ export class Socket<Data = unknown>
    */
   publish(
     topic: string,
-    message: string | Uint8Array | PreparedMessage,
+    message: string | Uint8Array | ArrayBuffer | PreparedMessage,
     options: { exceptSelf?: boolean } = {},
   ): number {
     return this.#topics("publish").publish(topic, message, {
@@ -727,8 +755,9 @@ export class Socket<Data = unknown>
    * Starts the closing handshake and waits for it to complete: the peer's
    * close frame, then the transport closing. After the close timeout the
    * transport is closed anyway (code 1006). Messages already queued are sent
-   * first, except behind a message still streaming out (`sendStream()`),
-   * which is cut short; messages the peer sent before its close frame are still
+   * first, a message still streaming out (`sendStream()`) included if it
+   * ends within half the close timeout; past that it is cut short, and the
+   * messages queued behind it are dropped. Messages the peer sent before its close frame are still
    * delivered to the iterator: while it keeps taking them (at least one a
    * second), reading keeps pausing for it, up to the close timeout; once
    * nothing takes them, reading goes on to find the peer's close frame and
@@ -744,19 +773,28 @@ export class Socket<Data = unknown>
     code: number = CLOSE_CODE.NormalClosure,
     reason = "",
   ): Promise<CloseInfo> {
+    encodeClosePayload(code, reason); // throws now for a bad code or reason
     if (this.#connection.state === "open" && !this.#closeRequested) {
-      encodeClosePayload(code, reason); // throws now for a bad code or reason
       this.#beginClosing();
-      // A message still streaming out is cut short (its source may never
-      // end): the close frame follows what of it went out, and messages
-      // queued behind it are dropped (they cannot follow an unfinished one).
-      this.#stopStream?.({ code, reason });
       const sendClose = () => {
         if (this.#connection.state === "open") this.#sendClose(code, reason);
       };
-      // Messages still being compressed go out before the close frame.
-      if (this.#queuedMessages > 0) this.#sendQueue.then(sendClose);
-      else sendClose();
+      if (this.#queuedMessages === 0) sendClose();
+      else {
+        // Messages still being compressed or streamed out go first. A
+        // stream (whose source may never end) gets half the close timeout
+        // to end; then it is cut short: the close frame follows what of it
+        // went out, and the messages queued behind it are dropped (they
+        // cannot follow an unfinished one).
+        const cut = setTimeout(() => {
+          this.#stopStream?.({ code, reason });
+          if (this.#connection.state === "open") this.#closeNow(code, reason);
+        }, this.#options.closeTimeout / 2);
+        this.#sendQueue.then(() => {
+          clearTimeout(cut);
+          sendClose();
+        });
+      }
     }
     return this.#closed;
   }
@@ -1287,14 +1325,14 @@ export class Socket<Data = unknown>
     this.#inFlight = size;
     // Queue every write, then wait for the last: one turn, not one per chunk.
     // Output counts as written in steps of 64 KiB or more (a chunk over
-    // 2 MiB goes in 512 KiB slices): a slow peer's progress shows in
+    // 576 KiB goes in 512 KiB slices): a slow peer's progress shows in
     // bufferedAmount and keeps the close and write timeouts from cutting it
     // off.
     const last = chunks.length - 1;
     let unreported = 0;
     for (let i = 0; i <= last; i++) {
       let chunk = chunks[i];
-      while (chunk.length > 4 * WRITE_SLICE) {
+      while (chunk.length > WRITE_SLICE + LARGE_CHUNK) {
         const slice = chunk.subarray(0, WRITE_SLICE);
         chunk = chunk.subarray(WRITE_SLICE);
         this.#writer.write(slice).then(
@@ -1472,6 +1510,7 @@ export class Socket<Data = unknown>
       this.#messaged = false;
       this.#lastMessage = now;
     }
+    if (this.#wrote) this.#lastTaken = now;
     if (this.#wrote || !this.#writing) {
       this.#wrote = false;
       this.#lastWritten = now;
@@ -1503,10 +1542,12 @@ export class Socket<Data = unknown>
       }
     } else if (this.#pingSentAt >= 0) {
       // A ping still queued behind other output is not judged: the
-      // write-stall check above covers a peer that takes nothing.
+      // write-stall check above covers a peer that takes nothing. Nor is a
+      // peer that still takes what we write: the ping may still be behind
+      // output the kernel holds for it (a slow reader).
       if (
         pongTimeout > 0 && this.#writtenSeq >= this.#pingSeq &&
-        now - this.#pingSentAt >= pongTimeout
+        now - Math.max(this.#pingSentAt, this.#lastTaken) >= pongTimeout
       ) {
         this.#terminate(CLOSE_CODE.InternalError, CLOSE_REASON.PongTimeout);
       }

@@ -12,6 +12,7 @@ import {
   printLine,
 } from "./_output.ts";
 import { connectOrExplain } from "./_connect.ts";
+import { Interruptible } from "../_interruptible.ts";
 import { onStopSignals, whenStopped } from "./_signals.ts";
 import { readAll, readLines } from "./_stdin.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
@@ -153,8 +154,10 @@ export async function sendCommand(
   let interrupted = false;
   // Waiting for the next line (`tail -f | duplex send`), a close from the
   // server ends the wait: nothing more can be sent, and the input did not
-  // end, so the rest of it is not sent.
-  const closed = socket.closed.then((): typeof CLOSED => CLOSED);
+  // end, so the rest of it is not sent. A stop signal ends it too.
+  const interruption = new Interruptible<typeof CLOSED | typeof STOPPED>();
+  socket.closed.then(() => interruption.interrupt(CLOSED));
+  stopped.promise.then(() => interruption.interrupt(STOPPED));
   const pending:
     | AsyncIterator<string | Uint8Array>
     | Iterator<
@@ -164,11 +167,7 @@ export async function sendCommand(
       : messages[Symbol.iterator]();
   try {
     while (true) {
-      const next = await Promise.race([
-        pending.next(),
-        closed,
-        stopped.promise,
-      ]);
+      const next = await interruption.wait(pending.next());
       if (next === CLOSED) {
         interrupted = true;
         break;

@@ -10,9 +10,11 @@
  * assert.equal(describe("yes"), 'string "yes"');
  * assert.equal(describe(42), "number 42");
  * assert.equal(describe(new Map()), "Map");
+ * assert.equal(describe(null), "null");
  * ```
  */
 export function describe(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
   if (typeof value === "function") return "a function";
   if (typeof value === "object" && value !== null) {
     return value.constructor?.name ?? "an object";

@@ -1,3 +1,5 @@
+import { positiveInteger, role } from "./_checks.ts";
+import { describe } from "./_describe.ts";
 import { type FrameHandler, FrameParser, OPCODE } from "./frame_parser.ts";
 import { FrameWriter } from "./frame_writer.ts";
 import {
@@ -199,6 +201,7 @@ export class Connection {
    * @throws {RangeError} When a limit is not a positive integer.
    */
   constructor(options: ConnectionOptions) {
+    const side = role(options);
     const maxPayload = positiveInteger(
       "maxPayload",
       options.maxPayload ?? DEFAULT_MAX_PAYLOAD,
@@ -207,8 +210,8 @@ export class Connection {
       "maxFragments",
       options.maxFragments ?? DEFAULT_MAX_FRAGMENTS,
     );
-    this.#pongHeaderSize = options.role === "client" ? 6 : 2;
-    this.#role = options.role;
+    this.#pongHeaderSize = side === "client" ? 6 : 2;
+    this.#role = side;
     this.#deferCloseReply = options.deferCloseReply ?? false;
     this.#controlArenaLimit = Math.max(
       125,
@@ -218,7 +221,7 @@ export class Connection {
     this.#deflate = deflate?.deflate;
     this.#threshold = deflate?.threshold ?? Infinity;
     this.#parser = new FrameParser({
-      role: options.role,
+      role: side,
       allowedRsv: deflate ? RSV1 : 0,
     });
     this.#assembler = new MessageAssembler({
@@ -711,19 +714,15 @@ function toEvent(message: Message): ConnectionEvent {
 }
 
 function controlPayload(kind: string, data: Uint8Array): Uint8Array {
+  if (!(data instanceof Uint8Array)) {
+    throw new TypeError(
+      `Cannot ${kind}: the payload must be a Uint8Array, got ${describe(data)}`,
+    );
+  }
   if (data.length > 125) {
     throw new RangeError(
       `Cannot ${kind}: the payload must be at most 125 bytes, got ${data.length}`,
     );
   }
   return data;
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new RangeError(
-      `"${name}" must be a positive integer, got ${value}`,
-    );
-  }
-  return value;
 }

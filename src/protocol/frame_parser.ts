@@ -1,3 +1,4 @@
+import { role } from "./_checks.ts";
 import { applyMask } from "./mask.ts";
 import { PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
 
@@ -121,7 +122,7 @@ export class FrameParser {
    * @param options Which side parses, and the RSV bits an extension allows.
    */
   constructor(options: FrameParserOptions) {
-    this.#expectMask = options.role === "server";
+    this.#expectMask = role(options) === "server";
     this.#allowedRsv = options.allowedRsv ?? 0;
   }
 

@@ -1,3 +1,4 @@
+import { positiveInteger } from "./_checks.ts";
 import { HandshakeError } from "./errors.ts";
 import { findHeadEnd, latin1 } from "./_bytes.ts";
 
@@ -77,8 +78,14 @@ export class HttpRequestParser {
    * @param options The size limits.
    */
   constructor(options: HttpRequestParserOptions = {}) {
-    this.#maxHeadSize = options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE;
-    this.#maxHeaders = options.maxHeaders ?? DEFAULT_MAX_HEADERS;
+    this.#maxHeadSize = positiveInteger(
+      "maxHeadSize",
+      options.maxHeadSize ?? DEFAULT_MAX_HEAD_SIZE,
+    );
+    this.#maxHeaders = positiveInteger(
+      "maxHeaders",
+      options.maxHeaders ?? DEFAULT_MAX_HEADERS,
+    );
   }
 
   /** Bytes that followed the head in the chunk that completed it. */

@@ -1,3 +1,4 @@
+import { positiveInteger } from "./_checks.ts";
 import { OPCODE } from "./frame_parser.ts";
 import { PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
 import { free } from "./_bytes.ts";
@@ -85,8 +86,8 @@ export class MessageAssembler {
    * @param options The message limits.
    */
   constructor(options: MessageAssemblerOptions) {
-    this.#maxPayload = options.maxPayload;
-    this.#maxFragments = options.maxFragments;
+    this.#maxPayload = positiveInteger("maxPayload", options?.maxPayload);
+    this.#maxFragments = positiveInteger("maxFragments", options?.maxFragments);
     this.#inflate = options.inflate;
     this.#onStream = options.onStream;
   }

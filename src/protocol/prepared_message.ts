@@ -1,3 +1,4 @@
+import { describe } from "./_describe.ts";
 import { FrameWriter } from "./frame_writer.ts";
 import { deflateMessage } from "./deflate_codec.ts";
 import { concat } from "./_bytes.ts";
@@ -27,10 +28,19 @@ export class PreparedMessage {
    *
    * @param message Text or binary data.
    */
-  constructor(message: string | Uint8Array) {
+  constructor(message: string | Uint8Array | ArrayBuffer) {
     // A copy: the caller may reuse its buffer, and the compressed frames,
     // made later, must hold the same bytes as this one.
-    if (typeof message !== "string") message = message.slice();
+    if (message instanceof ArrayBuffer) {
+      message = new Uint8Array(message.slice());
+    } else if (message instanceof Uint8Array) message = message.slice();
+    else if (typeof message !== "string") {
+      throw new TypeError(
+        `Cannot prepare a message: it must be a string, Uint8Array or ArrayBuffer, got ${
+          describe(message)
+        }`,
+      );
+    }
     const writer = new FrameWriter();
     if (typeof message === "string") writer.writeText(OPCODE.Text, message);
     else writer.writeFrame(OPCODE.Binary, message);
@@ -96,7 +106,9 @@ export class PreparedMessage {
  * assert.deepEqual(prepared.frame, new Uint8Array([0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]));
  * ```
  */
-export function prepareMessage(message: string | Uint8Array): PreparedMessage {
+export function prepareMessage(
+  message: string | Uint8Array | ArrayBuffer,
+): PreparedMessage {
   return new PreparedMessage(message);
 }
 

@@ -1,3 +1,4 @@
+import { describe } from "../protocol/_describe.ts";
 import { PreparedMessage } from "../protocol/prepared_message.ts";
 import type { SendStatus } from "../socket_options.ts";
 import type { PubSubAdapter } from "./adapter.ts";
@@ -59,6 +60,7 @@ export class Topics {
    * @returns `false` when it was subscribed already.
    */
   subscribe(topic: string, subscriber: Subscriber): boolean {
+    checkTopic("subscribe", topic);
     let subscribers = this.#topics.get(topic);
     if (subscribers === undefined) {
       subscribers = new Set();
@@ -78,6 +80,7 @@ export class Topics {
    * @returns `false` when it was not subscribed.
    */
   unsubscribe(topic: string, subscriber: Subscriber): boolean {
+    checkTopic("unsubscribe", topic);
     const subscribers = this.#topics.get(topic);
     if (subscribers === undefined || !subscribers.delete(subscriber)) {
       return false;
@@ -110,9 +113,10 @@ export class Topics {
    */
   publish(
     topic: string,
-    message: string | Uint8Array | PreparedMessage,
+    message: string | Uint8Array | ArrayBuffer | PreparedMessage,
     options: PublishOptions = {},
   ): number {
+    checkTopic("publish", topic);
     const prepared = message instanceof PreparedMessage
       ? message
       : new PreparedMessage(message);
@@ -173,5 +177,13 @@ export class Topics {
     } catch (error) {
       this.#onError(error);
     }
+  }
+}
+
+function checkTopic(action: string, topic: unknown): void {
+  if (typeof topic !== "string") {
+    throw new TypeError(
+      `Cannot ${action}: the topic must be a string, got ${describe(topic)}`,
+    );
   }
 }

@@ -289,7 +289,9 @@ export interface ServeOptions<Data = unknown> {
   /**
    * Milliseconds to wait for the pong to a ping (keepalive or
    * `socket.ping()`), counted from when the ping is written (a ping queued
-   * behind other output waits its turn); without one the transport is
+   * behind other output waits its turn), or from the last output the peer
+   * took since, if later (the ping may still wait behind output the kernel
+   * holds for a slow reader); without one the transport is
    * closed and `closed` reports 1011 "keepalive pong timeout". Not applied
    * while the socket has stopped reading for inbound backpressure. 0 waits
    * forever. With

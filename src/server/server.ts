@@ -1,3 +1,4 @@
+import { describe } from "../protocol/_describe.ts";
 import { CLOSE_CODE, HandshakeError } from "../protocol/errors.ts";
 import { printErrors } from "./_print_errors.ts";
 import {
@@ -285,7 +286,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
    */
   publish(
     topic: string,
-    message: string | Uint8Array | PreparedMessage,
+    message: string | Uint8Array | ArrayBuffer | PreparedMessage,
     options?: PublishOptions,
   ): number {
     return this.#topics.publish(topic, message, options);
@@ -662,6 +663,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         }
         // A hook that settled from its own abort listener comes too late.
         if (abort.signal.aborted) return null;
+        checkUpgradeDecision(decision);
         if (decision instanceof Response) {
           this.#stats.countRejection(decision.status);
           this.#logger({
@@ -867,4 +869,39 @@ function isWebSocketRequest(head: HttpRequestHead): boolean {
     name.toLowerCase() === "upgrade" &&
     tokenList(value).some((token) => token.toLowerCase() === "websocket")
   );
+}
+
+const DECISION_KEYS = new Set(["protocol", "headers", "data"]);
+
+/**
+ * What `onUpgrade` returned must say yes or no unmistakably: a falsy or
+ * unexpected value from a JavaScript hook (`return isAuthorized(request)`)
+ * must not let the connection in.
+ */
+function checkUpgradeDecision(decision: unknown): void {
+  const expected =
+    "return a Response to reject, { data, protocol, headers } or nothing to accept";
+  if (decision instanceof Response) {
+    if (decision.status < 200) {
+      throw new TypeError(
+        `onUpgrade returned a Response with status ${decision.status}: a rejection needs a final status (200-599); to accept, return { data, protocol, headers } or nothing`,
+      );
+    }
+    return;
+  }
+  if (decision === undefined) return;
+  if (typeof decision !== "object" || decision === null) {
+    throw new TypeError(
+      `onUpgrade must ${expected}, got ${describe(decision)}`,
+    );
+  }
+  for (const key of Object.keys(decision)) {
+    if (!DECISION_KEYS.has(key)) {
+      throw new TypeError(
+        `onUpgrade returned an object with the unknown property ${
+          JSON.stringify(key)
+        }: ${expected}`,
+      );
+    }
+  }
 }

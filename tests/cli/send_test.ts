@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type CloseInfo, type Message, serve } from "../../mod.ts";
 import { DEADLINE, deadline, runCli, spawnCli } from "./_helpers.ts";
+import { main } from "../../src/cli/main.ts";
 
 /** A server that records what each connection received and how it closed. */
 function recordingServer() {
@@ -235,4 +236,41 @@ Deno.test("duplex send stops reading stdin on SIGTERM, closes with 1000 and exit
   const { code, stderr } = await cli.finished();
   assert.equal(code, 0, stderr);
   assert.deepEqual(await recording.received(), ["first"]);
+});
+
+Deno.test("duplex send reading stdin holds no line once it is sent: 400 lines of 1 MiB keep the heap bounded", async () => {
+  const LINE = 1024 * 1024;
+  const LINES = 400;
+  let received = 0;
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const message of socket) {
+        received += (message as string).length;
+      }
+    },
+  );
+  const line = new TextEncoder().encode("x".repeat(LINE - 1) + "\n");
+  let sent = 0;
+  let base = 0;
+  let peak = 0;
+  const stdin = new ReadableStream<Uint8Array>({
+    start() {
+      base = Deno.memoryUsage().heapUsed;
+    },
+    pull(controller) {
+      peak = Math.max(peak, Deno.memoryUsage().heapUsed - base);
+      if (sent++ === LINES) controller.close();
+      else controller.enqueue(line.slice());
+    },
+  }, { highWaterMark: 0 });
+  const code = await deadline(
+    main(["send", `ws://127.0.0.1:${server.addr.port}`], { stdin }),
+    30_000,
+    "send to end",
+  );
+  assert.equal(code, 0);
+  assert.equal(received, LINES * (LINE - 1));
+  // Each line held until the input ends would be 400 MiB of strings.
+  assert.ok(peak < 200 * LINE, `${peak} bytes of heap held`);
 });

@@ -795,13 +795,15 @@ export async function rawUpgrade(
 /**
  * A server socket over `readable` and `writable`, as the server would make
  * one after a handshake, without keepalive or timeouts; `options` override.
+ * `onClose` is called when the socket closes its transport.
  */
 export function socketOver(
   readable: ReadableStream<Uint8Array<ArrayBuffer>>,
   writable: WritableStream<Uint8Array> = new WritableStream(),
   options: Partial<SocketOptions> = {},
+  onClose: () => void = () => {},
 ): Socket {
-  return new Socket({ readable, writable, close() {} }, {
+  return new Socket({ readable, writable, close: onClose }, {
     url: new URL("ws://localhost/"),
     headers: new Headers(),
     remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },

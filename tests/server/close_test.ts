@@ -113,7 +113,7 @@ for (
 }
 
 Deno.test(
-  "Socket.close() throws RangeError for a code or reason it may not send",
+  "Socket.close() throws RangeError for a code or reason it may not send, open, closing or closed",
   async () => {
     const checked = Promise.withResolvers<void>();
     await using server = serve(LOCAL, async (socket) => {
@@ -130,6 +130,11 @@ Deno.test(
           message: /^Cannot close: "reason" must be at most 123 bytes/,
         });
         assert.equal(socket.state, "open", "a rejected close() sends nothing");
+        // Whatever the state: a bad code is a bug in the caller.
+        socket.close(4000).catch(() => {});
+        assert.throws(() => socket.close(999), { name: "RangeError" });
+        await socket.closed;
+        assert.throws(() => socket.close(1006), { name: "RangeError" });
         checked.resolve();
       } catch (error) {
         checked.reject(error);
@@ -138,7 +143,7 @@ Deno.test(
     });
     await using client = await NpmClient.connect(wsUrl(server.addr));
     await withTimeout(checked.promise, DEADLINE, "the close() checks");
-    assert.equal(await client.roundTrip("still open"), "still open");
+    assert.equal((await client.closed).code, 4000);
   },
 );
 

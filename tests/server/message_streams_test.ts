@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  type CloseInfo,
   ConnectionClosedError,
   type IncomingStream,
   serve,
@@ -139,27 +140,35 @@ Deno.test("Socket.sendStream whose source fails after the message started closes
   assert.equal(await other.next(), "still here");
 });
 
-Deno.test("Socket.close() cuts short a message still streaming out: the close frame goes at once with its code, and the source is canceled", async () => {
+Deno.test("Socket.close() cuts short a message still streaming out after half the close timeout: the close frame follows with its code, the source is canceled, and what was queued behind it is dropped", async () => {
   let pulls = 0;
   let canceled = false;
   const closing = Promise.withResolvers<void>();
-  await using server = serve(LOCAL, async (socket) => {
-    const endless = new ReadableStream<string>({
-      async pull(controller) {
-        pulls++;
-        if (pulls === 3) closing.resolve();
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        controller.enqueue(`piece ${pulls}`);
-      },
-      cancel() {
-        canceled = true;
-      },
-    }, { highWaterMark: 0 });
-    const streaming = socket.sendStream(endless).catch((error) => error);
-    await closing.promise;
-    await socket.close(4001, "bye");
-    assert.ok(await streaming instanceof ConnectionClosedError);
-  });
+  let queuedBehind: unknown;
+  let elapsed = 0;
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 600 },
+    async (socket) => {
+      const endless = new ReadableStream<string>({
+        async pull(controller) {
+          pulls++;
+          if (pulls === 3) closing.resolve();
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          controller.enqueue(`piece ${pulls}`);
+        },
+        cancel() {
+          canceled = true;
+        },
+      }, { highWaterMark: 0 });
+      const streaming = socket.sendStream(endless).catch((error) => error);
+      queuedBehind = socket.send("queued behind the stream");
+      await closing.promise;
+      const start = performance.now();
+      await socket.close(4001, "bye");
+      elapsed = performance.now() - start;
+      assert.ok(await streaming instanceof ConnectionClosedError);
+    },
+  );
   await using client = await NpmClient.connect(wsUrl(server.addr));
   const closed = await withTimeout(client.closed, DEADLINE, "the close");
   assert.equal(closed.code, 4001);
@@ -168,6 +177,123 @@ Deno.test("Socket.close() cuts short a message still streaming out: the close fr
   await new Promise((resolve) => setTimeout(resolve, 100));
   assert.equal(pulls, pullsAtClose, "the source is no longer pulled");
   assert.ok(canceled);
+  assert.ok(elapsed >= 290, `close() took ${elapsed} ms, not half of 600`);
+  await queuedBehind;
+  // npm:ws drops the unfinished message; "queued behind the stream" never
+  // went out (the close event came with nothing before it).
+});
+
+Deno.test("Socket.close() lets a message still streaming out end, then sends what was queued behind it, then the close frame: nothing is lost", async () => {
+  await using server = serve(LOCAL, async (socket) => {
+    for await (const _ of socket) {
+      const started = Promise.withResolvers<void>();
+      socket.send("before");
+      socket.sendStream(
+        (async function* () {
+          for (let i = 0; i < 5; i++) {
+            yield `part${i};`;
+            if (i === 1) started.resolve(); // the first piece went out
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+        })(),
+      ).catch(() => {});
+      socket.send("after");
+      await started.promise;
+      await socket.close(4002, "done");
+    }
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  client.send("go");
+  assert.equal(await client.next(), "before");
+  assert.equal(await client.next(), "part0;part1;part2;part3;part4;");
+  assert.equal(await client.next(), "after");
+  const closed = await withTimeout(client.closed, DEADLINE, "the close");
+  assert.equal(closed.code, 4002);
+});
+
+Deno.test("Socket.close() in the same turn as sendStream() of an endless source completes within the close timeout", async () => {
+  let canceled = false;
+  const outcome = Promise.withResolvers<CloseInfo>();
+  await using server = serve({ ...LOCAL, closeTimeout: 400 }, (socket) => {
+    let n = 0;
+    const endless = new ReadableStream<string>({
+      async pull(controller) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        controller.enqueue(`piece ${n++}`);
+      },
+      cancel: () => void (canceled = true),
+    }, { highWaterMark: 0 });
+    socket.sendStream(endless).catch(() => {});
+    socket.close(4003, "now").then(outcome.resolve);
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  const info = await withTimeout(outcome.promise, DEADLINE, "close()");
+  assert.equal(info.code, 4003);
+  assert.ok(info.wasClean);
+  assert.equal(
+    (await withTimeout(client.closed, DEADLINE, "the close")).code,
+    4003,
+  );
+  assert.ok(canceled);
+});
+
+Deno.test("Server.shutdown() lets a message still streaming out end before the 1001, with what was queued behind it", async () => {
+  const started = Promise.withResolvers<void>();
+  await using server = serve(LOCAL, async (socket) => {
+    socket.sendStream(
+      (async function* () {
+        for (let i = 0; i < 5; i++) {
+          yield `part${i};`;
+          if (i === 0) started.resolve();
+          await new Promise((resolve) => setTimeout(resolve, 30));
+        }
+      })(),
+    ).catch(() => {});
+    socket.send("after");
+    await socket.closed;
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  await started.promise;
+  await withTimeout(server.shutdown(), DEADLINE, "shutdown");
+  assert.equal(await client.next(), "part0;part1;part2;part3;part4;");
+  assert.equal(await client.next(), "after");
+  assert.equal((await client.closed).code, 1001);
+});
+
+Deno.test("Socket.sendStream holds no piece once it is written: streaming 320 MiB keeps memory bounded", async () => {
+  const PIECE = 1024 * 1024;
+  const PIECES = 320;
+  let peak = 0;
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 200 },
+    async (socket) => {
+      const base = Deno.memoryUsage().external;
+      await socket.sendStream(
+        (async function* () {
+          for (let i = 0; i < PIECES; i++) {
+            peak = Math.max(peak, Deno.memoryUsage().external - base);
+            yield new Uint8Array(PIECE).fill(i);
+          }
+        })(),
+      );
+      await socket.close();
+    },
+  );
+  // A raw peer that counts and discards what arrives (a client assembling
+  // the message would hold it all in this process too).
+  using peer = await rawHandshake(server.addr);
+  let received = 0;
+  const buffer = new Uint8Array(256 * 1024);
+  for (;;) {
+    const n = await withTimeout(peer.conn.read(buffer), DEADLINE, "data");
+    if (n === null) break;
+    received += n;
+  }
+  // (The server cuts the peer off closeTimeout after its close frame, which
+  // this peer never answers.)
+  assert.ok(received > (PIECES - 20) * PIECE, `${received} bytes arrived`);
+  // Each piece held until the stream ends would be all 320 MiB.
+  assert.ok(peak < 160 * PIECE, `${peak} bytes held`);
 });
 
 Deno.test("Socket.sendStream takes ArrayBuffer pieces as bytes, and keeps a surrogate pair split between string pieces whole", async () => {

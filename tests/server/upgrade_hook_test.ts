@@ -76,6 +76,43 @@ for (const status of [401, 403] as const) {
   );
 }
 
+Deno.test("serve({onUpgrade}) that returns neither a Response, an accept object nor nothing lets nobody in: 500, and the logger says what it returned", async () => {
+  const decisions: [unknown, RegExp][] = [
+    [false, /onUpgrade must return a Response to reject, .* got boolean false/],
+    [null, /got null/],
+    [0, /got number 0/],
+    ["deny", /got string "deny"/],
+    [Promise.resolve(false), /got boolean false/],
+    [{ status: 401 }, /unknown property "status"/],
+    [
+      new Response(null, { status: 101 }),
+      /a Response with status 101: a rejection needs a final status/,
+    ],
+  ];
+  let next = 0;
+  let handled = 0;
+  const log = logSink();
+  await using server = serve({
+    ...LOCAL,
+    logger: log.logger,
+    // As a JavaScript hook (or one typed `any`) could.
+    onUpgrade: (() => decisions[next++][0]) as () => undefined,
+  }, (socket) => {
+    handled++;
+    return echo(socket);
+  });
+  for (const [decision, message] of decisions) {
+    const { peer, response } = await rawUpgrade(server.addr);
+    using _ = peer;
+    assert.equal(response.status, 500, String(decision));
+    await peer.readToEof();
+    const error = log.events.findLast((e) => e.type === "handler-error");
+    assert.ok(error && "error" in error);
+    assert.match((error.error as Error).message, message);
+  }
+  assert.equal(handled, 0);
+});
+
 Deno.test(
   "serve({onUpgrade}) sees the request and the handshake info",
   async () => {

@@ -1,0 +1,70 @@
+// Wrong arguments from JavaScript callers (or code typed `any`) get a
+// TypeError that says what was wrong, not a failure deep inside.
+import assert from "node:assert/strict";
+import { prepareMessage, serve } from "../../mod.ts";
+import { echo, LOCAL, NpmClient, withTimeout, wsUrl } from "./_helpers.ts";
+
+// deno-lint-ignore no-explicit-any
+type Any = any;
+
+Deno.test("socket and server methods reject arguments of the wrong type with a TypeError that names them", async () => {
+  const checked = Promise.withResolvers<void>();
+  await using server = serve(LOCAL, async (socket) => {
+    try {
+      const s = socket as Any;
+      assert.throws(() => s.ping("hello"), {
+        name: "TypeError",
+        message:
+          'Cannot ping: the payload must be a Uint8Array, got string "hello"',
+      });
+      assert.throws(() => s.subscribe(5), {
+        name: "TypeError",
+        message: "Cannot subscribe: the topic must be a string, got number 5",
+      });
+      assert.throws(() => s.unsubscribe({}), {
+        name: "TypeError",
+        message: "Cannot unsubscribe: the topic must be a string, got Object",
+      });
+      assert.throws(() => s.publish(5, "x"), {
+        name: "TypeError",
+        message: "Cannot publish: the topic must be a string, got number 5",
+      });
+      assert.throws(() => s.publish("t", 5), {
+        name: "TypeError",
+        message:
+          "Cannot prepare a message: it must be a string, Uint8Array or ArrayBuffer, got number 5",
+      });
+      assert.throws(() => (server as Any).publish("t", {}), {
+        name: "TypeError",
+        message: /got Object$/,
+      });
+      await assert.rejects(s.sendStream(5), {
+        name: "TypeError",
+        message:
+          "Cannot send a stream: the source must be a ReadableStream or an (async) iterable of pieces, got number 5",
+      });
+      checked.resolve();
+    } catch (error) {
+      checked.reject(error);
+    }
+    await echo(socket);
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  await withTimeout(checked.promise, 5_000, "the checks");
+  assert.equal(await client.roundTrip("still open"), "still open");
+});
+
+Deno.test("prepareMessage() takes an ArrayBuffer as send() does, and rejects anything else with a TypeError", () => {
+  const bytes = new Uint8Array([1, 2, 3]);
+  assert.deepEqual(
+    prepareMessage(bytes.buffer).frame,
+    prepareMessage(bytes).frame,
+  );
+  for (const [value, shown] of [[5, "number 5"], [null, "null"]] as const) {
+    assert.throws(() => prepareMessage(value as Any), {
+      name: "TypeError",
+      message:
+        `Cannot prepare a message: it must be a string, Uint8Array or ArrayBuffer, got ${shown}`,
+    });
+  }
+});

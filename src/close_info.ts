@@ -55,7 +55,20 @@ export class ConnectionClosedError extends Error {
   }
 }
 
-/** Reasons for closes the socket decides itself (documented in the README). */
+/**
+ * Reasons for closes the socket decides itself (documented in the README).
+ *
+ * @example Telling a keepalive failure from other closes
+ * ```ts
+ * import { CLOSE_REASON, type CloseInfo } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const lostPeer = (info: CloseInfo) =>
+ *   info.reason === CLOSE_REASON.PongTimeout ||
+ *   info.reason === CLOSE_REASON.WriteTimeout;
+ * assert.ok(lostPeer({ code: 1011, reason: "keepalive pong timeout", wasClean: false }));
+ * ```
+ */
 export const CLOSE_REASON = {
   /** No pong arrived within `pongTimeout` (code 1011). */
   PongTimeout: "keepalive pong timeout",

@@ -298,6 +298,8 @@ export function hexDump(bytes: Uint8Array, limit = 1024): string {
 // WebSocket frames
 // ---------------------------------------------------------------------------
 
+// A byte a method (an HTTP token) may hold.
+const METHOD_BYTE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]$/;
 const DOCUMENTED = new Set<string>(Object.values(PROTOCOL_ERROR_CODE));
 const CLOSE_CODE_OF: Record<string, number> = {
   INVALID_UTF8: 1007,
@@ -955,6 +957,25 @@ function fuzzHttp(
     } vs ${JSON.stringify(pieces).slice(0, 200)}`,
   );
   const end = headEnd(input);
+  // A byte no method may hold (before the first space, after empty lines)
+  // is answered with 400 as soon as it arrives.
+  let i = 0;
+  while (input[i] === 0x0d || input[i] === 0x0a) i++;
+  while (i < input.length && METHOD_BYTE.test(String.fromCharCode(input[i]))) {
+    i++;
+  }
+  if (
+    i < Math.min(input.length, maxHeadSize) &&
+    ![0x20, 0x0d, 0x0a].includes(input[i]) && (end === -1 || end > i)
+  ) {
+    check(
+      whole.kind === "status" && whole.status === 400,
+      `byte 0x${input[i].toString(16)} in the method, got ${
+        JSON.stringify(whole).slice(0, 100)
+      } (expected 400)`,
+    );
+    return;
+  }
   if (end === -1 || end > maxHeadSize) {
     // 414 when not even the request line ended within the limit.
     const first = input[0] === 0x0d && input[1] === 0x0a ? 2 : 0;

@@ -40,6 +40,9 @@ export function describeConnectError(url: URL, error: unknown): string {
   if (error instanceof Deno.errors.ConnectionRefused) {
     return `${text}. Is the server running on that port?`;
   }
+  if (url.protocol === "wss:" && /InvalidContentType/.test(message)) {
+    return `${text}. The server answered without TLS: is it a ws:// server?`;
+  }
   if (/CaUsedAsEndEntity/.test(message)) {
     return `${text}. The server's certificate is a CA certificate (CA:TRUE), which TLS refuses as a server's: give the server a certificate with CA:FALSE, signed by the CA you pass with --ca.`;
   }

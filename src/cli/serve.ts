@@ -111,6 +111,12 @@ export async function serveCommand(
     ? DEFAULT_PORT
     : parsePort("serve", values.port);
   const hostname = values.hostname ?? DEFAULT_HOSTNAME;
+  if (hostname.trim() === "") {
+    throw new UsageError(
+      "serve",
+      '--hostname must be an address or host name, such as 127.0.0.1 or ::, got ""',
+    );
+  }
   let cert: string | undefined;
   let key: string | undefined;
   if (values.cert !== undefined && values.key !== undefined) {

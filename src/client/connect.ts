@@ -1,3 +1,6 @@
+import { checkOptionNames } from "../_unknown_options.ts";
+import { CONNECT_OPTIONS } from "./_connect_options.ts";
+import { describe, shown } from "../protocol/_describe.ts";
 import {
   ClientHandshake,
   ClientHandshakeError,
@@ -162,7 +165,7 @@ export async function connect(
   url: string | URL,
   options: ConnectOptions = {},
 ): Promise<Socket> {
-  const limits = checkLimits(options);
+  const limits = checkOptions(options);
   const handshake: ClientHandshake = await ClientHandshake.create(url, {
     protocols: options.protocols,
     headers: options.headers,
@@ -306,6 +309,54 @@ function openTransport(url: URL, caCerts?: string[]): Promise<Deno.Conn> {
     : Deno.connect({ hostname, port });
 }
 
+/** Checks what `connect()` was given; returns the limits, defaults applied. */
+function checkOptions(
+  options: ConnectOptions,
+): { -readonly [K in keyof typeof DEFAULTS]: number } {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `Cannot connect: the options must be an object, got ${describe(options)}`,
+    );
+  }
+  checkOptionNames("connect", CONNECT_OPTIONS, options);
+  if (
+    options.signal !== undefined && !(options.signal instanceof AbortSignal)
+  ) {
+    throw new TypeError(
+      `Cannot connect: "signal" must be an AbortSignal, got ${
+        describe(options.signal)
+      }`,
+    );
+  }
+  if (
+    options.perMessageDeflate !== undefined &&
+    typeof options.perMessageDeflate !== "boolean"
+  ) {
+    throw new TypeError(
+      `Cannot connect: "perMessageDeflate" must be a boolean, got ${
+        describe(options.perMessageDeflate)
+      }`,
+    );
+  }
+  const caCerts: unknown = options.caCerts;
+  if (
+    caCerts !== undefined &&
+    !(Array.isArray(caCerts) &&
+      caCerts.every((pem) =>
+        typeof pem === "string" && pem.includes("-----BEGIN CERTIFICATE-----")
+      ))
+  ) {
+    throw new TypeError(
+      `Cannot connect: "caCerts" must be an array of PEM certificates (the text, "-----BEGIN CERTIFICATE-----...", not file names), got ${
+        Array.isArray(caCerts)
+          ? "an array holding something else"
+          : describe(caCerts)
+      }`,
+    );
+  }
+  return checkLimits(options);
+}
+
 function checkLimits(
   options: ConnectOptions,
 ): { -readonly [K in keyof typeof DEFAULTS]: number } {
@@ -320,13 +371,15 @@ function checkLimits(
       throw new RangeError(
         `Cannot connect: "${name}" must be a ${
           min === 0 ? "non-negative" : "positive"
-        } integer, got ${value}`,
+        } integer, got ${shown(value)}`,
       );
     }
     // Timers take at most 2^31-1 ms; a longer one would fire at once.
     if (name !== "maxPayload" && value > 2 ** 31 - 1) {
       throw new RangeError(
-        `Cannot connect: "${name}" must be at most 2147483647 ms, got ${value}`,
+        `Cannot connect: "${name}" must be at most 2147483647 ms, got ${
+          shown(value)
+        }`,
       );
     }
     limits[name] = value;

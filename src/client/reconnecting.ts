@@ -1,7 +1,10 @@
+import { checkOptionNames } from "../_unknown_options.ts";
+import { describe, shown } from "../protocol/_describe.ts";
 import { ClientHandshakeError } from "../protocol/client_handshake.ts";
 import type { Socket } from "../socket.ts";
 import { parseHttpDate } from "../server/_http_date.ts";
 import { connect, type ConnectOptions } from "./connect.ts";
+import { CONNECT_OPTIONS } from "./_connect_options.ts";
 
 /** Options of {@linkcode reconnecting}; the rest go to {@linkcode connect}. */
 export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
@@ -88,20 +91,60 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  * assert.equal(accepted, 2);
  * ```
  */
-export async function* reconnecting(
+export function reconnecting(
   url: string | URL,
   options: ReconnectingOptions = {},
 ): AsyncGenerator<Socket, void, undefined> {
+  // Checked now, not at the first next() of the generator.
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `Cannot reconnect: the options must be an object, got ${
+        describe(options)
+      }`,
+    );
+  }
+  checkOptionNames("reconnect", RECONNECTING_OPTIONS, options);
   const initialDelay = nonNegative("initialDelay", options.initialDelay, 500);
   const maxDelay = nonNegative("maxDelay", options.maxDelay, 30_000);
   const maxRetries = nonNegative("maxRetries", options.maxRetries, Infinity);
   if (maxRetries !== Infinity && !Number.isInteger(maxRetries)) {
     throw new RangeError(
-      `Cannot reconnect: "maxRetries" must be a whole number (or Infinity), got ${maxRetries}`,
+      `Cannot reconnect: "maxRetries" must be a whole number (or Infinity), got ${
+        shown(maxRetries)
+      }`,
     );
   }
+  if (options.random !== undefined && typeof options.random !== "function") {
+    throw new TypeError(
+      `Cannot reconnect: "random" must be a function, got ${
+        describe(options.random)
+      }`,
+    );
+  }
+  if (
+    options.signal !== undefined && !(options.signal instanceof AbortSignal)
+  ) {
+    throw new TypeError(
+      `Cannot reconnect: "signal" must be an AbortSignal, got ${
+        describe(options.signal)
+      }`,
+    );
+  }
+  return reconnect(url, options, initialDelay, maxDelay, maxRetries);
+}
+
+async function* reconnect(
+  url: string | URL,
+  options: ReconnectingOptions,
+  initialDelay: number,
+  maxDelay: number,
+  maxRetries: number,
+): AsyncGenerator<Socket, void, undefined> {
   const random = options.random ?? Math.random;
   const signal = options.signal;
+  const connectOptions = Object.fromEntries(
+    Object.entries(options).filter(([name]) => CONNECT_OPTIONS.has(name)),
+  );
   // Failed attempts in a row (for maxRetries); the backoff also counts
   // connections that ended soon after opening.
   let failures = 0;
@@ -128,7 +171,7 @@ export async function* reconnecting(
     } else headers = options.headers;
     let socket: Socket;
     try {
-      socket = await connect(url, { ...options, headers });
+      socket = await connect(url, { ...connectOptions, headers });
     } catch (error) {
       if (signal?.aborted) return;
       if (!retryable(error) || failures >= maxRetries) throw error;
@@ -227,8 +270,18 @@ function nonNegative(
   if (value === undefined) return fallback;
   if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
     throw new RangeError(
-      `Cannot reconnect: "${name}" must be a non-negative number, got ${value}`,
+      `Cannot reconnect: "${name}" must be a non-negative number, got ${
+        shown(value)
+      }`,
     );
   }
   return value;
 }
+
+const RECONNECTING_OPTIONS: ReadonlySet<string> = new Set([
+  ...CONNECT_OPTIONS,
+  "initialDelay",
+  "maxDelay",
+  "maxRetries",
+  "random",
+]);

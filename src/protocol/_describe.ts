@@ -23,3 +23,20 @@ export function describe(value: unknown): string {
     typeof value === "string" ? JSON.stringify(value) : String(value)
   }`;
 }
+
+/**
+ * A value for "got ..." in an error message about a number: a number as it
+ * is (`-1`, `NaN`), anything else with its type (`string "8080"`).
+ *
+ * @example Usage
+ * ```ts
+ * import { shown } from "./_describe.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(shown(-1), "-1");
+ * assert.equal(shown("8080"), 'string "8080"');
+ * ```
+ */
+export function shown(value: unknown): string {
+  return typeof value === "number" ? String(value) : describe(value);
+}

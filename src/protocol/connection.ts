@@ -46,9 +46,31 @@ export interface ReceiveLimit {
   frames?: number;
 }
 
-/** Default of {@linkcode ConnectionOptions.maxPayload}: 16 MiB. */
+/**
+ * Default of {@linkcode ConnectionOptions.maxPayload}: 16 MiB.
+ *
+ * @example Half the default
+ * ```ts
+ * import { DEFAULT_MAX_PAYLOAD, serve } from "@duplex/ws";
+ *
+ * await using _server = serve({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   maxPayload: DEFAULT_MAX_PAYLOAD / 2,
+ * }, () => {});
+ * ```
+ */
 export const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
-/** Default of {@linkcode ConnectionOptions.maxFragments}. */
+/**
+ * Default of {@linkcode ConnectionOptions.maxFragments}: 4096.
+ *
+ * @example
+ * ```ts
+ * import { Connection, DEFAULT_MAX_FRAGMENTS } from "@duplex/ws";
+ *
+ * new Connection({ role: "server", maxFragments: DEFAULT_MAX_FRAGMENTS * 2 });
+ * ```
+ */
 export const DEFAULT_MAX_FRAGMENTS = 4096;
 
 /** Options of {@linkcode Connection}. */

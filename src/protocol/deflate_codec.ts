@@ -1,3 +1,4 @@
+import { shown } from "./_describe.ts";
 import type * as Zlib from "node:zlib";
 import { PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
 import { concat } from "./_bytes.ts";
@@ -46,7 +47,9 @@ export function inflateMessage(
 ): Uint8Array<ArrayBuffer> {
   if (!Number.isSafeInteger(maxLength) || maxLength < 1) {
     throw new RangeError(
-      `Cannot inflate: "maxLength" must be a positive integer, got ${maxLength}`,
+      `Cannot inflate: "maxLength" must be a positive integer, got ${
+        shown(maxLength)
+      }`,
     );
   }
   const input = new Uint8Array(data.length + 4);
@@ -124,6 +127,19 @@ export function deflateMessage(
  * Compresses messages with context takeover (RFC 7692 §7.2.1): one
  * persistent raw deflate stream per connection, flushed at each message
  * end. Calls run one at a time, in order.
+ *
+ * @example A repeated message compresses to a back-reference
+ * ```ts
+ * import { ContextDeflater } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const deflater = new ContextDeflater({ serverMaxWindowBits: 15, level: 6, memLevel: 8 });
+ * const text = new TextEncoder().encode("Hello, Hello, Hello");
+ * const first = await deflater.deflate(text);
+ * const second = await deflater.deflate(text);
+ * assert.ok(second.length < first.length);
+ * deflater.close();
+ * ```
  */
 export class ContextDeflater {
   readonly #options: Zlib.ZlibOptions;

@@ -6,6 +6,17 @@ import { free } from "./_bytes.ts";
  * a frame leaves in one write and the caller may reuse its buffer at once.
  * Larger payloads are referenced, not copied (unless masking needs a copy):
  * the caller must leave them untouched until they are written.
+ *
+ * @example
+ * ```ts
+ * import { COPY_LIMIT, FrameWriter, OPCODE } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const writer = new FrameWriter();
+ * assert.equal(writer.writeFrame(OPCODE.Binary, new Uint8Array(COPY_LIMIT)), false);
+ * // Referenced: keep the buffer as it is until the output is written.
+ * assert.equal(writer.writeFrame(OPCODE.Binary, new Uint8Array(COPY_LIMIT + 1)), true);
+ * ```
  */
 export const COPY_LIMIT = 256 * 1024;
 

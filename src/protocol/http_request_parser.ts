@@ -32,9 +32,31 @@ export interface HttpRequestParserOptions {
   maxHeaders?: number;
 }
 
-/** Default of {@linkcode HttpRequestParserOptions.maxHeadSize}. */
+/**
+ * Default of {@linkcode HttpRequestParserOptions.maxHeadSize}: 16 KiB.
+ *
+ * @example Room for long cookies
+ * ```ts
+ * import { DEFAULT_MAX_HEAD_SIZE, serve } from "@duplex/ws";
+ *
+ * await using _server = serve({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   maxHeadSize: DEFAULT_MAX_HEAD_SIZE * 2,
+ * }, () => {});
+ * ```
+ */
 export const DEFAULT_MAX_HEAD_SIZE = 16 * 1024;
-/** Default of {@linkcode HttpRequestParserOptions.maxHeaders}. */
+/**
+ * Default of {@linkcode HttpRequestParserOptions.maxHeaders}: 100.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_HEADERS, HttpRequestParser } from "@duplex/ws";
+ *
+ * new HttpRequestParser({ maxHeaders: DEFAULT_MAX_HEADERS / 2 });
+ * ```
+ */
 export const DEFAULT_MAX_HEADERS = 100;
 
 const EMPTY = new Uint8Array(0);
@@ -132,6 +154,10 @@ export class HttpRequestParser {
     this.#length += take;
     const end = findHeadEnd(this.#buffer, searchFrom, this.#length);
     if (end === -1) {
+      // Bytes that cannot begin a request (a TLS handshake sent to a plain
+      // server, say) are answered now, not after the handshake timeout.
+      const buffer = this.#buffer;
+      checkMethod((i) => buffer[i], this.#length);
       if (this.#length >= this.#maxHeadSize) {
         // "A server that receives a request-target longer than any URI it
         // wishes to parse MUST respond with a 414" (RFC 9112 §3).
@@ -154,6 +180,7 @@ export class HttpRequestParser {
   }
 
   #parse(text: string): HttpRequestHead {
+    checkMethod((i) => text.charCodeAt(i), text.length);
     const lines = text.split("\r\n");
     // "a server that is expecting to receive and parse a request-line SHOULD
     // ignore at least one empty line (CRLF) received prior to the
@@ -204,6 +231,36 @@ export class HttpRequestParser {
 }
 
 /** Whether a CRLF ends a line in `bytes` (an empty first line aside). */
+/**
+ * Throws 400 when what came so far cannot begin a request line: its method,
+ * up to the first space, must be a token (RFC 9112 §3), after the empty
+ * lines a server may ignore (§2.2). `at(i)` is the i-th byte.
+ */
+function checkMethod(at: (i: number) => number, length: number): void {
+  let i = 0;
+  while (i < length && (at(i) === 0x0d || at(i) === 0x0a)) i++;
+  const start = i;
+  for (; i < length; i++) {
+    const byte = at(i);
+    if (byte === 0x20 || byte === 0x0d || byte === 0x0a) return;
+    if (!TCHAR[byte]) {
+      throw new HandshakeError(
+        400,
+        at(start) === 0x16
+          ? "Not an HTTP request but a TLS handshake: the client wants wss:// or https://, and this server is plain"
+          : `Malformed request line: byte 0x${
+            byte.toString(16).padStart(2, "0")
+          } in the method`,
+      );
+    }
+  }
+}
+
+// The token characters (RFC 9110 §5.6.2), by byte.
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = TCHAR[c + 0x20] = 1;
+
 function hasLineEnd(bytes: Uint8Array, length: number): boolean {
   const start = bytes[0] === 0x0d && bytes[1] === 0x0a ? 2 : 0;
   for (let i = start; i + 1 < length; i++) {

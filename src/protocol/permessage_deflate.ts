@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { shown } from "./_describe.ts";
 
 /** Server-side settings for permessage-deflate. */
 export interface PerMessageDeflateOptions {
@@ -302,7 +303,9 @@ export function resolveDeflateOptions(
   const check = (name: string, value: number, min: number, max: number) => {
     if (!Number.isInteger(value) || value < min || value > max) {
       throw new RangeError(
-        `Cannot use permessage-deflate: "${name}" must be an integer from ${min} to ${max}, got ${value}`,
+        `Cannot use permessage-deflate: "${name}" must be an integer from ${min} to ${max}, got ${
+          shown(value)
+        }`,
       );
     }
     return value;

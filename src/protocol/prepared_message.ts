@@ -12,6 +12,16 @@ import { OPCODE } from "./frame_parser.ts";
  * `socket.trySend()`.
  *
  * A client socket must mask every frame, so it encodes `message` afresh.
+ *
+ * @example
+ * ```ts
+ * import { PreparedMessage } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const prepared = new PreparedMessage(new Uint8Array([1, 2, 3]));
+ * assert.equal(prepared.size, 3);
+ * assert.deepEqual(prepared.frame, new Uint8Array([0x82, 0x03, 1, 2, 3]));
+ * ```
  */
 export class PreparedMessage {
   /** The message as given (binary data: a copy of it). */

@@ -1,3 +1,4 @@
+import { shown } from "../protocol/_describe.ts";
 import type { HttpRequestHead } from "../protocol/http_request_parser.ts";
 import { headersOf } from "../protocol/_headers.ts";
 import { HttpRequestError } from "./_http_request_error.ts";
@@ -484,7 +485,9 @@ function validateOptions(options: HttpExchangeOptions): void {
   }
   if (!Number.isSafeInteger(options.maxBodySize) || options.maxBodySize <= 0) {
     throw new RangeError(
-      `Cannot serve: "maxBodySize" must be a positive integer, got ${options.maxBodySize}`,
+      `Cannot serve: "maxBodySize" must be a positive integer, got ${
+        shown(options.maxBodySize)
+      }`,
     );
   }
 }

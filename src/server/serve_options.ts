@@ -1,3 +1,4 @@
+import { checkOptionNames } from "../_unknown_options.ts";
 import {
   DEFAULT_MAX_FRAGMENTS,
   DEFAULT_MAX_PAYLOAD,
@@ -386,8 +387,32 @@ const TIMEOUTS = new Set([
 /** The longest timeout a timer takes, in milliseconds. */
 export const MAX_TIMEOUT = 2 ** 31 - 1;
 
+// An HTTP token (RFC 9110 §5.6.2).
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
 // Options where 0 means "disabled".
 const MAY_BE_ZERO = new Set(["pingInterval", "pongTimeout", "idleTimeout"]);
+
+// Every option of serve(); another name is a mistake.
+const SERVE_OPTIONS: ReadonlySet<string> = new Set([
+  "port",
+  "hostname",
+  "reusePort",
+  "pubsub",
+  "perMessageDeflate",
+  "cert",
+  "key",
+  "signal",
+  "onListen",
+  "logger",
+  "origins",
+  "protocols",
+  "onUpgrade",
+  "fetch",
+  "streamMessages",
+  "backpressurePolicy",
+  ...Object.keys(NUMERIC_DEFAULTS),
+]);
 
 // The type each option that is not a number must have, as `typeof` says.
 const OPTION_TYPES: Record<string, string> = {
@@ -419,6 +444,7 @@ export function checkServeOptions(options: ServeOptions<never>): void {
       }`,
     );
   }
+  checkOptionNames("serve", SERVE_OPTIONS, options);
   const fail = (name: string, expected: string, value: unknown) => {
     throw new TypeError(
       `Cannot serve: "${name}" must be ${expected}, got ${describe(value)}`,
@@ -468,6 +494,40 @@ export function checkServeOptions(options: ServeOptions<never>): void {
       !protocols.every((p) => typeof p === "string"))
   ) {
     fail("protocols", "an array of strings or a function", protocols);
+  }
+  if (Array.isArray(protocols)) {
+    // A client offers tokens (RFC 6455 §4.1): nothing else could match.
+    const seen = new Set<string>();
+    for (const protocol of protocols) {
+      if (!TOKEN.test(protocol) || seen.has(protocol)) {
+        throw new TypeError(
+          `Cannot serve: "protocols" must hold distinct subprotocol names (HTTP tokens: no spaces, commas or quotes), got ${
+            JSON.stringify(protocol)
+          }${seen.has(protocol) ? " twice" : ""}`,
+        );
+      }
+      seen.add(protocol);
+    }
+  }
+  if (options.hostname === "") fail("hostname", "a host name or address", "");
+  // Deno's own errors for these name neither the option nor the fix.
+  for (
+    const [name, block] of [["cert", "CERTIFICATE"], ["key", "PRIVATE KEY"]]
+  ) {
+    const pem = options[name as "cert" | "key"];
+    if (
+      pem !== undefined && !(pem.includes("-----BEGIN") && pem.includes(block))
+    ) {
+      throw new TypeError(
+        `Cannot serve: "${name}" must be PEM text (a "-----BEGIN ...${block}-----" block), got ${
+          pem.length < 200 && !pem.includes("\n")
+            ? `${
+              JSON.stringify(pem)
+            }: a file name? Read it with Deno.readTextFileSync()`
+            : "text without one"
+        }`,
+      );
+    }
   }
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     fail("signal", "an AbortSignal", signal);

@@ -1,4 +1,4 @@
-import { describe } from "../protocol/_describe.ts";
+import { describe, shown } from "../protocol/_describe.ts";
 import { CLOSE_CODE, HandshakeError } from "../protocol/errors.ts";
 import { printErrors } from "./_print_errors.ts";
 import {
@@ -191,7 +191,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
     const port = options.port === undefined ? DEFAULT_PORT : options.port;
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new RangeError(
-        `Cannot serve: "port" must be an integer from 0 to 65535, got ${port}`,
+        `Cannot serve: "port" must be an integer from 0 to 65535, got ${
+          shown(port)
+        }`,
       );
     }
     if ((options.cert === undefined) !== (options.key === undefined)) {
@@ -234,7 +236,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     const hostname = options.hostname ?? DEFAULT_HOSTNAME;
     this.#scheme = options.cert !== undefined ? "wss" : "ws";
     this.#listener = options.cert !== undefined
-      ? Deno.listenTls({
+      ? listenTls({
         port,
         hostname,
         reusePort: options.reusePort,
@@ -333,7 +335,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       return Promise.reject(
         new RangeError(
           `Cannot shut down: "timeout" must be a number of milliseconds from 0 to ${MAX_TIMEOUT}, got ${
-            JSON.stringify(timeout)
+            shown(timeout)
           }`,
         ),
       );
@@ -903,5 +905,25 @@ function checkUpgradeDecision(decision: unknown): void {
         }: ${expected}`,
       );
     }
+  }
+}
+
+/** `Deno.listenTls`, with an error that says which option is wrong. */
+function listenTls(
+  options: Deno.TcpListenOptions & Deno.TlsCertifiedKeyPem,
+): Deno.TlsListener {
+  try {
+    return Deno.listenTls(options);
+  } catch (error) {
+    const message = (error as Error).message;
+    if (/KeyMismatch|keys may not be consistent/.test(message)) {
+      throw new TypeError(
+        `Cannot serve: "key" is not the private key of "cert" (${message})`,
+      );
+    }
+    if (/certificate|private key|PEM/i.test(message)) {
+      throw new TypeError(`Cannot serve: "cert" or "key": ${message}`);
+    }
+    throw error;
   }
 }

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { describeConnectError } from "../../src/cli/_connect.ts";
+import { serve } from "../../mod.ts";
+import { runCli } from "./_helpers.ts";
 
 const url = new URL("wss://localhost:8443/");
 
@@ -26,4 +28,28 @@ Deno.test("describeConnectError adds the hint that fits the failure", () => {
     describeConnectError(url, new Error("Other(CaUsedAsEndEntity)")),
     /pass it with --ca/,
   );
+});
+
+Deno.test("duplex listen wss:// to a plain server fails at once, saying the server answered without TLS (the server answers the ClientHello with 400 rather than wait for handshakeTimeout)", async () => {
+  const rejected: string[] = [];
+  await using server = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    handshakeTimeout: 60_000,
+    logger: (event) => {
+      if (event.type === "handshake-rejected") rejected.push(event.message);
+    },
+  }, () => {});
+  const result = await runCli([
+    "listen",
+    `wss://127.0.0.1:${server.addr.port}/`,
+  ]);
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stderr,
+    /The server answered without TLS: is it a ws:\/\/ server\?/,
+  );
+  assert.deepEqual(rejected, [
+    "Not an HTTP request but a TLS handshake: the client wants wss:// or https://, and this server is plain",
+  ]);
 });

@@ -126,6 +126,7 @@ Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
       /--static must name a directory, got "\/nonexistent\/dir"/,
     ],
     [["serve", "extra"], /unexpected argument "extra"/],
+    [["serve", "--hostname", ""], /--hostname must be an address or host name/],
     [
       ["serve", "--cert", NOT_PEM, "--key", NOT_PEM],
       /--cert .*deno\.json is not PEM: expected a "-----BEGIN CERTIFICATE-----" block/,

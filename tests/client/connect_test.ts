@@ -3,6 +3,7 @@ import {
   ClientHandshakeError,
   computeAcceptKey,
   connect,
+  type ConnectOptions,
   type Message,
   serve,
   type Socket,
@@ -333,6 +334,40 @@ Deno.test("connect rejects caller mistakes with TypeError and RangeError", async
     connect("ws://127.0.0.1/", { maxPayload: 1.5 }),
     /"maxPayload" must be a positive integer, got 1.5/,
   );
+  // From JavaScript, or options typed `any`.
+  const mistakes: [unknown, string][] = [
+    [null, "Cannot connect: the options must be an object, got null"],
+    [
+      { signal: {} },
+      'Cannot connect: "signal" must be an AbortSignal, got Object',
+    ],
+    [
+      { perMessageDeflate: "yes" },
+      'Cannot connect: "perMessageDeflate" must be a boolean, got string "yes"',
+    ],
+    [
+      { caCerts: "-----BEGIN CERTIFICATE-----" },
+      'Cannot connect: "caCerts" must be an array of PEM certificates (the text, "-----BEGIN CERTIFICATE-----...", not file names), got string',
+    ],
+    [{ caCerts: ["ca.pem"] }, "got an array holding something else"],
+    [
+      { handshakeTimeout: "5000" },
+      'Cannot connect: "handshakeTimeout" must be a positive integer, got string "5000"',
+    ],
+  ];
+  mistakes.push([
+    { handshakeTimout: 5 },
+    'Cannot connect: unknown option "handshakeTimout" (did you mean "handshakeTimeout"?)',
+  ]);
+  for (const [options, message] of mistakes) {
+    await assert.rejects(
+      connect("ws://127.0.0.1/", options as ConnectOptions),
+      (error: Error) =>
+        (error instanceof TypeError || error instanceof RangeError) &&
+        error.message.includes(message),
+      JSON.stringify(options),
+    );
+  }
 });
 
 Deno.test("connect delivers frames that arrive together with the 101 response", async () => {
@@ -502,7 +537,7 @@ Deno.test("socket.send() of something that is not a message throws, saying what 
   for (
     const [value, got] of [
       [42, "number 42"],
-      [undefined, "undefined undefined"],
+      [undefined, "undefined"],
       [{ text: "hi" }, "Object"],
       [new Map(), "Map"],
       [[1, 2], "Array"],
@@ -543,4 +578,28 @@ Deno.test("close() while the loop still takes messages loses none of those the p
   assert.equal(received, count);
   await closing;
   assert.equal((await socket.closed).wasClean, true);
+});
+
+Deno.test("connect() knows every option it declares by name", async () => {
+  // The type makes this list complete.
+  const declared: Record<keyof Required<ConnectOptions>, true> = {
+    protocols: true,
+    headers: true,
+    signal: true,
+    handshakeTimeout: true,
+    closeTimeout: true,
+    maxPayload: true,
+    maxHeadSize: true,
+    maxHeaders: true,
+    caCerts: true,
+    perMessageDeflate: true,
+    pingInterval: true,
+    pongTimeout: true,
+  };
+  const unset = Object.fromEntries(
+    Object.keys(declared).map((name) => [name, undefined]),
+  );
+  await using server = serve({ port: 0, hostname: "127.0.0.1" }, () => {});
+  const socket = await connect(`ws://127.0.0.1:${server.addr.port}`, unset);
+  await socket.close();
 });

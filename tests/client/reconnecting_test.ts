@@ -237,19 +237,56 @@ Deno.test("reconnecting stops and closes the open socket when its signal aborts"
   assert.deepEqual(info, { code: 1000, reason: "", wasClean: true });
 });
 
-Deno.test("reconnecting rejects bad backoff options with RangeError", async () => {
-  await assert.rejects(
-    reconnecting("ws://127.0.0.1:1", { initialDelay: -1 }).next(),
-    new RangeError(
-      'Cannot reconnect: "initialDelay" must be a non-negative number, got -1',
-    ),
-  );
-  await assert.rejects(
-    reconnecting("ws://127.0.0.1:1", { maxRetries: 1.5 }).next(),
-    new RangeError(
-      'Cannot reconnect: "maxRetries" must be a whole number (or Infinity), got 1.5',
-    ),
-  );
+Deno.test("reconnecting() throws for bad options when called, not at the first next()", () => {
+  const url = "ws://127.0.0.1:1";
+  const mistakes: [unknown, Error][] = [
+    [
+      { initialDelay: -1 },
+      new RangeError(
+        'Cannot reconnect: "initialDelay" must be a non-negative number, got -1',
+      ),
+    ],
+    [
+      { maxRetries: 1.5 },
+      new RangeError(
+        'Cannot reconnect: "maxRetries" must be a whole number (or Infinity), got 1.5',
+      ),
+    ],
+    [
+      { maxRetries: "3" },
+      new RangeError(
+        'Cannot reconnect: "maxRetries" must be a non-negative number, got string "3"',
+      ),
+    ],
+    [
+      { random: 5 },
+      new TypeError(
+        'Cannot reconnect: "random" must be a function, got number 5',
+      ),
+    ],
+    [
+      { signal: {} },
+      new TypeError(
+        'Cannot reconnect: "signal" must be an AbortSignal, got Object',
+      ),
+    ],
+    [
+      null,
+      new TypeError(
+        "Cannot reconnect: the options must be an object, got null",
+      ),
+    ],
+    [
+      { maxDelays: 5 },
+      new TypeError(
+        'Cannot reconnect: unknown option "maxDelays" (did you mean "maxDelay"?)',
+      ),
+    ],
+  ];
+  for (const [options, error] of mistakes) {
+    // deno-lint-ignore no-explicit-any
+    assert.throws(() => reconnecting(url, options as any), error);
+  }
 });
 
 Deno.test("reconnecting asks a headers function before each attempt, so an expired token is replaced", async () => {

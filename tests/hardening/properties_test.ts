@@ -638,7 +638,7 @@ function parseChunks(
   return { result, log };
 }
 
-Deno.test("HttpRequestParser answers 431 exactly when a head outgrows maxHeadSize or has too many fields (414 when its request line does), and never buffers beyond it (RFC 9112 §2, §3)", () => {
+Deno.test("HttpRequestParser answers 431 exactly when a head outgrows maxHeadSize or has too many fields (414 when its request line does), 400 as soon as its method cannot be one, and never buffers beyond it (RFC 9112 §2, §3)", () => {
   fc.assert(
     fc.property(
       requestHead,
@@ -655,7 +655,32 @@ Deno.test("HttpRequestParser answers 431 exactly when a head outgrows maxHeadSiz
             `allocated ${allocation.size} with maxHeadSize ${maxHeadSize}`,
           );
         }
+        // A byte that cannot be in a method (before the first space, after
+        // empty lines) is answered with 400 as soon as it arrives.
+        let i = 0;
+        while (bytes[i] === 13 || bytes[i] === 10) i++;
+        for (; i < bytes.length && ![32, 13, 10].includes(bytes[i]); i++) {
+          if (
+            !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]$/.test(String.fromCharCode(bytes[i]))
+          ) break;
+        }
         const end = headEnd(bytes);
+        if (
+          i < Math.min(bytes.length, maxHeadSize) &&
+          ![32, 13, 10].includes(bytes[i]) && (end === -1 || end > i)
+        ) {
+          assert.ok("status" in result, JSON.stringify(result));
+          assert.equal(result.status, 400);
+          let fed = 0;
+          const arrived = chunks.findIndex((chunk) =>
+            (fed += chunk.length) > i
+          );
+          assert.equal(
+            result.at,
+            chunks.slice(0, arrived + 1).reduce((n, c) => n + c.length, 0),
+          );
+          return;
+        }
         if (end === -1 || end > maxHeadSize) {
           // No complete head within the limit: 431 once the limit is
           // reached, and not a byte earlier; until then, keep waiting. 414

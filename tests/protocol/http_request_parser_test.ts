@@ -300,7 +300,7 @@ Deno.test("HttpRequestParser rejects a request line longer than maxHeadSize with
   assert.throws(
     () =>
       new HttpRequestParser({ maxHeadSize: 64 }).receive(
-        new Uint8Array(1 << 20),
+        new Uint8Array(1 << 20).fill(0x41),
       ),
     (error) => error instanceof HandshakeError && error.status === 414,
   );
@@ -336,5 +336,26 @@ Deno.test("HttpRequestParser rejects more than maxHeaders fields with 431 (RFC 6
   assert.ok(
     rejected !== undefined && "message" in rejected &&
       rejected.message === "Request has 4 header fields; the limit is 3",
+  );
+});
+
+Deno.test("HttpRequestParser answers 400 as soon as the bytes cannot begin a request: a TLS ClientHello sent to a plain server is named as such (RFC 9112 §3)", () => {
+  // The first bytes of a TLS 1.2/1.3 ClientHello record.
+  const hello = new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]);
+  assert.throws(() => new HttpRequestParser().receive(hello), {
+    name: "HandshakeError",
+    message:
+      "Not an HTTP request but a TLS handshake: the client wants wss:// or https://, and this server is plain",
+  });
+  // A method cut short by a byte no token has, before the line ended.
+  const parser = new HttpRequestParser();
+  assert.equal(parser.receive(utf8("\r\nGE")), undefined);
+  assert.throws(() => parser.receive(utf8("T\x00 /")), {
+    name: "HandshakeError",
+    message: "Malformed request line: byte 0x00 in the method",
+  });
+  assert.equal(
+    new HttpRequestParser().receive(utf8("GET /still-com")),
+    undefined,
   );
 });

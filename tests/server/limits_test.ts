@@ -344,6 +344,26 @@ const BAD_OPTIONS: [Record<string, unknown>, string][] = [
   ],
   [{ backpressurePolicy: null }, '"backpressurePolicy" must be'],
   [{ port: null }, '"port" must be an integer from 0 to 65535, got null'],
+  [{ protocols: [""] }, '"protocols" must hold distinct subprotocol names'],
+  [
+    { protocols: ["a b"] },
+    'names (HTTP tokens: no spaces, commas or quotes), got "a b"',
+  ],
+  [{ protocols: ["a,b"] }, 'got "a,b"'],
+  [{ protocols: ["chat", "chat"] }, 'got "chat" twice'],
+  [
+    { hostname: "" },
+    '"hostname" must be a host name or address, got string ""',
+  ],
+  [
+    { cert: "cert.pem", key: "key.pem" },
+    '"cert" must be PEM text (a "-----BEGIN ...CERTIFICATE-----" block), got "cert.pem": a file name? Read it with Deno.readTextFileSync()',
+  ],
+  // Deno.env.get("PORT") passed as it is: the message must not look valid.
+  [
+    { port: "8080" },
+    '"port" must be an integer from 0 to 65535, got string "8080"',
+  ],
 ];
 
 Deno.test("serve() rejects each option of the wrong type or shape at once, with an error naming it and the value", async () => {
@@ -400,14 +420,73 @@ Deno.test("serve() whose onListen throws rethrows and leaves nothing listening",
 
 Deno.test("server.shutdown() rejects a bad timeout with a RangeError and still shuts down on a good one", async () => {
   const server = serve(LOCAL, echo);
-  for (const timeout of [-1, Number.NaN, "x", 2 ** 31]) {
+  const shownAs = [
+    [-1, "got -1"],
+    [Number.NaN, "got NaN"],
+    ["x", 'got string "x"'],
+    [2 ** 31, "got 2147483648"],
+  ] as const;
+  for (const [timeout, shown] of shownAs) {
     await assert.rejects(
       server.shutdown({ timeout: timeout as number }),
       (error) =>
         error instanceof RangeError &&
         error.message.includes('"timeout" must be a number of milliseconds') &&
-        error.message.includes(JSON.stringify(timeout)),
+        error.message.endsWith(shown),
     );
   }
   await server.shutdown({ timeout: 0 });
+});
+
+Deno.test("serve() rejects an option name it does not know, suggesting the one meant, and knows every option it declares", async () => {
+  assert.throws(
+    () => serve({ ...LOCAL, maxPayLoad: 1 } as ServeOptions, echo),
+    {
+      name: "TypeError",
+      message:
+        'Cannot serve: unknown option "maxPayLoad" (did you mean "maxPayload"?)',
+    },
+  );
+  assert.throws(() => serve({ ...LOCAL, colour: 1 } as ServeOptions, echo), {
+    message: 'Cannot serve: unknown option "colour"',
+  });
+  // Every declared option by name (the type makes this list complete).
+  const declared: Record<keyof Required<ServeOptions>, true> = {
+    port: true,
+    hostname: true,
+    reusePort: true,
+    pubsub: true,
+    perMessageDeflate: true,
+    cert: true,
+    key: true,
+    signal: true,
+    onListen: true,
+    logger: true,
+    origins: true,
+    protocols: true,
+    onUpgrade: true,
+    fetch: true,
+    streamMessages: true,
+    maxPayload: true,
+    maxFragments: true,
+    maxHeadSize: true,
+    maxHeaders: true,
+    maxBodySize: true,
+    maxConnections: true,
+    handshakeTimeout: true,
+    requestTimeout: true,
+    closeTimeout: true,
+    pingInterval: true,
+    pongTimeout: true,
+    idleTimeout: true,
+    sendHighWaterMark: true,
+    maxBackpressure: true,
+    backpressurePolicy: true,
+    receiveHighWaterMark: true,
+    maxQueuedMessages: true,
+  };
+  const unset = Object.fromEntries(
+    Object.keys(declared).map((name) => [name, undefined]),
+  );
+  await using _server = serve({ ...unset, ...LOCAL } as ServeOptions, echo);
 });

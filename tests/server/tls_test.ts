@@ -144,6 +144,24 @@ Deno.test("serve() throws TypeError when only cert or key is given", () => {
   assert.throws(() => serve({ ...LOCAL, key }, echo), { name: "TypeError" });
 });
 
+Deno.test("serve() with a key that is not the certificate's says so, naming the options", async () => {
+  const pair = await crypto.subtle.generateKey(
+    { name: "ECDSA", namedCurve: "P-256" },
+    true,
+    ["sign", "verify"],
+  );
+  const pkcs8 = new Uint8Array(
+    await crypto.subtle.exportKey("pkcs8", pair.privateKey),
+  );
+  const otherKey = `-----BEGIN PRIVATE KEY-----\n${
+    pkcs8.toBase64().replace(/.{64}/g, "$&\n")
+  }\n-----END PRIVATE KEY-----\n`;
+  assert.throws(() => serve({ ...LOCAL, cert, key: otherKey }, echo), {
+    name: "TypeError",
+    message: /^Cannot serve: "key" is not the private key of "cert"/,
+  });
+});
+
 Deno.test("serve({cert, key, reusePort}) shares its port with another TLS server (needs --unstable-net)", async () => {
   const mod = new URL("../../mod.ts", import.meta.url).href;
   const fixtures = new URL("../fixtures/", import.meta.url).href;

@@ -1,0 +1,53 @@
+/**
+ * Throws for an option name the function does not know: a misspelled limit
+ * (`maxPayLoad`) would otherwise be ignored, leaving the default in force.
+ * Names that differ only in case, or by a letter or two, are suggested.
+ *
+ * @example
+ * ```ts
+ * import { checkOptionNames } from "./_unknown_options.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const known = new Set(["maxPayload", "port"]);
+ * checkOptionNames("serve", known, { port: 0 });
+ * assert.throws(
+ *   () => checkOptionNames("serve", known, { maxPayLoad: 1 }),
+ *   { message: 'Cannot serve: unknown option "maxPayLoad" (did you mean "maxPayload"?)' },
+ * );
+ * ```
+ */
+export function checkOptionNames(
+  action: string,
+  known: ReadonlySet<string>,
+  options: object,
+): void {
+  for (const name of Object.keys(options)) {
+    if (known.has(name)) continue;
+    const close = [...known].find((candidate) =>
+      candidate.toLowerCase() === name.toLowerCase() ||
+      distance(candidate, name) <= 2
+    );
+    throw new TypeError(
+      `Cannot ${action}: unknown option ${JSON.stringify(name)}${
+        close === undefined ? "" : ` (did you mean ${JSON.stringify(close)}?)`
+      }`,
+    );
+  }
+}
+
+/** Levenshtein distance, for names of a few dozen characters. */
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j] + 1,
+        current[j - 1] + 1,
+        previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    previous = current;
+  }
+  return previous[b.length];
+}

@@ -1,5 +1,4 @@
-import { checkOptionNames } from "../_unknown_options.ts";
-import { CONNECT_OPTIONS } from "./_connect_options.ts";
+import { checkOptionsObject, CONNECT_OPTIONS } from "./_connect_options.ts";
 import { describe, shown } from "../protocol/_describe.ts";
 import {
   ClientHandshake,
@@ -313,21 +312,7 @@ function openTransport(url: URL, caCerts?: string[]): Promise<Deno.Conn> {
 function checkOptions(
   options: ConnectOptions,
 ): { -readonly [K in keyof typeof DEFAULTS]: number } {
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(
-      `Cannot connect: the options must be an object, got ${describe(options)}`,
-    );
-  }
-  checkOptionNames("connect", CONNECT_OPTIONS, options);
-  if (
-    options.signal !== undefined && !(options.signal instanceof AbortSignal)
-  ) {
-    throw new TypeError(
-      `Cannot connect: "signal" must be an AbortSignal, got ${
-        describe(options.signal)
-      }`,
-    );
-  }
+  checkOptionsObject("connect", CONNECT_OPTIONS, options);
   if (
     options.perMessageDeflate !== undefined &&
     typeof options.perMessageDeflate !== "boolean"

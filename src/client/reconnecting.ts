@@ -1,10 +1,9 @@
-import { checkOptionNames } from "../_unknown_options.ts";
 import { describe, shown } from "../protocol/_describe.ts";
 import { ClientHandshakeError } from "../protocol/client_handshake.ts";
 import type { Socket } from "../socket.ts";
 import { parseHttpDate } from "../server/_http_date.ts";
 import { connect, type ConnectOptions } from "./connect.ts";
-import { CONNECT_OPTIONS } from "./_connect_options.ts";
+import { checkOptionsObject, CONNECT_OPTIONS } from "./_connect_options.ts";
 
 /** Options of {@linkcode reconnecting}; the rest go to {@linkcode connect}. */
 export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
@@ -96,14 +95,7 @@ export function reconnecting(
   options: ReconnectingOptions = {},
 ): AsyncGenerator<Socket, void, undefined> {
   // Checked now, not at the first next() of the generator.
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(
-      `Cannot reconnect: the options must be an object, got ${
-        describe(options)
-      }`,
-    );
-  }
-  checkOptionNames("reconnect", RECONNECTING_OPTIONS, options);
+  checkOptionsObject("reconnect", RECONNECTING_OPTIONS, options);
   const initialDelay = nonNegative("initialDelay", options.initialDelay, 500);
   const maxDelay = nonNegative("maxDelay", options.maxDelay, 30_000);
   const maxRetries = nonNegative("maxRetries", options.maxRetries, Infinity);
@@ -118,15 +110,6 @@ export function reconnecting(
     throw new TypeError(
       `Cannot reconnect: "random" must be a function, got ${
         describe(options.random)
-      }`,
-    );
-  }
-  if (
-    options.signal !== undefined && !(options.signal instanceof AbortSignal)
-  ) {
-    throw new TypeError(
-      `Cannot reconnect: "signal" must be an AbortSignal, got ${
-        describe(options.signal)
       }`,
     );
   }

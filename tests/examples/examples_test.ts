@@ -139,18 +139,20 @@ Deno.test("every server example takes its port from PORT when --port is not give
     const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (listener.addr as Deno.NetAddr).port;
     listener.close();
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--unstable-net",
-        new URL(file, ROOT).pathname,
-        ...args,
-      ],
-      env: { PORT: String(port) },
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
+    const command = (PORT: string, stdout: "piped" | "null") =>
+      new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--unstable-net",
+          new URL(file, ROOT).pathname,
+          ...args,
+        ],
+        env: { PORT },
+        stdout,
+        stderr: stdout === "piped" ? "null" : "piped",
+      });
+    const child = command(String(port), "piped").spawn();
     const deadline = setTimeout(() => child.kill("SIGKILL"), 20_000);
     let output = "";
     try {
@@ -167,18 +169,7 @@ Deno.test("every server example takes its port from PORT when --port is not give
     }
     assert.equal(pattern.exec(output)?.[1], String(port), `${file}: ${output}`);
 
-    const bad = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--unstable-net",
-        new URL(file, ROOT).pathname,
-        ...args,
-      ],
-      env: { PORT: "http" },
-      stdout: "null",
-      stderr: "piped",
-    }).output();
+    const bad = await command("http", "null").output();
     assert.equal(bad.code, 2, file);
     assert.match(
       new TextDecoder().decode(bad.stderr),

@@ -40,6 +40,7 @@ export * from "./src/socket.ts";
 export * from "./src/close_info.ts";
 export type {
   BackpressurePolicy,
+  CloseOptions,
   IncomingStream,
   OutgoingMessage,
   SendOptions,

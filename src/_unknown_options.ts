@@ -1,7 +1,8 @@
 /**
  * Throws for an option name the function does not know: a misspelled limit
  * (`maxPayLoad`) would otherwise be ignored, leaving the default in force.
- * Names that differ only in case, or by a letter or two, are suggested.
+ * Names that differ only in case, or by a letter or two, are suggested;
+ * `hints` says more about names known to be mistaken for options.
  *
  * @example
  * ```ts
@@ -20,17 +21,22 @@ export function checkOptionNames(
   action: string,
   known: ReadonlySet<string>,
   options: object,
+  hints: Readonly<Record<string, string>> = {},
 ): void {
-  for (const name of Object.keys(options)) {
-    if (known.has(name)) continue;
+  for (const [name, value] of Object.entries(options)) {
+    // An option set to undefined asks for nothing (a spread config).
+    if (known.has(name) || value === undefined) continue;
     const close = [...known].find((candidate) =>
       candidate.toLowerCase() === name.toLowerCase() ||
       distance(candidate, name) <= 2
     );
+    const hint = Object.hasOwn(hints, name)
+      ? `: ${hints[name]}`
+      : close === undefined
+      ? ""
+      : ` (did you mean ${JSON.stringify(close)}?)`;
     throw new TypeError(
-      `Cannot ${action}: unknown option ${JSON.stringify(name)}${
-        close === undefined ? "" : ` (did you mean ${JSON.stringify(close)}?)`
-      }`,
+      `Cannot ${action}: unknown option ${JSON.stringify(name)}${hint}`,
     );
   }
 }

@@ -9,6 +9,7 @@ import {
   ConnectionClosedError,
 } from "./close_info.ts";
 import {
+  type CloseOptions,
   type IncomingStream,
   newCounters,
   type OutgoingMessage,
@@ -30,7 +31,7 @@ import type { PerMessageDeflateParams } from "./protocol/permessage_deflate.ts";
 import { Limiter } from "./limiter.ts";
 import { Interruptible } from "./_interruptible.ts";
 import { concat } from "./protocol/_bytes.ts";
-import { describe } from "./protocol/_describe.ts";
+import { describe, shown } from "./protocol/_describe.ts";
 import type { Topics } from "./pubsub/topics.ts";
 
 interface Waiter {
@@ -54,8 +55,9 @@ const FRAMES_PER_PARSE = 4096;
 // event loop; see thisTurn().
 const READS_PER_TURN = 1;
 // Outgoing chunks are written in slices of this size (the last slice of a
-// chunk may be up to LARGE_CHUNK larger): a write completes once the peer
-// has taken about that much, and such progress is what keeps the close and
+// chunk may be up to LARGE_CHUNK larger): a write completes once the kernel
+// has room for it, which, once its buffers are full, is once the peer has
+// read about that much; such progress is what keeps the close and
 // write-stall timeouts from cutting off a slow reader (one taking 100 KB/s
 // gets a slice written every 5 s).
 const WRITE_SLICE = 512 * 1024;
@@ -188,8 +190,6 @@ export class Socket<Data = unknown>
   #messaged = false;
   #lastMessage = performance.now();
   #pingSentAt = -1;
-  // When the peer last took some of our output (a write completed).
-  #lastTaken = -1;
   #rtt: number | undefined;
   #stopTicking: (() => void) | null = null;
   // Topics this socket is subscribed to.
@@ -756,24 +756,35 @@ export class Socket<Data = unknown>
    * close frame, then the transport closing. After the close timeout the
    * transport is closed anyway (code 1006). Messages already queued are sent
    * first, a message still streaming out (`sendStream()`) included if it
-   * ends within half the close timeout; past that it is cut short, and the
-   * messages queued behind it are dropped. Messages the peer sent before its close frame are still
-   * delivered to the iterator: while it keeps taking them (at least one a
-   * second), reading keeps pausing for it, up to the close timeout; once
-   * nothing takes them, reading goes on to find the peer's close frame and
-   * drops what would exceed `receiveHighWaterMark` or `maxQueuedMessages`.
+   * ends within `options.streamGrace`; past that it is cut short, and the
+   * messages queued behind it are dropped. Messages the peer sent before its
+   * close frame are still delivered to the iterator: while it keeps taking
+   * them (at least one a second), reading keeps pausing for it, up to the
+   * close timeout; once nothing takes them, reading goes on to find the
+   * peer's close frame and drops what would exceed `receiveHighWaterMark` or
+   * `maxQueuedMessages`.
    *
    * @param code The status code (1000, 3000-4999, ...).
    * @param reason At most 123 bytes of UTF-8.
+   * @param options How long a message still streaming out may take to end.
    * @returns How the connection ended.
-   * @throws {RangeError} When the code may not be sent or the reason is too
-   * long.
+   * @throws {RangeError} When the code may not be sent, the reason is too
+   * long, or `streamGrace` is not a number of milliseconds.
    */
   close(
     code: number = CLOSE_CODE.NormalClosure,
     reason = "",
+    options: CloseOptions = {},
   ): Promise<CloseInfo> {
     encodeClosePayload(code, reason); // throws now for a bad code or reason
+    const grace = options.streamGrace ?? this.#options.closeTimeout / 2;
+    if (typeof grace !== "number" || !(grace >= 0) || grace > 2 ** 31 - 1) {
+      throw new RangeError(
+        `Cannot close: "streamGrace" must be a number of milliseconds from 0 to 2147483647, got ${
+          shown(grace)
+        }`,
+      );
+    }
     if (this.#connection.state === "open" && !this.#closeRequested) {
       this.#beginClosing();
       const sendClose = () => {
@@ -782,14 +793,18 @@ export class Socket<Data = unknown>
       if (this.#queuedMessages === 0) sendClose();
       else {
         // Messages still being compressed or streamed out go first. A
-        // stream (whose source may never end) gets half the close timeout
-        // to end; then it is cut short: the close frame follows what of it
-        // went out, and the messages queued behind it are dropped (they
-        // cannot follow an unfinished one).
+        // stream (whose source may never end) gets `grace` to end; then it
+        // is cut short: the close frame follows what of it went out (the
+        // answer to the peer's, if it closed meanwhile), and the messages
+        // queued behind it are dropped (they cannot follow an unfinished
+        // one).
         const cut = setTimeout(() => {
-          this.#stopStream?.({ code, reason });
-          if (this.#connection.state === "open") this.#closeNow(code, reason);
-        }, this.#options.closeTimeout / 2);
+          const answer = this.#peerClose !== null;
+          this.#stopStream?.(answer ? null : { code, reason });
+          if (this.#connection.state !== "open") return;
+          if (answer) this.#sendClose();
+          else this.#closeNow(code, reason);
+        }, grace);
         this.#sendQueue.then(() => {
           clearTimeout(cut);
           sendClose();
@@ -1510,7 +1525,6 @@ export class Socket<Data = unknown>
       this.#messaged = false;
       this.#lastMessage = now;
     }
-    if (this.#wrote) this.#lastTaken = now;
     if (this.#wrote || !this.#writing) {
       this.#wrote = false;
       this.#lastWritten = now;
@@ -1542,12 +1556,10 @@ export class Socket<Data = unknown>
       }
     } else if (this.#pingSentAt >= 0) {
       // A ping still queued behind other output is not judged: the
-      // write-stall check above covers a peer that takes nothing. Nor is a
-      // peer that still takes what we write: the ping may still be behind
-      // output the kernel holds for it (a slow reader).
+      // write-stall check above covers a peer that takes nothing.
       if (
         pongTimeout > 0 && this.#writtenSeq >= this.#pingSeq &&
-        now - Math.max(this.#pingSentAt, this.#lastTaken) >= pongTimeout
+        now - this.#pingSentAt >= pongTimeout
       ) {
         this.#terminate(CLOSE_CODE.InternalError, CLOSE_REASON.PongTimeout);
       }

@@ -33,6 +33,16 @@ export interface SendOptions {
   compress?: boolean;
 }
 
+/** Options of {@linkcode Socket.prototype.close}. */
+export interface CloseOptions {
+  /**
+   * Milliseconds a message still streaming out (`sendStream()`) may take to
+   * end before it is cut short; 0 cuts it at once.
+   * @default {closeTimeout / 2}
+   */
+  streamGrace?: number;
+}
+
 /** Where a socket is in its life. */
 export type SocketState = "open" | "closing" | "closed";
 

@@ -85,8 +85,7 @@ export interface ConnectOptions {
   pingInterval?: number;
   /**
    * Milliseconds to wait for the pong to a ping, counted from when the ping
-   * is written (after the output queued before it), or from the last output
-   * the server took since, if later; without one the connection
+   * is written (after the output queued before it); without one the connection
    * is closed and `closed` reports 1011 "keepalive pong timeout". `0` waits
    * forever. Applies only while `pingInterval` is above 0.
    * @default {20000}

@@ -290,9 +290,7 @@ export interface ServeOptions<Data = unknown> {
   /**
    * Milliseconds to wait for the pong to a ping (keepalive or
    * `socket.ping()`), counted from when the ping is written (a ping queued
-   * behind other output waits its turn), or from the last output the peer
-   * took since, if later (the ping may still wait behind output the kernel
-   * holds for a slow reader); without one the transport is
+   * behind other output waits its turn); without one the transport is
    * closed and `closed` reports 1011 "keepalive pong timeout". Not applied
    * while the socket has stopped reading for inbound backpressure. 0 waits
    * forever. With
@@ -414,6 +412,14 @@ const SERVE_OPTIONS: ReadonlySet<string> = new Set([
   ...Object.keys(NUMERIC_DEFAULTS),
 ]);
 
+// Options of Deno.serve() a config handed to serve() may carry.
+const DENO_SERVE_OPTIONS = {
+  handler: "pass the handler as the second argument of serve()",
+  onError:
+    'errors of the server and its handlers go to "logger" (plain HTTP requests go to "fetch")',
+  transport: "serve() listens on TCP (and TLS with cert and key)",
+} as const;
+
 // The type each option that is not a number must have, as `typeof` says.
 const OPTION_TYPES: Record<string, string> = {
   hostname: "string",
@@ -444,7 +450,7 @@ export function checkServeOptions(options: ServeOptions<never>): void {
       }`,
     );
   }
-  checkOptionNames("serve", SERVE_OPTIONS, options);
+  checkOptionNames("serve", SERVE_OPTIONS, options, DENO_SERVE_OPTIONS);
   const fail = (name: string, expected: string, value: unknown) => {
     throw new TypeError(
       `Cannot serve: "${name}" must be ${expected}, got ${describe(value)}`,

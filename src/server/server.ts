@@ -315,7 +315,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
 
   /**
    * Stops accepting and closes connections waiting for a request; sends
-   * 1001 (going away) to every open socket and lets plain HTTP exchanges
+   * 1001 (going away) to every open socket, after what is queued for it (a
+   * message still streaming out gets half of `timeout` or of `closeTimeout`,
+   * whichever is shorter, to end), and lets plain HTTP exchanges
    * under way finish (their responses say `Connection: close`); waits for
    * the closing handshakes and for the handlers to return, up to `timeout`.
    * Then it abandons the exchanges left, closes every transport, and
@@ -369,8 +371,13 @@ export class Server<Data = unknown> implements AsyncDisposable {
         closeQuietly(conn);
       }
     }
+    // A message still streaming out gets half of what is left for the
+    // closing handshake, so that its socket still closes cleanly in time.
+    const streamGrace = Math.min(this.#limits.closeTimeout, timeout) / 2;
     const closing = [...this.#sockets.keys()].map((socket) =>
-      socket.close(CLOSE_CODE.GoingAway, CLOSE_REASON.ServerShutdown)
+      socket.close(CLOSE_CODE.GoingAway, CLOSE_REASON.ServerShutdown, {
+        streamGrace,
+      })
     );
     const outcome = await Promise.race([
       Promise.all(closing).then(() => this.finished),

@@ -77,6 +77,27 @@ Deno.test(
 );
 
 Deno.test(
+  "serve({pongTimeout}) closes a peer that neither reads nor answers while the server keeps sending a trickle (the kernel takes the writes)",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      { ...LOCAL, pingInterval: 100, pongTimeout: 200 },
+      tracker.wrap(async (socket) => {
+        const ticker = setInterval(() => socket.trySend("x".repeat(200)), 20);
+        await socket.closed;
+        clearInterval(ticker);
+      }),
+    );
+    using peer = await rawHandshake(server.addr); // never reads
+    assert.deepEqual(await tracker.closed(peer.port), {
+      code: 1011,
+      reason: "keepalive pong timeout",
+      wasClean: false,
+    });
+  },
+);
+
+Deno.test(
   "serve({pongTimeout: 0}) waits for a pong forever and sends no second ping meanwhile",
   async () => {
     const tracker = new SocketTracker();

@@ -450,6 +450,18 @@ Deno.test("serve() rejects an option name it does not know, suggesting the one m
   assert.throws(() => serve({ ...LOCAL, colour: 1 } as ServeOptions, echo), {
     message: 'Cannot serve: unknown option "colour"',
   });
+  // Deno.serve()'s own, said so; an option set to undefined asks nothing.
+  assert.throws(
+    () => serve({ ...LOCAL, onError: () => {} } as ServeOptions, echo),
+    {
+      message:
+        'Cannot serve: unknown option "onError": errors of the server and its handlers go to "logger" (plain HTTP requests go to "fetch")',
+    },
+  );
+  await using _spread = serve(
+    { ...LOCAL, handler: undefined, onError: undefined } as ServeOptions,
+    echo,
+  );
   // Every declared option by name (the type makes this list complete).
   const declared: Record<keyof Required<ServeOptions>, true> = {
     port: true,

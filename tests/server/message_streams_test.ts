@@ -260,6 +260,95 @@ Deno.test("Server.shutdown() lets a message still streaming out end before the 1
   assert.equal((await client.closed).code, 1001);
 });
 
+Deno.test("Server.shutdown() with a timeout shorter than closeTimeout cuts endless streams in time for a clean 1001", async () => {
+  let sockets = 0;
+  await using server = serve(LOCAL, async (socket) => {
+    sockets++;
+    let n = 0;
+    socket.sendStream(
+      new ReadableStream<string>({
+        async pull(controller) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          controller.enqueue(`tick ${n++};`);
+        },
+      }, { highWaterMark: 0 }),
+    ).catch(() => {});
+    await socket.closed;
+  });
+  const clients = await Promise.all(
+    Array.from({ length: 5 }, () => NpmClient.connect(wsUrl(server.addr))),
+  );
+  await waitUntil(() => sockets === 5, "five sockets");
+  await withTimeout(server.shutdown({ timeout: 1000 }), DEADLINE, "shutdown");
+  for (const client of clients) {
+    const closed = await withTimeout(client.closed, DEADLINE, "the close");
+    assert.equal(closed.code, 1001);
+    await client[Symbol.asyncDispose]();
+  }
+});
+
+Deno.test("Socket.close() with streamGrace 0 cuts a message still streaming out at once; a bad streamGrace is a RangeError", async () => {
+  const outcome = Promise.withResolvers<number>();
+  await using server = serve(LOCAL, async (socket) => {
+    assert.throws(() => socket.close(1000, "", { streamGrace: -1 }), {
+      name: "RangeError",
+      message:
+        'Cannot close: "streamGrace" must be a number of milliseconds from 0 to 2147483647, got -1',
+    });
+    const started = Promise.withResolvers<void>();
+    socket.sendStream(
+      (async function* () {
+        yield "first;";
+        started.resolve();
+        await new Promise((resolve) => setTimeout(resolve, 60_000));
+        yield "never";
+      })(),
+    ).catch(() => {});
+    await started.promise;
+    const start = performance.now();
+    await socket.close(4005, "now", { streamGrace: 0 });
+    outcome.resolve(performance.now() - start);
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  assert.equal(
+    (await withTimeout(client.closed, DEADLINE, "close")).code,
+    4005,
+  );
+  // Well under the default grace (half of 5000 ms).
+  assert.ok(await outcome.promise < 2000);
+});
+
+Deno.test("Socket.close() waiting on a stream answers the peer's close when it arrives meanwhile: the peer gets its own code back", async () => {
+  const started = Promise.withResolvers<void>();
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 600 },
+    async (socket) => {
+      socket.sendStream(
+        (async function* () {
+          yield "first;";
+          started.resolve();
+          for (;;) {
+            await new Promise((resolve) => setTimeout(resolve, 10));
+            yield "more;";
+          }
+        })(),
+      ).catch(() => {});
+      await started.promise;
+      await socket.close(4006, "ours");
+    },
+  );
+  const peer = await rawHandshake(server.addr);
+  await started.promise;
+  await peer.write(frame(OP.close, closePayload(4007, "theirs")));
+  const { code, reason } = await withTimeout(
+    peer.readClose(),
+    DEADLINE,
+    "close",
+  );
+  assert.deepEqual([code, reason], [4007, "theirs"]);
+  peer.close();
+});
+
 Deno.test("Socket.sendStream holds no piece once it is written: streaming 320 MiB keeps memory bounded", async () => {
   const PIECE = 1024 * 1024;
   const PIECES = 320;

@@ -30,6 +30,7 @@ import {
 import type { PerMessageDeflateParams } from "./protocol/permessage_deflate.ts";
 import { Limiter } from "./limiter.ts";
 import { Interruptible } from "./_interruptible.ts";
+import { PieceQueue } from "./_piece_queue.ts";
 import { concat } from "./protocol/_bytes.ts";
 import { describe, shown } from "./protocol/_describe.ts";
 import type { Topics } from "./pubsub/topics.ts";
@@ -146,9 +147,10 @@ export class Socket<Data = unknown>
   // Takes asked for while one was pending (two loops, or next() called
   // again before the last settled), in order.
   #moreWaiters: TakeWaiter[] | null = null;
-  // With streamMessages: the message being streamed in.
-  #current: ReadableStreamDefaultController<string | Uint8Array> | null = null;
-  #currentCanceled = false;
+  // With streamMessages: the message being streamed in, and what all the
+  // messages' pieces not read yet cost.
+  #current: PieceQueue<string | Uint8Array> | null = null;
+  #streamBytes = 0;
   #resumeReading: (() => void) | null = null;
   // Bytes read but not parsed yet: the queue filled up before their turn.
   #unparsed: Uint8Array | null = null;
@@ -943,8 +945,16 @@ export class Socket<Data = unknown>
    * standard `WebSocketStream`: pipe it somewhere, or read it instead of
    * iterating the socket (use one or the other). Canceling it closes the
    * socket with 1000.
+   *
+   * @throws {TypeError} When the socket streams its messages
+   * (`streamMessages`): use {@linkcode Socket.prototype.streams}.
    */
   get readable(): ReadableStream<Message> {
+    if (this.#options.streamMessages) {
+      throw new TypeError(
+        "Cannot read messages as a stream: this socket streams them (streamMessages); iterate socket.streams()",
+      );
+    }
     return this.#readable ??= new ReadableStream<Message>({
       pull: async (controller) => {
         const { done, value } = await this.#next();
@@ -1111,10 +1121,17 @@ export class Socket<Data = unknown>
           this.#startStream(event.binary);
           break;
         case "stream-data":
-          if (!this.#currentCanceled) this.#current?.enqueue(event.data);
+          if (this.#dropping && this.#inboxFull()) {
+            // Closing, and the handler stopped reading: the message will
+            // not be read whole.
+            this.#current?.error(
+              new ConnectionClosedError("receive", this.#info ?? undefined),
+            );
+            this.#current = null;
+          } else this.#current?.push(event.data);
           break;
         case "stream-end":
-          if (!this.#currentCanceled) this.#current?.close();
+          this.#current?.end();
           this.#current = null;
           this.#counters.messagesIn++;
           this.#messaged = true;
@@ -1170,17 +1187,13 @@ export class Socket<Data = unknown>
       return true;
     }
     if (this.#connection.state !== "open" || this.#dropping) return false;
-    if (this.#inboxFull()) {
-      // A socket whose messages are never taken (a handler or client that
-      // only sends, or only awaits `closed`) would never read the peer's
-      // close frame or EOF: after closeTimeout it closes (see
-      // #watchConsumer), then reads on to find the peer's close frame.
-      if (this.#takes === 0) {
-        this.#watchConsumer(this.#options.closeTimeout);
-      }
-      return true;
-    }
-    return !this.#currentCanceled && (this.#current?.desiredSize ?? 1) <= 0;
+    if (!this.#inboxFull()) return false;
+    // A socket whose messages are never taken (a handler or client that
+    // only sends, or only awaits `closed`) would never read the peer's close
+    // frame or EOF: after closeTimeout it closes (see #watchConsumer), then
+    // reads on to find the peer's close frame.
+    if (this.#takes === 0) this.#watchConsumer(this.#options.closeTimeout);
+    return true;
   }
 
   /**
@@ -1215,44 +1228,45 @@ export class Socket<Data = unknown>
 
   /** What the queue can still take, for one `Connection.receive()`. */
   #receiveLimit(): ReceiveLimit {
-    const current = this.#current;
     const limit = this.#limit;
     limit.messages = this.#options.maxQueuedMessages -
       (this.#inbox.length - this.#inboxHead);
-    limit.bytes = current !== null && !this.#currentCanceled
-      ? (current.desiredSize ?? 0)
-      : this.#options.receiveHighWaterMark - this.#inboxBytes;
+    limit.bytes = this.#options.receiveHighWaterMark - this.#inboxBytes -
+      this.#streamBytes;
     return limit;
   }
 
+  /**
+   * Whether the handler has its fill: the messages waiting for it, and the
+   * pieces of streamed messages it has not read (whether their streams were
+   * taken or not), against `receiveHighWaterMark` and `maxQueuedMessages`.
+   */
   #inboxFull(): boolean {
-    return this.#inboxBytes > this.#options.receiveHighWaterMark ||
+    return this.#inboxBytes + this.#streamBytes >
+        this.#options.receiveHighWaterMark ||
       this.#inbox.length - this.#inboxHead >= this.#options.maxQueuedMessages;
   }
 
   #startStream(binary: boolean): void {
-    let controller!: ReadableStreamDefaultController<string | Uint8Array>;
-    const resume = () => this.#resume();
-    const readable = new ReadableStream<string | Uint8Array>({
-      start: (c) => {
-        controller = c;
-      },
-      pull: resume,
-      cancel: () => {
-        // The rest of this message is discarded as it arrives.
-        if (this.#current === controller) this.#currentCanceled = true;
-        resume();
-      },
-    }, {
-      highWaterMark: this.#options.receiveHighWaterMark,
-      size: (chunk) => chunk.length,
+    const queue = new PieceQueue<string | Uint8Array>((cost) => {
+      this.#streamBytes += cost;
+      if (cost < 0) {
+        // The handler reads (or let go of) pieces: progress, and room.
+        this.#takes++;
+        this.#resume();
+      }
+    }, () => {
+      // The rest of this message is discarded as it arrives.
+      if (this.#current === queue) this.#current = null;
     });
-    this.#current = controller;
-    this.#currentCanceled = false;
+    this.#current = queue;
     this.#deliver(
       binary
-        ? { type: "binary", readable: readable as ReadableStream<Uint8Array> }
-        : { type: "text", readable: readable as ReadableStream<string> },
+        ? {
+          type: "binary",
+          readable: queue.readable as ReadableStream<Uint8Array>,
+        }
+        : { type: "text", readable: queue.readable as ReadableStream<string> },
     );
   }
 
@@ -1629,9 +1643,7 @@ export class Socket<Data = unknown>
       waiter({ done: true, value: undefined });
     }
     this.#takeWaiter = this.#moreWaiters = null;
-    if (this.#current !== null && !this.#currentCanceled) {
-      this.#current.error(new ConnectionClosedError("receive", this.#info));
-    }
+    this.#current?.error(new ConnectionClosedError("receive", this.#info));
     this.#current = null;
     this.#abort();
     this.#resolveDrainWaiters();

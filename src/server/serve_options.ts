@@ -333,7 +333,10 @@ export interface ServeOptions<Data = unknown> {
   backpressurePolicy?: BackpressurePolicy;
   /**
    * Received bytes queued for a handler before the socket stops reading
-   * (text counts its string length). Parsing stops at the message that
+   * (text counts its string length). With `streamMessages`, the pieces of
+   * every message not read yet count, in streams taken or still queued,
+   * each with an overhead of 128 bytes (small waiting pieces merge, up to
+   * 16 KiB). Parsing stops at the message that
    * reaches it, however many frames a read holds (compressed ones that
    * inflate a thousandfold included): the queue may exceed it by that one
    * message, of up to `maxPayload`.

@@ -1,0 +1,202 @@
+/**
+ * The pieces of one message received with `streamMessages`, waiting for the
+ * handler to read them from {@linkcode PieceQueue.prototype.readable}.
+ *
+ * They wait here rather than in the stream's own queue, so that the socket
+ * can count every byte waiting for its handler, in every message not read
+ * yet, against one limit (`receiveHighWaterMark`), and so that the tiny
+ * pieces a peer trickling bytes produces merge into larger ones: a piece's
+ * cost counts a fixed overhead besides its bytes.
+ *
+ * @example
+ * ```ts
+ * import { PieceQueue } from "./_piece_queue.ts";
+ * import assert from "node:assert/strict";
+ *
+ * let waiting = 0;
+ * const queue = new PieceQueue<string>((cost) => waiting += cost);
+ * queue.push("Hel");
+ * queue.push("lo");
+ * queue.end();
+ * assert.ok(waiting > 5);
+ * assert.deepEqual(await Array.fromAsync(queue.readable), ["Hello"]);
+ * assert.equal(waiting, 0);
+ * ```
+ */
+export class PieceQueue<T extends string | Uint8Array> {
+  /** The message's pieces, for the handler. */
+  readonly readable: ReadableStream<T>;
+  readonly #onCost: (change: number) => void;
+  #pieces: (string | Uint8Array)[] = [];
+  #costs: number[] = [];
+  #head = 0;
+  // The last piece, while it is merged into: a buffer with room to spare.
+  #tail: Uint8Array | null = null;
+  #tailLength = 0;
+  #controller!: ReadableStreamDefaultController<T>;
+  #pulling = false;
+  #ended = false;
+  #canceled = false;
+
+  /**
+   * Creates the queue of one message.
+   *
+   * @param onCost Called with the cost of each piece queued (positive) and
+   * taken or dropped (negative); `onCost` also tells the socket the handler
+   * made progress.
+   * @param onCancel Called when the handler cancels the stream.
+   */
+  constructor(
+    onCost: (change: number) => void,
+    onCancel: () => void = () => {},
+  ) {
+    this.#onCost = onCost;
+    this.readable = new ReadableStream<T>({
+      start: (controller) => {
+        this.#controller = controller;
+      },
+      pull: () => {
+        if (!this.#deliver()) this.#pulling = true;
+      },
+      cancel: () => {
+        this.#canceled = true;
+        this.#drop();
+        onCancel();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /** Whether the handler canceled the stream: the rest is not wanted. */
+  get canceled(): boolean {
+    return this.#canceled;
+  }
+
+  /**
+   * Queues a piece; a small one is merged into the last piece if that is
+   * still waiting.
+   *
+   * @param piece The next bytes or text of the message.
+   */
+  push(piece: string | Uint8Array): void {
+    if (this.#canceled || this.#ended) return;
+    const last = this.#pieces.length - 1;
+    if (last >= this.#head && piece.length < MERGE_LIMIT) {
+      const tail = this.#pieces[last];
+      if (
+        typeof piece === "string" && typeof tail === "string" &&
+        tail.length + piece.length <= MERGE_LIMIT
+      ) {
+        this.#pieces[last] = tail + piece;
+        this.#addCost(last, piece.length);
+        this.#deliverIfPulling();
+        return;
+      }
+      if (
+        piece instanceof Uint8Array && tail instanceof Uint8Array &&
+        this.#appendBytes(tail, piece)
+      ) {
+        this.#addCost(last, piece.length);
+        this.#deliverIfPulling();
+        return;
+      }
+    }
+    this.#tail = null;
+    const cost = piece.length + PIECE_OVERHEAD;
+    this.#pieces.push(piece);
+    this.#costs.push(cost);
+    this.#onCost(cost);
+    this.#deliverIfPulling();
+  }
+
+  /** Ends the message: the stream closes once its pieces are read. */
+  end(): void {
+    this.#ended = true;
+    if (this.#pulling && this.#head === this.#pieces.length) {
+      this.#pulling = false;
+      this.#controller.close();
+    }
+  }
+
+  /**
+   * Fails the stream (the connection ended mid-message); pieces still
+   * waiting are dropped.
+   *
+   * @param error What the handler's read rejects with.
+   */
+  error(error: unknown): void {
+    if (this.#canceled || this.#ended) return;
+    this.#canceled = true;
+    this.#drop();
+    this.#controller.error(error);
+  }
+
+  // Merges `piece` into the last piece, growing it in place within
+  // MERGE_LIMIT; false when it does not fit.
+  #appendBytes(tail: Uint8Array, piece: Uint8Array): boolean {
+    const last = this.#pieces.length - 1;
+    if (this.#tail === null) {
+      if (tail.length + piece.length > MERGE_LIMIT) return false;
+      this.#tail = new Uint8Array(MERGE_LIMIT);
+      this.#tail.set(tail);
+      this.#tailLength = tail.length;
+    } else if (this.#tailLength + piece.length > MERGE_LIMIT) return false;
+    this.#tail.set(piece, this.#tailLength);
+    this.#tailLength += piece.length;
+    this.#pieces[last] = this.#tail.subarray(0, this.#tailLength);
+    return true;
+  }
+
+  #addCost(index: number, cost: number): void {
+    this.#costs[index] += cost;
+    this.#onCost(cost);
+  }
+
+  #deliverIfPulling(): void {
+    if (this.#pulling && this.#deliver()) this.#pulling = false;
+  }
+
+  // Hands the next piece to the stream; false when none is waiting.
+  #deliver(): boolean {
+    if (this.#head === this.#pieces.length) {
+      if (!this.#ended) return false;
+      this.#controller.close();
+      return true;
+    }
+    const index = this.#head++;
+    let piece = this.#pieces[index];
+    if (index === this.#pieces.length - 1 && this.#tail !== null) {
+      // Not a view of the merge buffer: a copy of what it holds.
+      piece = (piece as Uint8Array).slice();
+      this.#tail = null;
+    }
+    const cost = this.#costs[index];
+    this.#pieces[index] = EMPTY;
+    if (this.#head === this.#pieces.length) {
+      this.#pieces = [];
+      this.#costs = [];
+      this.#head = 0;
+    }
+    this.#onCost(-cost);
+    this.#controller.enqueue(piece as T);
+    return true;
+  }
+
+  #drop(): void {
+    let cost = 0;
+    for (let i = this.#head; i < this.#costs.length; i++) {
+      cost += this.#costs[i];
+    }
+    this.#pieces = [];
+    this.#costs = [];
+    this.#head = 0;
+    this.#tail = null;
+    if (cost > 0) this.#onCost(-cost);
+  }
+}
+
+// Pieces smaller than this merge while they wait; a piece costs its length
+// plus this (the objects that carry it), so that a million one-byte pieces
+// cannot hide behind a byte limit.
+const MERGE_LIMIT = 16 * 1024;
+const PIECE_OVERHEAD = 128;
+const EMPTY = new Uint8Array(0);

@@ -964,13 +964,16 @@ function fuzzHttp(
   while (i < input.length && METHOD_BYTE.test(String.fromCharCode(input[i]))) {
     i++;
   }
-  if (
-    i < Math.min(input.length, maxHeadSize) &&
-    ![0x20, 0x0d, 0x0a].includes(input[i]) && (end === -1 || end > i)
-  ) {
+  // So is a line that ends with a bare LF, not CRLF.
+  if (i >= input.length || [0x20, 0x0d, 0x0a].includes(input[i])) {
+    i = input.length;
+  }
+  const lf = input.findIndex((b, j) => b === 0x0a && input[j - 1] !== 0x0d);
+  if (lf !== -1 && lf < i) i = lf;
+  if (i < Math.min(input.length, maxHeadSize) && (end === -1 || end > i)) {
     check(
       whole.kind === "status" && whole.status === 400,
-      `byte 0x${input[i].toString(16)} in the method, got ${
+      `byte 0x${input[i].toString(16)} at ${i}, got ${
         JSON.stringify(whole).slice(0, 100)
       } (expected 400)`,
     );

@@ -158,6 +158,13 @@ export class HttpRequestParser {
       // server, say) are answered now, not after the handshake timeout.
       const buffer = this.#buffer;
       checkMethod((i) => buffer[i], this.#length);
+      // Lines must end with CRLF (RFC 9112 §2.2): a head sent with bare LFs
+      // would never end, and wait for the handshake timeout.
+      for (let i = this.#length - take; i < this.#length; i++) {
+        if (buffer[i] === 0x0a && (i === 0 || buffer[i - 1] !== 0x0d)) {
+          throw bareLf();
+        }
+      }
       if (this.#length >= this.#maxHeadSize) {
         // "A server that receives a request-target longer than any URI it
         // wishes to parse MUST respond with a 414" (RFC 9112 §3).
@@ -181,6 +188,7 @@ export class HttpRequestParser {
 
   #parse(text: string): HttpRequestHead {
     checkMethod((i) => text.charCodeAt(i), text.length);
+    if (BARE_LF.test(text)) throw bareLf();
     const lines = text.split("\r\n");
     // "a server that is expecting to receive and parse a request-line SHOULD
     // ignore at least one empty line (CRLF) received prior to the
@@ -254,6 +262,15 @@ function checkMethod(at: (i: number) => number, length: number): void {
       );
     }
   }
+}
+
+const BARE_LF = /(?:^|[^\r])\n/;
+
+function bareLf(): HandshakeError {
+  return new HandshakeError(
+    400,
+    "Malformed request head: a line ends with a bare LF, not CRLF",
+  );
 }
 
 // The token characters (RFC 9110 §5.6.2), by byte.

@@ -14,6 +14,8 @@ export interface WriteResponseOptions {
    * that left, the server's request timeout, shutdown).
    */
   signal?: AbortSignal;
+  /** Called once the head is written (the body may still be streaming). */
+  onHead?: () => void;
 }
 
 /** How {@linkcode writeResponse} went. */
@@ -154,6 +156,18 @@ export async function writeResponse(
       if (reader !== null) cancelQuietly(reader, pendingRead);
       return { delivered: false, keepAlive, error, unsent: true };
     }
+    if (ended && declared !== null && size < declared) {
+      // The whole body is known shorter than its Content-Length: a 500
+      // now, not a head that promises bytes which never come.
+      return {
+        delivered: false,
+        keepAlive,
+        error: new TypeError(
+          `Cannot send response: its body is ${size} bytes, shorter than its Content-Length of ${declared}`,
+        ),
+        unsent: true,
+      };
+    }
     if (declaredField !== null) {
       lengthField = declaredField;
       framing = "length";
@@ -186,9 +200,11 @@ export async function writeResponse(
   if (framing === "none" || options.head || reader === null) {
     if (reader !== null) cancelQuietly(reader, pendingRead);
     else if (body !== null) body.cancel().catch(() => {});
-    return await write(writer, headBytes)
-      ? { delivered: true, keepAlive }
-      : { delivered: false, keepAlive: false };
+    if (!await write(writer, headBytes)) {
+      return { delivered: false, keepAlive: false };
+    }
+    options.onHead?.();
+    return { delivered: true, keepAlive };
   }
   return await writeBody(writer, reader, {
     head: headBytes,
@@ -199,6 +215,7 @@ export async function writeResponse(
     declared,
     keepAlive,
     signal: options.signal,
+    onHead: options.onHead,
   });
 }
 
@@ -213,6 +230,7 @@ interface BodyPlan {
   declared: number | null;
   keepAlive: boolean;
   signal: AbortSignal | undefined;
+  onHead: (() => void) | undefined;
 }
 
 async function writeBody(
@@ -256,6 +274,7 @@ async function writeBody(
   if (!await write(writer, first.length === 1 ? first[0] : concat(first))) {
     return gone();
   }
+  plan.onHead?.();
 
   // Abandoned: a body waiting for its next chunk is canceled, which ends
   // the read below.

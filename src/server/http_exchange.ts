@@ -52,6 +52,12 @@ export interface HttpExchangeOptions {
    * down, say). Keep-alive as the client asks by default.
    */
   keepAlive?: () => boolean;
+  /**
+   * Called once the response head is written, if the request's body has
+   * been read by then: what is left is the response body, which may stream
+   * for as long as it takes (server-sent events).
+   */
+  onResponseStarted?: () => void;
 }
 
 /** What {@linkcode serveHttpRequest} leaves for the connection's next request. */
@@ -235,6 +241,12 @@ export async function serveHttpRequest(
       report(error);
       response = new Response(null, { status: 500 });
     }
+    // A framework that caught the broken body's error (413, 400) answers
+    // with a server error of its own: the client's fault is the answer.
+    if (response.status >= 500 && await answerBodyError()) {
+      await response.body?.cancel().catch(() => {});
+      return finish(false);
+    }
 
     const writeOptions = {
       // The framing follows the method as sent: only "HEAD" (methods are
@@ -245,6 +257,9 @@ export async function serveHttpRequest(
       keepAlive: prepared.keepAlive && body?.error == null &&
         (options.keepAlive?.() ?? true),
       signal: aborter.signal,
+      onHead: () => {
+        if (body === null || body.complete) options.onResponseStarted?.();
+      },
     };
     let result = await writeResponse(writer, response, writeOptions);
     if (result.unsent) {

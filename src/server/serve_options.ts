@@ -268,7 +268,10 @@ export interface ServeOptions<Data = unknown> {
    */
   handshakeTimeout?: number;
   /**
-   * Milliseconds a plain HTTP exchange (request body and response) may take.
+   * Milliseconds a plain HTTP exchange may take until its response head is
+   * written with the request body read: a handler that never answers, or a
+   * body that never ends, is cut off then. A response body that streams on
+   * (server-sent events) is not.
    * @default {30000}
    */
   requestTimeout?: number;

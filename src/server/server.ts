@@ -497,6 +497,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
                 maxBodySize: this.#limits.maxBodySize,
                 signal: abandonment.signal,
                 keepAlive: () => this.#shutdown === null,
+                // A response that streams on (server-sent events) is no
+                // longer under the request's deadline.
+                onResponseStarted: () => this.#endDeadline(conn),
                 onError: (error) =>
                   this.#logger({
                     type: "handler-error",

@@ -665,9 +665,14 @@ Deno.test("HttpRequestParser answers 431 exactly when a head outgrows maxHeadSiz
           ) break;
         }
         const end = headEnd(bytes);
+        // So is a line that ends with a bare LF, not CRLF.
+        if (i >= bytes.length || [32, 13, 10].includes(bytes[i])) {
+          i = bytes.length;
+        }
+        const lf = bytes.findIndex((b, j) => b === 10 && bytes[j - 1] !== 13);
+        if (lf !== -1 && lf < i) i = lf;
         if (
-          i < Math.min(bytes.length, maxHeadSize) &&
-          ![32, 13, 10].includes(bytes[i]) && (end === -1 || end > i)
+          i < Math.min(bytes.length, maxHeadSize) && (end === -1 || end > i)
         ) {
           assert.ok("status" in result, JSON.stringify(result));
           assert.equal(result.status, 400);

@@ -242,10 +242,23 @@ for (const line of BAD_HEADER_LINES) {
     assert.equal(status(result), 400);
     assert.ok(
       result !== undefined && "message" in result &&
-        result.message.startsWith("Malformed header field: "),
+        (result.message.startsWith("Malformed header field: ") ||
+          line.includes("\n") &&
+            result.message ===
+              "Malformed request head: a line ends with a bare LF, not CRLF"),
     );
   });
 }
+
+Deno.test("HttpRequestParser answers 400 as soon as a line ends with a bare LF, rather than wait for a CRLF CRLF that never comes (RFC 9112 §2.2)", () => {
+  const parser = new HttpRequestParser();
+  assert.throws(() => parser.receive(latin1("GET / HTTP/1.1\nHost: a\n")), {
+    name: "HandshakeError",
+    message: "Malformed request head: a line ends with a bare LF, not CRLF",
+  });
+  const cut = parseAllWays(latin1("GET / HTTP/1.1\r\nHost: a\n\n"));
+  assert.equal(status(cut), 400);
+});
 
 // ---------------------------------------------------------------------------
 // RFC 6585 §5: limits, 431 (and RFC 9112 §3: 414)

@@ -91,14 +91,40 @@ Deno.test("serve({fetch}) closes an HTTP exchange that outlasts requestTimeout",
   assert.deepEqual(server.stats().timeouts, { request: 1 });
 });
 
-for (const ending of ["requestTimeout", "shutdown"] as const) {
+Deno.test("serve({fetch}) lets a response body stream on past requestTimeout once its head is written (server-sent events)", async () => {
+  await using server = serve({
+    ...LOCAL,
+    requestTimeout: 200,
+    fetch: () => {
+      let n = 0;
+      return new Response(
+        new ReadableStream({
+          async pull(controller) {
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            controller.enqueue(new TextEncoder().encode(`data: ${n}\n\n`));
+            if (++n === 6) controller.close();
+          },
+        }),
+        { headers: { "content-type": "text/event-stream" } },
+      );
+    },
+  }, echo);
+  using client = Deno.createHttpClient({});
+  const response = await fetch(`http://127.0.0.1:${server.addr.port}/events`, {
+    client,
+  });
+  const text = await withTimeout(response.text(), DEADLINE, "the events");
+  assert.equal(text, [0, 1, 2, 3, 4, 5].map((n) => `data: ${n}\n\n`).join(""));
+  assert.deepEqual(server.stats().timeouts, {});
+});
+
+for (const ending of ["shutdown"] as const) {
   Deno.test(`serve({fetch}): a response body waiting for data is canceled and request.signal aborted when the exchange is abandoned (${ending})`, async () => {
     const canceled = Promise.withResolvers<void>();
     const aborted = Promise.withResolvers<void>();
     const started = Promise.withResolvers<void>();
     const server = serve({
       ...LOCAL,
-      requestTimeout: ending === "requestTimeout" ? 200 : 30_000,
       fetch: (request) => {
         request.signal.addEventListener("abort", () => aborted.resolve());
         // An event stream: a first event, then nothing for a long time.

@@ -816,6 +816,15 @@ export class Socket<Data = unknown>
     return this.#closed;
   }
 
+  /**
+   * Drops the connection at once, without a closing handshake: for a peer
+   * that misbehaves or no longer answers. Nothing queued is sent; the peer
+   * sees the TCP connection end (1006), and `closed` resolves with 1006.
+   */
+  terminate(): void {
+    this.#abort();
+  }
+
   /** Sends a close frame now, ahead of any queued message. */
   #closeNow(code: number, reason: string): void {
     this.#beginClosing();

@@ -599,3 +599,24 @@ Deno.test("connect(): a client answers what the server sent before its close fra
   );
   assert.equal((await client.closed).wasClean, true);
 });
+
+Deno.test("Socket.terminate() drops the connection at once without a closing handshake: the peer sees 1006, and so does closed", async () => {
+  const info = Promise.withResolvers<unknown>();
+  await using server = serve(LOCAL, async (socket) => {
+    for await (const _ of socket) {
+      socket.send("never sent"); // queued, then dropped with the connection
+      socket.terminate();
+      socket.terminate(); // again: nothing more happens
+    }
+    info.resolve(await socket.closed);
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  client.send("go");
+  const closed = await withTimeout(client.closed, DEADLINE, "the drop");
+  assert.equal(closed.code, 1006);
+  assert.deepEqual(await info.promise, {
+    code: 1006,
+    reason: "",
+    wasClean: false,
+  });
+});

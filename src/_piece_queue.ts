@@ -37,6 +37,7 @@ export class PieceQueue<T extends string | Uint8Array> {
   #pulling = false;
   #ended = false;
   #canceled = false;
+  #released = false;
 
   /**
    * Creates the queue of one message.
@@ -104,13 +105,34 @@ export class PieceQueue<T extends string | Uint8Array> {
     const cost = piece.length + PIECE_OVERHEAD;
     this.#pieces.push(piece);
     this.#costs.push(cost);
-    this.#onCost(cost);
+    if (!this.#released) this.#onCost(cost);
     this.#deliverIfPulling();
+  }
+
+  /** Whether the whole message has arrived. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Stops counting: the pieces still waiting no longer cost anything to
+   * the socket (the handler moved on to later messages; they are its to
+   * read or drop).
+   */
+  release(): void {
+    this.#drop(false);
+    this.#released = true;
   }
 
   /** Ends the message: the stream closes once its pieces are read. */
   end(): void {
     this.#ended = true;
+    if (this.#tail !== null) {
+      // No spare room kept with a message that will not grow.
+      const last = this.#pieces.length - 1;
+      this.#pieces[last] = this.#tail.slice(0, this.#tailLength);
+      this.#tail = null;
+    }
     if (this.#pulling && this.#head === this.#pieces.length) {
       this.#pulling = false;
       this.#controller.close();
@@ -130,25 +152,31 @@ export class PieceQueue<T extends string | Uint8Array> {
     this.#controller.error(error);
   }
 
-  // Merges `piece` into the last piece, growing it in place within
-  // MERGE_LIMIT; false when it does not fit.
+  // Merges `piece` into the last piece, in a buffer that doubles as it
+  // fills, up to MERGE_LIMIT; false when it does not fit.
   #appendBytes(tail: Uint8Array, piece: Uint8Array): boolean {
     const last = this.#pieces.length - 1;
-    if (this.#tail === null) {
-      if (tail.length + piece.length > MERGE_LIMIT) return false;
-      this.#tail = new Uint8Array(MERGE_LIMIT);
-      this.#tail.set(tail);
-      this.#tailLength = tail.length;
-    } else if (this.#tailLength + piece.length > MERGE_LIMIT) return false;
-    this.#tail.set(piece, this.#tailLength);
-    this.#tailLength += piece.length;
-    this.#pieces[last] = this.#tail.subarray(0, this.#tailLength);
+    const before = this.#tail === null ? tail.length : this.#tailLength;
+    const length = before + piece.length;
+    if (length > MERGE_LIMIT) return false;
+    if (this.#tail === null || this.#tail.length < length) {
+      const grown = new Uint8Array(
+        Math.min(MERGE_LIMIT, Math.max(64, 2 * length)),
+      );
+      grown.set(
+        this.#tail === null ? tail : this.#tail.subarray(0, before),
+      );
+      this.#tail = grown;
+    }
+    this.#tail.set(piece, before);
+    this.#tailLength = length;
+    this.#pieces[last] = this.#tail.subarray(0, length);
     return true;
   }
 
   #addCost(index: number, cost: number): void {
     this.#costs[index] += cost;
-    this.#onCost(cost);
+    if (!this.#released) this.#onCost(cost);
   }
 
   #deliverIfPulling(): void {
@@ -176,21 +204,25 @@ export class PieceQueue<T extends string | Uint8Array> {
       this.#costs = [];
       this.#head = 0;
     }
-    this.#onCost(-cost);
+    if (!this.#released) this.#onCost(-cost);
     this.#controller.enqueue(piece as T);
     return true;
   }
 
-  #drop(): void {
+  // Gives back the cost of the pieces waiting; drops them too unless told
+  // to keep them (a released queue still holds them for the handler).
+  #drop(discard = true): void {
     let cost = 0;
     for (let i = this.#head; i < this.#costs.length; i++) {
       cost += this.#costs[i];
     }
-    this.#pieces = [];
-    this.#costs = [];
-    this.#head = 0;
-    this.#tail = null;
-    if (cost > 0) this.#onCost(-cost);
+    if (discard) {
+      this.#pieces = [];
+      this.#costs = [];
+      this.#head = 0;
+      this.#tail = null;
+    }
+    if (cost > 0 && !this.#released) this.#onCost(-cost);
   }
 }
 

@@ -151,6 +151,11 @@ export class Socket<Data = unknown>
   // messages' pieces not read yet cost.
   #current: PieceQueue<string | Uint8Array> | null = null;
   #streamBytes = 0;
+  // The queues of streams not taken yet, and of those taken and still
+  // counted (see #next).
+  #queues: WeakMap<IncomingStream, PieceQueue<string | Uint8Array>> | null =
+    null;
+  #taken: PieceQueue<string | Uint8Array>[] = [];
   #resumeReading: (() => void) | null = null;
   // Bytes read but not parsed yet: the queue filled up before their turn.
   #unparsed: Uint8Array | null = null;
@@ -779,7 +784,7 @@ export class Socket<Data = unknown>
     options: CloseOptions = {},
   ): Promise<CloseInfo> {
     encodeClosePayload(code, reason); // throws now for a bad code or reason
-    const grace = options.streamGrace ?? this.#options.closeTimeout / 2;
+    const grace = options?.streamGrace ?? this.#options.closeTimeout / 2;
     if (typeof grace !== "number" || !(grace >= 0) || grace > 2 ** 31 - 1) {
       throw new RangeError(
         `Cannot close: "streamGrace" must be a number of milliseconds from 0 to 2147483647, got ${
@@ -1196,7 +1201,10 @@ export class Socket<Data = unknown>
       return true;
     }
     if (this.#connection.state !== "open" || this.#dropping) return false;
-    if (!this.#inboxFull()) return false;
+    // A handler waiting for the next message cannot free anything by
+    // reading: pausing would only deadlock (a stream it took and left
+    // unread still arriving grows up to maxPayload, as a message would).
+    if (!this.#inboxFull() || this.#takeWaiter !== null) return false;
     // A socket whose messages are never taken (a handler or client that
     // only sends, or only awaits `closed`) would never read the peer's close
     // frame or EOF: after closeTimeout it closes (see #watchConsumer), then
@@ -1269,20 +1277,21 @@ export class Socket<Data = unknown>
       if (this.#current === queue) this.#current = null;
     });
     this.#current = queue;
-    this.#deliver(
-      binary
-        ? {
-          type: "binary",
-          readable: queue.readable as ReadableStream<Uint8Array>,
-        }
-        : { type: "text", readable: queue.readable as ReadableStream<string> },
-    );
+    const message: IncomingStream = binary
+      ? {
+        type: "binary",
+        readable: queue.readable as ReadableStream<Uint8Array>,
+      }
+      : { type: "text", readable: queue.readable as ReadableStream<string> };
+    (this.#queues ??= new WeakMap()).set(message, queue);
+    this.#deliver(message);
   }
 
   #deliver(message: Message | IncomingStream): void {
     const waiter = this.#takeWaiter;
     if (waiter !== null) {
       this.#takeWaiter = this.#moreWaiters?.shift() ?? null;
+      this.#took(message);
       waiter({ done: false, value: message });
       return;
     }
@@ -1294,13 +1303,30 @@ export class Socket<Data = unknown>
     this.#inboxBytes += sizeOf(message);
   }
 
+  /** A streamed message was handed to the handler: its pieces count on. */
+  #took(message: Message | IncomingStream): void {
+    const queue = this.#queues?.get(message as IncomingStream);
+    if (queue !== undefined) this.#taken.push(queue);
+  }
+
   #next(): Promise<IteratorResult<Message | IncomingStream>> {
     this.#takes++;
+    // The handler moved on: what it left unread of the whole messages it
+    // took before is its own to read or drop, and no longer holds up
+    // reading (a handler that skips some streams would stall otherwise).
+    if (this.#taken.length > 0) {
+      this.#taken = this.#taken.filter((queue) => {
+        if (!queue.ended) return true;
+        queue.release();
+        return false;
+      });
+    }
     // A consumer came after all: backpressure again rather than drops.
     if (this.#dropping && !this.#closeRequested) this.#dropping = false;
     if (this.#inboxHead < this.#inbox.length) {
       const message = this.#inbox[this.#inboxHead++];
       this.#inboxBytes -= sizeOf(message);
+      this.#took(message);
       if (this.#inboxHead === this.#inbox.length) {
         this.#inbox = [];
         this.#inboxHead = 0;
@@ -1314,10 +1340,15 @@ export class Socket<Data = unknown>
     if (this.#info !== null || this.#connection.state === "closed") {
       return Promise.resolve({ done: true, value: undefined });
     }
-    return new Promise((resolve) => {
-      if (this.#takeWaiter === null) this.#takeWaiter = resolve;
-      else (this.#moreWaiters ??= []).push(resolve);
-    });
+    const taking = new Promise<IteratorResult<Message | IncomingStream>>(
+      (resolve) => {
+        if (this.#takeWaiter === null) this.#takeWaiter = resolve;
+        else (this.#moreWaiters ??= []).push(resolve);
+      },
+    );
+    // Reading paused for a stream the handler left unread resumes.
+    if (this.#streamBytes > 0) this.#resume();
+    return taking;
   }
 
   #scheduleFlush(): void {

@@ -183,7 +183,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
   ) {
     if (typeof handler !== "function") {
       throw new TypeError(
-        `Cannot serve: "handler" must be a function, got ${typeof handler}`,
+        typeof (options as { handler?: unknown } | undefined)?.handler ===
+            "function"
+          ? "Cannot serve: pass the handler as the second argument of serve(), not as options.handler"
+          : `Cannot serve: "handler" must be a function, got ${typeof handler}`,
       );
     }
     checkServeOptions(options as unknown as ServeOptions<never>);

@@ -388,6 +388,16 @@ Deno.test("serve() rejects missing options with a TypeError, not a crash inside"
       String(options),
     );
   }
+  // Deno.serve() style: the handler among the options.
+  assert.throws(
+    () =>
+      serve({ ...LOCAL, handler: echo } as unknown as ServeOptions, undefined!),
+    {
+      name: "TypeError",
+      message:
+        "Cannot serve: pass the handler as the second argument of serve(), not as options.handler",
+    },
+  );
 });
 
 Deno.test("serve() whose onListen throws rethrows and leaves nothing listening", async () => {

@@ -572,6 +572,27 @@ Deno.test("serve({streamMessages}) after close() reads a message being streamed 
   await writing;
 });
 
+Deno.test("serve({streamMessages}) keeps reading for a handler that skips some streams without reading or canceling them", async () => {
+  await using server = serve(
+    { ...LOCAL, streamMessages: true, receiveHighWaterMark: 64 * 1024 },
+    async (socket) => {
+      for await (const message of socket.streams()) {
+        if (message.type === "binary") continue; // skipped, never read
+        await socket.send((await pieces(message.readable)).join(""));
+      }
+    },
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  const count = 300; // 300 KB skipped, far over receiveHighWaterMark
+  for (let i = 0; i < count; i++) {
+    client.send(new Uint8Array(1000));
+    client.send(`text ${i}`);
+  }
+  for (let i = 0; i < count; i++) {
+    assert.equal(await client.next(`echo ${i}`), `text ${i}`);
+  }
+});
+
 Deno.test("serve({streamMessages}) closes with 1008 'messages not read' a socket whose handler never takes its streams", async () => {
   await using server = serve(
     { ...LOCAL, streamMessages: true, closeTimeout: 500 },

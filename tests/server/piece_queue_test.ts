@@ -45,3 +45,15 @@ Deno.test("PieceQueue hands pieces to a waiting reader at once, and gives back t
   assert.equal(cost, 0);
   await assert.rejects(failing.readable.getReader().read(), /gone/);
 });
+
+Deno.test("PieceQueue.release() gives back the cost of what waits, and counts nothing after, while the pieces stay readable", async () => {
+  let cost = 0;
+  const queue = new PieceQueue<string>((change) => cost += change);
+  queue.push("x".repeat(20_000));
+  queue.end();
+  assert.ok(cost > 0);
+  queue.release();
+  assert.equal(cost, 0);
+  assert.deepEqual(await Array.fromAsync(queue.readable), ["x".repeat(20_000)]);
+  assert.equal(cost, 0);
+});

@@ -114,6 +114,12 @@ export class PieceQueue<T extends string | Uint8Array> {
     return this.#ended;
   }
 
+  /** Whether the whole message has arrived and been read (or dropped). */
+  get done(): boolean {
+    return (this.#ended || this.#canceled) &&
+      (this.#released || this.#head === this.#pieces.length);
+  }
+
   /**
    * Stops counting: the pieces still waiting no longer cost anything to
    * the socket (the handler moved on to later messages; they are its to

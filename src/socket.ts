@@ -1201,10 +1201,15 @@ export class Socket<Data = unknown>
       return true;
     }
     if (this.#connection.state !== "open" || this.#dropping) return false;
-    // A handler waiting for the next message cannot free anything by
-    // reading: pausing would only deadlock (a stream it took and left
-    // unread still arriving grows up to maxPayload, as a message would).
-    if (!this.#inboxFull() || this.#takeWaiter !== null) return false;
+    if (!this.#inboxFull()) return false;
+    // A handler waiting for the next message, with no stream of its being
+    // read, cannot free anything: pausing would only deadlock (a stream it
+    // took and left unread, still arriving, grows up to maxPayload, as a
+    // message would).
+    if (
+      this.#takeWaiter !== null &&
+      !this.#taken.some((queue) => queue.readable.locked)
+    ) return false;
     // A socket whose messages are never taken (a handler or client that
     // only sends, or only awaits `closed`) would never read the peer's close
     // frame or EOF: after closeTimeout it closes (see #watchConsumer), then
@@ -1311,12 +1316,14 @@ export class Socket<Data = unknown>
 
   #next(): Promise<IteratorResult<Message | IncomingStream>> {
     this.#takes++;
-    // The handler moved on: what it left unread of the whole messages it
-    // took before is its own to read or drop, and no longer holds up
-    // reading (a handler that skips some streams would stall otherwise).
+    // The handler moved on: whole messages it took before and never began
+    // to read (skipped, neither read nor canceled) no longer hold up
+    // reading, which would otherwise stall. Streams it reads (concurrently,
+    // say) go on counting, so a slow reader still holds the peer back.
     if (this.#taken.length > 0) {
       this.#taken = this.#taken.filter((queue) => {
-        if (!queue.ended) return true;
+        if (queue.done) return false;
+        if (!queue.ended || queue.readable.locked) return true;
         queue.release();
         return false;
       });

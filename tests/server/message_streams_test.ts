@@ -572,6 +572,35 @@ Deno.test("serve({streamMessages}) after close() reads a message being streamed 
   await writing;
 });
 
+Deno.test("serve({streamMessages}) holds back a flood for a handler that reads its streams concurrently and slowly", async () => {
+  const reading = Promise.withResolvers<void>();
+  await using server = serve(
+    { ...LOCAL, streamMessages: true },
+    async (socket) => {
+      for await (const message of socket.streams()) {
+        // Not awaited: the loop takes the next message at once.
+        (async () => {
+          for await (const _ of message.readable) {
+            reading.resolve();
+            await delay(60_000);
+          }
+        })().catch(() => {}); // errors when the connection ends
+      }
+    },
+  );
+  using peer = await rawHandshake(server.addr);
+  const message = megabyteFrame();
+  const writing = (async () => {
+    for (let i = 0; i < 40; i++) await peer.write(message);
+  })().catch(() => {});
+  await withTimeout(reading.promise, DEADLINE, "the first piece");
+  await delay(500);
+  const read = server.stats().bytesReceived;
+  assert.ok(read < 8_000_000, `${read} bytes read`);
+  peer.close();
+  await writing;
+});
+
 Deno.test("serve({streamMessages}) keeps reading for a handler that skips some streams without reading or canceling them", async () => {
   await using server = serve(
     { ...LOCAL, streamMessages: true, receiveHighWaterMark: 64 * 1024 },

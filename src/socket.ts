@@ -1001,9 +1001,11 @@ export class Socket<Data = unknown>
   /**
    * Iterates over received messages as streams, one per message, with its
    * pieces as they arrive — for messages too large to hold in memory. Needs
-   * the `streamMessages` option. Read (or cancel) each stream before the
-   * next message can arrive: while a stream's queue is full
-   * (`receiveHighWaterMark` bytes) the socket stops reading from the peer.
+   * the `streamMessages` option. The pieces not read yet, of every message
+   * (taken or still queued), count against `receiveHighWaterMark`: past it,
+   * the socket stops reading from the peer until the handler reads some.
+   * Read or cancel each stream; one never read is let go (it stops
+   * counting) once it has arrived whole and the next message is taken.
    * Text pieces are strings (UTF-8 checked as they arrive), binary pieces
    * are bytes. A stream errors with {@linkcode ConnectionClosedError} when
    * the connection ends mid-message.

@@ -87,8 +87,10 @@ export class PieceQueue<T extends string | Uint8Array> {
         typeof piece === "string" && typeof tail === "string" &&
         tail.length + piece.length <= MERGE_LIMIT
       ) {
+        // V8 keeps `tail + piece` as a pair (a cons string) until it is
+        // read: each merge costs that object too.
         this.#pieces[last] = tail + piece;
-        this.#addCost(last, piece.length);
+        this.#addCost(last, piece.length + TEXT_MERGE_OVERHEAD);
         this.#deliverIfPulling();
         return;
       }
@@ -237,4 +239,5 @@ export class PieceQueue<T extends string | Uint8Array> {
 // cannot hide behind a byte limit.
 const MERGE_LIMIT = 16 * 1024;
 const PIECE_OVERHEAD = 128;
+const TEXT_MERGE_OVERHEAD = 48;
 const EMPTY = new Uint8Array(0);

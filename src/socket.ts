@@ -1310,26 +1310,33 @@ export class Socket<Data = unknown>
     this.#inboxBytes += sizeOf(message);
   }
 
-  /** A streamed message was handed to the handler: its pieces count on. */
+  /** A message was handed to the handler: a stream's pieces count on. */
   #took(message: Message | IncomingStream): void {
+    this.#releaseSkipped();
     const queue = this.#queues?.get(message as IncomingStream);
     if (queue !== undefined) this.#taken.push(queue);
   }
 
+  /**
+   * The handler moved on (it asks for, or got, a later message): whole
+   * messages it took before and never began to read, or stopped reading
+   * (skipped, neither read nor canceled), no longer hold up reading, which
+   * would otherwise stall. Streams it reads (concurrently, say) go on
+   * counting, so a slow reader still holds the peer back.
+   */
+  #releaseSkipped(): void {
+    if (this.#taken.length === 0) return;
+    this.#taken = this.#taken.filter((queue) => {
+      if (queue.done) return false;
+      if (!queue.ended || queue.readable.locked) return true;
+      queue.release();
+      return false;
+    });
+  }
+
   #next(): Promise<IteratorResult<Message | IncomingStream>> {
     this.#takes++;
-    // The handler moved on: whole messages it took before and never began
-    // to read (skipped, neither read nor canceled) no longer hold up
-    // reading, which would otherwise stall. Streams it reads (concurrently,
-    // say) go on counting, so a slow reader still holds the peer back.
-    if (this.#taken.length > 0) {
-      this.#taken = this.#taken.filter((queue) => {
-        if (queue.done) return false;
-        if (!queue.ended || queue.readable.locked) return true;
-        queue.release();
-        return false;
-      });
-    }
+    this.#releaseSkipped();
     // A consumer came after all: backpressure again rather than drops.
     if (this.#dropping && !this.#closeRequested) this.#dropping = false;
     if (this.#inboxHead < this.#inbox.length) {

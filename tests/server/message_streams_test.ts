@@ -622,6 +622,27 @@ Deno.test("serve({streamMessages}) keeps reading for a handler that skips some s
   }
 });
 
+Deno.test("serve({streamMessages}) does not stall a handler that skips a binary message still arriving and then reads the next one whole", async () => {
+  await using server = serve(
+    { ...LOCAL, streamMessages: true },
+    async (socket) => {
+      for await (const message of socket.streams()) {
+        if (message.type === "binary") continue; // skipped while arriving
+        const text = (await pieces(message.readable)).join("");
+        await socket.send(`got ${text.length}`);
+      }
+    },
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  for (let i = 0; i < 3; i++) {
+    client.send(new Uint8Array(4_000_000));
+    client.send("t".repeat(3_000_000));
+  }
+  for (let i = 0; i < 3; i++) {
+    assert.equal(await client.next(`reply ${i}`), "got 3000000");
+  }
+});
+
 Deno.test("serve({streamMessages}) closes with 1008 'messages not read' a socket whose handler never takes its streams", async () => {
   await using server = serve(
     { ...LOCAL, streamMessages: true, closeTimeout: 500 },

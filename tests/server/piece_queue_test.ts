@@ -57,3 +57,11 @@ Deno.test("PieceQueue.release() gives back the cost of what waits, and counts no
   assert.deepEqual(await Array.fromAsync(queue.readable), ["x".repeat(20_000)]);
   assert.equal(cost, 0);
 });
+
+Deno.test("PieceQueue counts each text merge's own object: text trickled one character per frame is not nearly free", () => {
+  let cost = 0;
+  const queue = new PieceQueue<string>((change) => cost += change);
+  for (let i = 0; i < 4096; i++) queue.push("x");
+  // V8 keeps each `tail + piece` as an object of its own until read.
+  assert.ok(cost >= 4096 * 32, `cost ${cost}`);
+});

@@ -501,9 +501,26 @@ Deno.test("serve({streamMessages}) delivers each message as a stream of its piec
   assertBytes(bytes, pattern(70_000));
 });
 
-/** 1 MB binary frames (masked) for a raw peer to send. */
-function megabyteFrame(): Uint8Array {
-  return frame(OP.binary, new Uint8Array(1_000_000).fill(7));
+/**
+ * Offers `server` 40 messages of 1 MB from a raw peer (writes stall once the
+ * kernel buffers are full); returns how much the server had read half a
+ * second after `reading` (its handler got a first piece).
+ */
+async function bytesReadOfFlood(
+  server: { stats(): { bytesReceived: number }; addr: Deno.NetAddr },
+  reading: Promise<void>,
+): Promise<number> {
+  using peer = await rawHandshake(server.addr);
+  const message = frame(OP.binary, new Uint8Array(1_000_000).fill(7));
+  const writing = (async () => {
+    for (let i = 0; i < 40; i++) await peer.write(message);
+  })().catch(() => {});
+  await withTimeout(reading, DEADLINE, "the first piece");
+  await delay(500);
+  const read = server.stats().bytesReceived;
+  peer.close();
+  await writing;
+  return read;
 }
 
 Deno.test("serve({streamMessages}) counts the unread pieces of every message, taken or queued, against receiveHighWaterMark: a slow reader holds back a flood of whole messages", async () => {
@@ -519,19 +536,9 @@ Deno.test("serve({streamMessages}) counts the unread pieces of every message, ta
       }
     },
   );
-  using peer = await rawHandshake(server.addr);
-  const message = megabyteFrame();
-  // 40 MB offered; writes stall once the kernel buffers are full.
-  const writing = (async () => {
-    for (let i = 0; i < 40; i++) await peer.write(message);
-  })().catch(() => {});
-  await withTimeout(firstPiece.promise, DEADLINE, "the first piece");
-  await delay(500);
-  const read = server.stats().bytesReceived;
+  const read = await bytesReadOfFlood(server, firstPiece.promise);
   // Each queued stream counted as nothing let all 40 MB (and a GB more) in.
   assert.ok(read < 8_000_000, `${read} bytes read`);
-  peer.close();
-  await writing;
 });
 
 Deno.test("serve({streamMessages}) after close() reads a message being streamed in no faster than the handler reads it", async () => {
@@ -588,17 +595,8 @@ Deno.test("serve({streamMessages}) holds back a flood for a handler that reads i
       }
     },
   );
-  using peer = await rawHandshake(server.addr);
-  const message = megabyteFrame();
-  const writing = (async () => {
-    for (let i = 0; i < 40; i++) await peer.write(message);
-  })().catch(() => {});
-  await withTimeout(reading.promise, DEADLINE, "the first piece");
-  await delay(500);
-  const read = server.stats().bytesReceived;
+  const read = await bytesReadOfFlood(server, reading.promise);
   assert.ok(read < 8_000_000, `${read} bytes read`);
-  peer.close();
-  await writing;
 });
 
 Deno.test("serve({streamMessages}) keeps reading for a handler that skips some streams without reading or canceling them", async () => {

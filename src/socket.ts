@@ -170,6 +170,7 @@ export class Socket<Data = unknown>
   #takes = 0;
   #dropping = false;
   #consumerCheck: ReturnType<typeof setTimeout> | undefined;
+  #streamReaderCheck: ReturnType<typeof setTimeout> | undefined;
   // Our close frame (the answer to the peer's, or a protocol error's) waits
   // while the loop handles the messages that came before.
   #closeFrameOwed = false;
@@ -1163,10 +1164,12 @@ export class Socket<Data = unknown>
           break;
         case "close":
           this.#peerClose = { code: event.code, reason: event.reason };
+          this.#endCurrentStream();
           if (connection.state === "open") this.#holdCloseFrame();
           break;
         case "error":
           this.#failure = event.error;
+          this.#endCurrentStream();
           // Held back: replies to the messages before the error go first.
           if (connection.state === "open") this.#holdCloseFrame();
           break;
@@ -1174,6 +1177,23 @@ export class Socket<Data = unknown>
     }
     if (connection.outputSize > 0) this.#scheduleFlush();
     if (connection.state === "closed") this.#closeTransportAfterFlush();
+  }
+
+  /**
+   * A message being streamed in will not be finished (the peer closed, or
+   * broke the protocol): its stream errors now, so that a handler reading
+   * it comes back for the next message, where our close frame waits.
+   */
+  #endCurrentStream(): void {
+    this.#current?.error(
+      new ConnectionClosedError(
+        "receive",
+        this.#peerClose === null
+          ? undefined
+          : { ...this.#peerClose, wasClean: false },
+      ),
+    );
+    this.#current = null;
   }
 
   /**
@@ -1207,17 +1227,38 @@ export class Socket<Data = unknown>
     // A handler waiting for the next message, with no stream of its being
     // read, cannot free anything: pausing would only deadlock (a stream it
     // took and left unread, still arriving, grows up to maxPayload, as a
-    // message would).
-    if (
-      this.#takeWaiter !== null &&
-      !this.#taken.some((queue) => queue.readable.locked)
-    ) return false;
+    // message would). A stream locked but not read (piped into a transform
+    // nobody reads yet, a tee branch) is let go after a while.
+    if (this.#takeWaiter !== null) {
+      if (!this.#taken.some((queue) => queue.readable.locked)) return false;
+      this.#watchStreamReaders();
+    }
     // A socket whose messages are never taken (a handler or client that
     // only sends, or only awaits `closed`) would never read the peer's close
     // frame or EOF: after closeTimeout it closes (see #watchConsumer), then
     // reads on to find the peer's close frame.
     if (this.#takes === 0) this.#watchConsumer(this.#options.closeTimeout);
     return true;
+  }
+
+  /**
+   * While reading is paused for streams the handler holds locked while it
+   * waits for another message: if none of them is read for a while, they
+   * stop counting (as skipped ones do) and reading resumes.
+   */
+  #watchStreamReaders(): void {
+    if (this.#streamReaderCheck !== undefined) return;
+    const takes = this.#takes;
+    this.#streamReaderCheck = setTimeout(() => {
+      this.#streamReaderCheck = undefined;
+      if (
+        this.#resumeReading === null || this.#takes !== takes ||
+        this.#takeWaiter === null
+      ) return;
+      for (const queue of this.#taken) queue.release();
+      this.#taken = [];
+      this.#resume();
+    }, Math.min(1000, this.#options.closeTimeout / 4));
   }
 
   /**
@@ -1305,7 +1346,15 @@ export class Socket<Data = unknown>
     // Once close() was called with nothing taking messages any more, a full
     // queue no longer stops reading (to find the peer's close frame): what
     // would not fit is dropped.
-    if (this.#dropping && this.#inboxFull()) return;
+    if (this.#dropping && this.#inboxFull()) {
+      // Dropped: a stream's pieces would count for nobody to read.
+      const queue = this.#queues?.get(message as IncomingStream);
+      if (queue !== undefined) {
+        queue.release();
+        if (this.#current === queue) this.#current = null;
+      }
+      return;
+    }
     this.#inbox.push(message);
     this.#inboxBytes += sizeOf(message);
   }
@@ -1660,6 +1709,7 @@ export class Socket<Data = unknown>
     clearTimeout(this.#closeTimer);
     clearTimeout(this.#lingerTimer);
     clearTimeout(this.#consumerCheck);
+    clearTimeout(this.#streamReaderCheck);
     clearTimeout(this.#closeFrameTimer);
     this.#stopTicking?.();
     this.#deflater?.close();

@@ -641,6 +641,67 @@ Deno.test("serve({streamMessages}) does not stall a handler that skips a binary 
   }
 });
 
+Deno.test("serve({streamMessages}) does not stall a handler that takes streams piped into transforms it reads only later", async () => {
+  await using server = serve(
+    { ...LOCAL, streamMessages: true, receiveHighWaterMark: 64 * 1024 },
+    async (socket) => {
+      const batch: ReadableStream<string>[] = [];
+      for await (const message of socket.streams()) {
+        batch.push(
+          (message.readable as ReadableStream<string>).pipeThrough(
+            new TransformStream(),
+          ),
+        );
+        if (batch.length === 2) break;
+      }
+      const texts = await Promise.all(
+        batch.map((readable) => Array.fromAsync(readable)),
+      );
+      await socket.send(texts.map((pieces) => pieces.join("").length).join());
+    },
+  );
+  using peer = await rawHandshake(server.addr);
+  const piece = new TextEncoder().encode("x".repeat(100_000));
+  for (let i = 0; i < 10; i++) {
+    await peer.write(
+      frame(i === 0 ? OP.text : OP.continuation, piece, { fin: i === 9 }),
+    );
+  }
+  await peer.write(frame(OP.text, new TextEncoder().encode("y".repeat(1000))));
+  const reply = await withTimeout(peer.readFrame(), DEADLINE, "the reply");
+  assert.equal(new TextDecoder().decode(reply.payload), "1000000,1000");
+});
+
+Deno.test("serve({streamMessages}) errors a message cut by the peer's close frame at once, so that the handler comes back and the close is answered", async () => {
+  const stateAtError = Promise.withResolvers<string>();
+  await using server = serve(
+    { ...LOCAL, streamMessages: true },
+    async (socket) => {
+      for await (const message of socket.streams()) {
+        await pieces(message.readable).catch((error) => {
+          assert.ok(error instanceof ConnectionClosedError);
+          stateAtError.resolve(socket.state);
+        });
+      }
+    },
+  );
+  using peer = await rawHandshake(server.addr);
+  await peer.write(frame(OP.text, new TextEncoder().encode("hello")));
+  await peer.write(
+    frame(OP.text, new TextEncoder().encode("unfinished"), { fin: false }),
+  );
+  // RFC 6455 §5.4: a control frame may come between fragments.
+  await peer.write(frame(OP.close, closePayload(4001, "bye")));
+  // The stream errored while the closing handshake was still under way,
+  // not once the socket had closed.
+  assert.notEqual(
+    await withTimeout(stateAtError.promise, DEADLINE, "the stream error"),
+    "closed",
+  );
+  const { code } = await withTimeout(peer.readClose(), DEADLINE, "the close");
+  assert.equal(code, 4001);
+});
+
 Deno.test("serve({streamMessages}) closes with 1008 'messages not read' a socket whose handler never takes its streams", async () => {
   await using server = serve(
     { ...LOCAL, streamMessages: true, closeTimeout: 500 },

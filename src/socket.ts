@@ -151,8 +151,8 @@ export class Socket<Data = unknown>
   // messages' pieces not read yet cost.
   #current: PieceQueue<string | Uint8Array> | null = null;
   #streamBytes = 0;
-  // The queues of streams not taken yet, and of those taken and still
-  // counted (see #next).
+  // The queues of streamed messages, and those of the ones taken and still
+  // counted (see #releaseSkipped).
   #queues: WeakMap<IncomingStream, PieceQueue<string | Uint8Array>> | null =
     null;
   #taken: PieceQueue<string | Uint8Array>[] = [];
@@ -494,8 +494,9 @@ export class Socket<Data = unknown>
    * message has started going out, the socket is closed with 1011
    * `"message stream failed"`: the peer discards the part it received
    * rather than take it for the whole. {@linkcode Socket.prototype.close}
-   * lets a message still streaming out end within half the close timeout,
-   * then cuts it short the same way, with its own code (so does the
+   * lets a message still streaming out end within its `streamGrace` (half
+   * the close timeout by default), then cuts it short the same way, with its
+   * own code (so does the
    * answer to the peer's close, within the close timeout). The source is
    * canceled (an iterator's `return()` called) whenever the message will
    * not be sent whole: when it is cut short, when the connection ends (even

@@ -49,8 +49,16 @@ export class Interruptible<T> {
       return Promise.resolve(this.#interruption.value);
     }
     return new Promise<R | T>((resolve, reject) => {
-      this.#wake = resolve;
-      Promise.resolve(value).then(resolve, reject);
+      const settle = (result: R | T) => {
+        // Nothing of a finished wait is kept.
+        if (this.#wake === settle) this.#wake = null;
+        resolve(result);
+      };
+      this.#wake = settle;
+      Promise.resolve(value).then(settle, (error) => {
+        if (this.#wake === settle) this.#wake = null;
+        reject(error);
+      });
     });
   }
 }

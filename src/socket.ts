@@ -144,6 +144,9 @@ export class Socket<Data = unknown>
   #stopStream:
     | ((close: { code: number; reason: string } | null) => void)
     | null = null;
+  // Set when close() ran out of patience with no stream under way: a
+  // stream that starts afterwards is cut at once, with this.
+  #streamCut: { code: number; reason: string } | null | undefined;
   // Takes asked for while one was pending (two loops, or next() called
   // again before the last settled), in order.
   #moreWaiters: TakeWaiter[] | null = null;
@@ -571,9 +574,12 @@ export class Socket<Data = unknown>
       cut = close;
       stop.interrupt(STOPPED);
     };
-    // The socket may have ended, or begun closing, while this waited its turn.
+    // The socket may have ended, or begun closing, while this waited its
+    // turn, or close() may have run out of patience for streams.
     if (this.#info !== null || this.#connection.state !== "open") {
       this.#stopStream(null);
+    } else if (this.#streamCut !== undefined) {
+      this.#stopStream(this.#streamCut);
     }
     // One piece is held back, so the last one can carry FIN.
     let held: Uint8Array | null = null;
@@ -809,7 +815,14 @@ export class Socket<Data = unknown>
         // one).
         const cut = setTimeout(() => {
           const answer = this.#peerClose !== null;
-          this.#stopStream?.(answer ? null : { code, reason });
+          const close = answer ? null : { code, reason };
+          if (this.#stopStream === null) {
+            // Only compressions are under way: they go out first; a stream
+            // queued behind them is cut as soon as it starts.
+            this.#streamCut = close;
+            return;
+          }
+          this.#stopStream(close);
           if (this.#connection.state !== "open") return;
           if (answer) this.#sendClose();
           else this.#closeNow(code, reason);

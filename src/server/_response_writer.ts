@@ -14,7 +14,10 @@ export interface WriteResponseOptions {
    * that left, the server's request timeout, shutdown).
    */
   signal?: AbortSignal;
-  /** Called once the head is written (the body may still be streaming). */
+  /**
+   * Called once the head is handed to the writer (the body may still be
+   * streaming).
+   */
   onHead?: () => void;
 }
 
@@ -200,10 +203,9 @@ export async function writeResponse(
   if (framing === "none" || options.head || reader === null) {
     if (reader !== null) cancelQuietly(reader, pendingRead);
     else if (body !== null) body.cancel().catch(() => {});
-    if (!await write(writer, headBytes)) {
-      return { delivered: false, keepAlive: false };
-    }
+    const written = write(writer, headBytes);
     options.onHead?.();
+    if (!await written) return { delivered: false, keepAlive: false };
     return { delivered: true, keepAlive };
   }
   return await writeBody(writer, reader, {
@@ -271,10 +273,14 @@ async function writeBody(
       unsent: true,
     };
   }
-  if (!await write(writer, first.length === 1 ? first[0] : concat(first))) {
-    return gone();
-  }
+  // The head is on its way (with what of the body was ready, which a slow
+  // client may take long to read): the response has started.
+  const headWritten = write(
+    writer,
+    first.length === 1 ? first[0] : concat(first),
+  );
   plan.onHead?.();
+  if (!await headWritten) return gone();
 
   // Abandoned: a body waiting for its next chunk is canceled, which ends
   // the read below.

@@ -271,7 +271,8 @@ export interface ServeOptions<Data = unknown> {
    * Milliseconds a plain HTTP exchange may take until its response head is
    * written with the request body read: a handler that never answers, or a
    * body that never ends, is cut off then. A response body that streams on
-   * (server-sent events) is not.
+   * (server-sent events) is not, once the handler has read the request's
+   * body (a request without one, such as a GET, has nothing to read).
    * @default {30000}
    */
   requestTimeout?: number;

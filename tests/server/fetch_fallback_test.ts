@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { serve } from "../../mod.ts";
 import {
   DEADLINE,
+  delay,
   echo,
   encodeRequest,
   LOCAL,
@@ -115,6 +116,23 @@ Deno.test("serve({fetch}) lets a response body stream on past requestTimeout onc
   });
   const text = await withTimeout(response.text(), DEADLINE, "the events");
   assert.equal(text, [0, 1, 2, 3, 4, 5].map((n) => `data: ${n}\n\n`).join(""));
+  assert.deepEqual(server.stats().timeouts, {});
+});
+
+Deno.test("serve({fetch}) does not cut a large response past requestTimeout for a client that starts reading late", async () => {
+  const size = 16 * 1024 * 1024;
+  await using server = serve({
+    ...LOCAL,
+    requestTimeout: 300,
+    fetch: () => new Response(new Uint8Array(size)),
+  }, echo);
+  using peer = await RawPeer.connect(server.addr);
+  await peer.write(
+    `GET / HTTP/1.1\r\nHost: 127.0.0.1:${server.addr.port}\r\nConnection: close\r\n\r\n`,
+  );
+  await delay(1000); // the head and the body's start are written by now
+  const response = await withTimeout(peer.readToEof(), DEADLINE, "the body");
+  assert.ok(response.length > size, `${response.length} bytes`);
   assert.deepEqual(server.stats().timeouts, {});
 });
 

@@ -1381,7 +1381,7 @@ export class Socket<Data = unknown>
   }
 
   /**
-   * The handler moved on (it asks for, or got, a later message): whole
+   * The handler moved on (it got a later message): whole
    * messages it took before and never began to read, or stopped reading
    * (skipped, neither read nor canceled), no longer hold up reading, which
    * would otherwise stall. Streams it reads (concurrently, say) go on
@@ -1399,7 +1399,6 @@ export class Socket<Data = unknown>
 
   #next(): Promise<IteratorResult<Message | IncomingStream>> {
     this.#takes++;
-    this.#releaseSkipped();
     // A consumer came after all: backpressure again rather than drops.
     if (this.#dropping && !this.#closeRequested) this.#dropping = false;
     if (this.#inboxHead < this.#inbox.length) {

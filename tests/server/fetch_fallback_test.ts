@@ -136,42 +136,40 @@ Deno.test("serve({fetch}) does not cut a large response past requestTimeout for 
   assert.deepEqual(server.stats().timeouts, {});
 });
 
-for (const ending of ["shutdown"] as const) {
-  Deno.test(`serve({fetch}): a response body waiting for data is canceled and request.signal aborted when the exchange is abandoned (${ending})`, async () => {
-    const canceled = Promise.withResolvers<void>();
-    const aborted = Promise.withResolvers<void>();
-    const started = Promise.withResolvers<void>();
-    const server = serve({
-      ...LOCAL,
-      fetch: (request) => {
-        request.signal.addEventListener("abort", () => aborted.resolve());
-        // An event stream: a first event, then nothing for a long time.
-        return new Response(
-          new ReadableStream({
-            start(controller) {
-              controller.enqueue(new TextEncoder().encode("data: hi\n\n"));
-              started.resolve();
-            },
-            cancel: () => canceled.resolve(),
-          }),
-          { headers: { "content-type": "text/event-stream" } },
-        );
-      },
-    }, echo);
-    try {
-      using peer = await RawPeer.connect(server.addr);
-      await peer.write(
-        `GET /events HTTP/1.1\r\nHost: 127.0.0.1:${server.addr.port}\r\n\r\n`,
+Deno.test("serve({fetch}): a response body waiting for data is canceled and request.signal aborted when the exchange is abandoned (shutdown)", async () => {
+  const canceled = Promise.withResolvers<void>();
+  const aborted = Promise.withResolvers<void>();
+  const started = Promise.withResolvers<void>();
+  const server = serve({
+    ...LOCAL,
+    fetch: (request) => {
+      request.signal.addEventListener("abort", () => aborted.resolve());
+      // An event stream: a first event, then nothing for a long time.
+      return new Response(
+        new ReadableStream({
+          start(controller) {
+            controller.enqueue(new TextEncoder().encode("data: hi\n\n"));
+            started.resolve();
+          },
+          cancel: () => canceled.resolve(),
+        }),
+        { headers: { "content-type": "text/event-stream" } },
       );
-      await withTimeout(started.promise, DEADLINE, "the stream to start");
-      if (ending === "shutdown") server.shutdown({ timeout: 0 });
-      await withTimeout(canceled.promise, DEADLINE, "the body canceled");
-      await withTimeout(aborted.promise, DEADLINE, "request.signal aborted");
-    } finally {
-      await server.shutdown();
-    }
-  });
-}
+    },
+  }, echo);
+  try {
+    using peer = await RawPeer.connect(server.addr);
+    await peer.write(
+      `GET /events HTTP/1.1\r\nHost: 127.0.0.1:${server.addr.port}\r\n\r\n`,
+    );
+    await withTimeout(started.promise, DEADLINE, "the stream to start");
+    server.shutdown({ timeout: 0 });
+    await withTimeout(canceled.promise, DEADLINE, "the body canceled");
+    await withTimeout(aborted.promise, DEADLINE, "request.signal aborted");
+  } finally {
+    await server.shutdown();
+  }
+});
 
 Deno.test("serve({fetch}) answers a request target with a fragment with 400, for plain HTTP and WebSocket upgrades alike (RFC 9112 §3.2)", async () => {
   await using server = serve({

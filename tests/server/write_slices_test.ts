@@ -10,23 +10,18 @@ const KIB = 1024;
 /** One write the slow peer took. */
 interface Write {
   size: number;
-  /** The first byte: 0x88 for a close frame, 0x89 for a ping. */
+  /** The first byte: 0x88 for a close frame. */
   first: number;
-  at: number;
 }
 
 /**
  * A server socket over a peer that takes `bytesPerMs` of what is written
- * and sends nothing; `onWrite` sees each write once taken, `closedAt` when
- * the socket closed the transport.
+ * and sends nothing; `writesAtClose` counts the writes taken when the socket
+ * closed the transport.
  */
-function slowPeer(
-  bytesPerMs: number,
-  options: Partial<SocketOptions>,
-  onWrite: (write: Write) => void = () => {},
-) {
+function slowPeer(bytesPerMs: number, options: Partial<SocketOptions>) {
   const writes: Write[] = [];
-  const peer = { writes, closedAt: -1, writesAtClose: 0 };
+  const peer = { writes, writesAtClose: 0 };
   const transportClosed = Promise.withResolvers<void>();
   const readable = new ReadableStream({
     type: "bytes",
@@ -41,17 +36,10 @@ function slowPeer(
       await new Promise((resolve) =>
         setTimeout(resolve, chunk.length / bytesPerMs)
       );
-      const write = {
-        size: chunk.length,
-        first: chunk[0],
-        at: performance.now(),
-      };
-      writes.push(write);
-      onWrite(write);
+      writes.push({ size: chunk.length, first: chunk[0] });
     },
   });
   const socket = socketOver(readable, writable, options, () => {
-    peer.closedAt = performance.now();
     peer.writesAtClose = writes.length;
     transportClosed.resolve();
   });

@@ -65,6 +65,7 @@ export type {
 } from "./src/server/serve_options.ts";
 export { renderPrometheus, type ServerStats } from "./src/server/stats.ts";
 export * from "./src/server/http_exchange.ts";
+export * from "./src/server/http_request_error.ts";
 export * from "./src/server/static_files.ts";
 export * from "./src/protocol/client_handshake.ts";
 export * from "./src/client/connect.ts";

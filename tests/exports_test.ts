@@ -23,6 +23,7 @@ Deno.test("mod.ts exports exactly the public API", () => {
     "FrameParser",
     "FrameWriter",
     "HandshakeError",
+    "HttpRequestError",
     "HttpRequestParser",
     "MessageAssembler",
     "OPCODE",

@@ -11,6 +11,7 @@ export const CONNECT_OPTIONS: ReadonlySet<string> = new Set([
   "signal",
   "caCerts",
   "perMessageDeflate",
+  "streamMessages",
   "handshakeTimeout",
   "closeTimeout",
   "maxPayload",

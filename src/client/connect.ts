@@ -77,6 +77,13 @@ export interface ConnectOptions {
    */
   perMessageDeflate?: boolean;
   /**
+   * Deliver each message as a stream of its pieces as they arrive
+   * ({@linkcode Socket.prototype.streams}) instead of whole, for messages
+   * too large to hold in memory (a download); raise `maxPayload` with it.
+   * @default {false}
+   */
+  streamMessages?: boolean;
+  /**
    * Milliseconds without traffic from the server before a keepalive ping;
    * `0` sends none. Keepalive finds a dead server behind a silent
    * connection (for `reconnecting()`, say).
@@ -277,6 +284,7 @@ export async function connect(
         : undefined,
       head: handshake.rest,
       perMessageDeflate: result.perMessageDeflate,
+      streamMessages: options.streamMessages,
     }, undefined);
     socket.run();
     return socket;
@@ -312,15 +320,14 @@ function checkOptions(
   options: ConnectOptions,
 ): { -readonly [K in keyof typeof DEFAULTS]: number } {
   checkOptionsObject("connect", CONNECT_OPTIONS, options);
-  if (
-    options.perMessageDeflate !== undefined &&
-    typeof options.perMessageDeflate !== "boolean"
-  ) {
-    throw new TypeError(
-      `Cannot connect: "perMessageDeflate" must be a boolean, got ${
-        describe(options.perMessageDeflate)
-      }`,
-    );
+  for (const name of ["perMessageDeflate", "streamMessages"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "boolean") {
+      throw new TypeError(
+        `Cannot connect: "${name}" must be a boolean, got ${
+          describe(options[name])
+        }`,
+      );
+    }
   }
   const caCerts: unknown = options.caCerts;
   if (

@@ -10,7 +10,9 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
   /**
    * Extra handshake request headers, as for {@linkcode connect}; or a
    * function called before each attempt for them, so that a token that
-   * expires can be fetched anew. A function that throws ends the iteration
+   * expires can be fetched anew: then a 401 rejection is retried once (after
+   * the usual delay) with the headers it returns next, and a second 401 in a
+   * row ends the iteration. A function that throws ends the iteration
    * with its error; aborting `signal` while it runs ends the iteration.
    */
   headers?: HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
@@ -56,7 +58,8 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  *   closed with 1000 first.
  * - A failed attempt is retried, except for caller mistakes (`TypeError`,
  *   `RangeError`) and handshake rejections with a 4xx status other than 408
- *   and 429, which end the iteration by throwing. After `maxRetries`
+ *   and 429 (and a first 401 when `headers` is a function), which end the
+ *   iteration by throwing. After `maxRetries`
  *   consecutive failures the last error is thrown.
  * - Aborting `signal` ends the iteration: a pending delay or attempt stops,
  *   and an open socket is closed with 1000. Breaking out of the loop stops
@@ -134,6 +137,9 @@ async function* reconnect(
   let backoff = 0;
   // What the last rejection's Retry-After asked for, in milliseconds.
   let serverDelay = 0;
+  // A 401 is retried once with headers fetched anew, when they can be.
+  const canRefresh = typeof options.headers === "function";
+  let lastUnauthorized = false;
   for (let attempt = 0; !signal?.aborted; attempt++) {
     if (attempt > 0) {
       // With initialDelay 0, only a reconnection after a connection that
@@ -157,7 +163,12 @@ async function* reconnect(
       socket = await connect(url, { ...connectOptions, headers });
     } catch (error) {
       if (signal?.aborted) return;
-      if (!retryable(error) || failures >= maxRetries) throw error;
+      const unauthorized = isStatus(error, 401);
+      const refresh = unauthorized && canRefresh && !lastUnauthorized;
+      if (!(refresh || retryable(error)) || failures >= maxRetries) {
+        throw error;
+      }
+      lastUnauthorized = unauthorized;
       failures++;
       backoff++;
       serverDelay = retryAfter(error);
@@ -165,6 +176,7 @@ async function* reconnect(
     }
     failures = 0;
     serverDelay = 0;
+    lastUnauthorized = false;
     // How long the connection lasted, however long the loop took over it.
     const opened = performance.now();
     let ended = Infinity;
@@ -199,6 +211,11 @@ function retryable(error: unknown): boolean {
     return status >= 500 || status === 408 || status === 429 || status < 400;
   }
   return true;
+}
+
+function isStatus(error: unknown, status: number): boolean {
+  return error instanceof ClientHandshakeError &&
+    error.code === "UNEXPECTED_STATUS" && error.status === status;
 }
 
 /** A 429 or 503 rejection's `Retry-After` (RFC 9110 §10.2.3), in ms; else 0. */

@@ -1,4 +1,4 @@
-import { HttpRequestError } from "./_http_request_error.ts";
+import { HttpRequestError } from "./http_request_error.ts";
 
 /** Options of {@linkcode ChunkedDecoder}. */
 export interface ChunkedDecoderOptions {

@@ -1,5 +1,5 @@
 import { ChunkedDecoder } from "./_chunked_decoder.ts";
-import { HttpRequestError } from "./_http_request_error.ts";
+import { HttpRequestError } from "./http_request_error.ts";
 
 /** How a request body is delimited (RFC 9112 §6.3). */
 export type BodyFraming =

@@ -1,7 +1,7 @@
 import { shown } from "../protocol/_describe.ts";
 import type { HttpRequestHead } from "../protocol/http_request_parser.ts";
 import { headersOf } from "../protocol/_headers.ts";
-import { HttpRequestError } from "./_http_request_error.ts";
+import { HttpRequestError } from "./http_request_error.ts";
 import { type BodyFraming, RequestBody } from "./_request_body.ts";
 import {
   encodeErrorResponse,

@@ -166,6 +166,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
     { at: number; phase: TimeoutPhase; onExpiry: (() => void) | undefined }
   >();
   readonly #shutdownCallbacks = new Set<() => void>();
+  // Connections whose opening handshake has been read and is being
+  // answered: shutdown lets them have their 503.
+  readonly #upgrading = new Set<Deno.Conn>();
   // HTTP exchanges under way, which shutdown gives until its timeout.
   readonly #exchanges = new Map<Deno.Conn, () => void>();
   #stopDeadlineChecks: (() => void) | null = null;
@@ -317,8 +320,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   /**
-   * Stops accepting and closes connections waiting for a request; sends
-   * 1001 (going away) to every open socket, after what is queued for it (a
+   * Stops accepting and closes connections waiting for a request; answers
+   * handshakes being decided (an `onUpgrade` hook under way) with 503 and
+   * `Retry-After: 1`; sends 1001 (going away) to every open socket, after what is queued for it (a
    * message still streaming out gets half of `timeout` or of `closeTimeout`,
    * whichever is shorter, to end), and lets plain HTTP exchanges
    * under way finish (their responses say `Connection: close`); waits for
@@ -367,10 +371,14 @@ export class Server<Data = unknown> implements AsyncDisposable {
     for (const callback of this.#shutdownCallbacks) callback();
     // Connections waiting for a request head (a handshake, an idle
     // keep-alive) just close; HTTP exchanges under way may finish, and
-    // their responses say `Connection: close`.
+    // their responses say `Connection: close`; handshakes being answered
+    // get a 503.
     const upgraded = new Set(this.#sockets.values());
     for (const conn of this.#conns) {
-      if (!upgraded.has(conn) && !this.#exchanges.has(conn)) {
+      if (
+        !upgraded.has(conn) && !this.#exchanges.has(conn) &&
+        !this.#upgrading.has(conn)
+      ) {
         closeQuietly(conn);
       }
     }
@@ -624,6 +632,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
   ): Promise<Socket<Data> | null> {
     const { conn, reader, writer, remoteAddr } = peer;
     const options = this.#options;
+    this.#upgrading.add(conn);
     try {
       const upgrade = validateUpgradeRequest(head, this.#scheme);
       const origin = upgrade.headers.get("origin");
@@ -643,17 +652,18 @@ export class Server<Data = unknown> implements AsyncDisposable {
       if (options.onUpgrade) {
         // The hook has the handshake timeout, and no longer than shutdown.
         const abort = new AbortController();
-        const stop = () => abort.abort(new Error("handshake abandoned"));
         this.#startDeadline(
           conn,
           "upgrade-hook",
           // What is left of the handshake's own deadline: a head sent a
           // byte at a time does not buy the hook more time.
           Math.max(0, deadline - performance.now()),
-          stop,
+          () => abort.abort(new Error("handshake timed out")),
         );
-        const unsubscribe = this.#onShutdown(stop);
-        let decision: Awaited<ReturnType<typeof options.onUpgrade>>;
+        const unsubscribe = this.#onShutdown(() =>
+          abort.abort(new Error("the server is shutting down"))
+        );
+        let decision: Awaited<ReturnType<typeof options.onUpgrade>> | undefined;
         try {
           decision = await Promise.race([
             options.onUpgrade(getRequest(), {
@@ -670,14 +680,18 @@ export class Server<Data = unknown> implements AsyncDisposable {
             ),
           ]);
         } catch (error) {
-          if (abort.signal.aborted) return null;
-          throw error;
+          if (!abort.signal.aborted) throw error;
         } finally {
           this.#endDeadline(conn);
           unsubscribe();
         }
-        // A hook that settled from its own abort listener comes too late.
-        if (abort.signal.aborted) return null;
+        // Stopped, or a hook that settled from its own abort listener comes
+        // too late: the deadline closed the connection, or shutdown gets
+        // its 503.
+        if (abort.signal.aborted) {
+          if (this.#shutdown === null) return null;
+          throw SHUTTING_DOWN();
+        }
         checkUpgradeDecision(decision);
         if (decision instanceof Response) {
           this.#stats.countRejection(decision.status);
@@ -721,6 +735,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
       }
       if (extraHeaders) headers.push(...extraHeaders);
       const accept = await computeAcceptKey(upgrade.key);
+      // Shutdown began while the hook or the digest ran: it has already
+      // closed the sockets it knew of.
+      if (this.#shutdown !== null) throw SHUTTING_DOWN();
       // Queued, not awaited: the socket's frames follow on the same writer.
       writer.write(encodeAcceptResponse(accept, headers)).catch(() => {});
       return new Socket<Data>(conn, {
@@ -753,6 +770,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
         );
       }
       return null;
+    } finally {
+      this.#upgrading.delete(conn);
     }
   }
 
@@ -772,7 +791,11 @@ export class Server<Data = unknown> implements AsyncDisposable {
       try {
         await this.#handler(socket);
       } catch (error) {
-        if (!(error instanceof ConnectionClosedError)) {
+        // A send on its own socket that closed under it is how a handler
+        // learns of the close; one on another socket is a mistake to show.
+        if (
+          !(error instanceof ConnectionClosedError) || socket.state === "open"
+        ) {
           this.#logger({ type: "handler-error", url, error });
           socket.close(1011).catch(() => {});
         }
@@ -885,6 +908,11 @@ function isWebSocketRequest(head: HttpRequestHead): boolean {
     tokenList(value).some((token) => token.toLowerCase() === "websocket")
   );
 }
+
+const SHUTTING_DOWN = () =>
+  new HandshakeError(503, "The server is shutting down", {
+    "Retry-After": "1",
+  });
 
 const DECISION_KEYS = new Set(["protocol", "headers", "data"]);
 

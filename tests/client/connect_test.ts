@@ -346,6 +346,10 @@ Deno.test("connect rejects caller mistakes with TypeError and RangeError", async
       'Cannot connect: "perMessageDeflate" must be a boolean, got string "yes"',
     ],
     [
+      { streamMessages: 1 },
+      'Cannot connect: "streamMessages" must be a boolean, got number 1',
+    ],
+    [
       { caCerts: "-----BEGIN CERTIFICATE-----" },
       'Cannot connect: "caCerts" must be an array of PEM certificates (the text, "-----BEGIN CERTIFICATE-----...", not file names), got string',
     ],
@@ -593,6 +597,7 @@ Deno.test("connect() knows every option it declares by name", async () => {
     maxHeaders: true,
     caCerts: true,
     perMessageDeflate: true,
+    streamMessages: true,
     pingInterval: true,
     pongTimeout: true,
   };

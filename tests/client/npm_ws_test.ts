@@ -110,6 +110,47 @@ Deno.test("connect echoes text and binary through npm:ws (which requires masking
   assert.deepEqual(server.errors, []);
 });
 
+Deno.test("connect({ streamMessages }) streams a message from npm:ws larger than it would hold whole, piece by piece, then iterates the next", async () => {
+  const size = 24 * 1024 * 1024;
+  const big = new Uint8Array(size).map((_, i) => (i * 7) & 0xff);
+  await using server = await wsServer({}, (ws) => {
+    ws.send(big, { binary: true });
+    ws.send("after", { binary: false });
+  });
+  const socket = await connect(server.url, {
+    streamMessages: true,
+    maxPayload: 32 * 1024 * 1024,
+  });
+  assert.throws(() => socket[Symbol.asyncIterator](), TypeError);
+  const streams = socket.streams()[Symbol.asyncIterator]();
+  const first = await deadline(streams.next(), 5_000, "the first stream");
+  assert.equal(first.done, false);
+  assert.equal(first.value.type, "binary");
+  let received = 0;
+  let pieces = 0;
+  let mismatches = 0;
+  for await (
+    const piece of first.value.readable as ReadableStream<Uint8Array>
+  ) {
+    for (let i = 0; i < piece.length; i += 4093) {
+      if (piece[i] !== big[received + i]) mismatches++;
+    }
+    received += piece.length;
+    pieces++;
+  }
+  assert.equal(received, size);
+  assert.equal(mismatches, 0);
+  assert.ok(pieces > 1, `arrived in ${pieces} piece(s)`);
+  const second = await deadline(streams.next(), 5_000, "the second stream");
+  assert.equal(second.value?.type, "text");
+  assert.equal(
+    (await Array.fromAsync(second.value!.readable as ReadableStream<string>))
+      .join(""),
+    "after",
+  );
+  await deadline(socket.close(), 5_000, "close");
+});
+
 Deno.test("connect negotiates a subprotocol with npm:ws", async () => {
   await using server = await wsServer({
     handleProtocols: (offered: Set<string>) => offered.has("v2") ? "v2" : false,

@@ -327,6 +327,62 @@ Deno.test("reconnecting asks a headers function before each attempt, so an expir
   await assert.rejects(failing.next(), /no token/);
 });
 
+Deno.test("reconnecting retries a 401 once with headers fetched anew when headers is a function; a second 401 in a row, or a 401 with fixed headers, ends it", async () => {
+  const seen: (string | null)[] = [];
+  let valid = "token-2";
+  await using server = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    onUpgrade: (request) => {
+      const token = request.headers.get("authorization");
+      seen.push(token);
+      if (token !== `Bearer ${valid}`) {
+        return new Response("expired", { status: 401 });
+      }
+    },
+  }, async (socket) => {
+    await socket.close(4000, "done");
+  });
+  const url = `ws://127.0.0.1:${server.addr.port}`;
+  let issued = 0;
+  const headers = () => ({ authorization: `Bearer token-${++issued}` });
+  for await (const socket of reconnecting(url, { ...FAST, headers })) {
+    assert.equal((await socket.closed).code, 4000);
+    break;
+  }
+  assert.deepEqual(seen, ["Bearer token-1", "Bearer token-2"]);
+
+  // A token source that keeps failing does not loop.
+  seen.length = 0;
+  valid = "never";
+  await assert.rejects(
+    (async () => {
+      for await (const _ of reconnecting(url, { ...FAST, headers })) {
+        // never
+      }
+    })(),
+    (error) => error instanceof ClientHandshakeError && error.status === 401,
+  );
+  assert.deepEqual(seen, ["Bearer token-3", "Bearer token-4"]);
+
+  // Fixed headers cannot change: the first 401 ends it.
+  seen.length = 0;
+  await assert.rejects(
+    (async () => {
+      for await (
+        const _ of reconnecting(url, {
+          ...FAST,
+          headers: { authorization: "Bearer fixed" },
+        })
+      ) {
+        // never
+      }
+    })(),
+    (error) => error instanceof ClientHandshakeError && error.status === 401,
+  );
+  assert.deepEqual(seen, ["Bearer fixed"]);
+});
+
 Deno.test("reconnecting ends when its signal aborts while the headers function is still running", async () => {
   const controller = new AbortController();
   const iterator = reconnecting("ws://127.0.0.1:9/", {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ChunkedDecoder } from "../../src/server/_chunked_decoder.ts";
-import { HttpRequestError } from "../../src/server/_http_request_error.ts";
+import { HttpRequestError } from "../../src/server/http_request_error.ts";
 
 const utf8 = new TextEncoder();
 const latin1 = (bytes: Uint8Array) => String.fromCharCode(...bytes);

@@ -620,3 +620,32 @@ Deno.test("Socket.terminate() drops the connection at once without a closing han
     wasClean: false,
   });
 });
+
+Deno.test("a handler ended by a ConnectionClosedError from another socket's send is logged and its socket closed with 1011", async () => {
+  const events: ServerLogEvent[] = [];
+  const sockets: Socket[] = [];
+  await using server = serve(
+    { ...LOCAL, logger: (e) => events.push(e) },
+    async (socket) => {
+      sockets.push(socket);
+      for await (const message of socket) {
+        for (const other of sockets) {
+          if (other !== socket) await other.send(message);
+        }
+      }
+    },
+  );
+  await using leaving = await NpmClient.connect(wsUrl(server.addr));
+  await using sender = await NpmClient.connect(wsUrl(server.addr));
+  await leaving.close(1000);
+  await withTimeout(sockets[0].closed, DEADLINE, "the first socket closed");
+  sender.send("hello");
+  const seen = await withTimeout(sender.closed, DEADLINE, "close event");
+  assert.equal(seen.code, 1011);
+  const logged = events.filter((event) => event.type === "handler-error");
+  assert.equal(logged.length, 1);
+  assert.ok(
+    logged[0].type === "handler-error" &&
+      logged[0].error instanceof ConnectionClosedError,
+  );
+});

@@ -336,3 +336,70 @@ Deno.test("Server.shutdown() closes a keep-alive connection once the response it
     await server.shutdown();
   }
 });
+
+Deno.test("Server.shutdown() answers a handshake whose onUpgrade hook is still deciding with 503 and Retry-After", async () => {
+  const inHook = Promise.withResolvers<AbortSignal>();
+  const server = serve({
+    ...LOCAL,
+    onUpgrade: async (_request, { signal }) => {
+      inHook.resolve(signal);
+      await new Promise((resolve) => setTimeout(resolve, 60_000).unref?.());
+    },
+  }, echo);
+  try {
+    await using peer = await RawPeer.connect(server.addr);
+    await peer.write(
+      encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr)),
+    );
+    const signal = await withTimeout(inHook.promise, DEADLINE, "the hook");
+    const shutdown = server.shutdown({ timeout: 2_000 });
+    const response = await withTimeout(peer.readResponse(), DEADLINE, "503");
+    assert.equal(response.status, 503, response.statusLine);
+    assert.equal(response.headers.get("retry-after"), "1");
+    assert.equal(response.headers.get("connection"), "close");
+    assert.match(response.body, /shutting down/);
+    assert.equal(signal.aborted, true, "the hook was told to stop");
+    peer.close();
+    await withTimeout(shutdown, DEADLINE, "shutdown()");
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("Server.shutdown() answers a handshake it is computing the accept key for with 503, not a 101 on a socket it will not close", async () => {
+  const subtle = crypto.subtle;
+  const digest = subtle.digest;
+  const inDigest = Promise.withResolvers<void>();
+  const proceed = Promise.withResolvers<void>();
+  let opened = 0;
+  const server = serve(LOCAL, (socket) => {
+    opened++;
+    return echo(socket);
+  });
+  Object.defineProperty(subtle, "digest", {
+    configurable: true,
+    value: async (...args: Parameters<SubtleCrypto["digest"]>) => {
+      inDigest.resolve();
+      await proceed.promise;
+      return await digest.apply(subtle, args);
+    },
+  });
+  try {
+    await using peer = await RawPeer.connect(server.addr);
+    await peer.write(
+      encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr)),
+    );
+    await withTimeout(inDigest.promise, DEADLINE, "the digest");
+    const shutdown = server.shutdown({ timeout: 2_000 });
+    proceed.resolve();
+    const response = await withTimeout(peer.readResponse(), DEADLINE, "503");
+    assert.equal(response.status, 503, response.statusLine);
+    peer.close();
+    await withTimeout(shutdown, DEADLINE, "shutdown()");
+    assert.equal(opened, 0, "no socket reached the handler");
+  } finally {
+    delete (subtle as { digest?: unknown }).digest;
+    proceed.resolve();
+    await server.shutdown();
+  }
+});

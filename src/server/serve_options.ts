@@ -126,8 +126,11 @@ export type ServerLogEvent =
   | { type: "handler-error"; url: string; error: unknown }
   | { type: "pubsub-error"; error: unknown }
   | { type: "accept-error"; error: unknown }
-  /** A connection failed before its request head: a reset, a TLS failure. */
-  | { type: "connection-error"; remoteAddr: Deno.NetAddr; error: unknown }
+  /**
+   * A connection failed before its request head: a reset, a TLS failure.
+   * `remoteAddr` is missing for one reset while it waited to be accepted.
+   */
+  | { type: "connection-error"; remoteAddr?: Deno.NetAddr; error: unknown }
   /**
    * `shutdown()`'s timeout passed with `pending` connections whose handler
    * (or HTTP exchange) had not ended: it resolves without them.

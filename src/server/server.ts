@@ -278,7 +278,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
    * @returns The counters now.
    */
   stats(): ServerStats {
-    return this.#stats.snapshot(this.#sockets.size);
+    return this.#stats.snapshot(this.#sockets.size, this.#conns.size);
   }
 
   /**
@@ -421,6 +421,13 @@ export class Server<Data = unknown> implements AsyncDisposable {
         conn = await this.#listener.accept();
       } catch (error) {
         if (this.#shutdown !== null || isListenerClosed(error)) break;
+        if (isPeerFailure(error)) {
+          // A client that reset its connection while it waited in the
+          // backlog: its own failure, not a reason to stop accepting.
+          this.#stats.connectionErrors++;
+          this.#logger({ type: "connection-error", error });
+          continue;
+        }
         // Out of file descriptors, say: keep serving the open connections
         // and try again shortly rather than stop accepting for good.
         this.#logger({ type: "accept-error", error });
@@ -891,6 +898,13 @@ interface Peer {
 function isListenerClosed(error: unknown): boolean {
   return error instanceof Deno.errors.BadResource ||
     error instanceof Deno.errors.Interrupted;
+}
+
+/** Errors of `accept()` that are one client's doing (ENOTCONN, a reset). */
+function isPeerFailure(error: unknown): boolean {
+  return error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted;
 }
 
 function closeQuietly(conn: Deno.Conn): void {

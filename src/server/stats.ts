@@ -4,6 +4,11 @@ import { newCounters, type SocketCounters } from "../socket_options.ts";
 export interface ServerStats {
   /** WebSocket connections open now. */
   openConnections: number;
+  /**
+   * TCP (or TLS) connections open now, whatever they are doing: WebSockets,
+   * handshakes still arriving, plain HTTP. `maxConnections` counts these.
+   */
+  transportConnections: number;
   /** WebSocket connections accepted since the server started. */
   totalConnections: number;
   /** Messages received from all peers. */
@@ -22,7 +27,10 @@ export interface ServerStats {
   handshakeRejections: Record<number, number>;
   /** How many connections a deadline closed, by phase (`handshake`, ...). */
   timeouts: Record<string, number>;
-  /** Connections that failed before their request head (resets, TLS). */
+  /**
+   * Connections that failed before their request head: resets (also while
+   * waiting to be accepted), TLS failures.
+   */
   connectionErrors: number;
   /** Ping round-trip times in milliseconds: count, mean and maximum. */
   pingRtt: { count: number; mean: number; max: number };
@@ -71,12 +79,17 @@ export class StatsCollector {
    * Takes a snapshot.
    *
    * @param openConnections WebSocket connections open now.
+   * @param transportConnections TCP connections open now.
    * @returns The counters.
    */
-  snapshot(openConnections: number): ServerStats {
+  snapshot(
+    openConnections: number,
+    transportConnections: number,
+  ): ServerStats {
     const c = this.counters;
     return {
       openConnections,
+      transportConnections,
       totalConnections: this.totalConnections,
       messagesReceived: c.messagesIn,
       messagesSent: c.messagesOut,
@@ -137,6 +150,12 @@ export function renderPrometheus(stats: ServerStats): string {
     "",
     stats.openConnections,
   ]]);
+  metric(
+    "transport_connections_open",
+    "gauge",
+    "Open TCP connections: WebSockets, handshakes under way, plain HTTP.",
+    [["", stats.transportConnections]],
+  );
   metric("connections_total", "counter", "WebSocket connections accepted.", [[
     "",
     stats.totalConnections,

@@ -328,3 +328,38 @@ Deno.test(
     assert.equal(response.status, 101, response.statusLine);
   },
 );
+
+Deno.test("clients that reset their connection while it waits to be accepted are counted as connection errors, and accepting goes on at once (no accept-error, no pause)", async () => {
+  const events: ServerLogEvent[] = [];
+  await using server = serve(
+    { ...LOCAL, logger: (event) => events.push(event) },
+    echo,
+  );
+  // Another process connects and resets five times while this one's event
+  // loop is blocked, so the resets wait in the listen backlog; accept()
+  // then fails with ENOTCONN for each.
+  const script = `
+    import net from "node:net";
+    for (let i = 0; i < 5; i++) {
+      await new Promise((resolve) => {
+        const socket = net.connect(${server.addr.port}, "127.0.0.1", () => {
+          socket.resetAndDestroy();
+          resolve();
+        });
+        socket.on("error", () => {});
+      });
+    }`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    stdout: "null",
+    stderr: "inherit",
+  }).outputSync();
+  assert.equal(child.code, 0);
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  assert.equal(await client.roundTrip("still serving"), "still serving");
+  const types = events.map((event) => event.type);
+  assert.equal(types.filter((type) => type === "accept-error").length, 0);
+  const errors = types.filter((type) => type === "connection-error").length;
+  assert.ok(errors >= 1, `logged: ${types.join(", ")}`);
+  assert.equal(server.stats().connectionErrors, errors);
+});

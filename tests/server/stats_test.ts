@@ -57,6 +57,7 @@ Deno.test(
     );
     assert.deepEqual(server.stats(), {
       openConnections: 0,
+      transportConnections: 0,
       totalConnections: 0,
       messagesReceived: 0,
       messagesSent: 0,
@@ -437,4 +438,28 @@ Deno.test("serve() without a logger prints a pub/sub adapter's errors once, not 
   } finally {
     console.error = original;
   }
+});
+
+Deno.test("stats().transportConnections counts every open TCP connection, a handshake still arriving included, as maxConnections does; metrics() has it", async () => {
+  await using server = serve({ ...LOCAL, maxConnections: 1 }, echo);
+  using partial = await RawPeer.connect(server.addr);
+  await partial.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+  await waitUntil(
+    () => server.stats().transportConnections === 1,
+    "the connection counted",
+  );
+  assert.equal(server.stats().openConnections, 0);
+  assert.match(server.metrics(), /^duplex_transport_connections_open 1$/m);
+  // What maxConnections saw: the next one is refused.
+  using refused = await RawPeer.connect(server.addr);
+  await refused.write(
+    encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr)),
+  );
+  assert.equal((await refused.readResponse()).status, 503);
+  partial.close();
+  refused.close();
+  await waitUntil(
+    () => server.stats().transportConnections === 0,
+    "both connections gone",
+  );
 });

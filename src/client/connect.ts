@@ -236,7 +236,9 @@ export async function connect(
             chunk = value;
           }
         } catch (error) {
-          if (halted() === undefined) throw error;
+          // A reset: it ends a rejection's body as an EOF would (proxies
+          // reset after a 401), or the handshake, with the reset as cause.
+          if (halted() === undefined) handshake.receiveEof(error);
         }
         // A rejection whose body was still arriving: the rejection it is
         // (not a timeout), unless the caller aborted.

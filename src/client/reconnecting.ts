@@ -35,6 +35,12 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
    */
   maxRetries?: number;
   /**
+   * Called after each failed attempt that will be retried, with its error
+   * and the milliseconds until the next attempt: failures are otherwise
+   * silent until `maxRetries` runs out. It must not throw.
+   */
+  onRetry?: (error: unknown, delay: number) => void;
+  /**
    * A source of numbers in [0, 1) for the jitter. Inject one only in tests.
    * @default {Math.random}
    */
@@ -56,14 +62,21 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  * - It reconnects after every close, clean or not. When the loop asks for
  *   the next socket while the previous one is still open, that one is
  *   closed with 1000 first.
- * - A failed attempt is retried, except for caller mistakes (`TypeError`,
- *   `RangeError`) and handshake rejections with a 4xx status other than 408
- *   and 429 (and a first 401 when `headers` is a function), which end the
- *   iteration by throwing. After `maxRetries`
+ * - A failed attempt (a network error, a timeout, a reset, a 5xx, 408 or
+ *   429 answer) is retried, and reported to `onRetry`. What retrying cannot
+ *   fix ends the iteration by throwing: caller mistakes (`TypeError`,
+ *   `RangeError`), a missing permission (`Deno.errors.NotCapable`), an
+ *   answer with another status (a 2xx page, a 3xx redirect, a 4xx; but a
+ *   first 401 when `headers` is a function), and a server that is not a
+ *   WebSocket server (a malformed response, a bad `Sec-WebSocket-Accept`,
+ *   an unrequested subprotocol or extension). After `maxRetries`
  *   consecutive failures the last error is thrown.
  * - Aborting `signal` ends the iteration: a pending delay or attempt stops,
  *   and an open socket is closed with 1000. Breaking out of the loop stops
  *   reconnecting and leaves the current socket to you.
+ * - Iterate each socket (take its messages) rather than only awaiting
+ *   `closed`: a close frame from the server behind messages nobody takes is
+ *   answered after a second, so the reconnection starts that much later.
  * - Nothing carries over from one connection to the next: sending on a
  *   socket that has closed rejects with `ConnectionClosedError` (nothing is
  *   queued for the next connection), and whatever a new connection needs
@@ -109,12 +122,14 @@ export function reconnecting(
       }`,
     );
   }
-  if (options.random !== undefined && typeof options.random !== "function") {
-    throw new TypeError(
-      `Cannot reconnect: "random" must be a function, got ${
-        describe(options.random)
-      }`,
-    );
+  for (const name of ["random", "onRetry"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "function") {
+      throw new TypeError(
+        `Cannot reconnect: "${name}" must be a function, got ${
+          describe(options[name])
+        }`,
+      );
+    }
   }
   return reconnect(url, options, initialDelay, maxDelay, maxRetries);
 }
@@ -140,6 +155,8 @@ async function* reconnect(
   // A 401 is retried once with headers fetched anew, when they can be.
   const canRefresh = typeof options.headers === "function";
   let lastUnauthorized = false;
+  // The error of the attempt that just failed, for onRetry.
+  let failed: unknown = NONE;
   for (let attempt = 0; !signal?.aborted; attempt++) {
     if (attempt > 0) {
       // With initialDelay 0, only a reconnection after a connection that
@@ -150,6 +167,10 @@ async function* reconnect(
       const wait = Math.min(maxDelay, base * 2 ** Math.min(backoff, 40)) *
         (0.5 + random() / 2);
       const delay = Math.min(Math.max(wait, serverDelay), maxDelay);
+      if (failed !== NONE) {
+        options.onRetry?.(failed, delay);
+        failed = NONE;
+      }
       if (!await sleep(Math.min(delay, MAX_TIMER), signal)) return;
     }
     let headers: HeadersInit | undefined;
@@ -169,6 +190,7 @@ async function* reconnect(
         throw error;
       }
       lastUnauthorized = unauthorized;
+      failed = error;
       failures++;
       backoff++;
       serverDelay = retryAfter(error);
@@ -203,12 +225,15 @@ const ZERO_DELAY_BACKOFF = 50;
 const MAX_TIMER = 2 ** 31 - 1;
 
 function retryable(error: unknown): boolean {
-  if (error instanceof TypeError || error instanceof RangeError) return false;
   if (
-    error instanceof ClientHandshakeError && error.code === "UNEXPECTED_STATUS"
-  ) {
+    error instanceof TypeError || error instanceof RangeError ||
+    error instanceof Deno.errors.NotCapable
+  ) return false;
+  if (error instanceof ClientHandshakeError) {
+    if (error.code === "CONNECTION_CLOSED") return true;
+    if (error.code !== "UNEXPECTED_STATUS") return false;
     const { status } = error;
-    return status >= 500 || status === 408 || status === 429 || status < 400;
+    return status >= 500 || status === 408 || status === 429;
   }
   return true;
 }
@@ -231,6 +256,7 @@ function retryAfter(error: unknown): number {
 }
 
 const ABORTED = Symbol("aborted");
+const NONE = Symbol("none");
 
 /** `value`, or {@linkcode ABORTED} as soon as `signal` aborts. */
 function untilAborted<T>(
@@ -284,4 +310,5 @@ const RECONNECTING_OPTIONS: ReadonlySet<string> = new Set([
   "maxDelay",
   "maxRetries",
   "random",
+  "onRetry",
 ]);

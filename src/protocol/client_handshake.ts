@@ -80,14 +80,22 @@ export class ClientHandshakeError extends Error {
    * @param code What went wrong.
    * @param message A sentence for the user.
    * @param details The response status, the start of its body and its
-   * header fields.
+   * header fields; the error that ended the connection, if one did.
    */
   constructor(
     code: ClientHandshakeErrorCode,
     message: string,
-    details: { status?: number; body?: string; headers?: Headers } = {},
+    details: {
+      status?: number;
+      body?: string;
+      headers?: Headers;
+      cause?: unknown;
+    } = {},
   ) {
-    super(message);
+    super(
+      message,
+      details.cause === undefined ? undefined : { cause: details.cause },
+    );
     this.name = "ClientHandshakeError";
     this.code = code;
     this.status = details.status ?? 0;
@@ -230,6 +238,8 @@ export class ClientHandshake {
   readonly #maxHeaders: number;
   #state: ClientHandshakeState = "head";
   #interim = 0;
+  // Whether the head's first line has ended (and was a status line).
+  #firstLineChecked = false;
   #buffer = new Uint8Array(0);
   #length = 0;
   #rest: Uint8Array = new Uint8Array(0);
@@ -339,6 +349,7 @@ export class ClientHandshake {
       );
     }
     if (end === -1) {
+      this.#checkFirstLine(searchFrom);
       if (this.#length >= this.#maxHeadSize) {
         throw this.#fail(
           "RESPONSE_TOO_LARGE",
@@ -364,6 +375,7 @@ export class ClientHandshake {
       this.#length = 0;
       this.#status = 0;
       this.#headers = undefined;
+      this.#firstLineChecked = false;
       return this.receive(afterHead);
     }
     if (status !== 101) {
@@ -389,17 +401,52 @@ export class ClientHandshake {
    * Records that the connection ended (or that the caller stopped waiting)
    * before the handshake completed.
    *
+   * @param cause The error that ended the connection (a reset), if any.
    * @returns Never.
    * @throws {ClientHandshakeError} `UNEXPECTED_STATUS` with the body read so
    * far while reading a rejection, else `CONNECTION_CLOSED`.
    */
-  receiveEof(): never {
+  receiveEof(cause?: unknown): never {
     if (this.#state === "body") throw this.#rejection();
     this.#state = "done";
+    const how = cause === undefined
+      ? "closed the connection"
+      : `reset the connection (${(cause as Error)?.message ?? cause})`;
+    // A TLS alert record (content type 21, version 3.x): a wss:// server.
+    const tls = this.url.protocol === "ws:" && this.#length >= 2 &&
+      this.#buffer[0] === 0x15 && this.#buffer[1] === 0x03;
     throw this.#fail(
       "CONNECTION_CLOSED",
-      "the server closed the connection before completing the handshake",
+      `the server ${how} before completing the handshake${
+        tls ? "; it answered with TLS: is it a wss:// server?" : ""
+      }`,
+      { cause },
     );
+  }
+
+  /**
+   * Fails a response whose first line, once it has ended, is not a status
+   * line (an SSH banner, say) rather than waiting for a head that never
+   * comes.
+   */
+  #checkFirstLine(searchFrom: number): void {
+    if (this.#firstLineChecked) return;
+    // Bytes before searchFrom were searched by the calls before.
+    const lineEnd = this.#buffer.subarray(0, this.#length).indexOf(
+      0x0a,
+      searchFrom,
+    );
+    if (lineEnd === -1) return;
+    this.#firstLineChecked = true;
+    const line = latin1(this.#buffer.subarray(0, lineEnd)).replace(/\r$/, "");
+    if (!STATUS_LINE.test(line)) {
+      throw this.#fail(
+        "MALFORMED_RESPONSE",
+        `the response does not start with an HTTP/1.1 status line: ${
+          JSON.stringify(line.slice(0, 100))
+        }`,
+      );
+    }
   }
 
   #append(chunk: Uint8Array, take: number): void {
@@ -540,10 +587,12 @@ export class ClientHandshake {
       throw this.#fail(
         "UNEXPECTED_PROTOCOL",
         this.#protocols.length === 0
-          ? `the server selected the subprotocol ${protocol}, but none was offered`
-          : `the server selected the subprotocol ${protocol}, which is not one of ${
-            this.#protocols.join(", ")
-          }`,
+          ? `the server selected the subprotocol ${
+            JSON.stringify(protocol)
+          }, but none was offered`
+          : `the server selected the subprotocol ${
+            JSON.stringify(protocol)
+          }, which is not one of ${this.#protocols.join(", ")}`,
       );
     }
     return { headers, protocol: protocol ?? "", perMessageDeflate };
@@ -567,13 +616,13 @@ export class ClientHandshake {
   #fail(
     code: ClientHandshakeErrorCode,
     reason: string,
-    details: { body?: string } = {},
+    details: { body?: string; cause?: unknown } = {},
   ): ClientHandshakeError {
     this.#state = "done";
     return new ClientHandshakeError(
       code,
       `Cannot connect to ${this.url.href}: ${reason}`,
-      { status: this.#status, body: details.body, headers: this.#headers },
+      { ...details, status: this.#status, headers: this.#headers },
     );
   }
 }

@@ -320,7 +320,7 @@ Deno.test("ClientHandshake accepts only an offered subprotocol (RFC 6455 §4.1)"
         error,
         "UNEXPECTED_PROTOCOL",
         101,
-        /selected the subprotocol mqtt, which is not one of chat/,
+        /selected the subprotocol "mqtt", which is not one of chat/,
       );
       return true;
     },
@@ -551,4 +551,27 @@ Deno.test("ClientHandshake limits the response head's size and field count", asy
       return true;
     },
   );
+});
+
+Deno.test("ClientHandshake fails a first line that is not a status line as soon as it ends, not when a head that never comes times out", async () => {
+  // Byte by byte, whole and in random cuts: it fails at the line's end,
+  // before the rest of the stream (which never ends a head) is fed.
+  const banner = encoder.encode("SSH-2.0-OpenSSH_9.6\r\n");
+  for (const outcome of await feedAllWays(sample, banner)) {
+    assertHandshakeError(
+      outcome,
+      "MALFORMED_RESPONSE",
+      0,
+      /does not start with an HTTP\/1\.1 status line: "SSH-2\.0-OpenSSH_9\.6"/,
+    );
+  }
+  // A status line, then headers a byte at a time: no early failure.
+  for (const outcome of await feedAllWays(sample, encoder.encode(response()))) {
+    assert.ok(!(outcome instanceof Error), String(outcome));
+  }
+  // After an interim response, the next first line is checked again.
+  const interim = encoder.encode("HTTP/1.1 100 Continue\r\n\r\nSSH-2.0\r\n");
+  for (const outcome of await feedAllWays(sample, interim)) {
+    assertHandshakeError(outcome, "MALFORMED_RESPONSE", 0, /"SSH-2\.0"/);
+  }
 });

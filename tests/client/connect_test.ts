@@ -5,6 +5,7 @@ import {
   connect,
   type ConnectOptions,
   type Message,
+  reconnecting,
   serve,
   type Socket,
 } from "../../mod.ts";
@@ -260,6 +261,75 @@ Deno.test("connect rejects a non-101 response with its status and body", async (
   assert.deepEqual(server.errors, []);
 });
 
+/** A node:net server that answers each request with `response` (if any), then resets. */
+async function resettingServer(
+  response: string,
+): Promise<{ url: string; connections: () => number } & AsyncDisposable> {
+  const net = await import("node:net");
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    connections++;
+    socket.on("error", () => {});
+    socket.once("data", () => {
+      if (response === "") return socket.resetAndDestroy();
+      // The client reads the response long before the reset comes.
+      socket.write(response, () => {
+        setTimeout(() => socket.resetAndDestroy(), 200);
+      });
+    });
+  });
+  await new Promise<void>((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve())
+  );
+  const { port } = server.address() as { port: number };
+  return {
+    url: `ws://127.0.0.1:${port}`,
+    connections: () => connections,
+    async [Symbol.asyncDispose]() {
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+Deno.test("connect reports a rejection that a reset ends (a proxy's 401) as the rejection; a reset before any answer as CONNECTION_CLOSED, with the reset as its cause", async () => {
+  {
+    await using server = await resettingServer(
+      "HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\n\r\ninvalid token",
+    );
+    await assert.rejects(
+      deadline(connect(server.url), 5_000, "connect"),
+      (error) => {
+        assert.ok(error instanceof ClientHandshakeError, String(error));
+        assert.equal(error.code, "UNEXPECTED_STATUS");
+        assert.equal(error.status, 401);
+        assert.equal(error.body, "invalid token");
+        return true;
+      },
+    );
+    // And so reconnecting() stops at the 401 instead of retrying it.
+    await assert.rejects(
+      (async () => {
+        for await (
+          const _ of reconnecting(server.url, { initialDelay: 1 })
+        ) { /* never */ }
+      })(),
+      (error) => error instanceof ClientHandshakeError && error.status === 401,
+    );
+    assert.equal(server.connections(), 2);
+  }
+  await using server = await resettingServer("");
+  await assert.rejects(
+    deadline(connect(server.url), 5_000, "connect"),
+    (error) => {
+      assert.ok(error instanceof ClientHandshakeError, String(error));
+      assert.equal(error.code, "CONNECTION_CLOSED");
+      assert.ok(error.cause instanceof Deno.errors.ConnectionReset);
+      assert.match(error.message, /reset the connection/);
+      return true;
+    },
+  );
+});
+
 Deno.test("connect reads a rejection's body until the server closes", async () => {
   const server = rawServer(async (peer) => {
     await peer.readHead();
@@ -501,6 +571,27 @@ Deno.test("connect reports 1006 when the server drops the connection", async () 
 
 const CERT_FILE = new URL("../fixtures/cert.pem", import.meta.url);
 const KEY_FILE = new URL("../fixtures/key.pem", import.meta.url);
+
+Deno.test("connect to a wss:// server with a ws:// URL says the server answered with TLS", async () => {
+  const cert = await Deno.readTextFile(CERT_FILE);
+  const key = await Deno.readTextFile(KEY_FILE);
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", cert, key },
+    () => {},
+  );
+  await assert.rejects(
+    deadline(connect(`ws://127.0.0.1:${server.addr.port}/`), 5_000, "connect"),
+    (error) => {
+      assert.ok(error instanceof ClientHandshakeError, String(error));
+      assert.equal(error.code, "CONNECTION_CLOSED");
+      assert.match(
+        error.message,
+        /answered with TLS: is it a wss:\/\/ server\?/,
+      );
+      return true;
+    },
+  );
+});
 
 Deno.test("connect speaks wss: with the test certificate", async () => {
   const cert = await Deno.readTextFile(CERT_FILE);

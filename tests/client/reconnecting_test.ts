@@ -72,9 +72,14 @@ Deno.test("reconnecting retries failed attempts until one succeeds", async () =>
     await peer.readFrame();
   });
   let sockets = 0;
+  const retries: [unknown, number][] = [];
+  const options = {
+    ...FAST,
+    onRetry: (error: unknown, delay: number) => retries.push([error, delay]),
+  };
   await deadline(
     (async () => {
-      for await (const socket of reconnecting(server.url, FAST)) {
+      for await (const socket of reconnecting(server.url, options)) {
         sockets++;
         await socket.closed;
         break;
@@ -86,6 +91,11 @@ Deno.test("reconnecting retries failed attempts until one succeeds", async () =>
   await server.close();
   assert.equal(attempts, 3);
   assert.equal(sockets, 1);
+  assert.equal(retries.length, 2, "onRetry heard of both failures");
+  for (const [error, delay] of retries) {
+    assert.ok(error instanceof ClientHandshakeError && error.status === 503);
+    assert.ok(delay >= 0 && delay <= FAST.maxDelay, String(delay));
+  }
 });
 
 Deno.test("reconnecting waits as long as a 429 or 503 rejection's Retry-After asks, up to maxDelay, and ignores it on other statuses", async () => {
@@ -205,6 +215,53 @@ Deno.test("reconnecting does not retry a 4xx rejection", async () => {
   assert.equal(attempts, 1);
 });
 
+Deno.test("reconnecting does not retry what retrying cannot fix: a 200 page, a redirect, a server that is not a WebSocket server; it retries a connection closed mid-handshake", async () => {
+  const answers: Record<string, string> = {
+    "200": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+    "302":
+      "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
+    INVALID_ACCEPT:
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: wrong\r\n\r\n",
+    MALFORMED_RESPONSE: "SSH-2.0-OpenSSH_9.6\r\n",
+  };
+  for (const [expected, answer] of Object.entries(answers)) {
+    let attempts = 0;
+    const server = rawServer(async (peer) => {
+      attempts++;
+      await peer.readHead();
+      await peer.write(answer);
+      await peer.readEof().catch(() => {});
+    });
+    await assert.rejects(
+      deadline(
+        (async () => {
+          for await (const _ of reconnecting(server.url, FAST)) { /* never */ }
+        })(),
+        5_000,
+        expected,
+      ),
+      (error) =>
+        error instanceof ClientHandshakeError &&
+        (error.code === expected || String(error.status) === expected),
+    );
+    await server.close();
+    assert.equal(attempts, 1, expected);
+  }
+  let attempts = 0;
+  const server = rawServer(async (peer) => {
+    if (++attempts < 3) return; // closed before any answer
+    await peer.accept();
+    await peer.write(frame(8, closePayload(1000)));
+    await peer.readFrame();
+  });
+  for await (const socket of reconnecting(server.url, FAST)) {
+    await socket.closed;
+    break;
+  }
+  await server.close();
+  assert.equal(attempts, 3);
+});
+
 Deno.test("reconnecting stops and closes the open socket when its signal aborts", async () => {
   await using server = serve(
     { port: 0, hostname: "127.0.0.1" },
@@ -262,6 +319,12 @@ Deno.test("reconnecting() throws for bad options when called, not at the first n
       { random: 5 },
       new TypeError(
         'Cannot reconnect: "random" must be a function, got number 5',
+      ),
+    ],
+    [
+      { onRetry: "log" },
+      new TypeError(
+        'Cannot reconnect: "onRetry" must be a function, got string "log"',
       ),
     ],
     [

@@ -1,25 +1,31 @@
 /**
  * The wire format of messages that cross instances over a byte-oriented
- * broker (Redis): one tag byte for the message type, the 16-byte id of the
- * publishing instance, then the payload (UTF-8 for text).
+ * broker (Redis): a 3-byte marker (NUL, "D", the format's version 1), so
+ * that what something else publishes on a channel is told apart; one tag
+ * byte for the message type; the 16-byte id of the publishing instance;
+ * then the payload (UTF-8 for text).
  *
  * ```
- * +-----+----------------+-------------------+
- * | tag | origin (16 B)  | payload           |
- * +-----+----------------+-------------------+
- *   0x74 "t" = text, 0x62 "b" = binary
+ * +----------+-----+----------------+-------------------+
+ * | 00 44 01 | tag | origin (16 B)  | payload           |
+ * +----------+-----+----------------+-------------------+
+ *              0x74 "t" = text, 0x62 "b" = binary
  * ```
  *
  * @module
  */
 
-/** The type tags, first byte of an envelope. */
+/** The marker every envelope starts with: NUL, "D", version 1. */
+export const ENVELOPE_MARKER: readonly number[] = [0x00, 0x44, 0x01];
+
+/** The type tags, the byte after the marker. */
 export const ENVELOPE_TAG = { Text: 0x74, Binary: 0x62 } as const;
 
 /** The length of an instance id, in bytes. */
 export const ORIGIN_LENGTH = 16;
 
-const HEADER_LENGTH = 1 + ORIGIN_LENGTH;
+const TAG_OFFSET = ENVELOPE_MARKER.length;
+const HEADER_LENGTH = TAG_OFFSET + 1 + ORIGIN_LENGTH;
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -45,8 +51,9 @@ export function encodeEnvelope(
   const text = typeof message === "string";
   const payload = text ? utf8Encoder.encode(message) : message;
   const bytes = new Uint8Array(HEADER_LENGTH + payload.length);
-  bytes[0] = text ? ENVELOPE_TAG.Text : ENVELOPE_TAG.Binary;
-  bytes.set(origin.subarray(0, ORIGIN_LENGTH), 1);
+  bytes.set(ENVELOPE_MARKER);
+  bytes[TAG_OFFSET] = text ? ENVELOPE_TAG.Text : ENVELOPE_TAG.Binary;
+  bytes.set(origin.subarray(0, ORIGIN_LENGTH), TAG_OFFSET + 1);
   bytes.set(payload, HEADER_LENGTH);
   return bytes;
 }
@@ -57,8 +64,8 @@ export function encodeEnvelope(
  *
  * @param bytes The envelope bytes.
  * @returns The envelope.
- * @throws {TypeError} When the bytes are not an envelope (too short, an
- * unknown tag, or text that is not UTF-8).
+ * @throws {TypeError} When the bytes are not an envelope (too short,
+ * without the marker, an unknown tag, or text that is not UTF-8).
  */
 export function decodeEnvelope(input: Uint8Array): Envelope {
   // A plain view, so that slices are plain copies even of a Node `Buffer`.
@@ -72,8 +79,13 @@ export function decodeEnvelope(input: Uint8Array): Envelope {
       `Cannot decode a pub/sub message: it must be at least ${HEADER_LENGTH} bytes, got ${bytes.length}`,
     );
   }
-  const tag = bytes[0];
-  const origin = bytes.slice(1, HEADER_LENGTH);
+  if (ENVELOPE_MARKER.some((byte, i) => bytes[i] !== byte)) {
+    throw new TypeError(
+      "Cannot decode a pub/sub message: it does not start with Duplex's envelope marker (00 44 01); was it published by something else, or by another version of Duplex?",
+    );
+  }
+  const tag = bytes[TAG_OFFSET];
+  const origin = bytes.slice(TAG_OFFSET + 1, HEADER_LENGTH);
   const payload = bytes.subarray(HEADER_LENGTH);
   if (tag === ENVELOPE_TAG.Binary) return { origin, message: payload.slice() };
   if (tag === ENVELOPE_TAG.Text) {

@@ -19,6 +19,8 @@
 import { Buffer } from "node:buffer";
 import { createClient } from "redis";
 import type { PubSubAdapter } from "./adapter.ts";
+import { checkOptionNames } from "../_unknown_options.ts";
+import { describe } from "../protocol/_describe.ts";
 import {
   decodeEnvelope,
   encodeEnvelope,
@@ -100,16 +102,23 @@ export interface RedisAdapterOptions {
  * - One Redis channel per topic, named `prefix + topic`. An instance
  *   subscribes to a channel when its first local socket subscribes to the
  *   topic, and unsubscribes when the last one leaves.
- * - Messages keep their type: each is sent as one tag byte (text or binary),
- *   the publishing instance's id, then the payload.
+ * - Messages keep their type: each is sent as a 3-byte marker, one tag byte
+ *   (text or binary), the publishing instance's id, then the payload; what
+ *   something else publishes on a channel goes to `onError`, not to sockets.
  * - An instance ignores its own messages coming back from Redis: the server
  *   delivered them locally already.
  * - Delivery is Redis pub/sub's: at most once, in order per publisher; an
  *   instance that is disconnected misses what is published meanwhile, and
- *   drops what it publishes itself while reconnecting (nothing piles up).
+ *   drops what it publishes itself while reconnecting (nothing piles up);
+ *   so does one whose Redis stopped answering (a frozen server, a network
+ *   partition) once 16 MiB of its publishes wait for an answer, telling
+ *   `onError` once.
+ * - A subscription Redis refused (an ACL, a lost connection) is retried,
+ *   after 1 s and then up to every 30 s, while local sockets still want it.
  * - Nothing connects until the server starts the adapter (or the first
  *   `publish()` when it is used alone, to publish from a process without a
- *   server); `close()` (called by `server.shutdown()`) closes both clients.
+ *   server); `close()` (called by `server.shutdown()`) closes both clients,
+ *   giving pending commands a second before dropping the connections.
  *
  * @example Create one
  * ```ts
@@ -133,6 +142,17 @@ export class RedisAdapter implements PubSubAdapter {
   // How often the publisher's connection failed: once it has, publishing
   // does not wait for it.
   #publisherFailures = 0;
+  // Resolved at the publisher's next failure (a first connection that
+  // cannot be made does not settle connect()).
+  #publisherFailed = Promise.withResolvers<void>();
+  // Bytes of publishes not answered by Redis yet, and whether they are
+  // being dropped for it.
+  #pendingBytes = 0;
+  #dropping = false;
+  // Topics local sockets want (a refused subscription is retried), and the
+  // retries waiting.
+  readonly #wanted = new Set<string>();
+  readonly #retries = new Set<ReturnType<typeof setTimeout>>();
   #deliver: ((topic: string, message: string | Uint8Array) => void) | null =
     null;
   #publisherReady: Promise<void> | null = null;
@@ -149,6 +169,7 @@ export class RedisAdapter implements PubSubAdapter {
    * given, or `subscriber` is the publisher.
    */
   constructor(options: RedisAdapterOptions) {
+    checkAdapterOptions(options);
     const { url, publisher, subscriber } = options;
     if ((url === undefined) === (publisher === undefined)) {
       throw new TypeError(
@@ -170,6 +191,9 @@ export class RedisAdapter implements PubSubAdapter {
     const report = (error: unknown) => this.#onError?.(error);
     this.#publisher.on("error", (error: unknown) => {
       this.#publisherFailures++;
+      const failed = this.#publisherFailed;
+      this.#publisherFailed = Promise.withResolvers();
+      failed.resolve();
       report(error);
     });
     this.#subscriber.on("error", report);
@@ -215,29 +239,48 @@ export class RedisAdapter implements PubSubAdapter {
   async publish(topic: string, message: string | Uint8Array): Promise<void> {
     if (this.#closed) return;
     const envelope = encodeEnvelope(this.#id, message);
+    const size = envelope.byteLength;
+    if (this.#pendingBytes + size > MAX_PENDING_BYTES) {
+      // Redis takes nothing (frozen, or a partition that keeps the
+      // connection up): drop rather than hold publishes without bound.
+      if (!this.#dropping) {
+        this.#dropping = true;
+        this.#onError?.(
+          new Error(
+            `Redis has not answered ${this.#pendingBytes} bytes of publishes; dropping messages until it does`,
+          ),
+        );
+      }
+      return;
+    }
     const bytes = Buffer.from(
       envelope.buffer,
       envelope.byteOffset,
       envelope.byteLength,
     );
-    await this.#whileOpen(async () => {
-      const ready = this.#ready("publisher");
-      // Not connected after a failure (Redis down at start, or
-      // reconnecting): the message is dropped, not held without bound until
-      // Redis answers (delivery is at most once; the failures go to
-      // onError). A first connection under way is waited for.
-      const failures = this.#publisherFailures;
-      if (!this.#publisher.isReady && failures > 0) {
+    this.#pendingBytes += size;
+    try {
+      await this.#whileOpen(async () => {
+        const ready = this.#ready("publisher");
         ready.catch(() => {});
-        return;
-      }
-      await ready;
-      // A failure while it waited: the outage's message is dropped too.
-      if (!this.#publisher.isReady || this.#publisherFailures !== failures) {
-        return;
-      }
-      await this.#publisher.publish(this.channel(topic), bytes);
-    });
+        // Not connected after a failure (Redis down at start, or
+        // reconnecting): the message is dropped, not held without bound
+        // until Redis answers (delivery is at most once; the failures go to
+        // onError). A first connection under way is waited for, until it
+        // fails.
+        const failures = this.#publisherFailures;
+        if (!this.#publisher.isReady && failures > 0) return;
+        await Promise.race([ready, this.#publisherFailed.promise]);
+        // A failure while it waited: the outage's message is dropped too.
+        if (!this.#publisher.isReady || this.#publisherFailures !== failures) {
+          return;
+        }
+        await this.#publisher.publish(this.channel(topic), bytes);
+      });
+    } finally {
+      this.#pendingBytes -= size;
+      if (this.#pendingBytes < MAX_PENDING_BYTES / 2) this.#dropping = false;
+    }
   }
 
   /**
@@ -248,7 +291,13 @@ export class RedisAdapter implements PubSubAdapter {
    * @returns A promise that resolves once Redis confirmed the subscription.
    */
   subscribe(topic: string): Promise<void> {
-    return this.#inTurn(topic, async () => {
+    this.#wanted.add(topic);
+    return this.#subscribe(topic, RETRY_FIRST);
+  }
+
+  #subscribe(topic: string, retryDelay: number): Promise<void> {
+    const step = this.#inTurn(topic, async () => {
+      if (!this.#wanted.has(topic)) return;
       await this.#ready("subscriber");
       await this.#subscriber.subscribe(
         this.channel(topic),
@@ -256,6 +305,23 @@ export class RedisAdapter implements PubSubAdapter {
         true,
       );
     });
+    step.catch(() => {
+      if (this.#closed || !this.#wanted.has(topic)) return;
+      // Refused: ask again later, after clearing what the client may have
+      // kept of the failed attempt (a listener would deliver twice).
+      const timer = setTimeout(() => {
+        this.#retries.delete(timer);
+        if (this.#closed || !this.#wanted.has(topic)) return;
+        this.#inTurn(
+          topic,
+          () => this.#subscriber.unsubscribe(this.channel(topic)),
+        ).catch(() => {});
+        this.#subscribe(topic, Math.min(retryDelay * 2, RETRY_MAX))
+          .catch((error) => this.#onError?.(error));
+      }, retryDelay);
+      this.#retries.add(timer);
+    });
+    return step;
   }
 
   /**
@@ -266,6 +332,7 @@ export class RedisAdapter implements PubSubAdapter {
    * @returns A promise that resolves once Redis confirmed it.
    */
   unsubscribe(topic: string): Promise<void> {
+    this.#wanted.delete(topic);
     return this.#inTurn(topic, async () => {
       await this.#ready("subscriber");
       await this.#subscriber.unsubscribe(this.channel(topic));
@@ -273,8 +340,9 @@ export class RedisAdapter implements PubSubAdapter {
   }
 
   /**
-   * Closes both clients (waiting for pending commands on connected ones).
-   * Publishing afterwards does nothing.
+   * Closes both clients, waiting up to a second for pending commands on
+   * connected ones, then dropping the connections. Publishing afterwards
+   * does nothing.
    *
    * @returns A promise that resolves once both are closed.
    */
@@ -282,6 +350,8 @@ export class RedisAdapter implements PubSubAdapter {
     if (this.#closed) return;
     this.#closed = true;
     this.#deliver = null;
+    for (const timer of this.#retries) clearTimeout(timer);
+    this.#retries.clear();
     await Promise.all([
       closeClient(this.#publisher),
       closeClient(this.#subscriber),
@@ -345,9 +415,110 @@ async function connect(client: RedisPubSubClient): Promise<void> {
 
 async function closeClient(client: RedisPubSubClient): Promise<void> {
   try {
-    if (client.isReady) await client.close();
-    else if (client.isOpen) client.destroy();
+    if (client.isReady) {
+      // A Redis that stopped answering would hold close() for ever.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<"late">((resolve) =>
+        timer = setTimeout(() => resolve("late"), CLOSE_GRACE)
+      );
+      const closing = client.close();
+      closing.catch(() => {});
+      const outcome = await Promise.race([closing, late]);
+      clearTimeout(timer);
+      if (outcome === "late") client.destroy();
+    } else if (client.isOpen) client.destroy();
   } catch {
     // Closed already.
+  }
+}
+
+// Publishes waiting for Redis's answer beyond which new ones are dropped.
+const MAX_PENDING_BYTES = 16 * 1024 * 1024;
+// How long close() waits for pending commands (ms).
+const CLOSE_GRACE = 1_000;
+// When a refused subscription is asked for again (ms), doubling.
+const RETRY_FIRST = 1_000;
+const RETRY_MAX = 30_000;
+
+const ADAPTER_OPTIONS: ReadonlySet<string> = new Set([
+  "url",
+  "publisher",
+  "subscriber",
+  "prefix",
+  "onError",
+]);
+
+const CLIENT_METHODS = [
+  "connect",
+  "publish",
+  "subscribe",
+  "unsubscribe",
+  "duplicate",
+  "close",
+  "destroy",
+  "on",
+] as const;
+
+/** Checks the options' names and types, with errors that say which is wrong. */
+function checkAdapterOptions(options: unknown): void {
+  const fail = (message: string) => {
+    throw new TypeError(`Cannot create a RedisAdapter: ${message}`);
+  };
+  if (typeof options !== "object" || options === null) {
+    fail(
+      `the options must be an object such as { url: "redis://127.0.0.1:6379" }, got ${
+        describe(options)
+      }`,
+    );
+  }
+  checkOptionNames(
+    "create a RedisAdapter",
+    ADAPTER_OPTIONS,
+    options as object,
+  );
+  const { url, publisher, subscriber, prefix, onError } = options as Record<
+    string,
+    unknown
+  >;
+  if (url !== undefined) {
+    if (typeof url !== "string") {
+      fail(`"url" must be a string, got ${describe(url)}`);
+    }
+    let protocol = "";
+    try {
+      protocol = new URL(url as string).protocol;
+    } catch {
+      fail(`"url" is not a URL: ${JSON.stringify(url)}`);
+    }
+    if (protocol !== "redis:" && protocol !== "rediss:") {
+      fail(
+        `"url" must be a redis:// or rediss:// URL, got ${JSON.stringify(url)}`,
+      );
+    }
+  }
+  for (
+    const [name, client] of [["publisher", publisher], [
+      "subscriber",
+      subscriber,
+    ]] as const
+  ) {
+    if (client === undefined) continue;
+    const missing = CLIENT_METHODS.find((method) =>
+      typeof (client as Record<string, unknown> | null)?.[method] !==
+        "function"
+    );
+    if (missing !== undefined) {
+      fail(
+        `"${name}" must be a node-redis client (from createClient()), got ${
+          describe(client)
+        } without ${missing}()`,
+      );
+    }
+  }
+  if (prefix !== undefined && typeof prefix !== "string") {
+    fail(`"prefix" must be a string, got ${describe(prefix)}`);
+  }
+  if (onError !== undefined && typeof onError !== "function") {
+    fail(`"onError" must be a function, got ${describe(onError)}`);
   }
 }

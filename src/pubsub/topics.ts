@@ -186,4 +186,13 @@ function checkTopic(action: string, topic: unknown): void {
       `Cannot ${action}: the topic must be a string, got ${describe(topic)}`,
     );
   }
+  // A lone surrogate becomes U+FFFD in UTF-8: over a broker, "\uD800" and
+  // "\uDC00" would be one channel.
+  if (!topic.isWellFormed()) {
+    throw new TypeError(
+      `Cannot ${action}: the topic must be well-formed Unicode, got ${
+        JSON.stringify(topic.slice(0, 100))
+      } with a lone surrogate`,
+    );
+  }
 }

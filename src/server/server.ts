@@ -409,9 +409,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
         this.#allEnded?.();
       }
     }
-    clearTimeout(timer);
     await this.finished;
-    await this.#topics.close();
+    // The pub/sub adapter gets what is left of the timeout to close.
+    await Promise.race([this.#topics.close(), deadline]);
+    clearTimeout(timer);
   }
 
   async #acceptLoop(): Promise<void> {

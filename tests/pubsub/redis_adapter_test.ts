@@ -182,7 +182,7 @@ Deno.test("RedisAdapter over fake clients: one channel per topic, types kept, ow
   assert.equal(errors.length, 1);
   assert.match(
     (errors[0] as Error).message,
-    /its tag must be 0x74 \(text\) or 0x62 \(binary\), got 0x70/,
+    /does not start with Duplex's envelope marker/,
   );
 
   await a.unsubscribe("room");
@@ -211,6 +211,153 @@ Deno.test("RedisAdapter publishes without a server: the publisher connects on fi
   assert.ok(!subscriber.isOpen, "the subscriber is not needed to publish");
   assert.equal(decodeEnvelope(heard!).message, "standalone");
   await adapter.close();
+});
+
+/** A client whose Redis stopped answering: commands never settle. */
+class StalledClient extends FakeClient {
+  destroyed = false;
+  readonly #pending: ((error: Error) => void)[] = [];
+
+  #never(): Promise<never> {
+    return new Promise((_, reject) => this.#pending.push(reject));
+  }
+
+  override publish(): Promise<number> {
+    return this.#never();
+  }
+
+  override close(): Promise<void> {
+    return this.#never();
+  }
+
+  override destroy(): void {
+    super.destroy();
+    this.destroyed = true;
+    for (const reject of this.#pending) reject(new Error("destroyed"));
+  }
+}
+
+Deno.test("RedisAdapter drops publishes once 16 MiB wait for a Redis that stopped answering, says so once, and close() drops the connection after a second", async () => {
+  const broker = new FakeBroker();
+  const publisher = new StalledClient(broker);
+  const errors: unknown[] = [];
+  const adapter = new RedisAdapter({
+    publisher,
+    subscriber: new FakeClient(broker),
+    onError: (error) => errors.push(error),
+  });
+  const megabyte = new Uint8Array(1024 * 1024);
+  const waiting = [];
+  for (let i = 0; i < 15; i++) waiting.push(adapter.publish("news", megabyte));
+  assert.deepEqual(errors, []);
+  // Past 16 MiB: dropped at once, and reported once.
+  for (let i = 0; i < 10; i++) await adapter.publish("news", megabyte);
+  assert.equal(errors.length, 1);
+  assert.match(
+    (errors[0] as Error).message,
+    /Redis has not answered \d+ bytes of publishes; dropping messages until it does/,
+  );
+  await withTimeout(adapter.close(), 5_000, "close()");
+  assert.ok(publisher.destroyed, "the stalled connection was dropped");
+  await withTimeout(Promise.all(waiting), 5_000, "the waiting publishes");
+});
+
+Deno.test("RedisAdapter used alone does not wait for a first connection that fails: the publish is dropped at the first error", async () => {
+  const broker = new FakeBroker();
+  const publisher = new (class extends FakeClient {
+    override connect(): Promise<this> {
+      // node-redis keeps retrying: connect() does not settle while Redis is down.
+      setTimeout(() => {
+        for (const listener of this.errorListeners) {
+          listener(new Error("connect ECONNREFUSED 127.0.0.1:1"));
+        }
+      }, 10);
+      return new Promise(() => {});
+    }
+  })(broker);
+  const errors: unknown[] = [];
+  const adapter = new RedisAdapter({
+    publisher,
+    subscriber: new FakeClient(broker),
+    onError: (error) => errors.push(error),
+  });
+  await withTimeout(adapter.publish("news", "hi"), 5_000, "the publish");
+  assert.equal(errors.length, 1);
+  await adapter.close();
+});
+
+Deno.test("RedisAdapter asks again for a subscription Redis refused, and the topic hears other instances once it is granted", async () => {
+  const broker = new FakeBroker();
+  let refusals = 1;
+  const subscriber = new (class extends FakeClient {
+    override subscribe(
+      channel: string,
+      listener: (message: Buffer, channel: Buffer) => unknown,
+      bufferMode: true,
+    ): Promise<void> {
+      if (refusals-- > 0) {
+        return Promise.reject(new Error("NOPERM no permissions"));
+      }
+      return super.subscribe(channel, listener, bufferMode);
+    }
+  })(broker);
+  const errors: unknown[] = [];
+  const a = new RedisAdapter({
+    publisher: new FakeClient(broker),
+    subscriber,
+    onError: (error) => errors.push(error),
+  });
+  const b = new RedisAdapter({ publisher: new FakeClient(broker) });
+  const got: unknown[] = [];
+  await a.start((_topic, message) => got.push(message));
+  await b.start(() => {});
+  await assert.rejects(a.subscribe("room"), /NOPERM/);
+  await until(
+    () => broker.subscriptions.get("duplex:room")?.size === 1,
+    "the retried subscription",
+  );
+  await b.publish("room", "granted");
+  assert.deepEqual(got, ["granted"]);
+  await a.close();
+  await b.close();
+});
+
+Deno.test("RedisAdapter() says which option is wrong", () => {
+  const mistakes: [unknown, RegExp][] = [
+    [undefined, /the options must be an object such as \{ url: "redis:/],
+    [
+      { url: "http://127.0.0.1:6379" },
+      /"url" must be a redis:\/\/ or rediss:\/\/ URL, got "http:/,
+    ],
+    [{ url: "not a url" }, /"url" is not a URL/],
+    [
+      { publisher: {} },
+      /"publisher" must be a node-redis client \(from createClient\(\)\), got Object without connect\(\)/,
+    ],
+    [
+      { url: "redis://127.0.0.1", prefx: "x:" },
+      /unknown option "prefx" \(did you mean "prefix"\?\)/,
+    ],
+    [
+      { url: "redis://127.0.0.1", onError: "log" },
+      /"onError" must be a function, got string "log"/,
+    ],
+    [
+      { url: "redis://127.0.0.1", prefix: 1 },
+      /"prefix" must be a string, got number 1/,
+    ],
+  ];
+  for (const [options, message] of mistakes) {
+    assert.throws(
+      // deno-lint-ignore no-explicit-any
+      () => new RedisAdapter(options as any),
+      (error: Error) =>
+        error instanceof TypeError &&
+        error.message.startsWith("Cannot create a RedisAdapter: ") &&
+        message.test(error.message),
+      JSON.stringify(options),
+    );
+  }
 });
 
 // --- Against a real redis-server.

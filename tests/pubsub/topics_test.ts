@@ -280,6 +280,30 @@ Deno.test("server.shutdown() closes an adapter that is still starting instead of
   assert.deepEqual(calls, ["close"]);
 });
 
+Deno.test("server.shutdown() does not wait past its timeout for an adapter whose close() never ends (a Redis that stopped answering)", async () => {
+  const server = serve({
+    ...LOCAL,
+    pubsub: {
+      start: () => {},
+      publish: () => {},
+      close: () => new Promise<void>(() => {}),
+    },
+  }, idle);
+  await withTimeout(server.shutdown({ timeout: 200 }), 5_000, "the shutdown");
+});
+
+Deno.test("topics must be well-formed Unicode: lone surrogates would be one channel over a broker", async () => {
+  await using server = serve(LOCAL, idle);
+  for (const topic of ["\uD800", "room-\uDC00"]) {
+    assert.throws(() => server.publish(topic, "x"), {
+      name: "TypeError",
+      message:
+        /Cannot publish: the topic must be well-formed Unicode, got .* with a lone surrogate/,
+    });
+  }
+  assert.equal(server.publish("\uD83D\uDE00 room", "x"), 0);
+});
+
 Deno.test("an adapter that fails to publish is reported as pubsub-error; local delivery goes on", async () => {
   const adapter = new RecordingAdapter();
   adapter.failPublish = new Error("broker down");

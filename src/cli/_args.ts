@@ -49,6 +49,18 @@ export function parseCommandArgs<T extends ParseArgsOptionsConfig>(
       strict: true,
     });
   } catch (error) {
+    // "--file -x": parseArgs explains on three lines.
+    const ambiguous = /^Option '(--[^']+)' argument is ambiguous/
+      .exec((error as Error).message)?.[1];
+    const value = args[args.indexOf(ambiguous ?? "") + 1];
+    if (ambiguous !== undefined && value !== undefined) {
+      throw new UsageError(
+        command,
+        `${ambiguous} is missing its value (${
+          JSON.stringify(value)
+        } looks like an option); to pass a value that starts with "-", write ${ambiguous}=${value}`,
+      );
+    }
     const message = (error as Error).message
       // parseArgs's advice about "--" is not what most users need.
       .replace(/\. To specify a positional argument starting with.*$/s, "");
@@ -107,9 +119,15 @@ const SIZE_UNITS: Record<string, number> = {
 export function parseSize(command: string, flag: string, text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
   const unit = SIZE_UNITS[match?.[2].toLowerCase() ?? "?"];
-  const value = match && unit !== undefined
-    ? Math.round(Number(match[1]) * unit)
-    : NaN;
+  const value = match && unit !== undefined ? Number(match[1]) * unit : NaN;
+  if (Number.isFinite(value) && !Number.isInteger(value)) {
+    throw new UsageError(
+      command,
+      `--${flag} must be a whole number of bytes, got ${
+        JSON.stringify(text)
+      } (${value} bytes)`,
+    );
+  }
   if (!Number.isSafeInteger(value)) {
     throw new UsageError(
       command,

@@ -30,7 +30,8 @@ export const BENCH_HELP =
                     [--protocol P]... [--header "K: V"]... [--ca FILE]
 
 An echo load generator: opens N connections to an echo server, keeps P
-messages of S bytes in flight on each for D, and reports echoed messages
+messages of S bytes in flight on each for D, checks that each reply is the
+echo of the next message outstanding, and reports echoed messages
 per second, payload MB/s (10^6 bytes, one direction) and round-trip latency
 (p50, p90, p99, max). Ctrl-C or SIGTERM stops early and reports.
 
@@ -95,11 +96,13 @@ export interface BenchSummary {
     max: number;
     mean: number;
   };
-  /** What went wrong (at most 10 entries); empty on success. */
+  /** What went wrong (at most 10 different entries); empty on success. */
   errors: string[];
 }
 
+// How long echoes may lag: after the run ends, and for the first one.
 const DRAIN_TIMEOUT = 5_000;
+const FIRST_ECHO_TIMEOUT = 5_000;
 const PROGRESS_INTERVAL = 1_000;
 const PATTERN = "abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -196,29 +199,46 @@ export async function benchCommand(
     return EXIT_CODE.Failure;
   }
 
-  const payload: string | Uint8Array = binary
-    ? randomBytes(size)
-    : PATTERN.repeat(Math.ceil(size / PATTERN.length)).slice(0, size);
-  const run = new Run(payload, size, inFlight);
+  const run = new Run(binary, size, connections, inFlight);
   const progress = new Progress(json, run);
   const stop = () => run.stop();
   const timer = setTimeout(stop, duration);
   whenStopped(signals.signal, stop);
   signal?.addEventListener("abort", stop, { once: true });
-  // Connections that still owe echoes after the drain timeout are closed.
+  // A server that echoes nothing, or still owes echoes after the drain
+  // timeout, is given up on: its connections are closed.
+  const giveUp = (error: string) => {
+    run.abandon(error);
+    for (const socket of sockets) socket.close(1000).catch(() => {});
+  };
+  const firstEchoTimer = setTimeout(() => {
+    if (run.messages === 0) {
+      giveUp(
+        `no echo arrived within ${
+          FIRST_ECHO_TIMEOUT / 1000
+        } s of the start: is it an echo server?`,
+      );
+    }
+  }, FIRST_ECHO_TIMEOUT);
   let drainTimer: ReturnType<typeof setTimeout> | undefined;
   let finished = false;
   run.stopped.then(() => {
     if (finished) return;
     drainTimer = setTimeout(() => {
-      for (const socket of sockets) socket.close(1000).catch(() => {});
+      const missing = run.outstanding;
+      giveUp(
+        `${missing} echo${missing === 1 ? "" : "es"} still missing ${
+          DRAIN_TIMEOUT / 1000
+        } s after the run ended: is it an echo server?`,
+      );
     }, DRAIN_TIMEOUT);
   });
   try {
-    await Promise.all(sockets.map((socket) => run.drive(socket)));
+    await Promise.all(sockets.map((socket, i) => run.drive(socket, i)));
   } finally {
     finished = true;
     clearTimeout(timer);
+    clearTimeout(firstEchoTimer);
     clearTimeout(drainTimer);
     progress.end();
     signals.remove();
@@ -228,30 +248,68 @@ export async function benchCommand(
   await Promise.all(sockets.map((socket) => socket.close(1000)));
 
   const summary = run.summary(url, connections, binary);
-  if (json) printLine(JSON.stringify(summary));
-  else printReport(summary);
+  try {
+    if (json) printLine(JSON.stringify(summary));
+    else printReport(summary);
+  } catch (error) {
+    // The reader of stdout went away (`duplex bench ... | head -1`).
+    if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+  }
   for (const error of summary.errors) printError(`duplex bench: ${error}`);
   return summary.errors.length === 0 ? EXIT_CODE.Ok : EXIT_CODE.Failure;
 }
 
-/** The shared state of one benchmark run. */
+/**
+ * The shared state of one benchmark run.
+ *
+ * Each message starts with a tag, a per-connection sequence number (from a
+ * random start, so that connections differ), which identifies its echo:
+ * replies must come back in order, each the echo of the next message
+ * outstanding. Only the tag, the kind and the length are checked, so
+ * checking costs little. Messages shorter than the tag carry part of it.
+ */
 class Run {
   readonly histogram = new LatencyHistogram();
   readonly start = performance.now();
   readonly stopped: Promise<void>;
   messages = 0;
+  /** Messages sent and not echoed yet, on all connections. */
+  outstanding = 0;
   errors: string[] = [];
   #end = 0;
   #sending = true;
+  #abandoned = false;
   #resolveStopped!: () => void;
-  readonly #payload: string | Uint8Array;
+  readonly #binary: boolean;
   readonly #size: number;
   readonly #inFlight: number;
+  readonly #tagLength: number;
+  readonly #tags: number;
+  // Text: the message after its tag. Binary: one buffer for every message
+  // in flight (see #binaryMessage).
+  readonly #text: string;
+  readonly #bytes: Uint8Array;
 
-  constructor(payload: string | Uint8Array, size: number, inFlight: number) {
-    this.#payload = payload;
+  constructor(
+    binary: boolean,
+    size: number,
+    connections: number,
+    inFlight: number,
+  ) {
+    this.#binary = binary;
     this.#size = size;
     this.#inFlight = inFlight;
+    this.#tagLength = Math.min(size, binary ? 6 : 8);
+    this.#tags = (binary ? 256 : 36) ** this.#tagLength;
+    this.#text = binary
+      ? ""
+      : PATTERN.repeat(Math.ceil(size / PATTERN.length)).slice(
+        this.#tagLength,
+        size,
+      );
+    this.#bytes = binary
+      ? randomBytes(size + (connections * inFlight - 1) * this.#tagLength)
+      : new Uint8Array(0);
     this.stopped = new Promise((resolve) => this.#resolveStopped = resolve);
   }
 
@@ -261,38 +319,49 @@ class Run {
     this.#resolveStopped();
   }
 
+  /** Records why the run was given up on; connections closing are expected. */
+  abandon(error: string): void {
+    this.#abandoned = true;
+    this.#error(error);
+  }
+
   /** Keeps `inFlight` messages going on one connection until stopped. */
-  async drive(socket: Socket): Promise<void> {
+  async drive(socket: Socket, connection: number): Promise<void> {
     const sentAt = new Float64Array(this.#inFlight);
+    const first = Math.floor(Math.random() * this.#tags);
     let head = 0;
     let tail = 0;
     const send = () => {
+      const message = this.#message(connection, tail, first + tail);
       sentAt[tail++ % this.#inFlight] = performance.now();
-      return socket.send(this.#payload);
+      this.outstanding++;
+      return socket.send(message);
     };
     try {
       for (let i = 0; i < this.#inFlight; i++) send().catch(() => {});
       for await (const message of socket) {
         const now = performance.now();
-        if (head === tail) {
-          this.#error("the server sent a message that was not an echo");
-          return;
-        }
-        this.histogram.record(now - sentAt[head++ % this.#inFlight]);
         if (
-          (typeof message === "string") ===
-            (typeof this.#payload !== "string") ||
-          message.length !== this.#payload.length
+          typeof message === "string" === this.#binary ||
+          message.length !== this.#size
         ) {
           this.#error(
             `the server answered a ${this.#size}-byte ${
-              typeof this.#payload === "string" ? "text" : "binary"
+              this.#binary ? "binary" : "text"
             } message with a ${
               typeof message === "string" ? "text" : "binary"
             } message of length ${message.length}: is it an echo server?`,
           );
           return;
         }
+        if (head === tail || !this.#isEcho(message, first + head)) {
+          this.#error(
+            "the server sent a message that is not an echo of what was sent: is it an echo server?",
+          );
+          return;
+        }
+        this.histogram.record(now - sentAt[head++ % this.#inFlight]);
+        this.outstanding--;
         this.messages++;
         this.#end = now;
         if (this.#sending) await send();
@@ -302,7 +371,45 @@ class Run {
       // send() after the connection closed: reported below.
     }
     const info = await socket.closed;
-    this.#error(`a connection closed early with ${describeClose(info)}`);
+    if (!this.#abandoned) {
+      this.#error(`a connection closed early with ${describeClose(info)}`);
+    }
+  }
+
+  /** Message number `sequence` of a connection, tagged with `tag`. */
+  #message(
+    connection: number,
+    sequence: number,
+    tag: number,
+  ): string | Uint8Array {
+    tag %= this.#tags;
+    if (!this.#binary) {
+      return tag.toString(36).padStart(this.#tagLength, "0") + this.#text;
+    }
+    // The messages in flight are views of one buffer at different offsets,
+    // each starting with its own tag. Writing a tag changes the middle of
+    // other messages in flight, which is never checked; a message's own tag
+    // is written again only once its echo is back (its slot is free).
+    const slot = connection * this.#inFlight + sequence % this.#inFlight;
+    const offset = slot * this.#tagLength;
+    for (let i = this.#tagLength - 1; i >= 0; i--) {
+      this.#bytes[offset + i] = tag % 256;
+      tag = Math.floor(tag / 256);
+    }
+    return this.#bytes.subarray(offset, offset + this.#size);
+  }
+
+  /** Whether `message` starts with `tag`, as {@linkcode #message} wrote it. */
+  #isEcho(message: string | Uint8Array, tag: number): boolean {
+    tag %= this.#tags;
+    if (typeof message === "string") {
+      return message.startsWith(
+        tag.toString(36).padStart(this.#tagLength, "0"),
+      );
+    }
+    let value = 0;
+    for (let i = 0; i < this.#tagLength; i++) value = value * 256 + message[i];
+    return value === tag;
   }
 
   summary(url: URL, connections: number, binary: boolean): BenchSummary {
@@ -333,7 +440,10 @@ class Run {
   }
 
   #error(message: string): void {
-    if (this.errors.length < 10) this.errors.push(message);
+    // Each connection may find the same fault: it is reported once.
+    if (this.errors.length < 10 && !this.errors.includes(message)) {
+      this.errors.push(message);
+    }
     this.stop();
   }
 }
@@ -343,6 +453,7 @@ class Progress {
   readonly #timer: ReturnType<typeof setInterval> | undefined;
   readonly #write: ((text: string) => void) | undefined;
   readonly #terminal: boolean;
+  #gone = false;
   #lastMessages = 0;
   #lastTime: number;
 
@@ -366,13 +477,24 @@ class Progress {
       } msg/s  ${formatCount(run.messages)} echoed  p50 ${
         formatMs(run.histogram.percentile(50))
       }  p99 ${formatMs(run.histogram.percentile(99))}`;
-      this.#write!(this.#terminal ? `\r${line}\x1b[K` : `${line}\n`);
+      try {
+        this.#write!(this.#terminal ? `\r${line}\x1b[K` : `${line}\n`);
+      } catch (error) {
+        // The reader went away (`duplex bench ... | head -1`): no one sees
+        // the rest, so the run ends (and its connections close with 1000).
+        if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+        this.#gone = true;
+        clearInterval(this.#timer);
+        run.stop();
+      }
     }, PROGRESS_INTERVAL);
   }
 
   end(): void {
     clearInterval(this.#timer);
-    if (this.#terminal && this.#timer !== undefined) this.#write!("\r\x1b[K");
+    if (this.#terminal && this.#timer !== undefined && !this.#gone) {
+      this.#write!("\r\x1b[K");
+    }
   }
 }
 

@@ -106,6 +106,7 @@ export async function main(
         if ((COMMANDS as readonly string[]).includes(rest[0])) {
           return await main([rest[0], "--help"], options);
         }
+        if (rest[0] !== undefined) throw unknownCommand(rest[0]);
         printLine(HELP);
         return EXIT_CODE.Ok;
       case "-h":
@@ -120,12 +121,7 @@ export async function main(
         printError(HELP);
         return EXIT_CODE.Usage;
       default:
-        throw new UsageError(
-          "",
-          `unknown command ${JSON.stringify(command)}; the commands are ${
-            COMMANDS.join(", ")
-          }`,
-        );
+        throw unknownCommand(command);
     }
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
@@ -136,11 +132,23 @@ export async function main(
   }
 }
 
+function unknownCommand(command: string): UsageError {
+  return new UsageError(
+    "",
+    `unknown command ${JSON.stringify(command)}; the commands are ${
+      COMMANDS.join(", ")
+    }`,
+  );
+}
+
 if (import.meta.main) {
   let code: number;
   try {
     code = await main(Deno.args);
   } catch (error) {
+    // The reader of the output went away (`duplex --help | head -1`): as
+    // in "duplex listen | head -1", that ends the command quietly.
+    if (error instanceof Deno.errors.BrokenPipe) Deno.exit(EXIT_CODE.Ok);
     printError(`duplex: unexpected error: ${(error as Error)?.stack ?? error}`);
     code = EXIT_CODE.Failure;
   }

@@ -14,7 +14,7 @@ import {
 import { connectOrExplain } from "./_connect.ts";
 import { Interruptible } from "../_interruptible.ts";
 import { onStopSignals, whenStopped } from "./_signals.ts";
-import { readAll, readLines } from "./_stdin.ts";
+import { NotUtf8Error, readAll, readLines } from "./_stdin.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
 /** The help text of `duplex send`. */
@@ -30,8 +30,8 @@ and closes the same way.
 What is sent:
   MESSAGE...        each argument is one message
   --file F          the whole file is one message
-  (neither)         stdin: each line is one text message; with --binary,
-                    all of stdin is one binary message
+  (neither)         stdin: each line is one UTF-8 text message; with
+                    --binary, all of stdin is one binary message
 
 Options:
   --binary          Send binary messages instead of text (arguments as their
@@ -85,7 +85,7 @@ export async function sendCommand(
   args: string[],
   stdin: ReadableStream<Uint8Array> = Deno.stdin.readable,
 ): Promise<ExitCode> {
-  const { values, positionals } = parseCommandArgs("send", args, OPTIONS);
+  const { values, positionals } = parseSendArgs(args);
   if (values.help) {
     printLine(SEND_HELP);
     return EXIT_CODE.Ok;
@@ -129,7 +129,7 @@ export async function sendCommand(
       }
       messages = [input];
     } else {
-      messages = readLines(stdin);
+      messages = readLines(stdin, { fatal: true });
     }
   } catch (error) {
     signals.remove();
@@ -140,6 +140,9 @@ export async function sendCommand(
     protocols: values.protocol,
     headers,
     caCerts,
+    // Replies are discarded: the echo of a large message sent must not fail
+    // the connection.
+    maxPayload: Number.MAX_SAFE_INTEGER,
   }, signals);
   if (typeof socket === "string") {
     printError(`duplex send: ${socket}`);
@@ -152,6 +155,7 @@ export async function sendCommand(
   })();
   let sent = 0;
   let interrupted = false;
+  let notUtf8: NotUtf8Error | undefined;
   // Waiting for the next line (`tail -f | duplex send`), a close from the
   // server ends the wait: nothing more can be sent, and the input did not
   // end, so the rest of it is not sent. A stop signal ends it too.
@@ -176,14 +180,23 @@ export async function sendCommand(
       await socket.send(next.value);
       sent++;
     }
-  } catch {
-    // The server closed first.
-    interrupted = true;
+  } catch (error) {
+    if (error instanceof NotUtf8Error) notUtf8 = error;
+    // Else the server closed first.
+    else interrupted = true;
   }
   const info = await socket.close(1000);
   await draining;
   // Not before: a signal during the closing handshake must not cut it.
   signals.remove();
+  if (notUtf8 !== undefined) {
+    printError(
+      `duplex send: ${notUtf8.message} on stdin (${sent} line${
+        sent === 1 ? "" : "s"
+      } sent before it); add --binary to send all of stdin as one binary message`,
+    );
+    return EXIT_CODE.Usage;
+  }
   if (interrupted) {
     printError(
       `duplex send: the server closed the connection with ${
@@ -201,6 +214,26 @@ export async function sendCommand(
     );
   }
   return code;
+}
+
+// "duplex send URL -1": a message that looks like an option.
+function parseSendArgs(args: string[]) {
+  try {
+    return parseCommandArgs("send", args, OPTIONS);
+  } catch (error) {
+    const option = /^Unknown option '(-[^-][^']*)'/
+      .exec((error as Error).message)?.[1];
+    if (option === undefined) throw error;
+    const arg = args.find((arg) => arg.startsWith(option)) ?? option;
+    throw new UsageError(
+      "send",
+      `unknown option ${
+        JSON.stringify(arg)
+      }; to send a message that starts with "-", put -- before it: duplex send URL -- ${
+        JSON.stringify(arg)
+      }`,
+    );
+  }
 }
 
 const STOPPED: unique symbol = Symbol("stopped");

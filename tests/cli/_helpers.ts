@@ -39,6 +39,33 @@ export async function runCli(
   }
 }
 
+/**
+ * Runs `duplex ARGS | READER` in bash, for what the CLI does when its
+ * reader goes away; `args` is shell text. `code` is the CLI's exit code.
+ */
+export async function runPipeline(pipeline: string): Promise<CliResult> {
+  const child = new Deno.Command("bash", {
+    args: [
+      "-c",
+      `"${Deno.execPath()}" run -A "${MAIN.pathname}" ${pipeline}
+       echo "exit \${PIPESTATUS[0]}" >&2`,
+    ],
+    cwd: ROOT.pathname,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const output = await deadline(child.output(), DEADLINE, "the pipeline");
+  const stderr = decoder.decode(output.stderr);
+  const [, code] = stderr.match(/exit (\d+)\n$/) ?? [];
+  return {
+    code: Number(code),
+    stdout: decoder.decode(output.stdout),
+    stderr: stderr.replace(/exit \d+\n$/, ""),
+  };
+}
+
 /** Starts the CLI; its output is collected as it arrives. */
 export function spawnCli(args: string[]): CliProcess {
   return new CliProcess(args);

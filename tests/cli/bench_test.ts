@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { serve } from "../../mod.ts";
+import { type CloseInfo, serve, type Socket } from "../../mod.ts";
 import type { BenchSummary } from "../../src/cli/bench.ts";
-import { runCli, spawnCli } from "./_helpers.ts";
+import { runCli, runPipeline, spawnCli } from "./_helpers.ts";
 
 function echoServer() {
   return serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
@@ -130,4 +130,145 @@ Deno.test("duplex bench refuses a --size over 256M with a usage error, not a cra
   ]);
   assert.equal(code, 2, stderr);
   assert.match(stderr, /--size must be at most 256M/);
+});
+
+/** A server like `duplex serve --broadcast`: each message goes to every client. */
+function broadcastServer() {
+  const clients = new Set<Socket>();
+  return serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+    clients.add(socket);
+    try {
+      for await (const message of socket) {
+        for (const client of clients) client.send(message).catch(() => {});
+      }
+    } finally {
+      clients.delete(socket);
+    }
+  });
+}
+
+const NOT_AN_ECHO =
+  "the server sent a message that is not an echo of what was sent: is it an echo server?";
+
+Deno.test("duplex bench against a broadcast server exits with 1: a reply that is another connection's message is not an echo", async () => {
+  await using server = broadcastServer();
+  for (const kind of [[], ["--binary"]]) {
+    const { code, stdout, stderr } = await runCli([
+      "bench",
+      `ws://127.0.0.1:${server.addr.port}`,
+      "--connections",
+      "3",
+      "--duration",
+      "1s",
+      "--json",
+      ...kind,
+    ]);
+    assert.equal(code, 1, `${kind}: ${stdout}`);
+    const summary: BenchSummary = JSON.parse(stdout);
+    assert.deepEqual(summary.errors, [NOT_AN_ECHO]);
+    assert.equal(stderr, `duplex bench: ${NOT_AN_ECHO}\n`);
+  }
+});
+
+Deno.test("duplex bench exits with 1 when the server echoes each message twice: the second copy is not the echo of the next message", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const message of socket) {
+        await socket.send(message);
+        await socket.send(message);
+      }
+    },
+  );
+  const { code, stdout } = await runCli([
+    "bench",
+    `ws://127.0.0.1:${server.addr.port}`,
+    "--connections",
+    "1",
+    "--in-flight",
+    "3",
+    "--duration",
+    "1s",
+    "--json",
+  ]);
+  assert.equal(code, 1, stdout);
+  assert.deepEqual((JSON.parse(stdout) as BenchSummary).errors, [NOT_AN_ECHO]);
+});
+
+Deno.test("duplex bench says how many echoes are missing when the server stops echoing, not that a connection closed early", async () => {
+  // Echoes the first message of each connection, then nothing.
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      let first = true;
+      for await (const message of socket) {
+        if (first) await socket.send(message);
+        first = false;
+      }
+    },
+  );
+  const { code, stderr } = await runCli([
+    "bench",
+    `ws://127.0.0.1:${server.addr.port}`,
+    "--connections",
+    "2",
+    "--duration",
+    "300ms",
+  ]);
+  assert.equal(code, 1);
+  assert.equal(
+    stderr,
+    "duplex bench: 2 echoes still missing 5 s after the run ended: is it an echo server?\n",
+  );
+});
+
+Deno.test("duplex bench gives up when nothing at all is echoed within 5 s of the start, without waiting for --duration", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const _ of socket) { /* never echoes */ }
+    },
+  );
+  const { code, stderr } = await runCli([
+    "bench",
+    `ws://127.0.0.1:${server.addr.port}`,
+    "--duration",
+    "60s",
+    "--json",
+  ]);
+  assert.equal(code, 1);
+  assert.equal(
+    stderr,
+    "duplex bench: no echo arrived within 5 s of the start: is it an echo server?\n",
+  );
+});
+
+Deno.test("duplex bench whose output is closed early (| head -1) stops, closes its connections with 1000 and exits 0, without a crash", async () => {
+  const closes: Promise<CloseInfo>[] = [];
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      closes.push(socket.closed);
+      for await (const message of socket) await socket.send(message);
+    },
+  );
+  const { code, stdout, stderr } = await runPipeline(
+    `bench ws://127.0.0.1:${server.addr.port} --connections 2 --duration 60s | head -1`,
+  );
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /^ +1s +[\d,]+ msg\/s/);
+  assert.doesNotMatch(stderr, /Uncaught|BrokenPipe|error/);
+  assert.equal(closes.length, 2);
+  for (const info of await Promise.all(closes)) {
+    assert.deepEqual(info, { code: 1000, reason: "", wasClean: true });
+  }
+});
+
+Deno.test("duplex bench --json whose reader is gone before the summary exits 0 quietly", async () => {
+  await using server = echoServer();
+  const { code, stderr } = await runPipeline(
+    `bench ws://127.0.0.1:${server.addr.port} --connections 1 --duration 300ms --json | true`,
+  );
+  assert.equal(code, 0, stderr);
+  assert.equal(stderr, "");
 });

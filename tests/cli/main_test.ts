@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import denoJson from "../../deno.json" with { type: "json" };
-import { runCli } from "./_helpers.ts";
+import { runCli, runPipeline } from "./_helpers.ts";
 
 Deno.test("duplex --help lists every command and the exit codes", async () => {
   const { code, stdout, stderr } = await runCli(["--help"]);
@@ -166,5 +166,56 @@ Deno.test("duplex exits with 1 when the server cannot be reached", async () => {
         `^duplex ${command}: Cannot connect to ws://127\\.0\\.0\\.1:${port}/: .*Is the server running on that port\\?`,
       ),
     );
+  }
+});
+
+Deno.test("duplex usage errors say what to do: help for an unknown command, a message like an option, an option value like an option, a size in fractions of a byte", async () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["help", "foo"],
+      /^duplex: unknown command "foo"; the commands are serve, listen, send, bench\nRun "duplex --help" for usage\.\n$/,
+    ],
+    [
+      ["send", "ws://localhost:1", "-1"],
+      /^duplex send: unknown option "-1"; to send a message that starts with "-", put -- before it: duplex send URL -- "-1"\nRun "duplex send --help" for usage\.\n$/,
+    ],
+    [
+      ["send", "ws://localhost:1", "--file", "-x"],
+      /^duplex send: --file is missing its value \("-x" looks like an option\); to pass a value that starts with "-", write --file=-x\nRun "duplex send --help" for usage\.\n$/,
+    ],
+    [
+      ["bench", "ws://localhost:1", "--size", "0.5"],
+      /^duplex bench: --size must be a whole number of bytes, got "0\.5" \(0\.5 bytes\)\n/,
+    ],
+  ];
+  await Promise.all(cases.map(async ([args, pattern]) => {
+    const { code, stdout, stderr } = await runCli(args);
+    assert.equal(code, 2, `${args.join(" ")}: ${stderr}`);
+    assert.match(stderr, pattern, args.join(" "));
+    assert.equal(stdout, "", args.join(" "));
+  }));
+  // A size with a unit may have a fraction when it makes whole bytes.
+  const { code, stderr } = await runCli([
+    "bench",
+    "ws://127.0.0.1:1",
+    "--size",
+    "1.5K",
+    "--connections",
+    "1",
+  ]);
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /Cannot connect/);
+});
+
+Deno.test("duplex --help and duplex serve whose reader is gone exit 0 quietly, not with a BrokenPipe error", async () => {
+  for (
+    const pipeline of [
+      "--help | true",
+      "serve --port 0 --hostname 127.0.0.1 --quiet | true",
+    ]
+  ) {
+    const { code, stderr } = await runPipeline(pipeline);
+    assert.equal(code, 0, `${pipeline}: ${stderr}`);
+    assert.equal(stderr, "", pipeline);
   }
 });

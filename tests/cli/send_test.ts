@@ -274,3 +274,51 @@ Deno.test("duplex send reading stdin holds no line once it is sent: 400 lines of
   // Each line held until the input ends would be 400 MiB of strings.
   assert.ok(peak < 200 * LINE, `${peak} bytes of heap held`);
 });
+
+Deno.test("duplex send --file of 20 MB to an echo server exits with 0: the echo it discards is not held to a size limit", async () => {
+  const received = Promise.withResolvers<number>();
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1", maxPayload: 32 * 1024 * 1024 },
+    async (socket) => {
+      for await (const message of socket) {
+        received.resolve(message.length);
+        await socket.send(message);
+      }
+    },
+  );
+  const file = await Deno.makeTempFile();
+  try {
+    await Deno.writeFile(file, new Uint8Array(20_000_000));
+    const { code, stderr } = await runCli([
+      "send",
+      `ws://127.0.0.1:${server.addr.port}`,
+      "--file",
+      file,
+      "--binary",
+    ]);
+    assert.equal(code, 0, stderr);
+    assert.equal(stderr, "");
+    assert.equal(await received.promise, 20_000_000);
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("duplex send refuses a stdin line that is not UTF-8 (as --file does) after sending the lines before it, with exit code 2", async () => {
+  const recorder = recordingServer();
+  await using _ = recorder.server;
+  const { code, stderr } = await runCli(["send", recorder.url], {
+    stdin: new Uint8Array([
+      ...new TextEncoder().encode("ok\n"),
+      0xff,
+      0xfe,
+      ...new TextEncoder().encode("\nnot sent\n"),
+    ]),
+  });
+  assert.equal(code, 2);
+  assert.equal(
+    stderr,
+    "duplex send: line 2 is not UTF-8 text on stdin (1 line sent before it); add --binary to send all of stdin as one binary message\n",
+  );
+  assert.deepEqual(await recorder.received(), ["ok"]);
+});

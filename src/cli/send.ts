@@ -140,9 +140,10 @@ export async function sendCommand(
     protocols: values.protocol,
     headers,
     caCerts,
-    // Replies are discarded: the echo of a large message sent must not fail
-    // the connection.
+    // Replies are discarded as they arrive, unheld: the echo of a large
+    // message sent must not fail the connection.
     maxPayload: Number.MAX_SAFE_INTEGER,
+    streamMessages: true,
   }, signals);
   if (typeof socket === "string") {
     printError(`duplex send: ${socket}`);
@@ -151,7 +152,7 @@ export async function sendCommand(
   // Replies are not printed (use "duplex listen"), but reading them keeps
   // the socket flowing until the close handshake.
   const draining = (async () => {
-    for await (const _ of socket) { /* discard */ }
+    for await (const { readable } of socket.streams()) await readable.cancel();
   })();
   let sent = 0;
   let interrupted = false;

@@ -322,11 +322,13 @@ export class Server<Data = unknown> implements AsyncDisposable {
   /**
    * Stops accepting and closes connections waiting for a request; answers
    * handshakes being decided (an `onUpgrade` hook under way) with 503 and
-   * `Retry-After: 1`; sends 1001 (going away) to every open socket, after what is queued for it (a
-   * message still streaming out gets half of `timeout` or of `closeTimeout`,
-   * whichever is shorter, to end), and lets plain HTTP exchanges
-   * under way finish (their responses say `Connection: close`); waits for
-   * the closing handshakes and for the handlers to return, up to `timeout`.
+   * `Retry-After: 1`; sends 1001 (going away) to every open socket, after
+   * what is queued for it (a message still streaming out gets half of
+   * `timeout` or of `closeTimeout`, whichever is shorter, to end), and lets
+   * plain HTTP exchanges under way finish (their responses say
+   * `Connection: close`); waits for the closing handshakes and for the
+   * handlers to return, up to `timeout`, and closes the pub/sub adapter
+   * within what is left of it.
    * Then it abandons the exchanges left, closes every transport, and
    * resolves without waiting for handlers still running (logged as
    * `shutdown-timeout`). Calling it again returns the same promise.

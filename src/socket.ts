@@ -3,11 +3,7 @@ import { OPCODE } from "./protocol/frame_parser.ts";
 import { encodeClosePayload } from "./protocol/close_payload.ts";
 import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
 import type { Message } from "./protocol/message_assembler.ts";
-import {
-  CLOSE_REASON,
-  type CloseInfo,
-  ConnectionClosedError,
-} from "./close_info.ts";
+import { CLOSE_REASON, type CloseInfo } from "./close_info.ts";
 import {
   type CloseOptions,
   type IncomingStream,
@@ -30,6 +26,7 @@ import {
 import type { PerMessageDeflateParams } from "./protocol/permessage_deflate.ts";
 import { Limiter } from "./limiter.ts";
 import { Interruptible } from "./_interruptible.ts";
+import { closedError } from "./_closed_error_owner.ts";
 import { PieceQueue } from "./_piece_queue.ts";
 import { concat } from "./protocol/_bytes.ts";
 import { describe, shown } from "./protocol/_describe.ts";
@@ -364,7 +361,7 @@ export class Socket<Data = unknown>
     if (status === "dropped" && this.#forcedClose === null) return RESOLVED;
     if (status === "closed" || status === "dropped") {
       return handledRejection(
-        new ConnectionClosedError("send", this.#info ?? undefined),
+        closedError(this, "send", this.#info ?? undefined),
       );
     }
     return this.#drained();
@@ -536,7 +533,7 @@ export class Socket<Data = unknown>
       );
     }
     if (this.#connection.state !== "open" || this.#closeRequested) {
-      const error = new ConnectionClosedError("send", this.#info ?? undefined);
+      const error = closedError(this, "send", this.#info ?? undefined);
       // Nothing of it will be sent: the source is let go, as when a close
       // cuts a stream short.
       try {
@@ -593,7 +590,7 @@ export class Socket<Data = unknown>
       while (true) {
         const next = await stop.wait(pieces.next());
         if (next === STOPPED) {
-          throw new ConnectionClosedError("send", this.#info ?? undefined);
+          throw closedError(this, "send", this.#info ?? undefined);
         }
         if (next.done) break;
         const piece = next.value instanceof ArrayBuffer
@@ -664,7 +661,7 @@ export class Socket<Data = unknown>
 
   async #sendPiece(opcode: number, data: Uint8Array, fin: boolean) {
     if (this.#connection.state !== "open") {
-      throw new ConnectionClosedError("send", this.#info ?? undefined);
+      throw closedError(this, "send", this.#info ?? undefined);
     }
     const referenced = this.#connection.sendFragment(opcode, data, fin);
     this.#messaged = true;
@@ -757,7 +754,7 @@ export class Socket<Data = unknown>
   ping(data?: Uint8Array): Promise<void> {
     if (this.#connection.state !== "open") {
       return handledRejection(
-        new ConnectionClosedError("ping", this.#info ?? undefined),
+        closedError(this, "ping", this.#info ?? undefined),
       );
     }
     this.#connection.ping(data);
@@ -1156,7 +1153,7 @@ export class Socket<Data = unknown>
             // Closing, and the handler stopped reading: the message will
             // not be read whole.
             this.#current?.error(
-              new ConnectionClosedError("receive", this.#info ?? undefined),
+              closedError(this, "receive", this.#info ?? undefined),
             );
             this.#current = null;
           } else this.#current?.push(event.data);
@@ -1200,7 +1197,8 @@ export class Socket<Data = unknown>
    */
   #endCurrentStream(): void {
     this.#current?.error(
-      new ConnectionClosedError(
+      closedError(
+        this,
         "receive",
         this.#peerClose === null
           ? undefined
@@ -1544,7 +1542,7 @@ export class Socket<Data = unknown>
     this.#drainWaiters = this.#drainWaiters.filter((waiter) => {
       if (waiter.seq <= this.#writtenSeq) waiter.resolve();
       else if (closed !== null) {
-        waiter.reject(new ConnectionClosedError("send", closed));
+        waiter.reject(closedError(this, "send", closed));
       } else return true;
       return false;
     });
@@ -1557,7 +1555,7 @@ export class Socket<Data = unknown>
 
   #wait(list: Waiter[], seq: number, action: string): Promise<void> {
     if (this.#info !== null) {
-      return handledRejection(new ConnectionClosedError(action, this.#info));
+      return handledRejection(closedError(this, action, this.#info));
     }
     const promise = new Promise<void>((resolve, reject) =>
       list.push({ seq, resolve, reject })
@@ -1762,12 +1760,12 @@ export class Socket<Data = unknown>
       waiter({ done: true, value: undefined });
     }
     this.#takeWaiter = this.#moreWaiters = null;
-    this.#current?.error(new ConnectionClosedError("receive", this.#info));
+    this.#current?.error(closedError(this, "receive", this.#info));
     this.#current = null;
     this.#abort();
     this.#resolveDrainWaiters();
     for (const waiter of this.#pingWaiters.splice(0)) {
-      waiter.reject(new ConnectionClosedError("ping", this.#info));
+      waiter.reject(closedError(this, "ping", this.#info));
     }
     this.#resolveClosed(this.#info);
     // After `closed` settled: a hook that throws cannot keep it pending.

@@ -142,17 +142,17 @@ export class RedisAdapter implements PubSubAdapter {
   // How often the publisher's connection failed: once it has, publishing
   // does not wait for it.
   #publisherFailures = 0;
-  // Resolved at the publisher's next failure (a first connection that
-  // cannot be made does not settle connect()).
-  #publisherFailed = Promise.withResolvers<void>();
+  // Publishes waiting for a first connection, told when it fails (a
+  // connection that cannot be made does not settle connect()).
+  readonly #connectWaiters = new Set<() => void>();
   // Bytes of publishes not answered by Redis yet, and whether they are
   // being dropped for it.
   #pendingBytes = 0;
   #dropping = false;
   // Topics local sockets want (a refused subscription is retried), and the
-  // retries waiting.
+  // retry waiting for each, one at most.
   readonly #wanted = new Set<string>();
-  readonly #retries = new Set<ReturnType<typeof setTimeout>>();
+  readonly #retries = new Map<string, ReturnType<typeof setTimeout>>();
   #deliver: ((topic: string, message: string | Uint8Array) => void) | null =
     null;
   #publisherReady: Promise<void> | null = null;
@@ -191,9 +191,7 @@ export class RedisAdapter implements PubSubAdapter {
     const report = (error: unknown) => this.#onError?.(error);
     this.#publisher.on("error", (error: unknown) => {
       this.#publisherFailures++;
-      const failed = this.#publisherFailed;
-      this.#publisherFailed = Promise.withResolvers();
-      failed.resolve();
+      for (const stopWaiting of this.#connectWaiters) stopWaiting();
       report(error);
     });
     this.#subscriber.on("error", report);
@@ -269,8 +267,10 @@ export class RedisAdapter implements PubSubAdapter {
         // onError). A first connection under way is waited for, until it
         // fails.
         const failures = this.#publisherFailures;
-        if (!this.#publisher.isReady && failures > 0) return;
-        await Promise.race([ready, this.#publisherFailed.promise]);
+        if (!this.#publisher.isReady) {
+          if (failures > 0) return;
+          await this.#untilConnectedOrFailed(ready);
+        }
         // A failure while it waited: the outage's message is dropped too.
         if (!this.#publisher.isReady || this.#publisherFailures !== failures) {
           return;
@@ -295,6 +295,17 @@ export class RedisAdapter implements PubSubAdapter {
     return this.#subscribe(topic, RETRY_FIRST);
   }
 
+  async #untilConnectedOrFailed(ready: Promise<void>): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#connectWaiters.add(resolve);
+    ready.then(resolve, resolve);
+    try {
+      await promise;
+    } finally {
+      this.#connectWaiters.delete(resolve);
+    }
+  }
+
   #subscribe(topic: string, retryDelay: number): Promise<void> {
     const step = this.#inTurn(topic, async () => {
       if (!this.#wanted.has(topic)) return;
@@ -305,23 +316,32 @@ export class RedisAdapter implements PubSubAdapter {
         true,
       );
     });
-    step.catch(() => {
-      if (this.#closed || !this.#wanted.has(topic)) return;
+    step.then(() => this.#cancelRetry(topic), () => {
+      if (
+        this.#closed || !this.#wanted.has(topic) || this.#retries.has(topic)
+      ) return;
       // Refused: ask again later, after clearing what the client may have
       // kept of the failed attempt (a listener would deliver twice).
-      const timer = setTimeout(() => {
-        this.#retries.delete(timer);
-        if (this.#closed || !this.#wanted.has(topic)) return;
-        this.#inTurn(
-          topic,
-          () => this.#subscriber.unsubscribe(this.channel(topic)),
-        ).catch(() => {});
-        this.#subscribe(topic, Math.min(retryDelay * 2, RETRY_MAX))
-          .catch((error) => this.#onError?.(error));
-      }, retryDelay);
-      this.#retries.add(timer);
+      this.#retries.set(
+        topic,
+        setTimeout(() => {
+          this.#retries.delete(topic);
+          if (this.#closed || !this.#wanted.has(topic)) return;
+          this.#inTurn(
+            topic,
+            () => this.#subscriber.unsubscribe(this.channel(topic)),
+          ).catch(() => {});
+          this.#subscribe(topic, Math.min(retryDelay * 2, RETRY_MAX))
+            .catch((error) => this.#onError?.(error));
+        }, retryDelay),
+      );
     });
     return step;
+  }
+
+  #cancelRetry(topic: string): void {
+    clearTimeout(this.#retries.get(topic));
+    this.#retries.delete(topic);
   }
 
   /**
@@ -333,6 +353,7 @@ export class RedisAdapter implements PubSubAdapter {
    */
   unsubscribe(topic: string): Promise<void> {
     this.#wanted.delete(topic);
+    this.#cancelRetry(topic);
     return this.#inTurn(topic, async () => {
       await this.#ready("subscriber");
       await this.#subscriber.unsubscribe(this.channel(topic));
@@ -350,7 +371,7 @@ export class RedisAdapter implements PubSubAdapter {
     if (this.#closed) return;
     this.#closed = true;
     this.#deliver = null;
-    for (const timer of this.#retries) clearTimeout(timer);
+    for (const timer of this.#retries.values()) clearTimeout(timer);
     this.#retries.clear();
     await Promise.all([
       closeClient(this.#publisher),

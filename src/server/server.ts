@@ -15,11 +15,8 @@ import {
   encodeRejectionResponse,
 } from "../protocol/handshake_response.ts";
 import { Socket } from "../socket.ts";
-import {
-  CLOSE_REASON,
-  type CloseInfo,
-  ConnectionClosedError,
-} from "../close_info.ts";
+import { CLOSE_REASON, type CloseInfo } from "../close_info.ts";
+import { raisedBy } from "../_closed_error_owner.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
 import {
   checkServeOptions,
@@ -801,11 +798,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
       try {
         await this.#handler(socket);
       } catch (error) {
-        // A send on its own socket that closed under it is how a handler
-        // learns of the close; one on another socket is a mistake to show.
-        if (
-          !(error instanceof ConnectionClosedError) || socket.state === "open"
-        ) {
+        // Its own socket closing under it (a send, a stream cut short) is
+        // how a handler learns of the close; a send to another socket that
+        // closed is a mistake to show.
+        if (!raisedBy(error, socket)) {
           this.#logger({ type: "handler-error", url, error });
           socket.close(1011).catch(() => {});
         }

@@ -322,6 +322,42 @@ Deno.test("RedisAdapter asks again for a subscription Redis refused, and the top
   await b.close();
 });
 
+Deno.test("RedisAdapter keeps one retry per refused topic however often sockets leave and come back, and stops retrying once granted", async () => {
+  const broker = new FakeBroker();
+  let refusing = true;
+  let attempts = 0;
+  const subscriber = new (class extends FakeClient {
+    override subscribe(
+      channel: string,
+      listener: (message: Buffer, channel: Buffer) => unknown,
+      bufferMode: true,
+    ): Promise<void> {
+      attempts++;
+      if (refusing) return Promise.reject(new Error("NOPERM no permissions"));
+      return super.subscribe(channel, listener, bufferMode);
+    }
+  })(broker);
+  const adapter = new RedisAdapter({
+    publisher: new FakeClient(broker),
+    subscriber,
+    onError: () => {},
+  });
+  await adapter.start(() => {});
+  for (let i = 0; i < 6; i++) {
+    await assert.rejects(adapter.subscribe("room"), /NOPERM/);
+    if (i < 5) await adapter.unsubscribe("room");
+  }
+  assert.equal(attempts, 6);
+  refusing = false;
+  await until(
+    () => broker.subscriptions.get("duplex:room")?.size === 1,
+    "the retried subscription",
+  );
+  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  assert.equal(attempts, 7, "one retry, not one per refusal");
+  await adapter.close();
+});
+
 Deno.test("RedisAdapter() says which option is wrong", () => {
   const mistakes: [unknown, RegExp][] = [
     [undefined, /the options must be an object such as \{ url: "redis:/],

@@ -649,3 +649,33 @@ Deno.test("a handler ended by a ConnectionClosedError from another socket's send
       logged[0].error instanceof ConnectionClosedError,
   );
 });
+
+Deno.test("a handler whose own streamed message the peer's close cut short ends quietly: no handler-error, the close is answered with the peer's code", async () => {
+  const events: ServerLogEvent[] = [];
+  const ended = Promise.withResolvers<unknown>();
+  await using server = serve(
+    { ...LOCAL, streamMessages: true, logger: (e) => events.push(e) },
+    async (socket) => {
+      try {
+        for await (const { readable } of socket.streams()) {
+          for await (const _ of readable) { /* read on */ }
+        }
+      } catch (error) {
+        ended.resolve(error);
+        throw error;
+      }
+    },
+  );
+  using peer = await rawHandshake(server.addr);
+  await peer.write(frame(OP.binary, new Uint8Array(10), { fin: false }));
+  await peer.write(frame(OP.close, closePayload(1000)));
+  assert.ok(
+    await withTimeout(ended.promise, DEADLINE, "the handler") instanceof
+      ConnectionClosedError,
+  );
+  assert.equal((await peer.readClose()).code, 1000);
+  assert.deepEqual(
+    events.filter((event) => event.type === "handler-error"),
+    [],
+  );
+});

@@ -40,6 +40,8 @@ const SIZE_LINE_SYNTAX = /^([0-9A-Fa-f]+)(?:[ \t]*;[\t\x20-\x7e\x80-\xff]*)?$/;
 const FIELD_LINE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*$/;
 // 13 hex digits are below 2^53; anything longer is over any body limit.
 const MAX_SIZE_DIGITS = 13;
+/** Size-line bytes tolerated beyond 16 plus twice each chunk's size. */
+const MAX_EXCESS = 16 * 1024;
 
 /**
  * A sans-I/O decoder for the chunked transfer coding of a request body
@@ -78,6 +80,10 @@ export class ChunkedDecoder {
   #remaining = 0;
   #received = 0;
   #trailerSize = 0;
+  // Size-line bytes beyond what a sensible client needs (as Go counts
+  // them): extensions and padding on tiny chunks, which maxBodySize does
+  // not see.
+  #excess = 0;
 
   /**
    * Creates a decoder for one body.
@@ -208,6 +214,16 @@ export class ChunkedDecoder {
     const size = digits.length > MAX_SIZE_DIGITS
       ? Infinity
       : parseInt(digits, 16);
+    // A size line (with its CRLF) may take 16 bytes plus twice its chunk's
+    // size; what is beyond that adds up, to at most MAX_EXCESS.
+    this.#excess += line.length + 2 - 16 - 2 * Math.min(size, 2 ** 40);
+    if (this.#excess < 0) this.#excess = 0;
+    else if (this.#excess > MAX_EXCESS) {
+      throw new HttpRequestError(
+        400,
+        "Chunked body has too many bytes of chunk extensions or padding for its content",
+      );
+    }
     if (size > this.#maxBodySize - this.#received) {
       throw new HttpRequestError(
         413,

@@ -19,6 +19,12 @@ export interface WriteResponseOptions {
    * streaming).
    */
   onHead?: () => void;
+  /**
+   * Called with `true` as each write of the head or of a body chunk starts,
+   * and `false` once the client's connection took it: a write that stays
+   * pending is a client that stopped reading.
+   */
+  onWrite?: (pending: boolean) => void;
 }
 
 /** How {@linkcode writeResponse} went. */
@@ -45,6 +51,8 @@ const GATHER_LIMIT = 64 * 1024;
 const MICROTASK_BUDGET = 32;
 /** Chunks up to this size are copied into their chunk framing. */
 const COPY_LIMIT = 64 * 1024;
+/** Larger body chunks are written in slices of this size. */
+const WRITE_SLICE = 512 * 1024;
 // Framing is ours to decide; the handler's values are dropped.
 const HOP_BY_HOP = new Set([
   "connection",
@@ -218,6 +226,7 @@ export async function writeResponse(
     keepAlive,
     signal: options.signal,
     onHead: options.onHead,
+    onWrite: options.onWrite,
   });
 }
 
@@ -233,6 +242,7 @@ interface BodyPlan {
   keepAlive: boolean;
   signal: AbortSignal | undefined;
   onHead: (() => void) | undefined;
+  onWrite: ((pending: boolean) => void) | undefined;
 }
 
 async function writeBody(
@@ -275,12 +285,17 @@ async function writeBody(
   }
   // The head is on its way (with what of the body was ready, which a slow
   // client may take long to read): the response has started.
-  const headWritten = write(
-    writer,
-    first.length === 1 ? first[0] : concat(first),
-  );
+  const firstSize = first.reduce((size, part) => size + part.length, 0);
+  // A large body (in memory) follows its head in watched slices.
+  const watched = firstSize > WRITE_SLICE;
+  const headWritten = watched
+    ? writeAll(writer, first, plan.onWrite)
+    : write(writer, first.length === 1 ? first[0] : concat(first));
   plan.onHead?.();
-  if (!await headWritten) return gone();
+  if (!watched) plan.onWrite?.(true);
+  const headTaken = await headWritten;
+  if (!watched) plan.onWrite?.(false);
+  if (!headTaken) return gone();
 
   // Abandoned: a body waiting for its next chunk is canceled, which ends
   // the read below.
@@ -314,8 +329,8 @@ async function writeBody(
       }
       const parts = frame(chunk);
       const ok = chunk.length <= COPY_LIMIT
-        ? await write(writer, concat(parts))
-        : await writeAll(writer, parts);
+        ? await writeWatched(writer, concat(parts), plan.onWrite)
+        : await writeAll(writer, parts, plan.onWrite);
       if (!ok) return gone();
     }
   } finally {
@@ -401,11 +416,27 @@ export async function write(
 async function writeAll(
   writer: WritableStreamDefaultWriter<Uint8Array>,
   parts: Uint8Array[],
+  onWrite: ((pending: boolean) => void) | undefined,
 ): Promise<boolean> {
   for (const part of parts) {
-    if (!await write(writer, part)) return false;
+    // In slices, so that a slow reader's progress shows between writes.
+    for (let i = 0; i < part.length; i += WRITE_SLICE) {
+      const slice = part.subarray(i, i + WRITE_SLICE);
+      if (!await writeWatched(writer, slice, onWrite)) return false;
+    }
   }
   return true;
+}
+
+async function writeWatched(
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+  bytes: Uint8Array,
+  onWrite: ((pending: boolean) => void) | undefined,
+): Promise<boolean> {
+  onWrite?.(true);
+  const ok = await write(writer, bytes);
+  onWrite?.(false);
+  return ok;
 }
 
 /**

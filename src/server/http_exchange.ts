@@ -58,6 +58,11 @@ export interface HttpExchangeOptions {
    * for as long as it takes (server-sent events).
    */
   onResponseStarted?: () => void;
+  /**
+   * Called with `true` as each write of the response starts and `false`
+   * once it is taken (see `WriteResponseOptions.onWrite`).
+   */
+  onResponseWrite?: (pending: boolean) => void;
 }
 
 /** What {@linkcode serveHttpRequest} leaves for the connection's next request. */
@@ -72,7 +77,9 @@ const EMPTY = new Uint8Array(0);
 const CONTINUE = new TextEncoder().encode("HTTP/1.1 100 Continue\r\n\r\n");
 const CLOSED: HttpExchangeResult = { keepAlive: false, rest: EMPTY };
 // Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2).
-const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::\d*)?$/;
+// Percent-encoding is refused: the URL would decode it ("ex%61mple.com" is
+// example.com), and the Host header and request.url would disagree.
+const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=]+)(?::\d*)?$/;
 // request-target is visible ASCII (RFC 9112 §3.2).
 const TARGET = /^[\x21\x22\x24-\x7e]+$/; // visible ASCII but "#": no fragment
 const ABSOLUTE_FORM = /^https?:\/\//i;
@@ -260,6 +267,7 @@ export async function serveHttpRequest(
       onHead: () => {
         if (body === null || body.complete) options.onResponseStarted?.();
       },
+      onWrite: options.onResponseWrite,
     };
     let result = await writeResponse(writer, response, writeOptions);
     if (result.unsent) {
@@ -309,6 +317,14 @@ function prepareRequest(
   const method = NORMALIZED_METHODS.has(head.method.toUpperCase())
     ? head.method.toUpperCase()
     : head.method;
+  // "head" would reach the handler as HEAD (as Request has it) while its
+  // response is framed as for an unknown method, with a body: refused.
+  if (method === "HEAD" && head.method !== "HEAD") {
+    throw new HttpRequestError(
+      501,
+      `Method ${head.method} is not supported; method names are case-sensitive: HEAD`,
+    );
+  }
   if (UNSUPPORTED_METHODS.has(method.toUpperCase())) {
     throw new HttpRequestError(501, `Method ${method} is not supported`);
   }
@@ -338,7 +354,13 @@ function prepareRequest(
   }
   const target = head.target;
   if (target === "*") {
-    throw new HttpRequestError(501, "Server-wide OPTIONS * is not supported");
+    // RFC 9112 §3.2.4: the asterisk form is for OPTIONS only.
+    throw method === "OPTIONS"
+      ? new HttpRequestError(501, "Server-wide OPTIONS * is not supported")
+      : new HttpRequestError(
+        400,
+        `The request target * is only for OPTIONS, not ${method}`,
+      );
   }
   if (
     !TARGET.test(target) ||

@@ -141,12 +141,14 @@ export type ServerLogEvent =
 
 /**
  * What a connection was doing when its time ran out: sending its request
- * head (`handshakeTimeout`), a plain HTTP exchange (`requestTimeout`), the
+ * head (`handshakeTimeout`), a plain HTTP exchange (`requestTimeout`),
+ * reading a streamed response no more (`requestTimeout` for one write), the
  * `onUpgrade` hook, or receiving a 503 (both `handshakeTimeout`).
  */
 export type TimeoutPhase =
   | "handshake"
   | "request"
+  | "response"
   | "upgrade-hook"
   | "rejection";
 
@@ -275,7 +277,9 @@ export interface ServeOptions<Data = unknown> {
    * written with the request body read: a handler that never answers, or a
    * body that never ends, is cut off then. A response body that streams on
    * (server-sent events) is not, once the handler has read the request's
-   * body (a request without one, such as a GET, has nothing to read).
+   * body (a request without one, such as a GET, has nothing to read); but
+   * a write of it that the client does not take within this time (it
+   * stopped reading) closes the connection.
    * @default {30000}
    */
   requestTimeout?: number;

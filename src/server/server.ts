@@ -500,6 +500,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
           abandon,
         );
         this.#exchanges.set(conn, abandon);
+        let responseStarted = false;
         let exchange;
         try {
           exchange = await Promise.race([
@@ -516,8 +517,24 @@ export class Server<Data = unknown> implements AsyncDisposable {
                 signal: abandonment.signal,
                 keepAlive: () => this.#shutdown === null,
                 // A response that streams on (server-sent events) is no
-                // longer under the request's deadline.
-                onResponseStarted: () => this.#endDeadline(conn),
+                // longer under the request's deadline, but each of its
+                // writes is: a client that stops reading is let go.
+                onResponseStarted: () => {
+                  responseStarted = true;
+                  this.#endDeadline(conn);
+                },
+                onResponseWrite: (pending) => {
+                  if (!responseStarted) return;
+                  if (!pending) this.#endDeadline(conn);
+                  else {
+                    this.#startDeadline(
+                      conn,
+                      "response",
+                      this.#limits.requestTimeout,
+                      abandon,
+                    );
+                  }
+                },
                 onError: (error) =>
                   this.#logger({
                     type: "handler-error",

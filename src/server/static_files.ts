@@ -148,6 +148,9 @@ export function serveStatic(
         path = await Deno.realPath(path + SEPARATOR + index);
         if (!inside(path)) return text(403, "Forbidden");
         info = await Deno.stat(path);
+      } else if (url.pathname.endsWith("/")) {
+        // "/a.txt/" names a directory that is not there.
+        return text(404, "Not Found");
       }
     } catch (error) {
       return failure(error);

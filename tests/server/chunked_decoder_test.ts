@@ -162,3 +162,35 @@ Deno.test("ChunkedDecoder limits size lines (400) and trailers (431)", () => {
     { name: "HttpRequestError", status: 431 },
   );
 });
+
+Deno.test("ChunkedDecoder refuses chunk extensions or padding out of proportion to the content (400), as Go does; honest tiny chunks pass", () => {
+  // 1-byte chunks with 1000-byte extensions: 25 KB of content would take
+  // 25 MB of wire; the decoder stops within the first 20 chunks.
+  const padded = utf8.encode(`1;${"x".repeat(1000)}\r\na\r\n`);
+  const decoder = new ChunkedDecoder({ maxBodySize: 1024 * 1024 });
+  assert.throws(
+    () => {
+      for (let i = 0; i < 25_000; i++) decoder.receive(padded);
+    },
+    (error) =>
+      error instanceof HttpRequestError && error.status === 400 &&
+      /too many bytes of chunk extensions or padding/.test(error.message),
+  );
+  assert.ok(decoder.received <= 20, `stopped after ${decoder.received}`);
+  // Leading zeros are padding too.
+  const zeros = new ChunkedDecoder({ maxBodySize: 1024 * 1024 });
+  assert.throws(
+    () => {
+      for (let i = 0; i < 100; i++) {
+        zeros.receive(utf8.encode(`${"0".repeat(4000)}1\r\na\r\n`));
+      }
+    },
+    { status: 400 },
+  );
+  // A client that sends a byte per chunk with short extensions is fine.
+  const tiny = new ChunkedDecoder({ maxBodySize: 1024 * 1024 });
+  for (let i = 0; i < 100_000; i++) {
+    tiny.receive(utf8.encode("1;ab=c\r\na\r\n"));
+  }
+  assert.equal(tiny.received, 100_000);
+});

@@ -9,6 +9,7 @@ import {
   NpmClient,
   RawPeer,
   upgradeHeaders,
+  waitUntil,
   withTimeout,
   wsUrl,
 } from "./_helpers.ts";
@@ -119,21 +120,59 @@ Deno.test("serve({fetch}) lets a response body stream on past requestTimeout onc
   assert.deepEqual(server.stats().timeouts, {});
 });
 
-Deno.test("serve({fetch}) does not cut a large response past requestTimeout for a client that starts reading late", async () => {
+Deno.test("serve({fetch}) does not cut a large response past requestTimeout for a client that reads it slowly, pausing less than requestTimeout at a time", async () => {
   const size = 16 * 1024 * 1024;
   await using server = serve({
     ...LOCAL,
-    requestTimeout: 300,
+    requestTimeout: 600,
     fetch: () => new Response(new Uint8Array(size)),
   }, echo);
   using peer = await RawPeer.connect(server.addr);
   await peer.write(
     `GET / HTTP/1.1\r\nHost: 127.0.0.1:${server.addr.port}\r\nConnection: close\r\n\r\n`,
   );
-  await delay(1000); // the head and the body's start are written by now
-  const response = await withTimeout(peer.readToEof(), DEADLINE, "the body");
-  assert.ok(response.length > size, `${response.length} bytes`);
+  // About 3 s in all, well past requestTimeout: 1 MiB, then a pause.
+  const buffer = new Uint8Array(64 * 1024);
+  let received = 0;
+  for (let sincePause = 0;;) {
+    const n = await withTimeout(peer.conn.read(buffer), DEADLINE, "a read");
+    if (n === null) break;
+    received += n;
+    sincePause += n;
+    if (sincePause >= 1024 * 1024) {
+      sincePause = 0;
+      await delay(200);
+    }
+  }
+  assert.ok(received > size, `${received} bytes`);
   assert.deepEqual(server.stats().timeouts, {});
+});
+
+Deno.test("serve({fetch}) closes a streamed response's connection when the client takes nothing of a write for requestTimeout (it stopped reading)", async () => {
+  const canceled = Promise.withResolvers<void>();
+  await using server = serve({
+    ...LOCAL,
+    requestTimeout: 300,
+    fetch: () =>
+      new Response(
+        new ReadableStream({
+          pull(controller) {
+            controller.enqueue(new Uint8Array(256 * 1024));
+          },
+          cancel: () => canceled.resolve(),
+        }),
+      ),
+  }, echo);
+  using peer = await RawPeer.connect(server.addr);
+  await peer.write(
+    `GET /download HTTP/1.1\r\nHost: 127.0.0.1:${server.addr.port}\r\n\r\n`,
+  );
+  await withTimeout(canceled.promise, DEADLINE, "the body canceled");
+  await waitUntil(
+    () => server.stats().transportConnections === 0,
+    "the connection closed",
+  );
+  assert.deepEqual(server.stats().timeouts, { response: 1 });
 });
 
 Deno.test("serve({fetch}): a response body waiting for data is canceled and request.signal aborted when the exchange is abandoned (shutdown)", async () => {

@@ -147,6 +147,9 @@ Deno.test("serveStatic answers 404 for missing files and 405 for other methods",
   assert.equal(missing.response.status, 404);
   assert.equal(missing.text, "Not Found\n");
   assert.equal((await get(handler, "/index.html/x")).response.status, 404);
+  // A file named as a directory.
+  assert.equal((await get(handler, "/index.html/")).response.status, 404);
+  assert.equal((await get(handler, "/index.html/.")).response.status, 404);
   // A name longer than the file system allows (ENAMETOOLONG) names no file.
   const long = await get(handler, `/${"a".repeat(256)}`);
   assert.equal(long.response.status, 404);

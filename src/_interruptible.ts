@@ -46,6 +46,8 @@ export class Interruptible<T> {
    */
   wait<R>(value: R | PromiseLike<R>): Promise<R | T> {
     if (this.#interruption !== null) {
+      // Nothing waits for `value` now: its failure must not go unhandled.
+      Promise.resolve(value).catch(() => {});
       return Promise.resolve(this.#interruption.value);
     }
     return new Promise<R | T>((resolve, reject) => {

@@ -588,7 +588,10 @@ export class Socket<Data = unknown>
     let started = false;
     try {
       while (true) {
-        const next = await stop.wait(pieces.next());
+        // Stopped before its turn came: the source is not pulled at all.
+        const next = stop.interrupted
+          ? STOPPED
+          : await stop.wait(pieces.next());
         if (next === STOPPED) {
           throw closedError(this, "send", this.#info ?? undefined);
         }
@@ -914,10 +917,17 @@ export class Socket<Data = unknown>
         this.#closeOwedSince + this.#options.closeTimeout - performance.now(),
       ),
     );
-    this.#sendQueue.then(() => {
+    // Replies sent meanwhile (the socket is still open for them) join the
+    // queue behind what was there: the close frame waits for them too.
+    const whenDrained = () => {
+      if (this.#queuedMessages > 0) {
+        this.#sendQueue.then(whenDrained);
+        return;
+      }
       clearTimeout(cut);
       if (this.#connection.state === "open") this.#sendClose();
-    });
+    };
+    this.#sendQueue.then(whenDrained);
   }
 
   /** Reads on to find the peer's close frame, within the close timeout. */

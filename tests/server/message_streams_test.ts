@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   type CloseInfo,
+  connect,
   ConnectionClosedError,
   type IncomingStream,
   serve,
@@ -858,4 +859,78 @@ Deno.test("Socket iteration and streams() are exclusive, each with a clear TypeE
   assert.match((error as Error).message, /streamMessages/);
   await client.closed;
   await other.closed;
+});
+
+Deno.test("a reply sent while the peer's close frame waits behind a message streaming out is sent before the answering close frame, not accepted and dropped", async () => {
+  const received: unknown[] = [];
+  const go = Promise.withResolvers<void>();
+  const closing = Promise.withResolvers<void>();
+  await using server = serve(LOCAL, async (socket) => {
+    const loop = (async () => {
+      for await (const message of socket) received.push(message);
+    })();
+    await go.promise;
+    closing.resolve();
+    await socket.close(1000, "bye");
+    await loop;
+  });
+  const client = await connect(`ws://127.0.0.1:${server.addr.port}/`);
+  // The client's loop waits for messages: the close frame's answer is
+  // owed at once, and waits for the stream.
+  const loop = (async () => {
+    for await (const _ of client) { /* none */ }
+  })();
+  const release = Promise.withResolvers<void>();
+  const streaming = client.sendStream((async function* () {
+    yield "a";
+    await release.promise;
+    yield "b";
+  })());
+  go.resolve();
+  await withTimeout(closing.promise, DEADLINE, "the server closing");
+  await delay(200); // the close frame has arrived
+  assert.equal(client.state, "open", "open for replies");
+  await client.send("reply");
+  assert.equal(client.trySend("another"), "sent");
+  release.resolve();
+  await withTimeout(streaming, DEADLINE, "the stream");
+  await withTimeout(loop, DEADLINE, "the client's loop");
+  const info = await withTimeout(client.closed, DEADLINE, "closed");
+  assert.equal(info.wasClean, true);
+  await waitUntil(() => received.length === 3, "what the client sent");
+  assert.deepEqual(received, ["ab", "reply", "another"]);
+});
+
+Deno.test("a sendStream() queued behind one that close() cuts short is cancelled without its source being pulled, and a failing source leaves no unhandled rejection", async () => {
+  await using server = serve(LOCAL, async (socket) => {
+    for await (const _ of socket) { /* read on */ }
+  });
+  const client = await connect(`ws://127.0.0.1:${server.addr.port}/`);
+  let pulled = false;
+  let returned = false;
+  const first = client.sendStream((async function* () {
+    yield "a";
+    await new Promise(() => {}); // stalls for good
+  })());
+  const second = client.sendStream({
+    [Symbol.asyncIterator]: () => ({
+      next: () => {
+        pulled = true;
+        return Promise.reject(new Error("source failed"));
+      },
+      return: () => {
+        returned = true;
+        return Promise.resolve({ done: true as const, value: undefined });
+      },
+    }),
+  });
+  await withTimeout(
+    client.close(1000, "", { streamGrace: 0 }),
+    DEADLINE,
+    "close()",
+  );
+  await assert.rejects(first, ConnectionClosedError);
+  await assert.rejects(second, ConnectionClosedError);
+  assert.equal(pulled, false, "the queued source was not pulled");
+  assert.equal(returned, true, "the queued source was let go");
 });

@@ -910,17 +910,24 @@ export class Socket<Data = unknown>
     // What is queued now goes out first: messages being compressed, and a
     // message streaming out, which is cut short once the close timeout has
     // passed since the peer's close frame (its source may never end).
+    // Replies sent meanwhile (the socket is still open for them) join the
+    // queue behind, and the close frame waits for them too, up to then:
+    // from then on a stream is cut as it starts, and the close frame goes
+    // once the queue has settled, ahead of what joined it later.
+    let overdue = false;
     const cut = setTimeout(
-      () => this.#stopStream?.(null),
+      () => {
+        overdue = true;
+        this.#streamCut = null;
+        this.#stopStream?.(null);
+      },
       Math.max(
         0,
         this.#closeOwedSince + this.#options.closeTimeout - performance.now(),
       ),
     );
-    // Replies sent meanwhile (the socket is still open for them) join the
-    // queue behind what was there: the close frame waits for them too.
     const whenDrained = () => {
-      if (this.#queuedMessages > 0) {
+      if (this.#queuedMessages > 0 && !overdue) {
         this.#sendQueue.then(whenDrained);
         return;
       }

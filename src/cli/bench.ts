@@ -384,7 +384,7 @@ class Run {
   ): string | Uint8Array {
     tag %= this.#tags;
     if (!this.#binary) {
-      return tag.toString(36).padStart(this.#tagLength, "0") + this.#text;
+      return this.#textTag(tag) + this.#text;
     }
     // The messages in flight are views of one buffer at different offsets,
     // each starting with its own tag. Writing a tag changes the middle of
@@ -399,13 +399,18 @@ class Run {
     return this.#bytes.subarray(offset, offset + this.#size);
   }
 
+  /** A text message's tag: empty for empty messages. */
+  #textTag(tag: number): string {
+    return this.#tagLength === 0
+      ? ""
+      : tag.toString(36).padStart(this.#tagLength, "0");
+  }
+
   /** Whether `message` starts with `tag`, as {@linkcode #message} wrote it. */
   #isEcho(message: string | Uint8Array, tag: number): boolean {
     tag %= this.#tags;
     if (typeof message === "string") {
-      return message.startsWith(
-        tag.toString(36).padStart(this.#tagLength, "0"),
-      );
+      return message.startsWith(this.#textTag(tag));
     }
     let value = 0;
     for (let i = 0; i < this.#tagLength; i++) value = value * 256 + message[i];

@@ -52,7 +52,7 @@ const MICROTASK_BUDGET = 32;
 /** Chunks up to this size are copied into their chunk framing. */
 const COPY_LIMIT = 64 * 1024;
 /** Larger body chunks are written in slices of this size. */
-const WRITE_SLICE = 512 * 1024;
+const WRITE_SLICE = 64 * 1024;
 // Framing is ours to decide; the handler's values are dropped.
 const HOP_BY_HOP = new Set([
   "connection",

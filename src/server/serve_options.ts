@@ -279,7 +279,9 @@ export interface ServeOptions<Data = unknown> {
    * (server-sent events) is not, once the handler has read the request's
    * body (a request without one, such as a GET, has nothing to read); but
    * a write of it that the client does not take within this time (it
-   * stopped reading) closes the connection.
+   * stopped reading) closes the connection. Writes are of at most 64 KiB:
+   * at the default, a client reading slower than about 2 KB/s is taken for
+   * one that stopped.
    * @default {30000}
    */
   requestTimeout?: number;

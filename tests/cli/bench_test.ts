@@ -49,6 +49,31 @@ Deno.test("duplex bench --json reports sane numbers against an echo server", asy
   assert.ok(mean > 0 && mean <= max);
 });
 
+Deno.test("duplex bench echoes messages of every small size, text and binary, 0 bytes included, without a false 'not an echo'", async () => {
+  await using server = echoServer();
+  const url = `ws://127.0.0.1:${server.addr.port}/`;
+  for (const binary of [false, true]) {
+    for (const size of ["0", "1", "7", "9"]) {
+      const { code, stdout, stderr } = await runCli([
+        "bench",
+        url,
+        "--size",
+        size,
+        "--in-flight",
+        "3",
+        "--duration",
+        "200ms",
+        "--json",
+        ...(binary ? ["--binary"] : []),
+      ]);
+      assert.equal(code, 0, `${size} ${binary}: ${stderr}`);
+      const summary: BenchSummary = JSON.parse(stdout);
+      assert.deepEqual(summary.errors, []);
+      assert.ok(summary.messages > 0);
+    }
+  }
+});
+
 Deno.test("duplex bench prints progress lines and a report when stdout is not a terminal", async () => {
   await using server = echoServer();
   const { code, stdout, stderr } = await runCli([

@@ -934,3 +934,31 @@ Deno.test("a sendStream() queued behind one that close() cuts short is cancelled
   assert.equal(pulled, false, "the queued source was not pulled");
   assert.equal(returned, true, "the queued source was let go");
 });
+
+Deno.test("the answer to the peer's close frame comes within closeTimeout though the handler keeps starting streams that never end (a stream that starts after the cut is cut as it starts)", async () => {
+  const failures: string[] = [];
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 400 },
+    async (socket) => {
+      for await (const message of socket) {
+        // A slow upstream: the first piece after a while, then no end.
+        await socket.sendStream((async function* () {
+          await delay(1000);
+          for (let i = 0;; i++) {
+            yield `piece ${i} of the reply to ${message}`;
+            await delay(50);
+          }
+        })()).catch((error) => failures.push(`${message}: ${error.name}`));
+      }
+    },
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  client.send("1");
+  client.send("2");
+  const seen = await client.close(1000);
+  assert.equal(seen.code, 1000);
+  assert.deepEqual(failures, [
+    "1: ConnectionClosedError",
+    "2: ConnectionClosedError",
+  ]);
+});

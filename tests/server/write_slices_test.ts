@@ -65,3 +65,40 @@ Deno.test("a peer taking 2 MB/s is not cut off by a 600 ms closeTimeout while it
   );
   assert.ok(sizes.every((size) => size <= 576 * KIB), `writes: ${sizes}`);
 });
+
+Deno.test("an HTTP response body leaves in watched writes of at most 64 KiB, head included, so that a slow reader's progress counts against requestTimeout write by write", async () => {
+  const { writeResponse } = await import(
+    "../../src/server/_response_writer.ts"
+  );
+  for (
+    const body of [
+      new Uint8Array(1024 * 1024 + 5), // in memory: leaves with the head
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new Uint8Array(300 * 1024));
+          controller.enqueue(new Uint8Array(700 * 1024));
+          controller.close();
+        },
+      }),
+    ]
+  ) {
+    const writes: number[] = [];
+    const events: boolean[] = [];
+    const writer = new WritableStream<Uint8Array>({
+      write: (chunk) => void writes.push(chunk.length),
+    }).getWriter();
+    const result = await writeResponse(writer, new Response(body), {
+      head: false,
+      http10: false,
+      keepAlive: true,
+      onWrite: (pending) => events.push(pending),
+    });
+    assert.equal(result.delivered, true);
+    assert.ok(writes.length > 15, `${writes.length} writes`);
+    for (const size of writes) assert.ok(size <= 64 * 1024 + 16, `${size}`);
+    // Each body write is watched: started, then taken.
+    const starts = events.filter((pending) => pending).length;
+    assert.ok(starts >= writes.length - 1, `${starts} of ${writes.length}`);
+    assert.equal(starts, events.length - starts);
+  }
+});

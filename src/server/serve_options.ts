@@ -211,7 +211,9 @@ export interface ServeOptions<Data = unknown> {
   /**
    * Subprotocols the server speaks, in its order of preference, or a
    * function choosing one from the client's offer. The server answers with
-   * the first of its protocols the client offered, or with none.
+   * the first of its protocols the client offered, or with none. A function
+   * must return one of the offered names or `undefined`: another name fails
+   * the handshake with 500 (logged as `handler-error`).
    */
   protocols?:
     | string[]

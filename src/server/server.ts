@@ -192,6 +192,13 @@ export class Server<Data = unknown> implements AsyncDisposable {
     checkServeOptions(options as unknown as ServeOptions<never>);
     this.#limits = resolveLimits(options as unknown as ServeOptions<never>);
     const port = options.port === undefined ? DEFAULT_PORT : options.port;
+    if (typeof port !== "number") {
+      throw new TypeError(
+        `Cannot serve: "port" must be a number from 0 to 65535, got ${
+          shown(port)
+        }${typeof port === "string" ? " (convert it with Number())" : ""}`,
+      );
+    }
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       throw new RangeError(
         `Cannot serve: "port" must be an integer from 0 to 65535, got ${

@@ -343,7 +343,7 @@ const BAD_OPTIONS: [Record<string, unknown>, string][] = [
     '"serverNoContextTakeover" must be a boolean, got "no"',
   ],
   [{ backpressurePolicy: null }, '"backpressurePolicy" must be'],
-  [{ port: null }, '"port" must be an integer from 0 to 65535, got null'],
+  [{ port: null }, '"port" must be a number from 0 to 65535, got null'],
   [{ protocols: [""] }, '"protocols" must hold distinct subprotocol names'],
   [
     { protocols: ["a b"] },
@@ -362,7 +362,7 @@ const BAD_OPTIONS: [Record<string, unknown>, string][] = [
   // Deno.env.get("PORT") passed as it is: the message must not look valid.
   [
     { port: "8080" },
-    '"port" must be an integer from 0 to 65535, got string "8080"',
+    '"port" must be a number from 0 to 65535, got string "8080" (convert it with Number())',
   ],
 ];
 
@@ -376,6 +376,19 @@ Deno.test("serve() rejects each option of the wrong type or shape at once, with 
       JSON.stringify(options),
     );
   }
+  // SECURITY.md: a RangeError out of range, a TypeError of the wrong type.
+  for (const port of ["8080", null]) {
+    await serveMustThrow(
+      { port } as unknown as ServeOptions,
+      (error) => error instanceof TypeError,
+      String(port),
+    );
+  }
+  await serveMustThrow(
+    { port: 70000 },
+    (error) => error instanceof RangeError,
+    "70000",
+  );
 });
 
 Deno.test("serve() rejects missing options with a TypeError, not a crash inside", () => {

@@ -326,9 +326,14 @@ export class ClientHandshake {
    * `undefined` (more bytes needed).
    * @throws {ClientHandshakeError} When the response fails a check, or once
    * enough of a rejection's body has arrived (`UNEXPECTED_STATUS`).
+   * @throws {TypeError} When the handshake is over (succeeded or failed).
    */
   receive(chunk: Uint8Array): ClientHandshakeResult | undefined {
-    if (this.#state === "done") return undefined;
+    if (this.#state === "done") {
+      throw new TypeError(
+        "Cannot receive: the handshake is over; give what follows (rest, and later bytes) to the Connection",
+      );
+    }
     if (this.#state === "body") {
       this.#append(chunk, this.#bodyLimit - this.#length);
       if (this.#length >= this.#bodyLimit) throw this.#rejection();

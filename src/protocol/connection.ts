@@ -28,7 +28,9 @@ export type ConnectionEvent =
  * - `open`: messages flow both ways;
  * - `closing`: we sent a close frame and wait for the peer's;
  * - `closed`: both close frames were exchanged, or the connection failed.
- *   Flush the output, then close the transport.
+ *   Flush the output, then close the transport: a server at once; a client
+ *   after the server has closed it, or after a timeout of its own (RFC 6455
+ *   §7.1.1: the server closes the TCP connection first).
  */
 export type ConnectionState = "open" | "closing" | "closed";
 
@@ -97,7 +99,9 @@ export interface ConnectionOptions {
   perMessageDeflate?: ConnectionDeflate;
   /**
    * Emit each message as `stream-start`, `stream-data` pieces as they
-   * arrive, and `stream-end`, instead of one `text` or `binary` event.
+   * arrive, and `stream-end`, instead of one `text` or `binary` event. A
+   * message cut short by the peer's close frame, or by a protocol error,
+   * ends with that `close` or `error` event instead of `stream-end`.
    * @default {false}
    */
   streamMessages?: boolean;
@@ -114,7 +118,17 @@ export interface ConnectionOptions {
   deferCloseReply?: boolean;
 }
 
-/** The compression a connection uses once permessage-deflate is agreed. */
+/**
+ * The compression a connection uses once permessage-deflate is agreed.
+ *
+ * A server wires it from `negotiatePerMessageDeflate()` (given the
+ * request's `Sec-WebSocket-Extensions`; its `response` goes into
+ * `encodeAcceptResponse()`'s headers as `Sec-WebSocket-Extensions`): `{
+ * inflate: inflateMessage, deflate: (data) => deflateMessage(data, params),
+ * threshold: params.threshold }`. A client wires it from
+ * `ClientHandshakeResult.perMessageDeflate` the same way, but compresses
+ * within its own window: `deflateMessage(data, params, "client")`.
+ */
 export interface ConnectionDeflate {
   /** Inflates a whole compressed message to at most `maxLength` bytes. */
   inflate: (data: Uint8Array, maxLength: number) => Uint8Array<ArrayBuffer>;
@@ -181,6 +195,7 @@ export class Connection {
   readonly #role: "server" | "client";
   readonly #deflate: ((data: Uint8Array) => Uint8Array) | undefined;
   readonly #threshold: number;
+  readonly #negotiated: boolean;
   readonly #parser: FrameParser;
   readonly #assembler: MessageAssembler;
   readonly #writer: FrameWriter;
@@ -240,8 +255,19 @@ export class Connection {
       Math.min(CONTROL_ARENA, maxPayload),
     );
     const deflate = options.perMessageDeflate;
+    if (
+      deflate !== undefined &&
+      !(typeof deflate.threshold === "number" && deflate.threshold >= 0)
+    ) {
+      throw new RangeError(
+        `Cannot create a Connection: "perMessageDeflate.threshold" must be a number of bytes from 0 (Infinity: compress nothing by itself), got ${
+          String(deflate.threshold)
+        }`,
+      );
+    }
     this.#deflate = deflate?.deflate;
     this.#threshold = deflate?.threshold ?? Infinity;
+    this.#negotiated = deflate !== undefined;
     this.#parser = new FrameParser({
       role: side,
       allowedRsv: deflate ? RSV1 : 0,
@@ -325,6 +351,11 @@ export class Connection {
    * `limit` stopped it; give the rest to a later call.
    */
   receive(data: Uint8Array, limit?: ReceiveLimit): number {
+    if (!(data instanceof Uint8Array)) {
+      throw new TypeError(
+        `Cannot receive: the data must be a Uint8Array, got ${describe(data)}`,
+      );
+    }
     if (this.#state === "closed" || this.#closeReceived || this.#failed) {
       return data.length;
     }
@@ -402,6 +433,11 @@ export class Connection {
    * message is unfinished.
    */
   sendText(text: string, compress = true): void {
+    if (typeof text !== "string") {
+      throw new TypeError(
+        `Cannot send text: the message must be a string, got ${describe(text)}`,
+      );
+    }
     this.#assertOpen("send");
     this.#assertNoFragments();
     // Compress only what may reach the threshold (3 bytes per UTF-16 unit
@@ -428,6 +464,7 @@ export class Connection {
    * message is unfinished.
    */
   sendBinary(data: Uint8Array, compress = true): boolean {
+    checkBytes("send binary", data);
     this.#assertOpen("send");
     this.#assertNoFragments();
     if (compress && this.#deflate && data.length >= this.#threshold) {
@@ -454,7 +491,8 @@ export class Connection {
     }
     this.#assertOpen("send");
     this.#assertNoFragments();
-    if (this.#threshold === Infinity) {
+    checkBytes("send a compressed message", payload);
+    if (!this.#negotiated) {
       throw new TypeError(
         "Cannot send a compressed message: permessage-deflate was not negotiated",
       );
@@ -466,15 +504,28 @@ export class Connection {
    * Queues a message framed in advance (server role only: the frame is not
    * masked).
    *
-   * @param frame A complete unmasked data frame, never modified afterwards.
-   * @throws {TypeError} When the connection is not open, or is a client.
+   * @param frame A complete unmasked data frame (text or binary, FIN set),
+   * never modified afterwards; its payload is not checked.
+   * @throws {TypeError} When the connection is not open, is a client, or
+   * `frame` does not start as a whole text or binary frame.
    */
   sendEncoded(frame: Uint8Array): void {
+    checkBytes("send an encoded frame", frame);
     this.#assertOpen("send");
     this.#assertNoFragments();
     if (this.#role === "client") {
       throw new TypeError(
         "Cannot send an encoded frame: a client must mask each frame (RFC 6455 §5.3)",
+      );
+    }
+    const opcode = frame[0] & 0x0f;
+    if (
+      frame.length < 2 || (frame[0] & 0x80) === 0 ||
+      (opcode !== OPCODE.Text && opcode !== OPCODE.Binary) ||
+      (frame[1] & 0x80) !== 0
+    ) {
+      throw new TypeError(
+        "Cannot send an encoded frame: it must be a whole unmasked text or binary frame (FIN set); send control frames with ping(), pong() and close()",
       );
     }
     this.#writer.writeEncoded(frame);
@@ -483,6 +534,7 @@ export class Connection {
   /**
    * Queues one frame of a fragmented message (RFC 6455 §5.4): the first with
    * opcode text or binary, the rest with continuation, the last with `fin`.
+   * Text fragments are not checked for UTF-8: the caller sends valid text.
    *
    * @param opcode Text or binary for the first frame, continuation after.
    * @param data The fragment's payload.
@@ -492,6 +544,7 @@ export class Connection {
    * not fit: text or binary must start a message, continuation continue one.
    */
   sendFragment(opcode: number, data: Uint8Array, fin: boolean): boolean {
+    checkBytes("send a fragment", data);
     this.#assertOpen("send");
     const expected = this.#sendingFragments
       ? opcode === OPCODE.Continuation
@@ -735,12 +788,18 @@ function toEvent(message: Message): ConnectionEvent {
     : { type: "binary", data: message };
 }
 
-function controlPayload(kind: string, data: Uint8Array): Uint8Array {
+function checkBytes(action: string, data: unknown): void {
   if (!(data instanceof Uint8Array)) {
     throw new TypeError(
-      `Cannot ${kind}: the payload must be a Uint8Array, got ${describe(data)}`,
+      `Cannot ${action}: the payload must be a Uint8Array, got ${
+        describe(data)
+      }`,
     );
   }
+}
+
+function controlPayload(kind: string, data: Uint8Array): Uint8Array {
+  checkBytes(kind, data);
   if (data.length > 125) {
     throw new RangeError(
       `Cannot ${kind}: the payload must be at most 125 bytes, got ${data.length}`,

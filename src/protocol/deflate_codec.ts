@@ -88,13 +88,51 @@ export function inflateMessage(
 }
 
 /**
+ * The settings a sender compresses with: the negotiated parameters (as
+ * `negotiatePerMessageDeflate()` or `ClientHandshake` give them) and the
+ * role of the side that compresses. A server compresses within
+ * `serverMaxWindowBits`, a client within `clientMaxWindowBits` (RFC 7692
+ * §7.1.2): a client that used the server's window would send what a server
+ * that limited the client's cannot inflate.
+ */
+export type DeflateSettings =
+  & Pick<PerMessageDeflateParams, "serverMaxWindowBits" | "level" | "memLevel">
+  & Partial<Pick<PerMessageDeflateParams, "clientMaxWindowBits">>;
+
+/** The window a `role` compresses within; zlib has none below 9 bits. */
+function senderWindowBits(
+  params: DeflateSettings,
+  role: "server" | "client",
+): number {
+  const bits = role === "client"
+    ? params.clientMaxWindowBits
+    : params.serverMaxWindowBits;
+  if (bits === undefined || !Number.isInteger(bits) || bits < 9 || bits > 15) {
+    throw new RangeError(
+      `Cannot compress: the ${role}'s window must be 9 to 15 bits, got ${
+        String(bits)
+      }${
+        bits === 8
+          ? " (zlib cannot compress within 8 bits: send uncompressed, as RFC 7692 §6 allows)"
+          : ""
+      }`,
+    );
+  }
+  return bits;
+}
+
+/**
  * Compresses one message without context takeover (RFC 7692 §7.2.1): the
  * output of a sync flush, with its `00 00 ff ff` tail removed. Stateless,
  * so one compressor serves every connection.
  *
  * @param data The message bytes.
  * @param params The negotiated window and the zlib settings.
+ * @param role Who compresses: a server within `serverMaxWindowBits`, a
+ * client within `clientMaxWindowBits`.
  * @returns The payload to send with RSV1 set.
+ * @throws {RangeError} When that window is not 9 to 15 bits (a server may
+ * ask a client for 8, which zlib cannot do: send uncompressed then).
  *
  * @example Compressing "Hello" (RFC 7692 §7.2.3.1)
  * ```ts
@@ -109,14 +147,12 @@ export function inflateMessage(
  */
 export function deflateMessage(
   data: Uint8Array,
-  params: Pick<
-    PerMessageDeflateParams,
-    "serverMaxWindowBits" | "level" | "memLevel"
-  >,
+  params: DeflateSettings,
+  role: "server" | "client" = "server",
 ): Uint8Array<ArrayBuffer> {
   const output = zlib().deflateRawSync(data, {
     finishFlush: Z_SYNC_FLUSH,
-    windowBits: params.serverMaxWindowBits,
+    windowBits: senderWindowBits(params, role),
     level: params.level,
     memLevel: params.memLevel,
   });
@@ -154,15 +190,13 @@ export class ContextDeflater {
    * Creates the deflater; its zlib stream is created with the first message.
    *
    * @param params The negotiated window and the zlib settings.
+   * @param role Who compresses: a server within `serverMaxWindowBits`, a
+   * client within `clientMaxWindowBits`.
+   * @throws {RangeError} When that window is not 9 to 15 bits.
    */
-  constructor(
-    params: Pick<
-      PerMessageDeflateParams,
-      "serverMaxWindowBits" | "level" | "memLevel"
-    >,
-  ) {
+  constructor(params: DeflateSettings, role: "server" | "client" = "server") {
     this.#options = {
-      windowBits: params.serverMaxWindowBits,
+      windowBits: senderWindowBits(params, role),
       level: params.level,
       memLevel: params.memLevel,
     };

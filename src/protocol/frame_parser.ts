@@ -115,6 +115,8 @@ export class FrameParser {
   #maskOffset = 0;
   // The handler asked to stop after the frame that just ended.
   #stop = false;
+  // The error that put the parser out of sync with the stream, if any.
+  #error: ProtocolError | null = null;
 
   /**
    * Creates a parser for one side of one connection.
@@ -145,9 +147,20 @@ export class FrameParser {
    * @returns How many bytes of `chunk` were parsed: all of them, unless the
    * handler stopped it; parse the rest later.
    * @throws {ProtocolError} When a header breaks RFC 6455, or when the
-   * handler throws one.
+   * handler throws one; then again on every later call (the stream is out
+   * of sync).
    */
   parse(chunk: Uint8Array, handler: FrameHandler): number {
+    if (this.#error !== null) throw this.#error;
+    try {
+      return this.#parse(chunk, handler);
+    } catch (error) {
+      if (error instanceof ProtocolError) this.#error = error;
+      throw error;
+    }
+  }
+
+  #parse(chunk: Uint8Array, handler: FrameHandler): number {
     const end = chunk.length;
     let pos = 0;
     while (pos < end) {
@@ -219,6 +232,13 @@ export class FrameParser {
         throw new ProtocolError(
           PROTOCOL_ERROR_CODE.InvalidLength,
           "Frame length has its most significant bit set (RFC 6455 §5.2)",
+        );
+      }
+      if (high >= 0x200000) {
+        // 2^53 bytes or more: not even countable exactly in a number.
+        throw new ProtocolError(
+          PROTOCOL_ERROR_CODE.MessageTooBig,
+          "Frame length is 2^53 bytes or more",
         );
       }
       const low = ((b[i + 6] << 24) | (b[i + 7] << 16) | (b[i + 8] << 8) |

@@ -2,6 +2,29 @@ import type { HandshakeError } from "./errors.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const ascii = new TextEncoder();
+// RFC 9110 §5.1, §5.5: a field name is a token; a value has no CR, LF or
+// NUL (which would end the field, or the head, early: response splitting).
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** `name: value\r\n`, or a TypeError for a field that would break the head. */
+function field(name: string, value: string): string {
+  if (typeof name !== "string" || !FIELD_NAME.test(name)) {
+    throw new TypeError(
+      `Cannot encode a response: the header name ${
+        JSON.stringify(name)
+      } is not an HTTP token`,
+    );
+  }
+  if (typeof value !== "string" || !FIELD_VALUE.test(value)) {
+    throw new TypeError(
+      `Cannot encode a response: the value of ${name} has a character a header may not hold (CR, LF, NUL or another control character): ${
+        JSON.stringify(String(value).slice(0, 100))
+      }`,
+    );
+  }
+  return `${name}: ${value}\r\n`;
+}
 
 /**
  * Computes `Sec-WebSocket-Accept` for a client's key (RFC 6455 §4.2.2):
@@ -29,6 +52,8 @@ export async function computeAcceptKey(key: string): Promise<string> {
  * @param accept The `Sec-WebSocket-Accept` value.
  * @param headers Extra headers (`Sec-WebSocket-Protocol`, cookies, ...).
  * @returns The response bytes.
+ * @throws {TypeError} When a header name is not a token, or a value holds
+ * CR, LF, NUL or another control character (it would split the response).
  *
  * @example Usage
  * ```ts
@@ -46,7 +71,7 @@ export function encodeAcceptResponse(
 ): Uint8Array {
   let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
     "Connection: Upgrade\r\n";
-  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  for (const [name, value] of headers) head += field(name, value);
   return ascii.encode(`${head}Sec-WebSocket-Accept: ${accept}\r\n\r\n`);
 }
 
@@ -69,6 +94,8 @@ const REASON: Record<number, string> = {
  *
  * @param error The rejection: status, headers, and the body sentence.
  * @returns The response bytes.
+ * @throws {TypeError} When a header of `error` would break the head (see
+ * {@linkcode encodeAcceptResponse}).
  *
  * @example Usage
  * ```ts
@@ -85,7 +112,7 @@ export function encodeRejectionResponse(error: HandshakeError): Uint8Array {
     `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
     "Connection: close\r\n";
   for (const [name, value] of Object.entries(error.headers)) {
-    head += `${name}: ${value}\r\n`;
+    head += field(name, value);
   }
   const headBytes = ascii.encode(`${head}\r\n`);
   const bytes = new Uint8Array(headBytes.length + body.length);

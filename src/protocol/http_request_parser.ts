@@ -93,6 +93,7 @@ export class HttpRequestParser {
   #buffer = EMPTY;
   #length = 0;
   #rest = EMPTY;
+  #done = false;
 
   /**
    * Creates a parser for one request head.
@@ -123,8 +124,15 @@ export class HttpRequestParser {
    * @throws {HandshakeError} 414 when the request line alone is over
    * `maxHeadSize`, 431 when the head or its field count is, 400 when it is
    * malformed.
+   * @throws {TypeError} When the head was parsed already: what follows it
+   * (`rest`, and later bytes) is for the connection, or for a new parser.
    */
   receive(chunk: Uint8Array): HttpRequestHead | undefined {
+    if (this.#done) {
+      throw new TypeError(
+        "Cannot receive: this parser has parsed its request head; give what follows (rest, and later bytes) to the Connection, or to a new parser for the next request",
+      );
+    }
     if (this.#length === 0) {
       // Usually the whole head comes in one chunk: parse it in place.
       const end = findHeadEnd(
@@ -187,6 +195,7 @@ export class HttpRequestParser {
   }
 
   #parse(text: string): HttpRequestHead {
+    this.#done = true;
     checkMethod((i) => text.charCodeAt(i), text.length);
     if (BARE_LF.test(text)) throw bareLf();
     const lines = text.split("\r\n");

@@ -575,3 +575,12 @@ Deno.test("ClientHandshake fails a first line that is not a status line as soon 
     assertHandshakeError(outcome, "MALFORMED_RESPONSE", 0, /"SSH-2\.0"/);
   }
 });
+
+Deno.test("ClientHandshake.receive() after the handshake is over throws a TypeError saying the rest is the Connection's", async () => {
+  const handshake = await sample();
+  assert.ok(handshake.receive(encoder.encode(response())) !== undefined);
+  assert.throws(() => handshake.receive(new Uint8Array([0x81, 0x00])), {
+    name: "TypeError",
+    message: /the handshake is over; give what follows/,
+  });
+});

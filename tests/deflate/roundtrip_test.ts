@@ -239,6 +239,36 @@ Deno.test("deflateMessage output inflates on its own in a window of the agreed s
   assert.throws(() => new ClientInflater(false, 9).inflate(wide), /too far/);
 });
 
+Deno.test("deflateMessage and ContextDeflater in the client role compress within the client's window, not the server's (RFC 7692 §7.1.2.2); 8 bits is refused with a hint", async () => {
+  const unit = randomBytes(1000, 11);
+  const data = new Uint8Array(20_000).map((_, i) => unit[i % unit.length]);
+  // The server keeps 15 bits for itself and limits the client to 9.
+  const params = {
+    ...negotiated({ serverMaxWindowBits: 15 }),
+    clientMaxWindowBits: 9,
+  };
+  const payload = deflateMessage(data, params, "client");
+  assertBytes(new ClientInflater(false, 9).inflate(payload), data);
+  const deflater = new ContextDeflater(params, "client");
+  const first = await deflater.deflate(data);
+  deflater.close();
+  assertBytes(new ClientInflater(false, 9).inflate(first), data);
+  for (
+    const make of [
+      () =>
+        deflateMessage(data, { ...params, clientMaxWindowBits: 8 }, "client"),
+      () =>
+        new ContextDeflater({ ...params, clientMaxWindowBits: 8 }, "client"),
+    ]
+  ) {
+    assert.throws(make, {
+      name: "RangeError",
+      message:
+        /client's window must be 9 to 15 bits, got 8 \(zlib cannot compress within 8 bits: send uncompressed/,
+    });
+  }
+});
+
 // ---------------------------------------------------------------------------
 // Sockets: npm:ws echo in both server modes
 // ---------------------------------------------------------------------------

@@ -1506,3 +1506,83 @@ Deno.test("Connection with permessage-deflate compresses messages from the thres
     { type: "text", data: "b".repeat(100) },
   ]);
 });
+
+Deno.test("Connection's send and receive methods throw a TypeError for data of the wrong type instead of sending wrong bytes; sendEncoded takes only whole data frames", () => {
+  const server = new Connection({ role: "server" });
+  const misuse: [string, () => unknown, RegExp][] = [
+    [
+      "sendBinary(string)",
+      // deno-lint-ignore no-explicit-any
+      () => server.sendBinary("abc" as any),
+      /Cannot send binary: the payload must be a Uint8Array, got string/,
+    ],
+    [
+      "sendText(number)",
+      // deno-lint-ignore no-explicit-any
+      () => server.sendText(12345 as any),
+      /Cannot send text: the message must be a string, got number 12345/,
+    ],
+    [
+      "receive(ArrayBuffer)",
+      // deno-lint-ignore no-explicit-any
+      () => server.receive(new ArrayBuffer(6) as any),
+      /Cannot receive: the data must be a Uint8Array, got ArrayBuffer/,
+    ],
+    [
+      "sendFragment(string)",
+      // deno-lint-ignore no-explicit-any
+      () => server.sendFragment(OPCODE.Text, "x" as any, true),
+      /Cannot send a fragment: the payload must be a Uint8Array/,
+    ],
+    [
+      "sendEncoded(close frame)",
+      () => server.sendEncoded(new Uint8Array([0x88, 0x02, 0x03, 0xe8])),
+      /must be a whole unmasked text or binary frame/,
+    ],
+    [
+      "sendEncoded(first fragment)",
+      () => server.sendEncoded(new Uint8Array([0x01, 0x01, 0x61])),
+      /must be a whole unmasked text or binary frame/,
+    ],
+  ];
+  for (const [name, call, message] of misuse) {
+    assert.throws(call, { name: "TypeError", message }, name);
+  }
+  // Nothing was written, and the connection is still open and usable.
+  assert.equal(server.takeOutput().length, 0);
+  assert.equal(server.state, "open");
+  server.sendEncoded(new Uint8Array([0x81, 0x02, 0x68, 0x69]));
+  assert.deepEqual([...concat(...server.takeOutput())], [
+    0x81,
+    0x02,
+    0x68,
+    0x69,
+  ]);
+});
+
+Deno.test("Connection with permessage-deflate and threshold Infinity compresses nothing itself but takes sendCompressed(); a threshold that is not a number is refused", () => {
+  const server = new Connection({
+    role: "server",
+    perMessageDeflate: { inflate: inflateMessage, threshold: Infinity },
+  });
+  server.sendText("x".repeat(5000));
+  const plain = concat(...server.takeOutput());
+  assert.equal(plain[0], 0x81, "uncompressed: RSV1 clear");
+  server.sendCompressed(
+    OPCODE.Text,
+    deflateMessage(new TextEncoder().encode("hi"), {
+      serverMaxWindowBits: 15,
+      level: 6,
+      memLevel: 8,
+    }),
+  );
+  assert.equal(concat(...server.takeOutput())[0], 0xc1, "compressed: RSV1 set");
+  assert.throws(
+    () =>
+      new Connection({
+        role: "server",
+        perMessageDeflate: { inflate: inflateMessage, threshold: NaN },
+      }),
+    { name: "RangeError", message: /"perMessageDeflate.threshold" must be/ },
+  );
+});

@@ -162,6 +162,31 @@ Deno.test("FrameParser rejects a 64-bit length with the most significant bit set
   assert.deepEqual(frames, []);
 });
 
+Deno.test("FrameParser rejects a 64-bit length of 2^53 or more, which a number cannot count exactly (1009), and stays failed: every later parse throws the same error", () => {
+  const head = header(Binary, 0, { lengthBytes: 8 });
+  head[3] = 0x20; // 2^53
+  const { frames, error } = parseAllWays(head);
+  assert.equal(error, E.MessageTooBig);
+  assert.deepEqual(frames, []);
+  const parser = new FrameParser({ role: "server" });
+  const handler = {
+    onFrameStart() {},
+    onFramePayload() {},
+    onFrameEnd() {},
+  };
+  let first: unknown;
+  try {
+    parser.parse(head.slice(), handler);
+  } catch (caught) {
+    first = caught;
+  }
+  assert.ok(first instanceof ProtocolError);
+  assert.throws(
+    () => parser.parse(clientFrame(Text, "next"), handler),
+    (error) => error === first,
+  );
+});
+
 Deno.test("FrameParser rejects RSV bits that no extension allows (RFC 6455 §5.2)", () => {
   for (const rsv of [0x40, 0x20, 0x10]) {
     assert.equal(

@@ -144,3 +144,35 @@ Deno.test("encodeRejectionResponse writes the 426 version rejection byte-exactly
       "Sec-WebSocket-Version must be 13, got 8\n",
   );
 });
+
+Deno.test("encodeAcceptResponse and encodeRejectionResponse refuse header fields that would split the response (CR, LF, NUL, a name that is not a token)", () => {
+  const bad: [string, string][] = [
+    ["Set-Cookie", "a=b\r\n\r\nHTTP/1.1 200 OK"],
+    ["X-Evil", "a\nb"],
+    ["X-Nul", "a\0b"],
+    ["Bad Name", "x"],
+    ["X:Colon", "x"],
+    ["", "x"],
+  ];
+  for (const [name, value] of bad) {
+    assert.throws(
+      () =>
+        encodeAcceptResponse("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", [[name, value]]),
+      { name: "TypeError", message: /^Cannot encode a response: / },
+      JSON.stringify([name, value]),
+    );
+    assert.throws(
+      () =>
+        encodeRejectionResponse(
+          new HandshakeError(403, "no", { [name]: value }),
+        ),
+      { name: "TypeError" },
+      JSON.stringify([name, value]),
+    );
+  }
+  // What a header may hold: tabs, spaces, visible ASCII, obs-text.
+  const text = new TextDecoder().decode(
+    encodeAcceptResponse("x", [["Set-Cookie", "a=b; Path=/\tx"]]),
+  );
+  assert.match(text, /\r\nSet-Cookie: a=b; Path=\/\tx\r\n/);
+});

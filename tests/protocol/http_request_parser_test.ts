@@ -372,3 +372,20 @@ Deno.test("HttpRequestParser answers 400 as soon as the bytes cannot begin a req
     undefined,
   );
 });
+
+Deno.test("HttpRequestParser parses one head: a receive() after it throws a TypeError saying where the rest goes, however the head arrived", () => {
+  const head = new TextEncoder().encode(
+    "GET /one HTTP/1.1\r\nHost: a\r\n\r\n",
+  );
+  const next = new TextEncoder().encode("GET /two HTTP/1.1\r\nHost: a\r\n\r\n");
+  for (const pieces of [[head], [head.subarray(0, 10), head.subarray(10)]]) {
+    const parser = new HttpRequestParser();
+    let parsed;
+    for (const piece of pieces) parsed = parser.receive(piece);
+    assert.equal(parsed?.target, "/one");
+    assert.throws(() => parser.receive(next), {
+      name: "TypeError",
+      message: /this parser has parsed its request head/,
+    });
+  }
+});

@@ -319,9 +319,11 @@ export class Socket<Data = unknown>
 
   /**
    * Bytes queued for the peer and not yet written to the transport
-   * (messages waiting to be compressed count with their full size).
+   * (messages waiting to be compressed count with their full size); 0 once
+   * the socket has closed, when what was not written is dropped.
    */
   get bufferedAmount(): number {
+    if (this.#info !== null) return 0;
     return this.#connection.outputSize + this.#inFlight + this.#queuedBytes;
   }
 
@@ -496,8 +498,8 @@ export class Socket<Data = unknown>
    * rather than take it for the whole. {@linkcode Socket.prototype.close}
    * lets a message still streaming out end within its `streamGrace` (half
    * the close timeout by default), then cuts it short the same way, with its
-   * own code (so does the
-   * answer to the peer's close, within the close timeout). The source is
+   * own code (so does the answer to the peer's close, within half the close
+   * timeout, so that a peer waiting as long gets it). The source is
    * canceled (an iterator's `return()` called) whenever the message will
    * not be sent whole: when it is cut short, when the connection ends (even
    * while the source waits for data), and when the socket was closing or
@@ -908,8 +910,9 @@ export class Socket<Data = unknown>
       return;
     }
     // What is queued now goes out first: messages being compressed, and a
-    // message streaming out, which is cut short once the close timeout has
-    // passed since the peer's close frame (its source may never end).
+    // message streaming out, which is cut short once half the close timeout
+    // has passed since the peer's close frame (its source may never end):
+    // the peer, waiting as long as we would, gets the answer in time.
     // Replies sent meanwhile (the socket is still open for them) join the
     // queue behind, and the close frame waits for them too, up to then:
     // from then on a stream is cut as it starts, and the close frame goes
@@ -923,7 +926,8 @@ export class Socket<Data = unknown>
       },
       Math.max(
         0,
-        this.#closeOwedSince + this.#options.closeTimeout - performance.now(),
+        this.#closeOwedSince + this.#options.closeTimeout / 2 -
+          performance.now(),
       ),
     );
     const whenDrained = () => {

@@ -962,3 +962,35 @@ Deno.test("the answer to the peer's close frame comes within closeTimeout though
     "2: ConnectionClosedError",
   ]);
 });
+
+Deno.test("Duplex to Duplex with equal closeTimeouts: a close() while the peer streams a message whose source stalls completes cleanly, the answer cut at half the timeout", async () => {
+  const closeTimeout = 1000;
+  const outcome = Promise.withResolvers<CloseInfo>();
+  await using server = serve({ ...LOCAL, closeTimeout }, async (socket) => {
+    const loop = (async () => {
+      for await (const _ of socket) { /* read on */ }
+    })();
+    await delay(100);
+    outcome.resolve(await socket.close(4000, "server bye"));
+    await loop;
+  });
+  const client = await connect(`ws://127.0.0.1:${server.addr.port}/`, {
+    closeTimeout,
+  });
+  const loop = (async () => {
+    for await (const _ of client) { /* read on */ }
+  })();
+  const streaming = client.sendStream((async function* () {
+    yield "a";
+    await new Promise(() => {}); // stalls for good
+  })());
+  await assert.rejects(streaming, ConnectionClosedError);
+  await withTimeout(loop, DEADLINE, "the client's loop");
+  const closed = await withTimeout(outcome.promise, DEADLINE, "close()");
+  assert.deepEqual(closed, {
+    code: 4000,
+    reason: "server bye",
+    wasClean: true,
+  });
+  assert.equal((await client.closed).wasClean, true);
+});

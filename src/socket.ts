@@ -915,12 +915,12 @@ export class Socket<Data = unknown>
     // the peer, waiting as long as we would, gets the answer in time.
     // Replies sent meanwhile (the socket is still open for them) join the
     // queue behind, and the close frame waits for them too, up to then:
-    // from then on a stream is cut as it starts, and the close frame goes
-    // once the queue has settled, ahead of what joined it later.
-    let overdue = false;
+    // from then on nothing more is accepted (the socket is closing), a
+    // stream is cut as it starts, and the close frame follows what the
+    // queue held.
     const cut = setTimeout(
       () => {
-        overdue = true;
+        this.#closeRequested = true;
         this.#streamCut = null;
         this.#stopStream?.(null);
       },
@@ -931,7 +931,7 @@ export class Socket<Data = unknown>
       ),
     );
     const whenDrained = () => {
-      if (this.#queuedMessages > 0 && !overdue) {
+      if (this.#queuedMessages > 0) {
         this.#sendQueue.then(whenDrained);
         return;
       }

@@ -127,7 +127,9 @@ export interface ConnectionOptions {
  * inflate: inflateMessage, deflate: (data) => deflateMessage(data, params),
  * threshold: params.threshold }`. A client wires it from
  * `ClientHandshakeResult.perMessageDeflate` the same way, but compresses
- * within its own window: `deflateMessage(data, params, "client")`.
+ * within its own window: `deflateMessage(data, params, "client")`, and
+ * only when that window is 9 bits or more (a server may ask a client for
+ * 8, which zlib cannot do: leave `deflate` out and send uncompressed).
  */
 export interface ConnectionDeflate {
   /** Inflates a whole compressed message to at most `maxLength` bytes. */

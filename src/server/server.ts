@@ -791,8 +791,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
         writer,
       }, data as Data);
     } catch (error) {
-      if (error instanceof HandshakeError) await this.#reject(peer, error);
-      else {
+      if (error instanceof HandshakeError) {
+        await this.#reject(peer, error, head.target);
+      } else {
         // A hook threw: the client gets a bare 500, the logger the error.
         this.#logger({ type: "handler-error", url: head.target, error });
         await this.#reject(
@@ -873,7 +874,20 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   /** Answers with a rejection, then closes gracefully. */
-  async #reject(peer: Peer, error: HandshakeError): Promise<void> {
+  async #reject(
+    peer: Peer,
+    error: HandshakeError,
+    url = "",
+  ): Promise<void> {
+    let response: Uint8Array;
+    try {
+      response = encodeRejectionResponse(error);
+    } catch (encoding) {
+      // A hook's HandshakeError with a header no response may carry.
+      this.#logger({ type: "handler-error", url, error: encoding });
+      error = new HandshakeError(500, "Internal server error");
+      response = encodeRejectionResponse(error);
+    }
     this.#stats.countRejection(error.status);
     this.#logger({
       type: "handshake-rejected",
@@ -881,7 +895,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       status: error.status,
       message: error.message,
     });
-    if (await this.#write(peer, encodeRejectionResponse(error))) {
+    if (await this.#write(peer, response)) {
       await this.#closeGracefully(peer);
     }
   }

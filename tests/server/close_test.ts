@@ -643,3 +643,62 @@ Deno.test("bufferedAmount is 0 once the socket has closed, though it was cut off
   assert.equal(info.code, 1008);
   assert.equal(buffered, 0);
 });
+
+Deno.test("a handler ended by a ConnectionClosedError from another socket's send is logged and its socket closed with 1011", async () => {
+  const events: ServerLogEvent[] = [];
+  const sockets: Socket[] = [];
+  await using server = serve(
+    { ...LOCAL, logger: (e) => events.push(e) },
+    async (socket) => {
+      sockets.push(socket);
+      for await (const message of socket) {
+        for (const other of sockets) {
+          if (other !== socket) await other.send(message);
+        }
+      }
+    },
+  );
+  await using leaving = await NpmClient.connect(wsUrl(server.addr));
+  await using sender = await NpmClient.connect(wsUrl(server.addr));
+  await leaving.close(1000);
+  await withTimeout(sockets[0].closed, DEADLINE, "the first socket closed");
+  sender.send("hello");
+  const seen = await withTimeout(sender.closed, DEADLINE, "close event");
+  assert.equal(seen.code, 1011);
+  const logged = events.filter((event) => event.type === "handler-error");
+  assert.equal(logged.length, 1);
+  assert.ok(
+    logged[0].type === "handler-error" &&
+      logged[0].error instanceof ConnectionClosedError,
+  );
+});
+
+Deno.test("a handler whose own streamed message the peer's close cut short ends quietly: no handler-error, the close is answered with the peer's code", async () => {
+  const events: ServerLogEvent[] = [];
+  const ended = Promise.withResolvers<unknown>();
+  await using server = serve(
+    { ...LOCAL, streamMessages: true, logger: (e) => events.push(e) },
+    async (socket) => {
+      try {
+        for await (const { readable } of socket.streams()) {
+          for await (const _ of readable) { /* read on */ }
+        }
+      } catch (error) {
+        ended.resolve(error);
+        throw error;
+      }
+    },
+  );
+  using peer = await rawHandshake(server.addr);
+  await peer.write(frame(OP.binary, new Uint8Array(10), { fin: false }));
+  await peer.write(frame(OP.close, closePayload(1000)));
+  assert.ok(
+    await withTimeout(ended.promise, DEADLINE, "the handler") instanceof
+      ConnectionClosedError,
+  );
+  assert.equal((await peer.readClose()).code, 1000);
+  assert.deepEqual(
+    events.filter((event) => event.type === "handler-error"),
+    [],
+  );
+});

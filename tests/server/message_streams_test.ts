@@ -994,3 +994,27 @@ Deno.test("Duplex to Duplex with equal closeTimeouts: a close() while the peer s
   });
   assert.equal((await client.closed).wasClean, true);
 });
+
+Deno.test("a reply sent after the peer's close frame, behind a stream whose source has given nothing yet, still goes out before the answering close frame once the stream is cut", async () => {
+  const status = Promise.withResolvers<string>();
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 1000 },
+    async (socket) => {
+      for await (const _ of socket) {
+        socket.sendStream((async function* () {
+          await new Promise(() => {}); // gives nothing, ever
+          yield "x";
+        })()).catch(() => {});
+        // An answer ready after the peer's close frame has arrived.
+        setTimeout(() => status.resolve(socket.trySend("reply")), 150);
+      }
+    },
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  client.send("go");
+  await delay(50);
+  const closing = client.close(1000);
+  assert.equal(await status.promise, "sent");
+  assert.equal((await closing).code, 1000);
+  assert.equal(await client.next(), "reply");
+});

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  HandshakeError,
   serve,
   type ServerLogEvent,
   type Socket,
@@ -667,4 +668,24 @@ Deno.test("serve({onUpgrade}) gets what is left of handshakeTimeout, not a fresh
   assert.ok(hookCalled, "the head arrived whole within its deadline");
   assert.equal(response.length, 0, "no 101");
   assert.equal(hookEnded, false, "abandoned before it ended");
+});
+
+Deno.test("an onUpgrade hook that throws a HandshakeError with a header no response may carry gets a 500 and a handler-error, and the server goes on", async () => {
+  const events: ServerLogEvent[] = [];
+  await using server = serve({
+    ...LOCAL,
+    logger: (event) => events.push(event),
+    onUpgrade: () => {
+      throw new HandshakeError(401, "who are you?", {
+        "WWW-Authenticate": 'Bearer realm="café ✓"',
+      });
+    },
+  }, echo);
+  const { peer, response } = await rawUpgrade(server.addr);
+  peer.close();
+  assert.equal(response.status, 500);
+  const logged = events.find((event) => event.type === "handler-error");
+  assert.ok(logged?.type === "handler-error");
+  assert.match(String(logged.error), /WWW-Authenticate/);
+  assert.deepEqual(server.stats().handshakeRejections, { 500: 1 });
 });

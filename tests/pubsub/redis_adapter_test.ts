@@ -237,6 +237,29 @@ class StalledClient extends FakeClient {
   }
 }
 
+/** A subscriber client whose SUBSCRIBE Redis refuses while `refuses()` says so. */
+class RefusingClient extends FakeClient {
+  attempts = 0;
+  readonly #refuses: () => boolean;
+
+  constructor(broker: FakeBroker, refuses: () => boolean) {
+    super(broker);
+    this.#refuses = refuses;
+  }
+
+  override subscribe(
+    channel: string,
+    listener: (message: Buffer, channel: Buffer) => unknown,
+    bufferMode: true,
+  ): Promise<void> {
+    this.attempts++;
+    if (this.#refuses()) {
+      return Promise.reject(new Error("NOPERM no permissions"));
+    }
+    return super.subscribe(channel, listener, bufferMode);
+  }
+}
+
 Deno.test("RedisAdapter drops publishes once 16 MiB wait for a Redis that stopped answering, says so once, and close() drops the connection after a second", async () => {
   const broker = new FakeBroker();
   const publisher = new StalledClient(broker);
@@ -289,18 +312,7 @@ Deno.test("RedisAdapter used alone does not wait for a first connection that fai
 Deno.test("RedisAdapter asks again for a subscription Redis refused, and the topic hears other instances once it is granted", async () => {
   const broker = new FakeBroker();
   let refusals = 1;
-  const subscriber = new (class extends FakeClient {
-    override subscribe(
-      channel: string,
-      listener: (message: Buffer, channel: Buffer) => unknown,
-      bufferMode: true,
-    ): Promise<void> {
-      if (refusals-- > 0) {
-        return Promise.reject(new Error("NOPERM no permissions"));
-      }
-      return super.subscribe(channel, listener, bufferMode);
-    }
-  })(broker);
+  const subscriber = new RefusingClient(broker, () => refusals-- > 0);
   const errors: unknown[] = [];
   const a = new RedisAdapter({
     publisher: new FakeClient(broker),
@@ -325,18 +337,7 @@ Deno.test("RedisAdapter asks again for a subscription Redis refused, and the top
 Deno.test("RedisAdapter keeps one retry per refused topic however often sockets leave and come back, and stops retrying once granted", async () => {
   const broker = new FakeBroker();
   let refusing = true;
-  let attempts = 0;
-  const subscriber = new (class extends FakeClient {
-    override subscribe(
-      channel: string,
-      listener: (message: Buffer, channel: Buffer) => unknown,
-      bufferMode: true,
-    ): Promise<void> {
-      attempts++;
-      if (refusing) return Promise.reject(new Error("NOPERM no permissions"));
-      return super.subscribe(channel, listener, bufferMode);
-    }
-  })(broker);
+  const subscriber = new RefusingClient(broker, () => refusing);
   const adapter = new RedisAdapter({
     publisher: new FakeClient(broker),
     subscriber,
@@ -347,14 +348,14 @@ Deno.test("RedisAdapter keeps one retry per refused topic however often sockets 
     await assert.rejects(adapter.subscribe("room"), /NOPERM/);
     if (i < 5) await adapter.unsubscribe("room");
   }
-  assert.equal(attempts, 6);
+  assert.equal(subscriber.attempts, 6);
   refusing = false;
   await until(
     () => broker.subscriptions.get("duplex:room")?.size === 1,
     "the retried subscription",
   );
   await new Promise((resolve) => setTimeout(resolve, 1_500));
-  assert.equal(attempts, 7, "one retry, not one per refusal");
+  assert.equal(subscriber.attempts, 7, "one retry, not one per refusal");
   await adapter.close();
 });
 

@@ -51,6 +51,10 @@ const UNSAFE_SEGMENT = WINDOWS ? /[\\/\0:]/ : /[\\/\0]/;
  * - Files stream from disk with `Content-Type` (by extension),
  *   `Content-Length`, `Last-Modified` and a weak `ETag`;
  *   `If-None-Match` / `If-Modified-Since` give 304 (RFC 9110 §13).
+ * - A single byte range (`Range: bytes=0-99`, `100-`, `-100`) gives 206
+ *   with `Content-Range`, one past the end 416 (RFC 9110 §14): downloads
+ *   resume and media seeks. Several ranges, or an `If-Range` that does not
+ *   match `Last-Modified` exactly, get the whole file.
  * - Missing files, and things that are not regular files, are 404.
  *
  * @param root The directory to serve; it must exist.
@@ -171,9 +175,22 @@ export function serveStatic(
     }
     headers.set("content-type", contentType(path));
     headers.set("x-content-type-options", "nosniff");
-    headers.set("content-length", `${info.size}`);
+    headers.set("accept-ranges", "bytes");
+    const range = requestedRange(request.headers, info.size, info.mtime);
+    if (range === "unsatisfiable") {
+      return text(416, "Range Not Satisfiable", {
+        "content-range": `bytes */${info.size}`,
+      });
+    }
+    const [start, end] = range ?? [0, info.size - 1];
+    const length = Math.max(0, end - start + 1);
+    headers.set("content-length", `${length}`);
+    const status = range === null ? 200 : 206;
+    if (range !== null) {
+      headers.set("content-range", `bytes ${start}-${end}/${info.size}`);
+    }
     if (request.method === "HEAD") {
-      return new Response(null, { status: 200, headers });
+      return new Response(null, { status, headers });
     }
     let file: Deno.FsFile;
     try {
@@ -182,8 +199,82 @@ export function serveStatic(
       return failure(error);
     }
     // The stream closes the file when it ends or is cancelled.
-    return new Response(file.readable, { status: 200, headers });
+    const body = range === null
+      ? file.readable
+      : fileSlice(file, start, length);
+    return new Response(body, { status, headers });
   };
+}
+
+/**
+ * The one byte range asked for, as [first, last] within the file; `null`
+ * for the whole file (no `Range`, several ranges, a stale `If-Range`,
+ * something that is not a byte range); `"unsatisfiable"` for one that
+ * starts past the end (RFC 9110 §14.1.2, §15.5.17).
+ */
+function requestedRange(
+  headers: Headers,
+  size: number,
+  mtime: Date | null,
+): [number, number] | "unsatisfiable" | null {
+  const value = headers.get("range");
+  if (value === null || size === 0) return null;
+  const ifRange = headers.get("if-range");
+  // Our entity tags are weak, which If-Range may not use (RFC 9110
+  // §13.1.5); a date must be the file's Last-Modified exactly.
+  if (
+    ifRange !== null &&
+    (mtime === null || parseHttpDate(ifRange) !==
+        Math.floor(mtime.getTime() / 1000) * 1000)
+  ) return null;
+  const match = /^bytes=(\d*)-(\d*)$/.exec(value.trim());
+  if (match === null || (match[1] === "" && match[2] === "")) return null;
+  if (match[1] === "") {
+    const suffix = Number(match[2]);
+    if (suffix === 0) return "unsatisfiable";
+    return [Math.max(0, size - suffix), size - 1];
+  }
+  const first = Number(match[1]);
+  const last = match[2] === "" ? size - 1 : Number(match[2]);
+  if (match[2] !== "" && last < first) return null; // invalid: ignored
+  if (first >= size) return "unsatisfiable";
+  return [first, Math.min(last, size - 1)];
+}
+
+/** `length` bytes of `file` from `start`; the file is closed at the end. */
+function fileSlice(
+  file: Deno.FsFile,
+  start: number,
+  length: number,
+): ReadableStream<Uint8Array> {
+  let left = length;
+  let open = true;
+  const close = () => {
+    if (open) file.close();
+    open = false;
+  };
+  return new ReadableStream({
+    async start() {
+      await file.seek(start, Deno.SeekMode.Start);
+    },
+    async pull(controller) {
+      const buffer = new Uint8Array(Math.min(64 * 1024, left));
+      const n = await file.read(buffer);
+      if (n === null) {
+        // The file shrank: the body ends short of its Content-Length.
+        close();
+        controller.close();
+        return;
+      }
+      controller.enqueue(buffer.subarray(0, n));
+      left -= n;
+      if (left === 0) {
+        close();
+        controller.close();
+      }
+    },
+    cancel: close,
+  });
 }
 
 /**

@@ -246,6 +246,63 @@ Deno.test("serveStatic answers HEAD with headers only, and 304 for a fresh cache
   }
 });
 
+Deno.test("serveStatic answers a single byte range with 206 and Content-Range, one past the end with 416, and several ranges or a stale If-Range with the whole file (RFC 9110 §14)", async () => {
+  await using tree = await fixture();
+  const handler = serveStatic(tree.root);
+  const size = BIG.length;
+  const ranged = async (range: string, init: RequestInit = {}) => {
+    const headers = new Headers(init.headers);
+    headers.set("range", range);
+    return await get(handler, "/big.bin", { ...init, headers });
+  };
+  const body = async (range: string) => {
+    const response = await handler(
+      new Request("http://localhost/big.bin", { headers: { range } }),
+    );
+    return { response, bytes: new Uint8Array(await response.arrayBuffer()) };
+  };
+  for (
+    const [range, first, last] of [
+      ["bytes=0-4", 0, 4],
+      ["bytes=1000-", 1000, size - 1],
+      ["bytes=-3", size - 3, size - 1],
+      ["bytes=100-99999999", 100, size - 1],
+      ["bytes=70000-200000", 70_000, 200_000], // more than one 64 KiB read
+    ] as const
+  ) {
+    const { response, bytes } = await body(range);
+    assert.equal(response.status, 206, range);
+    assert.equal(
+      response.headers.get("content-range"),
+      `bytes ${first}-${last}/${size}`,
+    );
+    assert.equal(response.headers.get("content-length"), `${last - first + 1}`);
+    assert.deepEqual(bytes, BIG.subarray(first, last + 1), range);
+  }
+  const past = await ranged(`bytes=${size}-`);
+  assert.equal(past.response.status, 416);
+  assert.equal(past.response.headers.get("content-range"), `bytes */${size}`);
+  for (const range of ["bytes=0-1,5-6", "items=0-1", "bytes=5-2"]) {
+    const whole = await ranged(range);
+    assert.equal(whole.response.status, 200, range);
+    assert.equal(whole.size, size);
+  }
+  const full = await get(handler, "/big.bin");
+  assert.equal(full.response.headers.get("accept-ranges"), "bytes");
+  const modified = full.response.headers.get("last-modified")!;
+  const fresh = await ranged("bytes=0-9", {
+    headers: { "if-range": modified },
+  });
+  assert.equal(fresh.response.status, 206);
+  const stale = await ranged("bytes=0-9", {
+    headers: { "if-range": "Thu, 01 Jan 1970 00:00:00 GMT" },
+  });
+  assert.equal(stale.response.status, 200);
+  const head = await ranged("bytes=0-9", { method: "HEAD" });
+  assert.equal(head.response.status, 206);
+  assert.equal(head.size, 0);
+});
+
 Deno.test("serveStatic rejects a root that is not a directory and an unsafe index", async () => {
   await using tree = await fixture();
   assert.throws(

@@ -305,7 +305,8 @@ export class Socket<Data = unknown>
   }
 
   /**
-   * `open`, `closing` (a close frame was sent) or `closed`. After the
+   * `open`, `closing` (closing was asked for or begun: the close frame is
+   * sent, or waits for what was queued before it) or `closed`. After the
    * peer's close frame the socket stays `open` while the loop handles the
    * messages that came before it, so that its replies can be sent; the
    * close frame is answered once the loop asks for the next message.
@@ -757,7 +758,7 @@ export class Socket<Data = unknown>
    * @throws {RangeError} When `data` is longer than 125 bytes.
    */
   ping(data?: Uint8Array): Promise<void> {
-    if (this.#connection.state !== "open") {
+    if (this.#connection.state !== "open" || this.#closeRequested) {
       return handledRejection(
         closedError(this, "ping", this.#info ?? undefined),
       );
@@ -923,6 +924,10 @@ export class Socket<Data = unknown>
         this.#closeRequested = true;
         this.#streamCut = null;
         this.#stopStream?.(null);
+        // A stream may be waiting for a peer that stopped reading, not for
+        // its source: the transport closes once the peer has taken nothing
+        // for the close timeout.
+        this.#armCloseTimer();
       },
       Math.max(
         0,

@@ -10,6 +10,7 @@ import {
 import {
   assertBytes,
   closePayload,
+  concat,
   DEADLINE,
   delay,
   frame,
@@ -1017,4 +1018,49 @@ Deno.test("a reply sent after the peer's close frame, behind a stream whose sour
   assert.equal(await status.promise, "sent");
   assert.equal((await closing).code, 1000);
   assert.equal(await client.next(), "reply");
+});
+
+Deno.test("a peer that sends its close frame and then reads nothing, while a stream bigger than the socket buffers goes out to it, is let go after the close timeout (the owed answer cannot be sent)", async () => {
+  const closed = Promise.withResolvers<CloseInfo>();
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 400 },
+    async (socket) => {
+      socket.closed.then(closed.resolve);
+      for await (const _ of socket) {
+        const piece = new Uint8Array(1024 * 1024);
+        socket.sendStream((function* () {
+          for (let i = 0; i < 64; i++) yield piece;
+        })()).catch(() => {});
+      }
+    },
+  );
+  using peer = await rawHandshake(server.addr);
+  await peer.write(
+    concat(
+      frame(OP.text, "hi"),
+      frame(OP.close, closePayload(1000)),
+    ),
+  );
+  // Reads nothing more.
+  const info = await withTimeout(closed.promise, DEADLINE, "closed");
+  assert.equal(info.wasClean, false);
+  assert.equal(server.stats().openConnections, 0);
+});
+
+Deno.test("ping() rejects once the socket is closing, close frame sent or still waiting behind a stream", async () => {
+  const result = Promise.withResolvers<[string, string]>();
+  await using server = serve(LOCAL, async (socket) => {
+    socket.sendStream((async function* () {
+      yield "a";
+      await new Promise(() => {}); // stalls
+    })()).catch(() => {});
+    socket.close(1000).catch(() => {});
+    const state = socket.state;
+    result.resolve([
+      state,
+      await socket.ping().then(() => "resolved", (error) => error.name),
+    ]);
+  });
+  await using _client = await NpmClient.connect(wsUrl(server.addr));
+  assert.deepEqual(await result.promise, ["closing", "ConnectionClosedError"]);
 });

@@ -51,10 +51,11 @@ const UNSAFE_SEGMENT = WINDOWS ? /[\\/\0:]/ : /[\\/\0]/;
  * - Files stream from disk with `Content-Type` (by extension),
  *   `Content-Length`, `Last-Modified` and a weak `ETag`;
  *   `If-None-Match` / `If-Modified-Since` give 304 (RFC 9110 §13).
- * - A single byte range (`Range: bytes=0-99`, `100-`, `-100`) gives 206
- *   with `Content-Range`, one past the end 416 (RFC 9110 §14): downloads
- *   resume and media seeks. Several ranges, or an `If-Range` that does not
- *   match `Last-Modified` exactly, get the whole file.
+ * - A single byte range on a `GET` (`Range: bytes=0-99`, `100-`, `-100`)
+ *   gives 206 with `Content-Range`, one past the end 416 (RFC 9110 §14):
+ *   downloads resume and media seeks. Several ranges, or an `If-Range`
+ *   that is not the file's `Last-Modified` (at least a second old), get the
+ *   whole file.
  * - Missing files, and things that are not regular files, are 404.
  *
  * @param root The directory to serve; it must exist.
@@ -176,7 +177,10 @@ export function serveStatic(
     headers.set("content-type", contentType(path));
     headers.set("x-content-type-options", "nosniff");
     headers.set("accept-ranges", "bytes");
-    const range = requestedRange(request.headers, info.size, info.mtime);
+    // RFC 9110 §14.2: Range is for GET only.
+    const range = request.method === "GET"
+      ? requestedRange(request.headers, info.size, info.mtime)
+      : null;
     if (range === "unsatisfiable") {
       return text(416, "Range Not Satisfiable", {
         "content-range": `bytes */${info.size}`,
@@ -221,13 +225,15 @@ function requestedRange(
   if (value === null || size === 0) return null;
   const ifRange = headers.get("if-range");
   // Our entity tags are weak, which If-Range may not use (RFC 9110
-  // §13.1.5); a date must be the file's Last-Modified exactly.
+  // §13.1.5); a date must be the file's Last-Modified exactly, and that
+  // at least a second old (a strong validator: two changes within one
+  // second would share it).
   if (
     ifRange !== null &&
-    (mtime === null || parseHttpDate(ifRange) !==
-        Math.floor(mtime.getTime() / 1000) * 1000)
+    (mtime === null || Date.now() - mtime.getTime() < 1000 ||
+      parseHttpDate(ifRange) !== Math.floor(mtime.getTime() / 1000) * 1000)
   ) return null;
-  const match = /^bytes=(\d*)-(\d*)$/.exec(value.trim());
+  const match = /^bytes=(\d*)-(\d*)$/i.exec(value.trim());
   if (match === null || (match[1] === "" && match[2] === "")) return null;
   if (match[1] === "") {
     const suffix = Number(match[2]);
@@ -253,13 +259,19 @@ function fileSlice(
     if (open) file.close();
     open = false;
   };
+  // A failing seek or read errors the stream, which is then not cancelled.
+  const closing = <T>(step: Promise<T>): Promise<T> =>
+    step.catch((error) => {
+      close();
+      throw error;
+    });
   return new ReadableStream({
     async start() {
-      await file.seek(start, Deno.SeekMode.Start);
+      await closing(file.seek(start, Deno.SeekMode.Start));
     },
     async pull(controller) {
       const buffer = new Uint8Array(Math.min(64 * 1024, left));
-      const n = await file.read(buffer);
+      const n = await closing(file.read(buffer));
       if (n === null) {
         // The file shrank: the body ends short of its Content-Length.
         close();

@@ -925,11 +925,9 @@ export class Socket<Data = unknown>
         this.#streamCut = null;
         this.#stopStream?.(null);
         // A stream may be waiting for a peer that stopped reading, not for
-        // its source. With keepalive, the write-stall check lets such a
-        // peer go; without, the close timeout does, counted from the last
-        // write the peer took (whole writes of up to 576 KiB: only
-        // without keepalive, since a slow peer's progress shows in them
-        // too coarsely for a short timeout).
+        // its source: with keepalive, the write-stall check lets such a
+        // peer go; without, the close timeout does, from the last write
+        // the peer took (a coarse measure: writes are up to 576 KiB).
         const { pingInterval, pongTimeout } = this.#options;
         if (!(pingInterval > 0 && pongTimeout > 0)) this.#armCloseTimer();
       },

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type CloseInfo, serve, type Socket } from "../../mod.ts";
+import { type CloseInfo, serve } from "../../mod.ts";
 import type { BenchSummary } from "../../src/cli/bench.ts";
 import { runCli, runPipeline, spawnCli } from "./_helpers.ts";
 
@@ -157,30 +157,27 @@ Deno.test("duplex bench refuses a --size over 256M with a usage error, not a cra
   assert.match(stderr, /--size must be at most 256M/);
 });
 
-/** A server like `duplex serve --broadcast`: each message goes to every client. */
-function broadcastServer() {
-  const clients = new Set<Socket>();
-  return serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
-    clients.add(socket);
-    try {
-      for await (const message of socket) {
-        for (const client of clients) client.send(message).catch(() => {});
-      }
-    } finally {
-      clients.delete(socket);
-    }
-  });
-}
-
 const NOT_AN_ECHO =
   "the server sent a message that is not an echo of what was sent: is it an echo server?";
 
 Deno.test("duplex bench against a broadcast server exits with 1: a reply that is another connection's message is not an echo", async () => {
-  await using server = broadcastServer();
+  // The CLI's own broadcast server, the one most likely to be benched by
+  // mistake.
+  await using server = spawnCli([
+    "serve",
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    "--broadcast",
+  ]);
+  const [, port] = await server.waitFor(
+    /^Listening on ws:\/\/127\.0\.0\.1:(\d+) /m,
+  );
   for (const kind of [[], ["--binary"]]) {
     const { code, stdout, stderr } = await runCli([
       "bench",
-      `ws://127.0.0.1:${server.addr.port}`,
+      `ws://127.0.0.1:${port}`,
       "--connections",
       "3",
       "--duration",

@@ -4,8 +4,9 @@ import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
 export interface CloseInfo {
   /**
    * The code from the peer's close frame; 1005 when it had none; the code we
-   * sent when we failed the connection (1002, 1007, 1009); 1008 or 1011 when
-   * the socket gave up on the peer (backpressure, pong timeout; see
+   * sent when we failed the connection (1002, 1007, 1009; 1008 for
+   * `messageTimeout`); 1008 or 1011 when the socket gave up on the peer
+   * (backpressure, pong timeout; see
    * {@linkcode CLOSE_REASON}); 1006 when the transport ended without a
    * close frame.
    */
@@ -14,7 +15,10 @@ export interface CloseInfo {
   reason: string;
   /** Whether both close frames were exchanged before the transport closed. */
   wasClean: boolean;
-  /** The peer's protocol violation, when that is why the connection closed. */
+  /**
+   * The peer's protocol violation (or a message that took longer than
+   * `messageTimeout`), when that is why the connection closed.
+   */
   error?: ProtocolError;
 }
 

@@ -1,7 +1,7 @@
 import { Connection, type ReceiveLimit } from "./protocol/connection.ts";
 import { OPCODE } from "./protocol/frame_parser.ts";
 import { encodeClosePayload } from "./protocol/close_payload.ts";
-import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
+import { CLOSE_CODE, ProtocolError } from "./protocol/errors.ts";
 import type { Message } from "./protocol/message_assembler.ts";
 import { CLOSE_REASON, type CloseInfo } from "./close_info.ts";
 import {
@@ -197,6 +197,10 @@ export class Socket<Data = unknown>
   #lastHeard = performance.now();
   #messaged = false;
   #lastMessage = performance.now();
+  // messageTimeout: a message arrived whole since the last tick; since when
+  // (the first tick that saw it) the one still arriving has been.
+  #messageArrived = false;
+  #receivingSince = -1;
   #pingSentAt = -1;
   #rtt: number | undefined;
   #stopTicking: (() => void) | null = null;
@@ -290,7 +294,7 @@ export class Socket<Data = unknown>
     if (
       options.ticker &&
       (options.pingInterval > 0 || options.pongTimeout > 0 ||
-        options.idleTimeout > 0)
+        options.idleTimeout > 0 || (options.messageTimeout ?? 0) > 0)
     ) {
       this.#stopTicking = options.ticker.add((now) => this.#tick(now));
     }
@@ -1171,6 +1175,12 @@ export class Socket<Data = unknown>
     // A message still arriving is not idleness.
     if (connection.dataBytesReceived !== dataBefore) this.#messaged = true;
     if (parsed < chunk.length) this.#unparsed = chunk.subarray(parsed);
+    this.#handleEvents();
+  }
+
+  /** Acts on what the connection made of the input (or of `fail()`). */
+  #handleEvents(): void {
+    const connection = this.#connection;
     for (const event of connection.takeEvents()) {
       switch (event.type) {
         case "stream-start":
@@ -1196,6 +1206,7 @@ export class Socket<Data = unknown>
         case "binary":
           this.#counters.messagesIn++;
           this.#messaged = true;
+          this.#messageArrived = true;
           this.#deliver(event.data);
           break;
         case "pong":
@@ -1728,6 +1739,35 @@ export class Socket<Data = unknown>
     }
     if (idleTimeout > 0 && now - this.#lastMessage >= idleTimeout) {
       this.close(CLOSE_CODE.GoingAway, CLOSE_REASON.IdleTimeout);
+    }
+    const messageTimeout = this.#options.messageTimeout ?? 0;
+    if (messageTimeout > 0) this.#checkMessageTime(now, messageTimeout);
+  }
+
+  /**
+   * Fails the connection with 1008 when one frame or message has been
+   * arriving for `messageTimeout` (a peer trickling a large message, or a
+   * frame, a byte now and then): measured from the first tick that saw it
+   * arriving, so it fires up to a tick late, never early. A message that
+   * waits because we stopped reading is not the peer's doing: its time
+   * starts over once reading resumes.
+   */
+  #checkMessageTime(now: number, messageTimeout: number): void {
+    const connection = this.#connection;
+    if (this.#resumeReading !== null || !connection.receiving) {
+      this.#messageArrived = false;
+      this.#receivingSince = -1;
+    } else if (this.#messageArrived || this.#receivingSince < 0) {
+      this.#messageArrived = false;
+      this.#receivingSince = now;
+    } else if (now - this.#receivingSince >= messageTimeout) {
+      connection.fail(
+        new ProtocolError(
+          "MESSAGE_TIMEOUT",
+          `No whole message within messageTimeout (${messageTimeout} ms)`,
+        ),
+      );
+      this.#handleEvents();
     }
   }
 

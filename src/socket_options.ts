@@ -131,6 +131,12 @@ export interface SocketOptions {
   pongTimeout: number;
   /** Milliseconds without a message either way before closing with 1001; 0 disables. */
   idleTimeout: number;
+  /**
+   * Milliseconds one frame or message may take to arrive whole, from its
+   * first byte, before the connection fails with 1008; 0 (the default)
+   * disables it.
+   */
+  messageTimeout?: number;
   /** Runs the keepalive and idle checks; required when one is enabled. */
   ticker?: Ticker;
   /** Counters to add traffic to. */

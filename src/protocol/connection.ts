@@ -165,7 +165,7 @@ const CONTROL_ARENA = 4096;
  *   (RFC 6455 §5.5.1), at once, or with `deferCloseReply` when
  *   `acknowledgeClose()` says so.
  * - A protocol violation queues a close frame with the matching code
- *   (1002, 1007, 1009), emits an `error` event and ignores further input;
+ *   (1002, 1007, 1009; `fail()` for a driver's own limits, 1008), emits an `error` event and ignores further input;
  *   with `deferCloseReply` the close frame waits for `acknowledgeClose()`
  *   (or `close()`, which then sends it, not its own code) and the state
  *   stays `open` until then.
@@ -329,6 +329,15 @@ export class Connection {
    */
   get payloadRemaining(): number {
     return this.#parser.payloadRemaining;
+  }
+
+  /**
+   * Whether a frame (a part of its header, at least) or a fragmented
+   * message has begun to arrive and not ended: a driver's deadline for
+   * whole messages runs while this holds.
+   */
+  get receiving(): boolean {
+    return this.#parser.inFrame || this.#assembler.inMessage;
   }
 
   /** Bytes waiting in the output, not yet taken. */
@@ -615,6 +624,47 @@ export class Connection {
   acknowledgeClose(): void {
     if (this.#closeReply === null || this.#state === "closed") return;
     this.#sendClose(this.#closeReply);
+  }
+
+  /**
+   * Fails the connection for a limit the driver enforces itself (a message
+   * that takes too long to arrive, `MESSAGE_TIMEOUT`), as a protocol error
+   * in the input would: a close frame with the error's close code and its
+   * code as the reason (held back under `deferCloseReply`), an `error`
+   * event, and no more input processed. Does nothing once the connection
+   * is closed, has failed, or has the peer's close frame.
+   *
+   * @param error What went wrong; its `closeCode` goes to the peer.
+   *
+   * @example Failing a connection whose message stalls
+   * ```ts
+   * import { Connection, ProtocolError } from "@duplex/ws";
+   * import assert from "node:assert/strict";
+   *
+   * const connection = new Connection({ role: "server" });
+   * // The header of a masked 100-byte text frame, and no payload yet.
+   * connection.receive(new Uint8Array([0x81, 0xe4, 1, 2, 3, 4]));
+   * assert.equal(connection.receiving, true);
+   * connection.fail(new ProtocolError("MESSAGE_TIMEOUT", "No whole message in 30 s"));
+   * const [event] = connection.takeEvents();
+   * assert.equal(event.type, "error");
+   * assert.equal(connection.state, "closed");
+   * // A close frame: 1008, "MESSAGE_TIMEOUT".
+   * assert.deepEqual([...connection.takeOutput()[0].subarray(0, 4)], [0x88, 17, 0x03, 0xf0]);
+   * ```
+   */
+  fail(error: ProtocolError): void {
+    if (!(error instanceof ProtocolError)) {
+      throw new TypeError(
+        `Cannot fail the connection: the error must be a ProtocolError, got ${
+          describe(error)
+        }`,
+      );
+    }
+    if (this.#state === "closed" || this.#closeReceived || this.#failed) {
+      return;
+    }
+    this.#fail(error);
   }
 
   /**

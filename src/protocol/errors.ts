@@ -94,6 +94,11 @@ export const PROTOCOL_ERROR_CODE = {
   MessageTooBig: "MESSAGE_TOO_BIG",
   /** A message split into more than `maxFragments` frames. */
   TooManyFragments: "TOO_MANY_FRAGMENTS",
+  /**
+   * A frame or message that did not arrive whole in the time the driver
+   * allows (the server's `messageTimeout`); see `Connection.fail()`.
+   */
+  MessageTimeout: "MESSAGE_TIMEOUT",
 } as const;
 
 /** One of the {@linkcode PROTOCOL_ERROR_CODE} values. */
@@ -116,6 +121,7 @@ const CLOSE_CODE_FOR: Record<ProtocolErrorCode, number> = {
   INVALID_COMPRESSED_DATA: CLOSE_CODE.InvalidPayload,
   MESSAGE_TOO_BIG: CLOSE_CODE.MessageTooBig,
   TOO_MANY_FRAGMENTS: CLOSE_CODE.MessageTooBig,
+  MESSAGE_TIMEOUT: CLOSE_CODE.PolicyViolation,
 };
 
 /**
@@ -133,7 +139,7 @@ const CLOSE_CODE_FOR: Record<ProtocolErrorCode, number> = {
 export class ProtocolError extends Error {
   /** What went wrong, as a stable identifier. */
   readonly code: ProtocolErrorCode;
-  /** The close code sent to the peer: 1002, 1007 or 1009. */
+  /** The close code sent to the peer: 1002, 1007, 1008 or 1009. */
   readonly closeCode: number;
 
   /**

@@ -136,6 +136,11 @@ export class FrameParser {
     return this.#state === PAYLOAD ? this.#remaining : 0;
   }
 
+  /** Whether a frame has begun to arrive (part of its header, at least) and not ended. */
+  get inFrame(): boolean {
+    return this.#state === PAYLOAD || this.#headerLength > 0;
+  }
+
   /**
    * Parses every complete header and all available payload in `chunk`, or
    * stops after a frame whose `onFrameEnd()` returned `true`. Payload bytes

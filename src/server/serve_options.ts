@@ -330,6 +330,19 @@ export interface ServeOptions<Data = unknown> {
    */
   idleTimeout?: number;
   /**
+   * Milliseconds one frame or message may take to arrive whole, counted
+   * from when it began (checked on the shared ticker: it fires up to a
+   * quarter of this late, never early); beyond it the connection fails with
+   * 1008 "MESSAGE_TIMEOUT". It bounds a peer that keeps a connection (and
+   * what it sent of a large message) by sending a byte of it now and then,
+   * which keepalive and `idleTimeout` take for traffic. Allow for your
+   * largest message at your slowest client's rate. Not counted while the
+   * socket has stopped reading for inbound backpressure (a slow handler).
+   * 0 disables it.
+   * @default {0}
+   */
+  messageTimeout?: number;
+  /**
    * Queued outgoing bytes above which `send()` waits for the writes.
    * @default {1048576}
    */
@@ -380,6 +393,7 @@ export const NUMERIC_DEFAULTS = {
   pingInterval: 30_000,
   pongTimeout: 20_000,
   idleTimeout: 0,
+  messageTimeout: 0,
   sendHighWaterMark: 1024 * 1024,
   maxBackpressure: 16 * 1024 * 1024,
   receiveHighWaterMark: 1024 * 1024,
@@ -399,6 +413,7 @@ const TIMEOUTS = new Set([
   "pingInterval",
   "pongTimeout",
   "idleTimeout",
+  "messageTimeout",
 ]);
 /** The longest timeout a timer takes, in milliseconds. */
 export const MAX_TIMEOUT = 2 ** 31 - 1;
@@ -407,7 +422,12 @@ export const MAX_TIMEOUT = 2 ** 31 - 1;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 // Options where 0 means "disabled".
-const MAY_BE_ZERO = new Set(["pingInterval", "pongTimeout", "idleTimeout"]);
+const MAY_BE_ZERO = new Set([
+  "pingInterval",
+  "pongTimeout",
+  "idleTimeout",
+  "messageTimeout",
+]);
 
 // Every option of serve(); another name is a mistake.
 const SERVE_OPTIONS: ReadonlySet<string> = new Set([

@@ -237,6 +237,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         this.#limits.pingInterval,
         this.#limits.pongTimeout,
         this.#limits.idleTimeout,
+        this.#limits.messageTimeout,
       ),
     );
     this.#topics = new Topics(

@@ -8,6 +8,7 @@ import {
   inflateMessage,
   OPCODE,
   PROTOCOL_ERROR_CODE,
+  ProtocolError,
 } from "./_core.ts";
 import {
   assertFailed,
@@ -1585,4 +1586,89 @@ Deno.test("Connection with permessage-deflate and threshold Infinity compresses 
       }),
     { name: "RangeError", message: /"perMessageDeflate.threshold" must be/ },
   );
+});
+
+// ---------------------------------------------------------------------------
+// A driver's own limits: receiving and fail()
+// ---------------------------------------------------------------------------
+
+Deno.test("Connection.receiving holds from a frame's first header byte to its end, and between the fragments of a message", () => {
+  const connection = new Connection({ role: "server" });
+  assert.equal(connection.receiving, false);
+  const whole = clientFrame(Binary, pattern(300));
+  connection.receive(whole.subarray(0, 1));
+  assert.equal(connection.receiving, true, "one header byte");
+  connection.receive(whole.subarray(1, 20));
+  assert.equal(connection.receiving, true, "in the payload");
+  connection.receive(whole.subarray(20));
+  assert.equal(connection.receiving, false, "the frame ended");
+  connection.receive(clientFrame(Text, utf8("a"), { fin: false }));
+  assert.equal(connection.receiving, true, "a fragmented message is open");
+  connection.receive(clientFrame(Ping, utf8("p")));
+  assert.equal(connection.receiving, true, "a ping between fragments");
+  connection.receive(clientFrame(Continuation, utf8("b")));
+  assert.equal(connection.receiving, false, "the message ended");
+  assert.deepEqual(
+    connection.takeEvents().map((event) => event.type),
+    ["binary", "ping", "text"],
+  );
+});
+
+Deno.test("Connection.fail() fails the connection as a protocol error would: the error's close code, its code as the reason, no more input", () => {
+  const connection = new Connection({ role: "server" });
+  const whole = clientFrame(Text, utf8("never finished"));
+  connection.receive(whole.subarray(0, 8));
+  const error = new ProtocolError("MESSAGE_TIMEOUT", "too slow");
+  assert.equal(error.closeCode, CLOSE_CODE.PolicyViolation);
+  connection.fail(error);
+  assert.deepEqual(connection.takeEvents(), [{ type: "error", error }]);
+  assert.equal(connection.state, "closed");
+  assert.deepEqual(
+    concat(...connection.takeOutput()),
+    serverFrame(Close, closeBody(1008, "MESSAGE_TIMEOUT")),
+  );
+  // The rest of the frame, and anything after it, is ignored.
+  connection.receive(concat(whole.subarray(8), clientFrame(Text, utf8("x"))));
+  assert.deepEqual(connection.takeEvents(), []);
+  // Once failed (or closed), fail() does nothing more.
+  connection.fail(new ProtocolError("MESSAGE_TIMEOUT", "again"));
+  assert.deepEqual(connection.takeEvents(), []);
+  assert.deepEqual(connection.takeOutput(), []);
+});
+
+Deno.test("Connection.fail() with deferCloseReply holds the close frame until acknowledgeClose(), and does nothing after the peer's close frame", () => {
+  const held = new Connection({ role: "server", deferCloseReply: true });
+  held.fail(new ProtocolError("MESSAGE_TIMEOUT", "too slow"));
+  assert.equal(held.takeEvents()[0].type, "error");
+  assert.deepEqual(held.takeOutput(), [], "no close frame yet");
+  assert.equal(held.state, "open");
+  held.acknowledgeClose();
+  assert.equal(held.state, "closed");
+  assert.deepEqual(
+    concat(...held.takeOutput()),
+    serverFrame(Close, closeBody(1008, "MESSAGE_TIMEOUT")),
+  );
+  const answered = new Connection({ role: "server", deferCloseReply: true });
+  answered.receive(clientFrame(Close, closeBody(1000)));
+  answered.takeEvents();
+  answered.fail(new ProtocolError("MESSAGE_TIMEOUT", "too late"));
+  assert.deepEqual(answered.takeEvents(), [], "the close handshake goes on");
+  answered.acknowledgeClose();
+  assert.deepEqual(
+    concat(...answered.takeOutput()),
+    serverFrame(Close, closeBody(1000)),
+  );
+});
+
+Deno.test("Connection.fail() takes only a ProtocolError", () => {
+  const connection = new Connection({ role: "server" });
+  assert.throws(
+    () => connection.fail(new Error("nope") as ProtocolError),
+    {
+      name: "TypeError",
+      message:
+        "Cannot fail the connection: the error must be a ProtocolError, got Error",
+    },
+  );
+  assert.equal(connection.state, "open");
 });

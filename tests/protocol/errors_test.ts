@@ -35,8 +35,11 @@ interface Row {
 const msbLength = header(Binary, 0, { lengthBytes: 8 });
 msbLength[2] = 0x80;
 
-/** One fixture per error code, with the error it must produce. */
-const TABLE: Record<ProtocolErrorCode, Row> = {
+/** The one code no input produces: a driver's deadline, `Connection.fail()`. */
+const DRIVER_CODE = "MESSAGE_TIMEOUT";
+
+/** One fixture per error code found in the input, with the error it must produce. */
+const TABLE: Record<Exclude<ProtocolErrorCode, typeof DRIVER_CODE>, Row> = {
   UNMASKED_FRAME: {
     fixture: serverFrame(Text, "x"),
     closeCode: 1002,
@@ -134,7 +137,7 @@ const TABLE: Record<ProtocolErrorCode, Row> = {
 Deno.test("PROTOCOL_ERROR_CODE lists exactly the codes of the table (RFC 6455 §7.4.1)", () => {
   assert.deepEqual(
     Object.values(PROTOCOL_ERROR_CODE).sort(),
-    Object.keys(TABLE).sort(),
+    [...Object.keys(TABLE), DRIVER_CODE].sort(),
   );
   for (const [key, value] of Object.entries(PROTOCOL_ERROR_CODE)) {
     // UnmaskedFrame -> UNMASKED_FRAME
@@ -167,10 +170,14 @@ for (const [code, row] of Object.entries(TABLE)) {
   });
 }
 
-Deno.test("ProtocolError close codes are only 1002, 1007 and 1009 (RFC 6455 §7.4.1)", () => {
+Deno.test("ProtocolError close codes are 1002, 1007 and 1009 for the input, 1008 for a driver's deadline (RFC 6455 §7.4.1)", () => {
+  assert.equal(
+    new ProtocolError(DRIVER_CODE, "").closeCode,
+    CLOSE_CODE.PolicyViolation,
+  );
   const closeCodes = new Set(
-    Object.values(PROTOCOL_ERROR_CODE).map((code) =>
-      new ProtocolError(code, "").closeCode
+    Object.keys(TABLE).map((code) =>
+      new ProtocolError(code as ProtocolErrorCode, "").closeCode
     ),
   );
   assert.deepEqual([...closeCodes].sort(), [

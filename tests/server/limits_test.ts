@@ -43,7 +43,12 @@ const POSITIVE = [
 ] as const;
 
 /** The timeouts where 0 means "disabled". */
-const MAY_BE_ZERO = ["pingInterval", "pongTimeout", "idleTimeout"] as const;
+const MAY_BE_ZERO = [
+  "pingInterval",
+  "pongTimeout",
+  "idleTimeout",
+  "messageTimeout",
+] as const;
 
 type NumericOption = typeof POSITIVE[number] | typeof MAY_BE_ZERO[number];
 
@@ -514,6 +519,7 @@ Deno.test("serve() rejects an option name it does not know, suggesting the one m
     pingInterval: true,
     pongTimeout: true,
     idleTimeout: true,
+    messageTimeout: true,
     sendHighWaterMark: true,
     maxBackpressure: true,
     backpressurePolicy: true,

@@ -1,0 +1,189 @@
+import assert from "node:assert/strict";
+import { serve, type Socket } from "../../mod.ts";
+import {
+  DEADLINE,
+  delay,
+  echo,
+  frame,
+  LOCAL,
+  NpmClient,
+  OP,
+  rawHandshake,
+  type RawPeer,
+  SocketTracker,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+
+/**
+ * Writes `bytes` to the peer one at a time, one every `every` ms, until
+ * stopped or done; write failures (the server closed) end it quietly.
+ */
+function trickle(peer: RawPeer, bytes: Uint8Array, every: number) {
+  let at = 0;
+  const timer = setInterval(() => {
+    if (at >= bytes.length) return clearInterval(timer);
+    peer.write(bytes.subarray(at, at + 1)).catch(() => clearInterval(timer));
+    at++;
+  }, every);
+  return { stop: () => clearInterval(timer), sent: () => at };
+}
+
+/** Reads every message until the socket closes. */
+const drain = async (socket: Socket) => {
+  for await (const _ of socket);
+};
+
+const EXPECTED_CLOSE = {
+  code: 1008,
+  reason: "No whole message within messageTimeout (300 ms)",
+  wasClean: false,
+};
+
+Deno.test(
+  "serve({messageTimeout}) fails a frame trickled in a byte at a time with 1008 MESSAGE_TIMEOUT, though the bytes count as traffic for keepalive",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      // Traffic every 40 ms: no keepalive ping is ever due.
+      { ...LOCAL, messageTimeout: 300, pingInterval: 200 },
+      tracker.wrap(drain),
+    );
+    using peer = await rawHandshake(server.addr);
+    const writer = trickle(peer, frame(OP.binary, new Uint8Array(1000)), 40);
+    try {
+      const close = await peer.readClose();
+      assert.deepEqual(close.before, [], "no ping, no other frame");
+      assert.equal(close.code, 1008);
+      assert.equal(close.reason, "MESSAGE_TIMEOUT");
+      assert.ok(writer.sent() < 1000, "the frame was still arriving");
+      const info = await tracker.closed(peer.port);
+      assert.deepEqual(
+        { code: info.code, reason: info.reason, wasClean: info.wasClean },
+        EXPECTED_CLOSE,
+      );
+      assert.equal(info.error?.code, "MESSAGE_TIMEOUT");
+      // The server lets the transport go (after a short linger).
+      await peer.readToEof();
+    } finally {
+      writer.stop();
+    }
+  },
+);
+
+Deno.test(
+  "serve({messageTimeout}) fails a fragmented message that never ends, though its fragments and the pings between them arrive whole",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      { ...LOCAL, messageTimeout: 300, pingInterval: 0 },
+      tracker.wrap(drain),
+    );
+    using peer = await rawHandshake(server.addr);
+    await peer.write(frame(OP.text, "first ", { fin: false }));
+    const pings = setInterval(
+      () => peer.write(frame(OP.ping, "still here")).catch(() => {}),
+      40,
+    );
+    try {
+      const close = await peer.readClose();
+      assert.ok(close.before.length > 0, "pongs came back meanwhile");
+      assert.ok(close.before.every((f) => f.opcode === OP.pong));
+      assert.equal(close.code, 1008);
+      assert.equal(close.reason, "MESSAGE_TIMEOUT");
+      const info = await tracker.closed(peer.port);
+      assert.equal(info.code, 1008);
+    } finally {
+      clearInterval(pings);
+    }
+  },
+);
+
+Deno.test(
+  "serve({messageTimeout}) fails a control frame trickled in a byte at a time",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      { ...LOCAL, messageTimeout: 300, pingInterval: 0 },
+      tracker.wrap(drain),
+    );
+    using peer = await rawHandshake(server.addr);
+    const writer = trickle(peer, frame(OP.ping, new Uint8Array(125)), 40);
+    try {
+      const close = await peer.readClose();
+      assert.deepEqual(close.before, [], "the ping never arrived whole");
+      assert.equal(close.code, 1008);
+      assert.equal(close.reason, "MESSAGE_TIMEOUT");
+    } finally {
+      writer.stop();
+    }
+  },
+);
+
+Deno.test(
+  "serve({messageTimeout}) lets a peer trickle many messages as long as each arrives whole in time",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      { ...LOCAL, messageTimeout: 300, pingInterval: 0 },
+      tracker.wrap(echo),
+    );
+    using peer = await rawHandshake(server.addr);
+    // 16 messages of 12 bytes in 16-byte frames, a byte every 8 ms: each
+    // takes about 130 ms, all of them about 2 s, and a frame is almost
+    // always half arrived when the server looks.
+    const messages = Array.from(
+      { length: 16 },
+      (_, i) => `message ${i}`.padEnd(12),
+    );
+    const bytes = new Uint8Array(16 * 18);
+    messages.forEach((text, i) => bytes.set(frame(OP.text, text), i * 18));
+    const writer = trickle(peer, bytes, 8);
+    try {
+      for (const text of messages) {
+        const echoed = await peer.readFrame();
+        assert.equal(echoed.opcode, OP.text, "an echo, not a close frame");
+        assert.equal(new TextDecoder().decode(echoed.payload), text);
+      }
+      const socket = await tracker.socket(peer.port);
+      assert.equal(socket.state, "open");
+    } finally {
+      writer.stop();
+    }
+  },
+);
+
+Deno.test(
+  "serve({messageTimeout, streamMessages}) does not count the time a message waits while the handler is slow to read it",
+  async () => {
+    const handlerRead = Promise.withResolvers<number>();
+    await using server = serve(
+      {
+        ...LOCAL,
+        messageTimeout: 200,
+        pingInterval: 0,
+        streamMessages: true,
+        receiveHighWaterMark: 16 * 1024,
+      },
+      async (socket) => {
+        for await (const message of socket.streams()) {
+          // Reading stops at 16 KiB while the 1 MiB message is arriving;
+          // a handler this slow is not the peer's doing.
+          await delay(700);
+          let size = 0;
+          for await (const piece of message.readable) size += piece.length;
+          handlerRead.resolve(size);
+          await socket.send(String(size));
+        }
+      },
+    );
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    client.send(new Uint8Array(1024 * 1024));
+    assert.equal(await client.next(), String(1024 * 1024));
+    assert.equal(
+      await withTimeout(handlerRead.promise, DEADLINE, "the handler"),
+      1024 * 1024,
+    );
+    assert.equal(client.ws.readyState, 1, "still open");
+  },
+);

@@ -83,6 +83,7 @@ const REASON: Record<number, string> = {
   408: "Request Timeout",
   414: "URI Too Long",
   426: "Upgrade Required",
+  429: "Too Many Requests",
   431: "Request Header Fields Too Large",
   500: "Internal Server Error",
   503: "Service Unavailable",

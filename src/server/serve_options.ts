@@ -143,7 +143,7 @@ export type ServerLogEvent =
  * What a connection was doing when its time ran out: sending its request
  * head (`handshakeTimeout`), a plain HTTP exchange (`requestTimeout`),
  * reading a streamed response no more (`requestTimeout` for one write), the
- * `onUpgrade` hook, or receiving a 503 (both `handshakeTimeout`).
+ * `onUpgrade` hook, or receiving a 503 or 429 (both `handshakeTimeout`).
  */
 export type TimeoutPhase =
   | "handshake"
@@ -268,6 +268,17 @@ export interface ServeOptions<Data = unknown> {
    */
   maxConnections?: number;
   /**
+   * The most connections at once from one client address, WebSocket or
+   * HTTP, handshakes still arriving included; more get 429 with
+   * `Retry-After: 1` (`maxConnections` is checked first). An IPv4-mapped
+   * IPv6 address counts as its IPv4 address, and other IPv6 addresses by
+   * their /64 prefix (one host usually has a whole /64). Off by default:
+   * behind a reverse proxy every client has the proxy's address, so limit
+   * connections per client there instead.
+   * @default {Infinity}
+   */
+  maxConnectionsPerAddress?: number;
+  /**
    * Milliseconds a client has to send a complete request head, and for
    * `onUpgrade` to decide (what is left of it); also the time to deliver a
    * 503 or another rejection.
@@ -387,6 +398,7 @@ export const NUMERIC_DEFAULTS = {
   maxHeaders: DEFAULT_MAX_HEADERS,
   maxBodySize: 1024 * 1024,
   maxConnections: 10_000,
+  maxConnectionsPerAddress: Infinity,
   handshakeTimeout: 10_000,
   requestTimeout: 30_000,
   closeTimeout: 5_000,
@@ -428,6 +440,9 @@ const MAY_BE_ZERO = new Set([
   "idleTimeout",
   "messageTimeout",
 ]);
+
+// Options where Infinity means "no limit".
+const MAY_BE_INFINITE = new Set(["maxConnectionsPerAddress"]);
 
 // Every option of serve(); another name is a mistake.
 const SERVE_OPTIONS: ReadonlySet<string> = new Set([
@@ -599,7 +614,8 @@ export function checkServeOptions(options: ServeOptions<never>): void {
  * @param options The user's options.
  * @returns Every numeric option.
  * @throws {RangeError} When one is not a positive (or, for timeouts that
- * may be disabled, non-negative) integer.
+ * may be disabled, non-negative) integer, or `Infinity` where that means no
+ * limit.
  */
 export function resolveLimits(options: ServeOptions<never>): ResolvedLimits {
   const limits: ResolvedLimits = { ...NUMERIC_DEFAULTS };
@@ -608,16 +624,21 @@ export function resolveLimits(options: ServeOptions<never>): ResolvedLimits {
     if (value === undefined) continue;
     const min = MAY_BE_ZERO.has(name) ? 0 : 1;
     const kind = min === 0 ? "non-negative" : "positive";
+    const infinite = MAY_BE_INFINITE.has(name);
+    const expected = `a ${kind} integer${infinite ? " or Infinity" : ""}`;
     if (typeof value !== "number") {
       throw new TypeError(
-        `Cannot serve: "${name}" must be a ${kind} integer, got ${typeof value} ${
+        `Cannot serve: "${name}" must be ${expected}, got ${typeof value} ${
           JSON.stringify(value)
         }`,
       );
     }
-    if (!Number.isSafeInteger(value) || value < min) {
+    if (
+      !(infinite && value === Infinity) &&
+      (!Number.isSafeInteger(value) || value < min)
+    ) {
       throw new RangeError(
-        `Cannot serve: "${name}" must be a ${kind} integer, got ${value}`,
+        `Cannot serve: "${name}" must be ${expected}, got ${value}`,
       );
     }
     // Timers take at most 2^31-1 ms; a longer one would fire at once.

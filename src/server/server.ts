@@ -30,6 +30,7 @@ import {
   type TimeoutPhase,
 } from "./serve_options.ts";
 import { type ServerStats, StatsCollector } from "./stats.ts";
+import { AddressCounts } from "./_address_counts.ts";
 import { serveHttpRequest } from "./http_exchange.ts";
 import { type PublishOptions, Topics } from "../pubsub/topics.ts";
 import {
@@ -77,8 +78,9 @@ type HeadResult = {
  * `cert` and `key`) and calls `handler` with every accepted socket.
  *
  * - The handshake is validated strictly (RFC 6455 §4.2.1); a bad request
- *   gets its HTTP status (400, 403, 405, 414, 426, 431, 503) and a plain-text
- *   reason.
+ *   gets its HTTP status (400, 403, 405, 414, 426, 431) and a plain-text
+ *   reason; a connection beyond `maxConnections` gets 503, one beyond
+ *   `maxConnectionsPerAddress` 429.
  * - When `handler` returns, the socket is closed with 1000; when it throws,
  *   with 1011 (the error goes to the logger, never to the peer).
  * - One misbehaving peer never affects the others.
@@ -152,6 +154,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
   readonly #topics: Topics;
   readonly #deflateOptions: PerMessageDeflateOptions | undefined;
   readonly #conns = new Set<Deno.Conn>();
+  // Connections per client address, when maxConnectionsPerAddress is set.
+  readonly #perAddress: AddressCounts | null;
   // Open sockets and the transport behind each.
   readonly #sockets = new Map<Socket<Data>, Deno.Conn>();
   // Connections being served, and who waits for the last to end.
@@ -191,6 +195,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
     }
     checkServeOptions(options as unknown as ServeOptions<never>);
     this.#limits = resolveLimits(options as unknown as ServeOptions<never>);
+    this.#perAddress = this.#limits.maxConnectionsPerAddress === Infinity
+      ? null
+      : new AddressCounts(this.#limits.maxConnectionsPerAddress);
     const port = options.port === undefined ? DEFAULT_PORT : options.port;
     if (typeof port !== "number") {
       throw new TypeError(
@@ -450,8 +457,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
     }
   }
 
-  #connectionEnded(conn: Deno.Conn): void {
+  /** `address`: its key in `#perAddress`, if it was counted there. */
+  #connectionEnded(conn: Deno.Conn, address: string | undefined): void {
     this.#conns.delete(conn);
+    if (address !== undefined) this.#perAddress!.release(address);
     if (--this.#active === 0) this.#allEnded?.();
   }
 
@@ -465,16 +474,30 @@ export class Server<Data = unknown> implements AsyncDisposable {
       writer: conn.writable.getWriter(),
     };
     let upgraded = false;
+    // The key this connection is counted under per address, if it is.
+    let address: string | undefined;
     this.#conns.add(conn);
     try {
       if (this.#conns.size > this.#limits.maxConnections) {
-        // Bounded: over TLS the write waits for the client's handshake.
-        this.#startDeadline(conn, "rejection", this.#limits.handshakeTimeout);
-        await this.#reject(
+        await this.#refuse(
           peer,
           new HandshakeError(503, "The server is at its connection limit"),
-        ).finally(() => this.#endDeadline(conn));
+        );
         return;
+      }
+      if (this.#perAddress !== null) {
+        address = this.#perAddress.acquire(peer.remoteAddr.hostname);
+        // Refused connections are not counted: the address's count is of
+        // the connections served, and one closing lets the next in.
+        if (address === undefined) {
+          await this.#refuse(
+            peer,
+            new HandshakeError(429, "Too many connections from your address", {
+              "Retry-After": "1",
+            }),
+          );
+          return;
+        }
       }
       let rest = EMPTY;
       const fetch = this.#options.fetch;
@@ -487,7 +510,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
           upgraded = true;
           // Not awaited: nothing of this function is held while the socket
           // runs. The socket closes its transport itself.
-          this.#runSocket(socket, conn);
+          this.#runSocket(socket, conn, address);
           return;
         }
         // Plain HTTP, within the request timeout (a handler that never
@@ -569,7 +592,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     } finally {
       if (!upgraded) {
         closeQuietly(conn);
-        this.#connectionEnded(conn);
+        this.#connectionEnded(conn, address);
       }
     }
   }
@@ -808,7 +831,11 @@ export class Server<Data = unknown> implements AsyncDisposable {
     }
   }
 
-  async #runSocket(socket: Socket<Data>, conn: Deno.Conn): Promise<void> {
+  async #runSocket(
+    socket: Socket<Data>,
+    conn: Deno.Conn,
+    address: string | undefined,
+  ): Promise<void> {
     try {
       this.#sockets.set(socket, conn);
       this.#stats.totalConnections++;
@@ -836,7 +863,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       await running;
       await socket.closed;
     } finally {
-      this.#connectionEnded(conn);
+      this.#connectionEnded(conn, address);
     }
   }
 
@@ -871,6 +898,20 @@ export class Server<Data = unknown> implements AsyncDisposable {
       return true;
     } catch {
       return false;
+    }
+  }
+
+  /**
+   * Refuses a connection over a limit before reading anything from it,
+   * within the handshake timeout: over TLS the write waits for the client's
+   * handshake.
+   */
+  async #refuse(peer: Peer, error: HandshakeError): Promise<void> {
+    this.#startDeadline(peer.conn, "rejection", this.#limits.handshakeTimeout);
+    try {
+      await this.#reject(peer, error);
+    } finally {
+      this.#endDeadline(peer.conn);
     }
   }
 

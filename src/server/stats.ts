@@ -23,7 +23,11 @@ export interface ServerStats {
   backpressureDrops: number;
   /** How many connections ended with each close code. */
   closeCodes: Record<number, number>;
-  /** How many handshakes were rejected with each HTTP status. */
+  /**
+   * How many handshakes were rejected with each HTTP status, connections
+   * refused over `maxConnections` (503) and `maxConnectionsPerAddress`
+   * (429) included.
+   */
   handshakeRejections: Record<number, number>;
   /** How many connections a deadline closed, by phase (`handshake`, ...). */
   timeouts: Record<string, number>;

@@ -50,7 +50,16 @@ const MAY_BE_ZERO = [
   "messageTimeout",
 ] as const;
 
-type NumericOption = typeof POSITIVE[number] | typeof MAY_BE_ZERO[number];
+/**
+ * The limits where Infinity means "no limit" (tested in
+ * per_address_limit_test.ts).
+ */
+const MAY_BE_INFINITE = ["maxConnectionsPerAddress"] as const;
+
+type NumericOption =
+  | typeof POSITIVE[number]
+  | typeof MAY_BE_ZERO[number]
+  | typeof MAY_BE_INFINITE[number];
 
 /** Calls serve() expecting a throw; shuts down a server that started anyway. */
 async function serveMustThrow(
@@ -144,7 +153,7 @@ Deno.test(
 
 Deno.test("the option tables below cover every numeric option", () => {
   assert.deepEqual(
-    [...POSITIVE, ...MAY_BE_ZERO].sort(),
+    [...POSITIVE, ...MAY_BE_ZERO, ...MAY_BE_INFINITE].sort(),
     Object.keys(NUMERIC_DEFAULTS).sort(),
   );
 });
@@ -185,7 +194,9 @@ Deno.test(
   "serve() accepts the smallest valid value of every numeric option",
   async () => {
     const all: [NumericOption, number][] = [
-      ...POSITIVE.map((name) => [name, 1] as [NumericOption, number]),
+      ...[...POSITIVE, ...MAY_BE_INFINITE].map((name) =>
+        [name, 1] as [NumericOption, number]
+      ),
       ...MAY_BE_ZERO.map((name) => [name, 0] as [NumericOption, number]),
     ];
     for (const [name, value] of all) {
@@ -513,6 +524,7 @@ Deno.test("serve() rejects an option name it does not know, suggesting the one m
     maxHeaders: true,
     maxBodySize: true,
     maxConnections: true,
+    maxConnectionsPerAddress: true,
     handshakeTimeout: true,
     requestTimeout: true,
     closeTimeout: true,

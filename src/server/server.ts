@@ -481,7 +481,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
       if (this.#conns.size > this.#limits.maxConnections) {
         await this.#refuse(
           peer,
-          new HandshakeError(503, "The server is at its connection limit"),
+          new HandshakeError(503, "The server is at its connection limit", {
+            "Retry-After": "1",
+          }),
         );
         return;
       }

@@ -93,7 +93,7 @@ async function connectOnceFree(addr: Deno.NetAddr): Promise<RawPeer> {
 }
 
 Deno.test(
-  "serve({maxConnections: 2}) answers the third connection 503 and accepts again after one closes",
+  "serve({maxConnections: 2}) answers the third connection 503 with Retry-After and accepts again after one closes",
   async () => {
     const events: ServerLogEvent[] = [];
     const tracker = new SocketTracker();
@@ -116,6 +116,7 @@ Deno.test(
       using _ = peer;
       assert.equal(response.status, 503);
       assert.equal(response.headers.get("connection"), "close");
+      assert.equal(response.headers.get("retry-after"), "1");
     }
     assert.equal(await second.roundTrip("still fine"), "still fine");
     assert.equal(server.stats().handshakeRejections[503], 2);

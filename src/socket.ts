@@ -61,6 +61,12 @@ const READS_PER_TURN = 1;
 const WRITE_SLICE = 512 * 1024;
 // Output counts as written in steps of at least this much.
 const LARGE_CHUNK = 64 * 1024;
+// A peer that has not answered our close frame, but may still be reading
+// what we wrote before it, is assumed to read at least this much per
+// closeTimeout (see #drainBeforeClosing).
+const DRAIN_BYTES = 64 * 1024;
+// ...for at most this many more close timeouts.
+const DRAIN_MAX = 10;
 // Inside a frame that still needs more than a buffer's worth, reads may grow
 // to this: a large message then arrives in fewer, larger pieces (and the
 // assembler grows its buffer fewer times).
@@ -198,9 +204,11 @@ export class Socket<Data = unknown>
   #messaged = false;
   #lastMessage = performance.now();
   // messageTimeout: a message arrived whole since the last tick; since when
-  // (the first tick that saw it) the one still arriving has been.
+  // (the first tick that saw it) the one still arriving has been; the
+  // verdict, due once input waiting has been read.
   #messageArrived = false;
   #receivingSince = -1;
+  #messageTimer: ReturnType<typeof setTimeout> | undefined;
   #pingSentAt = -1;
   #rtt: number | undefined;
   #stopTicking: (() => void) | null = null;
@@ -211,6 +219,11 @@ export class Socket<Data = unknown>
   #peerClose: { code: number; reason: string } | null = null;
   #failure: ProtocolError | null = null;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  // Our side ended after the close timeout, for a slow peer to read on.
+  #draining = false;
+  // What the kernel may still hold for the peer, as of #unreadAt.
+  #unreadBytes = 0;
+  #unreadAt = 0;
   // After a protocol error: reading on (and discarding) for a moment before
   // the transport closes, so that no reset overtakes our close frame.
   #lingerTimer: ReturnType<typeof setTimeout> | undefined;
@@ -977,8 +990,41 @@ export class Socket<Data = unknown>
     const left = this.#options.closeTimeout - idle;
     if (left > 0 && this.#info === null) {
       this.#closeTimer = setTimeout(this.#closeTimeUp, left);
-    } else this.#abort();
+    } else if (!this.#drainBeforeClosing()) this.#abort();
   };
+
+  /**
+   * Our close frame is written, with everything before it, and the peer
+   * has not answered within the close timeout. Written means taken by the
+   * kernel, which holds several MB for a slow peer: closing now would reset
+   * the connection as soon as the peer sends anything (a message, its
+   * close frame), and a reset discards what it has not read yet. So when
+   * the kernel may still hold much for it (see #unreadSince), our side
+   * ends (FIN, after the data) and the peer gets the time to read that at
+   * 64 KiB per `closeTimeout`, up to ten close timeouts, to read it and
+   * answer; reading goes on meanwhile.
+   *
+   * @returns `false` when it does not apply (little was written lately,
+   * output still waits to be written: the peer took nothing for the close
+   * timeout), or ran out.
+   */
+  #drainBeforeClosing(): boolean {
+    const closeWrite = this.#transport.closeWrite;
+    if (
+      this.#draining || this.#info !== null || closeWrite === undefined ||
+      this.#connection.state !== "closing" || this.#writing ||
+      this.#flushQueued || this.#connection.outputSize > 0
+    ) return false;
+    const unread = this.#unreadSince(performance.now());
+    if (unread < DRAIN_BYTES) return false;
+    this.#draining = true;
+    closeWrite.call(this.#transport).catch(() => {});
+    this.#closeTimer = setTimeout(
+      () => this.#abort(),
+      Math.min(unread / DRAIN_BYTES, DRAIN_MAX) * this.#options.closeTimeout,
+    );
+    return true;
+  }
 
   /** Closes with 1000 (for `await using`). */
   [Symbol.asyncDispose](): Promise<void> {
@@ -1201,6 +1247,7 @@ export class Socket<Data = unknown>
           this.#current = null;
           this.#counters.messagesIn++;
           this.#messaged = true;
+          this.#messageArrived = true;
           break;
         case "text":
         case "binary":
@@ -1500,6 +1547,8 @@ export class Socket<Data = unknown>
     this.#flushQueued = false;
     if (this.#writing) return;
     const connection = this.#connection;
+    // Our side has ended (see #drainBeforeClosing): pongs have nowhere to go.
+    if (this.#draining) connection.releaseOutput(connection.takeOutput());
     if (connection.outputSize === 0) return this.#flushed();
     this.#writing = true;
     const chunks = connection.takeOutput();
@@ -1557,7 +1606,21 @@ export class Socket<Data = unknown>
     this.#inFlight -= size;
     this.#counters.bytesOut += size;
     this.#wrote = true;
-    if (this.#closeTimer !== undefined) this.#lastProgress = performance.now();
+    const now = performance.now();
+    this.#unreadBytes = this.#unreadSince(now) + size;
+    this.#unreadAt = now;
+    if (this.#closeTimer !== undefined) this.#lastProgress = now;
+  }
+
+  /**
+   * What the kernel may still hold for the peer at `now`: the bytes
+   * written, less what a peer reading 64 KiB per `closeTimeout` would have
+   * read since.
+   */
+  #unreadSince(now: number): number {
+    const read = (now - this.#unreadAt) * DRAIN_BYTES /
+      this.#options.closeTimeout;
+    return Math.max(0, this.#unreadBytes - read);
   }
 
   /** After a write (or none): wakes the waiters, then what comes next. */
@@ -1610,10 +1673,11 @@ export class Socket<Data = unknown>
   }
 
   #closeTransportAfterFlush(): void {
-    // Reading paused while a close frame was held: a client reads on for
-    // the server's EOF.
-    this.#resume();
     if (this.#connection.outputSize > 0) this.#scheduleFlush();
+    // Reading paused while a close frame was held: a client reads on for
+    // the server's EOF, once its last write is done (on reading EOF, a
+    // Deno.Conn closes, and a write still pending fails).
+    if (!this.#writing && !this.#flushQueued) this.#resume();
     // The server closes the TCP connection first (RFC 6455 §7.1.1), once
     // its last write is done; a client gives it the close timeout to do so,
     // unless the server broke the protocol (§7.1.7: nothing more is owed to
@@ -1741,7 +1805,9 @@ export class Socket<Data = unknown>
       this.close(CLOSE_CODE.GoingAway, CLOSE_REASON.IdleTimeout);
     }
     const messageTimeout = this.#options.messageTimeout ?? 0;
-    if (messageTimeout > 0) this.#checkMessageTime(now, messageTimeout);
+    if (messageTimeout > 0 && this.#connection.state === "open") {
+      this.#checkMessageTime(now, messageTimeout);
+    }
   }
 
   /**
@@ -1750,25 +1816,39 @@ export class Socket<Data = unknown>
    * frame, a byte now and then): measured from the first tick that saw it
    * arriving, so it fires up to a tick late, never early. A message that
    * waits because we stopped reading is not the peer's doing: its time
-   * starts over once reading resumes.
+   * starts over once reading resumes. The verdict waits for the timers'
+   * next turn, after input that arrived while the event loop was busy (a
+   * long task, a GC pause) has been read.
    */
   #checkMessageTime(now: number, messageTimeout: number): void {
-    const connection = this.#connection;
-    if (this.#resumeReading !== null || !connection.receiving) {
+    if (!this.#isMessageArriving()) {
       this.#messageArrived = false;
       this.#receivingSince = -1;
     } else if (this.#messageArrived || this.#receivingSince < 0) {
       this.#messageArrived = false;
       this.#receivingSince = now;
-    } else if (now - this.#receivingSince >= messageTimeout) {
-      connection.fail(
-        new ProtocolError(
-          "MESSAGE_TIMEOUT",
-          `No whole message within messageTimeout (${messageTimeout} ms)`,
-        ),
-      );
-      this.#handleEvents();
+    } else if (
+      now - this.#receivingSince >= messageTimeout &&
+      this.#messageTimer === undefined
+    ) {
+      this.#messageTimer = setTimeout(() => {
+        this.#messageTimer = undefined;
+        if (this.#messageArrived || !this.#isMessageArriving()) return;
+        this.#connection.fail(
+          new ProtocolError(
+            "MESSAGE_TIMEOUT",
+            `No whole message within messageTimeout (${messageTimeout} ms)`,
+          ),
+        );
+        this.#handleEvents();
+      }, 0);
     }
+  }
+
+  /** Whether a frame or message is arriving, and ours to wait for. */
+  #isMessageArriving(): boolean {
+    return this.#connection.state === "open" && !this.#closeFrameOwed &&
+      this.#resumeReading === null && this.#connection.receiving;
   }
 
   /**
@@ -1790,6 +1870,7 @@ export class Socket<Data = unknown>
     clearTimeout(this.#consumerCheck);
     clearTimeout(this.#streamReaderCheck);
     clearTimeout(this.#closeFrameTimer);
+    clearTimeout(this.#messageTimer);
     this.#stopTicking?.();
     this.#deflater?.close();
     // Nothing more is written: free the frame buffer kept for reuse.

@@ -39,7 +39,9 @@ export interface ConnectOptions {
   handshakeTimeout?: number;
   /**
    * Milliseconds `close()` waits for the server's close frame and for the
-   * server to close the TCP connection.
+   * server to close the TCP connection; as on the server, counted from the
+   * last write the kernel took, and with much still unread in the kernel,
+   * up to ten times longer with our side ended first.
    * @default {5000}
    */
   closeTimeout?: number;

@@ -333,11 +333,13 @@ export class Connection {
 
   /**
    * Whether a frame (a part of its header, at least) or a fragmented
-   * message has begun to arrive and not ended: a driver's deadline for
-   * whole messages runs while this holds.
+   * message has begun to arrive and not ended, on a connection that still
+   * takes input: a driver's deadline for whole messages runs while this
+   * holds.
    */
   get receiving(): boolean {
-    return this.#parser.inFrame || this.#assembler.inMessage;
+    return this.#state !== "closed" && !this.#failed &&
+      (this.#parser.inFrame || this.#assembler.inMessage);
   }
 
   /** Bytes waiting in the output, not yet taken. */
@@ -630,9 +632,11 @@ export class Connection {
    * Fails the connection for a limit the driver enforces itself (a message
    * that takes too long to arrive, `MESSAGE_TIMEOUT`), as a protocol error
    * in the input would: a close frame with the error's close code and its
-   * code as the reason (held back under `deferCloseReply`), an `error`
-   * event, and no more input processed. Does nothing once the connection
-   * is closed, has failed, or has the peer's close frame.
+   * code as the reason (held back under `deferCloseReply`; none when ours
+   * was sent already, after `close()`), an `error` event, the state
+   * `closed` (once the held frame is sent), and no more input processed.
+   * Does nothing once the connection is closed, has failed, or has the
+   * peer's close frame.
    *
    * @param error What went wrong; its `closeCode` goes to the peer.
    *

@@ -125,7 +125,9 @@ const CLOSE_CODE_FOR: Record<ProtocolErrorCode, number> = {
 };
 
 /**
- * The peer broke RFC 6455; the connection is failed with {@linkcode closeCode}.
+ * The peer broke RFC 6455, or a limit (`maxPayload`, `maxFragments`, a
+ * driver's deadline for a message); the connection is failed with
+ * {@linkcode closeCode}.
  *
  * @example Usage
  * ```ts

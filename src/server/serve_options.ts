@@ -302,8 +302,13 @@ export interface ServeOptions<Data = unknown> {
    * Milliseconds `close()` waits for the peer's close frame, counted from
    * the last write the peer took: what was queued before the close frame
    * may take longer to go out, as long as it moves. A write counts as taken
-   * once the kernel has it, and its buffers hold a few MB: a slow peer sent
-   * a large backlog needs a `closeTimeout` long enough to read them.
+   * once the kernel has it, and its buffers hold a few MB: when that much
+   * may still be unread by the peer (more than 64 KiB were written lately)
+   * the server ends its side (FIN, after the data) rather than close, and
+   * waits on for the peer to read it, as a peer reading 64 KiB per
+   * `closeTimeout` would, up to ten times `closeTimeout`; only then does it
+   * close, since a peer that sends anything to a closed connection gets a
+   * reset, which discards what it has not read yet.
    * @default {5000}
    */
   closeTimeout?: number;
@@ -343,7 +348,8 @@ export interface ServeOptions<Data = unknown> {
   /**
    * Milliseconds one frame or message may take to arrive whole, counted
    * from when it began (checked on the shared ticker: it fires up to a
-   * quarter of this late, never early); beyond it the connection fails with
+   * quarter of this, and at least 20 ms, late, never early); beyond it the
+   * connection fails with
    * 1008 "MESSAGE_TIMEOUT". It bounds a peer that keeps a connection (and
    * what it sent of a large message) by sending a byte of it now and then,
    * which keepalive and `idleTimeout` take for traffic. Allow for your

@@ -1620,9 +1620,11 @@ Deno.test("Connection.fail() fails the connection as a protocol error would: the
   connection.receive(whole.subarray(0, 8));
   const error = new ProtocolError("MESSAGE_TIMEOUT", "too slow");
   assert.equal(error.closeCode, CLOSE_CODE.PolicyViolation);
+  assert.equal(connection.receiving, true);
   connection.fail(error);
   assert.deepEqual(connection.takeEvents(), [{ type: "error", error }]);
   assert.equal(connection.state, "closed");
+  assert.equal(connection.receiving, false, "no more input is taken");
   assert.deepEqual(
     concat(...connection.takeOutput()),
     serverFrame(Close, closeBody(1008, "MESSAGE_TIMEOUT")),

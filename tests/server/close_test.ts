@@ -237,6 +237,101 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "Socket.close() after a large backlog lets an npm:ws client that reads slowly and keeps sending read all of it: no reset when the close timeout passes, and the closing handshake completes",
+  async () => {
+    const result = Promise.withResolvers<CloseInfo>();
+    const MESSAGES = 128; // 8 MiB: more than the kernel's buffers hold
+    await using server = serve(
+      { ...LOCAL, closeTimeout: 200 },
+      async (socket) => {
+        for (let i = 0; i < MESSAGES; i++) {
+          await socket.send(new Uint8Array(64 * 1024).fill(i));
+        }
+        result.resolve(await socket.close(1000, "done"));
+      },
+    );
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    // The client reads in bursts (50 ms in every 250) and pings all along:
+    // a reset would make its kernel discard what it has not read yet, and
+    // what the kernel holds when the server's last write is done takes it
+    // longer than the close timeout to read.
+    client.ws.pause();
+    const reading = setInterval(() => {
+      client.ws.resume();
+      client.ws.ping();
+      setTimeout(() => client.ws.pause(), 50);
+    }, 250);
+    try {
+      for (let i = 0; i < MESSAGES; i++) {
+        const message = await withTimeout(client.next(), DEADLINE, `${i}`);
+        assert.ok(message instanceof Uint8Array, `message ${i}`);
+        assert.ok(message.every((byte) => byte === i), `message ${i}`);
+      }
+      client.ws.resume();
+      assert.deepEqual(await client.closed, { code: 1000, reason: "done" });
+    } finally {
+      clearInterval(reading);
+    }
+    const info = await withTimeout(result.promise, DEADLINE, "close()");
+    assert.deepEqual(info, { code: 1000, reason: "done", wasClean: true });
+  },
+);
+
+Deno.test(
+  "Socket.close() after a large backlog to Duplex's own client reading slowly: the client answers the close frame before it reads the server's FIN, and both sides close cleanly",
+  async () => {
+    const result = Promise.withResolvers<CloseInfo>();
+    const MESSAGES = 128;
+    await using server = serve(
+      { ...LOCAL, closeTimeout: 200 },
+      async (socket) => {
+        for (let i = 0; i < MESSAGES; i++) {
+          await socket.send(new Uint8Array(64 * 1024).fill(i));
+        }
+        result.resolve(await socket.close(1000, "done"));
+      },
+    );
+    await using client = await connect(wsUrl(server.addr));
+    let i = 0;
+    for await (const message of client) {
+      assert.ok(message instanceof Uint8Array);
+      assert.ok(message.every((byte) => byte === i), `message ${i}`);
+      if (++i % 16 === 0) await delay(150);
+    }
+    assert.equal(i, MESSAGES);
+    assert.deepEqual(await client.closed, {
+      code: 1000,
+      reason: "done",
+      wasClean: true,
+    });
+    const info = await withTimeout(result.promise, DEADLINE, "close()");
+    assert.deepEqual(info, { code: 1000, reason: "done", wasClean: true });
+  },
+);
+
+Deno.test(
+  "Socket.close() after a large backlog still lets go of a peer that reads it all but never answers, within ten close timeouts",
+  async () => {
+    const result = Promise.withResolvers<CloseInfo>();
+    await using server = serve(
+      { ...LOCAL, closeTimeout: 100 },
+      async (socket) => {
+        for (let i = 0; i < 32; i++) await socket.send(new Uint8Array(65536));
+        result.resolve(await socket.close(4001, "bye"));
+      },
+    );
+    using peer = await rawHandshake(server.addr);
+    const close = await peer.readClose();
+    assert.equal(close.before.length, 32);
+    assert.deepEqual([close.code, close.reason], [4001, "bye"]);
+    // Never answer: our side ended (FIN) first, then the connection.
+    await peer.readToEof();
+    const info = await withTimeout(result.promise, DEADLINE, "close()");
+    assert.deepEqual(info, { code: 1006, reason: "", wasClean: false });
+  },
+);
+
 Deno.test("serve() closes with 1000 when the handler returns", async () => {
   const tracker = new SocketTracker();
   await using server = serve(

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { serve, type Socket } from "../../mod.ts";
 import {
+  closePayload,
+  concat,
   DEADLINE,
   delay,
   echo,
@@ -86,7 +88,8 @@ Deno.test(
       40,
     );
     try {
-      const close = await peer.readClose();
+      // The pongs never stop: without a close frame, the deadline ends it.
+      const close = await withTimeout(peer.readClose(), DEADLINE, "1008");
       assert.ok(close.before.length > 0, "pongs came back meanwhile");
       assert.ok(close.before.every((f) => f.opcode === OP.pong));
       assert.equal(close.code, 1008);
@@ -120,38 +123,49 @@ Deno.test(
   },
 );
 
-Deno.test(
-  "serve({messageTimeout}) lets a peer trickle many messages as long as each arrives whole in time",
-  async () => {
-    const tracker = new SocketTracker();
-    await using server = serve(
-      { ...LOCAL, messageTimeout: 300, pingInterval: 0 },
-      tracker.wrap(echo),
-    );
-    using peer = await rawHandshake(server.addr);
-    // 16 messages of 12 bytes in 16-byte frames, a byte every 8 ms: each
-    // takes about 130 ms, all of them about 2 s, and a frame is almost
-    // always half arrived when the server looks.
-    const messages = Array.from(
-      { length: 16 },
-      (_, i) => `message ${i}`.padEnd(12),
-    );
-    const bytes = new Uint8Array(16 * 18);
-    messages.forEach((text, i) => bytes.set(frame(OP.text, text), i * 18));
-    const writer = trickle(peer, bytes, 8);
-    try {
-      for (const text of messages) {
-        const echoed = await peer.readFrame();
-        assert.equal(echoed.opcode, OP.text, "an echo, not a close frame");
-        assert.equal(new TextDecoder().decode(echoed.payload), text);
+/** Echoes each message, read as a stream when the socket streams them. */
+const echoStreams = async (socket: Socket) => {
+  for await (const message of socket.streams()) {
+    let text = "";
+    for await (const piece of message.readable) text += piece;
+    await socket.send(text);
+  }
+};
+
+for (const streamMessages of [false, true]) {
+  Deno.test(
+    `serve({messageTimeout, streamMessages: ${streamMessages}}) lets a peer trickle many messages as long as each arrives whole in time`,
+    async () => {
+      const tracker = new SocketTracker();
+      await using server = serve(
+        { ...LOCAL, messageTimeout: 300, pingInterval: 0, streamMessages },
+        tracker.wrap(streamMessages ? echoStreams : echo),
+      );
+      using peer = await rawHandshake(server.addr);
+      // 16 messages of 12 bytes in 18-byte frames, a byte every 8 ms: each
+      // takes about 150 ms, all of them over 2 s, and a frame is almost
+      // always half arrived when the server looks.
+      const messages = Array.from(
+        { length: 16 },
+        (_, i) => `message ${i}`.padEnd(12),
+      );
+      const bytes = new Uint8Array(16 * 18);
+      messages.forEach((text, i) => bytes.set(frame(OP.text, text), i * 18));
+      const writer = trickle(peer, bytes, 8);
+      try {
+        for (const text of messages) {
+          const echoed = await peer.readFrame();
+          assert.equal(echoed.opcode, OP.text, "an echo, not a close frame");
+          assert.equal(new TextDecoder().decode(echoed.payload), text);
+        }
+        const socket = await tracker.socket(peer.port);
+        assert.equal(socket.state, "open");
+      } finally {
+        writer.stop();
       }
-      const socket = await tracker.socket(peer.port);
-      assert.equal(socket.state, "open");
-    } finally {
-      writer.stop();
-    }
-  },
-);
+    },
+  );
+}
 
 Deno.test(
   "serve({messageTimeout, streamMessages}) does not count the time a message waits while the handler is slow to read it",
@@ -185,5 +199,59 @@ Deno.test(
       1024 * 1024,
     );
     assert.equal(client.ws.readyState, 1, "still open");
+  },
+);
+
+Deno.test(
+  "serve({messageTimeout}) reads what arrived while the event loop was busy before it judges a message late",
+  async () => {
+    await using server = serve(
+      { ...LOCAL, messageTimeout: 300, pingInterval: 0 },
+      echo,
+    );
+    using peer = await rawHandshake(server.addr);
+    const whole = frame(OP.text, "hello, a small message");
+    await peer.write(whole.subarray(0, 10));
+    await delay(100); // a tick (every 75 ms) sees the frame arriving
+    // The rest is in the kernel while the event loop is busy for longer
+    // than messageTimeout: the server, not the peer, was late.
+    await peer.write(whole.subarray(10));
+    const end = performance.now() + 500;
+    while (performance.now() < end);
+    const reply = await peer.readFrame();
+    assert.equal(reply.opcode, OP.text, "the echo, not a close frame");
+    assert.equal(
+      new TextDecoder().decode(reply.payload),
+      "hello, a small message",
+    );
+  },
+);
+
+Deno.test(
+  "serve({messageTimeout, idleTimeout}) due on the same tick: the idle close goes out and its handshake completes",
+  async () => {
+    const tracker = new SocketTracker();
+    await using server = serve(
+      { ...LOCAL, messageTimeout: 300, idleTimeout: 300, pingInterval: 0 },
+      tracker.wrap(drain),
+    );
+    using peer = await rawHandshake(server.addr);
+    // A whole message, then one byte of the next: both clocks start now.
+    await peer.write(
+      concat(frame(OP.text, "hi"), frame(OP.text, "never").subarray(0, 1)),
+    );
+    const close = await peer.readClose();
+    assert.equal(close.code, 1001);
+    assert.equal(close.reason, "idle timeout");
+    // The server waits for the answer, which comes late, after the rest of
+    // the frame: the late message is not the server's to judge any more.
+    await delay(500);
+    await peer.write(frame(OP.text, "never").subarray(1));
+    await peer.write(frame(OP.close, closePayload(1001)));
+    assert.deepEqual(await tracker.closed(peer.port), {
+      code: 1001,
+      reason: "",
+      wasClean: true,
+    });
   },
 );

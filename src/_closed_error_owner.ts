@@ -34,3 +34,31 @@ export function raisedBy(error: unknown, socket: object): boolean {
   return error instanceof ConnectionClosedError &&
     owners.get(error) === socket;
 }
+
+/**
+ * What to log when a {@linkcode ConnectionClosedError} that another socket
+ * raised ended a handler: an error that says so, and what to do, with the
+ * original as its `cause`.
+ *
+ * @example
+ * ```ts
+ * import { closedError, foreignCloseError } from "./_closed_error_owner.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const other = { remoteAddr: { hostname: "192.0.2.7", port: 4000 } };
+ * const error = closedError(other, "send");
+ * const logged = foreignCloseError(error);
+ * assert.equal(logged.cause, error);
+ * assert.match(logged.message, /another socket \(peer 192\.0\.2\.7:4000\)/);
+ * ```
+ */
+export function foreignCloseError(error: ConnectionClosedError): Error {
+  const owner = owners.get(error) as { remoteAddr?: Deno.NetAddr } | undefined;
+  const peer = owner?.remoteAddr;
+  return new Error(
+    `The handler ended on a ConnectionClosedError from another socket${
+      peer ? ` (peer ${peer.hostname}:${peer.port})` : ""
+    }: "${error.message}"; its own socket closes with 1011. To reach other sockets without failing this one, use trySend() or publish(), or catch the error`,
+    { cause: error },
+  );
+}

@@ -15,8 +15,12 @@ import {
   encodeRejectionResponse,
 } from "../protocol/handshake_response.ts";
 import { Socket } from "../socket.ts";
-import { CLOSE_REASON, type CloseInfo } from "../close_info.ts";
-import { raisedBy } from "../_closed_error_owner.ts";
+import {
+  CLOSE_REASON,
+  type CloseInfo,
+  ConnectionClosedError,
+} from "../close_info.ts";
+import { foreignCloseError, raisedBy } from "../_closed_error_owner.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
 import {
   checkServeOptions,
@@ -857,7 +861,13 @@ export class Server<Data = unknown> implements AsyncDisposable {
         // how a handler learns of the close; a send to another socket that
         // closed is a mistake to show.
         if (!raisedBy(error, socket)) {
-          this.#logger({ type: "handler-error", url, error });
+          this.#logger({
+            type: "handler-error",
+            url,
+            error: error instanceof ConnectionClosedError
+              ? foreignCloseError(error)
+              : error,
+          });
           socket.close(1011).catch(() => {});
         }
       }

@@ -762,9 +762,13 @@ Deno.test("a handler ended by a ConnectionClosedError from another socket's send
   assert.equal(seen.code, 1011);
   const logged = events.filter((event) => event.type === "handler-error");
   assert.equal(logged.length, 1);
-  assert.ok(
-    logged[0].type === "handler-error" &&
-      logged[0].error instanceof ConnectionClosedError,
+  assert.ok(logged[0].type === "handler-error");
+  // It says what happened and what to do; the original is its cause.
+  const error = logged[0].error as Error;
+  assert.ok(error.cause instanceof ConnectionClosedError);
+  assert.equal(
+    error.message,
+    `The handler ended on a ConnectionClosedError from another socket (peer 127.0.0.1:${leaving.port}): "Cannot send: the WebSocket is closing or closed (code 1000)"; its own socket closes with 1011. To reach other sockets without failing this one, use trySend() or publish(), or catch the error`,
   );
 });
 

@@ -1,5 +1,6 @@
 import { describe, shown } from "../protocol/_describe.ts";
 import { CLOSE_CODE, HandshakeError } from "../protocol/errors.ts";
+import { encodeClosePayload } from "../protocol/close_payload.ts";
 import { printErrors } from "./_print_errors.ts";
 import {
   type HttpRequestHead,
@@ -61,6 +62,17 @@ export interface ShutdownOptions {
    * @default {5000}
    */
   timeout?: number;
+  /**
+   * The close code sent to every open socket: 1001 (going away), or 1012
+   * (service restart) to tell clients to come back soon.
+   * @default {1001}
+   */
+  code?: number;
+  /**
+   * The close reason sent with it: at most 123 bytes of UTF-8.
+   * @default {"server shutting down"}
+   */
+  reason?: string;
 }
 
 const DEFAULT_PORT = 8765;
@@ -288,6 +300,28 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   /**
+   * The open WebSocket connections, to look at or close some of them (to
+   * reach all of them, `publish()` is cheaper).
+   *
+   * @returns A snapshot: sockets that open or close later do not change it.
+   *
+   * @example Closing the connections of one client address
+   * ```ts
+   * import { serve } from "@duplex/ws";
+   *
+   * await using server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+   *   for await (const message of socket) await socket.send(message);
+   * });
+   * for (const socket of server.sockets()) {
+   *   if (socket.remoteAddr.hostname === "192.0.2.7") await socket.close(1008, "banned");
+   * }
+   * ```
+   */
+  sockets(): Socket<Data>[] {
+    return [...this.#sockets.keys()];
+  }
+
+  /**
    * A snapshot of the server's counters: connections, messages and bytes
    * both ways, close codes, handshake rejections, drops, ping round trips.
    *
@@ -338,7 +372,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
   /**
    * Stops accepting and closes connections waiting for a request; answers
    * handshakes being decided (an `onUpgrade` hook under way) with 503 and
-   * `Retry-After: 1`; sends 1001 (going away) to every open socket, after
+   * `Retry-After: 1`; sends 1001 (going away; see `code`) to every open
+   * socket, after
    * what is queued for it (a message still streaming out gets half of
    * `timeout` or of `closeTimeout`, whichever is shorter, to end), and lets
    * plain HTTP exchanges under way finish (their responses say
@@ -351,11 +386,25 @@ export class Server<Data = unknown> implements AsyncDisposable {
    *
    * @param options How long to wait.
    * @returns A promise that resolves once everything is closed, or rejects
-   * with a `RangeError` for a bad `timeout`.
+   * with a `RangeError` for a bad `timeout`, `code` or `reason`.
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
     if (this.#shutdown !== null) return this.#shutdown;
     const timeout = options.timeout ?? 5_000;
+    const code = options.code ?? CLOSE_CODE.GoingAway;
+    const reason = options.reason ?? CLOSE_REASON.ServerShutdown;
+    try {
+      encodeClosePayload(code, reason);
+    } catch (error) {
+      const message = `Cannot shut down: ${
+        (error as Error).message.replace(/^Cannot close: /, "")
+      }`;
+      return Promise.reject(
+        error instanceof RangeError
+          ? new RangeError(message)
+          : new TypeError(message),
+      );
+    }
     if (
       typeof timeout !== "number" || !(timeout >= 0) || timeout > MAX_TIMEOUT
     ) {
@@ -367,7 +416,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         ),
       );
     }
-    this.#shutdown = this.#shutDown(timeout);
+    this.#shutdown = this.#shutDown(timeout, code, reason);
     return this.#shutdown;
   }
 
@@ -376,7 +425,11 @@ export class Server<Data = unknown> implements AsyncDisposable {
     return this.shutdown();
   }
 
-  async #shutDown(timeout: number): Promise<void> {
+  async #shutDown(
+    timeout: number,
+    code: number,
+    reason: string,
+  ): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<"timeout">((resolve) =>
       timer = setTimeout(() => resolve("timeout"), timeout)
@@ -404,9 +457,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     // closing handshake, so that its socket still closes cleanly in time.
     const streamGrace = Math.min(this.#limits.closeTimeout, timeout) / 2;
     const closing = [...this.#sockets.keys()].map((socket) =>
-      socket.close(CLOSE_CODE.GoingAway, CLOSE_REASON.ServerShutdown, {
-        streamGrace,
-      })
+      socket.close(code, reason, { streamGrace })
     );
     const outcome = await Promise.race([
       Promise.all(closing).then(() => this.finished),

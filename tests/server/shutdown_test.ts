@@ -55,6 +55,63 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "Server.shutdown({ code, reason }) sends that close code and reason to every socket (1012: come back soon)",
+  async () => {
+    await using server = serve(LOCAL, echo);
+    await using npm = await NpmClient.connect(wsUrl(server.addr));
+    await using deno = await DenoClient.connect(wsUrl(server.addr));
+    await withTimeout(
+      server.shutdown({ code: 1012, reason: "restarting, back in 5 s" }),
+      DEADLINE,
+      "shutdown()",
+    );
+    assert.deepEqual(await npm.closed, {
+      code: 1012,
+      reason: "restarting, back in 5 s",
+    });
+    assert.equal((await deno.closed).code, 1012);
+  },
+);
+
+Deno.test("Server.shutdown() rejects a close code or reason that may not be sent, and stays able to shut down", async () => {
+  await using server = serve(LOCAL, echo);
+  await assert.rejects(() => server.shutdown({ code: 1006 }), {
+    name: "RangeError",
+    message:
+      'Cannot shut down: "code" must be 1000-1003, 1007-1014 or 3000-4999, got 1006',
+  });
+  await assert.rejects(
+    () => server.shutdown({ code: 1001, reason: "x".repeat(124) }),
+    { name: "RangeError", message: /^Cannot shut down: .*123 bytes/ },
+  );
+  assert.equal(server.connections, 0);
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  assert.equal(await client.roundTrip("still serving"), "still serving");
+});
+
+Deno.test("Server.sockets() lists the open sockets, a snapshot", async () => {
+  const tracker = new SocketTracker();
+  await using server = serve(LOCAL, tracker.wrap(echo));
+  assert.deepEqual(server.sockets(), []);
+  await using first = await NpmClient.connect(wsUrl(server.addr));
+  await using second = await NpmClient.connect(wsUrl(server.addr));
+  const sockets = server.sockets();
+  assert.deepEqual(
+    new Set(sockets),
+    new Set([
+      await tracker.socket(first.port),
+      await tracker.socket(second.port),
+    ]),
+  );
+  // Closing one of them from the list.
+  const leaving = await tracker.socket(first.port);
+  await leaving.close(4000, "kicked");
+  assert.deepEqual(await first.closed, { code: 4000, reason: "kicked" });
+  assert.deepEqual(server.sockets(), [await tracker.socket(second.port)]);
+  assert.equal(sockets.length, 2, "the snapshot did not change");
+});
+
 Deno.test("Server.shutdown() returns the same promise when called again", async () => {
   const server = serve(LOCAL, echo);
   const first = server.shutdown();

@@ -1,3 +1,4 @@
+import { withContext } from "../_error_context.ts";
 import { checkOptionsObject, CONNECT_OPTIONS } from "./_connect_options.ts";
 import { describe, shown } from "../protocol/_describe.ts";
 import {
@@ -146,8 +147,10 @@ const BODY_GRACE_EXPIRED = Symbol("body grace expired");
  * @throws {Deno.errors.TimedOut} When the handshake takes longer than
  * `handshakeTimeout`.
  * @throws {Error} The network error (`Deno.errors.ConnectionRefused`, a TLS
- * certificate error, ...) when the connection cannot be made, or the
- * signal's reason when it is aborted.
+ * certificate error, ...) when the connection cannot be made, of the
+ * runtime's class and `code`, its message prefixed with the URL and the
+ * runtime's error as its `cause`; or the signal's reason when it is
+ * aborted.
  *
  * @example Talking to an echo server
  * ```ts
@@ -219,7 +222,11 @@ export async function connect(
     opening.then((c) => stopped !== undefined && closeQuietly(c), () => {});
     conn = await Promise.race([opening, waiting]);
     throwIfHalted();
-    if (target.protocol === "wss:") await (conn as Deno.TlsConn).handshake();
+    if (target.protocol === "wss:") {
+      await (conn as Deno.TlsConn).handshake().catch((error) => {
+        throw withContext(error, `Cannot connect to ${target.href}`);
+      });
+    }
 
     const writer = conn.writable.getWriter();
     await writer.write(handshake.request);
@@ -314,9 +321,12 @@ function openTransport(url: URL, caCerts?: string[]): Promise<Deno.Conn> {
   const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const secure = url.protocol === "wss:";
   const port = url.port === "" ? (secure ? 443 : 80) : Number(url.port);
-  return secure
+  const opening: Promise<Deno.Conn> = secure
     ? Deno.connectTls({ hostname, port, caCerts })
     : Deno.connect({ hostname, port });
+  return opening.catch((error) => {
+    throw withContext(error, `Cannot connect to ${url.href}`);
+  });
 }
 
 /** Checks what `connect()` was given; returns the limits, defaults applied. */

@@ -1,6 +1,7 @@
 import { describe, shown } from "../protocol/_describe.ts";
 import { CLOSE_CODE, HandshakeError } from "../protocol/errors.ts";
 import { encodeClosePayload } from "../protocol/close_payload.ts";
+import { withContext } from "../_error_context.ts";
 import { printErrors } from "./_print_errors.ts";
 import {
   type HttpRequestHead,
@@ -277,7 +278,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         cert: options.cert,
         key: options.key!,
       })
-      : Deno.listen({ port, hostname, reusePort: options.reusePort });
+      : listen({ port, hostname, reusePort: options.reusePort });
     this.addr = this.#listener.addr as Deno.NetAddr;
     this.finished = this.#acceptLoop();
     options.signal?.addEventListener("abort", () => this.shutdown(), {
@@ -1105,6 +1106,22 @@ function checkUpgradeDecision(decision: unknown): void {
   }
 }
 
+/** `Deno.listen`, with an error that says where. */
+function listen(options: Deno.TcpListenOptions): Deno.TcpListener {
+  try {
+    return Deno.listen(options);
+  } catch (error) {
+    throw listenError(error, options);
+  }
+}
+
+function listenError(error: unknown, options: Deno.TcpListenOptions): unknown {
+  return withContext(
+    error,
+    `Cannot serve on ${options.hostname}:${options.port}`,
+  );
+}
+
 /** `Deno.listenTls`, with an error that says which option is wrong. */
 function listenTls(
   options: Deno.TcpListenOptions & Deno.TlsCertifiedKeyPem,
@@ -1121,6 +1138,6 @@ function listenTls(
     if (/certificate|private key|PEM/i.test(message)) {
       throw new TypeError(`Cannot serve: "cert" or "key": ${message}`);
     }
-    throw error;
+    throw listenError(error, options);
   }
 }

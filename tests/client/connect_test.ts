@@ -379,14 +379,19 @@ Deno.test("connect stops when its signal is aborted", async () => {
   await server.close();
 });
 
-Deno.test("connect fails with the network error when nothing listens", async () => {
+Deno.test("connect fails with the network error, naming the URL, when nothing listens", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
-  await assert.rejects(
-    connect(`ws://127.0.0.1:${port}`),
-    Deno.errors.ConnectionRefused,
+  const error = await connect(`ws://127.0.0.1:${port}`).catch((e) => e);
+  // The runtime's error, same class and code, saying where it went.
+  assert.ok(error instanceof Deno.errors.ConnectionRefused, String(error));
+  assert.match(
+    error.message,
+    new RegExp(`^Cannot connect to ws://127\\.0\\.0\\.1:${port}/: `),
   );
+  assert.equal((error as { code?: string }).code, "ECONNREFUSED");
+  assert.ok(error.cause instanceof Deno.errors.ConnectionRefused);
 });
 
 Deno.test("connect rejects caller mistakes with TypeError and RangeError", async () => {

@@ -68,3 +68,15 @@ Deno.test("prepareMessage() takes an ArrayBuffer as send() does, and rejects any
     });
   }
 });
+
+Deno.test("serve() on a port in use throws the runtime's AddrInUse, naming the address", () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  assert.throws(
+    () => serve({ ...LOCAL, port }, echo),
+    (error: unknown) =>
+      error instanceof Deno.errors.AddrInUse &&
+      error.message.startsWith(`Cannot serve on 127.0.0.1:${port}: `) &&
+      error.cause instanceof Deno.errors.AddrInUse,
+  );
+});

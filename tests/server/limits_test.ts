@@ -452,6 +452,10 @@ Deno.test("serve() whose onListen throws rethrows and leaves nothing listening",
       again = serve({ ...LOCAL, port }, echo);
     } catch (error) {
       assert.ok(error instanceof Deno.errors.AddrInUse, String(error));
+      assert.match(
+        error.message,
+        new RegExp(`^Cannot serve on 127\\.0\\.0\\.1:${port}: `),
+      );
     }
   }
   assert.ok(again, `port ${port} still in use after a second`);

@@ -204,11 +204,12 @@ export function parseUrl(command: string, positionals: string[]): URL {
   } catch {
     url = undefined;
   }
+  // As connect() does: http: means ws:, https: wss:.
+  if (url?.protocol === "http:") url.protocol = "ws:";
+  else if (url?.protocol === "https:") url.protocol = "wss:";
   if (url?.protocol === "ws:" || url?.protocol === "wss:") return url;
   let hint: string;
-  if (url?.protocol === "http:" || url?.protocol === "https:") {
-    hint = `did you mean ${text.replace(/^http/i, "ws")}?`;
-  } else if (/^[a-z][a-z0-9+.-]*:/i.test(text) && !/^[^:/]+:\d/.test(text)) {
+  if (/^[a-z][a-z0-9+.-]*:/i.test(text) && !/^[^:/]+:\d/.test(text)) {
     // It has a scheme already (a wrong one, or a ws: URL that does not
     // parse): prefixing another would not help.
     hint = "pass a URL such as ws://host:port/path or wss://host/path";

@@ -137,7 +137,8 @@ const BODY_GRACE_EXPIRED = Symbol("body grace expired");
  *   `closeTimeout`. After a protocol error from the server, the client
  *   closes the TCP connection itself once its close frame is written.
  *
- * @param url A `ws:` or `wss:` URL; a fragment is ignored.
+ * @param url A `ws:` or `wss:` URL (`http:` and `https:` stand for them, as
+ * in the WebSocket standard); a fragment is ignored.
  * @param options Subprotocols, headers, timeouts and limits.
  * @returns The open socket.
  * @throws {TypeError} When the URL is not `ws:`/`wss:`, or a subprotocol or

@@ -82,7 +82,7 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  *   queued for the next connection), and whatever a new connection needs
  *   (a login, subscriptions, messages to resend) is up to the loop body.
  *
- * @param url A `ws:` or `wss:` URL.
+ * @param url A `ws:` or `wss:` URL (or `http:`, `https:` for them).
  * @param options Backoff settings and the options of {@linkcode connect}.
  * @returns An async iterable of open sockets.
  * @throws {Error} The error of the last attempt, when it is not retried.

@@ -643,9 +643,12 @@ function parseUrl(input: string | URL): URL {
       }`,
     );
   }
+  // As the WebSocket standard does: http: means ws:, https: wss:.
+  if (url.protocol === "http:") url.protocol = "ws:";
+  else if (url.protocol === "https:") url.protocol = "wss:";
   if (url.protocol !== "ws:" && url.protocol !== "wss:") {
     throw new TypeError(
-      `Cannot connect: "url" must use ws: or wss:, got ${url.protocol}`,
+      `Cannot connect: "url" must use ws: or wss: (or http: or https:), got ${url.protocol}`,
     );
   }
   if (url.username !== "" || url.password !== "") {

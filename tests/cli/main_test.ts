@@ -51,10 +51,6 @@ Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
       ["send"],
       /^duplex send: missing the server URL \(ws:\/\/\.\.\. or wss:\/\/\.\.\.\)\nRun "duplex send --help" for usage\.\n$/,
     ],
-    [
-      ["listen", "http://localhost:8765/chat"],
-      /"http:\/\/localhost:8765\/chat" is not a valid ws: or wss: URL; did you mean ws:\/\/localhost:8765\/chat\?/,
-    ],
     [["send", "localhost:8765", "hi"], /did you mean ws:\/\/localhost:8765\?/],
     // A URL with a scheme is not given a second one.
     [

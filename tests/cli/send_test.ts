@@ -40,6 +40,15 @@ Deno.test("duplex send sends each argument as a text message and closes with 100
   assert.deepEqual(await recorder.received(), ["hello", "wörld", ""]);
 });
 
+Deno.test("duplex send takes an http: URL for ws:, as connect() does", async () => {
+  const recorder = recordingServer();
+  await using _ = recorder.server;
+  const url = recorder.url.replace(/^ws:/, "http:");
+  const { code, stderr } = await runCli(["send", url, "hello"]);
+  assert.equal(code, 0, stderr);
+  assert.deepEqual(await recorder.received(), ["hello"]);
+});
+
 Deno.test("duplex send --binary sends the arguments' UTF-8 bytes", async () => {
   const recorder = recordingServer();
   await using _ = recorder.server;

@@ -114,8 +114,10 @@ Deno.test("ClientHandshake makes a fresh 16-byte key each time (RFC 6455 §4.1)"
 
 Deno.test("ClientHandshake rejects bad URLs, subprotocols and headers with TypeError", async () => {
   await assert.rejects(
-    ClientHandshake.create("http://localhost/"),
-    new TypeError('Cannot connect: "url" must use ws: or wss:, got http:'),
+    ClientHandshake.create("ftp://localhost/"),
+    new TypeError(
+      'Cannot connect: "url" must use ws: or wss: (or http: or https:), got ftp:',
+    ),
   );
   await assert.rejects(
     ClientHandshake.create("not a url"),
@@ -583,4 +585,12 @@ Deno.test("ClientHandshake.receive() after the handshake is over throws a TypeEr
     name: "TypeError",
     message: /the handshake is over; give what follows/,
   });
+});
+
+Deno.test("ClientHandshake takes http: for ws: and https: for wss:, as the WebSocket standard does", async () => {
+  const plain = await ClientHandshake.create("http://localhost:8080/chat?x=1");
+  assert.equal(plain.url.href, "ws://localhost:8080/chat?x=1");
+  const secure = await ClientHandshake.create("https://example.com/");
+  assert.equal(secure.url.href, "wss://example.com/");
+  assert.equal(secure.url.port, "", "443 stays the default port");
 });

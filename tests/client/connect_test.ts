@@ -396,8 +396,10 @@ Deno.test("connect fails with the network error, naming the URL, when nothing li
 
 Deno.test("connect rejects caller mistakes with TypeError and RangeError", async () => {
   await assert.rejects(
-    connect("http://127.0.0.1/"),
-    new TypeError('Cannot connect: "url" must use ws: or wss:, got http:'),
+    connect("ftp://127.0.0.1/"),
+    new TypeError(
+      'Cannot connect: "url" must use ws: or wss: (or http: or https:), got ftp:',
+    ),
   );
   await assert.rejects(
     connect("ws://127.0.0.1/", { handshakeTimeout: -1 }),

@@ -2,28 +2,34 @@
  * Serves the files of a folder over HTTP and a WebSocket echo on the same
  * port.
  *
- *     deno run -A examples/static.ts [--port N] [--root DIR]
+ *     deno run -A examples/static.ts [--port N] [--hostname H] [--root DIR]
  *
  * Open http://localhost:8765/ for a page that talks to ws://localhost:8765/echo.
- * The root defaults to examples/www next to this file.
+ * The port defaults to the PORT environment variable, else 8765; the hostname
+ * to 0.0.0.0, every interface (`--hostname 127.0.0.1`: this machine only);
+ * the root to examples/www next to this file.
  *
  * @module
  */
 import { serve, serveStatic } from "../mod.ts";
 import { parseArgs } from "node:util";
+import { checkHostname, listeningAt } from "./_listen.ts";
 
 /** Prints what was wrong with the command line and exits with 2. */
 function usage(message: string): never {
-  console.error(`${message}\nusage: static.ts [--port N] [--root DIR]`);
+  console.error(
+    `${message}\nusage: static.ts [--port N] [--hostname H] [--root DIR]`,
+  );
   Deno.exit(2);
 }
 
-let values: { port: string; root: string };
+let values: { port: string; hostname: string; root: string };
 try {
   ({ values } = parseArgs({
     args: Deno.args,
     options: {
       port: { type: "string", default: Deno.env.get("PORT") ?? "8765" },
+      hostname: { type: "string", default: "0.0.0.0" },
       root: {
         type: "string",
         default: new URL("./www", import.meta.url).pathname,
@@ -50,10 +56,11 @@ try {
 const controller = new AbortController();
 const server = serve({
   port: Number(values.port),
+  hostname: checkHostname(values.hostname, usage),
   signal: controller.signal,
   fetch: files,
-  onListen: ({ port }) =>
-    console.log(`Serving ${values.root} on http://localhost:${port}/`),
+  onListen: (addr) =>
+    console.log(`Serving ${values.root} on ${listeningAt("http", addr, "/")}`),
 }, async (socket) => {
   for await (const message of socket) await socket.send(message);
 });

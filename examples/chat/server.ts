@@ -3,11 +3,13 @@
  * WebSocket share one port. Rooms are topics; each room keeps its last
  * messages for newcomers and announces how many are present.
  *
- *     deno run -A examples/chat/server.ts [--port N] [--history N]
+ *     deno run -A examples/chat/server.ts [--port N] [--hostname H] [--history N]
  *
  * Then open http://localhost:8765/ in two browser tabs. The port comes from
  * `--port`, else the PORT environment variable, else 8765; `--port 0` picks a
- * free port. `--history` is how many messages a room keeps (default 50).
+ * free port. It listens on every interface (0.0.0.0) unless `--hostname` says
+ * where (`--hostname 127.0.0.1`: this machine only). `--history` is how many
+ * messages a room keeps (default 50).
  *
  * What a public chat needs beyond the protocol: WebSockets opened by pages
  * of other sites are refused (403), since a page elsewhere could otherwise
@@ -42,6 +44,7 @@
  */
 import { serve, type Server, serveStatic, type Socket } from "../../mod.ts";
 import { parseArgs } from "node:util";
+import { checkHostname, listeningAt } from "../_listen.ts";
 
 /** One chat message, as kept in a room's history. */
 export interface Line {
@@ -332,21 +335,29 @@ export function parse(data: string | Uint8Array): ClientMessage | string {
   }
 }
 
-/**
- * `--name N` or `--name=N`, else the environment variable `env` if given,
- * an integer from 0 to 65535.
- */
-function flag(name: string, fallback: number, env?: string): number {
-  let text: string | undefined;
+/** The command line's `--port`, `--hostname` and `--history`. */
+function args() {
   try {
-    text = parseArgs({
+    return parseArgs({
       args: Deno.args,
-      options: { port: { type: "string" }, history: { type: "string" } },
-    }).values[name as "port" | "history"];
+      options: {
+        port: { type: "string" },
+        hostname: { type: "string", default: "0.0.0.0" },
+        history: { type: "string" },
+      },
+    }).values;
   } catch (error) {
     console.error((error as Error).message);
     Deno.exit(2);
   }
+}
+
+/**
+ * `--name N` or `--name=N`, else the environment variable `env` if given,
+ * an integer from 0 to 65535.
+ */
+function flag(name: "port" | "history", fallback: number, env?: string) {
+  let text = args()[name];
   let label = `--${name}`;
   if (text === undefined && env !== undefined) {
     text = Deno.env.get(env);
@@ -368,9 +379,11 @@ if (import.meta.main) {
   const controller = new AbortController();
   const server = startChat({
     port: flag("port", 8765, "PORT"),
+    hostname: checkHostname(args().hostname),
     history: flag("history", 50),
     signal: controller.signal,
-    onListen: ({ port }) => console.log(`Chat on http://localhost:${port}/`),
+    onListen: (addr) =>
+      console.log(`Chat on ${listeningAt("http", addr, "/")}`),
   });
   // Ctrl-C shuts down gracefully; a second one exits at once.
   Deno.addSignalListener("SIGINT", () => {

@@ -3,10 +3,21 @@ import { WebSocket as WsClient } from "ws";
 
 const ROOT = new URL("../../", import.meta.url);
 
-/** Starts an example, waits for the port it prints, and stops it at the end. */
+/**
+ * Starts an example on 127.0.0.1, waits for the port it prints, and stops it
+ * at the end.
+ */
 async function startExample(file: string, pattern: RegExp) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(file, ROOT).pathname, "--port", "0"],
+    args: [
+      "run",
+      "-A",
+      new URL(file, ROOT).pathname,
+      "--port",
+      "0",
+      "--hostname",
+      "127.0.0.1",
+    ],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -55,10 +66,18 @@ async function echoOnce(url: string, message: string): Promise<string> {
   }
 }
 
-Deno.test("examples/echo.ts prints its URL, echoes, and shuts down on SIGINT", async () => {
+/** The page at http://127.0.0.1:port/, which must be there. */
+async function page(port: number): Promise<string> {
+  using client = Deno.createHttpClient({});
+  const response = await fetch(`http://127.0.0.1:${port}/`, { client });
+  assert.equal(response.status, 200);
+  return await response.text();
+}
+
+Deno.test("examples/echo.ts listens where --hostname says, prints that URL, echoes, and shuts down on SIGINT", async () => {
   const example = await startExample(
     "examples/echo.ts",
-    /ws:\/\/localhost:(\d+)/,
+    /^Echo server on ws:\/\/127\.0\.0\.1:(\d+)$/m,
   );
   try {
     assert.equal(
@@ -71,24 +90,39 @@ Deno.test("examples/echo.ts prints its URL, echoes, and shuts down on SIGINT", a
   }
 });
 
-Deno.test("examples/static.ts serves files and a WebSocket on one port", async () => {
+Deno.test("examples/static.ts serves files and a WebSocket on one port, where --hostname says", async () => {
   const example = await startExample(
     "examples/static.ts",
-    /http:\/\/localhost:(\d+)/,
+    /^Serving \S+ on http:\/\/127\.0\.0\.1:(\d+)\/$/m,
   );
   try {
-    using client = Deno.createHttpClient({});
-    const response = await fetch(`http://127.0.0.1:${example.port}/`, {
-      client,
-    });
-    assert.equal(response.status, 200);
-    assert.match(await response.text(), /<title>Duplex echo<\/title>/);
+    assert.match(await page(example.port), /<title>Duplex echo<\/title>/);
     assert.equal(
       await echoOnce(`ws://127.0.0.1:${example.port}/echo`, "hi"),
       "hi",
     );
   } finally {
     await example.stop();
+  }
+});
+
+Deno.test("examples/chat/server.ts serves its page and chat where --hostname says", async () => {
+  const example = await startExample(
+    "examples/chat/server.ts",
+    /^Chat on http:\/\/127\.0\.0\.1:(\d+)\/$/m,
+  );
+  try {
+    assert.match(await page(example.port), /<title>Duplex chat<\/title>/);
+    const reply = await echoOnce(
+      `ws://127.0.0.1:${example.port}/`,
+      JSON.stringify({ type: "say", text: "hi" }),
+    );
+    assert.deepEqual(JSON.parse(reply), {
+      type: "error",
+      message: "Join a room first",
+    });
+  } finally {
+    assert.equal((await example.stop()).code, 0);
   }
 });
 
@@ -110,6 +144,21 @@ Deno.test("examples reject a bad command line with exit code 2 and a message, no
       ["--port=x"],
       /--port must be an integer from 0 to 65535, got "x"/,
     ],
+    [
+      "examples/echo.ts",
+      ["--hostname="],
+      /--hostname must be an IP address or host name, such as 127\.0\.0\.1 or ::, got ""/,
+    ],
+    [
+      "examples/static.ts",
+      ["--hostname", "999.1.1.1"],
+      /--hostname must be an IP address or host name, such as 127\.0\.0\.1 or ::, got "999\.1\.1\.1"\nusage: static\.ts/,
+    ],
+    [
+      "examples/chat/server.ts",
+      ["--hostname", "not a host"],
+      /--hostname must be an IP address or host name, such as 127\.0\.0\.1 or ::, got "not a host"/,
+    ],
   ];
   await Promise.all(cases.map(async ([file, args, message]) => {
     const { code, stderr } = await new Deno.Command(Deno.execPath(), {
@@ -126,9 +175,18 @@ Deno.test("examples reject a bad command line with exit code 2 and a message, no
 
 Deno.test("every server example takes its port from PORT when --port is not given, and refuses a bad one", async () => {
   const examples: [string, string[], RegExp][] = [
-    ["examples/echo.ts", [], /ws:\/\/localhost:(\d+)/],
-    ["examples/static.ts", [], /http:\/\/localhost:(\d+)/],
-    ["examples/chat/server.ts", [], /http:\/\/localhost:(\d+)/],
+    // No --hostname: every interface, and said so.
+    ["examples/echo.ts", [], /ws:\/\/localhost:(\d+) \(all interfaces\)/],
+    [
+      "examples/static.ts",
+      [],
+      /http:\/\/localhost:(\d+)\/ \(all interfaces\)/,
+    ],
+    [
+      "examples/chat/server.ts",
+      [],
+      /http:\/\/localhost:(\d+)\/ \(all interfaces\)/,
+    ],
     [
       "examples/cluster.ts",
       ["--workers", "1", "--hostname", "127.0.0.1"],

@@ -1,0 +1,58 @@
+/**
+ * Where the examples listen: `--hostname`, checked, and the URL to print.
+ *
+ * There is no HOSTNAME environment variable beside PORT: containers and some
+ * shells export HOSTNAME as the machine's name, which would quietly move the
+ * server off 0.0.0.0.
+ *
+ * @module
+ */
+
+/** Says what is wrong and exits with 2. */
+function fail(message: string): never {
+  console.error(message);
+  Deno.exit(2);
+}
+
+/**
+ * Checks the value of `--hostname` (`undefined`: given without one).
+ *
+ * @param text The value given.
+ * @param usage Reports a bad value; by default printed, then exit code 2.
+ * @returns The hostname, an IP address or host name.
+ */
+export function checkHostname(
+  text: string | undefined,
+  usage: (message: string) => never = fail,
+): string {
+  if (
+    text === undefined || !/^[\w.:-]+$/.test(text) ||
+    URL.parse(`ws://${host(text)}/`) === null
+  ) {
+    usage(
+      `--hostname must be an IP address or host name, such as 127.0.0.1 or ::, got ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return text;
+}
+
+/**
+ * The URL of a server listening at `addr`, to print: `localhost` and
+ * "(all interfaces)" when it listens on every interface.
+ */
+export function listeningAt(
+  scheme: string,
+  { hostname, port }: Deno.NetAddr,
+  path = "",
+): string {
+  return hostname === "0.0.0.0" || hostname === "::"
+    ? `${scheme}://localhost:${port}${path} (all interfaces)`
+    : `${scheme}://${host(hostname)}:${port}${path}`;
+}
+
+/** The host part of a URL: an IPv6 address goes in brackets. */
+function host(hostname: string): string {
+  return hostname.includes(":") ? `[${hostname}]` : hostname;
+}

@@ -42,36 +42,43 @@ const EXPECTED_CLOSE = {
   wasClean: false,
 };
 
-Deno.test(
-  "serve({messageTimeout}) fails a frame trickled in a byte at a time with 1008 MESSAGE_TIMEOUT, though the bytes count as traffic for keepalive",
-  async () => {
-    const tracker = new SocketTracker();
-    await using server = serve(
-      // Traffic every 40 ms: no keepalive ping is ever due.
-      { ...LOCAL, messageTimeout: 300, pingInterval: 200 },
-      tracker.wrap(drain),
-    );
-    using peer = await rawHandshake(server.addr);
-    const writer = trickle(peer, frame(OP.binary, new Uint8Array(1000)), 40);
-    try {
-      const close = await peer.readClose();
-      assert.deepEqual(close.before, [], "no ping, no other frame");
-      assert.equal(close.code, 1008);
-      assert.equal(close.reason, "MESSAGE_TIMEOUT");
-      assert.ok(writer.sent() < 1000, "the frame was still arriving");
-      const info = await tracker.closed(peer.port);
-      assert.deepEqual(
-        { code: info.code, reason: info.reason, wasClean: info.wasClean },
-        EXPECTED_CLOSE,
+for (
+  const [what, whole] of [
+    ["a data frame", frame(OP.binary, new Uint8Array(1000))],
+    ["a control frame", frame(OP.ping, new Uint8Array(125))],
+  ] as const
+) {
+  Deno.test(
+    `serve({messageTimeout}) fails ${what} trickled in a byte at a time with 1008 MESSAGE_TIMEOUT, though the bytes count as traffic for keepalive`,
+    async () => {
+      const tracker = new SocketTracker();
+      await using server = serve(
+        // Traffic every 40 ms: no keepalive ping is ever due.
+        { ...LOCAL, messageTimeout: 300, pingInterval: 200 },
+        tracker.wrap(drain),
       );
-      assert.equal(info.error?.code, "MESSAGE_TIMEOUT");
-      // The server lets the transport go (after a short linger).
-      await peer.readToEof();
-    } finally {
-      writer.stop();
-    }
-  },
-);
+      using peer = await rawHandshake(server.addr);
+      const writer = trickle(peer, whole, 40);
+      try {
+        const close = await peer.readClose();
+        assert.deepEqual(close.before, [], "no ping, no pong, no other frame");
+        assert.equal(close.code, 1008);
+        assert.equal(close.reason, "MESSAGE_TIMEOUT");
+        assert.ok(writer.sent() < whole.length, "the frame was still arriving");
+        const info = await tracker.closed(peer.port);
+        assert.deepEqual(
+          { code: info.code, reason: info.reason, wasClean: info.wasClean },
+          EXPECTED_CLOSE,
+        );
+        assert.equal(info.error?.code, "MESSAGE_TIMEOUT");
+        // The server lets the transport go (after a short linger).
+        await peer.readToEof();
+      } finally {
+        writer.stop();
+      }
+    },
+  );
+}
 
 Deno.test(
   "serve({messageTimeout}) fails a fragmented message that never ends, though its fragments and the pings between them arrive whole",
@@ -98,27 +105,6 @@ Deno.test(
       assert.equal(info.code, 1008);
     } finally {
       clearInterval(pings);
-    }
-  },
-);
-
-Deno.test(
-  "serve({messageTimeout}) fails a control frame trickled in a byte at a time",
-  async () => {
-    const tracker = new SocketTracker();
-    await using server = serve(
-      { ...LOCAL, messageTimeout: 300, pingInterval: 0 },
-      tracker.wrap(drain),
-    );
-    using peer = await rawHandshake(server.addr);
-    const writer = trickle(peer, frame(OP.ping, new Uint8Array(125)), 40);
-    try {
-      const close = await peer.readClose();
-      assert.deepEqual(close.before, [], "the ping never arrived whole");
-      assert.equal(close.code, 1008);
-      assert.equal(close.reason, "MESSAGE_TIMEOUT");
-    } finally {
-      writer.stop();
     }
   },
 );

@@ -29,6 +29,7 @@ export {
 export * from "./src/protocol/handshake_response.ts";
 export * from "./src/protocol/prepared_message.ts";
 export {
+  type ClientDeflateOptions,
   type ExtensionOffer,
   negotiatePerMessageDeflate,
   parseExtensions,

@@ -19,6 +19,13 @@ export const CONNECT_OPTIONS: ReadonlySet<string> = new Set([
   "maxHeaders",
   "pingInterval",
   "pongTimeout",
+  "idleTimeout",
+  "messageTimeout",
+  "sendHighWaterMark",
+  "maxBackpressure",
+  "backpressurePolicy",
+  "receiveHighWaterMark",
+  "maxQueuedMessages",
 ]);
 
 /**

@@ -6,7 +6,12 @@ import {
   ClientHandshakeError,
 } from "../protocol/client_handshake.ts";
 import { DEFAULT_MAX_PAYLOAD } from "../protocol/connection.ts";
+import {
+  type ClientDeflateOptions,
+  resolveClientDeflateOptions,
+} from "../protocol/permessage_deflate.ts";
 import { Socket } from "../socket.ts";
+import type { BackpressurePolicy } from "../socket_options.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
 
 /** Options of {@linkcode connect}. */
@@ -74,11 +79,15 @@ export interface ConnectOptions {
   caCerts?: string[];
   /**
    * Offer permessage-deflate (RFC 7692), without context takeover either
-   * way; messages of 1 KiB or more are then compressed when the server
-   * agrees. See {@linkcode Socket.prototype.perMessageDeflate}.
+   * way: `true` for the default settings, or settings (see
+   * {@linkcode ClientDeflateOptions}: the smallest message compressed,
+   * 1 KiB by default, and the zlib level). Messages the client sends are
+   * then compressed when the server agrees; what the server sends follows
+   * the server's settings. See
+   * {@linkcode Socket.prototype.perMessageDeflate}.
    * @default {false}
    */
-  perMessageDeflate?: boolean;
+  perMessageDeflate?: boolean | ClientDeflateOptions;
   /**
    * Deliver each message as a stream of its pieces as they arrive
    * ({@linkcode Socket.prototype.streams}) instead of whole, for messages
@@ -101,6 +110,71 @@ export interface ConnectOptions {
    * @default {20000}
    */
   pongTimeout?: number;
+  /**
+   * Milliseconds without a message either way before the connection is
+   * closed with 1001 "idle timeout"; 0 disables it. A message still
+   * arriving counts with each piece of it; pings and pongs do not count.
+   * @default {0}
+   */
+  idleTimeout?: number;
+  /**
+   * Milliseconds one frame or message from the server may take to arrive
+   * whole, counted from when it began (checked on a ticker: it fires up to
+   * a quarter of this, and at least 20 ms, late, never early); beyond it
+   * the connection fails with 1008 "MESSAGE_TIMEOUT". It bounds a server
+   * that keeps the connection (and what it sent of a large message) by
+   * sending a byte of it now and then, which keepalive and `idleTimeout`
+   * take for traffic. Allow for your largest message at the slowest rate
+   * you expect. Not counted while the socket has stopped reading for
+   * inbound backpressure (a slow loop). 0 disables it.
+   * @default {0}
+   */
+  messageTimeout?: number;
+  /**
+   * Queued outgoing bytes above which `send()` waits for the writes
+   * (`trySend()` then says `backpressure`).
+   * @default {1048576}
+   */
+  sendHighWaterMark?: number;
+  /**
+   * Queued outgoing bytes at which `backpressurePolicy` applies; at least
+   * `sendHighWaterMark`. Unbounded by default, unlike `serve()`'s 16 MiB: a
+   * server bounds what each of its many peers can make it hold, while a
+   * client's queue is filled by its own code, which bounds it by awaiting
+   * `send()` (each `send()` resolves once the queue drains below
+   * `sendHighWaterMark`, and nothing is dropped), and closing or dropping
+   * would lose what the application meant to send (an upload to a slow
+   * server, say). Set it to bound a client that sends without awaiting
+   * (`trySend()`, or `send()` not awaited) to a server that may stop
+   * reading.
+   * @default {Number.MAX_SAFE_INTEGER}
+   */
+  maxBackpressure?: number;
+  /**
+   * What happens to a message sent while `maxBackpressure` bytes are
+   * queued: as with `serve()`, under "close" the transport is closed at
+   * once (`closed` reports 1008 "backpressure limit exceeded"). It applies
+   * only once `maxBackpressure` is set: "close" or "drop" without it
+   * throws, since the unbounded default never reaches it.
+   * @default {"close"}
+   */
+  backpressurePolicy?: BackpressurePolicy;
+  /**
+   * Received bytes queued for the loop before the socket stops reading
+   * (text counts its string length), leaving the rest in the TCP window so
+   * that a fast server is slowed to the pace of a slow loop. With
+   * `streamMessages`, the pieces of every message not read yet count.
+   * Parsing stops at the message that reaches it: the queue may exceed it
+   * by that one message, of up to `maxPayload`.
+   * @default {1048576}
+   */
+  receiveHighWaterMark?: number;
+  /**
+   * Received messages queued for the loop before the socket stops reading
+   * (and parsing: a read of thousands of tiny frames stops at it).
+   * @default {1024}
+   */
+  maxQueuedMessages?: number;
 }
 
 const DEFAULTS = {
@@ -109,11 +183,31 @@ const DEFAULTS = {
   maxPayload: DEFAULT_MAX_PAYLOAD,
   pingInterval: 0,
   pongTimeout: 20_000,
+  idleTimeout: 0,
+  messageTimeout: 0,
+  sendHighWaterMark: 1024 * 1024,
+  // Unbounded: send() waits at sendHighWaterMark, nothing is dropped.
+  maxBackpressure: Number.MAX_SAFE_INTEGER,
+  receiveHighWaterMark: 1024 * 1024,
+  maxQueuedMessages: 1024,
 } as const;
+type Limits = { -readonly [K in keyof typeof DEFAULTS]: number };
 // Options where 0 means "off".
-const MAY_BE_ZERO = new Set(["pingInterval", "pongTimeout"]);
-const HIGH_WATER_MARK = 1024 * 1024;
-const MAX_QUEUED_MESSAGES = 1024;
+const MAY_BE_ZERO = new Set([
+  "pingInterval",
+  "pongTimeout",
+  "idleTimeout",
+  "messageTimeout",
+]);
+// Options in milliseconds.
+const TIMEOUTS = new Set([
+  "handshakeTimeout",
+  "closeTimeout",
+  "pingInterval",
+  "pongTimeout",
+  "idleTimeout",
+  "messageTimeout",
+]);
 /** How long to wait for the start of a rejection's body (no Content-Length). */
 const BODY_GRACE = 1_000;
 const BODY_GRACE_EXPIRED = Symbol("body grace expired");
@@ -136,14 +230,23 @@ const BODY_GRACE_EXPIRED = Symbol("body grace expired");
  *   server to close the TCP connection (RFC 6455 §7.1.1), both within
  *   `closeTimeout`. After a protocol error from the server, the client
  *   closes the TCP connection itself once its close frame is written.
+ * - Flow control is as on the server: `send()` waits above
+ *   `sendHighWaterMark`, and the socket stops reading once
+ *   `receiveHighWaterMark` bytes or `maxQueuedMessages` messages wait for
+ *   the loop. Unlike the server, the outgoing queue is unbounded unless
+ *   `maxBackpressure` is set (see there why).
  *
  * @param url A `ws:` or `wss:` URL (`http:` and `https:` stand for them, as
  * in the WebSocket standard); a fragment is ignored.
- * @param options Subprotocols, headers, timeouts and limits.
+ * @param options Subprotocols, headers, compression, timeouts and limits.
  * @returns The open socket.
- * @throws {TypeError} When the URL is not `ws:`/`wss:`, or a subprotocol or
- * header is not valid.
- * @throws {RangeError} When a timeout or limit is not a positive integer.
+ * @throws {TypeError} When the URL is not `ws:`/`wss:`, a subprotocol or
+ * header is not valid, an option is unknown or of the wrong type, or
+ * `backpressurePolicy` "close" or "drop" comes without `maxBackpressure`.
+ * @throws {RangeError} When a timeout or limit is out of range (not a
+ * positive integer, or for those that 0 disables, a non-negative one), a
+ * permessage-deflate setting is out of range, `backpressurePolicy` is not
+ * one of its values, or `maxBackpressure` is below `sendHighWaterMark`.
  * @throws {ClientHandshakeError} When the server's response fails a check.
  * @throws {Deno.errors.TimedOut} When the handshake takes longer than
  * `handshakeTimeout`.
@@ -176,11 +279,11 @@ export async function connect(
   url: string | URL,
   options: ConnectOptions = {},
 ): Promise<Socket> {
-  const limits = checkOptions(options);
+  const { limits, deflate } = checkOptions(options);
   const handshake: ClientHandshake = await ClientHandshake.create(url, {
     protocols: options.protocols,
     headers: options.headers,
-    perMessageDeflate: options.perMessageDeflate,
+    perMessageDeflate: deflate !== undefined,
     maxHeadSize: options.maxHeadSize,
     maxHeaders: options.maxHeaders,
   });
@@ -272,6 +375,13 @@ export async function connect(
     }
     throwIfHalted();
 
+    // Keepalive, idle and message timeouts run on a ticker; a client has
+    // few sockets: a ticker each, only when one is on. The pong timeout
+    // applies only with keepalive on (as documented before the ticker
+    // served anything else).
+    const pongTimeout = limits.pingInterval > 0 ? limits.pongTimeout : 0;
+    const timed = limits.pingInterval > 0 || limits.idleTimeout > 0 ||
+      limits.messageTimeout > 0;
     const socket = new Socket(conn, {
       url: target,
       headers: result.headers,
@@ -281,21 +391,29 @@ export async function connect(
       role: "client",
       maxPayload: limits.maxPayload,
       closeTimeout: limits.closeTimeout,
-      sendHighWaterMark: HIGH_WATER_MARK,
-      receiveHighWaterMark: HIGH_WATER_MARK,
-      maxQueuedMessages: MAX_QUEUED_MESSAGES,
-      // send() resolves once the queue drains; nothing is dropped.
-      maxBackpressure: Number.MAX_SAFE_INTEGER,
-      backpressurePolicy: "wait",
+      sendHighWaterMark: limits.sendHighWaterMark,
+      receiveHighWaterMark: limits.receiveHighWaterMark,
+      maxQueuedMessages: limits.maxQueuedMessages,
+      maxBackpressure: limits.maxBackpressure,
+      backpressurePolicy: options.backpressurePolicy ?? "close",
       pingInterval: limits.pingInterval,
-      pongTimeout: limits.pongTimeout,
-      idleTimeout: 0,
-      // A client has few sockets: a ticker each, only with keepalive on.
-      ticker: limits.pingInterval > 0
-        ? new Ticker(tickPeriod(limits.pingInterval, limits.pongTimeout))
+      pongTimeout,
+      idleTimeout: limits.idleTimeout,
+      messageTimeout: limits.messageTimeout,
+      ticker: timed
+        ? new Ticker(
+          tickPeriod(
+            limits.pingInterval,
+            pongTimeout,
+            limits.idleTimeout,
+            limits.messageTimeout,
+          ),
+        )
         : undefined,
       head: handshake.rest,
-      perMessageDeflate: result.perMessageDeflate,
+      // The server's answer, with how we compress.
+      perMessageDeflate: result.perMessageDeflate &&
+        { ...result.perMessageDeflate, ...deflate },
       streamMessages: options.streamMessages,
     }, undefined);
     socket.run();
@@ -330,20 +448,40 @@ function openTransport(url: URL, caCerts?: string[]): Promise<Deno.Conn> {
   });
 }
 
-/** Checks what `connect()` was given; returns the limits, defaults applied. */
+/**
+ * Checks what `connect()` was given; returns the limits, defaults applied,
+ * and the compression settings when permessage-deflate is offered.
+ */
 function checkOptions(
   options: ConnectOptions,
-): { -readonly [K in keyof typeof DEFAULTS]: number } {
+): { limits: Limits; deflate: Required<ClientDeflateOptions> | undefined } {
   checkOptionsObject("connect", CONNECT_OPTIONS, options);
-  for (const name of ["perMessageDeflate", "streamMessages"] as const) {
-    if (options[name] !== undefined && typeof options[name] !== "boolean") {
-      throw new TypeError(
-        `Cannot connect: "${name}" must be a boolean, got ${
-          describe(options[name])
-        }`,
-      );
-    }
+  if (
+    options.streamMessages !== undefined &&
+    typeof options.streamMessages !== "boolean"
+  ) {
+    throw new TypeError(
+      `Cannot connect: "streamMessages" must be a boolean, got ${
+        describe(options.streamMessages)
+      }`,
+    );
   }
+  const perMessageDeflate: unknown = options.perMessageDeflate;
+  if (
+    perMessageDeflate !== undefined && typeof perMessageDeflate !== "boolean" &&
+    (typeof perMessageDeflate !== "object" || perMessageDeflate === null)
+  ) {
+    throw new TypeError(
+      `Cannot connect: "perMessageDeflate" must be a boolean or an object, got ${
+        describe(perMessageDeflate)
+      }`,
+    );
+  }
+  const deflate = perMessageDeflate === undefined || perMessageDeflate === false
+    ? undefined
+    : resolveClientDeflateOptions(
+      perMessageDeflate === true ? {} : perMessageDeflate,
+    );
   const caCerts: unknown = options.caCerts;
   if (
     caCerts !== undefined &&
@@ -360,28 +498,44 @@ function checkOptions(
       }`,
     );
   }
-  return checkLimits(options);
+  const policy = options.backpressurePolicy;
+  if (policy !== undefined && !["close", "drop", "wait"].includes(policy)) {
+    throw new RangeError(
+      `Cannot connect: "backpressurePolicy" must be "close", "drop" or "wait", got ${
+        JSON.stringify(policy)
+      }`,
+    );
+  }
+  // The unbounded default would never reach the policy: a mistake.
+  if (
+    (policy === "close" || policy === "drop") &&
+    options.maxBackpressure === undefined
+  ) {
+    throw new TypeError(
+      `Cannot connect: "backpressurePolicy" ${
+        JSON.stringify(policy)
+      } applies at "maxBackpressure", which a client leaves unbounded by default: set "maxBackpressure" too`,
+    );
+  }
+  return { limits: checkLimits(options), deflate };
 }
 
-function checkLimits(
-  options: ConnectOptions,
-): { -readonly [K in keyof typeof DEFAULTS]: number } {
-  const limits = { ...DEFAULTS } as {
-    -readonly [K in keyof typeof DEFAULTS]: number;
-  };
+function checkLimits(options: ConnectOptions): Limits {
+  const limits: Limits = { ...DEFAULTS };
   for (const name of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
     const value = options[name];
     if (value === undefined) continue;
     const min = MAY_BE_ZERO.has(name) ? 0 : 1;
     if (!Number.isSafeInteger(value) || value < min) {
-      throw new RangeError(
+      // As serve(): the wrong type is a TypeError, a bad number a RangeError.
+      throw new (typeof value === "number" ? RangeError : TypeError)(
         `Cannot connect: "${name}" must be a ${
           min === 0 ? "non-negative" : "positive"
         } integer, got ${shown(value)}`,
       );
     }
     // Timers take at most 2^31-1 ms; a longer one would fire at once.
-    if (name !== "maxPayload" && value > 2 ** 31 - 1) {
+    if (TIMEOUTS.has(name) && value > 2 ** 31 - 1) {
       throw new RangeError(
         `Cannot connect: "${name}" must be at most 2147483647 ms, got ${
           shown(value)
@@ -389,6 +543,12 @@ function checkLimits(
       );
     }
     limits[name] = value;
+  }
+  // Else send() would never wait before the backpressure policy applies.
+  if (limits.maxBackpressure < limits.sendHighWaterMark) {
+    throw new RangeError(
+      `Cannot connect: "maxBackpressure" (${limits.maxBackpressure}) must be at least "sendHighWaterMark" (${limits.sendHighWaterMark}), or send() never waits before the backpressure policy applies; lower "sendHighWaterMark" too`,
+    );
   }
   return limits;
 }

@@ -420,7 +420,7 @@ Deno.test("connect rejects caller mistakes with TypeError and RangeError", async
     ],
     [
       { perMessageDeflate: "yes" },
-      'Cannot connect: "perMessageDeflate" must be a boolean, got string "yes"',
+      'Cannot connect: "perMessageDeflate" must be a boolean or an object, got string "yes"',
     ],
     [
       { streamMessages: 1 },
@@ -448,6 +448,95 @@ Deno.test("connect rejects caller mistakes with TypeError and RangeError", async
         error.message.includes(message),
       JSON.stringify(options),
     );
+  }
+});
+
+Deno.test("connect checks its flow-control and timeout options with serve()'s messages", async () => {
+  const mistakes: [ConnectOptions, Error][] = [
+    [
+      { sendHighWaterMark: 0 },
+      new RangeError(
+        'Cannot connect: "sendHighWaterMark" must be a positive integer, got 0',
+      ),
+    ],
+    [
+      { receiveHighWaterMark: 1.5 },
+      new RangeError(
+        'Cannot connect: "receiveHighWaterMark" must be a positive integer, got 1.5',
+      ),
+    ],
+    [
+      { maxQueuedMessages: -1 },
+      new RangeError(
+        'Cannot connect: "maxQueuedMessages" must be a positive integer, got -1',
+      ),
+    ],
+    [
+      { maxBackpressure: "16MB" as unknown as number },
+      new TypeError(
+        'Cannot connect: "maxBackpressure" must be a positive integer, got string "16MB"',
+      ),
+    ],
+    [
+      { idleTimeout: -1 },
+      new RangeError(
+        'Cannot connect: "idleTimeout" must be a non-negative integer, got -1',
+      ),
+    ],
+    [
+      { messageTimeout: 2 ** 31 },
+      new RangeError(
+        'Cannot connect: "messageTimeout" must be at most 2147483647 ms, got 2147483648',
+      ),
+    ],
+    [
+      { backpressurePolicy: "block" as "wait" },
+      new RangeError(
+        'Cannot connect: "backpressurePolicy" must be "close", "drop" or "wait", got "block"',
+      ),
+    ],
+    [
+      { maxBackpressure: 1024 },
+      new RangeError(
+        'Cannot connect: "maxBackpressure" (1024) must be at least "sendHighWaterMark" (1048576), or send() never waits before the backpressure policy applies; lower "sendHighWaterMark" too',
+      ),
+    ],
+    [
+      { backpressurePolicy: "drop" },
+      new TypeError(
+        'Cannot connect: "backpressurePolicy" "drop" applies at "maxBackpressure", which a client leaves unbounded by default: set "maxBackpressure" too',
+      ),
+    ],
+    [
+      { idleTimout: 1000 } as ConnectOptions,
+      new TypeError(
+        'Cannot connect: unknown option "idleTimout" (did you mean "idleTimeout"?)',
+      ),
+    ],
+    [
+      { sendHighWatermark: 1024 } as ConnectOptions,
+      new TypeError(
+        'Cannot connect: unknown option "sendHighWatermark" (did you mean "sendHighWaterMark"?)',
+      ),
+    ],
+  ];
+  for (const [options, error] of mistakes) {
+    await assert.rejects(
+      connect("ws://127.0.0.1:1/", options),
+      error,
+      JSON.stringify(options),
+    );
+  }
+  // Both bounds at once, and "wait" alone (the default behaviour), are fine.
+  await using server = echoServer();
+  for (
+    const options of [
+      { sendHighWaterMark: 1024, maxBackpressure: 1024 },
+      { backpressurePolicy: "wait" },
+    ] satisfies ConnectOptions[]
+  ) {
+    const socket = await connect(`ws://127.0.0.1:${server.addr.port}`, options);
+    await socket.close();
   }
 });
 
@@ -698,6 +787,13 @@ Deno.test("connect() knows every option it declares by name", async () => {
     streamMessages: true,
     pingInterval: true,
     pongTimeout: true,
+    idleTimeout: true,
+    messageTimeout: true,
+    sendHighWaterMark: true,
+    maxBackpressure: true,
+    backpressurePolicy: true,
+    receiveHighWaterMark: true,
+    maxQueuedMessages: true,
   };
   const unset = Object.fromEntries(
     Object.keys(declared).map((name) => [name, undefined]),

@@ -3,6 +3,7 @@ import { WebSocketServer } from "ws";
 import {
   ClientHandshakeError,
   connect,
+  type ConnectOptions,
   inflateMessage,
   serve,
 } from "../../mod.ts";
@@ -47,6 +48,7 @@ Deno.test("connect({perMessageDeflate}) offers no context takeover either way an
 async function echoThroughNpmServer(
   perMessageDeflate: unknown,
   text: string,
+  client: ConnectOptions["perMessageDeflate"] = true,
 ): Promise<string> {
   const wss = new WebSocketServer({
     port: 0,
@@ -64,7 +66,7 @@ async function echoThroughNpmServer(
   try {
     const port = (wss.address() as { port: number }).port;
     const socket = await connect(`ws://127.0.0.1:${port}/`, {
-      perMessageDeflate: true,
+      perMessageDeflate: client,
     });
     await socket.send(text);
     const { value } = await socket[Symbol.asyncIterator]().next();
@@ -180,3 +182,133 @@ for (
     }
   });
 }
+
+/**
+ * Sends `text` from connect() with `perMessageDeflate` to a raw server that
+ * accepts the offer; returns the frame as it arrived, inflated.
+ */
+async function sendThroughRawServer(
+  perMessageDeflate: ConnectOptions["perMessageDeflate"],
+  text: string,
+): Promise<{ rsv1: boolean; length: number; text: string }> {
+  let received: { rsv1: boolean; length: number; text: string } | undefined;
+  const server = rawServer(async (peer) => {
+    await peer.accept(
+      "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n",
+    );
+    const { rsv, payload } = await peer.readFrame();
+    const rsv1 = rsv === 0x40;
+    received = {
+      rsv1,
+      length: payload.length,
+      text: new TextDecoder().decode(
+        rsv1 ? inflateMessage(payload, 1 << 20) : payload,
+      ),
+    };
+    await peer.write(frame(0x8, closePayload(1000)));
+    await peer.readFrame();
+  });
+  try {
+    const socket = await connect(server.url, { perMessageDeflate });
+    await socket.send(text);
+    await deadline(socket.closed, 5_000, "the close");
+  } finally {
+    await server.close();
+  }
+  assert.deepEqual(server.errors, []);
+  return received!;
+}
+
+// A small chat message, as JSON: 100 bytes.
+const CHAT = JSON.stringify({
+  type: "message",
+  room: "general",
+  from: "alice",
+  text: "hello, hello, hello everyone",
+}).padEnd(100, " ");
+
+Deno.test("connect({perMessageDeflate: {threshold}}) compresses a 100-byte message at threshold 64, which the default 1 KiB leaves alone", async () => {
+  assert.equal(new TextEncoder().encode(CHAT).length, 100);
+  const small = await sendThroughRawServer({ threshold: 64 }, CHAT);
+  assert.equal(small.rsv1, true);
+  assert.equal(small.text, CHAT);
+  assert.ok(small.length < 100, `${small.length} bytes`);
+  assert.deepEqual(await sendThroughRawServer(true, CHAT), {
+    rsv1: false,
+    length: 100,
+    text: CHAT,
+  });
+  // Below the threshold, still uncompressed.
+  assert.equal(
+    (await sendThroughRawServer({ threshold: 101 }, CHAT)).rsv1,
+    false,
+  );
+});
+
+Deno.test("connect({perMessageDeflate: {level}}) compresses with that zlib level: 0 stores the bytes as they are", async () => {
+  const text = "level ".repeat(500);
+  const stored = await sendThroughRawServer({ level: 0 }, text);
+  assert.equal(stored.rsv1, true);
+  assert.equal(stored.text, text);
+  assert.ok(stored.length >= text.length, `${stored.length} bytes`);
+  const deflated = await sendThroughRawServer({ level: 9 }, text);
+  assert.equal(deflated.text, text);
+  assert.ok(deflated.length < text.length / 10, `${deflated.length} bytes`);
+});
+
+Deno.test("connect({perMessageDeflate: {threshold}}) interoperates with npm:ws's server: a small compressed message echoes back", async () => {
+  assert.match(
+    await echoThroughNpmServer(true, CHAT, { threshold: 64, level: 9 }),
+    /^permessage-deflate/,
+  );
+});
+
+Deno.test("connect({perMessageDeflate}) checks its settings as serve() does", async () => {
+  const mistakes: [unknown, Error][] = [
+    [
+      "yes",
+      new TypeError(
+        'Cannot connect: "perMessageDeflate" must be a boolean or an object, got string "yes"',
+      ),
+    ],
+    [
+      null,
+      new TypeError(
+        'Cannot connect: "perMessageDeflate" must be a boolean or an object, got null',
+      ),
+    ],
+    [
+      { threshold: -1 },
+      new RangeError(
+        'Cannot use permessage-deflate: "threshold" must be an integer from 0 to 9007199254740991, got -1',
+      ),
+    ],
+    [
+      { threshold: "64" },
+      new RangeError(
+        'Cannot use permessage-deflate: "threshold" must be an integer from 0 to 9007199254740991, got string "64"',
+      ),
+    ],
+    [
+      { level: 10 },
+      new RangeError(
+        'Cannot use permessage-deflate: "level" must be an integer from 0 to 9, got 10',
+      ),
+    ],
+    [
+      { serverNoContextTakeover: false },
+      new TypeError(
+        'Cannot use permessage-deflate: unknown setting "serverNoContextTakeover"; the settings are level, threshold',
+      ),
+    ],
+  ];
+  for (const [perMessageDeflate, error] of mistakes) {
+    await assert.rejects(
+      connect("ws://127.0.0.1:1/", {
+        perMessageDeflate,
+      } as ConnectOptions),
+      error,
+      JSON.stringify(perMessageDeflate),
+    );
+  }
+});

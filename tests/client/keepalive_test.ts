@@ -60,3 +60,73 @@ Deno.test("connect() rejects keepalive options out of range with a clear RangeEr
     /"pongTimeout" must be at most 2147483647 ms/,
   );
 });
+
+Deno.test("connect({idleTimeout}) closes with 1001 'idle timeout' when no message passes either way, though the server's pings do", async () => {
+  const seen = Promise.withResolvers<unknown>();
+  await using server = serve(
+    { hostname: "127.0.0.1", port: 0, pingInterval: 30 },
+    async (socket) => {
+      for await (const _ of socket);
+      seen.resolve(await socket.closed);
+    },
+  );
+  // Without keepalive of its own: the ticker runs for idleTimeout alone.
+  const socket = await connect(`ws://127.0.0.1:${server.addr.port}/`, {
+    idleTimeout: 200,
+  });
+  const info = await deadline(socket.closed, 5_000, "the idle close");
+  assert.equal(info.code, 1001);
+  assert.equal(info.wasClean, true);
+  assert.deepEqual(await deadline(seen.promise, 5_000, "the server's close"), {
+    code: 1001,
+    reason: "idle timeout",
+    wasClean: true,
+  });
+});
+
+Deno.test("connect({messageTimeout}) fails a frame the server trickles in a byte at a time with 1008 MESSAGE_TIMEOUT", async () => {
+  let received: { opcode: number; payload: Uint8Array } | undefined;
+  let trickled = 0;
+  const server = rawServer(async (peer) => {
+    await peer.accept();
+    // A 125-byte binary frame, a byte every 20 ms: 2.5 s in all.
+    const bytes = new Uint8Array([0x82, 125, ...new Uint8Array(125)]);
+    const timer = setInterval(() => {
+      if (trickled === bytes.length) return clearInterval(timer);
+      peer.write(bytes.subarray(trickled, ++trickled)).catch(() =>
+        clearInterval(timer)
+      );
+    }, 20);
+    try {
+      received = await peer.readFrame();
+    } finally {
+      clearInterval(timer);
+    }
+  });
+  try {
+    const socket = await connect(server.url, { messageTimeout: 200 });
+    const info = await deadline(socket.closed, 5_000, "the 1008 close");
+    assert.deepEqual(
+      { code: info.code, reason: info.reason, wasClean: info.wasClean },
+      {
+        code: 1008,
+        reason: "No whole message within messageTimeout (200 ms)",
+        wasClean: false,
+      },
+    );
+    assert.equal(info.error?.code, "MESSAGE_TIMEOUT");
+  } finally {
+    await server.close();
+  }
+  assert.deepEqual(server.errors, []);
+  assert.ok(trickled < 127, "the frame was still arriving");
+  assert.equal(received?.opcode, 0x8);
+  assert.deepEqual(
+    received?.payload,
+    new Uint8Array([
+      0x03,
+      0xf0,
+      ...new TextEncoder().encode("MESSAGE_TIMEOUT"),
+    ]),
+  );
+});

@@ -63,10 +63,12 @@ const WRITE_SLICE = 512 * 1024;
 const LARGE_CHUNK = 64 * 1024;
 // A peer that has not answered our close frame, but may still be reading
 // what we wrote before it, is assumed to read at least this much per
-// closeTimeout (see #drainBeforeClosing).
+// closeTimeout (see #drainDeadline)...
 const DRAIN_BYTES = 64 * 1024;
 // ...for at most this many more close timeouts.
-const DRAIN_MAX = 10;
+const DRAIN_MAX = 4;
+// The longest delay a timer takes.
+const MAX_TIMER = 2 ** 31 - 1;
 // Inside a frame that still needs more than a buffer's worth, reads may grow
 // to this: a large message then arrives in fewer, larger pieces (and the
 // assembler grows its buffer fewer times).
@@ -986,44 +988,48 @@ export class Socket<Data = unknown>
   // a slow peer still reading what was queued before the close frame is not
   // cut off.
   readonly #closeTimeUp = (): void => {
-    const idle = performance.now() - this.#lastProgress;
-    const left = this.#options.closeTimeout - idle;
+    const now = performance.now();
+    const left = this.#options.closeTimeout - (now - this.#lastProgress);
     if (left > 0 && this.#info === null) {
       this.#closeTimer = setTimeout(this.#closeTimeUp, left);
-    } else if (!this.#drainBeforeClosing()) this.#abort();
+      return;
+    }
+    const more = this.#drainDeadline() - now;
+    if (more <= 0 || this.#info !== null) return this.#abort();
+    const closeWrite = this.#transport.closeWrite;
+    if (
+      !this.#draining && closeWrite !== undefined && !this.#writing &&
+      !this.#flushQueued && this.#connection.outputSize === 0
+    ) {
+      this.#draining = true;
+      closeWrite.call(this.#transport).catch(() => {});
+    }
+    this.#closeTimer = setTimeout(this.#closeTimeUp, Math.min(more, MAX_TIMER));
   };
 
   /**
-   * Our close frame is written, with everything before it, and the peer
-   * has not answered within the close timeout. Written means taken by the
-   * kernel, which holds several MB for a slow peer: closing now would reset
-   * the connection as soon as the peer sends anything (a message, its
-   * close frame), and a reset discards what it has not read yet. So when
-   * the kernel may still hold much for it (see #unreadSince), our side
-   * ends (FIN, after the data) and the peer gets the time to read that at
-   * 64 KiB per `closeTimeout`, up to ten close timeouts, to read it and
-   * answer; reading goes on meanwhile.
+   * Until when a peer that has not answered our close frame within the
+   * close timeout is waited for all the same. A write counts as taken once
+   * the kernel has it, and the kernel holds several MB for a slow peer (it
+   * also wakes a blocked writer only once much of that has been read):
+   * closing then would reset the connection as soon as the peer sends
+   * anything (a message, its close frame), and a reset discards what it
+   * has not read yet. So when the kernel may still hold much for the peer
+   * (see #unreadSince), it gets the time to read that at 64 KiB per
+   * `closeTimeout`, up to four close timeouts more (a peer that stopped
+   * reading is given longer while open: `pingInterval + pongTimeout`);
+   * once everything is written, our side ends (FIN, after the data) and
+   * reading goes on. A peer sent little lately gets nothing more.
    *
-   * @returns `false` when it does not apply (little was written lately,
-   * output still waits to be written: the peer took nothing for the close
-   * timeout), or ran out.
+   * @returns The deadline; in the past when there is none.
    */
-  #drainBeforeClosing(): boolean {
-    const closeWrite = this.#transport.closeWrite;
-    if (
-      this.#draining || this.#info !== null || closeWrite === undefined ||
-      this.#connection.state !== "closing" || this.#writing ||
-      this.#flushQueued || this.#connection.outputSize > 0
-    ) return false;
-    const unread = this.#unreadSince(performance.now());
-    if (unread < DRAIN_BYTES) return false;
-    this.#draining = true;
-    closeWrite.call(this.#transport).catch(() => {});
-    this.#closeTimer = setTimeout(
-      () => this.#abort(),
-      Math.min(unread / DRAIN_BYTES, DRAIN_MAX) * this.#options.closeTimeout,
-    );
-    return true;
+  #drainDeadline(): number {
+    const { closeTimeout } = this.#options;
+    if (this.#connection.state !== "closing") return 0;
+    const unread = this.#unreadSince(this.#lastProgress);
+    if (unread < DRAIN_BYTES) return 0;
+    return this.#lastProgress + closeTimeout +
+      Math.min(unread / DRAIN_BYTES, DRAIN_MAX) * closeTimeout;
   }
 
   /** Closes with 1000 (for `await using`). */
@@ -1305,9 +1311,13 @@ export class Socket<Data = unknown>
     // peer flooding after its error would be read, and discarded, at wire
     // speed); after an error, reading resumes only to linger.
     if (this.#failure !== null) return this.#lingerTimer === undefined;
-    if (this.#peerClose !== null && this.#connection.state === "open") {
-      return true;
-    }
+    // After the peer's close frame, only its EOF can come, and reading it
+    // closes a Deno.Conn: not while our answer is still being written.
+    if (
+      this.#peerClose !== null &&
+      (this.#connection.state === "open" || this.#writing ||
+        this.#flushQueued)
+    ) return true;
     if (this.#closeRequested) {
       // Reading must go on to find the peer's close frame. It still pauses
       // for a loop that keeps taking messages; one that takes none for a
@@ -1547,7 +1557,7 @@ export class Socket<Data = unknown>
     this.#flushQueued = false;
     if (this.#writing) return;
     const connection = this.#connection;
-    // Our side has ended (see #drainBeforeClosing): pongs have nowhere to go.
+    // Our side has ended (see #drainDeadline): pongs have nowhere to go.
     if (this.#draining) connection.releaseOutput(connection.takeOutput());
     if (connection.outputSize === 0) return this.#flushed();
     this.#writing = true;

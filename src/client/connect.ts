@@ -47,7 +47,7 @@ export interface ConnectOptions {
    * Milliseconds `close()` waits for the server's close frame and for the
    * server to close the TCP connection; as on the server, counted from the
    * last write the kernel took, and with much still unread in the kernel,
-   * up to ten times longer with our side ended first.
+   * up to four times longer again, our side ended once all is written.
    * @default {5000}
    */
   closeTimeout?: number;

@@ -303,12 +303,12 @@ export interface ServeOptions<Data = unknown> {
    * the last write the peer took: what was queued before the close frame
    * may take longer to go out, as long as it moves. A write counts as taken
    * once the kernel has it, and its buffers hold a few MB: when that much
-   * may still be unread by the peer (more than 64 KiB were written lately)
-   * the server ends its side (FIN, after the data) rather than close, and
-   * waits on for the peer to read it, as a peer reading 64 KiB per
-   * `closeTimeout` would, up to ten times `closeTimeout`; only then does it
-   * close, since a peer that sends anything to a closed connection gets a
-   * reset, which discards what it has not read yet.
+   * may still be unread by the peer (more than 64 KiB were written lately),
+   * it waits on for the peer to read it, as a peer reading 64 KiB per
+   * `closeTimeout` would, up to four times `closeTimeout` more, with its
+   * side ended (FIN, after the data) once everything is written; only then
+   * does it close, since a peer that sends anything to a closed connection
+   * gets a reset, which discards what it has not read yet.
    * @default {5000}
    */
   closeTimeout?: number;

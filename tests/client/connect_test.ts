@@ -148,6 +148,23 @@ Deno.test("connect masks every frame with a fresh key (RFC 6455 §5.3)", async (
   assert.deepEqual(info, { code: 1000, reason: "enough", wasClean: true });
 });
 
+Deno.test("connect answers a close frame that comes with the server's FIN (a half-close) while its loop waits: the answer is written before the EOF is read", async () => {
+  const server = rawServer(async (peer) => {
+    await peer.accept();
+    await peer.write(frame(OPCODE.Close, closePayload(1000, "bye")));
+    await (peer.conn as Deno.TcpConn).closeWrite();
+    const echo = await peer.readFrame();
+    assert.equal(echo.opcode, OPCODE.Close);
+    assert.deepEqual(echo.payload, closePayload(1000, "bye"));
+  });
+  const socket = await connect(server.url);
+  for await (const _ of socket) assert.fail("no message was sent");
+  const info = await deadline(socket.closed, 5_000, "close");
+  await server.close();
+  assert.deepEqual(server.errors, []);
+  assert.deepEqual(info, { code: 1000, reason: "bye", wasClean: true });
+});
+
 Deno.test("connect negotiates a subprotocol with this project's server", async () => {
   await using server = serve(
     { port: 0, hostname: "127.0.0.1", protocols: ["v2", "v1"] },

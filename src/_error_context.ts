@@ -2,7 +2,8 @@
  * `error` with `context` before its message: an error of the same class
  * (`instanceof Deno.errors.ConnectionRefused` still holds), with its `code`
  * (`ECONNREFUSED`), and the original as its `cause`. Anything that is not
- * an `Error` is returned as it is.
+ * an `Error`, or whose class does not rebuild that way, is returned as it
+ * is.
  *
  * @param error What was thrown.
  * @param context What was being done, as "Cannot connect to ws://…".
@@ -22,18 +23,29 @@
  */
 export function withContext(error: unknown, context: string): unknown {
   if (!(error instanceof Error)) return error;
-  const ErrorClass = error.constructor as new (
-    message: string,
-    options?: ErrorOptions,
-  ) => Error;
-  let wrapped: Error;
+  const message = `${context}: ${error.message}`;
   try {
-    wrapped = new ErrorClass(`${context}: ${error.message}`, { cause: error });
+    const ErrorClass = error.constructor as new (
+      message: string,
+      options?: ErrorOptions,
+    ) => Error;
+    const wrapped = new ErrorClass(message, { cause: error });
+    // A class whose constructor takes other arguments (AggregateError,
+    // DOMException): the original says enough.
+    if (
+      wrapped.message !== message || wrapped.cause !== error ||
+      wrapped.name !== error.name
+    ) return error;
+    const code = (error as { code?: unknown }).code;
+    if (code !== undefined && (wrapped as { code?: unknown }).code !== code) {
+      Object.defineProperty(wrapped, "code", {
+        value: code,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return wrapped;
   } catch {
     return error;
   }
-  wrapped.name = error.name;
-  const code = (error as { code?: unknown }).code;
-  if (code !== undefined) Object.assign(wrapped, { code });
-  return wrapped;
 }

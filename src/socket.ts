@@ -67,8 +67,6 @@ const LARGE_CHUNK = 64 * 1024;
 const DRAIN_BYTES = 64 * 1024;
 // ...for at most this many more close timeouts.
 const DRAIN_MAX = 4;
-// The longest delay a timer takes.
-const MAX_TIMER = 2 ** 31 - 1;
 // Inside a frame that still needs more than a buffer's worth, reads may grow
 // to this: a large message then arrives in fewer, larger pieces (and the
 // assembler grows its buffer fewer times).
@@ -1004,7 +1002,12 @@ export class Socket<Data = unknown>
       this.#draining = true;
       closeWrite.call(this.#transport).catch(() => {});
     }
-    this.#closeTimer = setTimeout(this.#closeTimeUp, Math.min(more, MAX_TIMER));
+    // Looked at again within a close timeout: once the write waiting now is
+    // done, our side ends a close timeout after it.
+    this.#closeTimer = setTimeout(
+      this.#closeTimeUp,
+      Math.min(more, this.#options.closeTimeout),
+    );
   };
 
   /**
@@ -1025,7 +1028,12 @@ export class Socket<Data = unknown>
    */
   #drainDeadline(): number {
     const { closeTimeout } = this.#options;
-    if (this.#connection.state !== "closing") return 0;
+    // Our close frame unanswered, or our answer to the peer's still waiting
+    // behind what was queued before it.
+    const state = this.#connection.state;
+    if (state !== "closing" && !(state === "closed" && this.#writing)) {
+      return 0;
+    }
     const unread = this.#unreadSince(this.#lastProgress);
     if (unread < DRAIN_BYTES) return 0;
     return this.#lastProgress + closeTimeout +

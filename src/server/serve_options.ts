@@ -306,9 +306,11 @@ export interface ServeOptions<Data = unknown> {
    * may still be unread by the peer (more than 64 KiB were written lately),
    * it waits on for the peer to read it, as a peer reading 64 KiB per
    * `closeTimeout` would, up to four times `closeTimeout` more, with its
-   * side ended (FIN, after the data) once everything is written; only then
-   * does it close, since a peer that sends anything to a closed connection
-   * gets a reset, which discards what it has not read yet.
+   * side ended (FIN, after the data) a close timeout after everything is
+   * written; only then does it close, since a peer that sends anything to
+   * a closed connection gets a reset, which discards what it has not read
+   * yet. The same holds for its answer to the peer's close frame, queued
+   * behind a backlog.
    * @default {5000}
    */
   closeTimeout?: number;

@@ -1116,10 +1116,10 @@ function listen(options: Deno.TcpListenOptions): Deno.TcpListener {
 }
 
 function listenError(error: unknown, options: Deno.TcpListenOptions): unknown {
-  return withContext(
-    error,
-    `Cannot serve on ${options.hostname}:${options.port}`,
-  );
+  const host = options.hostname?.includes(":")
+    ? `[${options.hostname}]`
+    : options.hostname;
+  return withContext(error, `Cannot serve on ${host}:${options.port}`);
 }
 
 /** `Deno.listenTls`, with an error that says which option is wrong. */

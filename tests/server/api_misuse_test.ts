@@ -80,3 +80,38 @@ Deno.test("serve() on a port in use throws the runtime's AddrInUse, naming the a
       error.cause instanceof Deno.errors.AddrInUse,
   );
 });
+
+Deno.test("errors wrapped with where they happened keep their class, name and code, and anything that cannot be rebuilt is passed on as it is", async () => {
+  const { withContext } = await import("../../src/_error_context.ts");
+  const refused = Object.assign(new Deno.errors.ConnectionRefused("refused"), {
+    code: "ECONNREFUSED",
+  });
+  const wrapped = withContext(refused, "Cannot connect to ws://x/") as Error;
+  assert.ok(wrapped instanceof Deno.errors.ConnectionRefused);
+  assert.equal(wrapped.message, "Cannot connect to ws://x/: refused");
+  assert.equal(wrapped.name, "ConnectionRefused");
+  assert.equal((wrapped as { code?: string }).code, "ECONNREFUSED");
+  assert.equal(wrapped.cause, refused);
+  class ReadOnlyName extends Error {
+    override get name() {
+      return "ReadOnlyName";
+    }
+    get code() {
+      return "X";
+    }
+  }
+  for (
+    const error of [
+      new AggregateError([new Error("a")], "many"),
+      new DOMException("gone", "AbortError"),
+      new ReadOnlyName("read-only"),
+      "not an error",
+    ]
+  ) {
+    const result = withContext(error, "Cannot connect");
+    if (error instanceof ReadOnlyName) {
+      assert.ok(result instanceof ReadOnlyName);
+      assert.equal((result as Error).message, "Cannot connect: read-only");
+    } else assert.equal(result, error);
+  }
+});

@@ -319,6 +319,49 @@ Deno.test(
 );
 
 Deno.test(
+  "A peer that closes first while a large backlog is still being written to it, and reads it slowly, gets all of it and the close answer behind it",
+  async () => {
+    const MESSAGES = 128;
+    const closed = Promise.withResolvers<CloseInfo>();
+    await using server = serve(
+      { ...LOCAL, closeTimeout: 200 },
+      async (socket) => {
+        for (let i = 0; i < MESSAGES; i++) {
+          socket.trySend(new Uint8Array(64 * 1024).fill(i));
+        }
+        closed.resolve(await socket.closed);
+      },
+    );
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    client.ws.pause();
+    client.ws.close(1000, "client done");
+    const reading = setInterval(() => {
+      client.ws.resume();
+      setTimeout(() => client.ws.pause(), 50);
+    }, 250);
+    try {
+      for (let i = 0; i < MESSAGES; i++) {
+        const message = await withTimeout(client.next(), DEADLINE, `${i}`);
+        assert.ok(message instanceof Uint8Array, `message ${i}`);
+        assert.ok(message.every((byte) => byte === i), `message ${i}`);
+      }
+      client.ws.resume();
+      assert.deepEqual(await client.closed, {
+        code: 1000,
+        reason: "client done",
+      });
+    } finally {
+      clearInterval(reading);
+    }
+    assert.deepEqual(await withTimeout(closed.promise, DEADLINE, "closed"), {
+      code: 1000,
+      reason: "client done",
+      wasClean: true,
+    });
+  },
+);
+
+Deno.test(
   "Socket.close() after a large backlog still lets go of a peer that reads it all but never answers, after at most four close timeouts more",
   async () => {
     const { server, closed } = backlogThenClose(32, 100);

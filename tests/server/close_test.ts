@@ -295,7 +295,7 @@ Deno.test(
   "Socket.close() after a large backlog to Duplex's own client reading slowly: the client answers the close frame before it reads the server's FIN, and both sides close cleanly",
   async () => {
     const MESSAGES = 128;
-    const { server, closed } = backlogThenClose(MESSAGES, 200);
+    const { server, closed } = backlogThenClose(MESSAGES, 500);
     await using _ = server;
     await using client = await connect(wsUrl(server.addr));
     let i = 0;

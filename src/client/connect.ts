@@ -500,9 +500,10 @@ function checkOptions(
   }
   const policy = options.backpressurePolicy;
   if (policy !== undefined && !["close", "drop", "wait"].includes(policy)) {
-    throw new RangeError(
+    const ErrorClass = typeof policy === "string" ? RangeError : TypeError;
+    throw new ErrorClass(
       `Cannot connect: "backpressurePolicy" must be "close", "drop" or "wait", got ${
-        JSON.stringify(policy)
+        describe(policy)
       }`,
     );
   }

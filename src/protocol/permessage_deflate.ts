@@ -336,7 +336,7 @@ export function resolveDeflateOptions(
  * @param options The settings.
  * @returns Every setting.
  * @throws {RangeError} When a setting is out of range.
- * @throws {TypeError} For an unknown setting.
+ * @throws {TypeError} For an unknown setting, or one that is not a number.
  */
 export function resolveClientDeflateOptions(
   options: ClientDeflateOptions,
@@ -374,7 +374,8 @@ function checkSettingNames(options: object, known: string[]): void {
 
 function check(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(
+    const ErrorClass = typeof value === "number" ? RangeError : TypeError;
+    throw new ErrorClass(
       `Cannot use permessage-deflate: "${name}" must be an integer from ${min} to ${max}, got ${
         shown(value)
       }`,

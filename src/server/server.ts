@@ -239,9 +239,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
       ? "close"
       : options.backpressurePolicy;
     if (!["close", "drop", "wait"].includes(policy)) {
-      throw new RangeError(
+      const ErrorClass = typeof policy === "string" ? RangeError : TypeError;
+      throw new ErrorClass(
         `Cannot serve: "backpressurePolicy" must be "close", "drop" or "wait", got ${
-          JSON.stringify(policy)
+          describe(policy)
         }`,
       );
     }

@@ -509,7 +509,19 @@ Deno.test("connect checks its flow-control and timeout options with serve()'s me
     [
       { backpressurePolicy: "block" as "wait" },
       new RangeError(
-        'Cannot connect: "backpressurePolicy" must be "close", "drop" or "wait", got "block"',
+        'Cannot connect: "backpressurePolicy" must be "close", "drop" or "wait", got string "block"',
+      ),
+    ],
+    [
+      { backpressurePolicy: Symbol("close") as unknown as "wait" },
+      new TypeError(
+        'Cannot connect: "backpressurePolicy" must be "close", "drop" or "wait", got symbol Symbol(close)',
+      ),
+    ],
+    [
+      { perMessageDeflate: { level: "6" as unknown as number } },
+      new TypeError(
+        'Cannot use permessage-deflate: "level" must be an integer from 0 to 9, got string "6"',
       ),
     ],
     [

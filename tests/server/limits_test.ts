@@ -360,6 +360,10 @@ const BAD_OPTIONS: [Record<string, unknown>, string][] = [
     '"serverNoContextTakeover" must be a boolean, got "no"',
   ],
   [{ backpressurePolicy: null }, '"backpressurePolicy" must be'],
+  [
+    { backpressurePolicy: "block" },
+    '"backpressurePolicy" must be "close", "drop" or "wait", got string "block"',
+  ],
   [{ port: null }, '"port" must be a number from 0 to 65535, got null'],
   [{ protocols: [""] }, '"protocols" must hold distinct subprotocol names'],
   [
@@ -406,6 +410,20 @@ Deno.test("serve() rejects each option of the wrong type or shape at once, with 
     (error) => error instanceof RangeError,
     "70000",
   );
+  for (
+    const [options, ErrorClass] of [
+      [{ backpressurePolicy: 5 }, TypeError],
+      [{ backpressurePolicy: "block" }, RangeError],
+      [{ perMessageDeflate: { level: "6" } }, TypeError],
+      [{ perMessageDeflate: { level: 10 } }, RangeError],
+    ] as const
+  ) {
+    await serveMustThrow(
+      options as unknown as ServeOptions,
+      (error) => error instanceof ErrorClass,
+      JSON.stringify(options),
+    );
+  }
 });
 
 Deno.test("serve() rejects missing options with a TypeError, not a crash inside", () => {

@@ -285,7 +285,7 @@ Deno.test("connect({perMessageDeflate}) checks its settings as serve() does", as
     ],
     [
       { threshold: "64" },
-      new RangeError(
+      new TypeError(
         'Cannot use permessage-deflate: "threshold" must be an integer from 0 to 9007199254740991, got string "64"',
       ),
     ],

@@ -1,6 +1,7 @@
+import { resolveNumericOptions } from "../_numeric_options.ts";
 import { withContext } from "../_error_context.ts";
 import { checkOptionsObject, CONNECT_OPTIONS } from "./_connect_options.ts";
-import { describe, shown } from "../protocol/_describe.ts";
+import { describe } from "../protocol/_describe.ts";
 import {
   ClientHandshake,
   ClientHandshakeError,
@@ -522,36 +523,10 @@ function checkOptions(
 }
 
 function checkLimits(options: ConnectOptions): Limits {
-  const limits: Limits = { ...DEFAULTS };
-  for (const name of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
-    const value = options[name];
-    if (value === undefined) continue;
-    const min = MAY_BE_ZERO.has(name) ? 0 : 1;
-    if (!Number.isSafeInteger(value) || value < min) {
-      // As serve(): the wrong type is a TypeError, a bad number a RangeError.
-      throw new (typeof value === "number" ? RangeError : TypeError)(
-        `Cannot connect: "${name}" must be a ${
-          min === 0 ? "non-negative" : "positive"
-        } integer, got ${shown(value)}`,
-      );
-    }
-    // Timers take at most 2^31-1 ms; a longer one would fire at once.
-    if (TIMEOUTS.has(name) && value > 2 ** 31 - 1) {
-      throw new RangeError(
-        `Cannot connect: "${name}" must be at most 2147483647 ms, got ${
-          shown(value)
-        }`,
-      );
-    }
-    limits[name] = value;
-  }
-  // Else send() would never wait before the backpressure policy applies.
-  if (limits.maxBackpressure < limits.sendHighWaterMark) {
-    throw new RangeError(
-      `Cannot connect: "maxBackpressure" (${limits.maxBackpressure}) must be at least "sendHighWaterMark" (${limits.sendHighWaterMark}), or send() never waits before the backpressure policy applies; lower "sendHighWaterMark" too`,
-    );
-  }
-  return limits;
+  return resolveNumericOptions("connect", { ...DEFAULTS }, options, {
+    mayBeZero: MAY_BE_ZERO,
+    timeouts: TIMEOUTS,
+  });
 }
 
 function closeQuietly(conn: Deno.Conn): void {

@@ -1,3 +1,4 @@
+import { resolveNumericOptions } from "../_numeric_options.ts";
 import { checkOptionNames } from "../_unknown_options.ts";
 import {
   DEFAULT_MAX_FRAGMENTS,
@@ -435,8 +436,6 @@ const TIMEOUTS = new Set([
   "idleTimeout",
   "messageTimeout",
 ]);
-/** The longest timeout a timer takes, in milliseconds. */
-export const MAX_TIMEOUT = 2 ** 31 - 1;
 
 // An HTTP token (RFC 9110 §5.6.2).
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -621,47 +620,15 @@ export function checkServeOptions(options: ServeOptions<never>): void {
  *
  * @param options The user's options.
  * @returns Every numeric option.
+ * @throws {TypeError} When one is not a number.
  * @throws {RangeError} When one is not a positive (or, for timeouts that
  * may be disabled, non-negative) integer, or `Infinity` where that means no
  * limit.
  */
 export function resolveLimits(options: ServeOptions<never>): ResolvedLimits {
-  const limits: ResolvedLimits = { ...NUMERIC_DEFAULTS };
-  for (const name of Object.keys(limits) as (keyof ResolvedLimits)[]) {
-    const value = options[name];
-    if (value === undefined) continue;
-    const min = MAY_BE_ZERO.has(name) ? 0 : 1;
-    const kind = min === 0 ? "non-negative" : "positive";
-    const infinite = MAY_BE_INFINITE.has(name);
-    const expected = `a ${kind} integer${infinite ? " or Infinity" : ""}`;
-    if (typeof value !== "number") {
-      throw new TypeError(
-        `Cannot serve: "${name}" must be ${expected}, got ${typeof value} ${
-          JSON.stringify(value)
-        }`,
-      );
-    }
-    if (
-      !(infinite && value === Infinity) &&
-      (!Number.isSafeInteger(value) || value < min)
-    ) {
-      throw new RangeError(
-        `Cannot serve: "${name}" must be ${expected}, got ${value}`,
-      );
-    }
-    // Timers take at most 2^31-1 ms; a longer one would fire at once.
-    if (TIMEOUTS.has(name) && value > MAX_TIMEOUT) {
-      throw new RangeError(
-        `Cannot serve: "${name}" must be at most ${MAX_TIMEOUT} ms, got ${value}`,
-      );
-    }
-    limits[name] = value;
-  }
-  // Else send() would never wait before the backpressure policy applies.
-  if (limits.maxBackpressure < limits.sendHighWaterMark) {
-    throw new RangeError(
-      `Cannot serve: "maxBackpressure" (${limits.maxBackpressure}) must be at least "sendHighWaterMark" (${limits.sendHighWaterMark}), or send() never waits before the backpressure policy applies; lower "sendHighWaterMark" too`,
-    );
-  }
-  return limits;
+  return resolveNumericOptions("serve", { ...NUMERIC_DEFAULTS }, options, {
+    mayBeZero: MAY_BE_ZERO,
+    timeouts: TIMEOUTS,
+    mayBeInfinite: MAY_BE_INFINITE,
+  });
 }

@@ -24,10 +24,10 @@ import {
 } from "../close_info.ts";
 import { foreignCloseError, raisedBy } from "../_closed_error_owner.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
+import { MAX_TIMEOUT } from "../_numeric_options.ts";
 import {
   checkServeOptions,
   type DataHookRequirement,
-  MAX_TIMEOUT,
   type ResolvedLimits,
   resolveLimits,
   type ServeOptions,

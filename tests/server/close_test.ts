@@ -9,6 +9,7 @@ import {
 } from "../../mod.ts";
 import {
   assertBytes,
+  type ClientClose,
   closePayload,
   concat,
   DEADLINE,
@@ -255,6 +256,35 @@ function backlogThenClose(messages: number, closeTimeout: number) {
   };
 }
 
+/**
+ * Has an npm:ws client read in bursts (50 ms in every 250, pinging with
+ * each when `ping`), checks that it gets `messages` messages of 64 KiB
+ * (message i filled with i), then reads on to its close event.
+ */
+async function readSlowly(
+  client: NpmClient,
+  messages: number,
+  ping: boolean,
+): Promise<ClientClose> {
+  client.ws.pause();
+  const reading = setInterval(() => {
+    client.ws.resume();
+    if (ping) client.ws.ping();
+    setTimeout(() => client.ws.pause(), 50);
+  }, 250);
+  try {
+    for (let i = 0; i < messages; i++) {
+      const message = await withTimeout(client.next(), DEADLINE, `${i}`);
+      assert.ok(message instanceof Uint8Array, `message ${i}`);
+      assert.ok(message.every((byte) => byte === i), `message ${i}`);
+    }
+    client.ws.resume();
+    return await client.closed;
+  } finally {
+    clearInterval(reading);
+  }
+}
+
 Deno.test(
   "Socket.close() after a large backlog lets an npm:ws client that reads slowly and keeps sending read all of it: no reset when the close timeout passes, and the closing handshake completes",
   async () => {
@@ -262,27 +292,14 @@ Deno.test(
     const { server, closed } = backlogThenClose(MESSAGES, 200);
     await using _ = server;
     await using client = await NpmClient.connect(wsUrl(server.addr));
-    // The client reads in bursts (50 ms in every 250) and pings all along:
-    // a reset would make its kernel discard what it has not read yet, and
-    // what the kernel holds when the server's last write is done takes it
-    // longer than the close timeout to read.
-    client.ws.pause();
-    const reading = setInterval(() => {
-      client.ws.resume();
-      client.ws.ping();
-      setTimeout(() => client.ws.pause(), 50);
-    }, 250);
-    try {
-      for (let i = 0; i < MESSAGES; i++) {
-        const message = await withTimeout(client.next(), DEADLINE, `${i}`);
-        assert.ok(message instanceof Uint8Array, `message ${i}`);
-        assert.ok(message.every((byte) => byte === i), `message ${i}`);
-      }
-      client.ws.resume();
-      assert.deepEqual(await client.closed, { code: 1000, reason: "done" });
-    } finally {
-      clearInterval(reading);
-    }
+    // The client reads in bursts and pings all along: a reset would make
+    // its kernel discard what it has not read yet, and what the kernel
+    // holds when the server's last write is done takes it longer than the
+    // close timeout to read.
+    assert.deepEqual(await readSlowly(client, MESSAGES, true), {
+      code: 1000,
+      reason: "done",
+    });
     assert.deepEqual(await closed, {
       code: 1000,
       reason: "done",
@@ -333,26 +350,11 @@ Deno.test(
       },
     );
     await using client = await NpmClient.connect(wsUrl(server.addr));
-    client.ws.pause();
     client.ws.close(1000, "client done");
-    const reading = setInterval(() => {
-      client.ws.resume();
-      setTimeout(() => client.ws.pause(), 50);
-    }, 250);
-    try {
-      for (let i = 0; i < MESSAGES; i++) {
-        const message = await withTimeout(client.next(), DEADLINE, `${i}`);
-        assert.ok(message instanceof Uint8Array, `message ${i}`);
-        assert.ok(message.every((byte) => byte === i), `message ${i}`);
-      }
-      client.ws.resume();
-      assert.deepEqual(await client.closed, {
-        code: 1000,
-        reason: "client done",
-      });
-    } finally {
-      clearInterval(reading);
-    }
+    assert.deepEqual(await readSlowly(client, MESSAGES, false), {
+      code: 1000,
+      reason: "client done",
+    });
     assert.deepEqual(await withTimeout(closed.promise, DEADLINE, "closed"), {
       code: 1000,
       reason: "client done",

@@ -20,43 +20,15 @@ import {
   type RawPeer,
   rawServer,
 } from "./_helpers.ts";
-
-const KIB = 1024;
-const CHUNK = 64 * KIB;
-/** More than loopback TCP buffers hold, so every fill loop is bounded. */
-const MAX_CHUNKS = 2_048;
-
-/** A binary payload carrying its sequence number in the first four bytes. */
-function numbered(seq: number, size = CHUNK): Uint8Array {
-  const bytes = new Uint8Array(size).fill(seq & 0xff);
-  new DataView(bytes.buffer).setUint32(0, seq);
-  return bytes;
-}
-
-function seqOf(payload: Uint8Array): number {
-  return new DataView(payload.buffer, payload.byteOffset).getUint32(0);
-}
-
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/**
- * Whether `promise` settles within `ms`; the timer is always cleared. Used
- * only to detect a stall, never to assert a duration.
- */
-async function settlesWithin(
-  promise: Promise<unknown>,
-  ms: number,
-): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import {
+  CHUNK,
+  delay,
+  KIB,
+  MAX_CHUNKS,
+  numbered,
+  seqOf,
+  settlesWithin,
+} from "../server/_helpers.ts";
 
 /**
  * A raw server that answers the handshake, reads nothing until `read()` is

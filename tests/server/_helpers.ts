@@ -822,3 +822,41 @@ export function socketOver(
     ...options,
   }, undefined);
 }
+
+/**
+ * Whether `promise` settles within `ms`; the timer is always cleared. Used
+ * only to detect a stall, never to assert a duration.
+ */
+export async function settlesWithin(
+  promise: Promise<unknown>,
+  ms: number,
+): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** 1024. */
+export const KIB = 1024;
+/** The size of a backpressure test's messages. */
+export const CHUNK = 64 * KIB;
+/** More than loopback TCP buffers hold, so every fill loop is bounded. */
+export const MAX_CHUNKS = 2_048;
+
+/** A binary payload carrying its sequence number in the first four bytes. */
+export function numbered(seq: number, size = CHUNK): Uint8Array {
+  const bytes = pattern(size, seq);
+  new DataView(bytes.buffer).setUint32(0, seq);
+  return bytes;
+}
+
+/** The sequence number of a {@linkcode numbered} payload. */
+export function seqOf(payload: Uint8Array): number {
+  return new DataView(payload.buffer, payload.byteOffset).getUint32(0);
+}

@@ -8,58 +8,29 @@ import {
 } from "../../mod.ts";
 import {
   assertBytes,
+  CHUNK,
   closePayload,
   concat,
   DEADLINE,
   delay,
   echo,
   frame,
+  KIB,
   LOCAL,
+  MAX_CHUNKS,
   NpmClient,
+  numbered,
   OP,
   pattern,
   rawHandshake,
   type RawPeer,
+  seqOf,
+  settlesWithin,
   SocketTracker,
   waitUntil,
   withTimeout,
   wsUrl,
 } from "./_helpers.ts";
-
-const KIB = 1024;
-const CHUNK = 64 * KIB;
-/** More than loopback TCP buffers hold, so every fill loop is bounded. */
-const MAX_CHUNKS = 2_048;
-
-/** A binary payload carrying its sequence number in the first four bytes. */
-function numbered(seq: number, size = CHUNK): Uint8Array {
-  const bytes = pattern(size, seq);
-  new DataView(bytes.buffer).setUint32(0, seq);
-  return bytes;
-}
-
-function seqOf(payload: Uint8Array): number {
-  return new DataView(payload.buffer, payload.byteOffset).getUint32(0);
-}
-
-/**
- * Whether `promise` settles within `ms`; the timer is always cleared. Used
- * only to detect a stall, never to assert a duration.
- */
-async function settlesWithin(
-  promise: Promise<unknown>,
-  ms: number,
-): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Tracks whether a promise has settled. */
 function track(promise: Promise<unknown>): { settled: boolean } {

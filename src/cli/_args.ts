@@ -113,14 +113,29 @@ const SIZE_UNITS: Record<string, number> = {
 };
 
 /**
+ * `text` as a number with an optional unit from `units` (`""` for none,
+ * names in lower case; matched case-insensitively), times the unit's value:
+ * `1.5K` is 1536. The arithmetic is exact for whole results (`1.1s` is 1100,
+ * not 1100.0000000000002). NaN when `text` is not such a number. A minus
+ * sign is kept and no range is checked: the caller or the API checks that.
+ */
+function amount(text: string, units: Record<string, number>): number {
+  const match = /^(-?)(\d+)(?:\.(\d+))?\s*([a-z]*)$/i.exec(text.trim());
+  if (match === null) return NaN;
+  const [, sign, whole, fraction = "", unitName] = match;
+  const unit = units[unitName.toLowerCase()];
+  if (unit === undefined) return NaN;
+  const value = Number(whole + fraction) * unit / 10 ** fraction.length;
+  return sign === "-" ? -value : value;
+}
+
+/**
  * A byte size: `32`, `1K`, `64KiB`, `1.5M`. K, KB and KiB all mean 1024
  * bytes; M, MB and MiB 1024².
  */
 export function parseSize(command: string, flag: string, text: string): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
-  const unit = SIZE_UNITS[match?.[2].toLowerCase() ?? "?"];
-  const value = match && unit !== undefined ? Number(match[1]) * unit : NaN;
-  if (Number.isFinite(value) && !Number.isInteger(value)) {
+  const value = amount(text, SIZE_UNITS);
+  if (Number.isFinite(value) && value >= 0 && !Number.isInteger(value)) {
     throw new UsageError(
       command,
       `--${flag} must be a whole number of bytes, got ${
@@ -128,7 +143,7 @@ export function parseSize(command: string, flag: string, text: string): number {
       } (${value} bytes)`,
     );
   }
-  if (!Number.isSafeInteger(value)) {
+  if (!Number.isSafeInteger(value) || value < 0) {
     throw new UsageError(
       command,
       `--${flag} must be a size such as 32, 1K, 64KiB or 1M, got ${
@@ -154,9 +169,7 @@ export function parseDuration(
   flag: string,
   text: string,
 ): number {
-  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
-  const unit = DURATION_UNITS[match?.[2].toLowerCase() ?? "?"];
-  const value = match && unit !== undefined ? Number(match[1]) * unit : NaN;
+  const value = amount(text, DURATION_UNITS);
   if (!(value > 0) || !Number.isFinite(value)) {
     throw new UsageError(
       command,
@@ -166,6 +179,74 @@ export function parseDuration(
     );
   }
   return Math.round(value);
+}
+
+/**
+ * A number of bytes for an option whose range the API checks (serve()'s
+ * `maxPayload`): `100`, `64KiB`, `1M`, or `-1` (for the API to refuse).
+ */
+export function parseBytes(
+  command: string,
+  flag: string,
+  text: string,
+): number {
+  const value = amount(text, SIZE_UNITS);
+  if (Number.isNaN(value)) {
+    throw new UsageError(
+      command,
+      `--${flag} must be a number of bytes such as 100, 64KiB or 1MiB, got ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return value;
+}
+
+const MILLISECOND_UNITS: Record<string, number> = {
+  ...DURATION_UNITS,
+  "": 1,
+};
+
+/**
+ * Milliseconds for an option whose range the API checks (serve()'s
+ * timeouts): `500`, or with a unit `500ms`, `30s`, `5m`, `1h`.
+ */
+export function parseMilliseconds(
+  command: string,
+  flag: string,
+  text: string,
+): number {
+  const value = amount(text, MILLISECOND_UNITS);
+  if (Number.isNaN(value)) {
+    throw new UsageError(
+      command,
+      `--${flag} must be milliseconds such as 500, or a duration such as 30s or 5m, got ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return value;
+}
+
+/**
+ * A count for an option whose range the API checks: `10`, `1.5`, `-1`,
+ * `Infinity` (for options where it means no limit).
+ */
+export function parseCount(
+  command: string,
+  flag: string,
+  text: string,
+): number {
+  const value = /^infinity$/i.test(text.trim())
+    ? Infinity
+    : amount(text, { "": 1 });
+  if (Number.isNaN(value)) {
+    throw new UsageError(
+      command,
+      `--${flag} must be a number such as 100, got ${JSON.stringify(text)}`,
+    );
+  }
+  return value;
 }
 
 /** `--header "Name: value"` (or `Name:value`) options into a Headers. */

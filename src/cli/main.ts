@@ -36,7 +36,9 @@ export const HELP =
 
 Usage:
   duplex serve  [--port N] [--hostname H] [--echo | --broadcast] [--static DIR]
-                [--cert FILE --key FILE] [--quiet]
+                [--metrics PATH] [--cert FILE --key FILE] [--origin O]...
+                [--protocol P]... [--deflate] [--quiet]
+                [--max-payload SIZE] [--max-connections N] [...limits]
   duplex listen URL [--json] [--protocol P] [--header "K: V"] [--ca FILE]
   duplex send   URL [MESSAGE...] [--file F] [--binary]
                 [--protocol P] [--header "K: V"] [--ca FILE]

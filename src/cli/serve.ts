@@ -1,5 +1,9 @@
-import { serve } from "../server/server.ts";
-import type { ServeOptions, ServerLogEvent } from "../server/serve_options.ts";
+import { serve, type Server } from "../server/server.ts";
+import {
+  NUMERIC_DEFAULTS,
+  type ServeOptions,
+  type ServerLogEvent,
+} from "../server/serve_options.ts";
 import { serveStatic } from "../server/static_files.ts";
 import type { Socket } from "../socket.ts";
 import {
@@ -8,15 +12,27 @@ import {
   readPemFiles,
   UsageError,
 } from "./_args.ts";
+import { metricsEndpoint, parseMetricsPath } from "./_metrics_endpoint.ts";
 import { printError, printLine } from "./_output.ts";
+import {
+  SERVE_OPTION_FLAGS,
+  serveOptionsFromFlags,
+  usageErrorFromServe,
+} from "./_serve_flags.ts";
 import { printErrors } from "../server/_print_errors.ts";
 import { onStopSignals } from "./_signals.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
+const D = NUMERIC_DEFAULTS;
+const MIB = D.maxPayload / 1024 ** 2;
+const PONG_S = D.pongTimeout / 1000;
+
 /** The help text of `duplex serve`. */
 export const SERVE_HELP =
   `Usage: duplex serve [--port N] [--hostname H] [--echo | --broadcast]
-                    [--static DIR] [--cert FILE --key FILE] [--quiet]
+                    [--static DIR] [--metrics PATH] [--cert FILE --key FILE]
+                    [--origin O]... [--protocol P]... [--deflate]
+                    [--quiet] [LIMITS]
 
 Runs a WebSocket server until Ctrl-C (SIGINT) or SIGTERM, then shuts down
 gracefully (close code 1001 to every client) and exits with 0.
@@ -32,15 +48,43 @@ Options:
                     included
   --static DIR      Also serve the files under DIR over plain HTTP on the
                     same port (index.html for directories)
+  --metrics PATH    Serve the server's counters at PATH (such as /metrics) in
+                    the Prometheus text format over plain HTTP, before
+                    --static; anyone who reaches the port can read them
   --cert FILE       PEM certificate chain: serve wss:// (needs --key)
   --key FILE        PEM private key for --cert
+  --origin O        Accept WebSockets only from web pages of origin O, such
+                    as https://example.com (repeatable); pages of other
+                    origins get 403, clients sending no Origin are accepted
+  --protocol P      A subprotocol the server speaks (repeatable, preferred
+                    first); a client offering none of them gets none
+  --deflate         Compress messages (permessage-deflate) for clients that
+                    offer it
   --quiet           Do not log connections on stderr
   -h, --help        Show this help
 
+Limits (MS: milliseconds, or with a unit: 500ms, 30s, 5m):
+  --max-payload SIZE      Largest message, in bytes or with a unit (64KiB,
+                          1MiB); larger ones close with 1009 (default ${MIB}MiB)
+  --max-connections N     Most connections at once, WebSocket or HTTP; more
+                          get 503 (default ${D.maxConnections})
+  --max-connections-per-address N
+                          Most connections at once from one address; more
+                          get 429 (default: no limit). Behind a reverse proxy
+                          all clients share its address: limit them there
+  --idle-timeout MS       Close with 1001 after MS without a message either
+                          way (default ${D.idleTimeout}: never)
+  --message-timeout MS    Fail with 1008 a message that takes longer than MS
+                          to arrive whole (default ${D.messageTimeout}: no limit)
+  --ping-interval MS      Ping after MS without traffic from the client; no
+                          pong in ${PONG_S} s closes (default ${D.pingInterval}; 0: no pings)
+
 Examples:
   duplex serve --port 9000
-  duplex serve --broadcast --static ./public
-  duplex serve --cert cert.pem --key key.pem`;
+  duplex serve --broadcast --static ./public --metrics /metrics
+  duplex serve --cert cert.pem --key key.pem --origin https://example.com
+  duplex serve --max-payload 64KiB --max-connections-per-address 20 \\
+               --idle-timeout 5m`;
 
 const OPTIONS = {
   port: { type: "string" },
@@ -48,10 +92,12 @@ const OPTIONS = {
   echo: { type: "boolean" },
   broadcast: { type: "boolean" },
   static: { type: "string" },
+  metrics: { type: "string" },
   cert: { type: "string" },
   key: { type: "string" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  ...SERVE_OPTION_FLAGS,
 } as const;
 
 const DEFAULT_PORT = 8765;
@@ -124,10 +170,15 @@ export async function serveCommand(
     [key] = await readPemFiles("serve", "key", [values.key]);
   }
   const mode = values.broadcast ? "broadcast" : "echo";
-  let fetch: ServeOptions["fetch"];
+  const metricsPath = values.metrics === undefined
+    ? undefined
+    : parseMetricsPath(values.metrics);
+  // Checked by serve() below, as a usage error naming the flag.
+  const flagged = serveOptionsFromFlags(values);
+  let files: ServeOptions["fetch"];
   if (values.static !== undefined) {
     try {
-      fetch = serveStatic(values.static);
+      files = serveStatic(values.static);
     } catch {
       throw new UsageError(
         "serve",
@@ -135,6 +186,10 @@ export async function serveCommand(
       );
     }
   }
+  // Not called before a request comes, when the server exists.
+  const fetch = metricsPath === undefined
+    ? files
+    : metricsEndpoint(metricsPath, () => server.metrics(), files);
 
   const clients = new Set<Socket>();
   const handler = mode === "echo"
@@ -156,9 +211,10 @@ export async function serveCommand(
   const stop = () => controller.abort();
   signal?.addEventListener("abort", stop, { once: true });
   const signals = onStopSignals(stop);
-  let server;
+  let server: Server;
   try {
     server = serve({
+      ...flagged.options,
       port,
       hostname,
       cert,
@@ -171,6 +227,8 @@ export async function serveCommand(
   } catch (error) {
     signals.remove();
     signal?.removeEventListener("abort", stop);
+    const usage = usageErrorFromServe(error, flagged.flags);
+    if (usage !== undefined) throw usage;
     return listenFailure(hostname, port, error);
   }
   const scheme = cert === undefined ? "ws" : "wss";
@@ -180,12 +238,11 @@ export async function serveCommand(
     ? `[${hostname}]`
     : hostname;
   const authority = `${shown}:${server.addr.port}`;
-  const files = `${scheme === "wss" ? "https" : "http"}://${authority}/`;
-  printLine(
-    `Listening on ${scheme}://${authority} (${mode}${
-      fetch ? `, static files from ${values.static} at ${files}` : ""
-    })`,
-  );
+  const http = `${scheme === "wss" ? "https" : "http"}://${authority}`;
+  const served = [mode];
+  if (files) served.push(`static files from ${values.static} at ${http}/`);
+  if (metricsPath) served.push(`metrics at ${http}${metricsPath}`);
+  printLine(`Listening on ${scheme}://${authority} (${served.join(", ")})`);
   if (signal?.aborted) stop();
   await server.finished;
   signals.remove();

@@ -143,7 +143,7 @@ export function parseSize(command: string, flag: string, text: string): number {
       } (${value} bytes)`,
     );
   }
-  if (!Number.isSafeInteger(value) || value < 0) {
+  if (!Number.isSafeInteger(value) || text.trim().startsWith("-")) {
     throw new UsageError(
       command,
       `--${flag} must be a size such as 32, 1K, 64KiB or 1M, got ${

@@ -64,7 +64,8 @@ export type {
   UpgradeHookAccept,
   UpgradeInfo,
 } from "./src/server/serve_options.ts";
-export { renderPrometheus, type ServerStats } from "./src/server/stats.ts";
+export { renderPrometheus } from "./src/server/prometheus.ts";
+export type { ServerStats } from "./src/server/stats.ts";
 export * from "./src/server/http_exchange.ts";
 export * from "./src/server/http_request_error.ts";
 export * from "./src/server/static_files.ts";

@@ -45,7 +45,7 @@ import {
   resolveDeflateOptions,
 } from "../protocol/permessage_deflate.ts";
 import type { PreparedMessage } from "../protocol/prepared_message.ts";
-import { renderPrometheus } from "./stats.ts";
+import { renderPrometheus } from "./prometheus.ts";
 import {
   assertOffered,
   encodeHookResponse,

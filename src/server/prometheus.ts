@@ -1,0 +1,155 @@
+import type { ServerStats } from "./stats.ts";
+
+/** A sample's labels, in order: `[name, value]` pairs. */
+type Labels = [name: string, value: string][];
+
+/**
+ * Renders server stats in the Prometheus text exposition format (version
+ * 0.0.4), metric names prefixed with `duplex_`. Every metric has its
+ * `# HELP` and `# TYPE` lines before its samples; label values are escaped
+ * (`\\`, `\"`, `\n`) as the format requires.
+ *
+ * @param stats A snapshot from `server.stats()`.
+ * @returns The metrics text, ending with a newline.
+ *
+ * @example Usage
+ * ```ts
+ * import { renderPrometheus, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve({ port: 0 }, () => {});
+ * const text = renderPrometheus(server.stats());
+ * assert.match(text, /^duplex_connections_open 0$/m);
+ * ```
+ */
+export function renderPrometheus(stats: ServerStats): string {
+  const lines: string[] = [];
+  const metric = (
+    name: string,
+    type: "gauge" | "counter",
+    help: string,
+    samples: [labels: Labels, value: number][],
+  ) => {
+    lines.push(
+      `# HELP duplex_${name} ${escapeHelp(help)}`,
+      `# TYPE duplex_${name} ${type}`,
+    );
+    for (const [labels, value] of samples) {
+      lines.push(`duplex_${name}${renderLabels(labels)} ${value}`);
+    }
+  };
+  const single = (value: number): [Labels, number][] => [[[], value]];
+  const labelled = (label: string, counts: Record<string, number>) =>
+    Object.entries(counts).map(([key, value]) =>
+      [[[label, key]], value] as [Labels, number]
+    );
+  metric(
+    "connections_open",
+    "gauge",
+    "Open WebSocket connections.",
+    single(stats.openConnections),
+  );
+  metric(
+    "transport_connections_open",
+    "gauge",
+    "Open TCP connections: WebSockets, handshakes under way, plain HTTP.",
+    single(stats.transportConnections),
+  );
+  metric(
+    "connections_total",
+    "counter",
+    "WebSocket connections accepted.",
+    single(stats.totalConnections),
+  );
+  metric(
+    "messages_received_total",
+    "counter",
+    "Messages received.",
+    single(stats.messagesReceived),
+  );
+  metric(
+    "messages_sent_total",
+    "counter",
+    "Messages sent.",
+    single(stats.messagesSent),
+  );
+  metric(
+    "bytes_received_total",
+    "counter",
+    "Bytes read from WebSockets.",
+    single(stats.bytesReceived),
+  );
+  metric(
+    "bytes_sent_total",
+    "counter",
+    "Bytes written to WebSockets.",
+    single(stats.bytesSent),
+  );
+  metric(
+    "backpressure_drops_total",
+    "counter",
+    "Messages dropped by the backpressure policy.",
+    single(stats.backpressureDrops),
+  );
+  metric(
+    "closes_total",
+    "counter",
+    "Closed connections by close code.",
+    labelled("code", stats.closeCodes),
+  );
+  metric(
+    "handshake_rejections_total",
+    "counter",
+    "Rejected handshakes by HTTP status.",
+    labelled("status", stats.handshakeRejections),
+  );
+  metric(
+    "timeouts_total",
+    "counter",
+    "Connections closed by a deadline, by phase.",
+    labelled("phase", stats.timeouts),
+  );
+  metric(
+    "connection_errors_total",
+    "counter",
+    "Connections that failed before their request head.",
+    single(stats.connectionErrors),
+  );
+  metric(
+    "pings_answered_total",
+    "counter",
+    "Pings answered by a pong.",
+    single(stats.pingRtt.count),
+  );
+  metric(
+    "ping_rtt_seconds_mean",
+    "gauge",
+    "Mean ping round trip.",
+    single(stats.pingRtt.mean / 1000),
+  );
+  metric(
+    "ping_rtt_seconds_max",
+    "gauge",
+    "Largest ping round trip.",
+    single(stats.pingRtt.max / 1000),
+  );
+  return lines.join("\n") + "\n";
+}
+
+function renderLabels(labels: Labels): string {
+  if (labels.length === 0) return "";
+  const pairs = labels.map(([name, value]) =>
+    `${name}="${escapeLabelValue(value)}"`
+  );
+  return `{${pairs.join(",")}}`;
+}
+
+// The text format: in label values, `\`, `"` and line feed are escaped; in
+// HELP text, `\` and line feed.
+function escapeLabelValue(value: string): string {
+  return value.replace(/[\\"\n]/g, (c) => c === "\n" ? "\\n" : `\\${c}`);
+}
+
+function escapeHelp(text: string): string {
+  return text.replace(/[\\\n]/g, (c) => c === "\n" ? "\\n" : "\\\\");
+}

@@ -65,7 +65,7 @@ export type {
   UpgradeInfo,
 } from "./src/server/serve_options.ts";
 export { renderPrometheus } from "./src/server/prometheus.ts";
-export type { ServerStats } from "./src/server/stats.ts";
+export type { PingRttStats, ServerStats } from "./src/server/stats.ts";
 export * from "./src/server/http_exchange.ts";
 export * from "./src/server/http_request_error.ts";
 export * from "./src/server/static_files.ts";

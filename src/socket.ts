@@ -6,6 +6,7 @@ import type { Message } from "./protocol/message_assembler.ts";
 import { CLOSE_REASON, type CloseInfo } from "./close_info.ts";
 import {
   type CloseOptions,
+  countRoundTrip,
   type IncomingStream,
   newCounters,
   type OutgoingMessage,
@@ -1758,10 +1759,7 @@ export class Socket<Data = unknown>
       const rtt = performance.now() - this.#pingSentAt;
       this.#pingSentAt = -1;
       this.#rtt = rtt;
-      const counters = this.#counters;
-      counters.rttCount++;
-      counters.rttSum += rtt;
-      if (rtt > counters.rttMax) counters.rttMax = rtt;
+      countRoundTrip(this.#counters, rtt);
     }
     for (const waiter of this.#pingWaiters.splice(0)) waiter.resolve();
   }

@@ -84,7 +84,35 @@ export interface SocketCounters {
   rttSum: number;
   /** The largest measured round-trip time. */
   rttMax: number;
+  /**
+   * Round trips by bucket, not cumulative: entry `i` counts those longer
+   * than bound `i - 1` and at most bound `i` of the bounds (1 ms to 10 s)
+   * `server.stats().pingRtt.buckets` lists; longer than the last bound,
+   * only `rttCount` has them. Left out, no buckets are counted.
+   */
+  rttBuckets?: number[];
 }
+
+/**
+ * The upper bounds, in milliseconds, of the buckets ping round trips are
+ * counted in (`server.stats().pingRtt.buckets`, the
+ * `duplex_ping_rtt_seconds` histogram): 1 ms to 10 s.
+ */
+export const PING_RTT_BUCKETS_MS: readonly number[] = Object.freeze([
+  1,
+  2.5,
+  5,
+  10,
+  25,
+  50,
+  100,
+  250,
+  500,
+  1_000,
+  2_500,
+  5_000,
+  10_000,
+]);
 
 /** A byte source and sink the socket drives (a TCP or TLS connection). */
 export interface Transport {
@@ -184,5 +212,33 @@ export function newCounters(): SocketCounters {
     rttCount: 0,
     rttSum: 0,
     rttMax: 0,
+    rttBuckets: PING_RTT_BUCKETS_MS.map(() => 0),
   };
+}
+
+/**
+ * Adds one measured round trip to `counters`.
+ *
+ * @param counters The counters to add to.
+ * @param rtt The round trip, in milliseconds.
+ *
+ * @example Usage
+ * ```ts
+ * import { countRoundTrip, newCounters } from "./socket_options.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const counters = newCounters();
+ * countRoundTrip(counters, 3);
+ * assert.equal(counters.rttCount, 1);
+ * assert.equal(counters.rttBuckets![2], 1); // (2.5 ms, 5 ms]
+ * ```
+ */
+export function countRoundTrip(counters: SocketCounters, rtt: number): void {
+  counters.rttCount++;
+  counters.rttSum += rtt;
+  if (rtt > counters.rttMax) counters.rttMax = rtt;
+  const buckets = counters.rttBuckets;
+  if (buckets === undefined) return;
+  const i = PING_RTT_BUCKETS_MS.findIndex((bound) => rtt <= bound);
+  if (i >= 0) buckets[i] = (buckets[i] ?? 0) + 1;
 }

@@ -2,12 +2,16 @@ import type { ServerStats } from "./stats.ts";
 
 /** A sample's labels, in order: `[name, value]` pairs. */
 type Labels = [name: string, value: string][];
+/** A sample: its name's suffix (`_bucket` of a histogram), labels, value. */
+type Sample = [suffix: string, labels: Labels, value: number];
 
 /**
  * Renders server stats in the Prometheus text exposition format (version
  * 0.0.4), metric names prefixed with `duplex_`. Every metric has its
  * `# HELP` and `# TYPE` lines before its samples; label values are escaped
- * (`\\`, `\"`, `\n`) as the format requires.
+ * (`\\`, `\"`, `\n`) as the format requires. Ping round trips are a
+ * histogram, `duplex_ping_rtt_seconds` (buckets from 1 ms to 10 s), next to
+ * the `duplex_ping_rtt_seconds_mean` and `_max` gauges.
  *
  * @param stats A snapshot from `server.stats()`.
  * @returns The metrics text, ending with a newline.
@@ -20,29 +24,31 @@ type Labels = [name: string, value: string][];
  * await using server = serve({ port: 0 }, () => {});
  * const text = renderPrometheus(server.stats());
  * assert.match(text, /^duplex_connections_open 0$/m);
+ * assert.match(text, /^# TYPE duplex_ping_rtt_seconds histogram$/m);
+ * assert.match(text, /^duplex_ping_rtt_seconds_bucket\{le="\+Inf"\} 0$/m);
  * ```
  */
 export function renderPrometheus(stats: ServerStats): string {
   const lines: string[] = [];
   const metric = (
     name: string,
-    type: "gauge" | "counter",
+    type: "gauge" | "counter" | "histogram",
     help: string,
-    samples: [labels: Labels, value: number][],
+    samples: Sample[],
   ) => {
     lines.push(
       `# HELP duplex_${name} ${escapeHelp(help)}`,
       `# TYPE duplex_${name} ${type}`,
     );
-    for (const [labels, value] of samples) {
-      lines.push(`duplex_${name}${renderLabels(labels)} ${value}`);
+    for (const [suffix, labels, value] of samples) {
+      lines.push(`duplex_${name}${suffix}${renderLabels(labels)} ${value}`);
     }
   };
-  const single = (value: number): [Labels, number][] => [[[], value]];
+  const single = (value: number): Sample[] => [["", [], value]];
   const labelled = (label: string, counts: Record<string, number>) =>
-    Object.entries(counts).map(([key, value]) =>
-      [[[label, key]], value] as [Labels, number]
-    );
+    Object.entries(counts).map((
+      [key, value],
+    ): Sample => ["", [[label, key]], value]);
   metric(
     "connections_open",
     "gauge",
@@ -133,6 +139,15 @@ export function renderPrometheus(stats: ServerStats): string {
     "Largest ping round trip.",
     single(stats.pingRtt.max / 1000),
   );
+  const rtt = stats.pingRtt;
+  metric("ping_rtt_seconds", "histogram", "Ping round trips.", [
+    ...rtt.buckets.map((
+      { le, count },
+    ): Sample => ["_bucket", [["le", String(le / 1000)]], count]),
+    ["_bucket", [["le", "+Inf"]], rtt.count],
+    ["_sum", [], rtt.sum / 1000],
+    ["_count", [], rtt.count],
+  ]);
   return lines.join("\n") + "\n";
 }
 

@@ -1,4 +1,8 @@
-import { newCounters, type SocketCounters } from "../socket_options.ts";
+import {
+  newCounters,
+  PING_RTT_BUCKETS_MS,
+  type SocketCounters,
+} from "../socket_options.ts";
 
 /** A snapshot of a server's counters; see `server.stats()`. */
 export interface ServerStats {
@@ -36,8 +40,27 @@ export interface ServerStats {
    * waiting to be accepted), TLS failures.
    */
   connectionErrors: number;
-  /** Ping round-trip times in milliseconds: count, mean and maximum. */
-  pingRtt: { count: number; mean: number; max: number };
+  /** Ping round-trip times in milliseconds. */
+  pingRtt: PingRttStats;
+}
+
+/** Ping round-trip times in milliseconds; see `ServerStats.pingRtt`. */
+export interface PingRttStats {
+  /** Pings answered by a pong. */
+  count: number;
+  /** The mean round trip (0 before the first). */
+  mean: number;
+  /** The longest round trip (0 before the first). */
+  max: number;
+  /** The sum of all round trips, for a mean over any interval. */
+  sum: number;
+  /**
+   * The round trips as a histogram with fixed bounds, 1 ms to 10 s
+   * (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000):
+   * `count` is how many took at most `le` milliseconds (cumulative, as in
+   * Prometheus). The last, unbounded bucket is `count` above.
+   */
+  buckets: { le: number; count: number }[];
 }
 
 /** Collects a server's counters; sockets add to `counters` directly. */
@@ -108,7 +131,18 @@ export class StatsCollector {
         count: c.rttCount,
         mean: c.rttCount === 0 ? 0 : c.rttSum / c.rttCount,
         max: c.rttMax,
+        sum: c.rttSum,
+        buckets: cumulative(c.rttBuckets ?? []),
       },
     };
   }
+}
+
+/** The round trips at most each bound took, from the per-bucket counts. */
+function cumulative(counts: number[]): { le: number; count: number }[] {
+  let total = 0;
+  return PING_RTT_BUCKETS_MS.map((le, i) => {
+    total += counts[i] ?? 0;
+    return { le, count: total };
+  });
 }

@@ -17,7 +17,14 @@ function zeroStats(): ServerStats {
     handshakeRejections: {},
     timeouts: {},
     connectionErrors: 0,
-    pingRtt: { count: 0, mean: 0, max: 0 },
+    pingRtt: {
+      count: 0,
+      mean: 0,
+      max: 0,
+      sum: 0,
+      buckets: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+        .map((le) => ({ le, count: 0 })),
+    },
   };
 }
 
@@ -49,4 +56,42 @@ Deno.test('renderPrometheus() escapes \\, " and line feeds in label values', () 
     valueOf(families, "duplex_timeouts_total", { phase: "plain" }),
     1,
   );
+});
+
+Deno.test("renderPrometheus() renders the ping round trips as a histogram in seconds: cumulative buckets, +Inf, _sum, _count", () => {
+  const text = renderPrometheus({
+    ...zeroStats(),
+    pingRtt: {
+      count: 5,
+      mean: 1210.5 / 5,
+      max: 1200,
+      sum: 1210.5,
+      buckets: [
+        { le: 1, count: 1 },
+        { le: 2.5, count: 3 },
+        { le: 1000, count: 3 },
+        { le: 10000, count: 4 },
+      ],
+    },
+  });
+  const histogram = text.split("\n").filter((line) =>
+    line.includes("duplex_ping_rtt_seconds ") ||
+    /^duplex_ping_rtt_seconds_(bucket|sum|count)/.test(line)
+  );
+  assert.deepEqual(histogram, [
+    "# HELP duplex_ping_rtt_seconds Ping round trips.",
+    "# TYPE duplex_ping_rtt_seconds histogram",
+    'duplex_ping_rtt_seconds_bucket{le="0.001"} 1',
+    'duplex_ping_rtt_seconds_bucket{le="0.0025"} 3',
+    'duplex_ping_rtt_seconds_bucket{le="1"} 3',
+    'duplex_ping_rtt_seconds_bucket{le="10"} 4',
+    'duplex_ping_rtt_seconds_bucket{le="+Inf"} 5',
+    "duplex_ping_rtt_seconds_sum 1.2105",
+    "duplex_ping_rtt_seconds_count 5",
+  ]);
+  const families = parseExposition(text);
+  assert.equal(families.get("duplex_ping_rtt_seconds")?.type, "histogram");
+  // The summary gauges stay, for dashboards that use them.
+  assert.equal(valueOf(families, "duplex_ping_rtt_seconds_max"), 1.2);
+  assert.equal(valueOf(families, "duplex_pings_answered_total"), 5);
 });

@@ -20,6 +20,7 @@ import {
   withTimeout,
   wsUrl,
 } from "./_helpers.ts";
+import { parseExposition, valueOf } from "./_prometheus.ts";
 
 /** Rejections of three kinds: the hook (401), origins (403), method (405). */
 const REJECTING: ServeOptions = {
@@ -68,7 +69,27 @@ Deno.test(
       handshakeRejections: {},
       timeouts: {},
       connectionErrors: 0,
-      pingRtt: { count: 0, mean: 0, max: 0 },
+      pingRtt: {
+        count: 0,
+        mean: 0,
+        max: 0,
+        sum: 0,
+        buckets: [
+          1,
+          2.5,
+          5,
+          10,
+          25,
+          50,
+          100,
+          250,
+          500,
+          1000,
+          2500,
+          5000,
+          10000,
+        ].map((le) => ({ le, count: 0 })),
+      },
     });
 
     using raw = await rawHandshake(server.addr);
@@ -162,18 +183,25 @@ Deno.test(
       () => server.stats().pingRtt.count >= 4,
       "four measured round trips",
     );
-    const { count, mean, max } = server.stats().pingRtt;
+    const { count, mean, max, sum, buckets } = server.stats().pingRtt;
     assert.ok(count >= 4);
     assert.ok(Number.isFinite(mean) && mean >= 0, `mean ${mean}`);
     assert.ok(max >= mean, `max ${max} >= mean ${mean}`);
+    assert.ok(Math.abs(sum - mean * count) < 1e-6, `sum ${sum}`);
+    // Cumulative; a pong later than pongTimeout (2 s) closes the connection
+    // instead, so every round trip is in the 10 s bucket.
+    for (let i = 1; i < buckets.length; i++) {
+      assert.ok(buckets[i].count >= buckets[i - 1].count, "cumulative");
+    }
+    assert.deepEqual(buckets.at(-1), { le: 10_000, count });
+    const atMost = (ms: number) => buckets.find(({ le }) => le >= ms)!.count;
+    assert.equal(atMost(max), count, `every round trip is at most ${max} ms`);
     for (const client of [a, b]) {
       const rtt = (await tracker.socket(client.port)).rtt;
       assert.ok(rtt !== undefined && rtt <= max, `rtt ${rtt} <= max ${max}`);
     }
   },
 );
-
-const SAMPLE = /^duplex_[a-z_]+(\{[a-z]+="[^"]*"\})? -?[0-9.e+-]+$/;
 
 Deno.test(
   "Server.metrics() is valid Prometheus text with HELP and TYPE before the samples",
@@ -193,54 +221,29 @@ Deno.test(
     await rejectThreeTimes(server.addr);
     await waitUntil(() => server.connections === 0, "the socket to go");
 
-    const text = server.metrics();
-    assert.ok(text.endsWith("\n"), "ends with a newline");
-    const lines = text.slice(0, -1).split("\n");
-    const help = new Set<string>();
-    const type = new Map<string, string>();
-    const samples = new Map<string, string>();
-    for (const line of lines) {
-      const helpMatch = /^# HELP (duplex_[a-z_]+) \S.*$/.exec(line);
-      const typeMatch = /^# TYPE (duplex_[a-z_]+) (counter|gauge)$/.exec(line);
-      if (helpMatch) {
-        assert.ok(!help.has(helpMatch[1]), `one HELP for ${helpMatch[1]}`);
-        help.add(helpMatch[1]);
-      } else if (typeMatch) {
-        assert.ok(help.has(typeMatch[1]), `HELP before TYPE: ${line}`);
-        assert.ok(!type.has(typeMatch[1]), `one TYPE for ${typeMatch[1]}`);
-        type.set(typeMatch[1], typeMatch[2]);
-      } else {
-        assert.match(line, SAMPLE);
-        const name = line.split(/[{ ]/)[0];
-        assert.ok(type.has(name), `TYPE before the sample: ${line}`);
-        const [key, value] = [
-          line.slice(0, line.lastIndexOf(" ")),
-          line.slice(
-            line.lastIndexOf(" ") + 1,
-          ),
-        ];
-        assert.ok(Number.isFinite(Number(value)), line);
-        assert.ok(!samples.has(key), `one sample per series: ${key}`);
-        samples.set(key, value);
-      }
-    }
-    for (const name of type.keys()) {
-      if (name.endsWith("_total") && type.get(name) !== "counter") {
-        assert.fail(`${name} should be a counter`);
-      }
-    }
-    assert.equal(samples.get("duplex_connections_open"), "0");
-    assert.equal(samples.get("duplex_connections_total"), "1");
-    assert.equal(samples.get("duplex_messages_received_total"), "1");
-    assert.equal(samples.get("duplex_messages_sent_total"), "1");
-    assert.equal(samples.get('duplex_closes_total{code="4002"}'), "1");
+    const families = parseExposition(server.metrics());
+    const value = (name: string, labels?: Record<string, string>) =>
+      valueOf(families, name, labels);
+    assert.equal(value("duplex_connections_open"), 0);
+    assert.equal(value("duplex_connections_total"), 1);
+    assert.equal(value("duplex_messages_received_total"), 1);
+    assert.equal(value("duplex_messages_sent_total"), 1);
+    assert.equal(value("duplex_closes_total", { code: "4002" }), 1);
     for (const status of [401, 403, 405]) {
       assert.equal(
-        samples.get(`duplex_handshake_rejections_total{status="${status}"}`),
-        "1",
+        value("duplex_handshake_rejections_total", { status: `${status}` }),
+        1,
       );
     }
-    assert.ok(Number(samples.get("duplex_ping_rtt_seconds_max")) >= 0);
+    for (const [name, family] of families) {
+      if (name.endsWith("_total")) assert.equal(family.type, "counter", name);
+    }
+    assert.ok(value("duplex_ping_rtt_seconds_max")! >= 0);
+    const pings = value("duplex_pings_answered_total")!;
+    assert.ok(pings > 0);
+    assert.equal(families.get("duplex_ping_rtt_seconds")?.type, "histogram");
+    assert.equal(value("duplex_ping_rtt_seconds_count"), pings);
+    assert.equal(value("duplex_ping_rtt_seconds_bucket", { le: "10" }), pings);
   },
 );
 

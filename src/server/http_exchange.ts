@@ -59,6 +59,14 @@ export interface HttpExchangeOptions {
    */
   onResponseStarted?: () => void;
   /**
+   * Called once per request with the status of the response written for it,
+   * as its head goes out: the handler's status, the 500 that stands in for a
+   * handler that failed, or a status of this function's own (400, 413, 417,
+   * 501, 505). Not called for `100 Continue`, nor for a request left without
+   * an answer (the client gone first, the exchange abandoned).
+   */
+  onResponse?: (status: number) => void;
+  /**
    * Called with `true` as each write of the response starts and `false`
    * once it is taken (see `WriteResponseOptions.onWrite`).
    */
@@ -188,7 +196,7 @@ export async function serveHttpRequest(
     prepared = prepareRequest(head, options);
   } catch (error) {
     if (!(error instanceof HttpRequestError)) throw error;
-    await write(writer, encodeErrorResponse(error.status, error.message));
+    await answerError(writer, error, options);
     return CLOSED;
   }
   const { framing, method } = prepared;
@@ -229,7 +237,7 @@ export async function serveHttpRequest(
     const answerBodyError = async (): Promise<boolean> => {
       const error = body?.error;
       if (!(error instanceof HttpRequestError)) return false;
-      await write(writer, encodeErrorResponse(error.status, error.message));
+      await answerError(writer, error, options);
       return true;
     };
     const finish = (keepAlive: boolean): HttpExchangeResult => {
@@ -264,20 +272,21 @@ export async function serveHttpRequest(
       keepAlive: prepared.keepAlive && body?.error == null &&
         (options.keepAlive?.() ?? true),
       signal: aborter.signal,
-      onHead: () => {
-        if (body === null || body.complete) options.onResponseStarted?.();
-      },
       onWrite: options.onResponseWrite,
     };
-    let result = await writeResponse(writer, response, writeOptions);
+    const send = (answer: Response) =>
+      writeResponse(writer, answer, {
+        ...writeOptions,
+        onHead: () => {
+          announce(options, answer.status);
+          if (body === null || body.complete) options.onResponseStarted?.();
+        },
+      });
+    let result = await send(response);
     if (result.unsent) {
       if (await answerBodyError()) return finish(false);
       report(result.error);
-      result = await writeResponse(
-        writer,
-        new Response(null, { status: 500 }),
-        writeOptions,
-      );
+      result = await send(new Response(null, { status: 500 }));
     } else if (result.error !== undefined && body?.error == null) {
       // (A failure caused by the client's broken body is not the handler's.)
       report(result.error);
@@ -288,6 +297,26 @@ export async function serveHttpRequest(
       keepAlive = await body.drain();
     }
     return finish(keepAlive && body?.error == null);
+  }
+}
+
+/** Answers with a rejection of ours, and tells `onResponse`. */
+async function answerError(
+  writer: WritableStreamDefaultWriter<Uint8Array>,
+  error: HttpRequestError,
+  options: HttpExchangeOptions,
+): Promise<void> {
+  const bytes = encodeErrorResponse(error.status, error.message);
+  announce(options, error.status);
+  await write(writer, bytes);
+}
+
+/** Tells `onResponse` the status going out. */
+function announce(options: HttpExchangeOptions, status: number): void {
+  try {
+    options.onResponse?.(status);
+  } catch {
+    // A failing counter must not take the connection down.
   }
 }
 

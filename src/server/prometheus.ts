@@ -110,6 +110,18 @@ export function renderPrometheus(stats: ServerStats): string {
     labelled("status", stats.handshakeRejections),
   );
   metric(
+    "http_requests_total",
+    "counter",
+    "Plain HTTP requests answered, by response status; handshake rejections are apart.",
+    labelled("code", stats.httpRequests),
+  );
+  metric(
+    "http_handler_errors_total",
+    "counter",
+    "Plain HTTP requests whose fetch handler threw, returned no Response, or whose body failed.",
+    single(stats.httpHandlerErrors),
+  );
+  metric(
     "timeouts_total",
     "counter",
     "Connections closed by a deadline, by phase.",

@@ -625,12 +625,15 @@ export class Server<Data = unknown> implements AsyncDisposable {
                     );
                   }
                 },
-                onError: (error) =>
+                onResponse: (status) => this.#stats.countHttpResponse(status),
+                onError: (error) => {
+                  this.#stats.httpHandlerErrors++;
                   this.#logger({
                     type: "handler-error",
                     url: result.head.target,
                     error,
-                  }),
+                  });
+                },
               },
             ),
             abandoned.promise,

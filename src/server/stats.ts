@@ -30,9 +30,29 @@ export interface ServerStats {
   /**
    * How many handshakes were rejected with each HTTP status, connections
    * refused over `maxConnections` (503) and `maxConnectionsPerAddress`
-   * (429) included.
+   * (429) included. So are requests whose head could not be parsed (400,
+   * 431, 505), before anything tells a WebSocket request from plain HTTP,
+   * and, without a `fetch` handler, every plain request (426, 405, ...).
+   * None of these is in `httpRequests`.
    */
   handshakeRejections: Record<number, number>;
+  /**
+   * Plain HTTP requests answered by the `fetch` handler (`serveStatic`
+   * included), by the status of the response: the handler's, the 500 that
+   * stands in for a handler that failed, or the server's own answer to a
+   * request it refused before the handler (400, 413, 417, 501, 505).
+   * Counted as the response head goes out. Keys are three-digit statuses,
+   * 200-599 (a `Response` can have no other). Requests left unanswered
+   * (the client gone first, `requestTimeout`, shutdown) are not counted;
+   * handshake rejections are in `handshakeRejections`, never here.
+   */
+  httpRequests: Record<number, number>;
+  /**
+   * Plain HTTP requests whose `fetch` handler failed: it threw or returned
+   * something not a `Response` (answered with 500, also counted in
+   * `httpRequests`), or its response body failed (the response cut short).
+   */
+  httpHandlerErrors: number;
   /** How many connections a deadline closed, by phase (`handshake`, ...). */
   timeouts: Record<string, number>;
   /**
@@ -74,6 +94,9 @@ export class StatsCollector {
   readonly #timeouts: Record<string, number> = {};
   /** Connections that failed before their request head. */
   connectionErrors = 0;
+  readonly #httpRequests: Record<number, number> = {};
+  /** Plain HTTP requests whose handler failed. */
+  httpHandlerErrors = 0;
 
   /**
    * Counts a connection's close code.
@@ -91,6 +114,15 @@ export class StatsCollector {
    */
   countRejection(status: number): void {
     this.#rejections[status] = (this.#rejections[status] ?? 0) + 1;
+  }
+
+  /**
+   * Counts a plain HTTP request answered.
+   *
+   * @param status The status of its response.
+   */
+  countHttpResponse(status: number): void {
+    this.#httpRequests[status] = (this.#httpRequests[status] ?? 0) + 1;
   }
 
   /**
@@ -125,6 +157,8 @@ export class StatsCollector {
       backpressureDrops: c.backpressureDrops,
       closeCodes: { ...this.#closeCodes },
       handshakeRejections: { ...this.#rejections },
+      httpRequests: { ...this.#httpRequests },
+      httpHandlerErrors: this.httpHandlerErrors,
       timeouts: { ...this.#timeouts },
       connectionErrors: this.connectionErrors,
       pingRtt: {

@@ -897,3 +897,36 @@ Deno.test("serveHttpRequest rejects invalid options", async () => {
     new TypeError('Cannot serve: "fetch" must be a function, got undefined'),
   );
 });
+
+Deno.test("serveHttpRequest tells onResponse each request's status once: the handler's, the 500 standing in for a response it could not send, its own refusal; not 100 Continue", async () => {
+  const statuses: number[] = [];
+  const run = await runInMemory(
+    [
+      request("GET /ok HTTP/1.1", [HOST]),
+      request("GET /short HTTP/1.1", [HOST]),
+      request(
+        "POST /created HTTP/1.1",
+        [HOST, ["Expect", "100-continue"], ["Content-Length", "2"]],
+        "hi",
+      ),
+      request("GET /no-host HTTP/1.1", []),
+    ],
+    (request) => {
+      switch (new URL(request.url).pathname) {
+        case "/short": // shorter than its Content-Length: a 500 instead
+          return new Response("abc", { headers: { "content-length": "5" } });
+        case "/created":
+          return new Response("made", { status: 201 });
+        default:
+          return new Response("ok");
+      }
+    },
+    { onResponse: (status) => statuses.push(status) },
+  );
+  assert.deepEqual(
+    [...run.output.matchAll(/HTTP\/1\.1 (\d+) /g)].map((m) => Number(m[1])),
+    [200, 500, 100, 201, 400],
+  );
+  assert.deepEqual(statuses, [200, 500, 201, 400]);
+  assert.equal(run.errors.length, 1, "the short body is reported");
+});

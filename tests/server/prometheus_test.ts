@@ -15,6 +15,8 @@ function zeroStats(): ServerStats {
     backpressureDrops: 0,
     closeCodes: {},
     handshakeRejections: {},
+    httpRequests: {},
+    httpHandlerErrors: 0,
     timeouts: {},
     connectionErrors: 0,
     pingRtt: {
@@ -94,4 +96,27 @@ Deno.test("renderPrometheus() renders the ping round trips as a histogram in sec
   // The summary gauges stay, for dashboards that use them.
   assert.equal(valueOf(families, "duplex_ping_rtt_seconds_max"), 1.2);
   assert.equal(valueOf(families, "duplex_pings_answered_total"), 5);
+});
+
+Deno.test("renderPrometheus() renders plain HTTP requests as duplex_http_requests_total{code} and handler errors as a counter", () => {
+  const text = renderPrometheus({
+    ...zeroStats(),
+    httpRequests: { 200: 7, 404: 2, 500: 1 },
+    httpHandlerErrors: 1,
+  });
+  assert.match(text, /^# TYPE duplex_http_requests_total counter$/m);
+  assert.match(text, /^duplex_http_requests_total\{code="404"\} 2$/m);
+  const families = parseExposition(text);
+  assert.deepEqual(
+    families.get("duplex_http_requests_total")?.samples.map((s) => [
+      s.labels.code,
+      s.value,
+    ]),
+    [["200", 7], ["404", 2], ["500", 1]],
+  );
+  assert.equal(valueOf(families, "duplex_http_handler_errors_total"), 1);
+  assert.equal(
+    families.get("duplex_http_handler_errors_total")?.type,
+    "counter",
+  );
 });

@@ -67,6 +67,8 @@ Deno.test(
       backpressureDrops: 0,
       closeCodes: {},
       handshakeRejections: {},
+      httpRequests: {},
+      httpHandlerErrors: 0,
       timeouts: {},
       connectionErrors: 0,
       pingRtt: {

@@ -325,9 +325,33 @@ export class Server<Data = unknown> implements AsyncDisposable {
 
   /**
    * A snapshot of the server's counters: connections, messages and bytes
-   * both ways, close codes, handshake rejections, drops, ping round trips.
+   * both ways, close codes, handshake rejections, drops, ping round trips
+   * (with a histogram), and the plain HTTP requests the `fetch` handler
+   * answered, by status (see {@linkcode ServerStats}).
    *
    * @returns The counters now.
+   *
+   * @example Counting plain HTTP requests
+   * ```ts
+   * import { serve } from "@duplex/ws";
+   * import assert from "node:assert/strict";
+   *
+   * await using server = serve({
+   *   port: 0,
+   *   hostname: "127.0.0.1",
+   *   fetch: (request) =>
+   *     new URL(request.url).pathname === "/"
+   *       ? new Response("home")
+   *       : new Response("not found", { status: 404 }),
+   * }, () => {});
+   * using client = Deno.createHttpClient({});
+   * for (const path of ["/", "/", "/nope"]) {
+   *   const url = `http://127.0.0.1:${server.addr.port}${path}`;
+   *   await (await fetch(url, { client })).text();
+   * }
+   * assert.deepEqual(server.stats().httpRequests, { 200: 2, 404: 1 });
+   * assert.equal(server.stats().pingRtt.count, 0);
+   * ```
    */
   stats(): ServerStats {
     return this.#stats.snapshot(this.#sockets.size, this.#conns.size);
@@ -363,9 +387,31 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   /**
-   * The stats in the Prometheus text format, for a `/metrics` endpoint.
+   * The stats in the Prometheus text format, for a `/metrics` endpoint (see
+   * `renderPrometheus()`): gauges and counters named `duplex_*`, plain HTTP
+   * requests as `duplex_http_requests_total{code="200"}`, ping round trips
+   * as the `duplex_ping_rtt_seconds` histogram.
    *
    * @returns The metrics text.
+   *
+   * @example A /metrics endpoint next to the WebSockets
+   * ```ts
+   * import { serve } from "@duplex/ws";
+   * import assert from "node:assert/strict";
+   *
+   * await using server = serve({
+   *   port: 0,
+   *   hostname: "127.0.0.1",
+   *   fetch: (): Response => new Response(server.metrics()),
+   * }, () => {});
+   * using client = Deno.createHttpClient({});
+   * const url = `http://127.0.0.1:${server.addr.port}/metrics`;
+   * await (await fetch(url, { client })).text();
+   * // The second scrape sees the first (counted as its head went out).
+   * const text = await (await fetch(url, { client })).text();
+   * assert.match(text, /^duplex_http_requests_total\{code="200"\} 1$/m);
+   * assert.match(text, /^duplex_ping_rtt_seconds_count 0$/m);
+   * ```
    */
   metrics(): string {
     return renderPrometheus(this.stats());

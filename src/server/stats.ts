@@ -31,7 +31,7 @@ export interface ServerStats {
    * How many handshakes were rejected with each HTTP status, connections
    * refused over `maxConnections` (503) and `maxConnectionsPerAddress`
    * (429) included. So are requests whose head could not be parsed (400,
-   * 431, 505), before anything tells a WebSocket request from plain HTTP,
+   * 414, 431), before anything tells a WebSocket request from plain HTTP,
    * and, without a `fetch` handler, every plain request (426, 405, ...).
    * None of these is in `httpRequests`.
    */

@@ -16,6 +16,7 @@ Deno.test("mod.ts exports exactly the public API", () => {
     "Connection",
     "ConnectionClosedError",
     "ContextDeflater",
+    "ContextInflater",
     "DEFAULT_MAX_FRAGMENTS",
     "DEFAULT_MAX_HEADERS",
     "DEFAULT_MAX_HEAD_SIZE",

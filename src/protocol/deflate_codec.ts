@@ -45,6 +45,118 @@ export function inflateMessage(
   data: Uint8Array,
   maxLength: number,
 ): Uint8Array<ArrayBuffer> {
+  checkMaxLength(maxLength);
+  const input = new Uint8Array(data.length + 4);
+  input.set(data);
+  input.set(TAIL, data.length);
+  const output = inflateRaw(input, maxLength, maxLength);
+  // zlib hands back a view of its 16 KiB (or larger) output chunk: a
+  // small message kept by the application would pin all of it.
+  return output.byteOffset === 0 && output.length === output.buffer.byteLength
+    ? output
+    : output.slice();
+}
+
+/**
+ * Inflates messages compressed with context takeover (RFC 7692 §7.2.2):
+ * "the LZ77 sliding window used to decompress the previous message" goes on
+ * into the next, so a message may refer back to the ones before it. The
+ * state kept between messages is that window alone: the last
+ * `2^windowBits` bytes inflated (32 KiB at most), no zlib stream. Each
+ * message is inflated behind a stored DEFLATE block holding the window
+ * (RFC 1951 §3.2.4), which is what the window is to an inflater; every
+ * message begins on a byte boundary, as the sender's sync flush ended the
+ * one before. For an 8-bit window 512 bytes are kept: zlib, which most
+ * senders use, has no smaller window (before 1.2.9 it took 8 for 9).
+ *
+ * Messages must be inflated in the order they arrived, each exactly once,
+ * and only compressed ones (RSV1 set): an uncompressed message is not part
+ * of the window. After an error the window is undefined: fail the
+ * connection, as the error says.
+ *
+ * @example A repeated message refers back to the first
+ * ```ts
+ * import { ContextDeflater, ContextInflater } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const deflater = new ContextDeflater({ serverMaxWindowBits: 15, level: 6, memLevel: 8 });
+ * const inflater = new ContextInflater(15);
+ * const text = new TextEncoder().encode('{"type":"tick","price":101.25}');
+ * const first = await deflater.deflate(text);
+ * const second = await deflater.deflate(text);
+ * assert.ok(second.length < first.length);
+ * assert.deepEqual(inflater.inflate(first, 1024), text);
+ * assert.deepEqual(inflater.inflate(second, 1024), text);
+ * deflater.close();
+ * ```
+ */
+export class ContextInflater {
+  readonly #windowSize: number;
+  // The last #windowSize bytes inflated: what later messages may refer to.
+  #window: Uint8Array<ArrayBuffer> = new Uint8Array(0);
+
+  /**
+   * Creates the inflater, with an empty window.
+   *
+   * @param windowBits The sender's negotiated window, 8-15 (RFC 7692
+   * §7.1.2): `serverMaxWindowBits` when the server compresses,
+   * `clientMaxWindowBits` when the client does.
+   * @throws {RangeError} When `windowBits` is not an integer from 8 to 15.
+   */
+  constructor(windowBits: number) {
+    if (!Number.isInteger(windowBits) || windowBits < 8 || windowBits > 15) {
+      throw new RangeError(
+        `Cannot inflate: "windowBits" must be an integer from 8 to 15, got ${
+          shown(windowBits)
+        }`,
+      );
+    }
+    // zlib compresses within no less than 9 bits: a sender that agreed to
+    // 8 may well have used 9 (zlib before 1.2.9 turned 8 into 9 silently).
+    this.#windowSize = 1 << Math.max(9, windowBits);
+  }
+
+  /** How many bytes of earlier messages the window holds. */
+  get windowLength(): number {
+    return this.#window.length;
+  }
+
+  /**
+   * Inflates the next compressed message.
+   *
+   * @param data The compressed payload of the whole message (not kept).
+   * @param maxLength The most bytes the message may inflate to.
+   * @returns The message bytes, a buffer the caller owns.
+   * @throws {ProtocolError} `MESSAGE_TOO_BIG` (1009) past `maxLength`,
+   * `INVALID_COMPRESSED_DATA` (1007) for data that is not raw DEFLATE or
+   * refers back past the window.
+   * @throws {RangeError} When `maxLength` is not a positive integer.
+   */
+  inflate(data: Uint8Array, maxLength: number): Uint8Array<ArrayBuffer> {
+    checkMaxLength(maxLength);
+    const window = this.#window;
+    const before = window.length === 0 ? 0 : 5 + window.length;
+    const input = new Uint8Array(before + data.length + 4);
+    if (window.length > 0) {
+      // A stored block, not final: 3 header bits 000 and padding to the
+      // byte, LEN and its complement NLEN (little-endian), then the bytes.
+      const length = window.length;
+      input[1] = length & 0xff;
+      input[2] = length >> 8;
+      input[3] = ~length & 0xff;
+      input[4] = (~length >> 8) & 0xff;
+      input.set(window, 5);
+    }
+    input.set(data, before);
+    input.set(TAIL, before + data.length);
+    const output = inflateRaw(input, window.length + maxLength, maxLength);
+    const keep = Math.min(this.#windowSize, output.length);
+    this.#window = output.slice(output.length - keep);
+    return output.slice(window.length);
+  }
+}
+
+function checkMaxLength(maxLength: number): void {
   if (!Number.isSafeInteger(maxLength) || maxLength < 1) {
     throw new RangeError(
       `Cannot inflate: "maxLength" must be a positive integer, got ${
@@ -52,30 +164,33 @@ export function inflateMessage(
       }`,
     );
   }
-  const input = new Uint8Array(data.length + 4);
-  input.set(data);
-  input.set(TAIL, data.length);
+}
+
+/**
+ * Inflates raw DEFLATE data that ends on a sync flush, to at most
+ * `maxOutputLength` bytes; past it, the error names `maxPayload` as the
+ * limit (the caller's own, without any window in front).
+ */
+function inflateRaw(
+  input: Uint8Array,
+  maxOutputLength: number,
+  maxPayload: number,
+): Uint8Array<ArrayBuffer> {
   try {
     const output = zlib().inflateRawSync(input, {
       finishFlush: Z_SYNC_FLUSH,
-      maxOutputLength: maxLength,
+      maxOutputLength,
     });
-    // zlib hands back a view of its 16 KiB (or larger) output chunk: a
-    // small message kept by the application would pin all of it.
-    const inflated = new Uint8Array(
+    return new Uint8Array(
       output.buffer as ArrayBuffer,
       output.byteOffset,
       output.length,
     );
-    return inflated.byteOffset === 0 &&
-        inflated.length === inflated.buffer.byteLength
-      ? inflated
-      : inflated.slice();
   } catch (error) {
     if ((error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
       throw new ProtocolError(
         PROTOCOL_ERROR_CODE.MessageTooBig,
-        `Compressed message inflates past maxPayload (${maxLength})`,
+        `Compressed message inflates past maxPayload (${maxPayload})`,
       );
     }
     throw new ProtocolError(

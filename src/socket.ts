@@ -21,6 +21,7 @@ import {
 import { PreparedMessage } from "./protocol/prepared_message.ts";
 import {
   ContextDeflater,
+  ContextInflater,
   deflateMessage,
   inflateMessage,
 } from "./protocol/deflate_codec.ts";
@@ -284,6 +285,20 @@ export class Socket<Data = unknown>
     // client for one): then everything is sent uncompressed, which RFC 7692
     // §6 leaves to the sender.
     const compresses = own !== undefined && own.serverMaxWindowBits >= 9;
+    // With context takeover the peer's messages refer back to its earlier
+    // ones (RFC 7692 §7.2.2): its window is kept between messages.
+    const peer = deflate && (options.role === "server"
+      ? {
+        takesOver: !deflate.clientNoContextTakeover,
+        windowBits: deflate.clientMaxWindowBits,
+      }
+      : {
+        takesOver: !deflate.serverNoContextTakeover,
+        windowBits: deflate.serverMaxWindowBits,
+      });
+    const inflater = peer?.takesOver
+      ? new ContextInflater(peer.windowBits)
+      : undefined;
     this.#connection = new Connection({
       role: options.role,
       streamMessages: options.streamMessages,
@@ -291,7 +306,9 @@ export class Socket<Data = unknown>
       maxPayload: options.maxPayload,
       maxFragments: options.maxFragments,
       perMessageDeflate: own && {
-        inflate: inflateMessage,
+        inflate: inflater
+          ? (data, maxLength) => inflater.inflate(data, maxLength)
+          : inflateMessage,
         // Without context takeover one stateless compressor serves all.
         deflate: own.serverNoContextTakeover && compresses
           ? (data) => deflateMessage(data, own)

@@ -284,7 +284,8 @@ export async function connect(
   const handshake: ClientHandshake = await ClientHandshake.create(url, {
     protocols: options.protocols,
     headers: options.headers,
-    perMessageDeflate: deflate !== undefined,
+    // Checked above; the handshake makes the offer from it.
+    perMessageDeflate: deflate,
     maxHeadSize: options.maxHeadSize,
     maxHeaders: options.maxHeaders,
   });
@@ -413,8 +414,7 @@ export async function connect(
         : undefined,
       head: handshake.rest,
       // The server's answer, with how we compress.
-      perMessageDeflate: result.perMessageDeflate &&
-        { ...result.perMessageDeflate, ...deflate },
+      perMessageDeflate: result.perMessageDeflate,
       streamMessages: options.streamMessages,
     }, undefined);
     socket.run();
@@ -455,7 +455,7 @@ function openTransport(url: URL, caCerts?: string[]): Promise<Deno.Conn> {
  */
 function checkOptions(
   options: ConnectOptions,
-): { limits: Limits; deflate: Required<ClientDeflateOptions> | undefined } {
+): { limits: Limits; deflate: boolean | ClientDeflateOptions | undefined } {
   checkOptionsObject("connect", CONNECT_OPTIONS, options);
   if (
     options.streamMessages !== undefined &&
@@ -478,11 +478,16 @@ function checkOptions(
       }`,
     );
   }
-  const deflate = perMessageDeflate === undefined || perMessageDeflate === false
-    ? undefined
-    : resolveClientDeflateOptions(
+  // Its settings are checked now, before anything is sent.
+  if (perMessageDeflate !== undefined && perMessageDeflate !== false) {
+    resolveClientDeflateOptions(
       perMessageDeflate === true ? {} : perMessageDeflate,
     );
+  }
+  const deflate = perMessageDeflate as
+    | boolean
+    | ClientDeflateOptions
+    | undefined;
   const caCerts: unknown = options.caCerts;
   if (
     caCerts !== undefined &&

@@ -6,9 +6,11 @@ import {
 } from "./http_request_parser.ts";
 import { tokenList } from "./upgrade_request.ts";
 import {
-  parseExtensions,
+  type ClientDeflateOptions,
   type PerMessageDeflateParams,
+  resolveClientDeflateOptions,
 } from "./permessage_deflate.ts";
+import { acceptClientDeflate, clientDeflateOffer } from "./_client_deflate.ts";
 
 /**
  * Stable identifiers for every way a server's handshake response can fail
@@ -136,11 +138,14 @@ export interface ClientHandshakeOptions {
    */
   generateKey?: (bytes: Uint8Array) => void;
   /**
-   * Offer permessage-deflate (RFC 7692) without context takeover either
-   * way, so neither side keeps compression state between messages.
+   * Offer permessage-deflate (RFC 7692): `true` with the default settings
+   * (context takeover both ways, unless the server asks otherwise), or
+   * settings; see {@linkcode ClientDeflateOptions}. The answer's parameters
+   * are {@linkcode ClientHandshakeResult.perMessageDeflate}, with the
+   * settings' `level`, `memLevel` and `threshold`.
    * @default {false}
    */
-  perMessageDeflate?: boolean;
+  perMessageDeflate?: boolean | ClientDeflateOptions;
 }
 
 /** A response that completed the handshake. */
@@ -152,12 +157,6 @@ export interface ClientHandshakeResult {
   /** The permessage-deflate parameters the server accepted, if any. */
   perMessageDeflate?: PerMessageDeflateParams;
 }
-
-// What the client offers: no context takeover either way, and it lets the
-// server limit the client's window (RFC 7692 §7.1).
-const DEFLATE_OFFER =
-  "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits";
-const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
 
 /**
  * Where a {@linkcode ClientHandshake} is: reading the response head, reading
@@ -233,7 +232,8 @@ export class ClientHandshake {
 
   readonly #accept: string;
   readonly #protocols: string[];
-  readonly #offersDeflate: boolean;
+  // The permessage-deflate settings offered with, if any.
+  readonly #deflate: Required<ClientDeflateOptions> | undefined;
   readonly #maxHeadSize: number;
   readonly #maxHeaders: number;
   #state: ClientHandshakeState = "head";
@@ -298,13 +298,16 @@ export class ClientHandshake {
       DEFAULT_MAX_HEAD_SIZE;
     this.#maxHeaders = positive("maxHeaders", options.maxHeaders) ??
       DEFAULT_MAX_HEADERS;
-    this.#offersDeflate = options.perMessageDeflate ?? false;
+    const deflate = options.perMessageDeflate ?? false;
+    this.#deflate = deflate === false
+      ? undefined
+      : resolveClientDeflateOptions(deflate === true ? {} : deflate);
     this.request = encodeRequest(
       url,
       key,
       this.#protocols,
       options.headers,
-      this.#offersDeflate ? DEFLATE_OFFER : undefined,
+      this.#deflate && clientDeflateOffer(this.#deflate),
     );
   }
 
@@ -571,17 +574,20 @@ export class ClientHandshake {
     const extensions = headers.get("sec-websocket-extensions");
     let perMessageDeflate: PerMessageDeflateParams | undefined;
     if (extensions !== null && extensions.trim() !== "") {
-      perMessageDeflate = this.#offersDeflate
-        ? acceptedDeflate(extensions)
-        : undefined;
-      if (perMessageDeflate === undefined) {
+      if (this.#deflate === undefined) {
         throw this.#fail(
           "UNEXPECTED_EXTENSION",
-          this.#offersDeflate
-            ? `the server answered an extension the client cannot use as offered: ${extensions}`
-            : `the server selected extensions that were not offered: ${extensions}`,
+          `the server selected extensions that were not offered: ${extensions}`,
         );
       }
+      const answer = acceptClientDeflate(extensions, this.#deflate);
+      if ("reason" in answer) {
+        throw this.#fail(
+          "UNEXPECTED_EXTENSION",
+          `the server's answer to the permessage-deflate offer cannot be used: ${answer.reason}; it answered ${extensions}`,
+        );
+      }
+      perMessageDeflate = answer.params;
     }
     // "If the response includes a |Sec-WebSocket-Protocol| header field and
     // this header field indicates the use of a subprotocol that was not
@@ -690,56 +696,6 @@ function checkProtocols(protocols: string[]): string[] {
     seen.add(protocol);
   }
   return [...protocols];
-}
-
-/**
- * Checks a server's answer to our permessage-deflate offer (RFC 7692 §7.1):
- * one extension, known parameters with valid values, and
- * `server_no_context_takeover`, which the offer asked for. A client window
- * of 8 bits is accepted, as the offer allows any (§7.1.2.2), though zlib
- * cannot compress within it: such a client then sends uncompressed.
- */
-function acceptedDeflate(value: string): PerMessageDeflateParams | undefined {
-  const offers = parseExtensions(value);
-  if (offers?.length !== 1 || offers[0].name !== "permessage-deflate") {
-    return undefined;
-  }
-  const params = new Map<string, string | true>();
-  for (const [name, param] of offers[0].params) {
-    if (params.has(name)) return undefined;
-    params.set(name, param);
-  }
-  const bits = (name: string): number | undefined => {
-    const param = params.get(name);
-    if (param === undefined) return 15;
-    return typeof param === "string" && WINDOW_BITS.test(param)
-      ? Number(param)
-      : undefined;
-  };
-  const known = new Set([
-    "server_no_context_takeover",
-    "client_no_context_takeover",
-    "server_max_window_bits",
-    "client_max_window_bits",
-  ]);
-  const serverBits = bits("server_max_window_bits");
-  const clientBits = bits("client_max_window_bits");
-  if (
-    [...params.keys()].some((name) => !known.has(name)) ||
-    params.get("server_no_context_takeover") !== true ||
-    (params.has("client_no_context_takeover") &&
-      params.get("client_no_context_takeover") !== true) ||
-    serverBits === undefined || clientBits === undefined
-  ) return undefined;
-  return {
-    serverNoContextTakeover: true,
-    clientNoContextTakeover: true,
-    serverMaxWindowBits: serverBits,
-    clientMaxWindowBits: clientBits,
-    level: 6,
-    memLevel: 8,
-    threshold: 1024,
-  };
 }
 
 function encodeRequest(

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { shown } from "./_describe.ts";
+import { describe, shown } from "./_describe.ts";
 
 /** Server-side settings for permessage-deflate. */
 export interface PerMessageDeflateOptions {
@@ -56,32 +56,106 @@ const DEFLATE_SETTINGS = [
 ];
 
 /**
- * Client-side settings for permessage-deflate (`connect()`): how the client
- * compresses what it sends. The offer itself is fixed: no context takeover
- * either way, and the server may limit the client's window.
+ * Client-side settings for permessage-deflate (`connect()`), named as the
+ * server's ({@linkcode PerMessageDeflateOptions}): what the client offers
+ * (RFC 7692 §7.1) and how it compresses.
+ *
+ * The defaults offer what browsers and npm:ws offer,
+ * `permessage-deflate; client_max_window_bits`: context takeover both ways
+ * unless the server asks otherwise, the best ratio for streams of similar
+ * messages. It costs memory per connection, from the first compressed
+ * message each way on: a compressor (about 256 KiB at 15 window bits and
+ * memLevel 8) and the server's window (32 KiB at most). A client holds few
+ * connections, so that is the default; the server, which holds many,
+ * defaults the other way. A load generator opening thousands of
+ * connections should set both `serverNoContextTakeover` and
+ * `clientNoContextTakeover` (then no state is kept between messages), or
+ * smaller windows.
  */
 export interface ClientDeflateOptions {
+  /**
+   * Ask the server to compress each message on its own: the offer carries
+   * `server_no_context_takeover` (RFC 7692 §7.1.1.1), and a server that
+   * accepts the extension without it fails the handshake. The client then
+   * keeps nothing of the server's messages. With `false` the server may
+   * refer back to its earlier messages, and the client keeps the server's
+   * window for that: the last `2^serverMaxWindowBits` bytes it inflated
+   * (32 KiB at most). A server may compress each message on its own
+   * anyway, and say so.
+   * @default {false}
+   */
+  serverNoContextTakeover?: boolean;
+  /**
+   * Compress each message on its own, and say so in the offer
+   * (`client_no_context_takeover`, RFC 7692 §7.1.1.2): no compressor is
+   * kept. With `false` one compressor per connection, created by the first
+   * compressed message, carries on from message to message: about 256 KiB
+   * at 15 window bits and memLevel 8 (zlib takes `2^(windowBits + 2) +
+   * 2^(memLevel + 9)` bytes). A server that answers
+   * `client_no_context_takeover` (Duplex's always does; npm:ws's with its
+   * `clientNoContextTakeover`) is obeyed either way.
+   * @default {false}
+   */
+  clientNoContextTakeover?: boolean;
+  /**
+   * Limit the window the server compresses with to this many bits, 9-15:
+   * the offer carries `server_max_window_bits` (RFC 7692 §7.1.2.1), and a
+   * server that accepts the extension must answer it with this value or a
+   * smaller one, else the handshake fails. The window the client keeps
+   * shrinks to `2^bits` bytes. 8 is not offered: zlib cannot compress
+   * within 8 bits, so servers built on it decline such an offer (Duplex's
+   * server does).
+   * @default {undefined} not offered: the server chooses, up to 15
+   */
+  serverMaxWindowBits?: number;
+  /**
+   * The largest window the client compresses with, 9-15: the offer carries
+   * `client_max_window_bits=N` (RFC 7692 §7.1.2.2). A smaller window takes
+   * less memory (see `clientNoContextTakeover`) and compresses less well.
+   * Unset, `client_max_window_bits` is offered with no value: the server
+   * may limit the client's window, as it may lower this one.
+   * @default {undefined} 15, and the server may limit it
+   */
+  clientMaxWindowBits?: number;
   /**
    * The zlib compression level, 0 (none) to 9 (best).
    * @default {6}
    */
   level?: number;
   /**
-   * Messages smaller than this many bytes are sent uncompressed. Without
-   * context takeover each message is compressed on its own, so small ones
-   * gain less: a 100-byte JSON message typically shrinks by 10-25%.
+   * The zlib memory level of the compressor, 1-9: memory against speed.
+   * @default {8}
+   */
+  memLevel?: number;
+  /**
+   * Messages smaller than this many bytes are sent uncompressed. With
+   * context takeover a small message that repeats much of an earlier one
+   * shrinks well, so a stream of small similar messages (chat or ticker
+   * JSON) gains from a lower threshold, such as 64; each message compressed
+   * on its own gains less: a 100-byte JSON message by 10-25%.
    * @default {1024}
    */
   threshold?: number;
 }
 
-const CLIENT_DEFLATE_SETTINGS = ["level", "threshold"];
+const CLIENT_DEFLATE_SETTINGS = [
+  "serverNoContextTakeover",
+  "clientNoContextTakeover",
+  "serverMaxWindowBits",
+  "clientMaxWindowBits",
+  "level",
+  "memLevel",
+  "threshold",
+];
 
 /** What one negotiation agreed on, as the server applies it. */
 export interface PerMessageDeflateParams {
   /** The server compresses each message on its own. */
   serverNoContextTakeover: boolean;
-  /** The client compresses each message on its own. Always `true` here. */
+  /**
+   * The client compresses each message on its own. Always `true` on a
+   * Duplex server, which asks clients for it.
+   */
   clientNoContextTakeover: boolean;
   /** The server's LZ77 window, 9-15. */
   serverMaxWindowBits: number;
@@ -334,16 +408,32 @@ export function resolveDeflateOptions(
  * them, as {@linkcode resolveDeflateOptions} checks a server's.
  *
  * @param options The settings.
- * @returns Every setting.
+ * @returns Every setting (`serverMaxWindowBits` and `clientMaxWindowBits`
+ * 0 when unset).
  * @throws {RangeError} When a setting is out of range.
- * @throws {TypeError} For an unknown setting, or one that is not a number.
+ * @throws {TypeError} For an unknown setting, or one of the wrong type.
  */
 export function resolveClientDeflateOptions(
   options: ClientDeflateOptions,
 ): Required<ClientDeflateOptions> {
   checkSettingNames(options, CLIENT_DEFLATE_SETTINGS);
   return {
+    serverNoContextTakeover: flag(
+      "serverNoContextTakeover",
+      options.serverNoContextTakeover,
+    ),
+    clientNoContextTakeover: flag(
+      "clientNoContextTakeover",
+      options.clientNoContextTakeover,
+    ),
+    serverMaxWindowBits: options.serverMaxWindowBits === undefined
+      ? 0
+      : check("serverMaxWindowBits", options.serverMaxWindowBits, 9, 15),
+    clientMaxWindowBits: options.clientMaxWindowBits === undefined
+      ? 0
+      : check("clientMaxWindowBits", options.clientMaxWindowBits, 9, 15),
     level: check("level", options.level ?? 6, 0, 9),
+    memLevel: check("memLevel", options.memLevel ?? 8, 1, 9),
     threshold: check(
       "threshold",
       options.threshold ?? 1024,
@@ -351,6 +441,17 @@ export function resolveClientDeflateOptions(
       Number.MAX_SAFE_INTEGER,
     ),
   };
+}
+
+function flag(name: string, value: boolean | undefined): boolean {
+  if (value !== undefined && typeof value !== "boolean") {
+    throw new TypeError(
+      `Cannot use permessage-deflate: "${name}" must be a boolean, got ${
+        describe(value)
+      }`,
+    );
+  }
+  return value ?? false;
 }
 
 function checkSettingNames(options: object, known: string[]): void {

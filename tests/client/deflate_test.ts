@@ -9,10 +9,10 @@ import {
 } from "../../mod.ts";
 import { closePayload, deadline, frame, rawServer } from "./_helpers.ts";
 
-const OFFER =
-  "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits";
+// The default offer: a browser's and npm:ws's.
+const OFFER = "permessage-deflate; client_max_window_bits";
 
-Deno.test("connect({perMessageDeflate}) offers no context takeover either way and compresses both ways with this server (RFC 7692)", async () => {
+Deno.test("connect({perMessageDeflate}) compresses both ways with this server (RFC 7692)", async () => {
   await using server = serve(
     { hostname: "127.0.0.1", port: 0, perMessageDeflate: true },
     async (socket) => {
@@ -155,17 +155,23 @@ Deno.test("connect({perMessageDeflate}) sends RSV1 frames a server can inflate, 
 });
 
 for (
-  const [answer, why] of [
-    ["permessage-deflate", "without the server_no_context_takeover asked for"],
+  const [answer, why, settings] of [
+    [
+      "permessage-deflate",
+      "without the server_no_context_takeover asked for",
+      { serverNoContextTakeover: true },
+    ],
     [
       "permessage-deflate; server_no_context_takeover; x_unknown",
       "with an unknown parameter",
+      true,
     ],
     [
       "permessage-deflate; server_no_context_takeover, permessage-deflate; server_no_context_takeover",
       "twice",
+      true,
     ],
-  ]
+  ] as const
 ) {
   Deno.test(`connect({perMessageDeflate}) fails a response answering the offer ${why} (RFC 7692 §7.1)`, async () => {
     const server = rawServer(async (peer) => {
@@ -173,7 +179,7 @@ for (
       await peer.readEof();
     });
     try {
-      const error = await connect(server.url, { perMessageDeflate: true })
+      const error = await connect(server.url, { perMessageDeflate: settings })
         .then(() => undefined, (error) => error);
       assert.ok(error instanceof ClientHandshakeError, String(error));
       assert.equal(error.code, "UNEXPECTED_EXTENSION");
@@ -296,9 +302,39 @@ Deno.test("connect({perMessageDeflate}) checks its settings as serve() does", as
       ),
     ],
     [
-      { serverNoContextTakeover: false },
+      { noContextTakeover: true },
       new TypeError(
-        'Cannot use permessage-deflate: unknown setting "serverNoContextTakeover"; the settings are level, threshold',
+        'Cannot use permessage-deflate: unknown setting "noContextTakeover"; the settings are serverNoContextTakeover, clientNoContextTakeover, serverMaxWindowBits, clientMaxWindowBits, level, memLevel, threshold',
+      ),
+    ],
+    [
+      { serverNoContextTakeover: "yes" },
+      new TypeError(
+        'Cannot use permessage-deflate: "serverNoContextTakeover" must be a boolean, got string "yes"',
+      ),
+    ],
+    [
+      { clientNoContextTakeover: 1 },
+      new TypeError(
+        'Cannot use permessage-deflate: "clientNoContextTakeover" must be a boolean, got number 1',
+      ),
+    ],
+    [
+      { serverMaxWindowBits: 8 },
+      new RangeError(
+        'Cannot use permessage-deflate: "serverMaxWindowBits" must be an integer from 9 to 15, got 8',
+      ),
+    ],
+    [
+      { clientMaxWindowBits: 16 },
+      new RangeError(
+        'Cannot use permessage-deflate: "clientMaxWindowBits" must be an integer from 9 to 15, got 16',
+      ),
+    ],
+    [
+      { memLevel: 0 },
+      new RangeError(
+        'Cannot use permessage-deflate: "memLevel" must be an integer from 1 to 9, got 0',
       ),
     ],
   ];

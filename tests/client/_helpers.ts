@@ -191,3 +191,71 @@ export function rawServer(
     },
   };
 }
+
+/**
+ * A TCP relay on 127.0.0.1 port 0 to `port`, counting the bytes that pass
+ * each way: `up` from the client to the server, `down` back. Once a reply
+ * has arrived, what caused it has passed, so counts taken then are exact.
+ */
+export function countingRelay(port: number): {
+  port: number;
+  up: number;
+  down: number;
+  [Symbol.asyncDispose](): Promise<void>;
+} {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const pipes: Promise<void>[] = [];
+  const relay = {
+    port: (listener.addr as Deno.NetAddr).port,
+    up: 0,
+    down: 0,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await loop;
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch {
+          // Already closed.
+        }
+      }
+      await deadline(Promise.all(pipes), 5_000, "the relay's pipes");
+    },
+  };
+  const pipe = async (
+    from: Deno.Conn,
+    to: Deno.Conn,
+    count: (n: number) => void,
+  ) => {
+    const buffer = new Uint8Array(64 * 1024);
+    try {
+      for (;;) {
+        const n = await from.read(buffer);
+        if (n === null) break;
+        count(n);
+        for (let written = 0; written < n;) {
+          written += await to.write(buffer.subarray(written, n));
+        }
+      }
+      await to.closeWrite();
+    } catch {
+      // One side closed or reset: the relay ends with it.
+    }
+  };
+  const loop = (async () => {
+    try {
+      for await (const client of listener) {
+        const server = await Deno.connect({ hostname: "127.0.0.1", port });
+        conns.push(client, server);
+        pipes.push(
+          pipe(client, server, (n) => relay.up += n),
+          pipe(server, client, (n) => relay.down += n),
+        );
+      }
+    } catch {
+      // Closed.
+    }
+  })();
+  return relay;
+}

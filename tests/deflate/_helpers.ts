@@ -131,6 +131,36 @@ export class ClientInflater {
   }
 }
 
+/**
+ * Compresses `messages` as a sender with context takeover does, written
+ * against node:zlib (the peer's compressor, not ours): one raw deflate
+ * stream in a `windowBits` window, sync-flushed at each message end, the
+ * tail removed (RFC 7692 §7.2.1).
+ */
+export async function contextCompress(
+  messages: Uint8Array[],
+  windowBits = 15,
+): Promise<Uint8Array<ArrayBuffer>[]> {
+  const stream = zlib.createDeflateRaw({ windowBits, level: 6 });
+  const chunks: Uint8Array[] = [];
+  stream.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+  const payloads: Uint8Array<ArrayBuffer>[] = [];
+  try {
+    for (const message of messages) {
+      stream.write(message);
+      await new Promise<void>((resolve) =>
+        stream.flush(Z_SYNC_FLUSH, () => resolve())
+      );
+      const out = concat(...chunks.splice(0));
+      assert.deepEqual([...out.subarray(-4)], [...TAIL], "a sync flush tail");
+      payloads.push(out.slice(0, -4));
+    }
+  } finally {
+    stream.close();
+  }
+  return payloads;
+}
+
 /** Incompressible bytes from a seed. */
 export function randomBytes(
   length: number,

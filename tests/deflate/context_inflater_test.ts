@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import zlib from "node:zlib";
 import {
   ContextDeflater,
   ContextInflater,
@@ -10,10 +9,10 @@ import {
 import { assertBytes } from "../server/_helpers.ts";
 import {
   ClientInflater,
+  contextCompress,
   negotiated,
   randomBytes,
   repetitiveBytes,
-  TAIL,
   wordText,
 } from "./_helpers.ts";
 
@@ -31,32 +30,6 @@ function ticks(count: number, seed = 1): Uint8Array<ArrayBuffer>[] {
     })));
 }
 
-/**
- * A sender with context takeover written against node:zlib (the peer's
- * compressor, not ours): one raw deflate stream, sync-flushed at each
- * message end, tail removed (RFC 7692 §7.2.1).
- */
-async function peerCompress(
-  messages: Uint8Array[],
-  windowBits: number,
-): Promise<Uint8Array<ArrayBuffer>[]> {
-  const stream = zlib.createDeflateRaw({ windowBits, level: 6 });
-  const chunks: Uint8Array[] = [];
-  stream.on("data", (chunk: Uint8Array) => chunks.push(chunk));
-  const payloads: Uint8Array<ArrayBuffer>[] = [];
-  for (const message of messages) {
-    stream.write(message);
-    await new Promise<void>((resolve) =>
-      stream.flush(zlib.constants.Z_SYNC_FLUSH, () => resolve())
-    );
-    const out = Buffer.concat(chunks.splice(0));
-    assert.deepEqual([...out.subarray(-4)], [...TAIL]);
-    payloads.push(new Uint8Array(out.subarray(0, -4)));
-  }
-  stream.close();
-  return payloads;
-}
-
 Deno.test("ContextInflater inflates a context-takeover stream message by message, byte-exact, in windows of 9 to 15 bits (RFC 7692 §7.2.2)", async () => {
   for (let bits = 9; bits <= 15; bits++) {
     // Similar messages, incompressible ones and long repetitive ones: well
@@ -68,7 +41,7 @@ Deno.test("ContextInflater inflates a context-takeover stream message by message
       new Uint8Array(0),
       ...ticks(40, 1000),
     ];
-    const payloads = await peerCompress(messages, bits);
+    const payloads = await contextCompress(messages, bits);
     const inflater = new ContextInflater(bits);
     const reference = new ClientInflater(true, bits);
     let needsWindow = 0;
@@ -119,7 +92,7 @@ Deno.test("ContextInflater keeps only the window: the last 2^windowBits bytes, 5
   for (const [bits, kept] of [[15, 32768], [10, 1024], [9, 512], [8, 512]]) {
     const inflater = new ContextInflater(bits);
     assert.equal(inflater.windowLength, 0);
-    const [first, second] = await peerCompress(
+    const [first, second] = await contextCompress(
       [repetitiveBytes(300, 3), repetitiveBytes(40_000, 4)],
       Math.max(bits, 9),
     );
@@ -133,7 +106,7 @@ Deno.test("ContextInflater keeps only the window: the last 2^windowBits bytes, 5
 Deno.test("ContextInflater fails data that refers back past its window with INVALID_COMPRESSED_DATA (1007)", async () => {
   // A 15-bit sender repeats a 1000-byte message; a 9-bit window has 512.
   const message = randomBytes(1000, 5);
-  const [first, second] = await peerCompress([message, message], 15);
+  const [first, second] = await contextCompress([message, message], 15);
   const inflater = new ContextInflater(9);
   assertBytes(inflater.inflate(first, 4096), message);
   assert.throws(
@@ -147,7 +120,7 @@ Deno.test("ContextInflater fails data that refers back past its window with INVA
 
 Deno.test("ContextInflater bounds each message by maxLength alone, not counting the window (MESSAGE_TOO_BIG, 1009)", async () => {
   const message = repetitiveBytes(5000, 9);
-  const payloads = await peerCompress(
+  const payloads = await contextCompress(
     [randomBytes(40_000, 1), message, message],
     15,
   );

@@ -79,13 +79,17 @@ export interface ConnectOptions {
    */
   caCerts?: string[];
   /**
-   * Offer permessage-deflate (RFC 7692), without context takeover either
-   * way: `true` for the default settings, or settings (see
-   * {@linkcode ClientDeflateOptions}: the smallest message compressed,
-   * 1 KiB by default, and the zlib level). Messages the client sends are
-   * then compressed when the server agrees; what the server sends follows
-   * the server's settings. See
-   * {@linkcode Socket.prototype.perMessageDeflate}.
+   * Offer permessage-deflate (RFC 7692): `true` for the default settings,
+   * or settings named as the server's (see {@linkcode ClientDeflateOptions}).
+   * By default the offer is a browser's, `permessage-deflate;
+   * client_max_window_bits`: context takeover both ways unless the server
+   * asks otherwise, at up to about 290 KiB per connection once messages
+   * are compressed each way; `serverNoContextTakeover` and
+   * `clientNoContextTakeover` keep no state between messages. Messages of
+   * `threshold` bytes (1 KiB) or more are compressed when the server
+   * agrees; what the server sends follows its settings. The agreement is
+   * {@linkcode Socket.prototype.perMessageDeflate}; an answer RFC 7692 does
+   * not allow fails with `UNEXPECTED_EXTENSION`.
    * @default {false}
    */
   perMessageDeflate?: boolean | ClientDeflateOptions;

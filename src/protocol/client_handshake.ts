@@ -1,4 +1,5 @@
 import { computeAcceptKey } from "./handshake_response.ts";
+import type { ConnectionDeflate } from "./connection.ts";
 import { findHeadEnd, latin1 } from "./_bytes.ts";
 import {
   DEFAULT_MAX_HEAD_SIZE,
@@ -154,7 +155,12 @@ export interface ClientHandshakeResult {
   headers: Headers;
   /** The subprotocol the server selected, or `""`. */
   protocol: string;
-  /** The permessage-deflate parameters the server accepted, if any. */
+  /**
+   * What permessage-deflate was agreed to, if the server accepted it: its
+   * answer, and the client's own settings (`clientNoContextTakeover`, the
+   * client's window, `level`, `memLevel`, `threshold`). Wire a
+   * `Connection` from it as {@linkcode ConnectionDeflate} says.
+   */
   perMessageDeflate?: PerMessageDeflateParams;
 }
 

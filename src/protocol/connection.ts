@@ -130,6 +130,11 @@ export interface ConnectionOptions {
  * within its own window: `deflateMessage(data, params, "client")`, and
  * only when that window is 9 bits or more (a server may ask a client for
  * 8, which zlib cannot do: leave `deflate` out and send uncompressed).
+ * With context takeover the compressing side keeps a `ContextDeflater`
+ * (leave `deflate` out and use `sendCompressed()`), and the receiving side
+ * a `ContextInflater` in the sender's window: `inflate: (data, max) =>
+ * inflater.inflate(data, max)` (a client when `serverNoContextTakeover` is
+ * false).
  */
 export interface ConnectionDeflate {
   /** Inflates a whole compressed message to at most `maxLength` bytes. */

@@ -71,6 +71,34 @@ const DEFLATE_SETTINGS = [
  * connections should set both `serverNoContextTakeover` and
  * `clientNoContextTakeover` (then no state is kept between messages), or
  * smaller windows.
+ *
+ * @example Context takeover from a server that keeps its context
+ * ```ts
+ * import { connect, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve(
+ *   { port: 0, hostname: "127.0.0.1", perMessageDeflate: { serverNoContextTakeover: false } },
+ *   async (socket) => {
+ *     for await (const message of socket) await socket.send(message);
+ *   },
+ * );
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}/`, {
+ *   perMessageDeflate: { threshold: 64 },
+ * });
+ * // The server keeps its context; it asks the client to keep none.
+ * assert.equal(socket.perMessageDeflate?.serverNoContextTakeover, false);
+ * assert.equal(socket.perMessageDeflate?.clientNoContextTakeover, true);
+ * const tick = JSON.stringify({ type: "tick", symbol: "ACME", price: 101.25 });
+ * await socket.send(tick);
+ * await socket.send(tick);
+ * let echoes = 0;
+ * for await (const message of socket) {
+ *   assert.equal(message, tick);
+ *   if (++echoes === 2) break;
+ * }
+ * await socket.close();
+ * ```
  */
 export interface ClientDeflateOptions {
   /**

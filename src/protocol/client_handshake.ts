@@ -1,5 +1,4 @@
 import { computeAcceptKey } from "./handshake_response.ts";
-import type { ConnectionDeflate } from "./connection.ts";
 import { findHeadEnd, latin1 } from "./_bytes.ts";
 import {
   DEFAULT_MAX_HEAD_SIZE,
@@ -159,7 +158,7 @@ export interface ClientHandshakeResult {
    * What permessage-deflate was agreed to, if the server accepted it: its
    * answer, and the client's own settings (`clientNoContextTakeover`, the
    * client's window, `level`, `memLevel`, `threshold`). Wire a
-   * `Connection` from it as {@linkcode ConnectionDeflate} says.
+   * `Connection` from it as `ConnectionDeflate` (in `connection.ts`) says.
    */
   perMessageDeflate?: PerMessageDeflateParams;
 }

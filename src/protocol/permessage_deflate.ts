@@ -6,7 +6,53 @@
  */
 import { describe, shown } from "./_describe.ts";
 
-/** Server-side settings for permessage-deflate. */
+/**
+ * Server-side settings for permessage-deflate (`serve()`'s
+ * `perMessageDeflate`): what the server answers to a client's offer (RFC
+ * 7692 §7.1) and how it compresses.
+ *
+ * The defaults keep no state between messages either way: the server
+ * compresses each message on its own and asks clients to do the same
+ * (`client_no_context_takeover`), so a connection costs no compression
+ * memory and a published message is compressed once. Context takeover
+ * compresses streams of similar messages far better, at a price per
+ * connection: `serverNoContextTakeover: false` for the server's messages
+ * (a compressor, about 240 KiB), `clientNoContextTakeover: false` for the
+ * clients' (their window, 32 KiB at most).
+ *
+ * @example Letting clients take over context
+ * ```ts
+ * import { connect, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const tick = JSON.stringify({ type: "tick", symbol: "ACME", price: 101.25 });
+ * await using server = serve(
+ *   { port: 0, hostname: "127.0.0.1", perMessageDeflate: { clientNoContextTakeover: false } },
+ *   async (socket) => {
+ *     // The server keeps the client's window (here 2^15 bytes at most).
+ *     assert.equal(socket.perMessageDeflate?.clientNoContextTakeover, false);
+ *     for await (const message of socket) {
+ *       assert.equal(message, tick);
+ *       await socket.send("ok");
+ *     }
+ *   },
+ * );
+ * // connect(), as browsers and npm:ws, takes over context when allowed.
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}/`, {
+ *   perMessageDeflate: { threshold: 16 },
+ * });
+ * assert.equal(socket.perMessageDeflate?.clientNoContextTakeover, false);
+ * await socket.send(tick);
+ * await socket.send(tick); // a few bytes: it refers back to the first
+ * let replies = 0;
+ * for await (const message of socket) {
+ *   assert.equal(message, "ok");
+ *   if (++replies === 2) break;
+ * }
+ * assert.equal(replies, 2);
+ * await socket.close();
+ * ```
+ */
 export interface PerMessageDeflateOptions {
   /**
    * Compress each message on its own (RFC 7692 §7.1.1.1). `true` keeps no
@@ -18,6 +64,21 @@ export interface PerMessageDeflateOptions {
    */
   serverNoContextTakeover?: boolean;
   /**
+   * Ask clients to compress each message on its own: the answer carries
+   * `client_no_context_takeover` (RFC 7692 §7.1.1.2), and the server keeps
+   * nothing of a client's messages. With `false` the answer leaves it out
+   * (unless the client offered it: then the client will not take over, and
+   * the answer says so), so a client may refer back to its earlier
+   * messages, as browsers and npm:ws do when allowed: a stream of similar
+   * messages from the client shrinks far more. The server then keeps each
+   * such client's window: the last `2^clientMaxWindowBits` bytes it
+   * inflated (32 KiB at 15 bits, 512 bytes at 8 or 9), from the
+   * connection's first compressed message on; `clientMaxWindowBits`
+   * lowers it for clients that let the server limit their window.
+   * @default {true}
+   */
+  clientNoContextTakeover?: boolean;
+  /**
    * The largest LZ77 window the server compresses with, 9-15 (RFC 7692
    * §7.1.2.1); smaller saves memory and ratio. A client's lower limit wins;
    * an offer limiting it to 8 is declined (zlib cannot deflate with 8).
@@ -26,7 +87,9 @@ export interface PerMessageDeflateOptions {
   serverMaxWindowBits?: number;
   /**
    * When set (8-15) and the client allows it, asks the client to compress
-   * with at most this window (RFC 7692 §7.1.2.2).
+   * with at most this window (RFC 7692 §7.1.2.2). With
+   * `clientNoContextTakeover: false` it also bounds the window the server
+   * keeps per connection.
    */
   clientMaxWindowBits?: number;
   /**
@@ -48,6 +111,7 @@ export interface PerMessageDeflateOptions {
 
 const DEFLATE_SETTINGS = [
   "serverNoContextTakeover",
+  "clientNoContextTakeover",
   "serverMaxWindowBits",
   "clientMaxWindowBits",
   "level",
@@ -181,8 +245,9 @@ export interface PerMessageDeflateParams {
   /** The server compresses each message on its own. */
   serverNoContextTakeover: boolean;
   /**
-   * The client compresses each message on its own. Always `true` on a
-   * Duplex server, which asks clients for it.
+   * The client compresses each message on its own: a Duplex server asked
+   * for it (its `clientNoContextTakeover`, `true` by default), or the
+   * client offered it.
    */
   clientNoContextTakeover: boolean;
   /** The server's LZ77 window, 9-15. */
@@ -293,8 +358,11 @@ const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
  * builds the response parameters (RFC 7692 §5.1, §7.1). An offer is
  * declined — not failed — when it has an unknown, duplicate or invalid
  * parameter, or asks for what the server cannot do (a window of 8 bits).
- * The server always asks the client not to use context takeover, so it
- * keeps no decompression state between messages.
+ * By default the server asks the client not to use context takeover, so it
+ * keeps no decompression state between messages; with
+ * `clientNoContextTakeover: false` it allows it, and
+ * `params.clientNoContextTakeover` says whether the client will take over
+ * (not when its offer said it would not).
  *
  * @param header The request's `Sec-WebSocket-Extensions`, or `null`.
  * @param options The server's settings.
@@ -311,6 +379,24 @@ const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
  *   result?.response,
  *   "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
  * );
+ * ```
+ *
+ * @example Letting the client take over context
+ * ```ts
+ * import { negotiatePerMessageDeflate } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const result = negotiatePerMessageDeflate("permessage-deflate; client_max_window_bits", {
+ *   clientNoContextTakeover: false,
+ *   clientMaxWindowBits: 12,
+ * });
+ * assert.equal(
+ *   result?.response,
+ *   "permessage-deflate; server_no_context_takeover; client_max_window_bits=12",
+ * );
+ * // The server keeps the client's last 2^12 bytes between its messages.
+ * assert.equal(result?.params.clientNoContextTakeover, false);
+ * assert.equal(result?.params.clientMaxWindowBits, 12);
  * ```
  */
 export function negotiatePerMessageDeflate(
@@ -360,9 +446,15 @@ function acceptOffer(
   if (serverBits < 9) return null;
   const serverNoContextTakeover = settings.serverNoContextTakeover ||
     seen.has("server_no_context_takeover");
+  // "the server may either ignore the parameter or use the parameter to
+  // avoid taking over the LZ77 sliding window unnecessarily by including"
+  // it in the answer (RFC 7692 §7.1.1.2): it is echoed, so that the answer
+  // and the params both say the client will not take over.
+  const clientNoContextTakeover = settings.clientNoContextTakeover ||
+    seen.has("client_no_context_takeover");
   const response = ["permessage-deflate"];
   if (serverNoContextTakeover) response.push("server_no_context_takeover");
-  response.push("client_no_context_takeover");
+  if (clientNoContextTakeover) response.push("client_no_context_takeover");
   if (requested !== undefined || serverBits !== 15) {
     response.push(`server_max_window_bits=${serverBits}`);
   }
@@ -379,7 +471,7 @@ function acceptOffer(
     response: response.join("; "),
     params: {
       serverNoContextTakeover,
-      clientNoContextTakeover: true,
+      clientNoContextTakeover,
       serverMaxWindowBits: serverBits,
       clientMaxWindowBits: clientBits,
       level: settings.level,
@@ -401,16 +493,17 @@ export function resolveDeflateOptions(
   options: PerMessageDeflateOptions,
 ): Required<PerMessageDeflateOptions> {
   checkSettingNames(options, DEFLATE_SETTINGS);
-  const noContextTakeover = options.serverNoContextTakeover ?? true;
-  if (typeof noContextTakeover !== "boolean") {
-    throw new TypeError(
-      `Cannot use permessage-deflate: "serverNoContextTakeover" must be a boolean, got ${
-        JSON.stringify(noContextTakeover)
-      }`,
-    );
-  }
   return {
-    serverNoContextTakeover: noContextTakeover,
+    serverNoContextTakeover: flag(
+      "serverNoContextTakeover",
+      options.serverNoContextTakeover,
+      true,
+    ),
+    clientNoContextTakeover: flag(
+      "clientNoContextTakeover",
+      options.clientNoContextTakeover,
+      true,
+    ),
     serverMaxWindowBits: check(
       "serverMaxWindowBits",
       options.serverMaxWindowBits ?? 15,
@@ -449,10 +542,12 @@ export function resolveClientDeflateOptions(
     serverNoContextTakeover: flag(
       "serverNoContextTakeover",
       options.serverNoContextTakeover,
+      false,
     ),
     clientNoContextTakeover: flag(
       "clientNoContextTakeover",
       options.clientNoContextTakeover,
+      false,
     ),
     serverMaxWindowBits: options.serverMaxWindowBits === undefined
       ? 0
@@ -471,7 +566,11 @@ export function resolveClientDeflateOptions(
   };
 }
 
-function flag(name: string, value: boolean | undefined): boolean {
+function flag(
+  name: string,
+  value: boolean | undefined,
+  fallback: boolean,
+): boolean {
   if (value !== undefined && typeof value !== "boolean") {
     throw new TypeError(
       `Cannot use permessage-deflate: "${name}" must be a boolean, got ${
@@ -479,7 +578,7 @@ function flag(name: string, value: boolean | undefined): boolean {
       }`,
     );
   }
-  return value ?? false;
+  return value ?? fallback;
 }
 
 function checkSettingNames(options: object, known: string[]): void {

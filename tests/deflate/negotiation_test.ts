@@ -59,7 +59,7 @@ Deno.test("negotiatePerMessageDeflate honours a client's server_no_context_takeo
   assert.equal(result?.params.serverNoContextTakeover, true);
 });
 
-Deno.test("negotiatePerMessageDeflate always answers client_no_context_takeover, offered or not (RFC 7692 §7.1.1.2)", () => {
+Deno.test("negotiatePerMessageDeflate answers client_no_context_takeover by default (clientNoContextTakeover: true), offered or not (RFC 7692 §7.1.1.2)", () => {
   for (
     const offer of [
       "permessage-deflate",
@@ -68,13 +68,126 @@ Deno.test("negotiatePerMessageDeflate always answers client_no_context_takeover,
     ]
   ) {
     for (const serverNoContextTakeover of [true, false]) {
-      const result = negotiatePerMessageDeflate(offer, {
-        serverNoContextTakeover,
-      });
-      assert.ok(result !== null, offer);
-      assert.match(result.response, /; client_no_context_takeover(;|$)/, offer);
-      assert.equal(result.params.clientNoContextTakeover, true, offer);
+      for (const clientNoContextTakeover of [undefined, true]) {
+        const result = negotiatePerMessageDeflate(offer, {
+          serverNoContextTakeover,
+          clientNoContextTakeover,
+        });
+        assert.ok(result !== null, offer);
+        assert.match(
+          result.response,
+          /; client_no_context_takeover(;|$)/,
+          offer,
+        );
+        assert.equal(result.params.clientNoContextTakeover, true, offer);
+      }
     }
+  }
+});
+
+Deno.test("negotiatePerMessageDeflate with clientNoContextTakeover: false leaves client_no_context_takeover out, so the client may take over (RFC 7692 §7.1.1.2)", () => {
+  const cases: [offer: string, response: string][] = [
+    ["permessage-deflate", "permessage-deflate; server_no_context_takeover"],
+    // Chromium's and npm:ws's offer.
+    [
+      "permessage-deflate; client_max_window_bits",
+      "permessage-deflate; server_no_context_takeover",
+    ],
+    [
+      "permessage-deflate; server_no_context_takeover",
+      "permessage-deflate; server_no_context_takeover",
+    ],
+  ];
+  for (const [offer, response] of cases) {
+    const result = negotiatePerMessageDeflate(offer, {
+      clientNoContextTakeover: false,
+    });
+    assert.equal(result?.response, response, offer);
+    assert.equal(result?.params.clientNoContextTakeover, false, offer);
+    assert.equal(result?.params.clientMaxWindowBits, 15, offer);
+  }
+  // Context takeover both ways: the answer has neither parameter.
+  const both = negotiatePerMessageDeflate(
+    "permessage-deflate; client_max_window_bits",
+    { serverNoContextTakeover: false, clientNoContextTakeover: false },
+  );
+  assert.equal(both?.response, "permessage-deflate");
+  assert.equal(both?.params.serverNoContextTakeover, false);
+  assert.equal(both?.params.clientNoContextTakeover, false);
+});
+
+Deno.test("negotiatePerMessageDeflate echoes a client's client_no_context_takeover even when it allows takeover, and its params say the client will not take over (RFC 7692 §7.1.1.2)", () => {
+  for (const serverNoContextTakeover of [true, false]) {
+    const result = negotiatePerMessageDeflate(
+      "permessage-deflate; client_no_context_takeover; client_max_window_bits",
+      { serverNoContextTakeover, clientNoContextTakeover: false },
+    );
+    assert.equal(
+      result?.response,
+      serverNoContextTakeover
+        ? BASE
+        : "permessage-deflate; client_no_context_takeover",
+    );
+    assert.equal(result?.params.clientNoContextTakeover, true);
+  }
+});
+
+Deno.test("negotiatePerMessageDeflate with clientNoContextTakeover: false agrees on the client's window: its offered limit, the server's answer, else 15 (RFC 7692 §7.1.2.2)", () => {
+  const cases: [
+    offer: string,
+    ours: number | undefined,
+    response: string,
+    agreed: number,
+  ][] = [
+    // Offered without a value, limited by the server: the answer's value.
+    [
+      "client_max_window_bits",
+      10,
+      "permessage-deflate; server_no_context_takeover; client_max_window_bits=10",
+      10,
+    ],
+    [
+      "client_max_window_bits",
+      8,
+      "permessage-deflate; server_no_context_takeover; client_max_window_bits=8",
+      8,
+    ],
+    // Offered without a value, not limited: any window, so 15.
+    [
+      "client_max_window_bits",
+      undefined,
+      "permessage-deflate; server_no_context_takeover",
+      15,
+    ],
+    // Offered with a value: the client's own limit, or the server's lower.
+    [
+      "client_max_window_bits=9",
+      undefined,
+      "permessage-deflate; server_no_context_takeover",
+      9,
+    ],
+    [
+      "client_max_window_bits=12",
+      10,
+      "permessage-deflate; server_no_context_takeover; client_max_window_bits=10",
+      10,
+    ],
+    // Not offered: the server may not limit it.
+    [
+      "server_max_window_bits=15",
+      10,
+      `permessage-deflate; server_no_context_takeover; server_max_window_bits=15`,
+      15,
+    ],
+  ];
+  for (const [param, ours, response, agreed] of cases) {
+    const result = negotiatePerMessageDeflate(`permessage-deflate; ${param}`, {
+      clientNoContextTakeover: false,
+      clientMaxWindowBits: ours,
+    });
+    assert.equal(result?.response, response, `${param}, ours ${ours}`);
+    assert.equal(result?.params.clientNoContextTakeover, false);
+    assert.equal(result?.params.clientMaxWindowBits, agreed, param);
   }
 });
 
@@ -459,6 +572,7 @@ Deno.test("negotiatePerMessageDeflate ignores other extensions (RFC 6455 §9.1)"
 Deno.test("resolveDeflateOptions fills in every default", () => {
   assert.deepEqual(resolveDeflateOptions({}), {
     serverNoContextTakeover: true,
+    clientNoContextTakeover: true,
     serverMaxWindowBits: 15,
     clientMaxWindowBits: 0,
     level: 6,
@@ -468,6 +582,7 @@ Deno.test("resolveDeflateOptions fills in every default", () => {
   assert.deepEqual(
     resolveDeflateOptions({
       serverNoContextTakeover: false,
+      clientNoContextTakeover: false,
       serverMaxWindowBits: 9,
       clientMaxWindowBits: 8,
       level: 0,
@@ -476,6 +591,7 @@ Deno.test("resolveDeflateOptions fills in every default", () => {
     }),
     {
       serverNoContextTakeover: false,
+      clientNoContextTakeover: false,
       serverMaxWindowBits: 9,
       clientMaxWindowBits: 8,
       level: 0,
@@ -537,6 +653,44 @@ Deno.test("resolveDeflateOptions throws a RangeError naming the setting, its ran
       () => negotiatePerMessageDeflate("permessage-deflate", options),
       RangeError,
     );
+  }
+});
+
+Deno.test("resolveDeflateOptions throws a TypeError naming a *NoContextTakeover setting that is not a boolean", () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [
+      { clientNoContextTakeover: "false" },
+      '"clientNoContextTakeover" must be a boolean, got string "false"',
+    ],
+    [
+      { clientNoContextTakeover: 0 },
+      '"clientNoContextTakeover" must be a boolean, got number 0',
+    ],
+    [
+      { clientNoContextTakeover: null },
+      '"clientNoContextTakeover" must be a boolean, got null',
+    ],
+    [
+      { serverNoContextTakeover: "no" },
+      '"serverNoContextTakeover" must be a boolean, got string "no"',
+    ],
+  ];
+  for (const [options, message] of cases) {
+    for (
+      const attempt of [
+        () => resolveDeflateOptions(options as PerMessageDeflateOptions),
+        () =>
+          negotiatePerMessageDeflate(
+            "permessage-deflate",
+            options as PerMessageDeflateOptions,
+          ),
+      ]
+    ) {
+      assert.throws(attempt, {
+        name: "TypeError",
+        message: `Cannot use permessage-deflate: ${message}`,
+      });
+    }
   }
 });
 

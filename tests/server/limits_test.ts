@@ -357,7 +357,11 @@ const BAD_OPTIONS: [Record<string, unknown>, string][] = [
   [{ perMessageDeflate: { bogus: 1 } }, 'unknown setting "bogus"'],
   [
     { perMessageDeflate: { serverNoContextTakeover: "no" } },
-    '"serverNoContextTakeover" must be a boolean, got "no"',
+    '"serverNoContextTakeover" must be a boolean, got string "no"',
+  ],
+  [
+    { perMessageDeflate: { clientNoContextTakeover: 0 } },
+    '"clientNoContextTakeover" must be a boolean, got number 0',
   ],
   [{ backpressurePolicy: null }, '"backpressurePolicy" must be'],
   [

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
-import { type PerMessageDeflateOptions, serve } from "../../mod.ts";
+import {
+  type PerMessageDeflateOptions,
+  type PerMessageDeflateParams,
+  serve,
+} from "../../mod.ts";
 import {
   assertBytes,
   DenoClient,
@@ -131,13 +135,15 @@ Deno.test("npm:ws allowing the server to keep its window gets context takeover f
   );
 });
 
-Deno.test("npm:ws insisting on its own context takeover (clientNoContextTakeover: false) refuses our answer: the handshake fails", async () => {
-  // Our server always answers client_no_context_takeover, which RFC 7692
-  // §7.1.1.2 allows ("A server MAY include ... even if the offer didn't"),
-  // so that it keeps no inflate state. npm:ws with clientNoContextTakeover
-  // set to false (not left undefined) throws 'Unexpected parameter
-  // "client_no_context_takeover"' on any such answer and aborts. Its
-  // offer says nothing of it, so the server cannot tell and decline.
+Deno.test("npm:ws insisting on its own context takeover (clientNoContextTakeover: false) refuses our default answer: the handshake fails", async () => {
+  // By default our server answers client_no_context_takeover, which RFC
+  // 7692 §7.1.1.2 allows ("A server MAY include ... even if the offer
+  // didn't"), so that it keeps no inflate state. npm:ws with
+  // clientNoContextTakeover set to false (not left undefined) throws
+  // 'Unexpected parameter "client_no_context_takeover"' on any such answer
+  // and aborts. Its offer says nothing of it, so the server cannot tell and
+  // decline; a server with clientNoContextTakeover: false accepts it
+  // (client_context_test.ts).
   for (const serverNoContextTakeover of [true, false]) {
     await using server = serve(
       { ...LOCAL, perMessageDeflate: { serverNoContextTakeover } },
@@ -335,7 +341,7 @@ async function echoInPage(url: string) {
 
 Deno.test({
   name:
-    `Chromium negotiates permessage-deflate and echoes 1 MiB of text and 256 KiB of binary in both server modes${
+    `Chromium negotiates permessage-deflate and echoes 1 MiB of text and 256 KiB of binary in each server mode, taking over its own context when allowed${
       HAVE_CHROMIUM ? "" : ` (SKIPPED: ${CHROMIUM} is not installed)`
     }`,
   ignore: !HAVE_CHROMIUM,
@@ -354,15 +360,28 @@ Deno.test({
       ],
     });
     try {
-      for (const serverNoContextTakeover of [true, false]) {
+      // Each mode, and the answer Chromium gets in it.
+      const modes: [PerMessageDeflateOptions, string][] = [
+        [{}, BASE],
+        [
+          { serverNoContextTakeover: false },
+          "permessage-deflate; client_no_context_takeover",
+        ],
+        // Context takeover both ways: Chromium's own too, when allowed.
+        [
+          { serverNoContextTakeover: false, clientNoContextTakeover: false },
+          "permessage-deflate",
+        ],
+      ];
+      for (const [settings, answer] of modes) {
         const offers: (string | null)[] = [];
-        const modes: (boolean | undefined)[] = [];
+        const agreed: (PerMessageDeflateParams | undefined)[] = [];
         await using server = serve({
           ...LOCAL,
-          perMessageDeflate: { serverNoContextTakeover },
+          perMessageDeflate: settings,
         }, async (socket) => {
           offers.push(socket.headers.get("sec-websocket-extensions"));
-          modes.push(socket.perMessageDeflate?.serverNoContextTakeover);
+          agreed.push(socket.perMessageDeflate);
           await echo(socket);
         });
         // From about:blank, Chromium's Local Network Access checks block
@@ -378,13 +397,15 @@ Deno.test({
         await page.close();
         // What Chromium offers.
         assert.deepEqual(offers, [OFFER]);
-        assert.deepEqual(modes, [serverNoContextTakeover]);
         assert.equal(
-          outcome.extensions,
-          serverNoContextTakeover
-            ? BASE
-            : "permessage-deflate; client_no_context_takeover",
+          agreed[0]?.serverNoContextTakeover,
+          settings.serverNoContextTakeover ?? true,
         );
+        assert.equal(
+          agreed[0]?.clientNoContextTakeover,
+          settings.clientNoContextTakeover ?? true,
+        );
+        assert.equal(outcome.extensions, answer);
         assert.deepEqual(outcome.results, {
           "text 1": true,
           "binary 1": true,

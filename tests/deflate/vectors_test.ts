@@ -210,8 +210,8 @@ Deno.test("Connection inflates a compressed binary message as bytes, whatever th
 // RFC 7692 §7.2.3.2: a client that keeps its window though told not to
 // ---------------------------------------------------------------------------
 
-Deno.test("Connection fails the context-takeover second 'Hello' with 1007 INVALID_COMPRESSED_DATA: the server never keeps a client window (RFC 7692 §7.2.3.2)", () => {
-  // Our server always answers client_no_context_takeover (RFC 7692
+Deno.test("Connection fails the context-takeover second 'Hello' with 1007 INVALID_COMPRESSED_DATA: by default the server keeps no client window (RFC 7692 §7.2.3.2)", () => {
+  // By default our server answers client_no_context_takeover (RFC 7692
   // §7.1.1.2), so it inflates every message on its own. The RFC's second
   // message refers 5 bytes back into the previous message; for us that
   // is a distance before the start of the data: invalid DEFLATE, 1007.
@@ -259,6 +259,35 @@ Deno.test("serve() with permessage-deflate closes with 1007 when a client ignore
   const info = await tracker.closed(peer.port);
   assert.equal(info.code, 1007);
   assert.equal(info.wasClean, false);
+});
+
+Deno.test("serve() with clientNoContextTakeover: false inflates the context-takeover second 'Hello' in the client's window, which uncompressed messages do not enter (RFC 7692 §7.2.3.2, §7.2.2)", async () => {
+  const tracker = new SocketTracker();
+  await using server = serve(
+    { ...LOCAL, perMessageDeflate: { clientNoContextTakeover: false } },
+    tracker.wrap(echo),
+  );
+  const { peer, extensions } = await rawDeflateClient(server.addr);
+  using _ = peer;
+  assert.equal(extensions, "permessage-deflate; server_no_context_takeover");
+  const echoOf = async (payload: Uint8Array, rsv: number) => {
+    await peer.write(rawFrame(OP.text, payload, { rsv }));
+    const reply = await peer.readFrame();
+    assert.equal(reply.opcode, OP.text);
+    return decode(reply.payload);
+  };
+  assert.equal(await echoOf(HELLO, RSV1), "Hello");
+  // Five bytes back, five long: the first message's "Hello".
+  assert.equal(await echoOf(HELLO_AGAIN, RSV1), "Hello");
+  // An uncompressed message is no part of the window (RFC 7692 §7.2.2
+  // keeps the window "used to decompress the previous message"): five
+  // bytes back is still "Hello", not "World".
+  assert.equal(await echoOf(utf8("World"), 0), "World");
+  assert.equal(await echoOf(HELLO_AGAIN, RSV1), "Hello");
+  await peer.write(rawFrame(OP.close, closePayload(1000)));
+  const close = await peer.readClose();
+  assert.equal(close.code, 1000);
+  assert.equal((await tracker.closed(peer.port)).code, 1000);
 });
 
 // ---------------------------------------------------------------------------

@@ -134,7 +134,8 @@ export interface ConnectionOptions {
  * (leave `deflate` out and use `sendCompressed()`), and the receiving side
  * a `ContextInflater` in the sender's window: `inflate: (data, max) =>
  * inflater.inflate(data, max)` (a client when `serverNoContextTakeover` is
- * false).
+ * false, in `serverMaxWindowBits`; a server when `clientNoContextTakeover`
+ * is false, in `clientMaxWindowBits`).
  */
 export interface ConnectionDeflate {
   /** Inflates a whole compressed message to at most `maxLength` bytes. */

@@ -184,7 +184,7 @@ export interface ClientDeflateOptions {
    * compressed message, carries on from message to message: about 256 KiB
    * at 15 window bits and memLevel 8 (zlib takes `2^(windowBits + 2) +
    * 2^(memLevel + 9)` bytes). A server that answers
-   * `client_no_context_takeover` (Duplex's always does; npm:ws's with its
+   * `client_no_context_takeover` (Duplex's does by default; npm:ws's with its
    * `clientNoContextTakeover`) is obeyed either way.
    * @default {false}
    */

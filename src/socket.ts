@@ -986,6 +986,12 @@ export class Socket<Data = unknown>
   /** Reads on to find the peer's close frame, within the close timeout. */
   #beginClosing(): void {
     this.#closeRequested = true;
+    // A handler that takes no messages was given closeTimeout while open;
+    // closing has less patience (see #mustPauseReading), or the peer's
+    // close frame, queued behind what it will not take, is found only as
+    // the close timeout ends.
+    clearTimeout(this.#consumerCheck);
+    this.#consumerCheck = undefined;
     this.#resume();
     this.#armCloseTimer();
   }

@@ -348,6 +348,33 @@ export class Connection {
       (this.#parser.inFrame || this.#assembler.inMessage);
   }
 
+  /**
+   * Payload bytes of the message still arriving that the connection holds
+   * (as received: compressed, if it is); 0 between messages. With
+   * `streamMessages`, pieces are emitted as they arrive and do not count
+   * here (a compressed message does, until it is inflated whole). A driver
+   * may count it against a memory budget.
+   *
+   * @example A large message, half received
+   * ```ts
+   * import { Connection } from "@duplex/ws";
+   * import assert from "node:assert/strict";
+   *
+   * const connection = new Connection({ role: "server" });
+   * // A masked binary frame of 1000 bytes (16-bit length), mask key 0, and
+   * // 400 bytes of its payload.
+   * connection.receive(new Uint8Array([0x82, 0xfe, 0x03, 0xe8, 0, 0, 0, 0]));
+   * connection.receive(new Uint8Array(400));
+   * assert.equal(connection.partialMessageBytes, 400);
+   * connection.receive(new Uint8Array(600));
+   * assert.equal(connection.takeEvents()[0].type, "binary");
+   * assert.equal(connection.partialMessageBytes, 0);
+   * ```
+   */
+  get partialMessageBytes(): number {
+    return this.#assembler.partialMessageBytes;
+  }
+
   /** Bytes waiting in the output, not yet taken. */
   get outputSize(): number {
     const pong = this.#pendingPong;

@@ -98,6 +98,32 @@ export class MessageAssembler {
   }
 
   /**
+   * Payload bytes of the message still arriving that this assembler holds,
+   * as received (a compressed message compressed); 0 between messages. The
+   * pieces of a streamed message are handed on as they arrive, so they
+   * count here only when compressed (inflated whole at its end).
+   *
+   * @example A message half received
+   * ```ts
+   * import { MessageAssembler, OPCODE } from "@duplex/ws";
+   * import assert from "node:assert/strict";
+   *
+   * const assembler = new MessageAssembler({ maxPayload: 1024, maxFragments: 8 });
+   * assembler.startFrame(OPCODE.Binary, true, 100);
+   * assembler.append(new Uint8Array(40));
+   * assert.equal(assembler.partialMessageBytes, 40);
+   * assembler.append(new Uint8Array(60));
+   * assembler.endFrame();
+   * assert.equal(assembler.partialMessageBytes, 0);
+   * ```
+   */
+  get partialMessageBytes(): number {
+    return this.#inMessage && (this.#compressed || this.#onStream === undefined)
+      ? this.#size
+      : 0;
+  }
+
+  /**
    * Starts a data frame (opcode text, binary or continuation).
    *
    * @param opcode The frame's opcode.

@@ -290,3 +290,45 @@ Deno.test("MessageAssembler returns independent buffers for consecutive messages
   assert.deepEqual(first, pattern(200));
   assert.deepEqual(second, pattern(200, 1));
 });
+
+Deno.test("MessageAssembler.partialMessageBytes counts what a message still arriving holds: text and binary, over fragments, 0 once it ends", () => {
+  for (const opcode of [Text, Binary]) {
+    const assembler = new MessageAssembler({
+      maxPayload: 1024,
+      maxFragments: 8,
+    });
+    assert.equal(assembler.partialMessageBytes, 0);
+    assembler.startFrame(opcode, false, 10);
+    assembler.append(utf8("abcd"));
+    assert.equal(assembler.partialMessageBytes, 4);
+    assembler.append(utf8("efghij"));
+    assert.equal(assembler.endFrame(), undefined);
+    assert.equal(assembler.partialMessageBytes, 10, "between fragments");
+    assembler.startFrame(Continuation, true, 5);
+    assembler.append(utf8("klm"));
+    assert.equal(assembler.partialMessageBytes, 13);
+    assembler.append(utf8("no"));
+    assert.notEqual(assembler.endFrame(), undefined);
+    assert.equal(assembler.partialMessageBytes, 0);
+  }
+});
+
+Deno.test("MessageAssembler.partialMessageBytes is 0 for a streamed message (its pieces are handed on) but counts a compressed one, inflated only at its end", () => {
+  const streamed = new MessageAssembler({
+    maxPayload: 1024,
+    maxFragments: 8,
+    onStream: () => {},
+  });
+  streamed.startFrame(Binary, false, 100);
+  streamed.append(new Uint8Array(100));
+  assert.equal(streamed.partialMessageBytes, 0);
+  const compressed = new MessageAssembler({
+    maxPayload: 1024,
+    maxFragments: 8,
+    inflate: (data) => data.slice(),
+    onStream: () => {},
+  });
+  compressed.startFrame(Binary, false, 100, 0x40);
+  compressed.append(new Uint8Array(100));
+  assert.equal(compressed.partialMessageBytes, 100);
+});

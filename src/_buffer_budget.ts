@@ -1,0 +1,159 @@
+/**
+ * One holder of bytes under a {@linkcode BufferBudget}: a socket reports
+ * what it holds with {@linkcode BudgetAccount.prototype.report} where that
+ * grows or shrinks, and {@linkcode BudgetAccount.prototype.close}s its
+ * account when it ends.
+ */
+export interface BudgetAccount {
+  /**
+   * Measures what the holder holds now and adds the change since its last
+   * report to the budget's total; when that goes over the limit, the budget
+   * closes the largest holders (perhaps this one) until it is under. Does
+   * nothing once the account is closed.
+   */
+  report(): void;
+  /** Takes what the holder last reported off the total, for good. */
+  close(): void;
+}
+
+interface Holder<Owner> extends BudgetAccount {
+  readonly owner: Owner;
+  readonly measure: () => number;
+  readonly evict: () => void;
+  held: number;
+}
+
+/**
+ * What all the sockets of a server hold together (messages still arriving,
+ * messages and pieces the handlers have not taken, output not written),
+ * against one limit (`maxBufferedBytes`).
+ *
+ * Cheap where it runs all the time: each account adds only the change
+ * since its last report to one running total, so no work grows with the
+ * number of sockets. That total may run a little high (a shrink between
+ * reports counts at the next one); only when it goes over the limit is it
+ * counted again exactly, over every account, and if it is really over, the
+ * accounts holding the most are evicted, largest first, until it is under.
+ * An evicted account's bytes no longer count: its holder is expected to let
+ * them go at once.
+ *
+ * @typeParam Owner What each account is for (a socket), for `onEvict`.
+ *
+ * @example Two holders under a budget of 100 bytes
+ * ```ts
+ * import { BufferBudget } from "./_buffer_budget.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const evicted: string[] = [];
+ * const budget = new BufferBudget<string>(100, (owner) => evicted.push(owner));
+ * let small = 30, large = 0;
+ * const a = budget.open("small", () => small, () => small = 0);
+ * const b = budget.open("large", () => large, () => large = 0);
+ * a.report();
+ * large = 80; // over: 110 bytes
+ * b.report();
+ * assert.deepEqual(evicted, ["large"]);
+ * assert.equal(budget.recount(), 30);
+ * a.close();
+ * assert.equal(budget.total, 0);
+ * ```
+ */
+export class BufferBudget<Owner> {
+  /** The most bytes all accounts may hold together; `Infinity`: no limit. */
+  readonly limit: number;
+  readonly #onEvict: (owner: Owner, held: number) => void;
+  readonly #holders = new Set<Holder<Owner>>();
+  #total = 0;
+  #enforcing = false;
+
+  /**
+   * Creates an empty budget.
+   *
+   * @param limit The most bytes all accounts may hold together.
+   * @param onEvict Called for each account evicted, after its own `evict`,
+   * with what it held (to log it, count it).
+   */
+  constructor(
+    limit: number,
+    onEvict: (owner: Owner, held: number) => void = () => {},
+  ) {
+    this.limit = limit;
+    this.#onEvict = onEvict;
+  }
+
+  /**
+   * The bytes held, as last reported (see {@linkcode BufferBudget}: it may
+   * run a little high; {@linkcode BufferBudget.prototype.recount} is exact).
+   */
+  get total(): number {
+    return this.#total;
+  }
+
+  /**
+   * Opens an account holding nothing yet.
+   *
+   * @param owner What the account is for.
+   * @param measure What the owner holds now, in bytes: cheap, and exact.
+   * @param evict Lets everything the owner holds go, at once: called when
+   * the budget is over and this account holds the most.
+   * @returns The account, to report to and close.
+   */
+  open(owner: Owner, measure: () => number, evict: () => void): BudgetAccount {
+    const holders = this.#holders;
+    const holder: Holder<Owner> = {
+      owner,
+      measure,
+      evict,
+      held: 0,
+      report: () => {
+        if (!holders.has(holder)) return;
+        const held = measure();
+        const change = held - holder.held;
+        holder.held = held;
+        this.#total += change;
+        if (change > 0 && this.#total > this.limit) this.#enforce();
+      },
+      close: () => {
+        if (holders.delete(holder)) this.#total -= holder.held;
+      },
+    };
+    holders.add(holder);
+    return holder;
+  }
+
+  /**
+   * Measures every account again.
+   *
+   * @returns The exact total, which {@linkcode BufferBudget.prototype.total}
+   * is now.
+   */
+  recount(): number {
+    let total = 0;
+    for (const holder of this.#holders) {
+      holder.held = holder.measure();
+      total += holder.held;
+    }
+    return this.#total = total;
+  }
+
+  /** Over the limit: counts again, and evicts the largest until under. */
+  #enforce(): void {
+    // An eviction that reports again (its socket letting go) must not
+    // start another round inside this one.
+    if (this.#enforcing) return;
+    this.#enforcing = true;
+    try {
+      if (this.recount() <= this.limit) return;
+      const largestFirst = [...this.#holders].sort((a, b) => b.held - a.held);
+      for (const holder of largestFirst) {
+        if (this.#total <= this.limit || holder.held === 0) break;
+        const held = holder.held;
+        holder.close();
+        holder.evict();
+        this.#onEvict(holder.owner, held);
+      }
+    } finally {
+      this.#enforcing = false;
+    }
+  }
+}

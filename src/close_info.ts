@@ -98,4 +98,10 @@ export const CLOSE_REASON = {
    * message had started (code 1011): the peer discards what it received.
    */
   StreamFailed: "message stream failed",
+  /**
+   * The server's sockets together held more than `maxBufferedBytes`, and
+   * this one held the most (code 1013, try again later): what it held was
+   * let go at once.
+   */
+  OverBudget: "server memory budget exceeded",
 } as const;

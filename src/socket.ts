@@ -30,6 +30,7 @@ import { Limiter } from "./limiter.ts";
 import { Interruptible } from "./_interruptible.ts";
 import { closedError } from "./_closed_error_owner.ts";
 import { PieceQueue } from "./_piece_queue.ts";
+import type { BudgetAccount } from "./_buffer_budget.ts";
 import { concat } from "./protocol/_bytes.ts";
 import { describe, shown } from "./protocol/_describe.ts";
 import type { Topics } from "./pubsub/topics.ts";
@@ -233,6 +234,11 @@ export class Socket<Data = unknown>
   #lastProgress = 0;
   #info: CloseInfo | null = null;
   #transportClosed = false;
+  // The server's memory budget: what this socket holds is reported to it.
+  readonly #budget: BudgetAccount | null;
+  // Evicted by the budget: the transport closes once the close frame is
+  // written, or after this.
+  #evictTimer: ReturnType<typeof setTimeout> | undefined;
   #closeRequested = false;
   // permessage-deflate.
   readonly #deflate: PerMessageDeflateParams | undefined;
@@ -322,6 +328,11 @@ export class Socket<Data = unknown>
     this.#writer = options.writer ?? transport.writable.getWriter();
     this.#closed = new Promise((resolve) => this.#resolveClosed = resolve);
     this.#counters = options.counters ?? newCounters();
+    this.#budget = options.budget?.open(
+      this as Socket<unknown>,
+      () => this.#heldBytes(),
+      () => this.#evict(),
+    ) ?? null;
     if (
       options.ticker &&
       (options.pingInterval > 0 || options.pongTimeout > 0 ||
@@ -466,6 +477,9 @@ export class Socket<Data = unknown>
     this.#counters.messagesOut++;
     this.#messaged = true;
     this.#scheduleFlush();
+    this.#budget?.report();
+    // Over the server's budget, this socket held the most: it is closing.
+    if (this.#forcedClose !== null) return "closed";
     return referenced ||
         this.bufferedAmount > this.#options.sendHighWaterMark
       ? "backpressure"
@@ -516,6 +530,7 @@ export class Socket<Data = unknown>
         this.#queuedBytes -= bytes.length;
         this.#queuedMessages--;
         this.#scheduleFlush();
+        this.#budget?.report();
       }
     });
   }
@@ -707,6 +722,7 @@ export class Socket<Data = unknown>
     const referenced = this.#connection.sendFragment(opcode, data, fin);
     this.#messaged = true;
     this.#scheduleFlush();
+    this.#budget?.report();
     if (referenced || this.bufferedAmount > this.#options.sendHighWaterMark) {
       await this.#drained();
     }
@@ -1245,6 +1261,9 @@ export class Socket<Data = unknown>
   }
 
   #receive(chunk: Uint8Array): void {
+    // Evicted by the memory budget: input is read (so that closing does not
+    // reset a peer still sending) but not kept.
+    if (this.#forcedClose !== null) return;
     const connection = this.#connection;
     this.#heardFrom = true;
     // Parsing stops once the queue is full (a read may hold thousands of
@@ -1260,6 +1279,7 @@ export class Socket<Data = unknown>
     if (connection.dataBytesReceived !== dataBefore) this.#messaged = true;
     if (parsed < chunk.length) this.#unparsed = chunk.subarray(parsed);
     this.#handleEvents();
+    this.#budget?.report();
   }
 
   /** Acts on what the connection made of the input (or of `fail()`). */
@@ -1459,6 +1479,7 @@ export class Socket<Data = unknown>
         // The handler reads (or let go of) pieces: progress, and room.
         this.#takes++;
         this.#resume();
+        this.#budget?.report();
       }
     }, () => {
       // The rest of this message is discarded as it arrives.
@@ -1530,6 +1551,7 @@ export class Socket<Data = unknown>
     if (this.#inboxHead < this.#inbox.length) {
       const message = this.#inbox[this.#inboxHead++];
       this.#inboxBytes -= sizeOf(message);
+      this.#budget?.report();
       this.#took(message);
       if (this.#inboxHead === this.#inbox.length) {
         this.#inbox = [];
@@ -1636,6 +1658,7 @@ export class Socket<Data = unknown>
         }, () => {
           // The peer is gone; reading will notice and finish the socket.
           this.#inFlight = 0;
+          this.#budget?.report();
           this.#abort();
           this.#flushed();
         });
@@ -1646,6 +1669,7 @@ export class Socket<Data = unknown>
   /** Some of the output was written: the peer takes what we send. */
   #wroteSome(size: number): void {
     this.#inFlight -= size;
+    this.#budget?.report();
     this.#counters.bytesOut += size;
     this.#wrote = true;
     const now = performance.now();
@@ -1677,6 +1701,9 @@ export class Socket<Data = unknown>
       this.#scheduleFlush();
     } else if (this.#connection.state === "closed") {
       this.#closeTransportAfterFlush();
+    } else if (this.#forcedClose !== null) {
+      // The close frame of an eviction (see #evict) is out.
+      this.#abort();
     }
   }
 
@@ -1902,6 +1929,71 @@ export class Socket<Data = unknown>
     this.#abort();
   }
 
+  /**
+   * What this socket holds, for the server's memory budget: the message
+   * still arriving, messages (and pieces of streamed ones) the handler has
+   * not taken, and output not yet written.
+   */
+  #heldBytes(): number {
+    return this.#connection.partialMessageBytes + this.#inboxBytes +
+      this.#streamBytes + this.bufferedAmount;
+  }
+
+  /**
+   * The server's sockets together hold more than its memory budget
+   * (`maxBufferedBytes`), and this one holds the most: it lets go of
+   * everything at once (messages the handler has not taken, streams it is
+   * reading, output not written, input not parsed) and fails with 1013 (try
+   * again later). A peer with nothing queued for it gets the close frame,
+   * and the transport closes once that is written (input arriving meanwhile
+   * is read and discarded, so that the close does not reset a peer still
+   * sending); one with output queued is likely not reading, and its
+   * transport closes at once (it sees 1006). `closed` reports 1013
+   * {@linkcode CLOSE_REASON.OverBudget} either way.
+   */
+  #evict(): void {
+    if (this.#info !== null || this.#forcedClose !== null) return;
+    const code = CLOSE_CODE.TryAgainLater;
+    const reason = CLOSE_REASON.OverBudget;
+    const quiet = this.#connection.state === "open" && !this.#writing &&
+      this.bufferedAmount === 0;
+    const gone = closedError(this, "receive", {
+      code,
+      reason,
+      wasClean: false,
+    });
+    const queues = [...this.#taken];
+    if (this.#current !== null) queues.push(this.#current);
+    for (let i = this.#inboxHead; i < this.#inbox.length; i++) {
+      const queue = this.#queues?.get(this.#inbox[i] as IncomingStream);
+      if (queue !== undefined) queues.push(queue);
+    }
+    for (const queue of queues) {
+      queue.error(gone);
+      queue.release();
+    }
+    this.#current = null;
+    this.#taken = [];
+    this.#inbox = [];
+    this.#inboxHead = 0;
+    this.#inboxBytes = 0;
+    this.#unparsed = null;
+    if (!quiet) {
+      this.#terminate(code, reason);
+      // Not written, and never will be.
+      this.#connection.takeOutput();
+      return;
+    }
+    this.#forcedClose = { code, reason };
+    this.#connection.close(code, reason);
+    this.#scheduleFlush();
+    this.#resume(); // to discard what the peer still sends
+    this.#evictTimer = setTimeout(
+      () => this.#abort(),
+      Math.min(LINGER, this.#options.closeTimeout),
+    );
+  }
+
   #finish(): void {
     if (this.#info !== null) return;
     clearTimeout(this.#closeTimer);
@@ -1910,6 +2002,8 @@ export class Socket<Data = unknown>
     clearTimeout(this.#streamReaderCheck);
     clearTimeout(this.#closeFrameTimer);
     clearTimeout(this.#messageTimer);
+    clearTimeout(this.#evictTimer);
+    this.#budget?.close();
     this.#stopTicking?.();
     this.#deflater?.close();
     // Nothing more is written: free the frame buffer kept for reuse.

@@ -4,6 +4,7 @@ import type { Ticker } from "./ticker.ts";
 import type { Topics } from "./pubsub/topics.ts";
 import type { Socket } from "./socket.ts";
 import type { CloseInfo } from "./close_info.ts";
+import type { BufferBudget } from "./_buffer_budget.ts";
 
 /**
  * What `send()` takes: text as a string, binary as bytes, or a
@@ -169,6 +170,13 @@ export interface SocketOptions {
   ticker?: Ticker;
   /** Counters to add traffic to. */
   counters?: SocketCounters;
+  /**
+   * The server's memory budget (`maxBufferedBytes`): the socket reports
+   * what it holds (a message still arriving, messages not taken, output not
+   * written) where that grows or shrinks, and is closed with 1013 when the
+   * budget runs over and it holds the most.
+   */
+  budget?: BufferBudget<Socket<unknown>>;
   /** The server's topic registry, for `subscribe()` and `publish()`. */
   topics?: Topics;
   /** Called once the socket has closed, as `closed` resolves. */

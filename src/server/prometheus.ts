@@ -98,6 +98,18 @@ export function renderPrometheus(stats: ServerStats): string {
     single(stats.backpressureDrops),
   );
   metric(
+    "buffered_bytes",
+    "gauge",
+    "Bytes WebSocket connections hold: messages arriving or not taken, output not written.",
+    single(stats.bufferedBytes),
+  );
+  metric(
+    "budget_closes_total",
+    "counter",
+    "Connections closed with 1013 for maxBufferedBytes.",
+    single(stats.budgetCloses),
+  );
+  metric(
     "closes_total",
     "counter",
     "Closed connections by close code.",

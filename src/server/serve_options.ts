@@ -138,7 +138,19 @@ export type ServerLogEvent =
    */
   | { type: "shutdown-timeout"; pending: number }
   /** A connection closed because a step took too long. */
-  | { type: "timeout"; phase: TimeoutPhase; remoteAddr: Deno.NetAddr };
+  | { type: "timeout"; phase: TimeoutPhase; remoteAddr: Deno.NetAddr }
+  /**
+   * The sockets together held more than `maxBufferedBytes`: the one holding
+   * the most (`held` bytes) was closed with 1013. `total` is what they all
+   * held then, this one included.
+   */
+  | {
+    type: "over-budget";
+    url: string;
+    remoteAddr: Deno.NetAddr;
+    held: number;
+    total: number;
+  };
 
 /**
  * What a connection was doing when its time ran out: sending its request
@@ -280,6 +292,50 @@ export interface ServeOptions<Data = unknown> {
    */
   maxConnectionsPerAddress?: number;
   /**
+   * The most bytes all WebSocket connections together may hold: messages
+   * still arriving (as received, compressed or not), messages and pieces of
+   * streamed ones that handlers have not taken yet, and output not yet
+   * written (`bufferedAmount`; a message sent to many sockets counts once
+   * for each). Without it, memory is bounded per connection only (by
+   * `maxPayload`, `receiveHighWaterMark` and `maxBackpressure`), so
+   * `maxConnections` peers that each send most of a large message, or stop
+   * reading what they are sent, can make the server hold hundreds of GB.
+   *
+   * Over it, the connection holding the most is closed with 1013 (try
+   * again later) and what it held is let go at once, then the next largest,
+   * until the total is under the budget; each is logged as `over-budget`
+   * and counted in `stats().budgetCloses`. A peer with nothing queued for
+   * it gets the close frame; one with output queued is likely not reading,
+   * and its transport is closed at once. The largest holder is usually the
+   * one to blame (a slow reader with a backlog, a large message trickled
+   * in), and closing it frees the most while closing the fewest; but when
+   * many peers each hold a little, the largest may be a legitimate client
+   * in the middle of one large message (bound tricklers with
+   * `messageTimeout` and `maxConnectionsPerAddress`).
+   *
+   * Off by default, like `maxConnectionsPerAddress`: a budget too small for
+   * what an application legitimately holds (large uploads, broadcasts to
+   * many subscribers) closes its clients. A server that faces the internet
+   * should set it, above what `stats().bufferedBytes` shows under real
+   * load, and below the memory the process may use.
+   * @default {Infinity}
+   *
+   * @example A server that holds at most 256 MiB for its WebSockets
+   * ```ts
+   * import { serve } from "@duplex/ws";
+   * import assert from "node:assert/strict";
+   *
+   * await using server = serve(
+   *   { port: 0, hostname: "127.0.0.1", maxBufferedBytes: 256 * 1024 * 1024 },
+   *   async (socket) => {
+   *     for await (const message of socket) await socket.send(message);
+   *   },
+   * );
+   * assert.equal(server.stats().bufferedBytes, 0);
+   * ```
+   */
+  maxBufferedBytes?: number;
+  /**
    * Milliseconds a client has to send a complete request head, and for
    * `onUpgrade` to decide (what is left of it); also the time to deliver a
    * 503 or another rejection.
@@ -408,6 +464,7 @@ export const NUMERIC_DEFAULTS = {
   maxBodySize: 1024 * 1024,
   maxConnections: 10_000,
   maxConnectionsPerAddress: Infinity,
+  maxBufferedBytes: Infinity,
   handshakeTimeout: 10_000,
   requestTimeout: 30_000,
   closeTimeout: 5_000,
@@ -449,7 +506,10 @@ const MAY_BE_ZERO = new Set([
 ]);
 
 // Options where Infinity means "no limit".
-const MAY_BE_INFINITE = new Set(["maxConnectionsPerAddress"]);
+const MAY_BE_INFINITE = new Set([
+  "maxConnectionsPerAddress",
+  "maxBufferedBytes",
+]);
 
 // Every option of serve(); another name is a mistake.
 const SERVE_OPTIONS: ReadonlySet<string> = new Set([

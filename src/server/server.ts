@@ -37,6 +37,7 @@ import {
 } from "./serve_options.ts";
 import { type ServerStats, StatsCollector } from "./stats.ts";
 import { AddressCounts } from "./_address_counts.ts";
+import { BufferBudget } from "../_buffer_budget.ts";
 import { serveHttpRequest } from "./http_exchange.ts";
 import { type PublishOptions, Topics } from "../pubsub/topics.ts";
 import {
@@ -175,6 +176,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
   readonly #perAddress: AddressCounts | null;
   // Open sockets and the transport behind each.
   readonly #sockets = new Map<Socket<Data>, Deno.Conn>();
+  // What the sockets hold together, against maxBufferedBytes.
+  readonly #budget: BufferBudget<Socket<unknown>>;
   // Connections being served, and who waits for the last to end.
   #active = 0;
   #allEnded: (() => void) | null = null;
@@ -255,6 +258,19 @@ export class Server<Data = unknown> implements AsyncDisposable {
       this.#deflateOptions = settings;
     }
     this.#logger = options.logger ?? printErrors();
+    this.#budget = new BufferBudget(
+      this.#limits.maxBufferedBytes,
+      (socket, held) => {
+        this.#stats.budgetCloses++;
+        this.#logger({
+          type: "over-budget",
+          url: socket.url.href,
+          remoteAddr: socket.remoteAddr,
+          held,
+          total: this.#budget.total + held,
+        });
+      },
+    );
     this.#ticker = new Ticker(
       tickPeriod(
         this.#limits.handshakeTimeout,
@@ -354,7 +370,11 @@ export class Server<Data = unknown> implements AsyncDisposable {
    * ```
    */
   stats(): ServerStats {
-    return this.#stats.snapshot(this.#sockets.size, this.#conns.size);
+    return this.#stats.snapshot(
+      this.#sockets.size,
+      this.#conns.size,
+      this.#budget.recount(),
+    );
   }
 
   /**
@@ -917,6 +937,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         perMessageDeflate: deflate ? deflate.params : undefined,
         streamMessages: options.streamMessages,
         counters: this.#stats.counters,
+        budget: this.#budget,
         onClosed: this.#socketClosed,
         head: rest,
         reader,

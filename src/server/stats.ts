@@ -25,6 +25,17 @@ export interface ServerStats {
   bytesSent: number;
   /** Messages dropped by the backpressure policy. */
   backpressureDrops: number;
+  /**
+   * Bytes the WebSocket connections hold now: messages still arriving,
+   * messages not yet taken by handlers, output not yet written; what
+   * `maxBufferedBytes` bounds.
+   */
+  bufferedBytes: number;
+  /**
+   * Connections closed (with 1013) because together they held more than
+   * `maxBufferedBytes`.
+   */
+  budgetCloses: number;
   /** How many connections ended with each close code. */
   closeCodes: Record<number, number>;
   /**
@@ -97,6 +108,8 @@ export class StatsCollector {
   readonly #httpRequests: Record<number, number> = {};
   /** Plain HTTP requests whose handler failed. */
   httpHandlerErrors = 0;
+  /** Connections closed for the memory budget. */
+  budgetCloses = 0;
 
   /**
    * Counts a connection's close code.
@@ -139,11 +152,13 @@ export class StatsCollector {
    *
    * @param openConnections WebSocket connections open now.
    * @param transportConnections TCP connections open now.
+   * @param bufferedBytes What the WebSocket connections hold now.
    * @returns The counters.
    */
   snapshot(
     openConnections: number,
     transportConnections: number,
+    bufferedBytes: number,
   ): ServerStats {
     const c = this.counters;
     return {
@@ -155,6 +170,8 @@ export class StatsCollector {
       bytesReceived: c.bytesIn,
       bytesSent: c.bytesOut,
       backpressureDrops: c.backpressureDrops,
+      bufferedBytes,
+      budgetCloses: this.budgetCloses,
       closeCodes: { ...this.#closeCodes },
       handshakeRejections: { ...this.#rejections },
       httpRequests: { ...this.#httpRequests },

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { logEvent } from "../../src/cli/serve.ts";
 
-Deno.test("duplex serve's log prints the server's own troubles too, as its default logger does: accept and pub/sub errors once per 10 s, shutdown timeouts", () => {
+Deno.test("duplex serve's log prints the server's own troubles too, as its default logger does: accept and pub/sub errors and memory budget closes once per 10 s, shutdown timeouts", () => {
   const printed: unknown[][] = [];
   const original = console.error;
   console.error = (...args: unknown[]) => void printed.push(args);
@@ -11,12 +11,25 @@ Deno.test("duplex serve's log prints the server's own troubles too, as its defau
       logEvent({ type: "pubsub-error", error: new Error("ECONNREFUSED") });
     }
     logEvent({ type: "shutdown-timeout", pending: 2 });
+    for (let i = 0; i < 3; i++) {
+      logEvent({
+        type: "over-budget",
+        url: "ws://127.0.0.1:8765/",
+        remoteAddr: { transport: "tcp", hostname: "192.0.2.7", port: 5000 },
+        held: 600,
+        total: 1100,
+      });
+    }
   } finally {
     console.error = original;
   }
   const lines = printed.map((args) => args.map(String).join(" "));
-  assert.equal(lines.length, 3, lines.join("\n"));
+  assert.equal(lines.length, 4, lines.join("\n"));
   assert.match(lines[0], /accept-error: Error: EMFILE/);
   assert.match(lines[1], /pubsub-error: Error: ECONNREFUSED/);
   assert.match(lines[2], /shutdown-timeout: 2 handler\(s\)/);
+  assert.match(
+    lines[3],
+    /over-budget: closed 192\.0\.2\.7:5000 with 1013: it held 600 of the 1100 bytes/,
+  );
 });

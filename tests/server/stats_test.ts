@@ -65,6 +65,8 @@ Deno.test(
       bytesReceived: 0,
       bytesSent: 0,
       backpressureDrops: 0,
+      bufferedBytes: 0,
+      budgetCloses: 0,
       closeCodes: {},
       handshakeRejections: {},
       httpRequests: {},

@@ -155,19 +155,39 @@ Deno.test(
 );
 
 Deno.test(
-  "serve({maxBufferedBytes}) closes nothing while the connections hold less: many messages echoed at once, with a budget just above what they hold",
+  "serve({maxBufferedBytes}) closes nothing while the connections hold less: rounds of messages that wait for the handler, then go back, with a budget just above what they hold",
   async () => {
     const { events, logger } = budgetEvents();
-    // 64 messages of 1 KiB in flight: at most 64 KiB waiting for the
-    // handler and 64 KiB of echoes waiting to be written.
+    const ROUNDS = 8;
+    const COUNT = 64;
+    const gates = Array.from({ length: ROUNDS }, () => Promise.withResolvers());
+    // Each round, 64 KiB wait for the handler, then it takes them all and
+    // queues 64 KiB of echoes (and 4 header bytes each) in one go: at most
+    // 65,792 bytes held.
     await using server = serve(
-      { ...LOCAL, maxBufferedBytes: 130 * KIB, pingInterval: 0, logger },
-      echo,
+      { ...LOCAL, maxBufferedBytes: 66 * KIB, pingInterval: 0, logger },
+      async (socket) => {
+        const messages = socket[Symbol.asyncIterator]();
+        for (const gate of gates) {
+          await gate.promise;
+          for (let i = 0; i < COUNT; i++) {
+            const { value, done } = await messages.next();
+            if (done) return;
+            await socket.send(value);
+          }
+        }
+        await socket.closed;
+      },
     );
     await using client = await NpmClient.connect(wsUrl(server.addr));
-    for (let round = 0; round < 8; round++) {
-      for (let i = 0; i < 64; i++) client.send(numbered(i, KIB));
-      for (let i = 0; i < 64; i++) {
+    for (const gate of gates) {
+      for (let i = 0; i < COUNT; i++) client.send(numbered(i, KIB));
+      await waitUntil(
+        () => server.stats().bufferedBytes === COUNT * KIB,
+        "the round to wait for the handler",
+      );
+      gate.resolve();
+      for (let i = 0; i < COUNT; i++) {
         assert.equal(seqOf((await client.next()) as Uint8Array), i);
       }
     }
@@ -175,7 +195,7 @@ Deno.test(
     const stats = server.stats();
     assert.equal(stats.budgetCloses, 0);
     assert.equal(stats.openConnections, 1);
-    assert.equal(stats.messagesReceived, 8 * 64);
+    assert.equal(stats.messagesReceived, ROUNDS * COUNT);
   },
 );
 

@@ -160,7 +160,10 @@ Deno.test(
     const { events, logger } = budgetEvents();
     const ROUNDS = 8;
     const COUNT = 64;
-    const gates = Array.from({ length: ROUNDS }, () => Promise.withResolvers());
+    const gates = Array.from(
+      { length: ROUNDS },
+      () => Promise.withResolvers<void>(),
+    );
     // Each round, 64 KiB wait for the handler, then it takes them all and
     // queues 64 KiB of echoes (and 4 header bytes each) in one go: at most
     // 65,792 bytes held.

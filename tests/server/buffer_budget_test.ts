@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   CLOSE_REASON,
+  ConnectionClosedError,
   serve,
   type ServerLogEvent,
   type Socket,
@@ -272,6 +273,40 @@ Deno.test(
     assert.deepEqual(close, { code: 1013, reason: CLOSE_REASON.OverBudget });
     go.resolve();
     assert.equal(await withTimeout(taken.promise, DEADLINE, "the loop"), 0);
+    assert.equal(server.stats().budgetCloses, 1);
+  },
+);
+
+Deno.test(
+  "serve({maxBufferedBytes, streamMessages}) counts the pieces of a streamed message its handler has not read, and closes the peer with 1013 when they take the server over its budget; the stream errors",
+  async () => {
+    const failed = Promise.withResolvers<unknown>();
+    await using server = serve(
+      {
+        ...LOCAL,
+        streamMessages: true,
+        maxBufferedBytes: 100_000,
+        pingInterval: 0,
+      },
+      async (socket) => {
+        for await (const message of socket.streams()) {
+          // Taken, but read only once the whole message is here.
+          await socket.closed;
+          try {
+            for await (const _ of message.readable);
+          } catch (error) {
+            failed.resolve(error);
+          }
+        }
+      },
+    );
+    using peer = await rawHandshake(server.addr);
+    await peer.write(frame(OP.binary, pattern(150_000)));
+    const close = await withTimeout(peer.readClose(), DEADLINE, "1013");
+    assert.equal(close.code, 1013);
+    const error = await withTimeout(failed.promise, DEADLINE, "the stream");
+    assert.ok(error instanceof ConnectionClosedError, String(error));
+    assert.equal(error.code, 1013);
     assert.equal(server.stats().budgetCloses, 1);
   },
 );

@@ -54,7 +54,10 @@ const MAY_BE_ZERO = [
  * The limits where Infinity means "no limit" (tested in
  * per_address_limit_test.ts).
  */
-const MAY_BE_INFINITE = ["maxConnectionsPerAddress"] as const;
+const MAY_BE_INFINITE = [
+  "maxConnectionsPerAddress",
+  "maxBufferedBytes",
+] as const;
 
 type NumericOption =
   | typeof POSITIVE[number]
@@ -552,6 +555,7 @@ Deno.test("serve() rejects an option name it does not know, suggesting the one m
     maxBodySize: true,
     maxConnections: true,
     maxConnectionsPerAddress: true,
+    maxBufferedBytes: true,
     handshakeTimeout: true,
     requestTimeout: true,
     closeTimeout: true,

@@ -21,6 +21,7 @@ interface Holder<Owner> extends BudgetAccount {
   readonly measure: () => number;
   readonly evict: () => void;
   held: number;
+  open: boolean;
 }
 
 /**
@@ -105,16 +106,22 @@ export class BufferBudget<Owner> {
       measure,
       evict,
       held: 0,
+      open: true,
+      // Runs on every read and send: no more than a subtraction.
       report: () => {
-        if (!holders.has(holder)) return;
+        if (!holder.open) return;
         const held = measure();
         const change = held - holder.held;
+        if (change === 0) return;
         holder.held = held;
         this.#total += change;
         if (change > 0 && this.#total > this.limit) this.#enforce();
       },
       close: () => {
-        if (holders.delete(holder)) this.#total -= holder.held;
+        if (!holder.open) return;
+        holder.open = false;
+        holders.delete(holder);
+        this.#total -= holder.held;
       },
     };
     holders.add(holder);

@@ -236,8 +236,9 @@ export class Socket<Data = unknown>
   #transportClosed = false;
   // The server's memory budget: what this socket holds is reported to it.
   readonly #budget: BudgetAccount | null;
-  // Evicted by the budget: the transport closes once the close frame is
-  // written, or after this.
+  // Evicted by the budget: input is no longer kept, and the transport
+  // closes once the close frame is written, or after this.
+  #evicted = false;
   #evictTimer: ReturnType<typeof setTimeout> | undefined;
   #closeRequested = false;
   // permessage-deflate.
@@ -1263,7 +1264,7 @@ export class Socket<Data = unknown>
   #receive(chunk: Uint8Array): void {
     // Evicted by the memory budget: input is read (so that closing does not
     // reset a peer still sending) but not kept.
-    if (this.#forcedClose !== null) return;
+    if (this.#evicted) return;
     const connection = this.#connection;
     this.#heardFrom = true;
     // Parsing stops once the queue is full (a read may hold thousands of
@@ -1701,7 +1702,7 @@ export class Socket<Data = unknown>
       this.#scheduleFlush();
     } else if (this.#connection.state === "closed") {
       this.#closeTransportAfterFlush();
-    } else if (this.#forcedClose !== null) {
+    } else if (this.#evicted) {
       // The close frame of an eviction (see #evict) is out.
       this.#abort();
     }
@@ -1953,6 +1954,7 @@ export class Socket<Data = unknown>
    */
   #evict(): void {
     if (this.#info !== null || this.#forcedClose !== null) return;
+    this.#evicted = true;
     const code = CLOSE_CODE.TryAgainLater;
     const reason = CLOSE_REASON.OverBudget;
     const quiet = this.#connection.state === "open" && !this.#writing &&

@@ -16,6 +16,8 @@ export interface BudgetAccount {
   close(): void;
 }
 
+const ignore = (): void => {};
+
 interface Holder<Owner> extends BudgetAccount {
   readonly owner: Owner;
   readonly measure: () => number;
@@ -107,8 +109,9 @@ export class BufferBudget<Owner> {
       evict,
       held: 0,
       open: true,
-      // Runs on every read and send: no more than a subtraction.
-      report: () => {
+      // Runs on every read and send: no more than a subtraction, and
+      // nothing without a limit (recount() measures when asked).
+      report: this.limit === Infinity ? ignore : () => {
         if (!holder.open) return;
         const held = measure();
         const change = held - holder.held;

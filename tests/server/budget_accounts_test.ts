@@ -26,7 +26,7 @@ function setUp(limit: number, names: string[]) {
 }
 
 Deno.test("BufferBudget adds what each account reports to one total, and takes it off when the account closes", () => {
-  const { budget, held, accounts } = setUp(Infinity, ["a", "b"]);
+  const { budget, held, accounts } = setUp(1_000_000, ["a", "b"]);
   held.a = 100;
   accounts.a.report();
   held.b = 50;
@@ -43,6 +43,18 @@ Deno.test("BufferBudget adds what each account reports to one total, and takes i
   assert.equal(budget.total, 50);
   accounts.b.close();
   assert.equal(budget.total, 0);
+});
+
+Deno.test("BufferBudget without a limit keeps no running total (reports cost nothing), yet recount() measures every account", () => {
+  const { budget, held, accounts } = setUp(Infinity, ["a", "b"]);
+  held.a = 100;
+  held.b = 50;
+  accounts.a.report();
+  accounts.b.report();
+  assert.equal(budget.total, 0);
+  assert.equal(budget.recount(), 150);
+  accounts.a.close();
+  assert.equal(budget.recount(), 50);
 });
 
 Deno.test("BufferBudget evicts the accounts holding the most, largest first, until the total is under its limit", () => {

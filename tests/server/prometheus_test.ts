@@ -13,6 +13,8 @@ function zeroStats(): ServerStats {
     bytesReceived: 0,
     bytesSent: 0,
     backpressureDrops: 0,
+    bufferedBytes: 0,
+    budgetCloses: 0,
     closeCodes: {},
     handshakeRejections: {},
     httpRequests: {},

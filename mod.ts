@@ -80,3 +80,4 @@ export type {
 } from "./src/pubsub/topics.ts";
 export * from "./src/pubsub/broadcast_channel_adapter.ts";
 export type { Ticker } from "./src/ticker.ts";
+export type { BudgetAccount, BufferBudget } from "./src/_buffer_budget.ts";

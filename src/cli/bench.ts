@@ -223,7 +223,7 @@ export async function benchCommand(
   let drainTimer: ReturnType<typeof setTimeout> | undefined;
   let finished = false;
   run.stopped.then(() => {
-    if (finished) return;
+    if (finished || run.isDrained) return;
     drainTimer = setTimeout(() => {
       const missing = run.outstanding;
       giveUp(
@@ -233,8 +233,17 @@ export async function benchCommand(
       );
     }, DRAIN_TIMEOUT);
   });
+  const drives = sockets.map((socket, i) => run.drive(socket, i));
   try {
-    await Promise.all(sockets.map((socket, i) => run.drive(socket, i)));
+    // Once every echo is back, the connections close, and are read until
+    // their close frames arrive: an echo server sends nothing more, so any
+    // message then is a reply to nothing (see Run.drive).
+    await run.drained;
+    clearTimeout(firstEchoTimer);
+    clearTimeout(drainTimer);
+    run.closing = true;
+    await Promise.all(sockets.map((socket) => socket.close(1000)));
+    await Promise.all(drives);
   } finally {
     finished = true;
     clearTimeout(timer);
@@ -245,7 +254,6 @@ export async function benchCommand(
     signal?.removeEventListener("abort", stop);
     run.stop();
   }
-  await Promise.all(sockets.map((socket) => socket.close(1000)));
 
   const summary = run.summary(url, connections, binary);
   try {
@@ -266,12 +274,23 @@ export async function benchCommand(
  * random start, so that connections differ), which identifies its echo:
  * replies must come back in order, each the echo of the next message
  * outstanding. Only the tag, the kind and the length are checked, so
- * checking costs little. Messages shorter than the tag carry part of it.
+ * checking costs little. Messages shorter than the tag carry part of it, and
+ * empty ones none: what catches a server that is not an echo server at any
+ * size is counting. An echo server sends one reply per message, so a
+ * connection that receives a reply with nothing in flight (while it keeps
+ * sending, each reply is paired with a message outstanding; once the run
+ * ends and its echoes are back, it reads on until its close frame arrives)
+ * is talking to something else: a broadcast server, or one that replies
+ * twice.
  */
 class Run {
   readonly histogram = new LatencyHistogram();
   readonly start = performance.now();
   readonly stopped: Promise<void>;
+  /** Resolves once every connection has all its echoes back, or is done. */
+  readonly drained: Promise<void>;
+  /** Set once the connections are being closed on purpose, at the end. */
+  closing = false;
   messages = 0;
   /** Messages sent and not echoed yet, on all connections. */
   outstanding = 0;
@@ -280,6 +299,8 @@ class Run {
   #sending = true;
   #abandoned = false;
   #resolveStopped!: () => void;
+  #resolveDrained!: () => void;
+  #undrained: number;
   readonly #binary: boolean;
   readonly #size: number;
   readonly #inFlight: number;
@@ -311,6 +332,13 @@ class Run {
       ? randomBytes(size + (connections * inFlight - 1) * this.#tagLength)
       : new Uint8Array(0);
     this.stopped = new Promise((resolve) => this.#resolveStopped = resolve);
+    this.drained = new Promise((resolve) => this.#resolveDrained = resolve);
+    this.#undrained = connections;
+  }
+
+  /** Whether every connection has all its echoes back, or is done. */
+  get isDrained(): boolean {
+    return this.#undrained === 0;
   }
 
   stop(): void {
@@ -325,12 +353,23 @@ class Run {
     this.#error(error);
   }
 
-  /** Keeps `inFlight` messages going on one connection until stopped. */
+  /**
+   * Keeps `inFlight` messages going on one connection until stopped, then
+   * reads on until the connection closes: a message that arrives once every
+   * echo is back is not an echo.
+   */
   async drive(socket: Socket, connection: number): Promise<void> {
     const sentAt = new Float64Array(this.#inFlight);
     const first = Math.floor(Math.random() * this.#tags);
     let head = 0;
     let tail = 0;
+    let drained = false;
+    let early = false;
+    const drain = () => {
+      if (drained) return;
+      drained = true;
+      if (--this.#undrained === 0) this.#resolveDrained();
+    };
     const send = () => {
       const message = this.#message(connection, tail, first + tail);
       sentAt[tail++ % this.#inFlight] = performance.now();
@@ -365,13 +404,18 @@ class Run {
         this.messages++;
         this.#end = now;
         if (this.#sending) await send();
-        else if (head === tail) return;
+        else if (head === tail) drain();
       }
     } catch {
       // send() after the connection closed: reported below.
+    } finally {
+      // Closed on purpose at the end, or early (told before draining lets
+      // the end begin).
+      early = !this.closing;
+      drain();
     }
     const info = await socket.closed;
-    if (!this.#abandoned) {
+    if (early && !this.#abandoned) {
       this.#error(`a connection closed early with ${describeClose(info)}`);
     }
   }

@@ -294,3 +294,99 @@ Deno.test("duplex bench --json whose reader is gone before the summary exits 0 q
   assert.equal(code, 0, stderr);
   assert.equal(stderr, "");
 });
+
+Deno.test("duplex bench against a broadcast server exits with 1 at sizes too small to carry a whole tag, 0 bytes included: a reply with nothing in flight is not an echo", async () => {
+  // An empty message carries no tag, a 1- to 7-byte one only part of it:
+  // what catches the broadcast server is counting. Each message comes back
+  // once per connection, so replies outnumber the messages sent.
+  await using server = spawnCli([
+    "serve",
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    "--broadcast",
+  ]);
+  const [, port] = await server.waitFor(
+    /^Listening on ws:\/\/127\.0\.0\.1:(\d+) /m,
+  );
+  for (const kind of [[], ["--binary"]]) {
+    for (const size of ["0", "1", "7"]) {
+      const { code, stdout, stderr } = await runCli([
+        "bench",
+        `ws://127.0.0.1:${port}`,
+        "--connections",
+        "2",
+        "--size",
+        size,
+        "--duration",
+        "300ms",
+        "--json",
+        ...kind,
+      ]);
+      assert.equal(code, 1, `${size} ${kind}: ${stdout}`);
+      const summary: BenchSummary = JSON.parse(stdout);
+      assert.deepEqual(summary.errors, [NOT_AN_ECHO], `${size} ${kind}`);
+      assert.equal(stderr, `duplex bench: ${NOT_AN_ECHO}\n`);
+    }
+  }
+});
+
+Deno.test("duplex bench exits with 1 at sizes 0, 1 and 7 when the server replies twice to each message", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const message of socket) {
+        await socket.send(message);
+        await socket.send(message);
+      }
+    },
+  );
+  for (const kind of [[], ["--binary"]]) {
+    for (const size of ["0", "1", "7"]) {
+      const { code, stdout } = await runCli([
+        "bench",
+        `ws://127.0.0.1:${server.addr.port}`,
+        "--connections",
+        "1",
+        "--size",
+        size,
+        "--duration",
+        "300ms",
+        "--json",
+        ...kind,
+      ]);
+      assert.equal(code, 1, `${size} ${kind}: ${stdout}`);
+      assert.deepEqual(
+        (JSON.parse(stdout) as BenchSummary).errors,
+        [NOT_AN_ECHO],
+        `${size} ${kind}`,
+      );
+    }
+  }
+});
+
+Deno.test("duplex bench exits with 1 and says so when the server closes every connection during the run", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const message of socket) {
+        await socket.send(message);
+        await socket.close(4000, "enough");
+      }
+    },
+  );
+  const { code, stdout, stderr } = await runCli([
+    "bench",
+    `ws://127.0.0.1:${server.addr.port}`,
+    "--connections",
+    "2",
+    "--duration",
+    "5s",
+    "--json",
+  ]);
+  assert.equal(code, 1, stdout);
+  const summary: BenchSummary = JSON.parse(stdout);
+  assert.equal(summary.errors.length, 1, stderr);
+  assert.match(summary.errors[0], /^a connection closed early with .*4000/);
+});

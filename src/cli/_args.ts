@@ -183,14 +183,17 @@ export function parseDuration(
 
 /**
  * A number of bytes for an option whose range the API checks (serve()'s
- * `maxPayload`): `100`, `64KiB`, `1M`, or `-1` (for the API to refuse).
+ * `maxPayload`, `maxBufferedBytes`): `100`, `64KiB`, `1M`, `Infinity` (for
+ * options where it means no limit), or `-1` (for the API to refuse).
  */
 export function parseBytes(
   command: string,
   flag: string,
   text: string,
 ): number {
-  const value = amount(text, SIZE_UNITS);
+  const value = /^infinity$/i.test(text.trim())
+    ? Infinity
+    : amount(text, SIZE_UNITS);
   if (Number.isNaN(value)) {
     throw new UsageError(
       command,

@@ -72,6 +72,11 @@ Limits (MS: milliseconds, or with a unit: 500ms, 30s, 5m):
                           Most connections at once from one address; more
                           get 429 (default: no limit). Behind a reverse proxy
                           all clients share its address: limit them there
+  --max-buffered-bytes SIZE
+                          Most bytes all connections together may hold
+                          (messages arriving or not yet taken, output not
+                          yet written); over it, the one holding the most is
+                          closed with 1013 (default: no limit)
   --idle-timeout MS       Close with 1001 after MS without a message either
                           way (default ${D.idleTimeout}: never)
   --message-timeout MS    Fail with 1008 a message that takes longer than MS

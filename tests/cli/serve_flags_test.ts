@@ -82,6 +82,33 @@ Deno.test("duplex serve --max-connections-per-address 1: a second connection fro
   assert.equal(rejection.headers["retry-after"], "1");
 });
 
+Deno.test("duplex serve --max-buffered-bytes 64KiB: a message trickled in past the budget closes its connection with 1013, logged", async () => {
+  const { cli, url } = await startServe(["--max-buffered-bytes", "64KiB"]);
+  await using _cli = cli;
+  await using client = await NpmClient.connect(url);
+  // A message well under the budget is served.
+  const small = "s".repeat(16 * 1024);
+  assert.equal(await client.roundTrip(small), small);
+  // Fragments of a message that never ends, far under --max-payload (16 MiB
+  // by default) but over the budget after five of them.
+  const fragment = new Uint8Array(16 * 1024);
+  for (let i = 0; i < 8; i++) client.ws.send(fragment, { fin: false });
+  const close = await deadline(client.closed, 5_000, "the 1013 close");
+  assert.equal(close.code, 1013);
+  await cli.waitFor(/with 1013: it held \d+ of the \d+ bytes/, "stderr");
+});
+
+Deno.test("duplex serve --max-buffered-bytes Infinity (the default) sets no budget: the same trickle is not closed", async () => {
+  const { cli, url } = await startServe(["--max-buffered-bytes", "Infinity"]);
+  await using _cli = cli;
+  await using client = await NpmClient.connect(url);
+  const fragment = new Uint8Array(16 * 1024);
+  for (let i = 0; i < 8; i++) client.ws.send(fragment, { fin: false });
+  client.ws.send(fragment, { fin: true });
+  const echoed = await client.next() as Uint8Array;
+  assert.equal(echoed.length, 9 * 16 * 1024);
+});
+
 Deno.test("duplex serve --idle-timeout 200: a connection without messages is closed with 1001 idle timeout", async () => {
   const { cli, url } = await startServe([
     "--idle-timeout",
@@ -240,6 +267,18 @@ Deno.test("duplex serve: a bad value for a limit flag exits with 2 and a message
       "--max-connections-per-address must be a positive integer or Infinity, got 0",
     ],
     [
+      ["--max-buffered-bytes", "0"],
+      "--max-buffered-bytes must be a positive integer or Infinity, got 0",
+    ],
+    [
+      ["--max-buffered-bytes", "lots"],
+      '--max-buffered-bytes must be a number of bytes such as 100, 64KiB or 1MiB, got "lots"',
+    ],
+    [
+      ["--max-payload", "Infinity"],
+      "--max-payload must be a positive integer, got Infinity",
+    ],
+    [
       ["--idle-timeout", "-5"],
       "--idle-timeout must be a non-negative integer, got -5",
     ],
@@ -305,6 +344,11 @@ Deno.test("duplex serve's value parsers read numbers and units exactly and leave
   assert.equal(parseBytes("serve", "max-payload", "1.5MiB"), 1_572_864);
   assert.equal(parseBytes("serve", "max-payload", "64k"), 65_536);
   assert.equal(parseBytes("serve", "max-payload", "-1"), -1);
+  assert.equal(parseBytes("serve", "max-buffered-bytes", "2GiB"), 2 ** 31);
+  assert.equal(
+    parseBytes("serve", "max-buffered-bytes", "Infinity"),
+    Infinity,
+  );
   assert.equal(parseCount("serve", "max-connections", "-3"), -3);
   assert.equal(parseCount("serve", "max-connections", "infinity"), Infinity);
 });

@@ -706,10 +706,12 @@ export class Connection {
 
   /**
    * Records that the transport ended. The state becomes `closed`; when no
-   * close frame had arrived, the close was abnormal (code 1006).
+   * close frame had arrived, the close was abnormal (code 1006). A message
+   * still arriving is dropped (`partialMessageBytes` becomes 0).
    */
   receiveEof(): void {
     this.#state = "closed";
+    this.#assembler.discard();
   }
 
   #onFrameStart(
@@ -785,6 +787,8 @@ export class Connection {
       default: {
         const { code, reason } = parseClosePayload(data);
         this.#closeReceived = true;
+        // Data frames after it are ignored: a message it cut short is over.
+        this.#assembler.discard();
         // "the endpoint typically echos the status code it received"
         // (RFC 6455 §5.5.1), and the reason with it, so that the side that
         // closed sees its own words come back (browsers report the echo);
@@ -809,6 +813,8 @@ export class Connection {
   }
 
   #fail(error: ProtocolError): void {
+    // No more input is taken: the message still arriving never completes.
+    this.#assembler.discard();
     const payload = encodeClosePayload(error.closeCode, error.code);
     if (this.#deferCloseReply && !this.#closeSent) {
       this.#failed = true;

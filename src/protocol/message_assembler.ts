@@ -252,6 +252,37 @@ export class MessageAssembler {
     return bytes;
   }
 
+  /**
+   * Drops the message still arriving, if any: it will never be completed
+   * (the transport ended, the peer closed or broke the protocol), and what
+   * it holds is let go now rather than with the assembler.
+   *
+   * @example A message cut short
+   * ```ts
+   * import { MessageAssembler, OPCODE } from "@duplex/ws";
+   * import assert from "node:assert/strict";
+   *
+   * const assembler = new MessageAssembler({ maxPayload: 1024, maxFragments: 8 });
+   * assembler.startFrame(OPCODE.Binary, false, 100);
+   * assembler.append(new Uint8Array(100));
+   * assert.equal(assembler.partialMessageBytes, 100);
+   * assembler.discard();
+   * assert.equal(assembler.partialMessageBytes, 0);
+   * assert.equal(assembler.inMessage, false);
+   * ```
+   */
+  discard(): void {
+    this.#inMessage = false;
+    this.#fin = false;
+    this.#size = 0;
+    this.#text = "";
+    this.#decoder = null;
+    this.#result = undefined;
+    const buffer = this.#buffer;
+    this.#buffer = null;
+    if (buffer !== null) free(buffer.buffer); // only this assembler saw it
+  }
+
   #streamPiece(data: Uint8Array): void {
     let piece: string | Uint8Array<ArrayBuffer>;
     if (this.#isText) {

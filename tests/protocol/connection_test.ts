@@ -22,6 +22,7 @@ import {
   header,
   MASK_KEY,
   pattern,
+  recordFrees,
   serverFrame,
   splitAt,
   utf8,
@@ -909,6 +910,51 @@ Deno.test("Connection receiveEof() closes the connection without a clean close (
   connection.receive(clientFrame(Text, "late"));
   assert.deepEqual(connection.takeEvents(), []);
   assert.throws(() => connection.sendText("x"), TypeError);
+});
+
+Deno.test("Connection drops a message cut short: partialMessageBytes is 0 and its buffer freed after receiveEof(), a failure or the peer's close frame mid-message", async (t) => {
+  // The first fragment of a binary message (whole), then the first 100
+  // bytes of a 1000-byte continuation.
+  const start = concat(
+    clientFrame(Binary, pattern(400), { fin: false }),
+    clientFrame(Continuation, pattern(1000)).subarray(0, 8 + 100),
+  );
+  const between = clientFrame(Binary, pattern(400), { fin: false });
+  const cases: [string, Uint8Array, (connection: Connection) => void][] = [
+    ["receiveEof()", start, (connection) => connection.receiveEof()],
+    [
+      "fail()",
+      start,
+      (connection) =>
+        connection.fail(new ProtocolError("MESSAGE_TIMEOUT", "too slow")),
+    ],
+    [
+      "the peer's close frame between fragments",
+      between,
+      (connection) => {
+        connection.receive(clientFrame(Close, closeBody(1000, "")));
+        assert.equal(connection.takeEvents().at(-1)?.type, "close");
+      },
+    ],
+  ];
+  for (const [label, input, end] of cases) {
+    await t.step(label, () => {
+      for (const deferCloseReply of [false, true]) {
+        const connection = new Connection({ role: "server", deferCloseReply });
+        connection.receive(input);
+        const held = connection.partialMessageBytes;
+        assert.ok(held >= 400, `${label}: ${held} held before`);
+        using frees = recordFrees();
+        end(connection);
+        assert.equal(connection.partialMessageBytes, 0, label);
+        assert.equal(connection.receiving, false, label);
+        assert.ok(
+          frees.freed.some((size) => size >= held),
+          `${label}: the message's buffer is freed (${frees.freed})`,
+        );
+      }
+    });
+  }
 });
 
 // ---------------------------------------------------------------------------

@@ -206,6 +206,11 @@ export class Socket<Data = unknown>
   #lastHeard = performance.now();
   #messaged = false;
   #lastMessage = performance.now();
+  // Takes (messages, and pieces of streamed ones) as of the last tick: a
+  // handler still taking what the peer sent keeps the connection busy.
+  #takesSeen = 0;
+  // Reading paused for inbound backpressure since the last tick.
+  #paused = false;
   // messageTimeout: a message arrived whole since the last tick; since when
   // (the first tick that saw it) the one still arriving has been; the
   // verdict, due once input waiting has been read.
@@ -1200,6 +1205,7 @@ export class Socket<Data = unknown>
         if (this.#mustPauseReading()) {
           // Backpressure: leave the bytes in the TCP window until the
           // handler takes its messages.
+          this.#paused = true;
           await new Promise<void>((resolve) => this.#resumeReading = resolve);
           if (this.#transportClosed) break;
           continue;
@@ -1821,8 +1827,15 @@ export class Socket<Data = unknown>
       this.#heardFrom = false;
       this.#lastHeard = now;
     }
-    if (this.#messaged) {
+    // Not idle while a message passes either way, nor while the handler
+    // still has messages or pieces to take (the peer's message is still
+    // arriving, as far as the application can tell), or took one since.
+    if (
+      this.#messaged || this.#takes !== this.#takesSeen ||
+      this.#inboxHead < this.#inbox.length || this.#streamBytes > 0
+    ) {
       this.#messaged = false;
+      this.#takesSeen = this.#takes;
       this.#lastMessage = now;
     }
     if (this.#wrote || !this.#writing) {
@@ -1883,12 +1896,19 @@ export class Socket<Data = unknown>
    * frame, a byte now and then): measured from the first tick that saw it
    * arriving, so it fires up to a tick late, never early. A message that
    * waits because we stopped reading is not the peer's doing: its time
-   * starts over once reading resumes. The verdict waits for the timers'
+   * starts over once reading resumes, and a tick that finds reading paused
+   * at any time since the last (a slow handler that frees room now and
+   * then, reading resuming for a moment each time) starts it over too. The
+   * verdict waits for the timers'
    * next turn, after input that arrived while the event loop was busy (a
    * long task, a GC pause) has been read.
    */
   #checkMessageTime(now: number, messageTimeout: number): void {
-    if (!this.#isMessageArriving()) {
+    // Reading paused since the last tick (even if it has resumed since):
+    // the peer was sending faster than the handler took it.
+    const paused = this.#paused;
+    this.#paused = false;
+    if (paused || !this.#isMessageArriving()) {
       this.#messageArrived = false;
       this.#receivingSince = -1;
     } else if (this.#messageArrived || this.#receivingSince < 0) {
@@ -1900,7 +1920,9 @@ export class Socket<Data = unknown>
     ) {
       this.#messageTimer = setTimeout(() => {
         this.#messageTimer = undefined;
-        if (this.#messageArrived || !this.#isMessageArriving()) return;
+        if (
+          this.#messageArrived || this.#paused || !this.#isMessageArriving()
+        ) return;
         this.#connection.fail(
           new ProtocolError(
             "MESSAGE_TIMEOUT",

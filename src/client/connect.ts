@@ -118,7 +118,9 @@ export interface ConnectOptions {
   /**
    * Milliseconds without a message either way before the connection is
    * closed with 1001 "idle timeout"; 0 disables it. A message still
-   * arriving counts with each piece of it; pings and pongs do not count.
+   * arriving counts with each piece of it, and so do messages (or pieces
+   * of streamed ones) the loop has not taken yet or took since the last
+   * check: a slow loop is not idleness; pings and pongs do not count.
    * @default {0}
    */
   idleTimeout?: number;
@@ -131,7 +133,8 @@ export interface ConnectOptions {
    * sending a byte of it now and then, which keepalive and `idleTimeout`
    * take for traffic. Allow for your largest message at the slowest rate
    * you expect. Not counted while the socket has stopped reading for
-   * inbound backpressure (a slow loop). 0 disables it.
+   * inbound backpressure (a slow loop), and its count starts over whenever
+   * reading stopped so since the last check. 0 disables it.
    * @default {0}
    */
   messageTimeout?: number;

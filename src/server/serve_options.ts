@@ -400,7 +400,10 @@ export interface ServeOptions<Data = unknown> {
    * closed with 1001 "idle timeout"; 0 disables it. A message still
    * arriving counts with each piece of it (so a peer that sends a byte of
    * a large message now and then is not idle; `maxPayload` bounds what it
-   * can make us hold); pings and pongs do not count.
+   * can make us hold), and so do messages (or pieces of streamed ones) the
+   * handler has not taken yet or took since the last check: a handler
+   * slowly reading a large upload is not idleness, and its reply is not
+   * cut off; pings and pongs do not count.
    * @default {0}
    */
   idleTimeout?: number;
@@ -413,7 +416,9 @@ export interface ServeOptions<Data = unknown> {
    * what it sent of a large message) by sending a byte of it now and then,
    * which keepalive and `idleTimeout` take for traffic. Allow for your
    * largest message at your slowest client's rate. Not counted while the
-   * socket has stopped reading for inbound backpressure (a slow handler).
+   * socket has stopped reading for inbound backpressure (a slow handler),
+   * and its count starts over whenever reading stopped so since the last
+   * check: a slow handler cannot make a message sent in time fail.
    * 0 disables it.
    * @default {0}
    */

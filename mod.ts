@@ -50,6 +50,7 @@ export type {
   SocketOptions,
   SocketRequestInfo,
   SocketState,
+  SocketTimeouts,
   Transport,
 } from "./src/socket_options.ts";
 export * from "./src/server/server.ts";

@@ -1853,6 +1853,7 @@ export class Socket<Data = unknown>
       now - this.#lastWritten >= pingInterval + pongTimeout
     ) {
       this.#terminate(CLOSE_CODE.InternalError, CLOSE_REASON.WriteTimeout);
+      if (this.#counters.timeouts) this.#counters.timeouts.write++;
       return;
     }
     if (this.#resumeReading !== null) {
@@ -1875,14 +1876,19 @@ export class Socket<Data = unknown>
         now - this.#pingSentAt >= pongTimeout
       ) {
         this.#terminate(CLOSE_CODE.InternalError, CLOSE_REASON.PongTimeout);
+        if (this.#counters.timeouts) this.#counters.timeouts.pong++;
       }
     } else if (pingInterval > 0 && now - this.#lastHeard >= pingInterval) {
       this.#connection.ping();
       this.#startPing(now);
       this.#scheduleFlush();
     }
-    if (idleTimeout > 0 && now - this.#lastMessage >= idleTimeout) {
+    if (
+      idleTimeout > 0 && now - this.#lastMessage >= idleTimeout &&
+      !this.#closeRequested && this.#forcedClose === null
+    ) {
       this.close(CLOSE_CODE.GoingAway, CLOSE_REASON.IdleTimeout);
+      if (this.#counters.timeouts) this.#counters.timeouts.idle++;
     }
     const messageTimeout = this.#options.messageTimeout ?? 0;
     if (messageTimeout > 0 && this.#connection.state === "open") {
@@ -1929,6 +1935,7 @@ export class Socket<Data = unknown>
             `No whole message within messageTimeout (${messageTimeout} ms)`,
           ),
         );
+        if (this.#counters.timeouts) this.#counters.timeouts.message++;
         this.#handleEvents();
       }, 0);
     }

@@ -92,6 +92,25 @@ export interface SocketCounters {
    * only `rttCount` has them. Left out, no buckets are counted.
    */
   rttBuckets?: number[];
+  /**
+   * Sockets closed by one of their own deadlines, by phase: `idle`
+   * (`idleTimeout`), `message` (`messageTimeout`), `pong` (no pong within
+   * `pongTimeout`) and `write` (the peer took nothing we wrote for
+   * `pingInterval + pongTimeout`). Left out, none are counted.
+   */
+  timeouts?: SocketTimeouts;
+}
+
+/** Sockets closed by their own deadlines; see `SocketCounters.timeouts`. */
+export interface SocketTimeouts {
+  /** Closed with 1001 "idle timeout". */
+  idle: number;
+  /** Failed with 1008 `MESSAGE_TIMEOUT`. */
+  message: number;
+  /** Closed with 1011 "keepalive pong timeout". */
+  pong: number;
+  /** Closed with 1011 "peer stopped reading". */
+  write: number;
 }
 
 /**
@@ -221,6 +240,7 @@ export function newCounters(): SocketCounters {
     rttSum: 0,
     rttMax: 0,
     rttBuckets: PING_RTT_BUCKETS_MS.map(() => 0),
+    timeouts: { idle: 0, message: 0, pong: 0, write: 0 },
   };
 }
 

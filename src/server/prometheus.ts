@@ -136,7 +136,7 @@ export function renderPrometheus(stats: ServerStats): string {
   metric(
     "timeouts_total",
     "counter",
-    "Connections closed by a deadline, by phase.",
+    "Connections closed by a deadline, by phase (handshake, request, response, upgrade-hook, rejection; idle, message, pong, write).",
     labelled("phase", stats.timeouts),
   );
   metric(

@@ -153,10 +153,14 @@ export type ServerLogEvent =
   };
 
 /**
- * What a connection was doing when its time ran out: sending its request
- * head (`handshakeTimeout`), a plain HTTP exchange (`requestTimeout`),
- * reading a streamed response no more (`requestTimeout` for one write), the
- * `onUpgrade` hook, or receiving a 503 or 429 (both `handshakeTimeout`).
+ * What a connection was doing when its time ran out, before it became a
+ * WebSocket: sending its request head (`handshakeTimeout`), a plain HTTP
+ * exchange (`requestTimeout`), reading a streamed response no more
+ * (`requestTimeout` for one write), the `onUpgrade` hook, or receiving a
+ * 503 or 429 (both `handshakeTimeout`). A WebSocket's own deadlines are
+ * counted in `stats().timeouts` too, as `idle`, `message`, `pong` and
+ * `write` (see `ServerStats.timeouts`); the logger reports those closes as
+ * `close` events, with their code and reason.
  */
 export type TimeoutPhase =
   | "handshake"

@@ -64,7 +64,15 @@ export interface ServerStats {
    * `httpRequests`), or its response body failed (the response cut short).
    */
   httpHandlerErrors: number;
-  /** How many connections a deadline closed, by phase (`handshake`, ...). */
+  /**
+   * How many connections a deadline closed, by phase: before the WebSocket
+   * opened, those of `TimeoutPhase` (`handshake`, `request`,
+   * `response`, `upgrade-hook`, `rejection`); after, `idle`
+   * (`idleTimeout`, 1001), `message` (`messageTimeout`, 1008), `pong` (no
+   * pong within `pongTimeout`, 1011) and `write` (the peer took nothing we
+   * wrote for `pingInterval + pongTimeout`, 1011 "peer stopped reading").
+   * Phases that never fired are left out.
+   */
   timeouts: Record<string, number>;
   /**
    * Connections that failed before their request head: resets (also while
@@ -147,6 +155,15 @@ export class StatsCollector {
     this.#timeouts[phase] = (this.#timeouts[phase] ?? 0) + 1;
   }
 
+  /** The server's deadlines, then the sockets' own (those that fired). */
+  #allTimeouts(): Record<string, number> {
+    const timeouts = { ...this.#timeouts };
+    for (const [phase, count] of Object.entries(this.counters.timeouts!)) {
+      if (count > 0) timeouts[phase] = count;
+    }
+    return timeouts;
+  }
+
   /**
    * Takes a snapshot.
    *
@@ -176,7 +193,7 @@ export class StatsCollector {
       handshakeRejections: { ...this.#rejections },
       httpRequests: { ...this.#httpRequests },
       httpHandlerErrors: this.httpHandlerErrors,
-      timeouts: { ...this.#timeouts },
+      timeouts: this.#allTimeouts(),
       connectionErrors: this.connectionErrors,
       pingRtt: {
         count: c.rttCount,

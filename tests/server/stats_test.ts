@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { serve, type ServeOptions, type ServerLogEvent } from "../../mod.ts";
+import {
+  serve,
+  type ServeOptions,
+  type ServerLogEvent,
+  type Socket,
+} from "../../mod.ts";
 import {
   closePayload,
   DEADLINE,
@@ -469,4 +474,66 @@ Deno.test("stats().transportConnections counts every open TCP connection, a hand
     () => server.stats().transportConnections === 0,
     "both connections gone",
   );
+});
+
+Deno.test("stats().timeouts and duplex_timeouts_total count a WebSocket's own deadlines by phase: idle, message, pong, write", async (t) => {
+  const cases: {
+    phase: string;
+    options: ServeOptions;
+    code: number;
+    // What the peer does after the handshake, the handler, if not a drain.
+    peer?: (peer: RawPeer) => Promise<void>;
+    handler?: (socket: Socket) => Promise<void>;
+  }[] = [
+    {
+      phase: "idle",
+      options: { idleTimeout: 100 },
+      code: 1001,
+      peer: async (peer) => {
+        assert.equal((await peer.readClose()).code, 1001);
+        await peer.write(frame(OP.close, closePayload(1001)));
+      },
+    },
+    {
+      phase: "message",
+      options: { messageTimeout: 100 },
+      code: 1008,
+      // The first fragment of a message, and nothing more.
+      peer: (peer) => peer.write(frame(OP.text, "x", { fin: false })),
+    },
+    // The raw peer never answers pings.
+    {
+      phase: "pong",
+      options: { pingInterval: 50, pongTimeout: 100 },
+      code: 1011,
+    },
+    {
+      phase: "write",
+      options: { pingInterval: 50, pongTimeout: 100 },
+      code: 1011,
+      // The raw peer never reads what it is sent.
+      handler: async (socket) => {
+        const chunk = new Uint8Array(1024 * 1024);
+        while (socket.state === "open") {
+          await socket.send(chunk).catch(() => {});
+        }
+      },
+    },
+  ];
+  for (const { phase, options, code, peer: act, handler } of cases) {
+    await t.step(phase, async () => {
+      const closed = Promise.withResolvers<number>();
+      await using server = serve({ ...LOCAL, ...options }, async (socket) => {
+        if (handler) await handler(socket);
+        else for await (const _ of socket);
+        closed.resolve((await socket.closed).code);
+      });
+      using peer = await rawHandshake(server.addr);
+      await act?.(peer);
+      assert.equal(await withTimeout(closed.promise, DEADLINE, "close"), code);
+      assert.deepEqual(server.stats().timeouts, { [phase]: 1 });
+      const metrics = parseExposition(server.metrics());
+      assert.equal(valueOf(metrics, "duplex_timeouts_total", { phase }), 1);
+    });
+  }
 });

@@ -54,7 +54,10 @@ export interface ConnectOptions {
   closeTimeout?: number;
   /**
    * The largest message accepted, in bytes; a larger one fails the
-   * connection with 1009.
+   * connection with 1009. It applies to messages received as streams
+   * (`streamMessages`) too: streaming a larger download needs a larger
+   * `maxPayload` (and no more memory: what waits for the loop is bounded by
+   * `receiveHighWaterMark`, plus about one read).
    * @default {16777216}
    */
   maxPayload?: number;
@@ -96,7 +99,8 @@ export interface ConnectOptions {
   /**
    * Deliver each message as a stream of its pieces as they arrive
    * ({@linkcode Socket.prototype.streams}) instead of whole, for messages
-   * too large to hold in memory (a download); raise `maxPayload` with it.
+   * too large to hold in memory (a download); raise `maxPayload` with it
+   * (16 MiB by default, it bounds a streamed message too).
    * @default {false}
    */
   streamMessages?: boolean;
@@ -171,9 +175,11 @@ export interface ConnectOptions {
    * Received bytes queued for the loop before the socket stops reading
    * (text counts its string length), leaving the rest in the TCP window so
    * that a fast server is slowed to the pace of a slow loop. With
-   * `streamMessages`, the pieces of every message not read yet count.
-   * Parsing stops at the message that reaches it: the queue may exceed it
-   * by that one message, of up to `maxPayload`.
+   * `streamMessages`, the pieces of every message not read yet count; it
+   * is checked between reads, and a piece is what one read got (up to 256
+   * KiB, or 1 MiB inside a large frame), so pieces waiting may exceed it
+   * by about one read. Parsing stops at the message that reaches it: the
+   * queue may exceed it by that one message, of up to `maxPayload`.
    * @default {1048576}
    */
   receiveHighWaterMark?: number;

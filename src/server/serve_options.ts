@@ -449,7 +449,11 @@ export interface ServeOptions<Data = unknown> {
    * (text counts its string length). With `streamMessages`, the pieces of
    * every message not read yet count, in streams taken or still queued,
    * each with an overhead of 128 bytes (small waiting pieces merge, up to
-   * 16 KiB). Parsing stops at the message that
+   * 16 KiB). It is checked between reads, and a streamed piece is what one
+   * read got of its frame (reads grow with the traffic, up to 256 KiB, or 1
+   * MiB inside a frame that needs more): a slow streaming handler may be
+   * handed pieces of up to 1 MiB, and the pieces waiting may exceed this
+   * by about one read. Parsing stops at the message that
    * reaches it, however many frames a read holds (compressed ones that
    * inflate a thousandfold included): the queue may exceed it by that one
    * message, of up to `maxPayload`.

@@ -16,14 +16,45 @@ export interface BudgetAccount {
   close(): void;
 }
 
-const ignore = (): void => {};
+// What the accounts of one budget share.
+interface BudgetState<Owner> {
+  readonly limit: number;
+  readonly holders: Set<Holder<Owner>>;
+  total: number;
+  enforce(): void;
+}
 
-interface Holder<Owner> extends BudgetAccount {
-  readonly owner: Owner;
-  readonly measure: () => number;
-  readonly evict: () => void;
-  held: number;
-  open: boolean;
+// A class, not closures: a server keeps one per socket, idle ones included.
+class Holder<Owner> implements BudgetAccount {
+  held = 0;
+  open = true;
+
+  constructor(
+    readonly state: BudgetState<Owner>,
+    readonly owner: Owner,
+    readonly measure: () => number,
+    readonly evict: () => void,
+  ) {}
+
+  // Runs on every read and send: no more than a subtraction, and nothing
+  // without a limit (recount() measures when asked).
+  report(): void {
+    const state = this.state;
+    if (!this.open || state.limit === Infinity) return;
+    const held = this.measure();
+    const change = held - this.held;
+    if (change === 0) return;
+    this.held = held;
+    state.total += change;
+    if (change > 0 && state.total > state.limit) state.enforce();
+  }
+
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.state.holders.delete(this);
+    this.state.total -= this.held;
+  }
 }
 
 /**
@@ -65,8 +96,7 @@ export class BufferBudget<Owner> {
   /** The most bytes all accounts may hold together; `Infinity`: no limit. */
   readonly limit: number;
   readonly #onEvict: (owner: Owner, held: number) => void;
-  readonly #holders = new Set<Holder<Owner>>();
-  #total = 0;
+  readonly #state: BudgetState<Owner>;
   #enforcing = false;
 
   /**
@@ -82,6 +112,12 @@ export class BufferBudget<Owner> {
   ) {
     this.limit = limit;
     this.#onEvict = onEvict;
+    this.#state = {
+      limit,
+      holders: new Set(),
+      total: 0,
+      enforce: () => this.#enforce(),
+    };
   }
 
   /**
@@ -89,7 +125,7 @@ export class BufferBudget<Owner> {
    * run a little high; {@linkcode BufferBudget.prototype.recount} is exact).
    */
   get total(): number {
-    return this.#total;
+    return this.#state.total;
   }
 
   /**
@@ -102,32 +138,8 @@ export class BufferBudget<Owner> {
    * @returns The account, to report to and close.
    */
   open(owner: Owner, measure: () => number, evict: () => void): BudgetAccount {
-    const holders = this.#holders;
-    const holder: Holder<Owner> = {
-      owner,
-      measure,
-      evict,
-      held: 0,
-      open: true,
-      // Runs on every read and send: no more than a subtraction, and
-      // nothing without a limit (recount() measures when asked).
-      report: this.limit === Infinity ? ignore : () => {
-        if (!holder.open) return;
-        const held = measure();
-        const change = held - holder.held;
-        if (change === 0) return;
-        holder.held = held;
-        this.#total += change;
-        if (change > 0 && this.#total > this.limit) this.#enforce();
-      },
-      close: () => {
-        if (!holder.open) return;
-        holder.open = false;
-        holders.delete(holder);
-        this.#total -= holder.held;
-      },
-    };
-    holders.add(holder);
+    const holder = new Holder(this.#state, owner, measure, evict);
+    this.#state.holders.add(holder);
     return holder;
   }
 
@@ -139,11 +151,11 @@ export class BufferBudget<Owner> {
    */
   recount(): number {
     let total = 0;
-    for (const holder of this.#holders) {
+    for (const holder of this.#state.holders) {
       holder.held = holder.measure();
       total += holder.held;
     }
-    return this.#total = total;
+    return this.#state.total = total;
   }
 
   /** Over the limit: counts again, and evicts the largest until under. */
@@ -154,9 +166,11 @@ export class BufferBudget<Owner> {
     this.#enforcing = true;
     try {
       if (this.recount() <= this.limit) return;
-      const largestFirst = [...this.#holders].sort((a, b) => b.held - a.held);
+      const largestFirst = [...this.#state.holders].sort((a, b) =>
+        b.held - a.held
+      );
       for (const holder of largestFirst) {
-        if (this.#total <= this.limit || holder.held === 0) break;
+        if (this.#state.total <= this.limit || holder.held === 0) break;
         const held = holder.held;
         holder.close();
         holder.evict();

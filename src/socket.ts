@@ -1828,12 +1828,11 @@ export class Socket<Data = unknown>
       this.#lastHeard = now;
     }
     // Not idle while a message passes either way, nor while the handler
-    // still has messages or pieces to take (the peer's message is still
-    // arriving, as far as the application can tell), or took one since.
-    if (
-      this.#messaged || this.#takes !== this.#takesSeen ||
-      this.#inboxHead < this.#inbox.length || this.#streamBytes > 0
-    ) {
+    // takes what the peer sent (messages, pieces of streamed ones), which
+    // may be long after it was read off the wire. Only progress counts: a
+    // handler that takes nothing (one that only pushes, or skipped a
+    // stream) does not keep an idle peer connected.
+    if (this.#messaged || this.#takes !== this.#takesSeen) {
       this.#messaged = false;
       this.#takesSeen = this.#takes;
       this.#lastMessage = now;

@@ -122,9 +122,10 @@ export interface ConnectOptions {
   /**
    * Milliseconds without a message either way before the connection is
    * closed with 1001 "idle timeout"; 0 disables it. A message still
-   * arriving counts with each piece of it, and so do messages (or pieces
-   * of streamed ones) the loop has not taken yet or took since the last
-   * check: a slow loop is not idleness; pings and pongs do not count.
+   * arriving counts with each piece of it, and so does the loop taking a
+   * message (or a piece of a streamed one), however long after it was
+   * read: a slow loop is not idleness; messages waiting for a loop that
+   * takes none, pings and pongs do not count.
    * @default {0}
    */
   idleTimeout?: number;

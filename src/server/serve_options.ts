@@ -404,10 +404,11 @@ export interface ServeOptions<Data = unknown> {
    * closed with 1001 "idle timeout"; 0 disables it. A message still
    * arriving counts with each piece of it (so a peer that sends a byte of
    * a large message now and then is not idle; `maxPayload` bounds what it
-   * can make us hold), and so do messages (or pieces of streamed ones) the
-   * handler has not taken yet or took since the last check: a handler
+   * can make us hold), and so does the handler taking a message (or a
+   * piece of a streamed one), however long after it was read: a handler
    * slowly reading a large upload is not idleness, and its reply is not
-   * cut off; pings and pongs do not count.
+   * cut off. Messages waiting for a handler that takes none (it only
+   * pushes) do not count; pings and pongs do not either.
    * @default {0}
    */
   idleTimeout?: number;

@@ -87,7 +87,7 @@ function scriptedSocket(bytes: Uint8Array, options: Partial<SocketOptions>) {
   };
 }
 
-Deno.test("idleTimeout: messages the handler has not taken yet keep the connection from idling; once it took them all, it idles out", async () => {
+Deno.test("idleTimeout: the handler taking a message counts as traffic, long after the message was read off the wire", async () => {
   const { ticker, tick } = manualTicker();
   const input = concat(frame(OP.text, "one"), frame(OP.text, "two"));
   const peer = scriptedSocket(input, { idleTimeout: 100, ticker });
@@ -97,14 +97,31 @@ Deno.test("idleTimeout: messages the handler has not taken yet keep the connecti
     peer.give(Infinity);
     assert.equal((await first).value, "one");
     await delay(0);
-    // "two" waits for the handler, which is busy with "one".
-    for (const now of [1_000, 1_200, 1_400, 1_600]) tick(now);
-    assert.equal(peer.socket.state, "open", "not idle while 'two' waits");
+    tick(1_000); // both were read: traffic
+    tick(1_050);
+    // The wire has been quiet since; the handler takes "two" only now.
     assert.equal((await messages.next()).value, "two");
-    tick(1_800); // it took one since the last tick
+    tick(1_150);
+    assert.equal(peer.socket.state, "open", "taking 'two' was traffic");
+    tick(1_300);
+    assert.equal(peer.socket.state, "closing", "idle once nothing moved");
+  } finally {
+    await peer.end();
+  }
+});
+
+Deno.test("idleTimeout: messages a handler never takes (it only pushes) do not keep an idle peer connected", async () => {
+  const { ticker, tick } = manualTicker();
+  const input = concat(frame(OP.text, "one"), frame(OP.text, "two"));
+  const peer = scriptedSocket(input, { idleTimeout: 100, ticker });
+  try {
+    peer.give(Infinity);
+    await delay(0);
+    tick(1_000); // read: traffic
+    tick(1_050);
     assert.equal(peer.socket.state, "open");
-    tick(2_000);
-    assert.equal(peer.socket.state, "closing", "idle once all was taken");
+    tick(1_150);
+    assert.equal(peer.socket.state, "closing", "idle though two wait");
   } finally {
     await peer.end();
   }

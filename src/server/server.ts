@@ -691,7 +691,13 @@ export class Server<Data = unknown> implements AsyncDisposable {
                     );
                   }
                 },
-                onResponse: (status) => this.#stats.countHttpResponse(status),
+                // A response that comes after the exchange was abandoned
+                // (requestTimeout, shutdown) is never sent: not counted.
+                onResponse: (status) => {
+                  if (!abandonment.signal.aborted) {
+                    this.#stats.countHttpResponse(status);
+                  }
+                },
                 onError: (error) => {
                   this.#stats.httpHandlerErrors++;
                   this.#logger({

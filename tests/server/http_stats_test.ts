@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { serve, serveStatic } from "../../mod.ts";
 import {
+  delay,
   echo,
   encodeRequest,
   LOCAL,
   RawPeer,
   upgradeHeaders,
+  waitUntil,
 } from "./_helpers.ts";
 import { parseExposition, valueOf } from "./_prometheus.ts";
 
@@ -139,4 +141,30 @@ Deno.test("stats().httpHandlerErrors counts a response body that fails after its
   await peer.readToEof(); // cut short: no last chunk
   assert.equal(server.stats().httpHandlerErrors, 1);
   assert.deepEqual(server.stats().httpRequests, { 200: 1 });
+});
+
+Deno.test("stats().httpRequests does not count the late response of an exchange abandoned at requestTimeout: it is never sent, and counts as a timeout only", async () => {
+  const answer = Promise.withResolvers<void>();
+  const answered = Promise.withResolvers<void>();
+  await using server = serve({
+    ...LOCAL,
+    requestTimeout: 300,
+    logger: () => {},
+    fetch: async () => {
+      await answer.promise;
+      answered.resolve();
+      return new Response("late");
+    },
+  }, echo);
+  using peer = await RawPeer.connect(server.addr);
+  await peer.write("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+  await waitUntil(
+    () => server.stats().timeouts.request === 1,
+    "the request to time out",
+  );
+  answer.resolve();
+  await answered.promise;
+  await delay(100); // the late response meets a closed exchange
+  assert.deepEqual(server.stats().httpRequests, {});
+  assert.equal(server.stats().timeouts.request, 1);
 });

@@ -149,7 +149,14 @@ export class ContextInflater {
     }
     input.set(data, before);
     input.set(TAIL, before + data.length);
-    const output = inflateRaw(input, window.length + maxLength, maxLength);
+    // The window is output too, so the limit grows by it; capped where
+    // node:zlib's maxOutputLength stops (its buffer limit, 2^53 - 1 in
+    // Deno), which no message reaches anyway.
+    const output = inflateRaw(
+      input,
+      Math.min(window.length + maxLength, Number.MAX_SAFE_INTEGER),
+      maxLength,
+    );
     const keep = Math.min(this.#windowSize, output.length);
     this.#window = output.slice(output.length - keep);
     return output.slice(window.length);

@@ -153,3 +153,16 @@ Deno.test("ContextInflater checks its window bits and maxLength", () => {
     ),
   );
 });
+
+Deno.test("ContextInflater takes any safe integer as maxLength, window or not", async () => {
+  // Found by tests/deflate/context_properties_test.ts: the window was added
+  // to maxLength, and past Number.MAX_SAFE_INTEGER node:zlib refused the
+  // sum, which came out as INVALID_COMPRESSED_DATA (1007) for a valid
+  // message.
+  const message = repetitiveBytes(300, 2);
+  const payloads = await contextCompress([message, message], 15);
+  const inflater = new ContextInflater(15);
+  for (const payload of payloads) {
+    assertBytes(inflater.inflate(payload, Number.MAX_SAFE_INTEGER), message);
+  }
+});

@@ -300,7 +300,9 @@ export interface ServeOptions<Data = unknown> {
    * still arriving (as received, compressed or not), messages and pieces of
    * streamed ones that handlers have not taken yet, and output not yet
    * written (`bufferedAmount`; a message sent to many sockets counts once
-   * for each). Without it, memory is bounded per connection only (by
+   * for each, as it is queued, before any of it is written: the budget must
+   * exceed your largest published message times its subscribers, or a
+   * publish closes healthy subscribers). Without it, memory is bounded per connection only (by
    * `maxPayload`, `receiveHighWaterMark` and `maxBackpressure`), so
    * `maxConnections` peers that each send most of a large message, or stop
    * reading what they are sent, can make the server hold hundreds of GB.

@@ -157,23 +157,25 @@ Deno.test("duplex bench refuses a --size over 256M with a usage error, not a cra
   assert.match(stderr, /--size must be at most 256M/);
 });
 
+/** `duplex serve --broadcast` on a free loopback port. */
+const BROADCAST_SERVER = [
+  "serve",
+  "--port",
+  "0",
+  "--hostname",
+  "127.0.0.1",
+  "--broadcast",
+];
+const LISTENING = /^Listening on ws:\/\/127\.0\.0\.1:(\d+) /m;
+
 const NOT_AN_ECHO =
   "the server sent a message that is not an echo of what was sent: is it an echo server?";
 
 Deno.test("duplex bench against a broadcast server exits with 1: a reply that is another connection's message is not an echo", async () => {
   // The CLI's own broadcast server, the one most likely to be benched by
   // mistake.
-  await using server = spawnCli([
-    "serve",
-    "--port",
-    "0",
-    "--hostname",
-    "127.0.0.1",
-    "--broadcast",
-  ]);
-  const [, port] = await server.waitFor(
-    /^Listening on ws:\/\/127\.0\.0\.1:(\d+) /m,
-  );
+  await using server = spawnCli(BROADCAST_SERVER);
+  const [, port] = await server.waitFor(LISTENING);
   for (const kind of [[], ["--binary"]]) {
     const { code, stdout, stderr } = await runCli([
       "bench",
@@ -299,17 +301,8 @@ Deno.test("duplex bench against a broadcast server exits with 1 at sizes too sma
   // An empty message carries no tag, a 1- to 7-byte one only part of it:
   // what catches the broadcast server is counting. Each message comes back
   // once per connection, so replies outnumber the messages sent.
-  await using server = spawnCli([
-    "serve",
-    "--port",
-    "0",
-    "--hostname",
-    "127.0.0.1",
-    "--broadcast",
-  ]);
-  const [, port] = await server.waitFor(
-    /^Listening on ws:\/\/127\.0\.0\.1:(\d+) /m,
-  );
+  await using server = spawnCli(BROADCAST_SERVER);
+  const [, port] = await server.waitFor(LISTENING);
   for (const kind of [[], ["--binary"]]) {
     for (const size of ["0", "1", "7"]) {
       const { code, stdout, stderr } = await runCli([

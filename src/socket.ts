@@ -1709,8 +1709,11 @@ export class Socket<Data = unknown>
     } else if (this.#connection.state === "closed") {
       this.#closeTransportAfterFlush();
     } else if (this.#evicted) {
-      // The close frame of an eviction (see #evict) is out.
-      this.#abort();
+      // The close frame of an eviction (see #evict) is out: our side ends,
+      // and what the peer still sends of its message is read and discarded
+      // for a moment, as after a protocol error, so that closing does not
+      // reset a peer still sending (which might then never read why).
+      this.#linger();
     }
   }
 

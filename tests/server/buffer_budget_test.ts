@@ -334,6 +334,26 @@ for (
   );
 }
 
+Deno.test(
+  "serve({maxBufferedBytes}) lets a peer it closed mid-message send the rest of that message after the 1013 close frame, discarded, instead of resetting it",
+  async () => {
+    await using server = serve(
+      { ...LOCAL, maxBufferedBytes: 100_000, pingInterval: 0 },
+      echo,
+    );
+    using peer = await rawHandshake(server.addr);
+    const bytes = frame(OP.binary, new Uint8Array(1_000_000));
+    await peer.write(bytes.subarray(0, 150_000));
+    const close = await withTimeout(peer.readClose(), DEADLINE, "1013");
+    assert.equal(close.code, 1013);
+    // The peer had not read it yet: it goes on sending its message.
+    for (let at = 150_000; at < bytes.length; at += 64 * KIB) {
+      await peer.write(bytes.subarray(at, at + 64 * KIB));
+    }
+    await withTimeout(peer.readToEof(), DEADLINE, "the server's EOF");
+  },
+);
+
 Deno.test("serve({maxBufferedBytes: Infinity}) is the default: no budget", async () => {
   await using server = serve({ ...LOCAL, maxBufferedBytes: Infinity }, echo);
   await using client = await NpmClient.connect(wsUrl(server.addr));

@@ -321,7 +321,7 @@ export function logEvent(event: ServerLogEvent): void {
       printError(`error  ${event.url}: ${String(event.error)}`);
       break;
     default:
-      // The server's own troubles (accept-error, pubsub-error,
+      // The server's own troubles (accept-error, pubsub-error, over-budget,
       // shutdown-timeout), as its default logger prints them.
       serverErrors(event);
   }

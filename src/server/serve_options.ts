@@ -209,10 +209,10 @@ export interface ServeOptions<Data = unknown> {
   onListen?: (addr: Deno.NetAddr) => void;
   /**
    * Receives structured events (open, close, errors). By default
-   * `handler-error`, `pubsub-error`, `accept-error` and `shutdown-timeout`
-   * are printed with `console.error` (a repeating `pubsub-error` or
-   * `accept-error` once per 10 s) and the rest dropped; `() => {}` silences
-   * everything.
+   * `handler-error`, `pubsub-error`, `accept-error`, `over-budget` and
+   * `shutdown-timeout` are printed with `console.error` (a repeating
+   * `pubsub-error`, `accept-error` or `over-budget` once per 10 s) and the
+   * rest dropped; `() => {}` silences everything.
    */
   logger?: (event: ServerLogEvent) => void;
   /**

@@ -94,3 +94,34 @@ Deno.test("mod.ts loads no node: module at import (node:zlib waits for the first
     "the graph holds the compression code",
   );
 });
+
+Deno.test("mod.ts compiles no WebAssembly at import: the unmasking kernel is instantiated with the first payload of 1 KiB or more", async () => {
+  const script = `
+    let modules = 0;
+    const Module = WebAssembly.Module;
+    WebAssembly.Module = function (bytes) {
+      modules++;
+      return new Module(bytes);
+    };
+    const { applyMask } = await import(${
+    JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+  });
+    const atImport = modules;
+    applyMask(new Uint8Array(100), new Uint8Array([1, 2, 3, 4]));
+    const afterSmall = modules;
+    applyMask(new Uint8Array(4096), new Uint8Array([1, 2, 3, 4]));
+    applyMask(new Uint8Array(4096), new Uint8Array([1, 2, 3, 4]));
+    console.log(JSON.stringify([atImport, afterSmall, modules]));
+  `;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=js", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.ok(output.success, stderr);
+  assert.deepEqual(
+    JSON.parse(new TextDecoder().decode(output.stdout)),
+    [0, 0, 1],
+  );
+});

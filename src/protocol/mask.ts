@@ -1,9 +1,12 @@
-import { createSimdXor, SIMD_BLOCK } from "./_simd_xor.ts";
+import { createSimdXor, SIMD_BLOCK, type SimdXor } from "./_simd_xor.ts";
 
 // Below this size the JavaScript loop is as fast as copying into the
 // WebAssembly kernel and back (measured).
 const SIMD_MIN = 1024;
-const simdXor = createSimdXor();
+// Instantiated with the first payload that needs it: WebAssembly costs a
+// process about 2.5 MB of RSS from its first module on, which a server of
+// small messages (or the CLI) need not pay.
+let simdXor: SimdXor | null | undefined;
 
 /**
  * XORs `data` in place with the 4-byte masking key (RFC 6455 §5.3), starting
@@ -36,7 +39,7 @@ export function applyMask(
 ): void {
   const length = data.length;
   let i = 0;
-  if (simdXor !== null && length >= SIMD_MIN) {
+  if (length >= SIMD_MIN && (simdXor ??= createSimdXor()) !== null) {
     // WebAssembly memory is little-endian whatever the platform.
     const word = key[offset & 3] | (key[(offset + 1) & 3] << 8) |
       (key[(offset + 2) & 3] << 16) | (key[(offset + 3) & 3] << 24);

@@ -280,7 +280,11 @@ export interface ServeOptions<Data = unknown> {
    */
   maxBodySize?: number;
   /**
-   * The most connections at once, WebSocket or HTTP; more get 503.
+   * The most connections at once, WebSocket or HTTP; more get 503 (with
+   * `Retry-After: 1`). Connections being refused (this 503, or 429 past
+   * `maxConnectionsPerAddress`) do not count while their answer goes out;
+   * at most this many of them (64 to 1024) are answered at once, and a
+   * connection over a limit beyond that is closed unanswered.
    * @default {10000}
    */
   maxConnections?: number;

@@ -79,6 +79,11 @@ export interface ShutdownOptions {
 
 const DEFAULT_PORT = 8765;
 const DEFAULT_HOSTNAME = "0.0.0.0";
+// Connections over a limit whose refusal may be going out at once (each
+// holds a descriptor for up to a second while its answer is read): as many
+// as maxConnections, but at least the first and at most the second.
+const MIN_REFUSING = 64;
+const MAX_REFUSING = 1024;
 const EMPTY: Uint8Array = new Uint8Array(0);
 // Headers the handshake itself decides; a hook may not set them.
 const HANDSHAKE_HEADERS = /^(?:upgrade|connection|sec-websocket-.*)$/i;
@@ -172,6 +177,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
   readonly #topics: Topics;
   readonly #deflateOptions: PerMessageDeflateOptions | undefined;
   readonly #conns = new Set<Deno.Conn>();
+  // Connections being refused (503 past maxConnections, 429 past
+  // maxConnectionsPerAddress) while their answer goes out: not counted in
+  // #conns, so that a flood being refused does not take the slots of the
+  // clients it would let in; at most maxConnections of them (64 to 1024)
+  // at once, beyond which a connection over a limit is closed unanswered.
+  readonly #refusing = new Set<Deno.Conn>();
   // Connections per client address, when maxConnectionsPerAddress is set.
   readonly #perAddress: AddressCounts | null;
   // Open sockets and the transport behind each.
@@ -372,7 +383,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
   stats(): ServerStats {
     return this.#stats.snapshot(
       this.#sockets.size,
-      this.#conns.size,
+      this.#conns.size + this.#refusing.size,
       this.#budget.recount(),
     );
   }
@@ -513,6 +524,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     // their responses say `Connection: close`; handshakes being answered
     // get a 503.
     const upgraded = new Set(this.#sockets.values());
+    for (const conn of this.#refusing) closeQuietly(conn);
     for (const conn of this.#conns) {
       if (
         !upgraded.has(conn) && !this.#exchanges.has(conn) &&
@@ -536,6 +548,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       // (their sockets report 1006), and handlers get one more turn.
       for (const abandon of this.#exchanges.values()) abandon();
       for (const conn of this.#conns) closeQuietly(conn);
+      for (const conn of this.#refusing) closeQuietly(conn);
       await Promise.all(closing);
       await Promise.race([
         this.finished,
@@ -602,7 +615,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     this.#conns.add(conn);
     try {
       if (this.#conns.size > this.#limits.maxConnections) {
-        await this.#refuse(
+        await this.#refuseOverLimit(
           peer,
           new HandshakeError(503, "The server is at its connection limit", {
             "Retry-After": "1",
@@ -615,7 +628,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         // Refused connections are not counted: the address's count is of
         // the connections served, and one closing lets the next in.
         if (address === undefined) {
-          await this.#refuse(
+          await this.#refuseOverLimit(
             peer,
             new HandshakeError(429, "Too many connections from your address", {
               "Retry-After": "1",
@@ -1039,6 +1052,31 @@ export class Server<Data = unknown> implements AsyncDisposable {
       return true;
     } catch {
       return false;
+    }
+  }
+
+  /**
+   * Refuses a connection over `maxConnections` or
+   * `maxConnectionsPerAddress`: it stops counting against `maxConnections`
+   * while its answer goes out (see #refusing), or, with too many being
+   * refused already, is closed at once without one.
+   */
+  async #refuseOverLimit(peer: Peer, error: HandshakeError): Promise<void> {
+    const conn = peer.conn;
+    this.#conns.delete(conn);
+    const most = Math.min(
+      MAX_REFUSING,
+      Math.max(MIN_REFUSING, this.#limits.maxConnections),
+    );
+    if (this.#refusing.size >= most) {
+      closeQuietly(conn);
+      return;
+    }
+    this.#refusing.add(conn);
+    try {
+      await this.#refuse(peer, error);
+    } finally {
+      this.#refusing.delete(conn);
     }
   }
 

@@ -574,3 +574,44 @@ Deno.test("serve() rejects an option name it does not know, suggesting the one m
   );
   await using _server = serve({ ...unset, ...LOCAL } as ServeOptions, echo);
 });
+
+Deno.test("serve({maxConnections}) answers at most 64 connections over it at once (for a small maxConnections): past that, one over the limit is closed unanswered", async () => {
+  const net = await import("node:net");
+  await using server = serve(
+    { ...LOCAL, maxConnections: 1, logger: () => {} },
+    echo,
+  );
+  await using held = await NpmClient.connect(wsUrl(server.addr));
+  /** A connection that never reads nor closes; what it got once closed. */
+  const silent = async () => {
+    const socket = net.connect({ host: "127.0.0.1", port: server.addr.port });
+    await new Promise((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("error", reject);
+    });
+    let text = "";
+    socket.on(
+      "data",
+      (chunk: Uint8Array) => text += new TextDecoder().decode(chunk),
+    );
+    const ended = new Promise<string>((resolve) =>
+      socket.once("close", () => resolve(text))
+    );
+    return { socket, ended };
+  };
+  const refused = await Promise.all(Array.from({ length: 64 }, silent));
+  await waitUntil(
+    () => server.stats().handshakeRejections[503] === 64,
+    "the 64 to be refused",
+  );
+  // Their answers are out, and the server waits for them to be read: the
+  // next one over the limit gets nothing.
+  const dropped = await silent();
+  assert.equal(await withTimeout(dropped.ended, DEADLINE, "the drop"), "");
+  assert.deepEqual(server.stats().handshakeRejections, { 503: 64 });
+  for (const { socket } of refused) socket.destroy();
+  for (const { ended } of refused) {
+    assert.match(await ended, /^HTTP\/1\.1 503 /);
+  }
+  assert.equal(await held.roundTrip("still"), "still");
+});

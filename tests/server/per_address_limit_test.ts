@@ -235,3 +235,48 @@ Deno.test(
     );
   },
 );
+
+Deno.test(
+  "serve(): connections being refused do not count against maxConnections, so a flood refused 429 from one address does not crowd another address out with 503",
+  async () => {
+    const net = await import("node:net");
+    await using server = serve({
+      ...LOCAL,
+      maxConnections: 3,
+      maxConnectionsPerAddress: 1,
+      logger: () => {},
+    }, echo);
+    const url = wsUrl(server.addr);
+    await using held = await NpmClient.connect(url, OTHER);
+    // Five more from that address, which neither read nor close: each is
+    // answered 429, and held while the server waits for it to read that
+    // (up to a second).
+    const flood = await Promise.all(
+      Array.from(
+        { length: 5 },
+        () =>
+          new Promise<import("node:net").Socket>((resolve, reject) => {
+            const socket = net.connect({
+              host: "127.0.0.1",
+              port: server.addr.port,
+              localAddress: OTHER.localAddress,
+            }, () => resolve(socket));
+            socket.on("error", reject);
+          }),
+      ),
+    );
+    try {
+      const refused = () =>
+        Object.values(server.stats().handshakeRejections)
+          .reduce((sum, count) => sum + count, 0);
+      await waitUntil(() => refused() === 5, "the five to be refused");
+      assert.deepEqual(server.stats().handshakeRejections, { 429: 5 });
+      await using other = await NpmClient.connect(url, FIRST);
+      assert.equal(await other.roundTrip("in"), "in");
+      assert.equal(await held.roundTrip("still"), "still");
+      assert.equal(server.stats().handshakeRejections[503], undefined);
+    } finally {
+      for (const socket of flood) socket.destroy();
+    }
+  },
+);

@@ -4,8 +4,8 @@ import { createSimdXor, SIMD_BLOCK, type SimdXor } from "./_simd_xor.ts";
 // WebAssembly kernel and back (measured).
 const SIMD_MIN = 1024;
 // Instantiated with the first payload that needs it: WebAssembly costs a
-// process about 2.5 MB of RSS from its first module on, which a server of
-// small messages (or the CLI) need not pay.
+// process 1-2.5 MB of RSS from its first module on (measured), which a
+// server of small messages (or the CLI) need not pay.
 let simdXor: SimdXor | null | undefined;
 
 /**

@@ -5,6 +5,15 @@ import { parseHttpDate } from "../server/_http_date.ts";
 import { connect, type ConnectOptions } from "./connect.ts";
 import { checkOptionsObject, CONNECT_OPTIONS } from "./_connect_options.ts";
 
+/**
+ * Where {@linkcode reconnecting} connects: a URL, or a function called
+ * before each attempt for one.
+ */
+export type ReconnectingUrl =
+  | string
+  | URL
+  | (() => string | URL | Promise<string | URL>);
+
 /** Options of {@linkcode reconnecting}; the rest go to {@linkcode connect}. */
 export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
   /**
@@ -67,7 +76,7 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  *   fix ends the iteration by throwing: caller mistakes (`TypeError`,
  *   `RangeError`), a missing permission (`Deno.errors.NotCapable`), an
  *   answer with another status (a 2xx page, a 3xx redirect, a 4xx; but a
- *   first 401 when `headers` is a function), and a server that is not a
+ *   first 401 when `headers` or the URL is a function), and a server that is not a
  *   WebSocket server (a malformed response, a bad `Sec-WebSocket-Accept`,
  *   an unrequested subprotocol or extension). After `maxRetries`
  *   consecutive failures the last error is thrown.
@@ -82,7 +91,12 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  *   queued for the next connection), and whatever a new connection needs
  *   (a login, subscriptions, messages to resend) is up to the loop body.
  *
- * @param url A `ws:` or `wss:` URL (or `http:`, `https:` for them).
+ * @param url A `ws:` or `wss:` URL (or `http:`, `https:` for them); or a
+ * function called before each attempt for it, so that a token carried in
+ * the query string (as browsers must) can be fetched anew: it is treated as
+ * a `headers` function is (a first 401 is retried with what it returns
+ * next; a function that throws, or returns a URL that is not valid, ends
+ * the iteration with its error).
  * @param options Backoff settings and the options of {@linkcode connect}.
  * @returns An async iterable of open sockets.
  * @throws {Error} The error of the last attempt, when it is not retried.
@@ -107,10 +121,20 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  * ```
  */
 export function reconnecting(
-  url: string | URL,
+  url: ReconnectingUrl,
   options: ReconnectingOptions = {},
 ): AsyncGenerator<Socket, void, undefined> {
   // Checked now, not at the first next() of the generator.
+  if (
+    typeof url !== "string" && !(url instanceof URL) &&
+    typeof url !== "function"
+  ) {
+    throw new TypeError(
+      `Cannot reconnect: the URL must be a string, a URL or a function returning one, got ${
+        describe(url)
+      }`,
+    );
+  }
   checkOptionsObject("reconnect", RECONNECTING_OPTIONS, options);
   const initialDelay = nonNegative("initialDelay", options.initialDelay, 500);
   const maxDelay = nonNegative("maxDelay", options.maxDelay, 30_000);
@@ -135,7 +159,7 @@ export function reconnecting(
 }
 
 async function* reconnect(
-  url: string | URL,
+  url: ReconnectingUrl,
   options: ReconnectingOptions,
   initialDelay: number,
   maxDelay: number,
@@ -153,7 +177,8 @@ async function* reconnect(
   // What the last rejection's Retry-After asked for, in milliseconds.
   let serverDelay = 0;
   // A 401 is retried once with headers fetched anew, when they can be.
-  const canRefresh = typeof options.headers === "function";
+  const canRefresh = typeof options.headers === "function" ||
+    typeof url === "function";
   let lastUnauthorized = false;
   // The error of the attempt that just failed, for onRetry.
   let failed: unknown = NONE;
@@ -179,9 +204,15 @@ async function* reconnect(
       if (fetched === ABORTED) return;
       headers = fetched;
     } else headers = options.headers;
+    let target: string | URL;
+    if (typeof url === "function") {
+      const fetched = await untilAborted(url(), signal);
+      if (fetched === ABORTED) return;
+      target = fetched;
+    } else target = url;
     let socket: Socket;
     try {
-      socket = await connect(url, { ...connectOptions, headers });
+      socket = await connect(target, { ...connectOptions, headers });
     } catch (error) {
       if (signal?.aborted) return;
       const unauthorized = isStatus(error, 401);

@@ -459,3 +459,44 @@ Deno.test("reconnecting ends when its signal aborts while the headers function i
     value: undefined,
   });
 });
+
+Deno.test("reconnecting asks a URL function before each attempt, so a token in the query string is replaced; a 401 is retried once with the next URL", async () => {
+  const seen: (string | null)[] = [];
+  let valid = "token-1";
+  await using server = serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    onUpgrade: (request) => {
+      const token = new URL(request.url).searchParams.get("token");
+      seen.push(token);
+      if (token !== valid) return new Response(null, { status: 401 });
+    },
+  }, async (socket) => {
+    await socket.close(4000, "token expired");
+  });
+  let issued = 0;
+  const url = async () => {
+    await Promise.resolve();
+    return `ws://127.0.0.1:${server.addr.port}/?token=token-${++issued}`;
+  };
+  let connections = 0;
+  for await (const socket of reconnecting(url, FAST)) {
+    await socket.closed;
+    // The next connection needs the token after the one the URL gives
+    // next: that attempt gets a 401, and the one after it gets in.
+    valid = `token-${issued + 2}`;
+    if (++connections === 2) break;
+  }
+  assert.deepEqual(seen, ["token-1", "token-2", "token-3"]);
+  const failing = reconnecting(() => {
+    throw new Error("no token");
+  });
+  await assert.rejects(failing.next(), /no token/);
+  assert.throws(
+    // deno-lint-ignore no-explicit-any
+    () => reconnecting(42 as any),
+    new TypeError(
+      "Cannot reconnect: the URL must be a string, a URL or a function returning one, got number 42",
+    ),
+  );
+});

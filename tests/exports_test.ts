@@ -125,3 +125,35 @@ Deno.test("mod.ts compiles no WebAssembly at import: the unmasking kernel is ins
     [0, 0, 1],
   );
 });
+
+Deno.test("where WebAssembly is unavailable, the unmasking kernel is tried once, and masking still works in JavaScript", async () => {
+  const script = `
+    let attempts = 0;
+    WebAssembly.Module = function () {
+      attempts++;
+      throw new Error("no WebAssembly here");
+    };
+    const { applyMask } = await import(${
+    JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+  });
+    const key = new Uint8Array([1, 2, 3, 4]);
+    let ok = true;
+    for (let round = 0; round < 3; round++) {
+      const data = new Uint8Array(4096);
+      applyMask(data, key);
+      ok &&= data.every((byte, i) => byte === key[i & 3]);
+    }
+    console.log(JSON.stringify([attempts, ok]));
+  `;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=js", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(output.stderr);
+  assert.ok(output.success, stderr);
+  assert.deepEqual(
+    JSON.parse(new TextDecoder().decode(output.stdout)),
+    [1, true],
+  );
+});

@@ -8,6 +8,12 @@ const SIMD_MIN = 1024;
 // server of small messages (or the CLI) need not pay.
 let simdXor: SimdXor | null | undefined;
 
+/** The kernel, made on first use; `null` (tried once) where unavailable. */
+function simdKernel(): SimdXor | null {
+  if (simdXor === undefined) simdXor = createSimdXor();
+  return simdXor;
+}
+
 /**
  * XORs `data` in place with the 4-byte masking key (RFC 6455 §5.3), starting
  * at position `offset` of the key stream. Masking and unmasking are the same
@@ -39,13 +45,14 @@ export function applyMask(
 ): void {
   const length = data.length;
   let i = 0;
-  if (length >= SIMD_MIN && (simdXor ??= createSimdXor()) !== null) {
+  const simd = length >= SIMD_MIN ? simdKernel() : null;
+  if (simd !== null) {
     // WebAssembly memory is little-endian whatever the platform.
     const word = key[offset & 3] | (key[(offset + 1) & 3] << 8) |
       (key[(offset + 2) & 3] << 16) | (key[(offset + 3) & 3] << 24);
     const whole = length - (length & 63);
     for (; i < whole; i += SIMD_BLOCK) {
-      simdXor(data.subarray(i, Math.min(whole, i + SIMD_BLOCK)), word);
+      simd(data.subarray(i, Math.min(whole, i + SIMD_BLOCK)), word);
     }
     for (i = whole; i < length; i++) data[i] ^= key[(offset + i) & 3];
     return;

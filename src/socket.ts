@@ -1907,9 +1907,8 @@ export class Socket<Data = unknown>
    * starts over once reading resumes, and a tick that finds reading paused
    * at any time since the last (a slow handler that frees room now and
    * then, reading resuming for a moment each time) starts it over too. The
-   * verdict waits for the timers'
-   * next turn, after input that arrived while the event loop was busy (a
-   * long task, a GC pause) has been read.
+   * verdict waits for the timers' next turn, after input that arrived while
+   * the event loop was busy (a long task, a GC pause) has been read.
    */
   #checkMessageTime(now: number, messageTimeout: number): void {
     // Reading paused since the last tick (even if it has resumed since):
@@ -1976,11 +1975,11 @@ export class Socket<Data = unknown>
    * (`maxBufferedBytes`), and this one holds the most: it lets go of
    * everything at once (messages the handler has not taken, streams it is
    * reading, output not written, input not parsed) and fails with 1013 (try
-   * again later). A peer with nothing queued for it gets the close frame,
-   * and the transport closes once that is written (input arriving meanwhile
-   * is read and discarded, so that the close does not reset a peer still
-   * sending); one with output queued is likely not reading, and its
-   * transport closes at once (it sees 1006). `closed` reports 1013
+   * again later). A peer with nothing queued for it gets the close frame;
+   * once that is written our side ends, and what the peer still sends is
+   * read and discarded for a moment (see #linger), so that the close does
+   * not reset a peer still sending. One with output queued is likely not
+   * reading, and its transport closes at once (it sees 1006). `closed` reports 1013
    * {@linkcode CLOSE_REASON.OverBudget} either way.
    */
   #evict(): void {

@@ -95,6 +95,19 @@ Deno.test("mod.ts loads no node: module at import (node:zlib waits for the first
   );
 });
 
+const MOD = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
+
+/** Runs `script` (JavaScript) in a fresh process; what it logged, as JSON. */
+async function evalJson(script: string): Promise<unknown> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=js", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(output.success, new TextDecoder().decode(output.stderr));
+  return JSON.parse(new TextDecoder().decode(output.stdout));
+}
+
 Deno.test("mod.ts compiles no WebAssembly at import: the unmasking kernel is instantiated with the first payload of 1 KiB or more", async () => {
   const script = `
     let modules = 0;
@@ -103,9 +116,7 @@ Deno.test("mod.ts compiles no WebAssembly at import: the unmasking kernel is ins
       modules++;
       return new Module(bytes);
     };
-    const { applyMask } = await import(${
-    JSON.stringify(new URL("../mod.ts", import.meta.url).href)
-  });
+    const { applyMask } = await import(${MOD});
     const atImport = modules;
     applyMask(new Uint8Array(100), new Uint8Array([1, 2, 3, 4]));
     const afterSmall = modules;
@@ -113,17 +124,7 @@ Deno.test("mod.ts compiles no WebAssembly at import: the unmasking kernel is ins
     applyMask(new Uint8Array(4096), new Uint8Array([1, 2, 3, 4]));
     console.log(JSON.stringify([atImport, afterSmall, modules]));
   `;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--ext=js", script],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr);
-  assert.ok(output.success, stderr);
-  assert.deepEqual(
-    JSON.parse(new TextDecoder().decode(output.stdout)),
-    [0, 0, 1],
-  );
+  assert.deepEqual(await evalJson(script), [0, 0, 1]);
 });
 
 Deno.test("where WebAssembly is unavailable, the unmasking kernel is tried once, and masking still works in JavaScript", async () => {
@@ -133,9 +134,7 @@ Deno.test("where WebAssembly is unavailable, the unmasking kernel is tried once,
       attempts++;
       throw new Error("no WebAssembly here");
     };
-    const { applyMask } = await import(${
-    JSON.stringify(new URL("../mod.ts", import.meta.url).href)
-  });
+    const { applyMask } = await import(${MOD});
     const key = new Uint8Array([1, 2, 3, 4]);
     let ok = true;
     for (let round = 0; round < 3; round++) {
@@ -145,15 +144,5 @@ Deno.test("where WebAssembly is unavailable, the unmasking kernel is tried once,
     }
     console.log(JSON.stringify([attempts, ok]));
   `;
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", "--ext=js", script],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(output.stderr);
-  assert.ok(output.success, stderr);
-  assert.deepEqual(
-    JSON.parse(new TextDecoder().decode(output.stdout)),
-    [1, true],
-  );
+  assert.deepEqual(await evalJson(script), [1, true]);
 });

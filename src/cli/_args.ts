@@ -182,6 +182,30 @@ export function parseDuration(
 }
 
 /**
+ * `text` as a number with an optional unit from `units`, or `Infinity`,
+ * for an option whose range the API checks (it may say `-1` is too small).
+ * A usage error says the flag takes `expected` when `text` is no number.
+ */
+function numberForApi(
+  command: string,
+  flag: string,
+  text: string,
+  units: Record<string, number>,
+  expected: string,
+): number {
+  const value = /^infinity$/i.test(text.trim())
+    ? Infinity
+    : amount(text, units);
+  if (Number.isNaN(value)) {
+    throw new UsageError(
+      command,
+      `--${flag} must be ${expected}, got ${JSON.stringify(text)}`,
+    );
+  }
+  return value;
+}
+
+/**
  * A number of bytes for an option whose range the API checks (serve()'s
  * `maxPayload`, `maxBufferedBytes`): `100`, `64KiB`, `1M`, `Infinity` (for
  * options where it means no limit), or `-1` (for the API to refuse).
@@ -191,18 +215,13 @@ export function parseBytes(
   flag: string,
   text: string,
 ): number {
-  const value = /^infinity$/i.test(text.trim())
-    ? Infinity
-    : amount(text, SIZE_UNITS);
-  if (Number.isNaN(value)) {
-    throw new UsageError(
-      command,
-      `--${flag} must be a number of bytes such as 100, 64KiB or 1MiB, got ${
-        JSON.stringify(text)
-      }`,
-    );
-  }
-  return value;
+  return numberForApi(
+    command,
+    flag,
+    text,
+    SIZE_UNITS,
+    "a number of bytes such as 100, 64KiB or 1MiB",
+  );
 }
 
 const MILLISECOND_UNITS: Record<string, number> = {
@@ -219,16 +238,13 @@ export function parseMilliseconds(
   flag: string,
   text: string,
 ): number {
-  const value = amount(text, MILLISECOND_UNITS);
-  if (Number.isNaN(value)) {
-    throw new UsageError(
-      command,
-      `--${flag} must be milliseconds such as 500, or a duration such as 30s or 5m, got ${
-        JSON.stringify(text)
-      }`,
-    );
-  }
-  return value;
+  return numberForApi(
+    command,
+    flag,
+    text,
+    MILLISECOND_UNITS,
+    "milliseconds such as 500, or a duration such as 30s or 5m",
+  );
 }
 
 /**
@@ -240,16 +256,7 @@ export function parseCount(
   flag: string,
   text: string,
 ): number {
-  const value = /^infinity$/i.test(text.trim())
-    ? Infinity
-    : amount(text, { "": 1 });
-  if (Number.isNaN(value)) {
-    throw new UsageError(
-      command,
-      `--${flag} must be a number such as 100, got ${JSON.stringify(text)}`,
-    );
-  }
-  return value;
+  return numberForApi(command, flag, text, { "": 1 }, "a number such as 100");
 }
 
 /** `--header "Name: value"` (or `Name:value`) options into a Headers. */

@@ -10,10 +10,8 @@ import {
   type ClientDeflateOptions,
   parseExtensions,
   type PerMessageDeflateParams,
+  WINDOW_BITS,
 } from "./permessage_deflate.ts";
-
-// A window-bits value: 8-15 without leading zeros (RFC 7692 §7.1.2).
-const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
 
 /**
  * The `Sec-WebSocket-Extensions` value a client with `settings` sends.

@@ -109,6 +109,7 @@ export interface PerMessageDeflateOptions {
   threshold?: number;
 }
 
+// The settings' names, the same for a server and a client.
 const DEFLATE_SETTINGS = [
   "serverNoContextTakeover",
   "clientNoContextTakeover",
@@ -230,16 +231,6 @@ export interface ClientDeflateOptions {
   threshold?: number;
 }
 
-const CLIENT_DEFLATE_SETTINGS = [
-  "serverNoContextTakeover",
-  "clientNoContextTakeover",
-  "serverMaxWindowBits",
-  "clientMaxWindowBits",
-  "level",
-  "memLevel",
-  "threshold",
-];
-
 /** What one negotiation agreed on, as the server applies it. */
 export interface PerMessageDeflateParams {
   /** The server compresses each message on its own. */
@@ -350,8 +341,8 @@ export function parseExtensions(value: string): ExtensionOffer[] | null {
   return offers;
 }
 
-// A window-bits value: 8-15 without leading zeros (RFC 7692 §7.1.2).
-const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
+/** A window-bits value: 8-15 without leading zeros (RFC 7692 §7.1.2). */
+export const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
 
 /**
  * Chooses the first permessage-deflate offer the server can accept and
@@ -513,14 +504,7 @@ export function resolveDeflateOptions(
     clientMaxWindowBits: options.clientMaxWindowBits === undefined
       ? 0
       : check("clientMaxWindowBits", options.clientMaxWindowBits, 8, 15),
-    level: check("level", options.level ?? 6, 0, 9),
-    memLevel: check("memLevel", options.memLevel ?? 8, 1, 9),
-    threshold: check(
-      "threshold",
-      options.threshold ?? 1024,
-      0,
-      Number.MAX_SAFE_INTEGER,
-    ),
+    ...zlibSettings(options),
   };
 }
 
@@ -537,7 +521,7 @@ export function resolveDeflateOptions(
 export function resolveClientDeflateOptions(
   options: ClientDeflateOptions,
 ): Required<ClientDeflateOptions> {
-  checkSettingNames(options, CLIENT_DEFLATE_SETTINGS);
+  checkSettingNames(options, DEFLATE_SETTINGS);
   return {
     serverNoContextTakeover: flag(
       "serverNoContextTakeover",
@@ -555,6 +539,15 @@ export function resolveClientDeflateOptions(
     clientMaxWindowBits: options.clientMaxWindowBits === undefined
       ? 0
       : check("clientMaxWindowBits", options.clientMaxWindowBits, 9, 15),
+    ...zlibSettings(options),
+  };
+}
+
+/** The compressor's settings, with defaults, checked: a server's or a client's. */
+function zlibSettings(
+  options: Pick<PerMessageDeflateOptions, "level" | "memLevel" | "threshold">,
+): { level: number; memLevel: number; threshold: number } {
+  return {
     level: check("level", options.level ?? 6, 0, 9),
     memLevel: check("memLevel", options.memLevel ?? 8, 1, 9),
     threshold: check(

@@ -452,11 +452,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
    * Stops accepting and closes connections waiting for a request; answers
    * handshakes being decided (an `onUpgrade` hook under way) with 503 and
    * `Retry-After: 1`; sends 1001 (going away; see `code`) to every open
-   * socket, after
-   * what is queued for it (a message still streaming out gets half of
-   * `timeout` or of `closeTimeout`, whichever is shorter, to end), and lets
-   * plain HTTP exchanges under way finish (their responses say
-   * `Connection: close`); waits for the closing handshakes and for the
+   * socket, after what is queued for it (a message still streaming out
+   * gets half of `timeout` or of `closeTimeout`, whichever is shorter, to
+   * end), and lets plain HTTP exchanges under way finish (their responses
+   * say `Connection: close`); waits for the closing handshakes and for the
    * handlers to return, up to `timeout`, and closes the pub/sub adapter
    * within what is left of it.
    * Then it abandons the exchanges left, closes every transport, and
@@ -1057,9 +1056,11 @@ export class Server<Data = unknown> implements AsyncDisposable {
 
   /**
    * Refuses a connection over `maxConnections` or
-   * `maxConnectionsPerAddress`: it stops counting against `maxConnections`
-   * while its answer goes out (see #refusing), or, with too many being
-   * refused already, is closed at once without one.
+   * `maxConnectionsPerAddress` before reading anything from it, within the
+   * handshake timeout (over TLS the write waits for the client's
+   * handshake). It stops counting against `maxConnections` while its answer
+   * goes out (see #refusing), or, with too many being refused already, is
+   * closed at once without one.
    */
   async #refuseOverLimit(peer: Peer, error: HandshakeError): Promise<void> {
     const conn = peer.conn;
@@ -1073,24 +1074,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
       return;
     }
     this.#refusing.add(conn);
-    try {
-      await this.#refuse(peer, error);
-    } finally {
-      this.#refusing.delete(conn);
-    }
-  }
-
-  /**
-   * Refuses a connection over a limit before reading anything from it,
-   * within the handshake timeout: over TLS the write waits for the client's
-   * handshake.
-   */
-  async #refuse(peer: Peer, error: HandshakeError): Promise<void> {
-    this.#startDeadline(peer.conn, "rejection", this.#limits.handshakeTimeout);
+    this.#startDeadline(conn, "rejection", this.#limits.handshakeTimeout);
     try {
       await this.#reject(peer, error);
     } finally {
-      this.#endDeadline(peer.conn);
+      this.#endDeadline(conn);
+      this.#refusing.delete(conn);
     }
   }
 

@@ -259,3 +259,20 @@ export function countingRelay(port: number): {
   })();
   return relay;
 }
+
+/**
+ * A JSON update of about 2 KiB (over the default 1 KiB compression
+ * threshold), like the one before it but for a few values: what context
+ * takeover compresses best.
+ */
+export function jsonUpdate(seq: number): string {
+  return JSON.stringify({
+    type: "update",
+    seq,
+    rows: Array.from({ length: 40 }, (_, id) => ({
+      id,
+      name: `row ${id}`,
+      value: (seq * 31 + id * 7) % 100,
+    })),
+  });
+}

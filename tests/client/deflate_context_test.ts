@@ -26,23 +26,11 @@ import {
   countingRelay,
   deadline,
   frame,
+  jsonUpdate as update,
   rawServer,
 } from "./_helpers.ts";
 
 const utf8 = new TextEncoder();
-
-/** A JSON update of about 2 KiB: over the 1 KiB threshold of both servers. */
-function update(seq: number): string {
-  return JSON.stringify({
-    type: "update",
-    seq,
-    rows: Array.from({ length: 40 }, (_, id) => ({
-      id,
-      name: `row ${id}`,
-      value: (seq * 31 + id * 7) % 100,
-    })),
-  });
-}
 
 // What each test sends after the identical pair: similar updates, and a
 // binary message of incompressible bytes.

@@ -17,7 +17,11 @@ import {
   type PerMessageDeflateParams,
   serve,
 } from "../../mod.ts";
-import { countingRelay, deadline } from "../client/_helpers.ts";
+import {
+  countingRelay,
+  deadline,
+  jsonUpdate as update,
+} from "../client/_helpers.ts";
 import {
   assertBytes,
   LOCAL,
@@ -25,19 +29,6 @@ import {
   type Received,
 } from "../server/_helpers.ts";
 import { randomBytes, repetitiveBytes, wordText } from "./_helpers.ts";
-
-/** A JSON update of about 2 KiB: over the 1 KiB threshold of both clients. */
-function update(seq: number): string {
-  return JSON.stringify({
-    type: "update",
-    seq,
-    rows: Array.from({ length: 40 }, (_, id) => ({
-      id,
-      name: `row ${id}`,
-      value: (seq * 31 + id * 7) % 100,
-    })),
-  });
-}
 
 // What each test sends after the identical pair: similar updates, messages
 // longer than any window (so later ones refer back across message

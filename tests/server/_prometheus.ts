@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { ServerStats } from "../../mod.ts";
 
 /** One metric family of a Prometheus text exposition. */
 export interface Family {
@@ -157,4 +158,34 @@ function seriesKey(sample: Sample): string {
 
 function unescape(text: string): string {
   return text.replace(/\\([\\"n])/g, (_, c) => c === "n" ? "\n" : c);
+}
+
+/** A server's stats before anything happened. */
+export function zeroStats(): ServerStats {
+  return {
+    openConnections: 0,
+    transportConnections: 0,
+    totalConnections: 0,
+    messagesReceived: 0,
+    messagesSent: 0,
+    bytesReceived: 0,
+    bytesSent: 0,
+    backpressureDrops: 0,
+    bufferedBytes: 0,
+    budgetCloses: 0,
+    closeCodes: {},
+    handshakeRejections: {},
+    httpRequests: {},
+    httpHandlerErrors: 0,
+    timeouts: {},
+    connectionErrors: 0,
+    pingRtt: {
+      count: 0,
+      mean: 0,
+      max: 0,
+      sum: 0,
+      buckets: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
+        .map((le) => ({ le, count: 0 })),
+    },
+  };
 }

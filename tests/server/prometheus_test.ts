@@ -1,36 +1,6 @@
 import assert from "node:assert/strict";
-import { renderPrometheus, type ServerStats } from "../../mod.ts";
-import { parseExposition, valueOf } from "./_prometheus.ts";
-
-/** A server's stats before anything happened. */
-function zeroStats(): ServerStats {
-  return {
-    openConnections: 0,
-    transportConnections: 0,
-    totalConnections: 0,
-    messagesReceived: 0,
-    messagesSent: 0,
-    bytesReceived: 0,
-    bytesSent: 0,
-    backpressureDrops: 0,
-    bufferedBytes: 0,
-    budgetCloses: 0,
-    closeCodes: {},
-    handshakeRejections: {},
-    httpRequests: {},
-    httpHandlerErrors: 0,
-    timeouts: {},
-    connectionErrors: 0,
-    pingRtt: {
-      count: 0,
-      mean: 0,
-      max: 0,
-      sum: 0,
-      buckets: [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000]
-        .map((le) => ({ le, count: 0 })),
-    },
-  };
-}
+import { renderPrometheus } from "../../mod.ts";
+import { parseExposition, valueOf, zeroStats } from "./_prometheus.ts";
 
 Deno.test("renderPrometheus() gives every metric HELP and TYPE lines before its samples", () => {
   const families = parseExposition(renderPrometheus(zeroStats()));

@@ -3,6 +3,14 @@
  * what it holds with {@linkcode BudgetAccount.prototype.report} where that
  * grows or shrinks, and {@linkcode BudgetAccount.prototype.close}s its
  * account when it ends.
+ *
+ * Output that references a frame other holders reference too (a published
+ * message, framed once) counts once for all of them: the holder says so
+ * with {@linkcode BudgetAccount.prototype.share} as it queues the frame,
+ * then what its output was taken as ({@linkcode BudgetAccount.prototype.taken})
+ * and how much of that was written ({@linkcode BudgetAccount.prototype.written}).
+ * Only a budget with a limit needs to be told; without one, a holder calls
+ * none of the three, and each holder counts what it references.
  */
 export interface BudgetAccount {
   /**
@@ -12,7 +20,33 @@ export interface BudgetAccount {
    * nothing once the account is closed.
    */
   report(): void;
-  /** Takes what the holder last reported off the total, for good. */
+  /**
+   * The holder's output now references `frame` (queued, not copied), which
+   * other holders may reference too: its bytes count once for all of them
+   * until the last has written it or let it go. May close holders, as a
+   * report does.
+   *
+   * @param frame Bytes that are never modified, known by identity.
+   */
+  share(frame: Uint8Array): void;
+  /**
+   * The output queued so far was taken as `chunks`, to be written in order
+   * (what was taken before is written by now; the holder's measure counts
+   * the chunks already): the shared frames among them count until they are
+   * written; those that are not were copied into a chunk, and count as the
+   * holder's own bytes. May close holders, as a report does.
+   *
+   * @param chunks The output, in the order it is written.
+   */
+  taken(chunks: readonly Uint8Array[]): void;
+  /**
+   * `bytes` more of the output taken were written (or never will be): the
+   * shared frames they cover are let go.
+   *
+   * @param bytes How many, in order from the start of the output taken.
+   */
+  written(bytes: number): void;
+  /** Takes what the holder holds off the total, for good. */
   close(): void;
 }
 
@@ -20,14 +54,63 @@ export interface BudgetAccount {
 interface BudgetState<Owner> {
   readonly limit: number;
   readonly holders: Set<Holder<Owner>>;
+  // Each shared frame held, and how many times (by every holder together).
+  readonly frames: Map<Uint8Array, number>;
+  // Their bytes, each frame once.
+  sharedBytes: number;
+  // Holders' own bytes as last reported, and sharedBytes.
   total: number;
   enforce(): void;
 }
 
+function hold<Owner>(state: BudgetState<Owner>, frame: Uint8Array): void {
+  const count = state.frames.get(frame) ?? 0;
+  state.frames.set(frame, count + 1);
+  if (count > 0) return;
+  state.sharedBytes += frame.length;
+  state.total += frame.length;
+}
+
+function release<Owner>(state: BudgetState<Owner>, frame: Uint8Array): void {
+  const count = state.frames.get(frame)!;
+  if (count > 1) {
+    state.frames.set(frame, count - 1);
+    return;
+  }
+  state.frames.delete(frame);
+  state.sharedBytes -= frame.length;
+  state.total -= frame.length;
+}
+
+// The shared frames one holder's output references, in output order: those
+// queued, then those taken, each with where it ends in the output taken.
+class SharedFrames {
+  queued: Uint8Array[] = [];
+  taken: Uint8Array[] = [];
+  ends: number[] = [];
+  // The first of `taken` not yet written.
+  next = 0;
+  // How much of the output taken was written.
+  written = 0;
+  // The bytes of the frames queued and of those taken and not written.
+  bytes = 0;
+
+  // What the holder's measure counts of them: all but what was written of
+  // the one being written.
+  unwritten(): number {
+    if (this.next === this.taken.length) return this.bytes;
+    const start = this.ends[this.next] - this.taken[this.next].length;
+    return this.bytes - Math.max(0, this.written - start);
+  }
+}
+
 // A class, not closures: a server keeps one per socket, idle ones included.
 class Holder<Owner> implements BudgetAccount {
+  // What the holder holds but the shared frames, as last measured.
   held = 0;
   open = true;
+  // Allocated with the first shared frame.
+  shared: SharedFrames | null = null;
 
   constructor(
     readonly state: BudgetState<Owner>,
@@ -41,7 +124,7 @@ class Holder<Owner> implements BudgetAccount {
   report(): void {
     const state = this.state;
     if (!this.open || state.limit === Infinity) return;
-    const held = this.measure();
+    const held = this.own();
     const change = held - this.held;
     if (change === 0) return;
     this.held = held;
@@ -49,11 +132,97 @@ class Holder<Owner> implements BudgetAccount {
     if (change > 0 && state.total > state.limit) state.enforce();
   }
 
+  /** What it holds now, less the shared frames. */
+  own(): number {
+    const shared = this.shared;
+    return this.measure() - (shared === null ? 0 : shared.unwritten());
+  }
+
+  /** What closing it would let go: its own bytes and its shared frames. */
+  keeps(): number {
+    return this.held + (this.shared?.bytes ?? 0);
+  }
+
+  share(frame: Uint8Array): void {
+    if (!this.open) return;
+    const shared = this.shared ??= new SharedFrames();
+    shared.queued.push(frame);
+    shared.bytes += frame.length;
+    const state = this.state;
+    hold(state, frame);
+    if (state.total > state.limit) state.enforce();
+  }
+
+  taken(chunks: readonly Uint8Array[]): void {
+    const shared = this.shared;
+    if (shared === null || !this.open) return;
+    // One take per write: what was taken before is written by now.
+    this.#letGo(shared, Infinity);
+    shared.written = 0;
+    if (shared.queued.length === 0) return;
+    // How often each queued frame is still to be found among the chunks.
+    const left = new Map<Uint8Array, number>();
+    for (const frame of shared.queued) {
+      left.set(frame, (left.get(frame) ?? 0) + 1);
+    }
+    shared.queued = [];
+    let end = 0;
+    for (const chunk of chunks) {
+      end += chunk.length;
+      const count = left.get(chunk);
+      if (count === undefined || count === 0) continue;
+      left.set(chunk, count - 1);
+      shared.taken.push(chunk);
+      shared.ends.push(end);
+    }
+    // The rest were copied: the copies are the holder's own bytes.
+    let copied = false;
+    for (const [frame, count] of left) {
+      for (let i = 0; i < count; i++) {
+        shared.bytes -= frame.length;
+        release(this.state, frame);
+        copied = true;
+      }
+    }
+    if (copied) this.report();
+  }
+
+  written(bytes: number): void {
+    const shared = this.shared;
+    if (shared === null || !this.open) return;
+    shared.written += bytes;
+    this.#letGo(shared, shared.written);
+  }
+
+  /** Lets go of the frames taken that end by `offset`. */
+  #letGo(shared: SharedFrames, offset: number): void {
+    const { taken, ends } = shared;
+    let next = shared.next;
+    for (; next < taken.length && ends[next] <= offset; next++) {
+      shared.bytes -= taken[next].length;
+      release(this.state, taken[next]);
+    }
+    if (next > 0 && next === taken.length) {
+      taken.length = 0;
+      ends.length = 0;
+      next = 0;
+    }
+    shared.next = next;
+  }
+
   close(): void {
     if (!this.open) return;
     this.open = false;
-    this.state.holders.delete(this);
-    this.state.total -= this.held;
+    const state = this.state;
+    state.holders.delete(this);
+    state.total -= this.held;
+    const shared = this.shared;
+    if (shared === null) return;
+    this.shared = null;
+    for (const frame of shared.queued) release(state, frame);
+    for (let i = shared.next; i < shared.taken.length; i++) {
+      release(state, shared.taken[i]);
+    }
   }
 }
 
@@ -70,6 +239,14 @@ class Holder<Owner> implements BudgetAccount {
  * accounts holding the most are evicted, largest first, until it is under.
  * An evicted account's bytes no longer count: its holder is expected to let
  * them go at once.
+ *
+ * A frame several accounts share (see {@linkcode BudgetAccount}) counts
+ * once, while any of them holds it. Who holds the most is reckoned by what
+ * each would let go: its own bytes and every shared frame it holds, whole.
+ * Evicting one takes off its own bytes and the frames no other holds; the
+ * next largest goes if that is not enough. A peer that stopped reading while
+ * messages are published is soon the only holder of most of them: it goes
+ * first.
  *
  * @typeParam Owner What each account is for (a socket), for `onEvict`.
  *
@@ -91,11 +268,26 @@ class Holder<Owner> implements BudgetAccount {
  * a.close();
  * assert.equal(budget.total, 0);
  * ```
+ *
+ * @example A frame shared by two holders counts once
+ * ```ts
+ * import { BufferBudget } from "./_buffer_budget.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const budget = new BufferBudget<string>(1000);
+ * const frame = new Uint8Array(600);
+ * // Each measure counts the frame: it is in both outputs, unwritten.
+ * const a = budget.open("a", () => frame.length, () => {});
+ * const b = budget.open("b", () => frame.length, () => {});
+ * a.share(frame);
+ * b.share(frame);
+ * assert.equal(budget.recount(), 600);
+ * ```
  */
 export class BufferBudget<Owner> {
   /** The most bytes all accounts may hold together; `Infinity`: no limit. */
   readonly limit: number;
-  readonly #onEvict: (owner: Owner, held: number) => void;
+  readonly #onEvict: (owner: Owner, held: number, total: number) => void;
   readonly #state: BudgetState<Owner>;
   #enforcing = false;
 
@@ -104,17 +296,20 @@ export class BufferBudget<Owner> {
    *
    * @param limit The most bytes all accounts may hold together.
    * @param onEvict Called for each account evicted, after its own `evict`,
-   * with what it held (to log it, count it).
+   * with what it held (its shared frames whole) and the total before (to
+   * log it, count it).
    */
   constructor(
     limit: number,
-    onEvict: (owner: Owner, held: number) => void = () => {},
+    onEvict: (owner: Owner, held: number, total: number) => void = () => {},
   ) {
     this.limit = limit;
     this.#onEvict = onEvict;
     this.#state = {
       limit,
       holders: new Set(),
+      frames: new Map(),
+      sharedBytes: 0,
       total: 0,
       enforce: () => this.#enforce(),
     };
@@ -132,7 +327,8 @@ export class BufferBudget<Owner> {
    * Opens an account holding nothing yet.
    *
    * @param owner What the account is for.
-   * @param measure What the owner holds now, in bytes: cheap, and exact.
+   * @param measure What the owner holds now, in bytes, the shared frames
+   * its output still counts included: cheap, and exact.
    * @param evict Lets everything the owner holds go, at once: called when
    * the budget is over and this account holds the most.
    * @returns The account, to report to and close.
@@ -150,12 +346,13 @@ export class BufferBudget<Owner> {
    * is now.
    */
   recount(): number {
-    let total = 0;
-    for (const holder of this.#state.holders) {
-      holder.held = holder.measure();
+    const state = this.#state;
+    let total = state.sharedBytes;
+    for (const holder of state.holders) {
+      holder.held = holder.own();
       total += holder.held;
     }
-    return this.#state.total = total;
+    return state.total = total;
   }
 
   /** Over the limit: counts again, and evicts the largest until under. */
@@ -166,15 +363,19 @@ export class BufferBudget<Owner> {
     this.#enforcing = true;
     try {
       if (this.recount() <= this.limit) return;
-      const largestFirst = [...this.#state.holders].sort((a, b) =>
-        b.held - a.held
+      const state = this.#state;
+      const largestFirst = [...state.holders].sort((a, b) =>
+        b.keeps() - a.keeps()
       );
       for (const holder of largestFirst) {
-        if (this.#state.total <= this.limit || holder.held === 0) break;
-        const held = holder.held;
+        const keeps = holder.keeps();
+        if (state.total <= this.limit || keeps === 0) break;
+        const total = state.total;
+        // Takes off its own bytes and the frames no other holds: the total
+        // stays exact.
         holder.close();
         holder.evict();
-        this.#onEvict(holder.owner, held);
+        this.#onEvict(holder.owner, keeps, total);
       }
     } finally {
       this.#enforcing = false;

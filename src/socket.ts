@@ -241,6 +241,10 @@ export class Socket<Data = unknown>
   #transportClosed = false;
   // The server's memory budget: what this socket holds is reported to it.
   readonly #budget: BudgetAccount | null;
+  // The same account, when the budget has a limit: it is told which frames
+  // the output shares with other sockets (published ones), to count them
+  // once. Without a limit nothing is tracked.
+  readonly #shares: BudgetAccount | null;
   // Evicted by the budget: input is no longer kept, and the transport
   // closes once the close frame is written, or after this.
   #evicted = false;
@@ -339,6 +343,7 @@ export class Socket<Data = unknown>
       () => this.#heldBytes(),
       () => this.#evict(),
     ) ?? null;
+    this.#shares = options.budget?.limit === Infinity ? null : this.#budget;
     if (
       options.ticker &&
       (options.pingInterval > 0 || options.pongTimeout > 0 ||
@@ -474,11 +479,11 @@ export class Socket<Data = unknown>
       this.#connection.sendText(bytes, compress);
     } else if (bytes instanceof PreparedMessage) {
       const deflate = this.#deflate;
-      this.#connection.sendEncoded(
-        deflate && compress && bytes.size >= deflate.threshold
-          ? bytes.compressedFrame(deflate)
-          : bytes.frame,
-      );
+      const frame = deflate && compress && bytes.size >= deflate.threshold
+        ? bytes.compressedFrame(deflate)
+        : bytes.frame;
+      // Referenced, not copied: the other recipients' output holds it too.
+      if (this.#connection.sendEncoded(frame)) this.#shares?.share(frame);
     } else referenced = this.#connection.sendBinary(bytes, compress);
     this.#counters.messagesOut++;
     this.#messaged = true;
@@ -1627,6 +1632,7 @@ export class Socket<Data = unknown>
     let size = 0;
     for (let i = 0; i < chunks.length; i++) size += chunks[i].length;
     this.#inFlight = size;
+    this.#shares?.taken(chunks);
     // Queue every write, then wait for the last: one turn, not one per chunk.
     // Output counts as written in steps of 64 KiB or more (a chunk over
     // 576 KiB goes in 512 KiB slices): a slow peer's progress shows in
@@ -1664,6 +1670,7 @@ export class Socket<Data = unknown>
           this.#flushed();
         }, () => {
           // The peer is gone; reading will notice and finish the socket.
+          this.#shares?.written(this.#inFlight);
           this.#inFlight = 0;
           this.#budget?.report();
           this.#abort();
@@ -1676,6 +1683,7 @@ export class Socket<Data = unknown>
   /** Some of the output was written: the peer takes what we send. */
   #wroteSome(size: number): void {
     this.#inFlight -= size;
+    this.#shares?.written(size);
     this.#budget?.report();
     this.#counters.bytesOut += size;
     this.#wrote = true;

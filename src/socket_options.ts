@@ -193,7 +193,9 @@ export interface SocketOptions {
    * The server's memory budget (`maxBufferedBytes`): the socket reports
    * what it holds (a message still arriving, messages not taken, output not
    * written) where that grows or shrinks, and is closed with 1013 when the
-   * budget runs over and it holds the most.
+   * budget runs over and it holds the most. With a limit, it also tells the
+   * budget which frames its output shares with other sockets (prepared
+   * messages), so that each counts once.
    */
   budget?: BufferBudget<Socket<unknown>>;
   /** The server's topic registry, for `subscribe()` and `publish()`. */

@@ -552,10 +552,12 @@ export class Connection {
    *
    * @param frame A complete unmasked data frame (text or binary, FIN set),
    * never modified afterwards; its payload is not checked.
+   * @returns `true` when the output references `frame` rather than a copy
+   * (see `FrameWriter.prototype.writeEncoded`).
    * @throws {TypeError} When the connection is not open, is a client, or
    * `frame` does not start as a whole text or binary frame.
    */
-  sendEncoded(frame: Uint8Array): void {
+  sendEncoded(frame: Uint8Array): boolean {
     checkBytes("send an encoded frame", frame);
     this.#assertOpen("send");
     this.#assertNoFragments();
@@ -574,7 +576,7 @@ export class Connection {
         "Cannot send an encoded frame: it must be a whole unmasked text or binary frame (FIN set); send control frames with ping(), pong() and close()",
       );
     }
-    this.#writer.writeEncoded(frame);
+    return this.#writer.writeEncoded(frame);
   }
 
   /**

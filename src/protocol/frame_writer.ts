@@ -237,17 +237,21 @@ export class FrameWriter {
    * copied there instead.
    *
    * @param frames Encoded frames.
+   * @returns `true` when the writer keeps a reference to `frames` (until
+   * the output is taken: it may still copy a small one then), `false` when
+   * it copied them.
    */
-  writeEncoded(frames: Uint8Array): void {
+  writeEncoded(frames: Uint8Array): boolean {
     const size = frames.length;
     if (
       size <= ARENA_FRAME_LIMIT && this.#openArena === arena &&
       this.#openEnd === arenaUsed && arenaUsed + size <= arena.length
     ) {
       arena.set(frames, this.#reserve(size));
-    } else {
-      this.#push(frames);
+      return false;
     }
+    this.#push(frames);
+    return true;
   }
 
   /**

@@ -141,8 +141,9 @@ export type ServerLogEvent =
   | { type: "timeout"; phase: TimeoutPhase; remoteAddr: Deno.NetAddr }
   /**
    * The sockets together held more than `maxBufferedBytes`: the one holding
-   * the most (`held` bytes) was closed with 1013. `total` is what they all
-   * held then, this one included.
+   * the most (`held` bytes, published frames it had not written included,
+   * whole) was closed with 1013. `total` is what they all held then, this
+   * one included, each published frame once.
    */
   | {
     type: "over-budget";
@@ -303,29 +304,32 @@ export interface ServeOptions<Data = unknown> {
    * The most bytes all WebSocket connections together may hold: messages
    * still arriving (as received, compressed or not), messages and pieces of
    * streamed ones that handlers have not taken yet, and output not yet
-   * written (`bufferedAmount`; a message sent to many sockets counts once
-   * for each, as it is queued, before any of it is written: the budget must
-   * exceed your largest published message times its subscribers, or a
-   * publish closes healthy subscribers). Without it, memory is bounded per connection only (by
+   * written (`bufferedAmount`). A message published to many sockets (or a
+   * `PreparedMessage` sent to them), framed once, counts once while any of
+   * them has not written it, as does its compressed frame, made once for
+   * each permessage-deflate setting; a socket's own sends count for it
+   * alone. Without it, memory is bounded per connection only (by
    * `maxPayload`, `receiveHighWaterMark` and `maxBackpressure`), so
    * `maxConnections` peers that each send most of a large message, or stop
    * reading what they are sent, can make the server hold hundreds of GB.
    *
-   * Over it, the connection holding the most is closed with 1013 (try
+   * Over it, the connection holding the most (its own bytes and every
+   * published frame it has not written, whole) is closed with 1013 (try
    * again later) and what it held is let go at once, then the next largest,
    * until the total is under the budget; each is logged as `over-budget`
    * and counted in `stats().budgetCloses`. A peer with nothing queued for
    * it gets the close frame; one with output queued is likely not reading,
    * and its transport is closed at once. The largest holder is usually the
    * one to blame (a slow reader with a backlog, a large message trickled
-   * in), and closing it frees the most while closing the fewest; but when
-   * many peers each hold a little, the largest may be a legitimate client
-   * in the middle of one large message (bound tricklers with
-   * `messageTimeout` and `maxConnectionsPerAddress`).
+   * in; a subscriber that stopped reading soon holds alone most of what was
+   * published since), and closing it frees the most while closing the
+   * fewest; but when many peers each hold a little, the largest may be a
+   * legitimate client in the middle of one large message (bound tricklers
+   * with `messageTimeout` and `maxConnectionsPerAddress`).
    *
    * Off by default, like `maxConnectionsPerAddress`: a budget too small for
-   * what an application legitimately holds (large uploads, broadcasts to
-   * many subscribers) closes its clients. A server that faces the internet
+   * what an application legitimately holds (large uploads, large broadcasts
+   * that some subscribers read slowly) closes its clients. A server that faces the internet
    * should set it, above what `stats().bufferedBytes` shows under real
    * load, and below the memory the process may use.
    * @default {Infinity}

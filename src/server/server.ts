@@ -271,14 +271,14 @@ export class Server<Data = unknown> implements AsyncDisposable {
     this.#logger = options.logger ?? printErrors();
     this.#budget = new BufferBudget(
       this.#limits.maxBufferedBytes,
-      (socket, held) => {
+      (socket, held, total) => {
         this.#stats.budgetCloses++;
         this.#logger({
           type: "over-budget",
           url: socket.url.href,
           remoteAddr: socket.remoteAddr,
           held,
-          total: this.#budget.total + held,
+          total,
         });
       },
     );

@@ -28,7 +28,9 @@ export interface ServerStats {
   /**
    * Bytes the WebSocket connections hold now: messages still arriving,
    * messages not yet taken by handlers, output not yet written; what
-   * `maxBufferedBytes` bounds.
+   * `maxBufferedBytes` bounds. With `maxBufferedBytes` set, a message
+   * published to many sockets counts once while any has not written it;
+   * without it (nothing is tracked then), once for each.
    */
   bufferedBytes: number;
   /**

@@ -280,7 +280,7 @@ Deno.test("FrameWriter coalesces consecutive small frames into one chunk", () =>
   assert.equal(writer.size, 0);
 });
 
-Deno.test("FrameWriter.writeEncoded references a shared frame, and take() joins a run of them into one chunk", () => {
+Deno.test("FrameWriter.writeEncoded references a shared frame (and says whether it did), and take() joins a run of them into one chunk", () => {
   // Frames encoded once for many writers (a broadcast), as PreparedMessage
   // holds them.
   const encode = (text: string) => {
@@ -293,10 +293,18 @@ Deno.test("FrameWriter.writeEncoded references a shared frame, and take() joins 
   const large = serverFrame(Binary, pattern(20_000, 5));
   // Alone, a shared frame is written as it is: no copy.
   const single = new FrameWriter();
-  single.writeEncoded(first);
+  assert.equal(single.writeEncoded(first), true, "referenced");
   const [only, ...none] = single.take();
   assert.equal(only, first);
   assert.deepEqual(none, []);
+  // Right after the writer's own small frame, a small one is copied next to
+  // it, and writeEncoded says so.
+  const copying = new FrameWriter();
+  copying.writeText(Text, "own");
+  assert.equal(copying.writeEncoded(first), false, "copied");
+  const [joined, ...nothing] = copying.take();
+  assertBytes(joined, concat(serverFrame(Text, "own"), first));
+  assert.deepEqual(nothing, []);
   // Several, between other writers' frames: one chunk per run of small
   // frames, large ones left as they are, bytes in order.
   const writer = new FrameWriter();

@@ -1,7 +1,7 @@
 // The server's memory budget (maxBufferedBytes) as bookkeeping: accounts
 // report what they hold, and the largest are evicted once the total is over.
 import assert from "node:assert/strict";
-import { BufferBudget } from "../../src/_buffer_budget.ts";
+import { type BudgetAccount, BufferBudget } from "../../src/_buffer_budget.ts";
 
 /** A budget over holders whose holdings the test sets by name. */
 function setUp(limit: number, names: string[]) {
@@ -129,4 +129,190 @@ Deno.test("BufferBudget does not evict on a shrink, and an account that reports 
   accounts.b.report();
   assert.deepEqual(evicted, ["a"]);
   assert.equal(budget.recount(), 10);
+});
+
+/**
+ * A holder whose output is a socket's in miniature: chunks queued, some of
+ * them frames shared with other holders (a published message), taken as a
+ * whole, then written in order. Its measure counts what is queued and what
+ * is taken and not written, as `bufferedAmount` does.
+ */
+class Output {
+  readonly account: BudgetAccount;
+  queued: Uint8Array[] = [];
+  inFlight = 0;
+
+  constructor(budget: BufferBudget<string>, name: string, evicted: string[]) {
+    this.account = budget.open(name, () => this.measure(), () => {
+      evicted.push(name);
+      this.queued = [];
+      this.inFlight = 0;
+    });
+  }
+
+  measure(): number {
+    return this.queued.reduce((sum, chunk) => sum + chunk.length, 0) +
+      this.inFlight;
+  }
+
+  /** Queues its own bytes (a copy no other holder has). */
+  send(length: number): void {
+    this.queued.push(new Uint8Array(length));
+    this.account.report();
+  }
+
+  /** Queues a frame other holders may queue too. */
+  publish(frame: Uint8Array): void {
+    this.queued.push(frame);
+    this.account.share(frame);
+    this.account.report();
+  }
+
+  /** Takes the output; `join` copies it all into one chunk. */
+  take(join = false): void {
+    const size = this.measure() - this.inFlight;
+    const chunks = join ? [new Uint8Array(size)] : this.queued;
+    this.queued = [];
+    this.inFlight += size;
+    this.account.taken(chunks);
+  }
+
+  write(bytes = this.inFlight): void {
+    this.inFlight -= bytes;
+    this.account.written(bytes);
+    this.account.report();
+  }
+}
+
+/** A budget over {@linkcode Output}s. */
+function outputs(limit: number, names: string[]) {
+  const evicted: string[] = [];
+  const logged: [string, number, number][] = [];
+  const budget = new BufferBudget<string>(
+    limit,
+    (owner, held, total) => logged.push([owner, held, total]),
+  );
+  const all = Object.fromEntries(
+    names.map((name) => [name, new Output(budget, name, evicted)]),
+  );
+  return { budget, evicted, logged, outputs: all };
+}
+
+Deno.test("BufferBudget counts a frame shared by several accounts once, until the last has written it", () => {
+  const { budget, outputs: { a, b, c } } = outputs(10_000, ["a", "b", "c"]);
+  const frame = new Uint8Array(1000);
+  for (const output of [a, b, c]) output.publish(frame);
+  assert.equal(budget.total, 1000);
+  assert.equal(budget.recount(), 1000);
+  a.send(10); // its own bytes count as before
+  assert.equal(budget.total, 1010);
+  a.take();
+  assert.equal(budget.recount(), 1010, "taken, not written: still held");
+  a.write();
+  assert.equal(budget.total, 1000, "b and c still hold it");
+  assert.equal(budget.recount(), 1000);
+  b.take();
+  b.write();
+  c.take();
+  assert.equal(budget.recount(), 1000);
+  c.write();
+  assert.equal(budget.total, 0);
+  assert.equal(budget.recount(), 0);
+});
+
+Deno.test("BufferBudget counts a shared frame that was copied when the output was taken as the account's own bytes", () => {
+  const { budget, outputs: { a, b } } = outputs(10_000, ["a", "b"]);
+  const frame = new Uint8Array(100);
+  a.publish(frame);
+  a.send(50);
+  b.publish(frame);
+  assert.equal(budget.total, 150);
+  a.take(true); // one chunk: a copy of the frame and its own 50 bytes
+  assert.equal(budget.total, 250, "b's frame, and a's copy");
+  assert.equal(budget.recount(), 250);
+  b.take();
+  b.write();
+  assert.equal(budget.recount(), 150);
+  a.write();
+  assert.equal(budget.recount(), 0);
+});
+
+Deno.test("BufferBudget counts a shared frame written in parts whole until its last byte is written", () => {
+  const { budget, outputs: { a, b } } = outputs(1_000_000, ["a", "b"]);
+  const own = 300;
+  const frame = new Uint8Array(1000);
+  a.send(own);
+  a.publish(frame);
+  a.take();
+  b.publish(frame);
+  for (const [bytes, total] of [[200, 1100], [400, 1000], [700, 1000]]) {
+    a.write(bytes);
+    assert.equal(budget.total, total);
+    assert.equal(budget.recount(), total);
+  }
+  b.take();
+  b.write();
+  assert.equal(budget.recount(), 0);
+});
+
+Deno.test("BufferBudget lets go of the shared frames an account queued or took when it closes, and of each as often as it was queued", () => {
+  const { budget, outputs: { a, b } } = outputs(1_000_000, ["a", "b"]);
+  const first = new Uint8Array(1000);
+  const second = new Uint8Array(500);
+  a.publish(first);
+  a.publish(first); // the same frame twice
+  a.take();
+  a.publish(second);
+  b.publish(second);
+  assert.equal(budget.recount(), 1500);
+  a.write(1000); // the first copy of `first` is written, the other is not
+  assert.equal(budget.recount(), 1500);
+  a.account.close();
+  assert.equal(budget.total, 500, "b still holds the second");
+  assert.equal(budget.recount(), 500);
+  a.account.written(1000); // a closed account is told nothing more
+  a.account.share(first);
+  assert.equal(budget.recount(), 500);
+  b.account.close();
+  assert.equal(budget.total, 0);
+  assert.equal(budget.recount(), 0);
+});
+
+Deno.test("BufferBudget evicts the account that stopped writing while frames are shared: it alone holds most of them, and the others keep theirs", () => {
+  const { budget, evicted, logged, outputs: { reader, other, stalled } } =
+    outputs(3000, ["reader", "other", "stalled"]);
+  let published = 0;
+  while (evicted.length === 0 && published < 100) {
+    const frame = new Uint8Array(1000);
+    for (const output of [reader, other, stalled]) output.publish(frame);
+    for (const output of [reader, other]) {
+      output.take();
+      output.write();
+    }
+    published++;
+  }
+  // The fourth frame takes it over 3000: the stalled account holds three
+  // alone, and the reader holds the fourth too.
+  assert.equal(published, 4);
+  assert.deepEqual(evicted, ["stalled"]);
+  assert.deepEqual(logged, [["stalled", 3000, 4000]]);
+  assert.equal(budget.total, 0, "the readers wrote the fourth");
+  assert.equal(budget.recount(), 0);
+});
+
+Deno.test("BufferBudget evicts the next largest when the largest shares what it holds: the total is counted anew after each", () => {
+  const { budget, evicted, logged, outputs: { first, second, small } } =
+    outputs(3000, ["first", "second", "small"]);
+  const frames = [1, 2, 3].map(() => new Uint8Array(1000));
+  for (const frame of frames) {
+    first.publish(frame);
+    second.publish(frame);
+  }
+  assert.deepEqual(evicted, []);
+  // 3500: each of the two holds 3000, but closing one frees nothing.
+  small.send(500);
+  assert.deepEqual(evicted, ["first", "second"]);
+  assert.deepEqual(logged, [["first", 3000, 3500], ["second", 3000, 3500]]);
+  assert.equal(budget.total, 500);
+  assert.equal(budget.recount(), 500);
 });

@@ -2,10 +2,13 @@ import assert from "node:assert/strict";
 import {
   CLOSE_REASON,
   ConnectionClosedError,
+  prepareMessage,
   serve,
   type ServerLogEvent,
   type Socket,
 } from "../../mod.ts";
+import { BufferBudget } from "../../src/_buffer_budget.ts";
+import { randomBytes } from "../deflate/_helpers.ts";
 import {
   CHUNK,
   DEADLINE,
@@ -21,6 +24,7 @@ import {
   pattern,
   rawHandshake,
   seqOf,
+  socketOver,
   SocketTracker,
   waitUntil,
   withTimeout,
@@ -359,4 +363,270 @@ Deno.test("serve({maxBufferedBytes: Infinity}) is the default: no budget", async
   await using client = await NpmClient.connect(wsUrl(server.addr));
   assert.deepEqual(await client.roundTrip(pattern(100_000)), pattern(100_000));
   assert.equal(server.stats().budgetCloses, 0);
+});
+
+/** A handler that subscribes its socket to "room" and counts it. */
+function roomHandler(tracker = new SocketTracker()) {
+  let subscribed = 0;
+  const handler = tracker.wrap(async (socket) => {
+    socket.subscribe("room");
+    subscribed++;
+    await socket.closed;
+  });
+  return { handler, subscribed: () => subscribed };
+}
+
+for (const deflate of [false, true]) {
+  Deno.test(
+    `serve({maxBufferedBytes${
+      deflate ? ", perMessageDeflate" : ""
+    }}) counts a message published to many subscribers once: 200 KiB ${
+      deflate ? "(compressed once) " : ""
+    }to 19 npm:ws clients under a 2 MiB budget closes none of them, and each gets it`,
+    async () => {
+      const { events, logger } = budgetEvents();
+      const room = roomHandler();
+      await using server = serve({
+        ...LOCAL,
+        maxBufferedBytes: 2 * 1024 * KIB,
+        perMessageDeflate: deflate,
+        pingInterval: 0,
+        logger,
+      }, room.handler);
+      await using clients = new AsyncDisposableStack();
+      const subscribers: NpmClient[] = [];
+      for (let i = 0; i < 19; i++) {
+        const client = await NpmClient.connect(wsUrl(server.addr), {
+          perMessageDeflate: deflate,
+        });
+        subscribers.push(clients.use(client));
+        assert.equal(
+          client.ws.extensions.includes("permessage-deflate"),
+          deflate,
+        );
+      }
+      await waitUntil(() => room.subscribed() === 19, "19 subscribers");
+      // Incompressible: compressed, it is no smaller.
+      const message = randomBytes(200 * KIB, 7);
+      assert.equal(server.publish("room", message), 19);
+      for (const subscriber of subscribers) {
+        assert.deepEqual(await subscriber.next(), message);
+      }
+      assert.deepEqual(events, []);
+      assert.equal(server.stats().budgetCloses, 0);
+      await waitUntil(
+        () => server.stats().bufferedBytes === 0,
+        "bufferedBytes back to 0 once written",
+      );
+    },
+  );
+}
+
+Deno.test(
+  "serve({maxBufferedBytes}) still closes the subscriber that stops reading with 1013: as publishes pile up, it alone holds most of them; the npm:ws subscribers that read get every one",
+  async () => {
+    const tracker = new SocketTracker();
+    const { events, logger } = budgetEvents();
+    const room = roomHandler(tracker);
+    await using server = serve({
+      ...LOCAL,
+      maxBufferedBytes: 2 * 1024 * KIB,
+      // Far above the budget: the budget is what stops the backlog.
+      maxBackpressure: 256 * 1024 * KIB,
+      pingInterval: 0,
+      logger,
+    }, room.handler);
+    using stalled = await rawHandshake(server.addr); // never reads
+    await using first = await NpmClient.connect(wsUrl(server.addr));
+    await using second = await NpmClient.connect(wsUrl(server.addr));
+    await using third = await NpmClient.connect(wsUrl(server.addr));
+    const readers = [first, second, third];
+    await waitUntil(() => room.subscribed() === 4, "4 subscribers");
+    const stalledSocket = await tracker.socket(stalled.port);
+    let sent = 0;
+    for (; sent < MAX_CHUNKS && stalledSocket.state === "open"; sent++) {
+      server.publish("room", numbered(sent));
+      for (const reader of readers) {
+        assert.equal(seqOf((await reader.next()) as Uint8Array), sent);
+      }
+    }
+    const info = await withTimeout(stalledSocket.closed, DEADLINE, "1013");
+    assert.deepEqual(
+      { code: info.code, reason: info.reason, wasClean: info.wasClean },
+      OVER_BUDGET,
+    );
+    assert.equal(events.length, 1);
+    assert.equal(events[0].remoteAddr.port, stalled.port);
+    assert.ok(events[0].held > 2 * 1024 * KIB - 2 * CHUNK, `${events[0].held}`);
+
+    for (const reader of readers) {
+      assert.equal((await tracker.socket(reader.port)).state, "open");
+    }
+    assert.equal(server.publish("room", "still here"), 3);
+    for (const reader of readers) {
+      assert.equal(await reader.next(), "still here");
+    }
+    assert.equal(server.stats().budgetCloses, 1);
+    await waitUntil(
+      () => server.stats().bufferedBytes === 0,
+      "bufferedBytes back to 0",
+    );
+  },
+);
+
+Deno.test(
+  "Server.stats().bufferedBytes goes back to 0 under maxBufferedBytes after publishes of every size, compressed or not, to subscribers that read, and to subscribers that stop reading and leave",
+  async () => {
+    const tracker = new SocketTracker();
+    const room = roomHandler(tracker);
+    await using server = serve({
+      ...LOCAL,
+      maxBufferedBytes: 256 * 1024 * KIB,
+      maxBackpressure: 256 * 1024 * KIB,
+      perMessageDeflate: true,
+      pingInterval: 0,
+    }, room.handler);
+    await using plain = await NpmClient.connect(wsUrl(server.addr));
+    await using compressing = await NpmClient.connect(wsUrl(server.addr), {
+      perMessageDeflate: true,
+    });
+    const readers = [plain, compressing];
+    using first = await rawHandshake(server.addr); // never reads
+    using second = await rawHandshake(server.addr); // nor does this one
+    await waitUntil(() => room.subscribed() === 4, "4 subscribers");
+    // Small ones (joined into one write, copied), one over the write slice
+    // (written in parts), text and binary, compressible or not.
+    const sizes = [0, 10, 5 * KIB, 20 * KIB, 300 * KIB, 700 * KIB];
+    let round = 0;
+    const publishRound = async () => {
+      const messages = sizes.flatMap((size, i) => [
+        randomBytes(size, round * 10 + i),
+        "x".repeat(size),
+      ]);
+      round++;
+      for (const message of messages) server.publish("room", message);
+      for (const reader of readers) {
+        for (const message of messages) {
+          assert.deepEqual(await reader.next(), message);
+        }
+      }
+    };
+    // Each subscriber that never reads leaves with a backlog unwritten.
+    for (const peer of [first, second]) {
+      const socket = await tracker.socket(peer.port);
+      while (socket.bufferedAmount === 0 && round < 64) await publishRound();
+      assert.ok(socket.bufferedAmount > 0, "a backlog");
+      peer.close();
+      await tracker.closed(peer.port);
+    }
+    await publishRound();
+    await waitUntil(
+      () => server.stats().bufferedBytes === 0,
+      "bufferedBytes back to 0 once written",
+    );
+    await plain.close();
+    await compressing.close();
+    assert.equal(server.stats().bufferedBytes, 0);
+    assert.equal(server.stats().budgetCloses, 0);
+  },
+);
+
+/**
+ * A server socket under `budget` whose peer sends nothing and takes nothing
+ * written until `release()`; `leave()` ends the connection from its side.
+ */
+function heldWrites(budget: BufferBudget<Socket>) {
+  const gone = Promise.withResolvers<void>();
+  const gate = Promise.withResolvers<void>();
+  let writes = 0;
+  const readable = new ReadableStream({
+    type: "bytes",
+    async pull(controller) {
+      await gone.promise;
+      controller.close();
+      controller.byobRequest?.respond(0);
+    },
+  });
+  const writable = new WritableStream<Uint8Array>({
+    async write() {
+      writes++;
+      // A peer that left takes nothing more.
+      await Promise.race([
+        gate.promise,
+        gone.promise.then(() => Promise.reject(new Error("reset"))),
+      ]);
+    },
+  });
+  const socket = socketOver(readable, writable, { budget }, gone.resolve);
+  const running = socket.run();
+  return {
+    socket,
+    writes: () => writes,
+    release: () => gate.resolve(),
+    leave: () => gone.resolve(),
+    async end() {
+      gone.resolve();
+      gate.resolve();
+      await running;
+    },
+  };
+}
+
+Deno.test("Socket: a prepared message queued on several sockets counts once in the server's budget while any of them has not written it, and goes with the last", async () => {
+  const budget = new BufferBudget<Socket>(64 * 1024 * KIB);
+  const [written, leaving, holding] = [0, 1, 2].map(() => heldWrites(budget));
+  // Over the write slice: it goes out in parts.
+  const prepared = prepareMessage(new Uint8Array(700 * KIB));
+  const size = prepared.frame.length;
+  for (const { socket } of [written, leaving, holding]) {
+    socket.trySend(prepared);
+  }
+  assert.equal(budget.total, size);
+  assert.equal(budget.recount(), size);
+  written.socket.trySend(new Uint8Array(20 * KIB)); // its own: counts apart
+  assert.equal(budget.recount(), size + 20 * KIB + 4);
+  await waitUntil(
+    () => [written, leaving, holding].every((peer) => peer.writes() > 0),
+    "the writes to start",
+  );
+  assert.equal(budget.recount(), size + 20 * KIB + 4, "being written");
+
+  written.release();
+  await waitUntil(() => written.socket.bufferedAmount === 0, "the writes");
+  assert.equal(budget.recount(), size, "two hold it still");
+  leaving.leave();
+  await withTimeout(leaving.socket.closed, DEADLINE, "the socket to close");
+  assert.equal(budget.recount(), size, "one holds it still");
+  assert.equal(budget.total, size);
+  holding.release();
+  await waitUntil(() => holding.socket.bufferedAmount === 0, "the writes");
+  assert.equal(budget.total, 0);
+  assert.equal(budget.recount(), 0);
+  await Promise.all([written, leaving, holding].map((peer) => peer.end()));
+});
+
+Deno.test("Socket: small prepared messages copied into one write count as each socket's own bytes once taken, and not at all once written", async () => {
+  const budget = new BufferBudget<Socket>(64 * 1024 * KIB);
+  const peers = [0, 1].map(() => heldWrites(budget));
+  const messages = [prepareMessage(pattern(1000, 1)), prepareMessage("two")];
+  const size = messages[0].frame.length + messages[1].frame.length;
+  for (const { socket } of peers) {
+    for (const message of messages) socket.trySend(message);
+  }
+  assert.equal(budget.total, size);
+  await waitUntil(
+    () => peers.every((peer) => peer.writes() > 0),
+    "the writes to start",
+  );
+  // One write each, of a copy of both frames.
+  assert.equal(budget.total, 2 * size);
+  assert.equal(budget.recount(), 2 * size);
+  for (const peer of peers) peer.release();
+  await waitUntil(
+    () => peers.every((peer) => peer.socket.bufferedAmount === 0),
+    "the writes",
+  );
+  assert.equal(budget.total, 0);
+  assert.equal(budget.recount(), 0);
+  await Promise.all(peers.map((peer) => peer.end()));
 });

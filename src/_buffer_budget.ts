@@ -1,3 +1,5 @@
+import { type Slot, SlotList } from "./_slot_list.ts";
+
 /**
  * One holder of bytes under a {@linkcode BufferBudget}: a socket reports
  * what it holds with {@linkcode BudgetAccount.prototype.report} where that
@@ -53,7 +55,8 @@ export interface BudgetAccount {
 // What the accounts of one budget share.
 interface BudgetState<Owner> {
   readonly limit: number;
-  readonly holders: Set<Holder<Owner>>;
+  // Not a Set: see SlotList.
+  readonly holders: SlotList<Holder<Owner>>;
   // Each shared frame held, and how many times (by every holder together).
   readonly frames: Map<Uint8Array, number>;
   // Their bytes, each frame once.
@@ -111,6 +114,8 @@ class Holder<Owner> implements BudgetAccount {
   open = true;
   // Allocated with the first shared frame.
   shared: SharedFrames | null = null;
+  // Its place among the budget's holders.
+  slot: Slot<Holder<Owner>> | null = null;
 
   constructor(
     readonly state: BudgetState<Owner>,
@@ -214,7 +219,7 @@ class Holder<Owner> implements BudgetAccount {
     if (!this.open) return;
     this.open = false;
     const state = this.state;
-    state.holders.delete(this);
+    state.holders.remove(this.slot!);
     state.total -= this.held;
     const shared = this.shared;
     if (shared === null) return;
@@ -307,7 +312,7 @@ export class BufferBudget<Owner> {
     this.#onEvict = onEvict;
     this.#state = {
       limit,
-      holders: new Set(),
+      holders: new SlotList(),
       frames: new Map(),
       sharedBytes: 0,
       total: 0,
@@ -335,7 +340,7 @@ export class BufferBudget<Owner> {
    */
   open(owner: Owner, measure: () => number, evict: () => void): BudgetAccount {
     const holder = new Holder(this.#state, owner, measure, evict);
-    this.#state.holders.add(holder);
+    holder.slot = this.#state.holders.add(holder);
     return holder;
   }
 
@@ -348,10 +353,10 @@ export class BufferBudget<Owner> {
   recount(): number {
     const state = this.#state;
     let total = state.sharedBytes;
-    for (const holder of state.holders) {
+    state.holders.forEach((holder) => {
       holder.held = holder.own();
       total += holder.held;
-    }
+    });
     return state.total = total;
   }
 
@@ -364,7 +369,7 @@ export class BufferBudget<Owner> {
     try {
       if (this.recount() <= this.limit) return;
       const state = this.#state;
-      const largestFirst = [...state.holders].sort((a, b) =>
+      const largestFirst = state.holders.toArray().sort((a, b) =>
         b.keeps() - a.keeps()
       );
       for (const holder of largestFirst) {

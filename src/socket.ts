@@ -33,7 +33,8 @@ import { PieceQueue } from "./_piece_queue.ts";
 import type { BudgetAccount } from "./_buffer_budget.ts";
 import { concat } from "./protocol/_bytes.ts";
 import { describe, shown } from "./protocol/_describe.ts";
-import type { Topics } from "./pubsub/topics.ts";
+import type { Subscriber, Topics } from "./pubsub/topics.ts";
+import type { Slot } from "./_slot_list.ts";
 
 interface Waiter {
   seq: number;
@@ -221,7 +222,8 @@ export class Socket<Data = unknown>
   #rtt: number | undefined;
   #stopTicking: (() => void) | null = null;
   // Topics this socket is subscribed to.
-  #subscriptions: Set<string> | null = null;
+  // Each topic subscribed to, and the subscription.
+  #subscriptions: Map<string, Slot<Subscriber>> | null = null;
   // Closing.
   #forcedClose: { code: number; reason: string } | null = null;
   #peerClose: { code: number; reason: string } | null = null;
@@ -753,9 +755,10 @@ export class Socket<Data = unknown>
   subscribe(topic: string): boolean {
     const topics = this.#topics("subscribe");
     if (this.#info !== null) return false;
-    const added = topics.subscribe(topic, this); // throws for a bad topic
-    (this.#subscriptions ??= new Set()).add(topic);
-    return added;
+    if (this.#subscriptions?.has(topic)) return false;
+    const subscription = topics.subscribe(topic, this); // throws for a bad topic
+    (this.#subscriptions ??= new Map()).set(topic, subscription);
+    return true;
   }
 
   /**
@@ -767,7 +770,9 @@ export class Socket<Data = unknown>
    */
   unsubscribe(topic: string): boolean {
     const topics = this.#topics("unsubscribe");
-    const removed = topics.unsubscribe(topic, this); // throws for a bad topic
+    const subscription = this.#subscriptions?.get(topic);
+    // Throws for a bad topic.
+    const removed = topics.unsubscribe(topic, subscription);
     this.#subscriptions?.delete(topic);
     return removed;
   }
@@ -778,7 +783,7 @@ export class Socket<Data = unknown>
    * tell which rooms the peer left.
    */
   get subscriptions(): ReadonlySet<string> {
-    return this.#subscriptions ?? new Set();
+    return new Set(this.#subscriptions?.keys());
   }
 
   /**
@@ -2049,8 +2054,8 @@ export class Socket<Data = unknown>
     // Nothing more is written: free the frame buffer kept for reuse.
     if (this.#connection.state === "closed") this.#connection.releaseOutput([]);
     // Out of every topic; `subscriptions` still lists them for cleanup code.
-    for (const topic of this.#subscriptions ?? []) {
-      this.#options.topics?.unsubscribe(topic, this);
+    for (const [topic, subscription] of this.#subscriptions ?? []) {
+      this.#options.topics?.unsubscribe(topic, subscription);
     }
     const failure = this.#failure;
     const forced = this.#forcedClose;

@@ -1,3 +1,5 @@
+import { SlotList } from "./_slot_list.ts";
+
 /**
  * One interval timer for many sockets: keepalive and idle checks of every
  * socket run on a shared tick instead of a timer each, so idle sockets cost
@@ -6,7 +8,8 @@
  */
 export class Ticker {
   readonly #period: number;
-  readonly #callbacks = new Set<(now: number) => void>();
+  // Not a Set: see SlotList.
+  readonly #callbacks = new SlotList<(now: number) => void>();
   #timer: ReturnType<typeof setInterval> | undefined;
 
   /**
@@ -26,17 +29,17 @@ export class Ticker {
    * @returns Unregisters the callback.
    */
   add(callback: (now: number) => void): () => void {
-    this.#callbacks.add(callback);
+    const slot = this.#callbacks.add(callback);
     if (this.#timer === undefined) {
       const timer = setInterval(() => {
         const now = performance.now();
-        for (const tick of this.#callbacks) tick(now);
+        this.#callbacks.forEach((tick) => tick(now));
       }, this.#period);
       Deno.unrefTimer(timer);
       this.#timer = timer;
     }
     return () => {
-      this.#callbacks.delete(callback);
+      this.#callbacks.remove(slot);
       if (this.#callbacks.size === 0 && this.#timer !== undefined) {
         clearInterval(this.#timer);
         this.#timer = undefined;

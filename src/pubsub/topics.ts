@@ -2,6 +2,7 @@ import { describe } from "../protocol/_describe.ts";
 import { PreparedMessage } from "../protocol/prepared_message.ts";
 import type { SendStatus } from "../socket_options.ts";
 import type { PubSubAdapter } from "./adapter.ts";
+import { type Slot, SlotList } from "../_slot_list.ts";
 
 /** A socket as the topic registry sees it. */
 export interface Subscriber {
@@ -22,7 +23,8 @@ export interface PublishOptions {
  * its backpressure policy and never stalls the others.
  */
 export class Topics {
-  readonly #topics = new Map<string, Set<Subscriber>>();
+  // Subscribers in SlotLists, not Sets: see SlotList.
+  readonly #topics = new Map<string, SlotList<Subscriber>>();
   readonly #adapter: PubSubAdapter | undefined;
   readonly #onError: (error: unknown) => void;
   readonly #started: Promise<void>;
@@ -53,38 +55,41 @@ export class Topics {
   }
 
   /**
-   * Subscribes `subscriber` to `topic`.
+   * Subscribes `subscriber` to `topic`; the caller knows it is not
+   * subscribed yet.
    *
    * @param topic The topic.
    * @param subscriber The socket.
-   * @returns `false` when it was subscribed already.
+   * @returns Its subscription, to unsubscribe with.
+   * @throws {TypeError} For a topic that is not a well-formed string.
    */
-  subscribe(topic: string, subscriber: Subscriber): boolean {
+  subscribe(topic: string, subscriber: Subscriber): Slot<Subscriber> {
     checkTopic("subscribe", topic);
     let subscribers = this.#topics.get(topic);
     if (subscribers === undefined) {
-      subscribers = new Set();
+      subscribers = new SlotList();
       this.#topics.set(topic, subscribers);
       this.#call(() => this.#adapter?.subscribe?.(topic));
     }
-    if (subscribers.has(subscriber)) return false;
-    subscribers.add(subscriber);
-    return true;
+    return subscribers.add(subscriber);
   }
 
   /**
-   * Unsubscribes `subscriber` from `topic`.
+   * Ends a subscription to `topic`.
    *
    * @param topic The topic.
-   * @param subscriber The socket.
-   * @returns `false` when it was not subscribed.
+   * @param subscription What `subscribe()` returned; `undefined` for none.
+   * @returns `false` when there was no subscription.
+   * @throws {TypeError} For a topic that is not a well-formed string.
    */
-  unsubscribe(topic: string, subscriber: Subscriber): boolean {
+  unsubscribe(
+    topic: string,
+    subscription: Slot<Subscriber> | undefined,
+  ): boolean {
     checkTopic("unsubscribe", topic);
     const subscribers = this.#topics.get(topic);
-    if (subscribers === undefined || !subscribers.delete(subscriber)) {
-      return false;
-    }
+    if (subscribers === undefined || subscription === undefined) return false;
+    subscribers.remove(subscription);
     if (subscribers.size === 0) {
       this.#topics.delete(topic);
       this.#call(() => this.#adapter?.unsubscribe?.(topic));
@@ -156,18 +161,18 @@ export class Topics {
     const subscribers = this.#topics.get(topic);
     if (subscribers === undefined) return 0;
     let queued = 0;
-    for (const subscriber of subscribers) {
-      if (subscriber === except) continue;
+    subscribers.forEach((subscriber) => {
+      if (subscriber === except) return;
       let status;
       try {
         status = subscriber.trySend(prepared);
       } catch (error) {
         // One broken subscriber must not keep the message from the rest.
         this.#onError(error);
-        continue;
+        return;
       }
       if (status === "sent" || status === "backpressure") queued++;
-    }
+    });
     return queued;
   }
 

@@ -40,6 +40,7 @@ import { AddressCounts } from "./_address_counts.ts";
 import { BufferBudget } from "../_buffer_budget.ts";
 import { serveHttpRequest } from "./http_exchange.ts";
 import { type PublishOptions, Topics } from "../pubsub/topics.ts";
+import { type Slot, SlotList } from "../_slot_list.ts";
 import {
   negotiatePerMessageDeflate,
   type PerMessageDeflateOptions,
@@ -176,33 +177,29 @@ export class Server<Data = unknown> implements AsyncDisposable {
   readonly #stats = new StatsCollector();
   readonly #topics: Topics;
   readonly #deflateOptions: PerMessageDeflateOptions | undefined;
-  readonly #conns = new Set<Deno.Conn>();
+  // Connections join and leave the lists below, which are SlotLists: a Set
+  // or Map would keep every connection it ever listed alive through V8's
+  // young-generation collections (see SlotList). Each connection's Peer
+  // holds its slots, and what it is doing.
+  // Connections being served.
+  readonly #conns = new SlotList<Peer<Data>>();
   // Connections being refused (503 past maxConnections, 429 past
   // maxConnectionsPerAddress) while their answer goes out: not counted in
   // #conns, so that a flood being refused does not take the slots of the
   // clients it would let in; at most maxConnections of them (64 to 1024)
   // at once, beyond which a connection over a limit is closed unanswered.
-  readonly #refusing = new Set<Deno.Conn>();
+  readonly #refusing = new SlotList<Deno.Conn>();
   // Connections per client address, when maxConnectionsPerAddress is set.
   readonly #perAddress: AddressCounts | null;
-  // Open sockets and the transport behind each.
-  readonly #sockets = new Map<Socket<Data>, Deno.Conn>();
+  // Open sockets.
+  readonly #sockets = new SlotList<Socket<Data>>();
   // What the sockets hold together, against maxBufferedBytes.
   readonly #budget: BufferBudget<Socket<unknown>>;
   // Connections being served, and who waits for the last to end.
   #active = 0;
   #allEnded: (() => void) | null = null;
-  // Handshake deadlines, checked on the ticker.
-  readonly #deadlines = new Map<
-    Deno.Conn,
-    { at: number; phase: TimeoutPhase; onExpiry: (() => void) | undefined }
-  >();
-  readonly #shutdownCallbacks = new Set<() => void>();
-  // Connections whose opening handshake has been read and is being
-  // answered: shutdown lets them have their 503.
-  readonly #upgrading = new Set<Deno.Conn>();
-  // HTTP exchanges under way, which shutdown gives until its timeout.
-  readonly #exchanges = new Map<Deno.Conn, () => void>();
+  // Connections with a deadline (Peer.deadline), checked on the ticker.
+  readonly #deadlines = new SlotList<Peer<Data>>();
   #stopDeadlineChecks: (() => void) | null = null;
   #shutdown: Promise<void> | null = null;
 
@@ -347,7 +344,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
    * ```
    */
   sockets(): Socket<Data>[] {
-    return [...this.#sockets.keys()];
+    return this.#sockets.toArray();
   }
 
   /**
@@ -517,25 +514,19 @@ export class Server<Data = unknown> implements AsyncDisposable {
     } catch {
       // Already closed.
     }
-    for (const callback of this.#shutdownCallbacks) callback();
+    this.#conns.forEach((peer) => peer.stopHook?.());
     // Connections waiting for a request head (a handshake, an idle
     // keep-alive) just close; HTTP exchanges under way may finish, and
     // their responses say `Connection: close`; handshakes being answered
     // get a 503.
-    const upgraded = new Set(this.#sockets.values());
-    for (const conn of this.#refusing) closeQuietly(conn);
-    for (const conn of this.#conns) {
-      if (
-        !upgraded.has(conn) && !this.#exchanges.has(conn) &&
-        !this.#upgrading.has(conn)
-      ) {
-        closeQuietly(conn);
-      }
-    }
+    this.#refusing.forEach(closeQuietly);
+    this.#conns.forEach((peer) => {
+      if (peer.state === "reading") closeQuietly(peer.conn);
+    });
     // A message still streaming out gets half of what is left for the
     // closing handshake, so that its socket still closes cleanly in time.
     const streamGrace = Math.min(this.#limits.closeTimeout, timeout) / 2;
-    const closing = [...this.#sockets.keys()].map((socket) =>
+    const closing = this.#sockets.toArray().map((socket) =>
       socket.close(code, reason, { streamGrace })
     );
     const outcome = await Promise.race([
@@ -545,9 +536,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
     if (outcome === "timeout") {
       // What is left is cut off: exchanges are abandoned, transports closed
       // (their sockets report 1006), and handlers get one more turn.
-      for (const abandon of this.#exchanges.values()) abandon();
-      for (const conn of this.#conns) closeQuietly(conn);
-      for (const conn of this.#refusing) closeQuietly(conn);
+      this.#conns.forEach((peer) => peer.abandon?.());
+      this.#conns.forEach((peer) => closeQuietly(peer.conn));
+      this.#refusing.forEach(closeQuietly);
       await Promise.all(closing);
       await Promise.race([
         this.finished,
@@ -593,8 +584,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   /** `address`: its key in `#perAddress`, if it was counted there. */
-  #connectionEnded(conn: Deno.Conn, address: string | undefined): void {
-    this.#conns.delete(conn);
+  #connectionEnded(peer: Peer<Data>, address: string | undefined): void {
+    this.#conns.remove(peer.slot);
     if (address !== undefined) this.#perAddress!.release(address);
     if (--this.#active === 0) this.#allEnded?.();
   }
@@ -602,16 +593,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
   async #serveConnection(conn: Deno.Conn): Promise<void> {
     // Frames leave when written: no Nagle delay behind unacknowledged ones.
     if (this.#scheme === "ws") (conn as Deno.TcpConn).setNoDelay(true);
-    const peer: Peer = {
-      conn,
-      remoteAddr: conn.remoteAddr as Deno.NetAddr,
-      reader: conn.readable.getReader({ mode: "byob" }),
-      writer: conn.writable.getWriter(),
-    };
+    const peer = new Peer<Data>(conn, this.#conns);
     let upgraded = false;
     // The key this connection is counted under per address, if it is.
     let address: string | undefined;
-    this.#conns.add(conn);
     try {
       if (this.#conns.size > this.#limits.maxConnections) {
         await this.#refuseOverLimit(
@@ -647,7 +632,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
           upgraded = true;
           // Not awaited: nothing of this function is held while the socket
           // runs. The socket closes its transport itself.
-          this.#runSocket(socket, conn, address);
+          this.#runSocket(socket, peer, address);
           return;
         }
         // Plain HTTP, within the request timeout (a handler that never
@@ -662,12 +647,13 @@ export class Server<Data = unknown> implements AsyncDisposable {
           abandoned.reject(new Error("abandoned"));
         };
         this.#startDeadline(
-          conn,
+          peer,
           "request",
           this.#limits.requestTimeout,
           abandon,
         );
-        this.#exchanges.set(conn, abandon);
+        peer.state = "exchange";
+        peer.abandon = abandon;
         let responseStarted = false;
         let exchange;
         try {
@@ -689,14 +675,14 @@ export class Server<Data = unknown> implements AsyncDisposable {
                 // writes is: a client that stops reading is let go.
                 onResponseStarted: () => {
                   responseStarted = true;
-                  this.#endDeadline(conn);
+                  this.#endDeadline(peer);
                 },
                 onResponseWrite: (pending) => {
                   if (!responseStarted) return;
-                  if (!pending) this.#endDeadline(conn);
+                  if (!pending) this.#endDeadline(peer);
                   else {
                     this.#startDeadline(
-                      conn,
+                      peer,
                       "response",
                       this.#limits.requestTimeout,
                       abandon,
@@ -725,8 +711,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
         } catch {
           return;
         } finally {
-          this.#endDeadline(conn);
-          this.#exchanges.delete(conn);
+          this.#endDeadline(peer);
+          peer.state = "reading";
+          peer.abandon = null;
         }
         // Shutdown may have begun after the response head said keep-alive.
         if (!exchange.keepAlive || this.#shutdown !== null) {
@@ -738,16 +725,16 @@ export class Server<Data = unknown> implements AsyncDisposable {
     } finally {
       if (!upgraded) {
         closeQuietly(conn);
-        this.#connectionEnded(conn, address);
+        this.#connectionEnded(peer, address);
       }
     }
   }
 
   /** Reads a request head within the handshake timeout; `null` if none came. */
-  async #readHead(peer: Peer, rest: Uint8Array): Promise<HeadResult> {
-    const { conn, reader } = peer;
+  async #readHead(peer: Peer<Data>, rest: Uint8Array): Promise<HeadResult> {
+    const reader = peer.reader;
     const deadline = performance.now() + this.#limits.handshakeTimeout;
-    this.#startDeadline(conn, "handshake", this.#limits.handshakeTimeout);
+    this.#startDeadline(peer, "handshake", this.#limits.handshakeTimeout);
     const parser = new HttpRequestParser({
       maxHeadSize: this.#limits.maxHeadSize,
       maxHeaders: this.#limits.maxHeaders,
@@ -764,7 +751,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       return { head, rest: parser.rest, deadline };
     } catch (error) {
       if (error instanceof HandshakeError) await this.#reject(peer, error);
-      else if (this.#deadlines.has(conn) && this.#shutdown === null) {
+      else if (peer.deadline !== null && this.#shutdown === null) {
         // A reset or a failed TLS handshake, not our own timeout or shutdown.
         this.#stats.connectionErrors++;
         this.#logger({
@@ -775,51 +762,51 @@ export class Server<Data = unknown> implements AsyncDisposable {
       }
       return null;
     } finally {
-      this.#endDeadline(conn);
+      this.#endDeadline(peer);
     }
   }
 
   /**
-   * Closes `conn` unless the current step (reading a request head, an HTTP
-   * exchange, an upgrade hook) ends within `timeout` milliseconds, and calls
-   * `onExpiry` if given. Deadlines are checked on the shared ticker: no
-   * timer each.
+   * Closes the connection unless the current step (reading a request head,
+   * an HTTP exchange, an upgrade hook) ends within `timeout` milliseconds,
+   * and calls `onExpiry` if given. Deadlines are checked on the shared
+   * ticker: no timer each.
    */
   #startDeadline(
-    conn: Deno.Conn,
+    peer: Peer<Data>,
     phase: TimeoutPhase,
     timeout: number,
     onExpiry?: () => void,
   ): void {
-    this.#deadlines.set(conn, {
+    peer.deadline = {
       at: performance.now() + timeout,
       phase,
       onExpiry,
-    });
+      slot: peer.deadline?.slot ?? this.#deadlines.add(peer),
+    };
     this.#stopDeadlineChecks ??= this.#ticker.add((now) => {
-      for (const [conn, deadline] of this.#deadlines) {
-        if (now < deadline.at) continue;
-        this.#deadlines.delete(conn);
-        closeQuietly(conn);
+      this.#deadlines.forEach((peer) => {
+        const deadline = peer.deadline!;
+        if (now < deadline.at) return;
+        this.#deadlines.remove(deadline.slot);
+        peer.deadline = null;
+        closeQuietly(peer.conn);
         deadline.onExpiry?.();
         this.#stats.countTimeout(deadline.phase);
         this.#logger({
           type: "timeout",
           phase: deadline.phase,
-          remoteAddr: conn.remoteAddr as Deno.NetAddr,
+          remoteAddr: peer.remoteAddr,
         });
-      }
+      });
     });
   }
 
-  /** Calls `callback` when shutdown starts; returns an unsubscribe function. */
-  #onShutdown(callback: () => void): () => void {
-    this.#shutdownCallbacks.add(callback);
-    return () => this.#shutdownCallbacks.delete(callback);
-  }
-
-  #endDeadline(conn: Deno.Conn): void {
-    this.#deadlines.delete(conn);
+  #endDeadline(peer: Peer<Data>): void {
+    if (peer.deadline !== null) {
+      this.#deadlines.remove(peer.deadline.slot);
+      peer.deadline = null;
+    }
     if (this.#deadlines.size === 0 && this.#stopDeadlineChecks !== null) {
       this.#stopDeadlineChecks();
       this.#stopDeadlineChecks = null;
@@ -828,12 +815,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
 
   /** Validates and answers a handshake; `null` when it was rejected. */
   async #upgrade(
-    peer: Peer,
+    peer: Peer<Data>,
     { head, rest, deadline }: NonNullable<HeadResult>,
   ): Promise<Socket<Data> | null> {
     const { conn, reader, writer, remoteAddr } = peer;
     const options = this.#options;
-    this.#upgrading.add(conn);
+    peer.state = "upgrading";
     try {
       const upgrade = validateUpgradeRequest(head, this.#scheme);
       const origin = upgrade.headers.get("origin");
@@ -854,16 +841,15 @@ export class Server<Data = unknown> implements AsyncDisposable {
         // The hook has the handshake timeout, and no longer than shutdown.
         const abort = new AbortController();
         this.#startDeadline(
-          conn,
+          peer,
           "upgrade-hook",
           // What is left of the handshake's own deadline: a head sent a
           // byte at a time does not buy the hook more time.
           Math.max(0, deadline - performance.now()),
           () => abort.abort(new Error("handshake timed out")),
         );
-        const unsubscribe = this.#onShutdown(() =>
-          abort.abort(new Error("the server is shutting down"))
-        );
+        peer.stopHook = () =>
+          abort.abort(new Error("the server is shutting down"));
         let decision: Awaited<ReturnType<typeof options.onUpgrade>> | undefined;
         try {
           decision = await Promise.race([
@@ -883,8 +869,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
         } catch (error) {
           if (!abort.signal.aborted) throw error;
         } finally {
-          this.#endDeadline(conn);
-          unsubscribe();
+          this.#endDeadline(peer);
+          peer.stopHook = null;
         }
         // Stopped, or a hook that settled from its own abort listener comes
         // too late: the deadline closed the connection, or shutdown gets
@@ -956,7 +942,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         streamMessages: options.streamMessages,
         counters: this.#stats.counters,
         budget: this.#budget,
-        onClosed: this.#socketClosed,
+        onClosed: (socket, info) => this.#socketClosed(peer, socket, info),
         head: rest,
         reader,
         writer,
@@ -974,17 +960,18 @@ export class Server<Data = unknown> implements AsyncDisposable {
       }
       return null;
     } finally {
-      this.#upgrading.delete(conn);
+      peer.state = "reading";
     }
   }
 
   async #runSocket(
     socket: Socket<Data>,
-    conn: Deno.Conn,
+    peer: Peer<Data>,
     address: string | undefined,
   ): Promise<void> {
     try {
-      this.#sockets.set(socket, conn);
+      peer.state = "socket";
+      peer.socketSlot = this.#sockets.add(socket);
       this.#stats.totalConnections++;
       const url = socket.url.href;
       const remoteAddr = socket.remoteAddr;
@@ -1016,14 +1003,20 @@ export class Server<Data = unknown> implements AsyncDisposable {
       await running;
       await socket.closed;
     } finally {
-      this.#connectionEnded(conn, address);
+      this.#connectionEnded(peer, address);
     }
   }
 
   // Called by each socket as it closes, though its handler may run on: it
   // is no longer an open connection.
-  readonly #socketClosed = (socket: Socket<unknown>, info: CloseInfo): void => {
-    if (!this.#sockets.delete(socket as Socket<Data>)) return;
+  #socketClosed(
+    peer: Peer<Data>,
+    socket: Socket<unknown>,
+    info: CloseInfo,
+  ): void {
+    if (peer.socketSlot === null) return;
+    this.#sockets.remove(peer.socketSlot);
+    peer.socketSlot = null;
     const { remoteAddr } = socket;
     this.#stats.countClose(info.code);
     if (info.error) {
@@ -1043,9 +1036,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
       reason: info.reason,
       wasClean: info.wasClean,
     });
-  };
+  }
 
-  async #write(peer: Peer, bytes: Uint8Array): Promise<boolean> {
+  async #write(peer: Peer<Data>, bytes: Uint8Array): Promise<boolean> {
     try {
       await peer.writer.write(bytes);
       return true;
@@ -1062,9 +1055,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
    * goes out (see #refusing), or, with too many being refused already, is
    * closed at once without one.
    */
-  async #refuseOverLimit(peer: Peer, error: HandshakeError): Promise<void> {
+  async #refuseOverLimit(
+    peer: Peer<Data>,
+    error: HandshakeError,
+  ): Promise<void> {
     const conn = peer.conn;
-    this.#conns.delete(conn);
+    this.#conns.remove(peer.slot);
     const most = Math.min(
       MAX_REFUSING,
       Math.max(MIN_REFUSING, this.#limits.maxConnections),
@@ -1073,19 +1069,19 @@ export class Server<Data = unknown> implements AsyncDisposable {
       closeQuietly(conn);
       return;
     }
-    this.#refusing.add(conn);
-    this.#startDeadline(conn, "rejection", this.#limits.handshakeTimeout);
+    const refusing = this.#refusing.add(conn);
+    this.#startDeadline(peer, "rejection", this.#limits.handshakeTimeout);
     try {
       await this.#reject(peer, error);
     } finally {
-      this.#endDeadline(conn);
-      this.#refusing.delete(conn);
+      this.#endDeadline(peer);
+      this.#refusing.remove(refusing);
     }
   }
 
   /** Answers with a rejection, then closes gracefully. */
   async #reject(
-    peer: Peer,
+    peer: Peer<Data>,
     error: HandshakeError,
     url = "",
   ): Promise<void> {
@@ -1115,7 +1111,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
    * that unread input does not turn the close into a reset that destroys
    * the response just written.
    */
-  async #closeGracefully(peer: Peer): Promise<void> {
+  async #closeGracefully(peer: Peer<Data>): Promise<void> {
     const lingering = setTimeout(() => closeQuietly(peer.conn), 1000);
     try {
       await peer.conn.closeWrite();
@@ -1134,12 +1130,44 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 }
 
-/** One accepted connection, with the reader and writer it is driven by. */
-interface Peer {
-  conn: Deno.Conn;
-  remoteAddr: Deno.NetAddr;
-  reader: ReadableStreamBYOBReader;
-  writer: WritableStreamDefaultWriter<Uint8Array>;
+/**
+ * One accepted connection, with the reader and writer it is driven by, and
+ * all the server knows of it: what it is doing, and its slots in the
+ * server's lists.
+ */
+class Peer<Data> {
+  readonly remoteAddr: Deno.NetAddr;
+  readonly reader: ReadableStreamBYOBReader;
+  readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** Its slot in the connections being served (left when refused). */
+  readonly slot: Slot<Peer<Data>>;
+  /**
+   * What shutdown does with it depends on this: "reading" (a request head,
+   * or closing) closes at once; "upgrading" (a handshake being answered)
+   * gets its 503; "exchange" (plain HTTP) may finish; "socket" is sent a
+   * close frame.
+   */
+  state: "reading" | "upgrading" | "exchange" | "socket" = "reading";
+  /** When the current step must end by, and its slot in the deadlines. */
+  deadline: {
+    at: number;
+    phase: TimeoutPhase;
+    onExpiry: (() => void) | undefined;
+    slot: Slot<Peer<Data>>;
+  } | null = null;
+  /** Stops the `onUpgrade` hook under way, at shutdown. */
+  stopHook: (() => void) | null = null;
+  /** Abandons the HTTP exchange under way, at shutdown's timeout. */
+  abandon: (() => void) | null = null;
+  /** Its socket's slot in the open sockets, until the socket closes. */
+  socketSlot: Slot<Socket<Data>> | null = null;
+
+  constructor(readonly conn: Deno.Conn, conns: SlotList<Peer<Data>>) {
+    this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
+    this.reader = conn.readable.getReader({ mode: "byob" });
+    this.writer = conn.writable.getWriter();
+    this.slot = conns.add(this);
+  }
 }
 
 function isListenerClosed(error: unknown): boolean {

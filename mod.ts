@@ -81,4 +81,5 @@ export type {
 } from "./src/pubsub/topics.ts";
 export * from "./src/pubsub/broadcast_channel_adapter.ts";
 export type { Ticker } from "./src/ticker.ts";
+export type { Slot } from "./src/_slot_list.ts";
 export type { BudgetAccount, BufferBudget } from "./src/_buffer_budget.ts";

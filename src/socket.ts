@@ -228,7 +228,13 @@ export class Socket<Data = unknown>
   #forcedClose: { code: number; reason: string } | null = null;
   #peerClose: { code: number; reason: string } | null = null;
   #failure: ProtocolError | null = null;
+  // The close timeout, once armed: checked on the ticker when the socket
+  // has one (a timer per closing socket is, like a Set, what V8's scavenges
+  // keep longest: see SlotList), else by a timer.
+  #closeArmed = false;
+  #closeDue = 0;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #stopCloseTicks: (() => void) | null = null;
   // Our side ended after the close timeout, for a slow peer to read on.
   #draining = false;
   // What the kernel may still hold for the peer, as of #unreadAt.
@@ -1030,12 +1036,23 @@ export class Socket<Data = unknown>
 
   /** Closes the transport after the close timeout, unless finished before. */
   #armCloseTimer(): void {
-    if (this.#closeTimer !== undefined) return;
+    if (this.#closeArmed) return;
+    this.#closeArmed = true;
     this.#lastProgress = performance.now();
-    this.#closeTimer = setTimeout(
-      this.#closeTimeUp,
-      this.#options.closeTimeout,
-    );
+    this.#checkCloseIn(this.#options.closeTimeout);
+  }
+
+  /** Runs #closeTimeUp in `delay` milliseconds (or at the tick after). */
+  #checkCloseIn(delay: number): void {
+    const ticker = this.#options.ticker;
+    if (ticker === undefined) {
+      this.#closeTimer = setTimeout(this.#closeTimeUp, delay);
+      return;
+    }
+    this.#closeDue = performance.now() + delay;
+    this.#stopCloseTicks ??= ticker.add((now) => {
+      if (now >= this.#closeDue) this.#closeTimeUp();
+    });
   }
 
   // While closing, the close timeout runs from the last write the peer took:
@@ -1044,10 +1061,7 @@ export class Socket<Data = unknown>
   readonly #closeTimeUp = (): void => {
     const now = performance.now();
     const left = this.#options.closeTimeout - (now - this.#lastProgress);
-    if (left > 0 && this.#info === null) {
-      this.#closeTimer = setTimeout(this.#closeTimeUp, left);
-      return;
-    }
+    if (left > 0 && this.#info === null) return this.#checkCloseIn(left);
     const more = this.#drainDeadline() - now;
     if (more <= 0 || this.#info !== null) return this.#abort();
     const closeWrite = this.#transport.closeWrite;
@@ -1060,10 +1074,7 @@ export class Socket<Data = unknown>
     }
     // Looked at again within a close timeout: once the write waiting now is
     // done, our side ends a close timeout after it.
-    this.#closeTimer = setTimeout(
-      this.#closeTimeUp,
-      Math.min(more, this.#options.closeTimeout),
-    );
+    this.#checkCloseIn(Math.min(more, this.#options.closeTimeout));
   };
 
   /**
@@ -1695,7 +1706,7 @@ export class Socket<Data = unknown>
     const now = performance.now();
     this.#unreadBytes = this.#unreadSince(now) + size;
     this.#unreadAt = now;
-    if (this.#closeTimer !== undefined) this.#lastProgress = now;
+    if (this.#closeArmed) this.#lastProgress = now;
   }
 
   /**
@@ -2042,6 +2053,7 @@ export class Socket<Data = unknown>
   #finish(): void {
     if (this.#info !== null) return;
     clearTimeout(this.#closeTimer);
+    this.#stopCloseTicks?.();
     clearTimeout(this.#lingerTimer);
     clearTimeout(this.#consumerCheck);
     clearTimeout(this.#streamReaderCheck);

@@ -419,6 +419,7 @@ export async function connect(
       ticker: timed
         ? new Ticker(
           tickPeriod(
+            limits.closeTimeout,
             limits.pingInterval,
             pongTimeout,
             limits.idleTimeout,

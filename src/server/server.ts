@@ -282,6 +282,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     this.#ticker = new Ticker(
       tickPeriod(
         this.#limits.handshakeTimeout,
+        this.#limits.closeTimeout,
         this.#limits.requestTimeout,
         this.#limits.pingInterval,
         this.#limits.pongTimeout,

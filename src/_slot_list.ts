@@ -78,23 +78,25 @@ export class SlotList<T> {
    * Removes the item in `slot`; nothing if it was removed already.
    *
    * @param slot What {@linkcode SlotList.prototype.add} returned.
+   * @returns Whether it was in the list.
    */
-  remove(slot: Slot<T>): void {
+  remove(slot: Slot<T>): boolean {
     const entry = slot as Entry<T>;
     const entries = this.#entries;
     const index = entry.index;
-    if (index < 0 || entries[index] !== entry) return;
+    if (index < 0 || entries[index] !== entry) return false;
     entry.index = -1;
     entry.item = GONE;
     if (this.#iterating > 0) {
       this.#holes++;
-      return;
+      return true;
     }
     const last = entries.pop()!;
     if (last !== entry) {
       entries[index] = last;
       last.index = index;
     }
+    return true;
   }
 
   /**

@@ -1036,16 +1036,24 @@ export class Socket<Data = unknown>
 
   /** Closes the transport after the close timeout, unless finished before. */
   #armCloseTimer(): void {
-    if (this.#closeArmed) return;
+    // Finished already: a write that settles after the end (a stream cut
+    // short) must not start a check that nothing would stop.
+    if (this.#closeArmed || this.#info !== null) return;
     this.#closeArmed = true;
     this.#lastProgress = performance.now();
     this.#checkCloseIn(this.#options.closeTimeout);
   }
 
-  /** Runs #closeTimeUp in `delay` milliseconds (or at the tick after). */
+  /**
+   * Runs #closeTimeUp in `delay` milliseconds: on the ticker (at the tick
+   * after) when it ticks at least four times per close timeout, else by a
+   * timer.
+   */
   #checkCloseIn(delay: number): void {
     const ticker = this.#options.ticker;
-    if (ticker === undefined) {
+    if (
+      ticker === undefined || ticker.period > this.#options.closeTimeout / 4
+    ) {
       this.#closeTimer = setTimeout(this.#closeTimeUp, delay);
       return;
     }
@@ -2054,6 +2062,7 @@ export class Socket<Data = unknown>
     if (this.#info !== null) return;
     clearTimeout(this.#closeTimer);
     this.#stopCloseTicks?.();
+    this.#stopCloseTicks = null;
     clearTimeout(this.#lingerTimer);
     clearTimeout(this.#consumerCheck);
     clearTimeout(this.#streamReaderCheck);

@@ -21,6 +21,11 @@ export class Ticker {
     this.#period = period;
   }
 
+  /** Milliseconds between ticks. */
+  get period(): number {
+    return this.#period;
+  }
+
   /**
    * Calls `callback` with the current time on every tick until the
    * returned function is called.

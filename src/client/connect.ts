@@ -419,7 +419,6 @@ export async function connect(
       ticker: timed
         ? new Ticker(
           tickPeriod(
-            limits.closeTimeout,
             limits.pingInterval,
             pongTimeout,
             limits.idleTimeout,

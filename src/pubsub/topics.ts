@@ -88,8 +88,12 @@ export class Topics {
   ): boolean {
     checkTopic("unsubscribe", topic);
     const subscribers = this.#topics.get(topic);
-    if (subscribers === undefined || subscription === undefined) return false;
-    subscribers.remove(subscription);
+    if (
+      subscribers === undefined || subscription === undefined ||
+      !subscribers.remove(subscription)
+    ) {
+      return false;
+    }
     if (subscribers.size === 0) {
       this.#topics.delete(topic);
       this.#call(() => this.#adapter?.unsubscribe?.(topic));

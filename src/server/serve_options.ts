@@ -381,8 +381,9 @@ export interface ServeOptions<Data = unknown> {
    * written; only then does it close, since a peer that sends anything to
    * a closed connection gets a reset, which discards what it has not read
    * yet. The same holds for its answer to the peer's close frame, queued
-   * behind a backlog. Checked on the server's shared tick, as the other
-   * timeouts are: it may end up to a quarter of itself late.
+   * behind a backlog. Checked on the server's shared tick when that ticks
+   * at least four times per close timeout: it may end up to a quarter of
+   * itself late.
    * @default {5000}
    */
   closeTimeout?: number;

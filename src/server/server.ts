@@ -282,7 +282,6 @@ export class Server<Data = unknown> implements AsyncDisposable {
     this.#ticker = new Ticker(
       tickPeriod(
         this.#limits.handshakeTimeout,
-        this.#limits.closeTimeout,
         this.#limits.requestTimeout,
         this.#limits.pingInterval,
         this.#limits.pongTimeout,

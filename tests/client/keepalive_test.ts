@@ -130,3 +130,47 @@ Deno.test("connect({messageTimeout}) fails a frame the server trickles in a byte
     ]),
   );
 });
+
+Deno.test("connect({pingInterval}) leaves no tick running once a connection dropped in the middle of sendStream() has closed", async () => {
+  // The stream's end settles the send queue after the socket finished; the
+  // flush that follows must not register a close check on the ticker that
+  // nothing would remove (it kept the socket and its ticker alive).
+  const intervals = new Set<ReturnType<typeof setInterval>>();
+  const { setInterval: realSet, clearInterval: realClear } = globalThis;
+  globalThis.setInterval = ((callback: () => void, ms?: number) => {
+    const id = realSet(callback, ms);
+    intervals.add(id);
+    return id;
+  }) as typeof setInterval;
+  globalThis.clearInterval = ((id?: ReturnType<typeof setInterval>) => {
+    if (id !== undefined) intervals.delete(id);
+    realClear(id);
+  }) as typeof clearInterval;
+  const dropped = Promise.withResolvers<void>();
+  const server = rawServer(async (peer) => {
+    await peer.accept();
+    await dropped.promise;
+    peer.conn.close(); // no close frame
+  });
+  try {
+    // Ticks of a second, four per close timeout: the close check goes there.
+    const socket = await connect(server.url, {
+      pingInterval: 4_000,
+      closeTimeout: 5_000,
+    });
+    socket.sendStream((async function* () {
+      yield new Uint8Array(10);
+      await new Promise(() => {}); // waits for more, for good
+    })()).catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    dropped.resolve();
+    await deadline(socket.closed, 5_000, "the close");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(intervals.size, 0, "the ticker's interval still runs");
+  } finally {
+    globalThis.setInterval = realSet;
+    globalThis.clearInterval = realClear;
+    for (const id of intervals) realClear(id);
+    await server.close();
+  }
+});

@@ -97,6 +97,23 @@ Deno.test("socket.subscribe() and unsubscribe() report changes and keep socket.s
   assert.equal(await client.next(), "kept");
 });
 
+Deno.test("socket.unsubscribe() after the socket closed says it was not subscribed, though others still are", async () => {
+  const tracker = new SocketTracker();
+  await using server = serve(LOCAL, tracker.wrap(idle));
+  await using first = await NpmClient.connect(wsUrl(server.addr));
+  await using second = await NpmClient.connect(wsUrl(server.addr));
+  const leaving = await tracker.socket(first.port);
+  const staying = await tracker.socket(second.port);
+  leaving.subscribe("room");
+  staying.subscribe("room");
+  await leaving.close(1000);
+  // Out of the topic, though still listed for the handler's cleanup.
+  assert.equal(server.subscriberCount("room"), 1);
+  assert.deepEqual([...leaving.subscriptions], ["room"]);
+  assert.equal(leaving.unsubscribe("room"), false);
+  assert.equal(server.subscriberCount("room"), 1);
+});
+
 Deno.test("socket.publish() includes the sender unless exceptSelf is set", async () => {
   const tracker = new SocketTracker();
   await using server = serve(LOCAL, tracker.wrap(idle));

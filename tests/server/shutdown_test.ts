@@ -174,6 +174,38 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "Server.shutdown() closes a socket whose peer never answers once closeTimeout passes, checked on the server's tick when it ticks often enough",
+  async () => {
+    const tracker = new SocketTracker();
+    // A pong timeout of 400 ms ticks every 100 ms: four ticks per close
+    // timeout, so the close timeout is checked there, not by a timer.
+    const server = serve(
+      { ...LOCAL, closeTimeout: 400, pingInterval: 60_000, pongTimeout: 400 },
+      tracker.wrap(echo),
+    );
+    using peer = await rawHandshake(server.addr);
+    try {
+      // Only the close timeout can end it before the deadline.
+      await withTimeout(
+        server.shutdown({ timeout: 60_000 }),
+        DEADLINE,
+        "shutdown({timeout: 60_000})",
+      );
+      assert.equal((await peer.readClose()).code, 1001);
+      await peer.readToEof();
+      assert.deepEqual(await tracker.closed(peer.port), {
+        code: 1006,
+        reason: "",
+        wasClean: false,
+      });
+    } finally {
+      peer.close();
+      await server.shutdown({ timeout: 0 });
+    }
+  },
+);
+
 Deno.test({
   name:
     "Server.shutdown({timeout}) force-closes a socket whose peer never answers",

@@ -5,15 +5,15 @@ Deno.test("SlotList adds, removes and counts, the last item filling a removed on
   const list = new SlotList<string>();
   const slots = ["a", "b", "c", "d"].map((item) => list.add(item));
   assert.equal(list.size, 4);
-  list.remove(slots[1]);
+  assert.equal(list.remove(slots[1]), true);
   assert.equal(list.size, 3);
   assert.deepEqual(list.toArray(), ["a", "d", "c"]);
   // The moved item's slot still removes it.
   list.remove(slots[3]);
   assert.deepEqual(list.toArray(), ["a", "c"]);
   // Removing twice, or a slot of another list, changes nothing.
-  list.remove(slots[1]);
-  list.remove(new SlotList<string>().add("a"));
+  assert.equal(list.remove(slots[1]), false);
+  assert.equal(list.remove(new SlotList<string>().add("a")), false);
   assert.deepEqual(list.toArray(), ["a", "c"]);
   list.remove(slots[0]);
   list.remove(slots[2]);

@@ -3,8 +3,15 @@ import { ConnectionClosedError } from "./close_info.ts";
 
 // Which socket raised each ConnectionClosedError, so that the server can
 // tell a handler ended by its own socket's close from one that awaited a
-// send to another socket.
-const owners = new WeakMap<ConnectionClosedError, object>();
+// send to another socket: kept on the error itself, under a symbol no one
+// else has. Not a WeakMap: one that lives as long as the server, keyed by
+// errors that die young, keeps their sockets alive through V8's scavenges
+// (see SlotList).
+const OWNER = Symbol("owner");
+
+interface OwnedError extends ConnectionClosedError {
+  [OWNER]?: object;
+}
 
 /**
  * Creates a {@linkcode ConnectionClosedError} raised by `socket`.
@@ -24,15 +31,15 @@ export function closedError(
   action: string,
   info?: CloseInfo,
 ): ConnectionClosedError {
-  const error = new ConnectionClosedError(action, info);
-  owners.set(error, socket);
+  const error: OwnedError = new ConnectionClosedError(action, info);
+  Object.defineProperty(error, OWNER, { value: socket });
   return error;
 }
 
 /** Whether `error` is a {@linkcode ConnectionClosedError} raised by `socket`. */
 export function raisedBy(error: unknown, socket: object): boolean {
   return error instanceof ConnectionClosedError &&
-    owners.get(error) === socket;
+    (error as OwnedError)[OWNER] === socket;
 }
 
 /**
@@ -53,7 +60,9 @@ export function raisedBy(error: unknown, socket: object): boolean {
  * ```
  */
 export function foreignCloseError(error: ConnectionClosedError): Error {
-  const owner = owners.get(error) as { remoteAddr?: Deno.NetAddr } | undefined;
+  const owner = (error as OwnedError)[OWNER] as
+    | { remoteAddr?: Deno.NetAddr }
+    | undefined;
   const peer = owner?.remoteAddr;
   return new Error(
     `The handler ended on a ConnectionClosedError from another socket${

@@ -221,8 +221,7 @@ export class Socket<Data = unknown>
   #pingSentAt = -1;
   #rtt: number | undefined;
   #stopTicking: (() => void) | null = null;
-  // Topics this socket is subscribed to.
-  // Each topic subscribed to, and the subscription.
+  // Each topic this socket is subscribed to, and the subscription.
   #subscriptions: Map<string, Slot<Subscriber>> | null = null;
   // Closing.
   #forcedClose: { code: number; reason: string } | null = null;

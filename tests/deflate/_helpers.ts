@@ -134,14 +134,20 @@ export class ClientInflater {
 /**
  * Compresses `messages` as a sender with context takeover does, written
  * against node:zlib (the peer's compressor, not ours): one raw deflate
- * stream in a `windowBits` window, sync-flushed at each message end, the
- * tail removed (RFC 7692 §7.2.1).
+ * stream, sync-flushed at each message end, the tail removed (RFC 7692
+ * §7.2.1).
+ *
+ * @param settings The window's bits (at level 6), or node:zlib's options.
  */
 export async function contextCompress(
   messages: Uint8Array[],
-  windowBits = 15,
+  settings: number | zlib.ZlibOptions = 15,
 ): Promise<Uint8Array<ArrayBuffer>[]> {
-  const stream = zlib.createDeflateRaw({ windowBits, level: 6 });
+  const stream = zlib.createDeflateRaw(
+    typeof settings === "number"
+      ? { windowBits: settings, level: 6 }
+      : settings,
+  );
   const chunks: Uint8Array[] = [];
   stream.on("data", (chunk: Uint8Array) => chunks.push(chunk));
   const payloads: Uint8Array<ArrayBuffer>[] = [];

@@ -21,7 +21,7 @@ import {
   ProtocolError,
 } from "../../mod.ts";
 import { concat, prng } from "../protocol/_helpers.ts";
-import { TAIL } from "./_helpers.ts";
+import { contextCompress, TAIL } from "./_helpers.ts";
 
 const { Z_SYNC_FLUSH } = zlib.constants;
 const SEED = Number(Deno.env.get("DUPLEX_FC_SEED") ?? 7692);
@@ -236,32 +236,6 @@ function flushed(
   return new Promise((resolve) =>
     stream.flush(Z_SYNC_FLUSH, () => resolve(concat(...chunks.splice(0))))
   );
-}
-
-/**
- * Compresses `messages` as RFC 7692 §7.2.1 says, with node:zlib: one raw
- * deflate stream, a sync flush after each message, its `00 00 ff ff` tail
- * removed.
- */
-async function referenceDeflate(
-  messages: Uint8Array[],
-  settings: SenderSettings,
-): Promise<Uint8Array<ArrayBuffer>[]> {
-  const stream = zlib.createDeflateRaw(settings);
-  const chunks: Uint8Array[] = [];
-  stream.on("data", (chunk: Uint8Array) => chunks.push(chunk));
-  const payloads: Uint8Array<ArrayBuffer>[] = [];
-  try {
-    for (const message of messages) {
-      stream.write(message);
-      const out = await flushed(stream, chunks);
-      assertSame(out.subarray(-4), TAIL, "the sync flush tail");
-      payloads.push(out.slice(0, -4));
-    }
-  } finally {
-    stream.close();
-  }
-  return payloads;
 }
 
 /**
@@ -592,7 +566,7 @@ Deno.test("ContextInflater inflates any node:zlib context-takeover stream byte-e
       fc.boolean(),
       async (specs, settings, tight, eightBits) => {
         const messages = build(specs);
-        const payloads = await referenceDeflate(messages, settings);
+        const payloads = await contextCompress(messages, settings);
         // A receiver that agreed to 8 bits keeps 512 bytes: a 9-bit sender.
         const bits = eightBits && settings.windowBits === 9
           ? 8
@@ -760,7 +734,7 @@ Deno.test("ContextDeflater's messages inflate byte-exact in a node:zlib stream t
           );
         }
         // The same zlib with the same settings: the same bytes.
-        const expected = await referenceDeflate(messages, {
+        const expected = await contextCompress(messages, {
           ...settings,
           strategy: zlib.constants.Z_DEFAULT_STRATEGY,
         });
@@ -801,7 +775,7 @@ Deno.test("ContextInflater fails exactly the messages longer than maxLength with
       async (before, last, windowBits, under, over) => {
         const messages = build([...before, last]);
         const target = messages[messages.length - 1];
-        const payloads = await referenceDeflate(messages, {
+        const payloads = await contextCompress(messages, {
           windowBits,
           level: 6,
           memLevel: 8,

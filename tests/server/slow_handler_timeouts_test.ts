@@ -19,11 +19,15 @@ import {
 // slow to take what the peer sent (in time) must not make the connection
 // look idle, or the peer's message look late.
 
-/** A ticker the test drives: `tick(now)` runs one check at `now`. */
+/**
+ * A ticker the test drives: `tick(now)` runs one check at `now`. It is too
+ * coarse for close timeouts (`period`), which keep to their timers.
+ */
 function manualTicker(): { ticker: Ticker; tick: (now: number) => void } {
   let callback: ((now: number) => void) | null = null;
   return {
     ticker: {
+      period: Infinity,
       add(tick: (now: number) => void) {
         callback = tick;
         return () => callback = null;

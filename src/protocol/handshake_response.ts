@@ -1,4 +1,5 @@
 import type { HandshakeError } from "./errors.ts";
+import { sha1 } from "./_sha1.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const ascii = new TextEncoder();
@@ -28,7 +29,8 @@ function field(name: string, value: string): string {
 
 /**
  * Computes `Sec-WebSocket-Accept` for a client's key (RFC 6455 §4.2.2):
- * base64(SHA-1(key + GUID)), with `crypto.subtle`.
+ * base64(SHA-1(key + GUID)). The digest is computed on the spot (see
+ * `_sha1.ts`, for why not `crypto.subtle`); the result stays a promise.
  *
  * @param key The client's `Sec-WebSocket-Key`.
  * @returns The accept value.
@@ -41,9 +43,8 @@ function field(name: string, value: string): string {
  * assert.equal(await computeAcceptKey("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
  * ```
  */
-export async function computeAcceptKey(key: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-1", ascii.encode(key + GUID));
-  return new Uint8Array(digest).toBase64();
+export function computeAcceptKey(key: string): Promise<string> {
+  return Promise.resolve(sha1(ascii.encode(key + GUID)).toBase64());
 }
 
 /**

@@ -188,6 +188,7 @@ export class Socket<Data = unknown>
   #closeOwedSince = 0;
   // Writing.
   #flushQueued = false;
+  #noDelay = false;
   #writing = false;
   #inFlight = 0;
   #takenSeq = 0;
@@ -1649,6 +1650,7 @@ export class Socket<Data = unknown>
     // Our side has ended (see #drainDeadline): pongs have nowhere to go.
     if (this.#draining) connection.releaseOutput(connection.takeOutput());
     if (connection.outputSize === 0) return this.#flushed();
+    if (!this.#noDelay) this.#turnNagleOff();
     this.#writing = true;
     const chunks = connection.takeOutput();
     const seq = ++this.#takenSeq;
@@ -1820,6 +1822,23 @@ export class Socket<Data = unknown>
       Math.min(this.#connection.lastFrameLength, LINGER_MAX_BYTES);
     this.#transport.closeWrite?.().catch(() => {});
     this.#resume();
+  }
+
+  // Frames leave when written, not behind unacknowledged ones (Nagle's
+  // algorithm can hold a small write for the peer's delayed ACK, ~40 ms).
+  // Set before the first write rather than on accepting: a server's last
+  // write, the answer to a peer's close, goes out with the FIN anyway, and a
+  // connection that only opens and closes saves the call (~7 µs).
+  #turnNagleOff(): void {
+    if (
+      this.#options.role === "server" && this.#connection.state === "closed"
+    ) return;
+    this.#noDelay = true;
+    try {
+      this.#transport.setNoDelay?.(true);
+    } catch {
+      // Closed already: the write will find out.
+    }
   }
 
   #resume(): void {

@@ -148,6 +148,11 @@ export interface Transport {
    * discarded for a moment.
    */
   closeWrite?(): Promise<void>;
+  /**
+   * Turns Nagle's algorithm off, as `Deno.TcpConn` does; called before the
+   * socket's first write that must not wait for the peer's acknowledgement.
+   */
+  setNoDelay?(noDelay?: boolean): void;
 }
 
 /** Options of a {@linkcode Socket}, set by the server or client. */

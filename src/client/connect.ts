@@ -295,7 +295,7 @@ export async function connect(
   options: ConnectOptions = {},
 ): Promise<Socket> {
   const { limits, deflate } = checkOptions(options);
-  const handshake: ClientHandshake = await ClientHandshake.create(url, {
+  const handshake: ClientHandshake = ClientHandshake.create(url, {
     protocols: options.protocols,
     headers: options.headers,
     // Checked above; the handshake makes the offer from it.

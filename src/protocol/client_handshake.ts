@@ -216,11 +216,11 @@ const ascii = new TextEncoder();
  * import { ClientHandshake, computeAcceptKey } from "@duplex/ws";
  * import assert from "node:assert/strict";
  *
- * const handshake = await ClientHandshake.create("ws://example.com/chat", { protocols: ["chat"] });
+ * const handshake = ClientHandshake.create("ws://example.com/chat", { protocols: ["chat"] });
  * const request = new TextDecoder().decode(handshake.request);
  * assert.ok(request.startsWith("GET /chat HTTP/1.1\r\nHost: example.com\r\n"));
  * const response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
- *   `Connection: Upgrade\r\nSec-WebSocket-Accept: ${await computeAcceptKey(handshake.key)}\r\n` +
+ *   `Connection: Upgrade\r\nSec-WebSocket-Accept: ${computeAcceptKey(handshake.key)}\r\n` +
  *   "Sec-WebSocket-Protocol: chat\r\n\r\n";
  * const result = handshake.receive(new TextEncoder().encode(response));
  * assert.equal(result?.protocol, "chat");
@@ -266,17 +266,17 @@ export class ClientHandshake {
    * header is not valid.
    * @throws {RangeError} When a limit is not a positive integer.
    */
-  static async create(
+  static create(
     url: string | URL,
     options: ClientHandshakeOptions = {},
-  ): Promise<ClientHandshake> {
+  ): ClientHandshake {
     const bytes = new Uint8Array(16);
     (options.generateKey ?? ((b) => crypto.getRandomValues(b)))(bytes);
     const key = bytes.toBase64();
     return new ClientHandshake(
       parseUrl(url),
       key,
-      await computeAcceptKey(key),
+      computeAcceptKey(key),
       options,
     );
   }

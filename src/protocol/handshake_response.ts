@@ -29,8 +29,8 @@ function field(name: string, value: string): string {
 
 /**
  * Computes `Sec-WebSocket-Accept` for a client's key (RFC 6455 §4.2.2):
- * base64(SHA-1(key + GUID)). The digest is computed on the spot (see
- * `_sha1.ts`, for why not `crypto.subtle`); the result stays a promise.
+ * base64(SHA-1(key + GUID)), computed on the spot (see `_sha1.ts` for why
+ * not with `crypto.subtle`, which is asynchronous).
  *
  * @param key The client's `Sec-WebSocket-Key`.
  * @returns The accept value.
@@ -40,11 +40,11 @@ function field(name: string, value: string): string {
  * import { computeAcceptKey } from "@duplex/ws";
  * import assert from "node:assert/strict";
  *
- * assert.equal(await computeAcceptKey("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+ * assert.equal(computeAcceptKey("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
  * ```
  */
-export function computeAcceptKey(key: string): Promise<string> {
-  return Promise.resolve(sha1(ascii.encode(key + GUID)).toBase64());
+export function computeAcceptKey(key: string): string {
+  return sha1(ascii.encode(key + GUID)).toBase64();
 }
 
 /**

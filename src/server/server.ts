@@ -591,8 +591,6 @@ export class Server<Data = unknown> implements AsyncDisposable {
   }
 
   async #serveConnection(conn: Deno.Conn): Promise<void> {
-    // Frames leave when written: no Nagle delay behind unacknowledged ones.
-    if (this.#scheme === "ws") (conn as Deno.TcpConn).setNoDelay(true);
     const peer = new Peer<Data>(conn, this.#conns);
     let upgraded = false;
     // The key this connection is counted under per address, if it is.
@@ -622,6 +620,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         }
       }
       let rest = EMPTY;
+      let nagleOff = false;
       const fetch = this.#options.fetch;
       while (true) {
         const result = await this.#readHead(peer, rest);
@@ -637,6 +636,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
         }
         // Plain HTTP, within the request timeout (a handler that never
         // answers is abandoned then, or at shutdown); keep-alive loops back.
+        // A response's writes leave when written, not behind unacknowledged
+        // ones (a WebSocket turns Nagle off with its first write).
+        if (!nagleOff && this.#scheme === "ws") {
+          (conn as Deno.TcpConn).setNoDelay(true);
+          nagleOff = true;
+        }
         const abandoned = Promise.withResolvers<never>();
         abandoned.promise.catch(() => {});
         // The exchange goes on without us: it is told to cancel the response
@@ -921,8 +926,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
         headers.push(["Sec-WebSocket-Extensions", deflate.response]);
       }
       if (extraHeaders) headers.push(...extraHeaders);
-      const accept = await computeAcceptKey(upgrade.key);
-      // Shutdown began while the hook or the digest ran: it has already
+      const accept = computeAcceptKey(upgrade.key);
+      // Shutdown began while the hook ran: it has already
       // closed the sockets it knew of.
       if (this.#shutdown !== null) throw SHUTTING_DOWN();
       // Queued, not awaited: the socket's frames follow on the same writer.

@@ -121,7 +121,7 @@ export class RawPeer {
   /** Answers the handshake with a correct 101 plus `extra` header lines. */
   async accept(extra = ""): Promise<Headers> {
     const { headers } = await this.readHead();
-    const accept = await computeAcceptKey(headers.get("sec-websocket-key")!);
+    const accept = computeAcceptKey(headers.get("sec-websocket-key")!);
     await this.write(
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
         `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n${extra}\r\n`,

@@ -15,7 +15,7 @@ const fixedKey = (bytes: Uint8Array) => bytes.set(SAMPLE_BYTES);
 function sample(
   url = "ws://server.example.com/chat",
   options: { protocols?: string[]; headers?: HeadersInit } = {},
-): Promise<ClientHandshake> {
+): ClientHandshake {
   return ClientHandshake.create(url, { ...options, generateKey: fixedKey });
 }
 
@@ -26,9 +26,9 @@ function response(extra = "", accept = SAMPLE_ACCEPT): string {
 
 /** Feeds `text` whole, byte by byte, and in random cuts; returns each outcome. */
 function feedAllWays(
-  make: () => Promise<ClientHandshake>,
+  make: () => ClientHandshake,
   bytes: Uint8Array,
-): Promise<unknown[]> {
+): unknown[] {
   const cuts: ((b: Uint8Array) => Uint8Array[])[] = [
     (b) => [b],
     (b) => Array.from(b, (x) => new Uint8Array([x])),
@@ -42,8 +42,8 @@ function feedAllWays(
       return pieces;
     },
   ];
-  return Promise.all(cuts.map(async (cut) => {
-    const handshake = await make();
+  return cuts.map((cut) => {
+    const handshake = make();
     try {
       for (const piece of cut(bytes)) {
         const result = handshake.receive(piece);
@@ -53,7 +53,7 @@ function feedAllWays(
     } catch (error) {
       return error;
     }
-  }));
+  });
 }
 
 function assertHandshakeError(
@@ -68,8 +68,8 @@ function assertHandshakeError(
   assert.match(error.message, pattern);
 }
 
-Deno.test("ClientHandshake builds the RFC 6455 §4.1 request", async () => {
-  const handshake = await sample("ws://server.example.com/chat?room=1#frag", {
+Deno.test("ClientHandshake builds the RFC 6455 §4.1 request", () => {
+  const handshake = sample("ws://server.example.com/chat?room=1#frag", {
     protocols: ["chat", "superchat"],
     headers: { Origin: "http://example.com", "X-Trace": "1" },
   });
@@ -89,63 +89,63 @@ Deno.test("ClientHandshake builds the RFC 6455 §4.1 request", async () => {
   );
 });
 
-Deno.test("ClientHandshake sends the port in Host unless it is the default (RFC 6455 §4.1)", async () => {
-  const host = async (url: string) =>
-    decoder.decode((await sample(url)).request).split("\r\n")[1];
-  assert.equal(await host("ws://a.example:80/"), "Host: a.example");
-  assert.equal(await host("wss://a.example:443/"), "Host: a.example");
-  assert.equal(await host("ws://a.example:8080"), "Host: a.example:8080");
-  assert.equal(await host("wss://[::1]:9000/x"), "Host: [::1]:9000");
-  const custom = await sample("ws://127.0.0.1:1/", {
+Deno.test("ClientHandshake sends the port in Host unless it is the default (RFC 6455 §4.1)", () => {
+  const host = (url: string) =>
+    decoder.decode((sample(url)).request).split("\r\n")[1];
+  assert.equal(host("ws://a.example:80/"), "Host: a.example");
+  assert.equal(host("wss://a.example:443/"), "Host: a.example");
+  assert.equal(host("ws://a.example:8080"), "Host: a.example:8080");
+  assert.equal(host("wss://[::1]:9000/x"), "Host: [::1]:9000");
+  const custom = sample("ws://127.0.0.1:1/", {
     headers: { host: "virtual.example" },
   });
   assert.match(decoder.decode(custom.request), /\r\nHost: virtual.example\r\n/);
 });
 
-Deno.test("ClientHandshake makes a fresh 16-byte key each time (RFC 6455 §4.1)", async () => {
+Deno.test("ClientHandshake makes a fresh 16-byte key each time (RFC 6455 §4.1)", () => {
   const keys = new Set<string>();
   for (let i = 0; i < 20; i++) {
-    const { key } = await ClientHandshake.create("ws://localhost/");
+    const { key } = ClientHandshake.create("ws://localhost/");
     assert.equal(Uint8Array.fromBase64(key).length, 16);
     keys.add(key);
   }
   assert.equal(keys.size, 20);
 });
 
-Deno.test("ClientHandshake rejects bad URLs, subprotocols and headers with TypeError", async () => {
-  await assert.rejects(
-    ClientHandshake.create("ftp://localhost/"),
+Deno.test("ClientHandshake rejects bad URLs, subprotocols and headers with TypeError", () => {
+  assert.throws(
+    () => ClientHandshake.create("ftp://localhost/"),
     new TypeError(
       'Cannot connect: "url" must use ws: or wss: (or http: or https:), got ftp:',
     ),
   );
-  await assert.rejects(
-    ClientHandshake.create("not a url"),
+  assert.throws(
+    () => ClientHandshake.create("not a url"),
     /Cannot connect: "url" must be an absolute ws: or wss: URL/,
   );
   // No userinfo in a ws: URI (RFC 6455 §3), and no password in messages.
   for (const url of ["ws://alice:s3cret@localhost/", "wss://bob@localhost/"]) {
-    await assert.rejects(ClientHandshake.create(url), (error) => {
+    assert.throws(() => ClientHandshake.create(url), (error) => {
       assert.ok(error instanceof TypeError);
       assert.match(error.message, /may not carry credentials/);
       assert.doesNotMatch(error.message, /s3cret/);
       return true;
     });
   }
-  await assert.rejects(
-    sample(undefined, { protocols: ["a b"] }),
+  assert.throws(
+    () => sample(undefined, { protocols: ["a b"] }),
     /"protocols" must hold HTTP tokens, got "a b"/,
   );
-  await assert.rejects(
-    sample(undefined, { protocols: ["a", "a"] }),
+  assert.throws(
+    () => sample(undefined, { protocols: ["a", "a"] }),
     /"protocols" must be unique, got a twice/,
   );
-  await assert.rejects(
-    sample(undefined, { headers: { "Sec-WebSocket-Protocol": "x" } }),
+  assert.throws(
+    () => sample(undefined, { headers: { "Sec-WebSocket-Protocol": "x" } }),
     /may not set sec-websocket-protocol; the handshake sets it \(use "protocols"\)/,
   );
-  await assert.rejects(
-    sample(undefined, { headers: { "bad name": "x" } }),
+  assert.throws(
+    () => sample(undefined, { headers: { "bad name": "x" } }),
     /"headers" are not valid/,
   );
   // Every Sec-WebSocket-* field is the protocol's; a GET has no body.
@@ -157,31 +157,31 @@ Deno.test("ClientHandshake rejects bad URLs, subprotocols and headers with TypeE
       "Transfer-Encoding",
     ]
   ) {
-    await assert.rejects(
-      sample(undefined, { headers: { [name]: "1" } }),
+    assert.throws(
+      () => sample(undefined, { headers: { [name]: "1" } }),
       new RegExp(
         `may not set ${name.toLowerCase()}; (the handshake sets it|a handshake request has no body)$`,
       ),
     );
   }
   for (const host of ["", "a b", "a, b"]) {
-    await assert.rejects(
-      sample(undefined, { headers: { Host: host } }),
+    assert.throws(
+      () => sample(undefined, { headers: { Host: host } }),
       /"headers" must give one Host as host\[:port\]/,
     );
   }
-  await assert.rejects(
-    ClientHandshake.create("ws://localhost/", { maxHeadSize: 0 }),
+  assert.throws(
+    () => ClientHandshake.create("ws://localhost/", { maxHeadSize: 0 }),
     new RangeError(
       'Cannot connect: "maxHeadSize" must be a positive integer, got 0',
     ),
   );
 });
 
-Deno.test("ClientHandshake accepts a valid 101 response however it is cut", async () => {
+Deno.test("ClientHandshake accepts a valid 101 response however it is cut", () => {
   const firstFrame = new Uint8Array([0x81, 0x02, 0x68, 0x69]);
   const bytes = new Uint8Array([...encoder.encode(response()), ...firstFrame]);
-  for (const outcome of await feedAllWays(() => sample(), bytes)) {
+  for (const outcome of feedAllWays(() => sample(), bytes)) {
     const { result, rest } = outcome as {
       result: { protocol: string; headers: Headers };
       rest: Uint8Array;
@@ -192,21 +192,21 @@ Deno.test("ClientHandshake accepts a valid 101 response however it is cut", asyn
     // the first frame.
     assert.deepEqual(rest, firstFrame.subarray(0, rest.length));
   }
-  const handshake = await sample();
+  const handshake = sample();
   assert.ok(handshake.receive(bytes));
   assert.deepEqual(handshake.rest, firstFrame);
   assert.equal(handshake.state, "done");
 });
 
-Deno.test("ClientHandshake takes interim 1xx responses before the 101, however they are cut, but not without end (RFC 9110 §15.2)", async () => {
+Deno.test("ClientHandshake takes interim 1xx responses before the 101, however they are cut, but not without end (RFC 9110 §15.2)", () => {
   const interim =
     "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n";
   const bytes = encoder.encode(interim + response());
-  for (const outcome of await feedAllWays(() => sample(), bytes)) {
+  for (const outcome of feedAllWays(() => sample(), bytes)) {
     const { result } = outcome as { result: { headers: Headers } };
     assert.equal(result.headers.get("sec-websocket-accept"), SAMPLE_ACCEPT);
   }
-  const endless = await sample();
+  const endless = sample();
   assert.throws(
     () =>
       endless.receive(
@@ -218,8 +218,8 @@ Deno.test("ClientHandshake takes interim 1xx responses before the 101, however t
   );
 });
 
-Deno.test("ClientHandshake fails a response whose lines end with bare LFs at once, rather than waiting for a CRLF CRLF that never comes", async () => {
-  const handshake = await sample();
+Deno.test("ClientHandshake fails a response whose lines end with bare LFs at once, rather than waiting for a CRLF CRLF that never comes", () => {
+  const handshake = sample();
   assert.throws(
     () =>
       handshake.receive(
@@ -233,8 +233,8 @@ Deno.test("ClientHandshake fails a response whose lines end with bare LFs at onc
   );
 });
 
-Deno.test("ClientHandshake matches Upgrade and Connection case-insensitively (RFC 6455 §4.1)", async () => {
-  const handshake = await sample();
+Deno.test("ClientHandshake matches Upgrade and Connection case-insensitively (RFC 6455 §4.1)", () => {
+  const handshake = sample();
   const result = handshake.receive(encoder.encode(
     "HTTP/1.1 101 OK\r\nupgrade: WebSocket\r\nCONNECTION: keep-alive, UPGRADE\r\n" +
       `sec-websocket-accept: ${SAMPLE_ACCEPT}\r\n\r\n`,
@@ -242,8 +242,8 @@ Deno.test("ClientHandshake matches Upgrade and Connection case-insensitively (RF
   assert.ok(result);
 });
 
-Deno.test("ClientHandshake fails a wrong or missing Sec-WebSocket-Accept (RFC 6455 §4.1)", async () => {
-  const wrong = await computeAcceptKey("AAAAAAAAAAAAAAAAAAAAAA==");
+Deno.test("ClientHandshake fails a wrong or missing Sec-WebSocket-Accept (RFC 6455 §4.1)", () => {
+  const wrong = computeAcceptKey("AAAAAAAAAAAAAAAAAAAAAA==");
   for (
     const text of [
       response("", wrong),
@@ -251,7 +251,7 @@ Deno.test("ClientHandshake fails a wrong or missing Sec-WebSocket-Accept (RFC 64
       response(`Sec-WebSocket-Accept: ${SAMPLE_ACCEPT}\r\n`),
     ]
   ) {
-    const [whole, bytewise, random] = await feedAllWays(
+    const [whole, bytewise, random] = feedAllWays(
       () => sample(),
       encoder.encode(text),
     );
@@ -266,8 +266,8 @@ Deno.test("ClientHandshake fails a wrong or missing Sec-WebSocket-Accept (RFC 64
   }
 });
 
-Deno.test("ClientHandshake fails a missing Upgrade or Connection (RFC 6455 §4.1)", async () => {
-  const upgrade = await sample();
+Deno.test("ClientHandshake fails a missing Upgrade or Connection (RFC 6455 §4.1)", () => {
+  const upgrade = sample();
   assert.throws(
     () =>
       upgrade.receive(encoder.encode(
@@ -283,7 +283,7 @@ Deno.test("ClientHandshake fails a missing Upgrade or Connection (RFC 6455 §4.1
       return true;
     },
   );
-  const connection = await sample();
+  const connection = sample();
   assert.throws(
     () =>
       connection.receive(encoder.encode(
@@ -301,17 +301,17 @@ Deno.test("ClientHandshake fails a missing Upgrade or Connection (RFC 6455 §4.1
   );
 });
 
-Deno.test("ClientHandshake accepts only an offered subprotocol (RFC 6455 §4.1)", async () => {
-  const offered = await sample(undefined, { protocols: ["chat", "superchat"] });
+Deno.test("ClientHandshake accepts only an offered subprotocol (RFC 6455 §4.1)", () => {
+  const offered = sample(undefined, { protocols: ["chat", "superchat"] });
   const result = offered.receive(
     encoder.encode(response("Sec-WebSocket-Protocol: superchat\r\n")),
   );
   assert.equal(result?.protocol, "superchat");
 
-  const none = await sample(undefined, { protocols: ["chat"] });
+  const none = sample(undefined, { protocols: ["chat"] });
   assert.equal(none.receive(encoder.encode(response()))?.protocol, "");
 
-  const other = await sample(undefined, { protocols: ["chat"] });
+  const other = sample(undefined, { protocols: ["chat"] });
   assert.throws(
     () =>
       other.receive(
@@ -327,7 +327,7 @@ Deno.test("ClientHandshake accepts only an offered subprotocol (RFC 6455 §4.1)"
       return true;
     },
   );
-  const unasked = await sample();
+  const unasked = sample();
   assert.throws(
     () =>
       unasked.receive(
@@ -345,8 +345,8 @@ Deno.test("ClientHandshake accepts only an offered subprotocol (RFC 6455 §4.1)"
   );
 });
 
-Deno.test("ClientHandshake fails extensions it did not offer (RFC 6455 §4.1)", async () => {
-  const handshake = await sample();
+Deno.test("ClientHandshake fails extensions it did not offer (RFC 6455 §4.1)", () => {
+  const handshake = sample();
   assert.throws(
     () =>
       handshake.receive(
@@ -366,11 +366,11 @@ Deno.test("ClientHandshake fails extensions it did not offer (RFC 6455 §4.1)", 
   );
 });
 
-Deno.test("ClientHandshake reports a non-101 status with the start of the body", async () => {
+Deno.test("ClientHandshake reports a non-101 status with the start of the body", () => {
   const body = "No such room\n";
   const text = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n" +
     `Content-Length: ${body.length}\r\n\r\n${body}`;
-  for (const error of await feedAllWays(() => sample(), encoder.encode(text))) {
+  for (const error of feedAllWays(() => sample(), encoder.encode(text))) {
     assertHandshakeError(
       error,
       "UNEXPECTED_STATUS",
@@ -381,18 +381,18 @@ Deno.test("ClientHandshake reports a non-101 status with the start of the body",
   }
 });
 
-Deno.test("ClientHandshakeError carries the response's header fields: a redirect's Location, a failed 101's fields", async () => {
+Deno.test("ClientHandshakeError carries the response's header fields: a redirect's Location, a failed 101's fields", () => {
   const text = "HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\n" +
     "HTTP/1.1 302 Found\r\nLocation: wss://elsewhere.example/chat\r\n" +
     "Content-Length: 0\r\n\r\n";
-  for (const error of await feedAllWays(() => sample(), encoder.encode(text))) {
+  for (const error of feedAllWays(() => sample(), encoder.encode(text))) {
     assertHandshakeError(error, "UNEXPECTED_STATUS", 302, /answered 302 Found/);
     const { headers } = error as ClientHandshakeError;
     assert.equal(headers.get("location"), "wss://elsewhere.example/chat");
     assert.equal(headers.get("x-interim"), null);
   }
   const wrongAccept = response("X-Served-By: edge-7\r\n", "d3Jvbmc=");
-  const [error] = await feedAllWays(
+  const [error] = feedAllWays(
     () => sample(),
     encoder.encode(wrongAccept),
   );
@@ -401,23 +401,23 @@ Deno.test("ClientHandshakeError carries the response's header fields: a redirect
     (error as ClientHandshakeError).headers.get("x-served-by"),
     "edge-7",
   );
-  const closed = await sample();
+  const closed = sample();
   assert.throws(() => closed.receiveEof(), (error) => {
     assert.deepEqual([...(error as ClientHandshakeError).headers], []);
     return true;
   });
 });
 
-Deno.test("ClientHandshake refuses a 101 in HTTP/1.0 (RFC 9110 §15.2.2) but reports an HTTP/1.0 rejection as one", async () => {
+Deno.test("ClientHandshake refuses a 101 in HTTP/1.0 (RFC 9110 §15.2.2) but reports an HTTP/1.0 rejection as one", () => {
   const switched = response().replace("HTTP/1.1", "HTTP/1.0");
   for (
-    const error of await feedAllWays(() => sample(), encoder.encode(switched))
+    const error of feedAllWays(() => sample(), encoder.encode(switched))
   ) {
     assertHandshakeError(error, "MALFORMED_RESPONSE", 101, /101 in HTTP\/1\.0/);
   }
   const refused = "HTTP/1.0 403 Forbidden\r\nContent-Length: 2\r\n\r\nno";
   for (
-    const error of await feedAllWays(() => sample(), encoder.encode(refused))
+    const error of feedAllWays(() => sample(), encoder.encode(refused))
   ) {
     assertHandshakeError(
       error,
@@ -428,8 +428,8 @@ Deno.test("ClientHandshake refuses a 101 in HTTP/1.0 (RFC 9110 §15.2.2) but rep
   }
 });
 
-Deno.test("ClientHandshake waits for a rejection's body, then reports at EOF", async () => {
-  const handshake = await sample();
+Deno.test("ClientHandshake waits for a rejection's body, then reports at EOF", () => {
+  const handshake = sample();
   assert.equal(
     handshake.receive(
       encoder.encode("HTTP/1.1 503 Service Unavailable\r\n\r\nbusy"),
@@ -449,8 +449,8 @@ Deno.test("ClientHandshake waits for a rejection's body, then reports at EOF", a
   });
 });
 
-Deno.test("ClientHandshake keeps at most 512 bytes of a rejection's body", async () => {
-  const handshake = await sample();
+Deno.test("ClientHandshake keeps at most 512 bytes of a rejection's body", () => {
+  const handshake = sample();
   assert.throws(
     () =>
       handshake.receive(
@@ -469,8 +469,8 @@ Deno.test("ClientHandshake keeps at most 512 bytes of a rejection's body", async
   );
 });
 
-Deno.test("ClientHandshake reports a connection closed before the head", async () => {
-  const handshake = await sample();
+Deno.test("ClientHandshake reports a connection closed before the head", () => {
+  const handshake = sample();
   handshake.receive(encoder.encode("HTTP/1.1 101 Swi"));
   assert.throws(() => handshake.receiveEof(), (error) => {
     assertHandshakeError(
@@ -483,8 +483,8 @@ Deno.test("ClientHandshake reports a connection closed before the head", async (
   });
 });
 
-Deno.test("ClientHandshake fails a malformed status line or header", async () => {
-  const status = await sample();
+Deno.test("ClientHandshake fails a malformed status line or header", () => {
+  const status = sample();
   assert.throws(
     () => status.receive(encoder.encode("SSH-2.0-OpenSSH\r\n\r\n")),
     (error) => {
@@ -497,7 +497,7 @@ Deno.test("ClientHandshake fails a malformed status line or header", async () =>
       return true;
     },
   );
-  const header = await sample();
+  const header = sample();
   assert.throws(
     () =>
       header.receive(
@@ -515,8 +515,8 @@ Deno.test("ClientHandshake fails a malformed status line or header", async () =>
   );
 });
 
-Deno.test("ClientHandshake limits the response head's size and field count", async () => {
-  const big = await ClientHandshake.create("ws://localhost/", {
+Deno.test("ClientHandshake limits the response head's size and field count", () => {
+  const big = ClientHandshake.create("ws://localhost/", {
     maxHeadSize: 64,
   });
   assert.throws(
@@ -535,7 +535,7 @@ Deno.test("ClientHandshake limits the response head's size and field count", asy
       return true;
     },
   );
-  const many = await ClientHandshake.create("ws://localhost/", {
+  const many = ClientHandshake.create("ws://localhost/", {
     maxHeaders: 2,
   });
   assert.throws(
@@ -555,11 +555,11 @@ Deno.test("ClientHandshake limits the response head's size and field count", asy
   );
 });
 
-Deno.test("ClientHandshake fails a first line that is not a status line as soon as it ends, not when a head that never comes times out", async () => {
+Deno.test("ClientHandshake fails a first line that is not a status line as soon as it ends, not when a head that never comes times out", () => {
   // Byte by byte, whole and in random cuts: it fails at the line's end,
   // before the rest of the stream (which never ends a head) is fed.
   const banner = encoder.encode("SSH-2.0-OpenSSH_9.6\r\n");
-  for (const outcome of await feedAllWays(sample, banner)) {
+  for (const outcome of feedAllWays(sample, banner)) {
     assertHandshakeError(
       outcome,
       "MALFORMED_RESPONSE",
@@ -568,18 +568,18 @@ Deno.test("ClientHandshake fails a first line that is not a status line as soon 
     );
   }
   // A status line, then headers a byte at a time: no early failure.
-  for (const outcome of await feedAllWays(sample, encoder.encode(response()))) {
+  for (const outcome of feedAllWays(sample, encoder.encode(response()))) {
     assert.ok(!(outcome instanceof Error), String(outcome));
   }
   // After an interim response, the next first line is checked again.
   const interim = encoder.encode("HTTP/1.1 100 Continue\r\n\r\nSSH-2.0\r\n");
-  for (const outcome of await feedAllWays(sample, interim)) {
+  for (const outcome of feedAllWays(sample, interim)) {
     assertHandshakeError(outcome, "MALFORMED_RESPONSE", 0, /"SSH-2\.0"/);
   }
 });
 
-Deno.test("ClientHandshake.receive() after the handshake is over throws a TypeError saying the rest is the Connection's", async () => {
-  const handshake = await sample();
+Deno.test("ClientHandshake.receive() after the handshake is over throws a TypeError saying the rest is the Connection's", () => {
+  const handshake = sample();
   assert.ok(handshake.receive(encoder.encode(response())) !== undefined);
   assert.throws(() => handshake.receive(new Uint8Array([0x81, 0x00])), {
     name: "TypeError",
@@ -587,10 +587,10 @@ Deno.test("ClientHandshake.receive() after the handshake is over throws a TypeEr
   });
 });
 
-Deno.test("ClientHandshake takes http: for ws: and https: for wss:, as the WebSocket standard does", async () => {
-  const plain = await ClientHandshake.create("http://localhost:8080/chat?x=1");
+Deno.test("ClientHandshake takes http: for ws: and https: for wss:, as the WebSocket standard does", () => {
+  const plain = ClientHandshake.create("http://localhost:8080/chat?x=1");
   assert.equal(plain.url.href, "ws://localhost:8080/chat?x=1");
-  const secure = await ClientHandshake.create("https://example.com/");
+  const secure = ClientHandshake.create("https://example.com/");
   assert.equal(secure.url.href, "wss://example.com/");
   assert.equal(secure.url.port, "", "443 stays the default port");
 });

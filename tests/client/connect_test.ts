@@ -208,7 +208,7 @@ Deno.test("connect rejects a wrong Sec-WebSocket-Accept and sends no frame (RFC 
   let sentAfter: boolean | undefined;
   const server = rawServer(async (peer) => {
     await peer.readHead();
-    const wrong = await computeAcceptKey("AAAAAAAAAAAAAAAAAAAAAA==");
+    const wrong = computeAcceptKey("AAAAAAAAAAAAAAAAAAAAAA==");
     await peer.write(
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
         `Connection: Upgrade\r\nSec-WebSocket-Accept: ${wrong}\r\n\r\n`,
@@ -572,7 +572,7 @@ Deno.test("connect checks its flow-control and timeout options with serve()'s me
 Deno.test("connect delivers frames that arrive together with the 101 response", async () => {
   const server = rawServer(async (peer) => {
     const { headers } = await peer.readHead();
-    const accept = await computeAcceptKey(headers.get("sec-websocket-key")!);
+    const accept = computeAcceptKey(headers.get("sec-websocket-key")!);
     const head = new TextEncoder().encode(
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
         `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,

@@ -19,7 +19,7 @@ const SAMPLE_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 function handshake(
   settings: boolean | ClientDeflateOptions,
-): Promise<ClientHandshake> {
+): ClientHandshake {
   return ClientHandshake.create("ws://example.com/", {
     perMessageDeflate: settings,
     generateKey: (bytes) => bytes.set(SAMPLE_BYTES),
@@ -27,24 +27,24 @@ function handshake(
 }
 
 /** The request's `Sec-WebSocket-Extensions` for `settings`. */
-async function offerOf(
+function offerOf(
   settings: boolean | ClientDeflateOptions,
-): Promise<string | null> {
-  const request = new TextDecoder().decode((await handshake(settings)).request);
+): string | null {
+  const request = new TextDecoder().decode(handshake(settings).request);
   return /\r\nSec-WebSocket-Extensions: ([^\r]*)\r\n/.exec(request)?.[1] ??
     null;
 }
 
 /** What the client agrees to when the server answers `answer`. */
-async function agreed(
+function agreed(
   settings: boolean | ClientDeflateOptions,
   answer: string,
-): Promise<PerMessageDeflateParams | undefined> {
+): PerMessageDeflateParams | undefined {
   const response =
     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
     `Connection: Upgrade\r\nSec-WebSocket-Accept: ${SAMPLE_ACCEPT}\r\n` +
     `Sec-WebSocket-Extensions: ${answer}\r\n\r\n`;
-  const result = (await handshake(settings)).receive(
+  const result = handshake(settings).receive(
     new TextEncoder().encode(response),
   );
   assert.ok(result !== undefined, "a complete response");
@@ -62,7 +62,7 @@ const TAKEOVER: PerMessageDeflateParams = {
   threshold: 1024,
 };
 
-Deno.test("ClientHandshake offers permessage-deflate with its settings' parameters (RFC 7692 §7.1.1, §7.1.2)", async () => {
+Deno.test("ClientHandshake offers permessage-deflate with its settings' parameters (RFC 7692 §7.1.1, §7.1.2)", () => {
   const cases: [boolean | ClientDeflateOptions, string | null][] = [
     [false, null],
     // A browser's and npm:ws's offer: context takeover, limits allowed.
@@ -98,14 +98,14 @@ Deno.test("ClientHandshake offers permessage-deflate with its settings' paramete
     ],
   ];
   for (const [settings, offer] of cases) {
-    assert.equal(await offerOf(settings), offer, JSON.stringify(settings));
+    assert.equal(offerOf(settings), offer, JSON.stringify(settings));
   }
 });
 
-Deno.test("ClientHandshake agrees to context takeover both ways when the answer has no *_no_context_takeover (RFC 7692 §7.1.1)", async () => {
-  assert.deepEqual(await agreed(true, "permessage-deflate"), TAKEOVER);
+Deno.test("ClientHandshake agrees to context takeover both ways when the answer has no *_no_context_takeover (RFC 7692 §7.1.1)", () => {
+  assert.deepEqual(agreed(true, "permessage-deflate"), TAKEOVER);
   assert.deepEqual(
-    await agreed(
+    agreed(
       { level: 9, memLevel: 4, threshold: 64 },
       "permessage-deflate; client_max_window_bits=15",
     ),
@@ -113,42 +113,42 @@ Deno.test("ClientHandshake agrees to context takeover both ways when the answer 
   );
 });
 
-Deno.test("ClientHandshake takes server_no_context_takeover the server adds unasked (RFC 7692 §7.1.1.1)", async () => {
+Deno.test("ClientHandshake takes server_no_context_takeover the server adds unasked (RFC 7692 §7.1.1.1)", () => {
   assert.deepEqual(
-    await agreed(true, "permessage-deflate; server_no_context_takeover"),
+    agreed(true, "permessage-deflate; server_no_context_takeover"),
     { ...TAKEOVER, serverNoContextTakeover: true },
   );
 });
 
-Deno.test("ClientHandshake gives up its own context takeover when the server answers client_no_context_takeover (RFC 7692 §7.1.1.2)", async () => {
+Deno.test("ClientHandshake gives up its own context takeover when the server answers client_no_context_takeover (RFC 7692 §7.1.1.2)", () => {
   assert.deepEqual(
-    await agreed(true, "permessage-deflate; client_no_context_takeover"),
+    agreed(true, "permessage-deflate; client_no_context_takeover"),
     { ...TAKEOVER, clientNoContextTakeover: true },
   );
   // Asked for by the client itself, answered or not.
   assert.deepEqual(
-    await agreed({ clientNoContextTakeover: true }, "permessage-deflate"),
+    agreed({ clientNoContextTakeover: true }, "permessage-deflate"),
     { ...TAKEOVER, clientNoContextTakeover: true },
   );
 });
 
-Deno.test("ClientHandshake takes a server_max_window_bits up to its own limit, or unasked (RFC 7692 §7.1.2.1)", async () => {
+Deno.test("ClientHandshake takes a server_max_window_bits up to its own limit, or unasked (RFC 7692 §7.1.2.1)", () => {
   // "A server MAY include [it] even if the extension negotiation offer
   // being accepted by the response didn't include" it.
   assert.equal(
-    (await agreed(true, "permessage-deflate; server_max_window_bits=10"))
+    (agreed(true, "permessage-deflate; server_max_window_bits=10"))
       ?.serverMaxWindowBits,
     10,
   );
   assert.equal(
-    (await agreed(true, "permessage-deflate; server_max_window_bits=8"))
+    (agreed(true, "permessage-deflate; server_max_window_bits=8"))
       ?.serverMaxWindowBits,
     8,
   );
   // "the same or smaller value as the offer".
   for (const bits of [12, 9]) {
     assert.equal(
-      (await agreed(
+      (agreed(
         { serverMaxWindowBits: 12 },
         `permessage-deflate; server_max_window_bits=${bits}`,
       ))?.serverMaxWindowBits,
@@ -157,7 +157,7 @@ Deno.test("ClientHandshake takes a server_max_window_bits up to its own limit, o
   }
 });
 
-Deno.test("ClientHandshake compresses within the smaller of its own limit and the server's client_max_window_bits (RFC 7692 §7.1.2.2)", async () => {
+Deno.test("ClientHandshake compresses within the smaller of its own limit and the server's client_max_window_bits (RFC 7692 §7.1.2.2)", () => {
   const cases: [ClientDeflateOptions, string, number][] = [
     [{}, "permessage-deflate; client_max_window_bits=9", 9],
     [{}, 'permessage-deflate; client_max_window_bits="11"', 11],
@@ -178,14 +178,14 @@ Deno.test("ClientHandshake compresses within the smaller of its own limit and th
   ];
   for (const [settings, answer, bits] of cases) {
     assert.equal(
-      (await agreed(settings, answer))?.clientMaxWindowBits,
+      (agreed(settings, answer))?.clientMaxWindowBits,
       bits,
       `${JSON.stringify(settings)} answered ${answer}`,
     );
   }
 });
 
-Deno.test("ClientHandshake fails an answer the offer does not allow, saying why (RFC 7692 §7.1)", async () => {
+Deno.test("ClientHandshake fails an answer the offer does not allow, saying why (RFC 7692 §7.1)", () => {
   const cases: [boolean | ClientDeflateOptions, string, RegExp][] = [
     // §7.1.1.1: asked for, so it must be in an acceptance.
     [
@@ -263,8 +263,8 @@ Deno.test("ClientHandshake fails an answer the offer does not allow, saying why 
     [true, "permessage-deflate; =", /its syntax is not valid/],
   ];
   for (const [settings, answer, reason] of cases) {
-    await assert.rejects(
-      agreed(settings, answer),
+    assert.throws(
+      () => agreed(settings, answer),
       (error) => {
         assert.ok(error instanceof ClientHandshakeError, String(error));
         assert.equal(error.code, "UNEXPECTED_EXTENSION");

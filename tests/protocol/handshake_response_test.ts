@@ -40,9 +40,9 @@ function parseResponse(bytes: Uint8Array): {
 // RFC 6455 §4.2.2: the accepting response
 // ---------------------------------------------------------------------------
 
-Deno.test("computeAcceptKey answers the RFC sample key dGhlIHNhbXBsZSBub25jZQ== (RFC 6455 §1.3)", async () => {
+Deno.test("computeAcceptKey answers the RFC sample key dGhlIHNhbXBsZSBub25jZQ== (RFC 6455 §1.3)", () => {
   assert.equal(
-    await computeAcceptKey("dGhlIHNhbXBsZSBub25jZQ=="),
+    computeAcceptKey("dGhlIHNhbXBsZSBub25jZQ=="),
     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
   );
 });
@@ -53,8 +53,8 @@ Deno.test("computeAcceptKey is base64 of SHA-1 of key + GUID (RFC 6455 §4.2.2)"
     "SHA-1",
     new TextEncoder().encode(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"),
   );
-  assert.equal(await computeAcceptKey(key), new Uint8Array(digest).toBase64());
-  assert.equal((await computeAcceptKey(key)).length, 28);
+  assert.equal(computeAcceptKey(key), new Uint8Array(digest).toBase64());
+  assert.equal((computeAcceptKey(key)).length, 28);
 });
 
 Deno.test("encodeAcceptResponse writes the 101 response byte-exactly (RFC 6455 §4.2.2)", () => {

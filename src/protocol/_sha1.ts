@@ -32,7 +32,7 @@ export function sha1(data: Uint8Array): Uint8Array<ArrayBuffer> {
   // The message, a 1 bit, zeros, and its length in bits as 64 bits: a
   // whole number of 64-byte blocks.
   const length = data.length;
-  const padded = new Uint8Array((((length + 8) >>> 6) + 1) * 64);
+  const padded = new Uint8Array((Math.floor((length + 8) / 64) + 1) * 64);
   padded.set(data);
   padded[length] = 0x80;
   const view = new DataView(padded.buffer);

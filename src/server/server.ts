@@ -639,8 +639,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
         // A response's writes leave when written, not behind unacknowledged
         // ones (a WebSocket turns Nagle off with its first write).
         if (!nagleOff && this.#scheme === "ws") {
-          (conn as Deno.TcpConn).setNoDelay(true);
           nagleOff = true;
+          try {
+            (conn as Deno.TcpConn).setNoDelay(true);
+          } catch {
+            return; // closed meanwhile, by shutdown()
+          }
         }
         const abandoned = Promise.withResolvers<never>();
         abandoned.promise.catch(() => {});

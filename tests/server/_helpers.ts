@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { concat as joinBytes } from "../../src/protocol/_bytes.ts";
-import type { SocketOptions } from "../../src/socket_options.ts";
+import type { SocketOptions, Transport } from "../../src/socket_options.ts";
 import { WebSocket as WsClient } from "ws";
 import {
   type CloseInfo,
@@ -795,15 +795,17 @@ export async function rawUpgrade(
 /**
  * A server socket over `readable` and `writable`, as the server would make
  * one after a handshake, without keepalive or timeouts; `options` override.
- * `onClose` is called when the socket closes its transport.
+ * `onClose` is called when the socket closes its transport; `transport`
+ * adds the transport's optional methods.
  */
 export function socketOver(
   readable: ReadableStream<Uint8Array<ArrayBuffer>>,
   writable: WritableStream<Uint8Array> = new WritableStream(),
   options: Partial<SocketOptions> = {},
   onClose: () => void = () => {},
+  transport: Pick<Transport, "setNoDelay"> = {},
 ): Socket {
-  return new Socket({ readable, writable, close: onClose }, {
+  return new Socket({ readable, writable, close: onClose, ...transport }, {
     url: new URL("ws://localhost/"),
     headers: new Headers(),
     remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 },
@@ -821,6 +823,35 @@ export function socketOver(
     idleTimeout: 0,
     ...options,
   }, undefined);
+}
+
+/**
+ * A byte stream (read with BYOB) that answers the first read with
+ * `incoming`, if any, then nothing until `end()`, when it ends.
+ */
+export function oneReadThenEnd(incoming: Uint8Array | null): {
+  readable: ReadableStream<Uint8Array<ArrayBuffer>>;
+  end(): void;
+} {
+  let end!: () => void;
+  const endOfInput = new Promise<void>((resolve) => end = resolve);
+  let pending = incoming;
+  const readable = new ReadableStream({
+    type: "bytes",
+    async pull(controller) {
+      const request = controller.byobRequest!;
+      if (pending !== null) {
+        (request.view as Uint8Array).set(pending);
+        request.respond(pending.length);
+        pending = null;
+        return;
+      }
+      await endOfInput;
+      controller.close();
+      request.respond(0);
+    },
+  });
+  return { readable, end };
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   assertBytes,
   concat,
   frame,
+  oneReadThenEnd,
   OP,
   socketOver,
   waitUntil,
@@ -37,25 +38,7 @@ function recordedSocket(
   } = {},
 ): RecordedSocket {
   const writes: Uint8Array[] = [];
-  let ended!: () => void;
-  const endOfInput = new Promise<void>((resolve) => ended = resolve);
-  let pending = incoming;
-  const readable = new ReadableStream({
-    type: "bytes",
-    async pull(controller) {
-      const request = controller.byobRequest!;
-      const view = request.view as Uint8Array;
-      if (pending !== null) {
-        view.set(pending);
-        request.respond(pending.length);
-        pending = null;
-        return;
-      }
-      await endOfInput;
-      controller.close();
-      request.respond(0);
-    },
-  });
+  const { readable, end } = oneReadThenEnd(incoming);
   const writable = new WritableStream<Uint8Array>({
     async write(chunk) {
       writes.push(chunk.slice());
@@ -76,7 +59,7 @@ function recordedSocket(
         `${length} bytes written`,
       ),
     async end() {
-      ended();
+      end();
       await running;
     },
   };

@@ -931,8 +931,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
       }
       if (extraHeaders) headers.push(...extraHeaders);
       const accept = computeAcceptKey(upgrade.key);
-      // Shutdown began while the hook ran: it has already
-      // closed the sockets it knew of.
+      // Shutdown began while the hook ran: it has already closed the
+      // sockets it knew of.
       if (this.#shutdown !== null) throw SHUTTING_DOWN();
       // Queued, not awaited: the socket's frames follow on the same writer.
       writer.write(encodeAcceptResponse(accept, headers)).catch(() => {});

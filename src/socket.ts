@@ -2029,8 +2029,8 @@ export class Socket<Data = unknown>
    * once that is written our side ends, and what the peer still sends is
    * read and discarded for a moment (see #linger), so that the close does
    * not reset a peer still sending. One with output queued is likely not
-   * reading, and its transport closes at once (it sees 1006). `closed` reports 1013
-   * {@linkcode CLOSE_REASON.OverBudget} either way.
+   * reading, and its transport closes at once (it sees 1006). `closed`
+   * reports 1013 {@linkcode CLOSE_REASON.OverBudget} either way.
    */
   #evict(): void {
     if (this.#info !== null || this.#forcedClose !== null) return;

@@ -76,10 +76,10 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  *   fix ends the iteration by throwing: caller mistakes (`TypeError`,
  *   `RangeError`), a missing permission (`Deno.errors.NotCapable`), an
  *   answer with another status (a 2xx page, a 3xx redirect, a 4xx; but a
- *   first 401 when `headers` or the URL is a function), and a server that is not a
- *   WebSocket server (a malformed response, a bad `Sec-WebSocket-Accept`,
- *   an unrequested subprotocol or extension). After `maxRetries`
- *   consecutive failures the last error is thrown.
+ *   first 401 when `headers` or the URL is a function), and a server that
+ *   is not a WebSocket server (a malformed response, a bad
+ *   `Sec-WebSocket-Accept`, an unrequested subprotocol or extension). After
+ *   `maxRetries` consecutive failures the last error is thrown.
  * - Aborting `signal` ends the iteration: a pending delay or attempt stops,
  *   and an open socket is closed with 1000. Breaking out of the loop stops
  *   reconnecting and leaves the current socket to you.

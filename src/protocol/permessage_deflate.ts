@@ -17,8 +17,9 @@ import { describe, shown } from "./_describe.ts";
  * memory and a published message is compressed once. Context takeover
  * compresses streams of similar messages far better, at a price per
  * connection: `serverNoContextTakeover: false` for the server's messages
- * (a compressor, about 256 KiB at 15 window bits and memLevel 8), `clientNoContextTakeover: false` for the
- * clients' (their window, 32 KiB at most).
+ * (a compressor, about 256 KiB at 15 window bits and memLevel 8),
+ * `clientNoContextTakeover: false` for the clients' (their window, 32 KiB
+ * at most).
  *
  * @example Letting clients take over context
  * ```ts

@@ -329,9 +329,9 @@ export interface ServeOptions<Data = unknown> {
    *
    * Off by default, like `maxConnectionsPerAddress`: a budget too small for
    * what an application legitimately holds (large uploads, large broadcasts
-   * that some subscribers read slowly) closes its clients. A server that faces the internet
-   * should set it, above what `stats().bufferedBytes` shows under real
-   * load, and below the memory the process may use.
+   * that some subscribers read slowly) closes its clients. A server that
+   * faces the internet should set it, above what `stats().bufferedBytes`
+   * shows under real load, and below the memory the process may use.
    * @default {Infinity}
    *
    * @example A server that holds at most 256 MiB for its WebSockets

@@ -218,6 +218,9 @@ Deno.test("duplex send --binary stopped by a signal while it reads stdin says so
   await cli.write("part of the input"); // stdin stays open
   await new Promise((resolve) => setTimeout(resolve, 300));
   cli.signal("SIGTERM");
+  // It exits on the signal alone. (finished() ends its stdin too: were
+  // that first, the input would be whole, and it would connect to send it.)
+  await deadline(cli.child.status, DEADLINE, "the CLI to stop");
   const { code, stderr } = await cli.finished();
   assert.equal(code, 1, stderr);
   assert.match(stderr, /stopped before the connection opened/);

@@ -104,4 +104,10 @@ export const CLOSE_REASON = {
    * let go at once.
    */
   OverBudget: "server memory budget exceeded",
+  /**
+   * Processing the peer's input failed inside this module (code 1011): a
+   * bug, reported to the server's logger as `internal-error`. The
+   * transport closed at once.
+   */
+  InternalError: "internal error",
 } as const;

@@ -1219,6 +1219,7 @@ export class Socket<Data = unknown>
     let smallReads = 0;
     let lastTurn = -1;
     let readsThisTurn = 0;
+    let reading = false;
     try {
       if (this.#options.head && this.#options.head.length > 0) {
         this.#counters.bytesIn += this.#options.head.length;
@@ -1256,7 +1257,9 @@ export class Socket<Data = unknown>
           this.#receive(rest);
           continue;
         }
+        reading = true;
         const { value, done } = await reader.read(new Uint8Array(buffer));
+        reading = false;
         if (done || value === undefined) break;
         buffer = value.buffer;
         this.#counters.bytesIn += value.length;
@@ -1287,8 +1290,10 @@ export class Socket<Data = unknown>
           buffer = new ArrayBuffer(Math.max(MIN_READ, buffer.byteLength / 8));
         }
       }
-    } catch {
-      // A reset or a TLS failure: the connection is over.
+    } catch (error) {
+      // A reset or a TLS failure ends the connection; an error anywhere else
+      // is a bug of ours, not to be taken for the peer going away.
+      if (!reading) return this.#failInternally(error);
     }
     this.#connection.receiveEof();
     // Let a last flush (a close frame echo) finish before closing.
@@ -2003,6 +2008,25 @@ export class Socket<Data = unknown>
    * transport at once, without waiting to send a close frame the peer would
    * not take anyway, so it sees 1006; `closed` reports `code` and `reason`.
    */
+  /**
+   * Processing the peer's input threw: the core's state can no longer be
+   * trusted, so the transport closes at once (no close frame: writing one
+   * would go through that state) and `closed` reports 1011
+   * {@linkcode CLOSE_REASON.InternalError}. The error goes to
+   * `onInternalError`, or to `console.error` without one.
+   */
+  #failInternally(error: unknown): void {
+    const report = this.#options.onInternalError ??
+      ((error) => console.error("duplex: internal error:", error));
+    report(error);
+    this.#forcedClose = {
+      code: CLOSE_CODE.InternalError,
+      reason: CLOSE_REASON.InternalError,
+    };
+    this.#abort();
+    this.#finish();
+  }
+
   #terminate(code: number, reason: string): void {
     if (this.#forcedClose !== null || this.#info !== null) return;
     this.#forcedClose = { code, reason };

@@ -205,6 +205,12 @@ export interface SocketOptions {
   budget?: BufferBudget<Socket<unknown>>;
   /** The server's topic registry, for `subscribe()` and `publish()`. */
   topics?: Topics;
+  /**
+   * Called when processing the peer's input threw (a bug in this module,
+   * not the peer's doing); the socket then closes with 1011. Without it
+   * the error goes to `console.error`.
+   */
+  onInternalError?: (error: unknown) => void;
   /** Called once the socket has closed, as `closed` resolves. */
   onClosed?: (socket: Socket<unknown>, info: CloseInfo) => void;
   /** Deliver messages as streams (see `streams()`), not whole. */

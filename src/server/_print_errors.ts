@@ -22,7 +22,7 @@ export function printErrors(): (event: ServerLogEvent) => void {
     console.error(`duplex: ${type}${more}:`, ...details);
   };
   return (event) => {
-    if (event.type === "handler-error") {
+    if (event.type === "handler-error" || event.type === "internal-error") {
       console.error(`duplex: ${event.type}:`, event.error);
     } else if (event.type === "pubsub-error" || event.type === "accept-error") {
       throttled(event.type, event.error);

@@ -125,6 +125,16 @@ export type ServerLogEvent =
     message: string;
   }
   | { type: "handler-error"; url: string; error: unknown }
+  /**
+   * Processing a WebSocket's input threw inside this module: a bug (please
+   * report it). That connection closed with 1011; the others go on.
+   */
+  | {
+    type: "internal-error";
+    url: string;
+    remoteAddr: Deno.NetAddr;
+    error: unknown;
+  }
   | { type: "pubsub-error"; error: unknown }
   | { type: "accept-error"; error: unknown }
   /**

@@ -951,6 +951,13 @@ export class Server<Data = unknown> implements AsyncDisposable {
         streamMessages: options.streamMessages,
         counters: this.#stats.counters,
         budget: this.#budget,
+        onInternalError: (error) =>
+          this.#logger({
+            type: "internal-error",
+            url: upgrade.url.href,
+            remoteAddr,
+            error,
+          }),
         onClosed: (socket, info) => this.#socketClosed(peer, socket, info),
         head: rest,
         reader,

@@ -1,0 +1,101 @@
+// A fault inside this module while it processes a peer's input (a bug, not
+// the peer's doing) must not pass for the peer going away: the connection
+// closes with 1011, the error reaches the logger, and the server serves on.
+import assert from "node:assert/strict";
+import { WebSocketServer } from "ws";
+import {
+  CLOSE_REASON,
+  type CloseInfo,
+  connect,
+  Connection,
+  serve,
+  type ServerLogEvent,
+} from "../../mod.ts";
+import {
+  DEADLINE,
+  LOCAL,
+  NpmClient,
+  Queue,
+  withTimeout,
+  wsUrl,
+} from "./_helpers.ts";
+
+/** Makes `Connection.prototype.receive` throw while `on` is set. */
+function injectFault(): { on: boolean; error: Error } & Disposable {
+  const original = Connection.prototype.receive;
+  const fault = {
+    on: false,
+    error: new TypeError("injected fault"),
+    [Symbol.dispose]: () => void (Connection.prototype.receive = original),
+  };
+  Connection.prototype.receive = function (this: Connection, ...args) {
+    if (fault.on) throw fault.error;
+    return original.apply(this, args);
+  };
+  return fault;
+}
+
+Deno.test("internal error: the connection closes with 1011, the logger gets the error, others go on", async () => {
+  using fault = injectFault();
+  const events: ServerLogEvent[] = [];
+  const closes = new Queue<CloseInfo>();
+  const server = serve({
+    ...LOCAL,
+    onListen() {},
+    logger: (event) => void events.push(event),
+  }, async (socket) => {
+    socket.closed.then((info) => closes.push(info));
+    for await (const message of socket) await socket.send(message);
+  });
+  try {
+    await using first = await NpmClient.connect(wsUrl(server.addr, "/first"));
+    assert.equal(await first.roundTrip("before"), "before");
+    fault.on = true;
+    first.send("this one breaks the server");
+    assert.deepEqual(await closes.take("the server socket's close"), {
+      code: 1011,
+      reason: CLOSE_REASON.InternalError,
+      wasClean: false,
+    });
+    fault.on = false;
+    // No close frame went through the broken state: the transport closed.
+    assert.equal(
+      (await withTimeout(first.closed, DEADLINE, "close")).code,
+      1006,
+    );
+    const reported = events.filter((event) => event.type === "internal-error");
+    assert.equal(reported.length, 1);
+    assert.equal(reported[0].error, fault.error);
+    assert.equal(reported[0].url, wsUrl(server.addr, "/first"));
+    assert.equal(reported[0].remoteAddr.port, first.port);
+
+    await using second = await NpmClient.connect(wsUrl(server.addr));
+    assert.equal(await second.roundTrip("after"), "after");
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("internal error: a client without a logger prints the error and closes with 1011", async () => {
+  using fault = injectFault();
+  const peer = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  // deno-lint-ignore no-explicit-any
+  peer.on("connection", (ws: any) => ws.send("hello"));
+  await new Promise((resolve) => peer.once("listening", resolve));
+  const printed: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args);
+  try {
+    fault.on = true;
+    const socket = await connect(`ws://127.0.0.1:${peer.address().port}`);
+    const info = await withTimeout(socket.closed, DEADLINE, "the close");
+    fault.on = false;
+    assert.equal(info.code, 1011);
+    assert.equal(info.reason, CLOSE_REASON.InternalError);
+    assert.deepEqual(printed, [["duplex: internal error:", fault.error]]);
+  } finally {
+    console.error = consoleError;
+    fault.on = false;
+    await new Promise((resolve) => peer.close(resolve));
+  }
+});

@@ -38,7 +38,7 @@ export function findHeadEnd(
 const ascii = new TextDecoder();
 
 /** Decodes an HTTP head as ISO-8859-1: one character per byte. */
-export function latin1(bytes: Uint8Array): string {
+export function decodeLatin1(bytes: Uint8Array): string {
   // Heads are nearly always ASCII, which the native decoder reads fastest.
   let high = 0;
   for (let i = 0; i < bytes.length; i++) high |= bytes[i];
@@ -48,6 +48,18 @@ export function latin1(bytes: Uint8Array): string {
     text += String.fromCharCode(...bytes.subarray(i, i + 4096));
   }
   return text;
+}
+
+/**
+ * Encodes an HTTP head as ISO-8859-1: one byte per character. Field values
+ * may hold bytes 0x80-0xFF (obs-text), which `Headers` keeps as the
+ * characters U+0080-U+00FF; UTF-8 would send each as two bytes. Callers
+ * have checked that no character is above U+00FF.
+ */
+export function encodeLatin1(text: string): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  return bytes;
 }
 
 /**

@@ -12,6 +12,14 @@
  */
 
 const words = new Int32Array(80);
+// The chaining state h0-h4, between compress() and its caller.
+const state = new Int32Array(5);
+// For sha1Base64: its input padded (at most two blocks), and the digest.
+const scratch = new Uint8Array(128);
+const scratchView = new DataView(scratch.buffer);
+const scratchDigest = new Uint8Array(20);
+const scratchDigestView = new DataView(scratchDigest.buffer);
+const utf8 = new TextEncoder();
 
 /**
  * The SHA-1 digest of `data`.
@@ -29,18 +37,71 @@ const words = new Int32Array(80);
  * ```
  */
 export function sha1(data: Uint8Array): Uint8Array<ArrayBuffer> {
-  // The message, a 1 bit, zeros, and its length in bits as 64 bits: a
-  // whole number of 64-byte blocks.
   const length = data.length;
   const padded = new Uint8Array((Math.floor((length + 8) / 64) + 1) * 64);
   padded.set(data);
-  padded[length] = 0x80;
   const view = new DataView(padded.buffer);
-  view.setUint32(padded.length - 8, Math.floor(length / 0x20000000));
-  view.setUint32(padded.length - 4, (length * 8) >>> 0);
+  pad(padded, view, length);
+  compress(view, padded.length);
+  const digest = new Uint8Array(20);
+  writeDigest(new DataView(digest.buffer));
+  return digest;
+}
+
+/**
+ * The SHA-1 digest of `text`'s UTF-8, in base64. A short ASCII text (the
+ * accept key's 60 characters) is hashed in buffers kept for it: no
+ * allocation, which in Deno costs more than the hashing.
+ *
+ * @param text The text to hash.
+ * @returns The digest, base64-encoded.
+ *
+ * @example The accept key of RFC 6455 §1.3
+ * ```ts
+ * import { sha1Base64 } from "./_sha1.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const key = "dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+ * assert.equal(sha1Base64(key), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+ * ```
+ */
+export function sha1Base64(text: string): string {
+  const length = text.length;
+  // Two blocks hold 119 bytes with the padding's 9.
+  if (length > 119) return sha1(utf8.encode(text)).toBase64();
+  for (let i = 0; i < length; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 0x7f) return sha1(utf8.encode(text)).toBase64();
+    scratch[i] = code;
+  }
+  const blocks = length + 9 <= 64 ? 64 : 128;
+  scratch.fill(0, length, blocks);
+  const view = blocks === 128
+    ? scratchView
+    : new DataView(scratch.buffer, 0, 64);
+  pad(scratch, view, length);
+  compress(view, blocks);
+  writeDigest(scratchDigestView);
+  return scratchDigest.toBase64();
+}
+
+/**
+ * Appends SHA-1's padding to the `length` bytes of message at the start of
+ * `view` (zeros after them up to its end): a 1 bit, and the length in bits
+ * as 64 bits at the end.
+ */
+function pad(padded: Uint8Array, view: DataView, length: number): void {
+  const end = view.byteLength;
+  padded[length] = 0x80;
+  view.setUint32(end - 8, Math.floor(length / 0x20000000));
+  view.setUint32(end - 4, (length * 8) >>> 0);
+}
+
+/** Hashes the first `byteLength` bytes of `view` (whole blocks) into `state`. */
+function compress(view: DataView, byteLength: number): void {
   let h0 = 0x67452301, h1 = 0xefcdab89 | 0, h2 = 0x98badcfe | 0;
   let h3 = 0x10325476, h4 = 0xc3d2e1f0 | 0;
-  for (let block = 0; block < padded.length; block += 64) {
+  for (let block = 0; block < byteLength; block += 64) {
     for (let i = 0; i < 16; i++) words[i] = view.getInt32(block + i * 4);
     for (let i = 16; i < 80; i++) {
       const x = words[i - 3] ^ words[i - 8] ^ words[i - 14] ^ words[i - 16];
@@ -75,12 +136,13 @@ export function sha1(data: Uint8Array): Uint8Array<ArrayBuffer> {
     h3 = (h3 + d) | 0;
     h4 = (h4 + e) | 0;
   }
-  const digest = new Uint8Array(20);
-  const out = new DataView(digest.buffer);
-  out.setInt32(0, h0);
-  out.setInt32(4, h1);
-  out.setInt32(8, h2);
-  out.setInt32(12, h3);
-  out.setInt32(16, h4);
-  return digest;
+  state[0] = h0;
+  state[1] = h1;
+  state[2] = h2;
+  state[3] = h3;
+  state[4] = h4;
+}
+
+function writeDigest(out: DataView): void {
+  for (let i = 0; i < 5; i++) out.setInt32(i * 4, state[i]);
 }

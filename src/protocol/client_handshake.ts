@@ -1,5 +1,5 @@
 import { computeAcceptKey } from "./handshake_response.ts";
-import { findHeadEnd, latin1 } from "./_bytes.ts";
+import { decodeLatin1, encodeLatin1, findHeadEnd } from "./_bytes.ts";
 import {
   DEFAULT_MAX_HEAD_SIZE,
   DEFAULT_MAX_HEADERS,
@@ -187,7 +187,6 @@ function hasBareLineFeeds(bytes: Uint8Array, from: number, to: number) {
 }
 // Interim (1xx) responses taken before the final one.
 const MAX_INTERIM = 8;
-const ascii = new TextEncoder();
 
 /**
  * The client side of the opening handshake, without I/O (RFC 6455 §4.1):
@@ -373,7 +372,7 @@ export class ClientHandshake {
     }
     const afterHead = chunk.subarray(end - (this.#length - take));
     const { status, statusText, headers } = this.#parse(
-      latin1(this.#buffer.subarray(0, end - 4)),
+      decodeLatin1(this.#buffer.subarray(0, end - 4)),
     );
     if (status >= 100 && status < 200 && status !== 101) {
       // An interim response (RFC 9110 §15.2: a client must take them before
@@ -451,7 +450,10 @@ export class ClientHandshake {
     );
     if (lineEnd === -1) return;
     this.#firstLineChecked = true;
-    const line = latin1(this.#buffer.subarray(0, lineEnd)).replace(/\r$/, "");
+    const line = decodeLatin1(this.#buffer.subarray(0, lineEnd)).replace(
+      /\r$/,
+      "",
+    );
     if (!STATUS_LINE.test(line)) {
       throw this.#fail(
         "MALFORMED_RESPONSE",
@@ -754,7 +756,7 @@ function encodeRequest(
   if (extensions !== undefined) {
     head += `Sec-WebSocket-Extensions: ${extensions}\r\n`;
   }
-  return ascii.encode(`${head}${fields}\r\n`);
+  return encodeLatin1(`${head}${fields}\r\n`);
 }
 
 function positive(name: string, value: number | undefined): number | undefined {

@@ -1,8 +1,9 @@
 import type { HandshakeError } from "./errors.ts";
-import { sha1 } from "./_sha1.ts";
+import { encodeLatin1 } from "./_bytes.ts";
+import { sha1Base64 } from "./_sha1.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-const ascii = new TextEncoder();
+const utf8 = new TextEncoder();
 // RFC 9110 §5.1, §5.5: a field name is a token; a value has no CR, LF or
 // NUL (which would end the field, or the head, early: response splitting).
 const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -44,7 +45,7 @@ function field(name: string, value: string): string {
  * ```
  */
 export function computeAcceptKey(key: string): string {
-  return sha1(ascii.encode(key + GUID)).toBase64();
+  return sha1Base64(key + GUID);
 }
 
 /**
@@ -73,7 +74,7 @@ export function encodeAcceptResponse(
   let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
     "Connection: Upgrade\r\n";
   for (const [name, value] of headers) head += field(name, value);
-  return ascii.encode(`${head}Sec-WebSocket-Accept: ${accept}\r\n\r\n`);
+  return encodeLatin1(`${head}Sec-WebSocket-Accept: ${accept}\r\n\r\n`);
 }
 
 const REASON: Record<number, string> = {
@@ -109,14 +110,14 @@ const REASON: Record<number, string> = {
  * ```
  */
 export function encodeRejectionResponse(error: HandshakeError): Uint8Array {
-  const body = ascii.encode(`${error.message}\n`);
+  const body = utf8.encode(`${error.message}\n`);
   let head = `HTTP/1.1 ${error.status} ${REASON[error.status] ?? "Error"}\r\n` +
     `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
     "Connection: close\r\n";
   for (const [name, value] of Object.entries(error.headers)) {
     head += field(name, value);
   }
-  const headBytes = ascii.encode(`${head}\r\n`);
+  const headBytes = encodeLatin1(`${head}\r\n`);
   const bytes = new Uint8Array(headBytes.length + body.length);
   bytes.set(headBytes);
   bytes.set(body, headBytes.length);

@@ -1,6 +1,6 @@
 import { positiveInteger } from "./_checks.ts";
 import { HandshakeError } from "./errors.ts";
-import { findHeadEnd, latin1 } from "./_bytes.ts";
+import { decodeLatin1, findHeadEnd } from "./_bytes.ts";
 
 /** A parsed HTTP/1.x request head (RFC 9112 §2-5). */
 export interface HttpRequestHead {
@@ -142,7 +142,7 @@ export class HttpRequestParser {
       );
       if (end !== -1) {
         this.#rest = end === chunk.length ? EMPTY : chunk.slice(end);
-        return this.#parse(latin1(chunk.subarray(0, end - 4)));
+        return this.#parse(decodeLatin1(chunk.subarray(0, end - 4)));
       }
     }
     const searchFrom = Math.max(0, this.#length - 3);
@@ -191,7 +191,7 @@ export class HttpRequestParser {
     }
     const consumedFromChunk = end - (this.#length - take);
     this.#rest = chunk.slice(consumedFromChunk);
-    return this.#parse(latin1(this.#buffer.subarray(0, end - 4)));
+    return this.#parse(decodeLatin1(this.#buffer.subarray(0, end - 4)));
   }
 
   #parse(text: string): HttpRequestHead {

@@ -1,5 +1,5 @@
 import { STATUS_TEXT } from "./_status_text.ts";
-import { concat } from "../protocol/_bytes.ts";
+import { concat, encodeLatin1 } from "../protocol/_bytes.ts";
 
 /** Options of {@linkcode writeResponse}. */
 export interface WriteResponseOptions {
@@ -206,7 +206,7 @@ export async function writeResponse(
   if (framing === "chunked") head += "transfer-encoding: chunked\r\n";
   if (!keepAlive) head += "connection: close\r\n";
   else if (options.http10) head += "connection: keep-alive\r\n";
-  const headBytes = latin1(`${head}\r\n`);
+  const headBytes = encodeLatin1(`${head}\r\n`);
 
   if (framing === "none" || options.head || reader === null) {
     if (reader !== null) cancelQuietly(reader, pendingRead);
@@ -253,7 +253,7 @@ async function writeBody(
   const chunked = plan.framing === "chunked";
   const frame = (chunk: Uint8Array): Uint8Array[] =>
     chunked
-      ? [latin1(`${chunk.length.toString(16)}\r\n`), chunk, CRLF]
+      ? [encodeLatin1(`${chunk.length.toString(16)}\r\n`), chunk, CRLF]
       : [chunk];
   const tooLong = (): Error =>
     new TypeError(
@@ -375,7 +375,7 @@ export function encodeErrorResponse(
   message: string,
 ): Uint8Array {
   const body = new TextEncoder().encode(`${message}\n`);
-  const head = latin1(
+  const head = encodeLatin1(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ""}\r\n` +
       "content-type: text/plain; charset=utf-8\r\n" +
       `content-length: ${body.length}\r\n` +
@@ -473,10 +473,4 @@ function cancelQuietly(
 function hasToken(value: string | null, token: string): boolean {
   if (value === null) return false;
   return value.toLowerCase().split(",").some((part) => part.trim() === token);
-}
-
-function latin1(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-  return bytes;
 }

@@ -151,6 +151,30 @@ Deno.test("connect({ streamMessages }) streams a message from npm:ws larger than
   await deadline(socket.close(), 5_000, "close");
 });
 
+Deno.test("connect sends a header value's bytes 0x80-0xFF as themselves, as npm:ws reads them (obs-text, not UTF-8)", async () => {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((resolve) => wss.once("listening", resolve));
+  const seen = new Promise<string>((resolve) =>
+    wss.once(
+      "connection",
+      (ws: WebSocket, request: { headers: Record<string, string> }) => {
+        resolve(request.headers["x-name"]);
+        ws.close(1000);
+      },
+    )
+  );
+  try {
+    const socket = await connect(
+      `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+      { headers: { "x-name": "caf\u00e9" } },
+    );
+    assert.equal(await deadline(seen, 5_000, "the request"), "caf\u00e9");
+    await deadline(socket.closed, 5_000, "the close");
+  } finally {
+    await new Promise((resolve) => wss.close(resolve));
+  }
+});
+
 Deno.test("connect negotiates a subprotocol with npm:ws", async () => {
   await using server = await wsServer({
     handleProtocols: (offered: Set<string>) => offered.has("v2") ? "v2" : false,

@@ -77,6 +77,27 @@ Deno.test("encodeAcceptResponse writes the 101 response byte-exactly (RFC 6455 �
   );
 });
 
+Deno.test("encodeAcceptResponse and encodeRejectionResponse send a field value's bytes 0x80-0xFF as themselves (RFC 9110 §5.5 obs-text), a body as UTF-8", () => {
+  // Headers keeps those bytes as the characters U+0080-U+00FF.
+  const accept = encodeAcceptResponse("abc=", [["X-Name", "caf\u00e9"]]);
+  const field = [..."X-Name: caf"].map((c) => c.charCodeAt(0));
+  const at = accept.findIndex((_, i) =>
+    field.every((byte, j) => accept[i + j] === byte)
+  );
+  assert.deepEqual(
+    [...accept.subarray(at + field.length, at + field.length + 3)],
+    [0xe9, 0x0d, 0x0a],
+  );
+  const rejection = encodeRejectionResponse(
+    new HandshakeError(400, "caf\u00e9", { "x-name": "caf\u00e9" }),
+  );
+  const text = new TextDecoder("latin1").decode(rejection);
+  assert.match(text, /\r\nx-name: caf\u00e9\r\n/);
+  // The body: "café\n" in UTF-8, counted as such.
+  assert.match(text, /Content-Length: 6\r\n/);
+  assert.ok(text.endsWith("\r\n\r\ncaf\u00c3\u00a9\n"));
+});
+
 // ---------------------------------------------------------------------------
 // RFC 6455 §4.2.2, RFC 9110 §8.6: the rejecting response
 // ---------------------------------------------------------------------------

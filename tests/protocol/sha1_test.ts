@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { sha1 } from "../../src/protocol/_sha1.ts";
+import { sha1, sha1Base64 } from "../../src/protocol/_sha1.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 
@@ -56,4 +56,29 @@ Deno.test("sha1 does not modify its input and returns a fresh digest", () => {
   assert.deepEqual(data, copy);
   assert.notEqual(first, second);
   assert.deepEqual(first, second);
+});
+
+Deno.test("sha1Base64 agrees with crypto.subtle on texts of every length to 200, ASCII or not", async () => {
+  // Up to 119 ASCII characters are hashed in kept buffers (one block to 55,
+  // two beyond); longer or non-ASCII texts take the allocating path.
+  for (let length = 0; length <= 200; length++) {
+    const ascii = Array.from(
+      { length },
+      (_, i) => String.fromCharCode(0x21 + (i * 7 + length) % 94),
+    ).join("");
+    for (const text of [ascii, `é${ascii}`]) {
+      const expected = new Uint8Array(
+        await crypto.subtle.digest("SHA-1", encode(text)),
+      );
+      assert.equal(sha1Base64(text), expected.toBase64(), `length ${length}`);
+    }
+  }
+});
+
+Deno.test("sha1Base64 gives the same answer again: its kept buffers leave nothing behind", () => {
+  const long = "x".repeat(119);
+  const first = sha1Base64(long);
+  assert.equal(sha1Base64("abc"), "qZk+NkcGgWq6PiVxeFDCbJzQ2J0=");
+  assert.equal(sha1Base64(long), first);
+  assert.equal(sha1Base64(""), "2jmj7l5rSw0yVb/vlWAYkK/YBwk=");
 });

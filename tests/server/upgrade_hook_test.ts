@@ -179,6 +179,15 @@ Deno.test(
   },
 );
 
+Deno.test("serve({onUpgrade}) sends a header value's bytes 0x80-0xFF as themselves, as npm:ws reads them (obs-text, not UTF-8)", async () => {
+  await using server = serve({
+    ...LOCAL,
+    onUpgrade: () => ({ headers: [["x-name", "caf\u00e9"]] }),
+  }, echo);
+  await using client = await NpmClient.connectWith(wsUrl(server.addr), []);
+  assert.equal(client.upgradeHeaders["x-name"], "caf\u00e9");
+});
+
 Deno.test(
   "serve({onUpgrade}) adds the hook's {headers} (set-cookie) to the 101",
   async () => {

@@ -2004,11 +2004,6 @@ export class Socket<Data = unknown>
   }
 
   /**
-   * Gives up on the peer (it does not read, or does not answer): closes the
-   * transport at once, without waiting to send a close frame the peer would
-   * not take anyway, so it sees 1006; `closed` reports `code` and `reason`.
-   */
-  /**
    * Processing the peer's input threw: the core's state can no longer be
    * trusted, so the transport closes at once (no close frame: writing one
    * would go through that state) and `closed` reports 1011
@@ -2016,9 +2011,9 @@ export class Socket<Data = unknown>
    * `onInternalError`, or to `console.error` without one.
    */
   #failInternally(error: unknown): void {
-    const report = this.#options.onInternalError ??
-      ((error) => console.error("duplex: internal error:", error));
-    report(error);
+    if (this.#options.onInternalError) {
+      this.#options.onInternalError(this as Socket<unknown>, error);
+    } else console.error("duplex: internal error:", error);
     this.#forcedClose = {
       code: CLOSE_CODE.InternalError,
       reason: CLOSE_REASON.InternalError,
@@ -2027,6 +2022,11 @@ export class Socket<Data = unknown>
     this.#finish();
   }
 
+  /**
+   * Gives up on the peer (it does not read, or does not answer): closes the
+   * transport at once, without waiting to send a close frame the peer would
+   * not take anyway, so it sees 1006; `closed` reports `code` and `reason`.
+   */
   #terminate(code: number, reason: string): void {
     if (this.#forcedClose !== null || this.#info !== null) return;
     this.#forcedClose = { code, reason };

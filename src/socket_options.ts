@@ -210,7 +210,7 @@ export interface SocketOptions {
    * not the peer's doing); the socket then closes with 1011. Without it
    * the error goes to `console.error`.
    */
-  onInternalError?: (error: unknown) => void;
+  onInternalError?: (socket: Socket<unknown>, error: unknown) => void;
   /** Called once the socket has closed, as `closed` resolves. */
   onClosed?: (socket: Socket<unknown>, info: CloseInfo) => void;
   /** Deliver messages as streams (see `streams()`), not whole. */

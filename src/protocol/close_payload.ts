@@ -35,6 +35,7 @@ export function isValidCloseCode(code: number): boolean {
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const utf8 = new TextEncoder();
+const NO_BYTES = new Uint8Array(0);
 
 /**
  * Decodes the payload of a received close frame (RFC 6455 §5.5.1).
@@ -123,7 +124,7 @@ export function encodeClosePayload(
       }`,
     );
   }
-  const reasonBytes = utf8.encode(reason);
+  const reasonBytes = reason === "" ? NO_BYTES : utf8.encode(reason);
   if (reasonBytes.length > 123) {
     throw new RangeError(
       `Cannot close: "reason" must be at most 123 bytes of UTF-8, got ${reasonBytes.length}`,

@@ -222,9 +222,10 @@ export class Connection {
   readonly #deferCloseReply: boolean;
   // The close frame that answers the peer's, while it is held back.
   #closeReply: Uint8Array | null = null;
-  // The latest ping's payload, to answer (held in a buffer of its own).
+  // The latest ping's payload, to answer (held in a buffer of its own,
+  // allocated with the first ping).
   #pendingPong: Uint8Array | null = null;
-  readonly #pongPayload = new Uint8Array(125);
+  #pongPayload: Uint8Array | null = null;
   #controlArena = NO_CONTROL;
   #controlArenaUsed = 0;
   #controlBytes = 0;
@@ -779,6 +780,7 @@ export class Connection {
         // frame: a pong is due "unless it already received a Close frame"
         // (§5.5.2), and only data frames may not follow a close (§5.5.1).
         // A copy: the caller owns the event's data and may change it.
+        this.#pongPayload ??= new Uint8Array(125);
         this.#pongPayload.set(data);
         this.#pendingPong = this.#pongPayload.subarray(0, data.length);
         this.#emit({ type: "ping", data });

@@ -105,13 +105,14 @@ export class FrameParser {
   #state = HEADER;
   readonly #expectMask: boolean;
   readonly #allowedRsv: number;
-  // Header bytes split across chunks are gathered here (at most 14).
-  readonly #header = new Uint8Array(14);
+  // Header bytes split across chunks are gathered here (at most 14); the
+  // masking key follows them in the same buffer (see the constructor).
+  readonly #header: Uint8Array;
   #headerLength = 0;
   // The frame being read.
   #remaining = 0;
   #masked = false;
-  readonly #maskKey = new Uint8Array(4);
+  readonly #maskKey: Uint8Array;
   #maskOffset = 0;
   // The handler asked to stop after the frame that just ended.
   #stop = false;
@@ -126,6 +127,11 @@ export class FrameParser {
   constructor(options: FrameParserOptions) {
     this.#expectMask = role(options) === "server";
     this.#allowedRsv = options.allowedRsv ?? 0;
+    // One allocation for both: in Deno a typed array's memory costs more
+    // to allocate (and collect) than a connection's handshake has to spare.
+    const scratch = new Uint8Array(18);
+    this.#header = scratch.subarray(0, 14);
+    this.#maskKey = scratch.subarray(14);
   }
 
   /**

@@ -173,6 +173,14 @@ export class Server<Data = unknown> implements AsyncDisposable {
   readonly #limits: ResolvedLimits;
   readonly #scheme: "ws" | "wss";
   readonly #logger: (event: ServerLogEvent) => void;
+  // One function for all sockets, rather than a closure per connection.
+  readonly #onInternalError = (socket: Socket<unknown>, error: unknown) =>
+    this.#logger({
+      type: "internal-error",
+      url: socket.url.href,
+      remoteAddr: socket.remoteAddr,
+      error,
+    });
   readonly #ticker: Ticker;
   readonly #stats = new StatsCollector();
   readonly #topics: Topics;
@@ -951,13 +959,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         streamMessages: options.streamMessages,
         counters: this.#stats.counters,
         budget: this.#budget,
-        onInternalError: (error) =>
-          this.#logger({
-            type: "internal-error",
-            url: upgrade.url.href,
-            remoteAddr,
-            error,
-          }),
+        onInternalError: this.#onInternalError,
         onClosed: (socket, info) => this.#socketClosed(peer, socket, info),
         head: rest,
         reader,

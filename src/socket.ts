@@ -378,9 +378,16 @@ export class Socket<Data = unknown>
    */
   get state(): SocketState {
     if (this.#info !== null) return "closed";
-    return this.#connection.state === "open" && !this.#closeRequested
-      ? "open"
-      : "closing";
+    return this.#open ? "open" : "closing";
+  }
+
+  /**
+   * Neither closing nor closed. Asked of the socket, not only of its core:
+   * after an internal failure the core may still say "open".
+   */
+  get #open(): boolean {
+    return this.#info === null && this.#connection.state === "open" &&
+      !this.#closeRequested;
   }
 
   /**
@@ -460,7 +467,7 @@ export class Socket<Data = unknown>
       : message instanceof PreparedMessage
       ? (this.#options.role === "server" ? message : message.message)
       : invalidMessage(message);
-    if (this.#connection.state !== "open" || this.#closeRequested) {
+    if (!this.#open) {
       return "closed";
     }
     if (this.bufferedAmount >= this.#options.maxBackpressure) {
@@ -604,7 +611,7 @@ export class Socket<Data = unknown>
         ),
       );
     }
-    if (this.#connection.state !== "open" || this.#closeRequested) {
+    if (!this.#open) {
       const error = closedError(this, "send", this.#info ?? undefined);
       // Nothing of it will be sent: the source is let go, as when a close
       // cuts a stream short.
@@ -735,7 +742,7 @@ export class Socket<Data = unknown>
   }
 
   async #sendPiece(opcode: number, data: Uint8Array, fin: boolean) {
-    if (this.#connection.state !== "open") {
+    if (this.#info !== null || this.#connection.state !== "open") {
       throw closedError(this, "send", this.#info ?? undefined);
     }
     const referenced = this.#connection.sendFragment(opcode, data, fin);
@@ -831,7 +838,7 @@ export class Socket<Data = unknown>
    * @throws {RangeError} When `data` is longer than 125 bytes.
    */
   ping(data?: Uint8Array): Promise<void> {
-    if (this.#connection.state !== "open" || this.#closeRequested) {
+    if (!this.#open) {
       return handledRejection(
         closedError(this, "ping", this.#info ?? undefined),
       );
@@ -876,7 +883,7 @@ export class Socket<Data = unknown>
         }`,
       );
     }
-    if (this.#connection.state === "open" && !this.#closeRequested) {
+    if (this.#open) {
       this.#beginClosing();
       const sendClose = () => {
         if (this.#connection.state === "open") this.#sendClose(code, reason);
@@ -2011,15 +2018,21 @@ export class Socket<Data = unknown>
    * `onInternalError`, or to `console.error` without one.
    */
   #failInternally(error: unknown): void {
-    if (this.#options.onInternalError) {
-      this.#options.onInternalError(this as Socket<unknown>, error);
-    } else console.error("duplex: internal error:", error);
-    this.#forcedClose = {
+    // A close already decided (the memory budget's 1013) is what happened.
+    this.#forcedClose ??= {
       code: CLOSE_CODE.InternalError,
       reason: CLOSE_REASON.InternalError,
     };
     this.#abort();
     this.#finish();
+    try {
+      if (this.#options.onInternalError) {
+        this.#options.onInternalError(this as Socket<unknown>, error);
+      } else console.error("duplex: internal error:", error);
+    } catch {
+      // A reporter that throws must not turn this into an unhandled
+      // rejection of run().
+    }
   }
 
   /**

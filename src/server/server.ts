@@ -273,7 +273,15 @@ export class Server<Data = unknown> implements AsyncDisposable {
       resolveDeflateOptions(settings); // throws now for a bad setting
       this.#deflateOptions = settings;
     }
-    this.#logger = options.logger ?? printErrors();
+    const logger = options.logger ?? printErrors();
+    // A logger that throws would otherwise end whatever step logged.
+    this.#logger = (event) => {
+      try {
+        logger(event);
+      } catch (error) {
+        console.error(`duplex: the logger threw on "${event.type}":`, error);
+      }
+    };
     this.#budget = new BufferBudget(
       this.#limits.maxBufferedBytes,
       (socket, held, total) => {

@@ -1,4 +1,5 @@
 import type { ServeOptions } from "./serve_options.ts";
+import { encodeLatin1 } from "../protocol/_bytes.ts";
 import { STATUS_TEXT } from "./_status_text.ts";
 
 /**
@@ -63,8 +64,6 @@ export function assertOffered(protocol: string, offered: string[]): void {
   }
 }
 
-const ascii = new TextEncoder();
-
 /**
  * Encodes a rejection `Response` from an `onUpgrade` hook as HTTP/1.1 bytes,
  * asking the client to close.
@@ -83,7 +82,7 @@ export async function encodeHookResponse(
     head += `${name}: ${value}\r\n`;
   }
   head += `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
-  const headBytes = ascii.encode(head);
+  const headBytes = encodeLatin1(head);
   const bytes = new Uint8Array(headBytes.length + body.length);
   bytes.set(headBytes);
   bytes.set(body, headBytes.length);

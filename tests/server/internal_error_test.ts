@@ -8,11 +8,14 @@ import {
   type CloseInfo,
   connect,
   Connection,
+  ConnectionClosedError,
   serve,
   type ServerLogEvent,
+  type Socket,
 } from "../../mod.ts";
 import {
   DEADLINE,
+  echo,
   LOCAL,
   NpmClient,
   Queue,
@@ -73,6 +76,73 @@ Deno.test("internal error: the connection closes with 1011, the logger gets the 
     assert.equal(await second.roundTrip("after"), "after");
   } finally {
     await server.shutdown();
+  }
+});
+
+Deno.test("internal error: the failed socket refuses sends, pings and closes without going back into its core", async () => {
+  using fault = injectFault();
+  const failed = Promise.withResolvers<Socket>();
+  // The handler stays until the end: its return would close the socket.
+  const release = Promise.withResolvers<void>();
+  const server = serve({
+    ...LOCAL,
+    onListen() {},
+    logger() {},
+  }, async (socket) => {
+    for await (const _ of socket);
+    failed.resolve(socket);
+    await release.promise;
+  });
+  try {
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    fault.on = true;
+    client.send("breaks it");
+    const socket = await withTimeout(failed.promise, DEADLINE, "the end");
+    fault.on = false;
+    assert.equal(socket.state, "closed");
+    const sent = server.stats().messagesSent;
+    assert.equal(socket.trySend("after"), "closed");
+    await assert.rejects(socket.send("after"), ConnectionClosedError);
+    await assert.rejects(socket.ping(), ConnectionClosedError);
+    assert.equal(server.stats().messagesSent, sent);
+    assert.equal((await socket.close(1000)).code, 1011);
+  } finally {
+    release.resolve();
+    await server.shutdown();
+  }
+});
+
+Deno.test("a logger that throws does not take the server down: the internal error and the close are still handled", async () => {
+  using fault = injectFault();
+  const types: string[] = [];
+  const printed: unknown[][] = [];
+  const consoleError = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args);
+  const server = serve({
+    ...LOCAL,
+    onListen() {},
+    logger(event) {
+      types.push(event.type);
+      throw new Error("the logger broke");
+    },
+  }, echo);
+  try {
+    const first = await NpmClient.connect(wsUrl(server.addr));
+    fault.on = true;
+    first.send("breaks it");
+    await withTimeout(first.closed, DEADLINE, "the close");
+    fault.on = false;
+    await using second = await NpmClient.connect(wsUrl(server.addr));
+    assert.equal(await second.roundTrip("still serving"), "still serving");
+    assert.ok(types.includes("internal-error"), types.join());
+    assert.ok(
+      printed.some(([line]) =>
+        line === 'duplex: the logger threw on "internal-error":'
+      ),
+    );
+  } finally {
+    await server.shutdown();
+    console.error = consoleError;
   }
 });
 

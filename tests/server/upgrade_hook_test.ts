@@ -188,6 +188,17 @@ Deno.test("serve({onUpgrade}) sends a header value's bytes 0x80-0xFF as themselv
   assert.equal(client.upgradeHeaders["x-name"], "caf\u00e9");
 });
 
+Deno.test("serve({onUpgrade}) sends a rejecting Response's header bytes 0x80-0xFF as themselves (obs-text, not UTF-8)", async () => {
+  await using server = serve({
+    ...LOCAL,
+    onUpgrade: () =>
+      new Response("no", { status: 403, headers: { "x-name": "caf\u00e9" } }),
+  }, echo);
+  const rejection = await npmRejection(wsUrl(server.addr));
+  assert.equal(rejection.status, 403);
+  assert.equal(rejection.headers["x-name"], "caf\u00e9");
+});
+
 Deno.test(
   "serve({onUpgrade}) adds the hook's {headers} (set-cookie) to the 101",
   async () => {

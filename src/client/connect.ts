@@ -1,3 +1,4 @@
+import { raiseMallocThresholds } from "../_malloc_thresholds.ts";
 import { resolveNumericOptions } from "../_numeric_options.ts";
 import { withContext } from "../_error_context.ts";
 import { checkOptionsObject, CONNECT_OPTIONS } from "./_connect_options.ts";
@@ -306,6 +307,7 @@ export async function connect(
   const target = handshake.url;
   const signal = options.signal;
   signal?.throwIfAborted();
+  raiseMallocThresholds();
 
   let conn: Deno.Conn | undefined;
   // Why we stopped waiting (abort, timeout, body grace), once we have.

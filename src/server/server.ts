@@ -1,3 +1,4 @@
+import { raiseMallocThresholds } from "../_malloc_thresholds.ts";
 import { describe, shown } from "../protocol/_describe.ts";
 import { CLOSE_CODE, HandshakeError } from "../protocol/errors.ts";
 import { encodeClosePayload } from "../protocol/close_payload.ts";
@@ -267,6 +268,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     }
     this.#options = options;
     this.#handler = handler;
+    raiseMallocThresholds();
     const deflate = options.perMessageDeflate;
     if (deflate) {
       const settings = deflate === true ? {} : deflate;

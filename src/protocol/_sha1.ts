@@ -17,6 +17,7 @@ const state = new Int32Array(5);
 // For sha1Base64: its input padded (at most two blocks), and the digest.
 const scratch = new Uint8Array(128);
 const scratchView = new DataView(scratch.buffer);
+const scratchView64 = new DataView(scratch.buffer, 0, 64);
 const scratchDigest = new Uint8Array(20);
 const scratchDigestView = new DataView(scratchDigest.buffer);
 const utf8 = new TextEncoder();
@@ -76,9 +77,7 @@ export function sha1Base64(text: string): string {
   }
   const blocks = length + 9 <= 64 ? 64 : 128;
   scratch.fill(0, length, blocks);
-  const view = blocks === 128
-    ? scratchView
-    : new DataView(scratch.buffer, 0, 64);
+  const view = blocks === 128 ? scratchView : scratchView64;
   pad(scratch, view, length);
   compress(view, blocks);
   writeDigest(scratchDigestView);

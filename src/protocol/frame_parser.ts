@@ -127,8 +127,8 @@ export class FrameParser {
   constructor(options: FrameParserOptions) {
     this.#expectMask = role(options) === "server";
     this.#allowedRsv = options.allowedRsv ?? 0;
-    // One allocation for both: in Deno a typed array's memory costs more
-    // to allocate (and collect) than a connection's handshake has to spare.
+    // One allocation for both: in Deno each typed array's memory takes
+    // microseconds to allocate and collect (bench/README.md, "Handshakes").
     const scratch = new Uint8Array(18);
     this.#header = scratch.subarray(0, 14);
     this.#maskKey = scratch.subarray(14);

@@ -11,8 +11,10 @@
  * (bench/README.md). The cost is that up to 64 MiB of freed memory stays in
  * the process instead of going back to the system between bursts.
  *
- * Elsewhere (musl, macOS, Windows) this is one allocation of untouched
- * memory, freed at once.
+ * Elsewhere (musl, macOS, Windows), or when a glibc malloc tunable is set
+ * (`GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072` keeps the defaults:
+ * any such setting turns the adaptive thresholds off), this is one
+ * allocation of untouched memory, freed at once.
  *
  * @module
  */

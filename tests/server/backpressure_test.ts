@@ -669,15 +669,17 @@ Deno.test("with streamMessages too, a handler that takes no stream of a full que
 });
 
 Deno.test("a keepalive ping queued behind a slow reader's backlog is not judged before it is written: the pong timeout runs from then", async () => {
-  // 48 MiB at about 20 MB/s: the ping, due 100 ms into it, waits behind
-  // over two seconds of output, far more than pongTimeout.
+  // 48 MiB at 10-20 MB/s: the ping, due 100 ms into it, waits behind 2.5-5
+  // s of output, far more than pongTimeout. Once it is written, the kernel
+  // may still hold several MB ahead of it (loopback buffers grow to 8 MB
+  // and more: 300 ms of pongTimeout was too little for them).
   const count = 768;
   const closed = Promise.withResolvers<unknown>();
   await using server = serve(
     {
       ...LOCAL,
       pingInterval: 100,
-      pongTimeout: 300,
+      pongTimeout: 1500,
       maxBackpressure: 64 * 1024 * KIB,
     },
     async (socket) => {

@@ -211,9 +211,14 @@ export async function writeResponse(
   if (framing === "none" || options.head || reader === null) {
     if (reader !== null) cancelQuietly(reader, pendingRead);
     else if (body !== null) body.cancel().catch(() => {});
+    // Watched like any write of a response: a client that stopped reading
+    // (pipelining HEADs, say) must not hold the connection forever.
     const written = write(writer, headBytes);
     options.onHead?.();
-    if (!await written) return { delivered: false, keepAlive: false };
+    options.onWrite?.(true);
+    const taken = await written;
+    options.onWrite?.(false);
+    if (!taken) return { delivered: false, keepAlive: false };
     return { delivered: true, keepAlive };
   }
   return await writeBody(writer, reader, {
@@ -317,7 +322,9 @@ async function writeBody(
         return { delivered: false, keepAlive: false, error };
       }
       if (result.done) {
-        if (chunked && !await write(writer, LAST_CHUNK)) return gone();
+        if (
+          chunked && !await writeWatched(writer, LAST_CHUNK, plan.onWrite)
+        ) return gone();
         break;
       }
       const chunk = result.value;

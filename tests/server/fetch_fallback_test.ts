@@ -175,6 +175,48 @@ Deno.test("serve({fetch}) closes a streamed response's connection when the clien
   assert.deepEqual(server.stats().timeouts, { response: 1 });
 });
 
+for (
+  const [what, requestLine, fetch] of [
+    ["HEAD responses", "HEAD / HTTP/1.1", () => new Response("hello")],
+    [
+      "204 responses",
+      "GET / HTTP/1.1",
+      () => new Response(null, { status: 204 }),
+    ],
+    ["500s of a handler that throws", "GET / HTTP/1.1", () => {
+      throw new Error("boom");
+    }],
+  ] as const
+) {
+  Deno.test(`serve({fetch}) closes the connection of a client that pipelines requests and stops reading the answers (${what}: no body to write) for requestTimeout`, async () => {
+    await using server = serve({
+      ...LOCAL,
+      requestTimeout: 300,
+      logger: () => {},
+      fetch,
+    }, echo);
+    using peer = await RawPeer.connect(server.addr);
+    const batch = new TextEncoder().encode(
+      `${requestLine}\r\nHost: 127.0.0.1\r\n\r\n`.repeat(500),
+    );
+    // Until the server, stuck writing answers nobody reads, takes no more
+    // requests, then closes the connection and our write fails.
+    const flooding = (async () => {
+      try {
+        for (;;) await peer.conn.write(batch);
+      } catch {
+        // Closed by the server.
+      }
+    })();
+    await withTimeout(flooding, 3 * DEADLINE, "the server to close");
+    await waitUntil(
+      () => server.stats().transportConnections === 0,
+      "the connection closed",
+    );
+    assert.deepEqual(server.stats().timeouts, { response: 1 });
+  });
+}
+
 Deno.test("serve({fetch}): a response body waiting for data is canceled and request.signal aborted when the exchange is abandoned (shutdown)", async () => {
   const canceled = Promise.withResolvers<void>();
   const aborted = Promise.withResolvers<void>();

@@ -17,8 +17,10 @@ export interface UpgradeRequest {
 // base64 of exactly 16 bytes: 21 characters, one whose low bits are zero,
 // then the padding (RFC 6455 §4.1: "a randomly selected 16-byte value").
 const KEY = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
-// absolute-form (RFC 9112 §3.2.2); origin-form is any target starting "/".
-const ABSOLUTE_FORM = /^(?:https?|wss?):\/\//i;
+// absolute-form (RFC 9112 §3.2.2), with its authority, which ends at the
+// path, the query or the end (RFC 3986 §3.2); origin-form is any target
+// starting "/".
+const ABSOLUTE_FORM = /^(?:https?|wss?):\/\/([^/?]*)/i;
 // A Content-Length of zero, or a list of zeros (RFC 9112 §6.3: identical
 // values may be taken as one).
 const NO_CONTENT_LENGTH = /^0+(?:[ \t]*,[ \t]*0+)*$/;
@@ -107,8 +109,11 @@ export function validateUpgradeRequest(
     // "/\\evil.example/" against the Host would replace the Host.
     if (head.target.startsWith("/")) {
       url = new URL(`${scheme}://${host}${head.target}`);
-    } else if (ABSOLUTE_FORM.test(head.target)) {
-      // The connection decides the scheme, whatever the target says.
+    } else if (HOST.test(ABSOLUTE_FORM.exec(head.target)?.[1] ?? "")) {
+      // The connection decides the scheme, whatever the target says. The
+      // authority was checked first: the URL parser would take a host from
+      // "ws:///evil/x", skip the backslash of "ws://\\evil/x", and drop
+      // userinfo (RFC 9110 §4.2.1, §4.2.4).
       const target = new URL(head.target);
       url = new URL(
         `${scheme}://${target.host}${target.pathname}${target.search}`,

@@ -90,7 +90,9 @@ const CLOSED: HttpExchangeResult = { keepAlive: false, rest: EMPTY };
 const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=]+)(?::\d*)?$/;
 // request-target is visible ASCII (RFC 9112 §3.2).
 const TARGET = /^[\x21\x22\x24-\x7e]+$/; // visible ASCII but "#": no fragment
-const ABSOLUTE_FORM = /^https?:\/\//i;
+// "http://" or "https://" and the authority, which ends at the path, the
+// query or the end (RFC 3986 §3.2).
+const ABSOLUTE_FORM = /^https?:\/\/([^/?]*)/i;
 const DIGITS = /^\d+$/;
 const NORMALIZED_METHODS = new Set([
   "DELETE",
@@ -391,9 +393,20 @@ function prepareRequest(
         `The request target * is only for OPTIONS, not ${method}`,
       );
   }
+  const authority = target.startsWith("/")
+    ? null
+    : ABSOLUTE_FORM.exec(target)?.[1];
+  if (authority?.includes("@")) {
+    // RFC 9110 §4.2.4: userinfo in an http(s) URI is to be treated as an
+    // error (it may be a disguised host).
+    throw new HttpRequestError(400, "Request target may not carry userinfo");
+  }
+  // An empty authority ("http:///x") must be rejected (RFC 9110 §4.2.1),
+  // and one the URL parser would mend ("http:////evil/x", "http://\evil/x")
+  // names a host other than a strict reader of the request sees.
   if (
-    !TARGET.test(target) ||
-    (!target.startsWith("/") && !ABSOLUTE_FORM.test(target))
+    !TARGET.test(target) || authority === undefined ||
+    (authority !== null && !HOST.test(authority))
   ) {
     throw new HttpRequestError(
       400,
@@ -411,11 +424,6 @@ function prepareRequest(
       400,
       `Malformed request target: ${JSON.stringify(target.slice(0, 100))}`,
     );
-  }
-  if (url.username !== "" || url.password !== "") {
-    // RFC 9110 §4.2.4: userinfo in an http(s) URI is to be treated as an
-    // error (it may be a disguised host).
-    throw new HttpRequestError(400, "Request target may not carry userinfo");
   }
   let headers: Headers;
   try {

@@ -143,6 +143,8 @@ Deno.test("validateUpgradeRequest builds the URL from origin-form and absolute-f
     ["/x", "[::1]:9000", "ws://[::1]:9000/x"],
     ["/x", "127.0.0.1", "ws://127.0.0.1/x"],
     ["ws://b.example/path", "a.example", "ws://b.example/path"],
+    ["WSS://b.example:81?q", "a.example", "ws://b.example:81/?q"],
+    ["http://[::1]:9000/x", "a.example", "ws://[::1]:9000/x"],
   ];
   for (const [target, host, href] of cases) {
     const headers = withHeaders({ Host: host });
@@ -183,6 +185,28 @@ Deno.test("validateUpgradeRequest rejects a Host with userinfo, path or query wi
 
 Deno.test("validateUpgradeRequest rejects a target that is neither origin nor absolute form with 400 (RFC 9112 §3.2)", () => {
   for (const target of ["*", "chat", "server.example.com:80", "ftp://a/"]) {
+    const result = rejection(head({ target }));
+    assert.equal(result.status, 400, target);
+    assert.equal(
+      result.message,
+      `Request target ${
+        JSON.stringify(target)
+      } or Host "server.example.com" is not valid`,
+    );
+  }
+});
+
+Deno.test("validateUpgradeRequest rejects an absolute-form target whose authority is empty, mended by the URL parser, or carries userinfo, with 400 (RFC 9110 §4.2.1, §4.2.4)", () => {
+  for (
+    const target of [
+      "ws:///chat", // the URL parser would make "chat" the host
+      "ws:////evil.example/chat",
+      "ws://\\evil.example/chat", // ... and skip the backslash
+      "http:///evil.example/chat",
+      "ws://user@evil.example/chat", // ... and drop the userinfo
+      "ws://user:pw@server.example.com/chat",
+    ]
+  ) {
     const result = rejection(head({ target }));
     assert.equal(result.status, 400, target);
     assert.equal(

@@ -465,6 +465,20 @@ Deno.test("serveHttpRequest rejects malformed requests with their status and clo
       request("GET http://admin:pw@example.com/ HTTP/1.1", [HOST]),
       400,
     ],
+    // RFC 9110 §4.2.1: an empty host is invalid. The URL parser would take
+    // the host from the path, or skip the backslash.
+    ["empty authority", request("GET http:///admin/x HTTP/1.1", [HOST]), 400],
+    [
+      "empty authority, then //",
+      request("GET http:////evil.example/x HTTP/1.1", [HOST]),
+      400,
+    ],
+    [
+      "backslash authority",
+      request("GET http://\\evil.example/x HTTP/1.1", [HOST]),
+      400,
+    ],
+    ["https, empty authority", request("GET https:///x HTTP/1.1", [HOST]), 400],
     [
       "Content-Length: abc",
       request("POST / HTTP/1.1", [HOST, ["Content-Length", "abc"]]),
@@ -613,6 +627,8 @@ Deno.test("serveHttpRequest builds request.url from the scheme and Host, or an a
   const run = await runInMemory([concat(
     request("GET //evil.com/x?y HTTP/1.1", [["Host", "example.com:8080"]]),
     request("GET http://other.test/abs HTTP/1.1", [HOST]),
+    // The authority ends at the query too; the scheme is case-insensitive.
+    request("GET HTTP://other.test:81?q HTTP/1.1", [HOST]),
     request("get /lower HTTP/1.0", []),
   )], (request) => {
     urls.push(`${request.method} ${request.url}`);
@@ -621,6 +637,7 @@ Deno.test("serveHttpRequest builds request.url from the scheme and Host, or an a
   assert.deepEqual(urls, [
     "GET https://example.com:8080//evil.com/x?y",
     "GET http://other.test/abs",
+    "GET http://other.test:81/?q",
     "GET https://localhost/lower",
   ]);
   assert.equal(run.errors.length, 0);

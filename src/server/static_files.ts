@@ -13,7 +13,7 @@ export interface ServeStaticOptions {
  * `Content-Type` by file extension; anything else is
  * `application/octet-stream`.
  */
-const CONTENT_TYPES: Readonly<Record<string, string>> = {
+const CONTENT_TYPES: ReadonlyMap<string, string> = new Map(Object.entries({
   html: "text/html; charset=utf-8",
   htm: "text/html; charset=utf-8",
   css: "text/css; charset=utf-8",
@@ -31,7 +31,7 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
   ico: "image/x-icon",
   wasm: "application/wasm",
   woff2: "font/woff2",
-};
+}));
 const FALLBACK_TYPE = "application/octet-stream";
 const WINDOWS = Deno.build.os === "windows";
 const SEPARATOR = WINDOWS ? "\\" : "/";
@@ -45,12 +45,17 @@ const UNSAFE_SEGMENT = WINDOWS ? /[\\/\0:]/ : /[\\/\0]/;
  * - `GET` and `HEAD` only; other methods get 405 with `Allow: GET, HEAD`.
  * - The URL path is decoded segment by segment; `..`, encoded slashes or
  *   backslashes, NUL bytes and dotfiles (`.env`, `.git/`) are 404. A path
- *   that resolves (through symlinks) outside `root` is 403.
+ *   that resolves (through symlinks) outside `root` is 403, and so is a
+ *   file swapped for a symlink while it is being opened (a directory on the
+ *   path swapped back and forth can still race it: see SECURITY.md).
  * - A directory serves its `index` file; a directory URL without its
  *   trailing slash is redirected (301) to it, so relative links work.
  * - Files stream from disk with `Content-Type` (by extension),
  *   `Content-Length`, `Last-Modified` and a weak `ETag`;
- *   `If-None-Match` / `If-Modified-Since` give 304 (RFC 9110 §13).
+ *   `If-None-Match` / `If-Modified-Since` give 304, `If-Match` /
+ *   `If-Unmodified-Since` that fail 412 (RFC 9110 §13; the entity tags are
+ *   weak, so `If-Match` holds only for `*`). A file grown while it is sent
+ *   is cut at the length announced.
  * - A single byte range on a `GET` (`Range: bytes=0-99`, `100-`, `-100`)
  *   gives 206 with `Content-Range`, one past the end 416 (RFC 9110 §14):
  *   downloads resume and media seeks. Several ranges, or an `If-Range`
@@ -160,54 +165,99 @@ export function serveStatic(
     } catch (error) {
       return failure(error);
     }
+    // Not opened otherwise: opening a named pipe waits for a writer.
     if (!info.isFile) return text(404, "Not Found");
-
-    const headers = new Headers();
-    const etag = info.mtime === null
-      ? null
-      : `W/"${info.size.toString(36)}-${info.mtime.getTime().toString(36)}"`;
-    if (etag !== null) headers.set("etag", etag);
-    if (info.mtime !== null) {
-      headers.set("last-modified", info.mtime.toUTCString());
-    }
-    // RFC 9110 §15.4.5: a 304 carries the validators, not the metadata.
-    if (isNotModified(request.headers, etag, info.mtime)) {
-      return new Response(null, { status: 304, headers });
-    }
-    headers.set("content-type", contentType(path));
-    headers.set("x-content-type-options", "nosniff");
-    headers.set("accept-ranges", "bytes");
-    // RFC 9110 §14.2: Range is for GET only.
-    const range = request.method === "GET"
-      ? requestedRange(request.headers, info.size, info.mtime)
-      : null;
-    if (range === "unsatisfiable") {
-      return text(416, "Range Not Satisfiable", {
-        "content-range": `bytes */${info.size}`,
-      });
-    }
-    const [start, end] = range ?? [0, info.size - 1];
-    const length = Math.max(0, end - start + 1);
-    headers.set("content-length", `${length}`);
-    const status = range === null ? 200 : 206;
-    if (range !== null) {
-      headers.set("content-range", `bytes ${start}-${end}/${info.size}`);
-    }
-    if (request.method === "HEAD") {
-      return new Response(null, { status, headers });
-    }
     let file: Deno.FsFile;
     try {
       file = await Deno.open(path, { read: true });
     } catch (error) {
       return failure(error);
     }
-    // The stream closes the file when it ends or is cancelled.
-    const body = range === null
-      ? file.readable
-      : fileSlice(file, start, length);
-    return new Response(body, { status, headers });
+    // From here the file is open: `file` is closed on every way out but the
+    // body, which closes it.
+    let body: ReadableStream<Uint8Array> | null = null;
+    try {
+      // What was checked may have been swapped for a symlink to elsewhere
+      // before the open: the file opened must be the one the path leads to
+      // inside the root now, itself, not through a symlink put there since
+      // (lstat).
+      info = await file.stat();
+      const now = await Deno.realPath(path);
+      if (!inside(now) || !sameFile(info, await Deno.lstat(now))) {
+        return text(403, "Forbidden");
+      }
+      if (!info.isFile) return text(404, "Not Found");
+      const plan = planResponse(request, path, info);
+      if (plan instanceof Response) return plan;
+      if (request.method === "GET") {
+        // No more than announced, though the file may grow meanwhile.
+        body = fileSlice(file, plan.start, plan.length);
+      }
+      return new Response(body, plan);
+    } catch (error) {
+      return failure(error);
+    } finally {
+      if (body === null) file.close();
+    }
   };
+}
+
+/** A 200 or 206 for a regular file: its headers, and the bytes to send. */
+interface FilePlan {
+  status: 200 | 206;
+  headers: Headers;
+  start: number;
+  length: number;
+}
+
+/**
+ * What to answer for a regular file: a {@linkcode FilePlan}, or a whole
+ * response (304, 412, 416).
+ */
+function planResponse(
+  request: Request,
+  path: string,
+  info: Deno.FileInfo,
+): FilePlan | Response {
+  const headers = new Headers();
+  const etag = info.mtime === null
+    ? null
+    : `W/"${info.size.toString(36)}-${info.mtime.getTime().toString(36)}"`;
+  if (etag !== null) headers.set("etag", etag);
+  if (info.mtime !== null) {
+    headers.set("last-modified", info.mtime.toUTCString());
+  }
+  if (!preconditionsHold(request.headers, etag, info.mtime)) {
+    return text(412, "Precondition Failed");
+  }
+  // RFC 9110 §15.4.5: a 304 carries the validators, not the metadata.
+  if (isNotModified(request.headers, etag, info.mtime)) {
+    return new Response(null, { status: 304, headers });
+  }
+  headers.set("content-type", contentType(path));
+  headers.set("x-content-type-options", "nosniff");
+  headers.set("accept-ranges", "bytes");
+  // RFC 9110 §14.2: Range is for GET only.
+  const range = request.method === "GET"
+    ? requestedRange(request.headers, info.size, info.mtime)
+    : null;
+  if (range === "unsatisfiable") {
+    return text(416, "Range Not Satisfiable", {
+      "content-range": `bytes */${info.size}`,
+    });
+  }
+  const [start, end] = range ?? [0, info.size - 1];
+  const length = Math.max(0, end - start + 1);
+  headers.set("content-length", `${length}`);
+  if (range !== null) {
+    headers.set("content-range", `bytes ${start}-${end}/${info.size}`);
+  }
+  return { status: range === null ? 200 : 206, headers, start, length };
+}
+
+/** Whether two stats are of one file (where the platform tells). */
+function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
 }
 
 /**
@@ -309,6 +359,30 @@ function decodeSegments(pathname: string): string[] | null {
   return segments;
 }
 
+/**
+ * RFC 9110 §13.1.1, §13.1.4: `If-Match` with the strong comparison (our
+ * weak tags never match one; `*` matches any file), else
+ * `If-Unmodified-Since` (ignored when not an HTTP-date). Evaluated before
+ * `If-None-Match` and `Range` (§13.2.2).
+ */
+function preconditionsHold(
+  headers: Headers,
+  etag: string | null,
+  mtime: Date | null,
+): boolean {
+  const ifMatch = headers.get("if-match");
+  if (ifMatch !== null) {
+    return ifMatch.split(",").some((tag) =>
+      tag.trim() === "*" ||
+      (etag !== null && !etag.startsWith("W/") && tag.trim() === etag)
+    );
+  }
+  const ifUnmodifiedSince = headers.get("if-unmodified-since");
+  if (ifUnmodifiedSince === null || mtime === null) return true;
+  const since = parseHttpDate(ifUnmodifiedSince);
+  return since === null || Math.floor(mtime.getTime() / 1000) * 1000 <= since;
+}
+
 /** RFC 9110 §13.1.2-13.1.3, with the weak comparison `If-None-Match` uses. */
 function isNotModified(
   headers: Headers,
@@ -335,7 +409,7 @@ function contentType(path: string): string {
   const name = path.slice(path.lastIndexOf(SEPARATOR) + 1);
   const dot = name.lastIndexOf(".");
   if (dot <= 0) return FALLBACK_TYPE;
-  return CONTENT_TYPES[name.slice(dot + 1).toLowerCase()] ?? FALLBACK_TYPE;
+  return CONTENT_TYPES.get(name.slice(dot + 1).toLowerCase()) ?? FALLBACK_TYPE;
 }
 
 function failure(error: unknown): Response {

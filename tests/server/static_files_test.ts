@@ -41,6 +41,8 @@ async function fixture(): Promise<
     "notes.txt": "notes",
     "a b.txt": "spaced",
     "README": "no extension",
+    "x.constructor": "odd extension",
+    "x.__proto__": "odd extension",
     "big.bin": BIG,
     ".env": "SECRET=1",
     "sub/index.html": "<h1>sub</h1>",
@@ -107,6 +109,9 @@ Deno.test("serveStatic serves files with their Content-Type and Content-Length",
     ["/notes.txt", "text/plain; charset=utf-8"],
     ["/a%20b.txt", "text/plain; charset=utf-8"],
     ["/README", "application/octet-stream"],
+    // An extension that names a property of every object is just unknown.
+    ["/x.constructor", "application/octet-stream"],
+    ["/x.__proto__", "application/octet-stream"],
   ];
   for (const [path, type] of types) {
     const { response, size } = await get(handler, path);
@@ -243,6 +248,88 @@ Deno.test("serveStatic answers HEAD with headers only, and 304 for a fresh cache
     const { response, text } = await get(handler, "/style.css", { headers });
     assert.equal(response.status, 200, JSON.stringify(headers));
     assert.equal(text, "body{}");
+  }
+});
+
+Deno.test("serveStatic answers 412 when If-Match or If-Unmodified-Since fails, before If-None-Match and Range (RFC 9110 §13.1.1, §13.1.4, §13.2.2)", async () => {
+  await using tree = await fixture();
+  const handler = serveStatic(tree.root);
+  const head = await handler(
+    new Request("http://localhost/style.css", { method: "HEAD" }),
+  );
+  const etag = head.headers.get("etag")!;
+  const lastModified = head.headers.get("last-modified")!;
+  const past = "Thu, 01 Jan 1970 00:00:00 GMT";
+  const failed: Record<string, string>[] = [
+    // Strong comparison: a weak tag never matches, ours included.
+    { "if-match": etag },
+    { "if-match": '"other"' },
+    { "if-unmodified-since": past },
+    // Ahead of Range and If-None-Match.
+    { "if-unmodified-since": past, range: "bytes=0-1" },
+    { "if-match": '"other"', "if-none-match": etag },
+    // If-Match decides alone when both are there.
+    { "if-match": '"other"', "if-unmodified-since": lastModified },
+  ];
+  for (const headers of failed) {
+    const { response } = await get(handler, "/style.css", { headers });
+    assert.equal(response.status, 412, JSON.stringify(headers));
+  }
+  const held: [Record<string, string>, number][] = [
+    [{ "if-match": "*" }, 200],
+    [{ "if-match": `"other", *` }, 200],
+    [{ "if-unmodified-since": lastModified }, 200],
+    [{ "if-unmodified-since": "not a date" }, 200],
+    [{ "if-unmodified-since": lastModified, range: "bytes=0-1" }, 206],
+    [{ "if-match": "*", "if-unmodified-since": past }, 200],
+  ];
+  for (const [headers, status] of held) {
+    const { response } = await get(handler, "/style.css", { headers });
+    assert.equal(response.status, status, JSON.stringify(headers));
+  }
+});
+
+Deno.test("serveStatic sends no more than the Content-Length it announced, though the file grows meanwhile", async () => {
+  await using tree = await fixture();
+  const handler = serveStatic(tree.root);
+  for (const range of [undefined, "bytes=1-"]) {
+    await Deno.writeTextFile(`${tree.root}/log.txt`, "0123456789");
+    const response = await handler(
+      new Request("http://localhost/log.txt", {
+        headers: range ? { range } : {},
+      }),
+    );
+    const announced = Number(response.headers.get("content-length"));
+    await Deno.writeTextFile(`${tree.root}/log.txt`, "more", { append: true });
+    const body = await response.text();
+    assert.equal(body.length, announced, range);
+    assert.equal(body, range ? "123456789" : "0123456789");
+  }
+});
+
+Deno.test("serveStatic refuses a file swapped for a symlink to outside the root between its checks and its opening", async () => {
+  await using tree = await fixture();
+  const handler = serveStatic(tree.root);
+  const target = `${tree.root}/notes.txt`;
+  const open = Deno.open;
+  // The swap lands just before the open, after the path was resolved.
+  Deno.open = async (path, options) => {
+    if (path === target) {
+      await Deno.remove(target);
+      await Deno.symlink(`${tree.base}/outside/secret.txt`, target);
+    }
+    return await open(path, options);
+  };
+  try {
+    for (const method of ["GET", "HEAD"]) {
+      await Deno.remove(target).catch(() => {});
+      await Deno.writeTextFile(target, "notes");
+      const { response, text } = await get(handler, "/notes.txt", { method });
+      assert.equal(response.status, 403, method);
+      assert.ok(!text.includes("secret"), method);
+    }
+  } finally {
+    Deno.open = open;
   }
 });
 

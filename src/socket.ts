@@ -1,6 +1,9 @@
 import { Connection, type ReceiveLimit } from "./protocol/connection.ts";
 import { OPCODE } from "./protocol/frame_parser.ts";
-import { encodeClosePayload } from "./protocol/close_payload.ts";
+import {
+  encodeClosePayload,
+  isValidCloseCode,
+} from "./protocol/close_payload.ts";
 import { CLOSE_CODE, ProtocolError } from "./protocol/errors.ts";
 import type { Message } from "./protocol/message_assembler.ts";
 import { CLOSE_REASON, type CloseInfo } from "./close_info.ts";
@@ -874,7 +877,10 @@ export class Socket<Data = unknown>
     reason = "",
     options: CloseOptions = {},
   ): Promise<CloseInfo> {
-    encodeClosePayload(code, reason); // throws now for a bad code or reason
+    // Throws now for a bad code or reason (a valid code alone cannot be).
+    if (reason !== "" || !isValidCloseCode(code)) {
+      encodeClosePayload(code, reason);
+    }
     const grace = options?.streamGrace ?? this.#options.closeTimeout / 2;
     if (typeof grace !== "number" || !(grace >= 0) || grace > 2 ** 31 - 1) {
       throw new RangeError(
@@ -1222,7 +1228,10 @@ export class Socket<Data = unknown>
   async run(): Promise<void> {
     const reader = this.#options.reader ??
       this.#transport.readable.getReader({ mode: "byob" });
-    let buffer = new ArrayBuffer(MIN_READ);
+    const given = this.#options.readBuffer;
+    let buffer = given?.byteLength === MIN_READ && !given.detached
+      ? given
+      : new ArrayBuffer(MIN_READ);
     let smallReads = 0;
     let lastTurn = -1;
     let readsThisTurn = 0;

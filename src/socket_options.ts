@@ -217,6 +217,14 @@ export interface SocketOptions {
   streamMessages?: boolean;
   /** Bytes that arrived with the handshake, before the first frame read. */
   head?: Uint8Array;
+  /**
+   * A buffer the socket may read into first, instead of allocating one (the
+   * server's, which the request head was read into); taken only if it is
+   * of the socket's first read size (1 KiB). The caller must not use it
+   * again, nor `head` if `head` is a view of it (`head` is copied before
+   * the first read).
+   */
+  readBuffer?: ArrayBuffer;
   /** The negotiated permessage-deflate parameters, if any (RFC 7692). */
   perMessageDeflate?: PerMessageDeflateParams;
   /** A BYOB reader of `transport.readable` already acquired by the caller. */

@@ -87,6 +87,11 @@ const DEFAULT_HOSTNAME = "0.0.0.0";
 const MIN_REFUSING = 64;
 const MAX_REFUSING = 1024;
 const EMPTY: Uint8Array = new Uint8Array(0);
+// A request head is read 1 KiB at first (the socket's first read buffer
+// after an upgrade), in reads twice as large while they come full, up to
+// 16 KiB.
+const HEAD_READ = 1024;
+const MAX_HEAD_READ = 16 * 1024;
 // Headers the handshake itself decides; a hook may not set them.
 const HANDSHAKE_HEADERS = /^(?:upgrade|connection|sec-websocket-.*)$/i;
 
@@ -96,6 +101,8 @@ type HeadResult = {
   rest: Uint8Array;
   /** When the handshake deadline ends (`performance.now()` time). */
   deadline: number;
+  /** The buffer the head was read into, free for the socket's reads. */
+  buffer: ArrayBuffer;
 } | null;
 
 /**
@@ -768,14 +775,22 @@ export class Server<Data = unknown> implements AsyncDisposable {
     });
     try {
       let head = rest.length > 0 ? parser.receive(rest) : undefined;
-      let buffer = new ArrayBuffer(4096);
+      // Most heads fit in 1 KiB; the socket then reads on with the buffer.
+      let buffer = new ArrayBuffer(HEAD_READ);
       while (head === undefined) {
         const { value, done } = await reader.read(new Uint8Array(buffer));
         if (done || value === undefined) return null;
         buffer = value.buffer;
         head = parser.receive(value);
+        // A larger head: the rest in larger reads.
+        if (
+          head === undefined && value.length === buffer.byteLength &&
+          buffer.byteLength < MAX_HEAD_READ
+        ) {
+          buffer = new ArrayBuffer(buffer.byteLength * 2);
+        }
       }
-      return { head, rest: parser.rest, deadline };
+      return { head, rest: parser.rest, deadline, buffer };
     } catch (error) {
       if (error instanceof HandshakeError) await this.#reject(peer, error);
       else if (peer.deadline !== null && this.#shutdown === null) {
@@ -843,7 +858,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
   /** Validates and answers a handshake; `null` when it was rejected. */
   async #upgrade(
     peer: Peer<Data>,
-    { head, rest, deadline }: NonNullable<HeadResult>,
+    { head, rest, deadline, buffer }: NonNullable<HeadResult>,
   ): Promise<Socket<Data> | null> {
     const { conn, reader, writer, remoteAddr } = peer;
     const options = this.#options;
@@ -972,6 +987,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         onInternalError: this.#onInternalError,
         onClosed: (socket, info) => this.#socketClosed(peer, socket, info),
         head: rest,
+        readBuffer: buffer,
         reader,
         writer,
       }, data as Data);

@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
 import { serve, type ServeOptions, type ServerLogEvent } from "../../mod.ts";
 import {
+  concat,
   DEADLINE,
   echo,
   encodeRequest,
+  frame,
   LOCAL,
   NpmClient,
+  OP,
   rawHandshake,
   RawPeer,
   type RawResponse,
@@ -111,6 +114,31 @@ Deno.test(
     });
   },
 );
+
+Deno.test("serve() reads request heads of any size up to maxHeadSize, and the frames written with them, across its reads", async () => {
+  // Heads read 1 KiB at first, then in reads twice as large: sizes about
+  // each boundary, frames in the same write as the head.
+  await withServer({}, async (addr) => {
+    const base = encodeRequest("GET / HTTP/1.1", upgradeHeaders(addr)).length;
+    for (
+      const size of [200, 1023, 1024, 1025, 2047, 3072, 3073, 7169, 16 * 1024]
+    ) {
+      const pad = size - base - "X-Pad: \r\n".length;
+      const head = encodeRequest("GET / HTTP/1.1", [
+        ...upgradeHeaders(addr),
+        ["X-Pad", "p".repeat(Math.max(1, pad))],
+      ]);
+      const text = `head of ${head.length} bytes`;
+      using peer = await RawPeer.connect(addr);
+      await peer.write(concat(head, frame(OP.text, text), frame(OP.ping, "p")));
+      const response = await peer.readResponse();
+      assert.equal(response.status, 101, `${head.length}`);
+      const echoed = await peer.readFrame();
+      assert.equal(new TextDecoder().decode(echoed.payload), text);
+      assert.equal((await peer.readFrame()).opcode, OP.pong);
+    }
+  });
+});
 
 Deno.test(
   "serve() matches header names and tokens case-insensitively (RFC 6455 §4.2.1)",

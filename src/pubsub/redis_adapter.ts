@@ -238,9 +238,11 @@ export class RedisAdapter implements PubSubAdapter {
     if (this.#closed) return;
     const envelope = encodeEnvelope(this.#id, message);
     const size = envelope.byteLength;
-    if (this.#pendingBytes + size > MAX_PENDING_BYTES) {
+    if (this.#pendingBytes >= MAX_PENDING_BYTES) {
       // Redis takes nothing (frozen, or a partition that keeps the
-      // connection up): drop rather than hold publishes without bound.
+      // connection up): drop rather than hold publishes without bound. (A
+      // message larger than that alone goes out: the bound is on what
+      // waits, not on one message.)
       if (!this.#dropping) {
         this.#dropping = true;
         this.#onError?.(

@@ -271,9 +271,9 @@ Deno.test("RedisAdapter drops publishes once 16 MiB wait for a Redis that stoppe
   });
   const megabyte = new Uint8Array(1024 * 1024);
   const waiting = [];
-  for (let i = 0; i < 15; i++) waiting.push(adapter.publish("news", megabyte));
+  for (let i = 0; i < 16; i++) waiting.push(adapter.publish("news", megabyte));
   assert.deepEqual(errors, []);
-  // Past 16 MiB: dropped at once, and reported once.
+  // With 16 MiB waiting: dropped at once, and reported once.
   for (let i = 0; i < 10; i++) await adapter.publish("news", megabyte);
   assert.equal(errors.length, 1);
   assert.match(
@@ -283,6 +283,29 @@ Deno.test("RedisAdapter drops publishes once 16 MiB wait for a Redis that stoppe
   await withTimeout(adapter.close(), 5_000, "close()");
   assert.ok(publisher.destroyed, "the stalled connection was dropped");
   await withTimeout(Promise.all(waiting), 5_000, "the waiting publishes");
+});
+
+Deno.test("RedisAdapter publishes a message larger than 16 MiB when nothing waits: the bound is on what waits for Redis", async () => {
+  const broker = new FakeBroker();
+  const errors: unknown[] = [];
+  const a = new RedisAdapter({
+    publisher: new FakeClient(broker),
+    onError: (error) => errors.push(error),
+  });
+  const b = new RedisAdapter({ publisher: new FakeClient(broker) });
+  const got: (string | Uint8Array)[] = [];
+  await a.start(() => {});
+  await b.start((_topic, message) => got.push(message));
+  await b.subscribe("files");
+  const large = new Uint8Array(16 * 1024 * 1024 + 1).fill(7);
+  await a.publish("files", large);
+  await a.publish("files", "after");
+  assert.deepEqual(errors, []);
+  assert.equal(got.length, 2);
+  assertBytes(got[0], large);
+  assert.equal(got[1], "after");
+  await a.close();
+  await b.close();
 });
 
 Deno.test("RedisAdapter used alone does not wait for a first connection that fails: the publish is dropped at the first error", async () => {

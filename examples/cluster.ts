@@ -27,6 +27,8 @@
  * @module
  */
 import { BroadcastChannelAdapter, serve } from "../mod.ts";
+import { parseArgs } from "node:util";
+import { checkHostname } from "./_listen.ts";
 
 /** What the main thread tells a worker. */
 type ToWorker =
@@ -91,14 +93,31 @@ function runWorker(): void {
 
 /** The main thread: starts the workers, stops them on a signal. */
 async function runMain(): Promise<void> {
-  const count = intFlag("workers", navigator.hardwareConcurrency, 1, 1024);
-  const hostname = stringFlag("hostname", "0.0.0.0");
+  let values: { port?: string; workers?: string; hostname: string };
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        port: { type: "string" },
+        workers: { type: "string" },
+        hostname: { type: "string", default: "0.0.0.0" },
+      },
+    }));
+  } catch (error) {
+    usage((error as Error).message);
+  }
+  const count = values.workers === undefined
+    ? navigator.hardwareConcurrency
+    : intValue("--workers", values.workers, 1, 1024);
+  const hostname = checkHostname(values.hostname, usage);
   const envPort = Deno.env.get("PORT");
   const port = claimPort(
     hostname,
-    flagValue("port") === undefined && envPort !== undefined
+    values.port !== undefined
+      ? intValue("--port", values.port, 0, 65535)
+      : envPort !== undefined
       ? intValue("PORT", envPort, 0, 65535)
-      : intFlag("port", 8765, 0, 65535),
+      : 8765,
   );
   const workers: Worker[] = [];
   const listening: Promise<void>[] = [];
@@ -176,20 +195,12 @@ function claimPort(hostname: string, port: number): number {
   return claimed;
 }
 
-function flagValue(name: string): string | undefined {
-  const args = Deno.args;
-  const index = args.findIndex((arg) =>
-    arg === `--${name}` || arg.startsWith(`--${name}=`)
+/** Prints what was wrong with the command line and exits with 2. */
+function usage(message: string): never {
+  console.error(
+    `${message}\nusage: cluster.ts [--port N] [--workers N] [--hostname H]`,
   );
-  if (index === -1) return undefined;
-  return args[index].includes("=")
-    ? args[index].slice(args[index].indexOf("=") + 1)
-    : args[index + 1];
-}
-
-function intFlag(name: string, fallback: number, min: number, max: number) {
-  const text = flagValue(name);
-  return text === undefined ? fallback : intValue(`--${name}`, text, min, max);
+  Deno.exit(2);
 }
 
 function intValue(label: string, text: string, min: number, max: number) {
@@ -197,16 +208,11 @@ function intValue(label: string, text: string, min: number, max: number) {
   if (
     text.trim() === "" || !Number.isInteger(value) || value < min || value > max
   ) {
-    console.error(
+    usage(
       `${label} must be an integer from ${min} to ${max}, got ${
         JSON.stringify(text)
       }`,
     );
-    Deno.exit(2);
   }
   return value;
-}
-
-function stringFlag(name: string, fallback: string): string {
-  return flagValue(name) ?? fallback;
 }

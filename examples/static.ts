@@ -23,17 +23,14 @@ function usage(message: string): never {
   Deno.exit(2);
 }
 
-let values: { port: string; hostname: string; root: string };
+let values: { port: string; hostname: string; root?: string };
 try {
   ({ values } = parseArgs({
     args: Deno.args,
     options: {
       port: { type: "string", default: Deno.env.get("PORT") ?? "8765" },
       hostname: { type: "string", default: "0.0.0.0" },
-      root: {
-        type: "string",
-        default: new URL("./www", import.meta.url).pathname,
-      },
+      root: { type: "string" },
     },
   }));
 } catch (error) {
@@ -46,9 +43,11 @@ if (!/^\d{1,5}$/.test(values.port) || Number(values.port) > 65535) {
     }`,
   );
 }
+// A URL, not its pathname: that keeps percent-encoding ("my%20code").
+const root = values.root ?? new URL("./www", import.meta.url);
 let files: (request: Request) => Promise<Response>;
 try {
-  files = serveStatic(values.root);
+  files = serveStatic(root);
 } catch (error) {
   usage((error as Error).message); // a root that is not a directory
 }
@@ -60,7 +59,9 @@ const server = serve({
   signal: controller.signal,
   fetch: files,
   onListen: (addr) =>
-    console.log(`Serving ${values.root} on ${listeningAt("http", addr, "/")}`),
+    console.log(
+      `Serving ${Deno.realPathSync(root)} on ${listeningAt("http", addr, "/")}`,
+    ),
 }, async (socket) => {
   for await (const message of socket) await socket.send(message);
 });

@@ -14,7 +14,8 @@
  * What a public chat needs beyond the protocol: WebSockets opened by pages
  * of other sites are refused (403), since a page elsewhere could otherwise
  * chat as its visitors; a nick is unique within its room (whatever its case
- * or invisible characters); each socket may send at most 5 messages a second
+ * or invisible characters, and none may reverse how it shows); each socket
+ * may send at most 5 messages a second
  * (in bursts of 10); presence updates carry the one change, not the whole
  * list, so a room of N costs O(N) per arrival; keepalive finds a vanished
  * client within 20 s, freeing its nick for its own reconnection.
@@ -135,7 +136,8 @@ export function startChat(options: ChatOptions = {}): Server {
     }
     return false;
   };
-  const page = serveStatic(new URL(".", import.meta.url).pathname);
+  // A URL, not its pathname: that keeps percent-encoding ("my%20code").
+  const page = serveStatic(new URL(".", import.meta.url));
 
   const send = (socket: Socket, message: ServerMessage) =>
     socket.trySend(JSON.stringify(message));
@@ -287,6 +289,8 @@ function nickKey(nick: string): string {
   return nick.normalize("NFKC").replace(INVISIBLE, "").toLowerCase();
 }
 
+const BIDI_CONTROL = /\p{Bidi_Control}/u;
+
 // Controls, format characters, separators, combining marks, and the
 // letters and symbols that show as blanks (Hangul fillers, braille blank).
 const INVISIBLE = /[\p{C}\p{Z}\p{M}\u115F\u1160\u3164\uFFA0\u2800]/gu;
@@ -315,6 +319,11 @@ export function parse(data: string | Uint8Array): ClientMessage | string {
         nick.trim().length > MAX_NICK
       ) {
         return `A nick is 1-${MAX_NICK} characters`;
+      }
+      // A right-to-left override would show "\u202Enaed" as "dean": the
+      // nick of someone else, though its key differs.
+      if (BIDI_CONTROL.test(nick)) {
+        return "A nick may not hold bidirectional controls (U+202A-U+202E, U+2066-U+2069...)";
       }
       return { type: "join", room, nick: nick.trim() };
     }

@@ -63,7 +63,9 @@ const UNSAFE_SEGMENT = WINDOWS ? /[\\/\0:]/ : /[\\/\0]/;
  *   whole file.
  * - Missing files, and things that are not regular files, are 404.
  *
- * @param root The directory to serve; it must exist.
+ * @param root The directory to serve, a path or a `file:` URL (such as
+ * `new URL("./www", import.meta.url)`, whose `pathname` would keep its
+ * percent-encoding); it must exist.
  * @param options The index file name.
  * @returns The request handler.
  * @throws {TypeError} When `root` is not a directory, or `index` is not a
@@ -91,7 +93,7 @@ const UNSAFE_SEGMENT = WINDOWS ? /[\\/\0:]/ : /[\\/\0]/;
  * ```
  */
 export function serveStatic(
-  root: string,
+  root: string | URL,
   options: ServeStaticOptions = {},
 ): (request: Request) => Promise<Response> {
   const index = options.index ?? "index.html";
@@ -118,7 +120,7 @@ export function serveStatic(
     ) throw error;
     throw new TypeError(
       `Cannot serve static files: "root" must be a directory, got ${
-        JSON.stringify(root)
+        JSON.stringify(String(root))
       }`,
     );
   }

@@ -161,6 +161,14 @@ Deno.test("examples/chat: bad requests get an error and the connection stays usa
   await eve.join("ok", "eve");
   eve.send({ type: "say", text: "x".repeat(2001) });
   assert.match((await eve.next()).message as string, /at most 2000/);
+  // Shown as "eve" by a right-to-left override, or reversing what follows.
+  await using mallory = await Chatter.connect(server.addr.port);
+  for (const nick of ["\u202Eeve", "eve\u2067", "\u200Feve"]) {
+    mallory.send({ type: "join", room: "ok", nick });
+    const reply = await mallory.next();
+    assert.equal(reply.type, "error");
+    assert.match(reply.message as string, /bidirectional controls/);
+  }
 });
 
 Deno.test("examples/chat: a nick is unique within its room whatever its case or invisible characters, and a socket may send 5 messages a second in bursts of 10", async () => {
@@ -327,6 +335,16 @@ Deno.test({
       });
       await line.waitFor();
       assert.equal(await line.locator(".nick").textContent(), "alice");
+
+      // What peers write cannot reverse the rest of its line: their text
+      // is isolated (CSS on the line's parts, <bdi> in presence).
+      assert.equal(
+        await bob.evaluate(
+          `getComputedStyle(document.querySelector("#messages .text")).unicodeBidi`,
+        ),
+        "isolate",
+      );
+      assert.equal(await bob.locator("#presence bdi").count(), 2);
 
       await bob.fill("#text", "Hi Alice!");
       await bob.click("#send");

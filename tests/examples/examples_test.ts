@@ -7,12 +7,12 @@ const ROOT = new URL("../../", import.meta.url);
  * Starts an example on 127.0.0.1, waits for the port it prints, and stops it
  * at the end.
  */
-async function startExample(file: string, pattern: RegExp) {
+async function startExample(file: string, pattern: RegExp, root = ROOT) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
-      new URL(file, ROOT).pathname,
+      new URL(file, root).href,
       "--port",
       "0",
       "--hostname",
@@ -93,7 +93,7 @@ Deno.test("examples/echo.ts listens where --hostname says, prints that URL, echo
 Deno.test("examples/static.ts serves files and a WebSocket on one port, where --hostname says", async () => {
   const example = await startExample(
     "examples/static.ts",
-    /^Serving \S+ on http:\/\/127\.0\.0\.1:(\d+)\/$/m,
+    /^Serving .+ on http:\/\/127\.0\.0\.1:(\d+)\/$/m,
   );
   try {
     assert.match(await page(example.port), /<title>Duplex echo<\/title>/);
@@ -123,6 +123,46 @@ Deno.test("examples/chat/server.ts serves its page and chat where --hostname say
     });
   } finally {
     assert.equal((await example.stop()).code, 0);
+  }
+});
+
+Deno.test("examples/static.ts and examples/chat/server.ts serve their pages from a checkout whose path has a space and a non-ASCII letter", async () => {
+  // Their folders come from import.meta.url: a URL's pathname would keep
+  // "%20" and "%C3%BC", and name no folder.
+  const base = await Deno.makeTempDir({ prefix: "duplex examples ü " });
+  try {
+    for (const entry of ["mod.ts", "src", "examples"]) {
+      await new Deno.Command("cp", {
+        args: ["-R", new URL(entry, ROOT).pathname, base],
+      }).output();
+    }
+    const root = new URL(`file://${encodeURI(base)}/`);
+    for (
+      const [file, pattern, title] of [
+        [
+          "examples/static.ts",
+          /^Serving .+ on http:\/\/127\.0\.0\.1:(\d+)\/$/m,
+          "Duplex echo",
+        ],
+        [
+          "examples/chat/server.ts",
+          /^Chat on http:\/\/127\.0\.0\.1:(\d+)\/$/m,
+          "Duplex chat",
+        ],
+      ] as const
+    ) {
+      const example = await startExample(file, pattern, root);
+      try {
+        assert.match(
+          await page(example.port),
+          new RegExp(`<title>${title}</title>`),
+        );
+      } finally {
+        await example.stop();
+      }
+    }
+  } finally {
+    await Deno.remove(base, { recursive: true });
   }
 });
 
@@ -158,6 +198,24 @@ Deno.test("examples reject a bad command line with exit code 2 and a message, no
       "examples/chat/server.ts",
       ["--hostname", "not a host"],
       /--hostname must be an IP address or host name, such as 127\.0\.0\.1 or ::, got "not a host"/,
+    ],
+    // Not a silent 0.0.0.0, 8765, or an option ignored.
+    [
+      "examples/cluster.ts",
+      ["--hostname"],
+      /argument missing\nusage: cluster\.ts/,
+    ],
+    ["examples/cluster.ts", ["--port"], /argument missing/],
+    ["examples/cluster.ts", ["--prot", "5"], /Unknown option '--prot'/],
+    [
+      "examples/cluster.ts",
+      ["--hostname", "not a host"],
+      /--hostname must be an IP address or host name/,
+    ],
+    [
+      "examples/cluster.ts",
+      ["--workers", "0"],
+      /--workers must be an integer from 1 to 1024, got "0"/,
     ],
   ];
   await Promise.all(cases.map(async ([file, args, message]) => {

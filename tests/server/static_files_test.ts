@@ -402,6 +402,18 @@ Deno.test("serveStatic answers a single byte range with 206 and Content-Range, o
   assert.equal((await ranged("Bytes=0-9")).response.status, 206);
 });
 
+Deno.test("serveStatic takes a file: URL for its root, percent-encoded as import.meta.url is", async () => {
+  await using tree = await fixture();
+  const dir = `${tree.base}/with space ü`;
+  await Deno.mkdir(dir);
+  await Deno.writeTextFile(`${dir}/index.html`, "<h1>url</h1>");
+  const url = new URL(`file://${encodeURI(dir)}/`);
+  assert.match(url.pathname, /%20/);
+  const { response, text } = await get(serveStatic(url), "/");
+  assert.equal(response.status, 200);
+  assert.equal(text, "<h1>url</h1>");
+});
+
 Deno.test("serveStatic rejects a root that is not a directory and an unsafe index", async () => {
   await using tree = await fixture();
   assert.throws(

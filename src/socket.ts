@@ -569,8 +569,9 @@ export class Socket<Data = unknown>
    * fragmented message (RFC 6455 §5.4), without assembling it in memory.
    * Strings make a text message (a surrogate pair split between two pieces
    * is kept whole), bytes (`Uint8Array` or `ArrayBuffer`) a binary one; all
-   * pieces must be of the same kind. Messages sent meanwhile wait until
-   * this one is complete. Streamed messages are not compressed.
+   * pieces must be of the same kind. Each piece is copied, so a source may
+   * reuse its buffer once it yields the next. Messages sent meanwhile wait
+   * until this one is complete. Streamed messages are not compressed.
    *
    * If the source fails, or gives a piece of the wrong kind, after the
    * message has started going out, the socket is closed with 1011
@@ -709,7 +710,9 @@ export class Socket<Data = unknown>
             text = text.slice(0, -1);
           }
           bytes = utf8.encode(text);
-        } else bytes = piece as Uint8Array;
+          // A copy: each piece waits for the next (the last one carries
+          // FIN), and a source may reuse its buffer once it yields again.
+        } else bytes = (piece as Uint8Array).slice();
         if (held === null) {
           heldOpcode = kind === "string" ? OPCODE.Text : OPCODE.Binary;
         } else {
@@ -1197,7 +1200,11 @@ export class Socket<Data = unknown>
    * (taken or still queued), count against `receiveHighWaterMark`: past it,
    * the socket stops reading from the peer until the handler reads some.
    * Read or cancel each stream; one never read is let go (it stops
-   * counting) once it has arrived whole and the next message is taken.
+   * counting) once it has arrived whole and the next message is taken, and
+   * so are the streams taken, while the handler waits for the next message,
+   * when none of them has had a piece read for `closeTimeout` (piped into a
+   * transform nobody reads yet, say): a reader slower than that per piece
+   * no longer holds the peer back.
    * Text pieces are strings (UTF-8 checked as they arrive), binary pieces
    * are bytes. A stream errors with {@linkcode ConnectionClosedError} when
    * the connection ends mid-message.
@@ -1445,7 +1452,7 @@ export class Socket<Data = unknown>
     // read, cannot free anything: pausing would only deadlock (a stream it
     // took and left unread, still arriving, grows up to maxPayload, as a
     // message would). A stream locked but not read (piped into a transform
-    // nobody reads yet, a tee branch) is let go after a while.
+    // nobody reads yet, a tee branch) is let go after closeTimeout.
     if (this.#takeWaiter !== null) {
       if (!this.#taken.some((queue) => queue.readable.locked)) return false;
       this.#watchStreamReaders();
@@ -1460,8 +1467,10 @@ export class Socket<Data = unknown>
 
   /**
    * While reading is paused for streams the handler holds locked while it
-   * waits for another message: if none of them is read for a while, they
-   * stop counting (as skipped ones do) and reading resumes.
+   * waits for another message: if none of them has a piece read for
+   * closeTimeout, they stop counting (as skipped ones do) and reading
+   * resumes. A slow reader (a sink taking a second or more per piece) is
+   * not taken for none: each piece read starts the wait again.
    */
   #watchStreamReaders(): void {
     if (this.#streamReaderCheck !== undefined) return;
@@ -1475,7 +1484,7 @@ export class Socket<Data = unknown>
       for (const queue of this.#taken) queue.release();
       this.#taken = [];
       this.#resume();
-    }, Math.min(1000, this.#options.closeTimeout / 4));
+    }, this.#options.closeTimeout);
   }
 
   /**

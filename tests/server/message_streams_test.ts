@@ -62,6 +62,33 @@ Deno.test("Socket.sendStream sends the pieces as fragments of one message, in or
   assert.equal(await client.next(), "");
 });
 
+Deno.test("Socket.sendStream sends what each piece held when it was yielded, though the source reuses its buffer for the next", async () => {
+  await using server = serve(LOCAL, async (socket) => {
+    // As a reader of a file would: one buffer, refilled for every piece.
+    const buffer = new Uint8Array(300 * 1024); // above the copy limit, too
+    const small = buffer.subarray(0, 4);
+    await socket.sendStream((async function* () {
+      for (let i = 1; i <= 3; i++) {
+        small.fill(i);
+        yield small;
+      }
+      buffer.fill(4);
+      yield buffer;
+      buffer.fill(5);
+      yield buffer.buffer;
+    })());
+    await socket.closed;
+  });
+  using peer = await rawHandshake(server.addr);
+  const payloads = [];
+  for (let i = 0; i < 5; i++) payloads.push((await peer.readFrame()).payload);
+  for (let i = 0; i < 3; i++) {
+    assertBytes(payloads[i], new Uint8Array(4).fill(i + 1));
+  }
+  assertBytes(payloads[3], new Uint8Array(300 * 1024).fill(4));
+  assertBytes(payloads[4], new Uint8Array(300 * 1024).fill(5));
+});
+
 Deno.test("Socket.sendStream puts each piece in its own frame, FIN only on the last", async () => {
   await using server = serve(LOCAL, async (socket) => {
     await socket.sendStream(["ab", "cd", "e"]);
@@ -645,7 +672,13 @@ Deno.test("serve({streamMessages}) does not stall a handler that skips a binary 
 
 Deno.test("serve({streamMessages}) does not stall a handler that takes streams piped into transforms it reads only later", async () => {
   await using server = serve(
-    { ...LOCAL, streamMessages: true, receiveHighWaterMark: 64 * 1024 },
+    {
+      ...LOCAL,
+      streamMessages: true,
+      receiveHighWaterMark: 64 * 1024,
+      // How long no piece of them may be read before they are let go.
+      closeTimeout: 1000,
+    },
     async (socket) => {
       const batch: ReadableStream<string>[] = [];
       for await (const message of socket.streams()) {
@@ -672,6 +705,56 @@ Deno.test("serve({streamMessages}) does not stall a handler that takes streams p
   await peer.write(frame(OP.text, new TextEncoder().encode("y".repeat(1000))));
   const reply = await withTimeout(peer.readFrame(), DEADLINE, "the reply");
   assert.equal(new TextDecoder().decode(reply.payload), "1000000,1000");
+});
+
+Deno.test("serve({streamMessages}) holds the peer back for a stream read slowly beside the loop (a piece a second and more), up to closeTimeout per piece", async () => {
+  const MIB = 1024 * 1024;
+  let read = 0;
+  await using server = serve(
+    {
+      ...LOCAL,
+      streamMessages: true,
+      maxPayload: 2 ** 30,
+      receiveHighWaterMark: 256 * 1024,
+      closeTimeout: 4000,
+    },
+    async (socket) => {
+      for await (const message of socket.streams()) {
+        // Read beside the loop, which waits for the next message: a sink
+        // that takes 1.3 s a piece.
+        (async () => {
+          for await (const piece of message.readable) {
+            read += piece.length;
+            await delay(1300);
+          }
+        })().catch(() => {});
+      }
+    },
+  );
+  using peer = await rawHandshake(server.addr);
+  // One 256 MiB binary frame (masking key 0), written as fast as it goes.
+  const header = new Uint8Array(14);
+  header[0] = 0x82;
+  header[1] = 0x80 | 127;
+  new DataView(header.buffer).setBigUint64(2, 256n * BigInt(MIB));
+  await peer.write(header);
+  const writing = (async () => {
+    const chunk = new Uint8Array(256 * 1024);
+    try {
+      for (;;) await peer.conn.write(chunk);
+    } catch {
+      // Closed at the end of the test.
+    }
+  })();
+  await delay(3000);
+  // The handler read a few pieces; the server took little more than
+  // receiveHighWaterMark and a read (1 MiB) from the socket, not all the
+  // peer could write in 3 s.
+  assert.ok(read > 0, "the handler read pieces");
+  const received = server.stats().bytesReceived;
+  assert.ok(received < 8 * MIB, `the server read ${received} bytes`);
+  peer.close();
+  await writing;
 });
 
 Deno.test("serve({streamMessages}) errors a message cut by the peer's close frame at once, so that the handler comes back and the close is answered", async () => {

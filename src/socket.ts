@@ -1477,10 +1477,10 @@ export class Socket<Data = unknown>
     const takes = this.#takes;
     this.#streamReaderCheck = setTimeout(() => {
       this.#streamReaderCheck = undefined;
-      if (
-        this.#resumeReading === null || this.#takes !== takes ||
-        this.#takeWaiter === null
-      ) return;
+      if (this.#resumeReading === null || this.#takeWaiter === null) return;
+      // Read from meanwhile, though reading stayed paused: wait again, for
+      // a reader that may stop now (nothing else would look again).
+      if (this.#takes !== takes) return this.#watchStreamReaders();
       for (const queue of this.#taken) queue.release();
       this.#taken = [];
       this.#resume();

@@ -707,6 +707,45 @@ Deno.test("serve({streamMessages}) does not stall a handler that takes streams p
   assert.equal(new TextDecoder().decode(reply.payload), "1000000,1000");
 });
 
+Deno.test("serve({streamMessages}) lets go of a stream whose reader stopped after reading a little while reading was paused, so the next message comes", async () => {
+  await using server = serve(
+    {
+      ...LOCAL,
+      streamMessages: true,
+      receiveHighWaterMark: 64 * 1024,
+      closeTimeout: 600,
+    },
+    async (socket) => {
+      let first = true;
+      for await (const message of socket.streams()) {
+        if (!first) {
+          await socket.send(`next: ${message.type}`);
+          continue;
+        }
+        first = false;
+        // Reads two pieces, the second well after reading paused, then
+        // never again (neither reads nor cancels).
+        const reader = message.readable.getReader();
+        (async () => {
+          await reader.read();
+          await delay(300);
+          await reader.read();
+        })().catch(() => {});
+      }
+    },
+  );
+  using peer = await rawHandshake(server.addr);
+  const piece = new Uint8Array(100_000);
+  for (let i = 0; i < 10; i++) {
+    await peer.write(
+      frame(i === 0 ? OP.binary : OP.continuation, piece, { fin: i === 9 }),
+    );
+  }
+  await peer.write(frame(OP.text, "after"));
+  const reply = await withTimeout(peer.readFrame(), DEADLINE, "the reply");
+  assert.equal(new TextDecoder().decode(reply.payload), "next: text");
+});
+
 Deno.test("serve({streamMessages}) holds the peer back for a stream read slowly beside the loop (a piece a second and more), up to closeTimeout per piece", async () => {
   const MIB = 1024 * 1024;
   let read = 0;

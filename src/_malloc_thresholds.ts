@@ -8,8 +8,12 @@
  * and 64 MiB, but only as large buffers come and go. Freeing one mapped
  * buffer of just under 32 MiB sets them there at once: measured on 64 KiB
  * echo, twice the messages a second and half the system time per message
- * (bench/README.md). The cost is that up to 64 MiB of freed memory stays in
- * the process instead of going back to the system between bursts.
+ * (bench/README.md). The cost is that at least 64 MiB of freed memory stays
+ * in the process instead of going back to the system between bursts, and
+ * more when many buffers of up to 32 MiB (now from the heap, not their own
+ * mappings) are freed out of order: an audit with 60 peers each holding 12
+ * MiB of a message kept 167-299 MiB of RSS after they all left (README,
+ * "Backpressure and large messages").
  *
  * Elsewhere (musl, macOS, Windows), or when a glibc malloc tunable is set
  * (`GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072` keeps the defaults:

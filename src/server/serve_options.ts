@@ -230,7 +230,10 @@ export interface ServeOptions<Data = unknown> {
    * Origins allowed to open WebSockets (exact strings such as
    * `"https://example.com"`, or RegExps). A request whose `Origin` header
    * matches none is rejected with 403; a request without `Origin` (not from
-   * a browser) is allowed. Unset: every origin. A string that is not an
+   * a browser) is allowed. A RegExp matches anywhere in the origin, as
+   * `test()` does: anchor it (`/^https:\/\/[a-z0-9-]+\.example\.com$/`), or
+   * `/example\.com/` lets `https://example.com.evil.net` in; the `g` and `y`
+   * flags are refused. Unset: every origin. A string that is not an
    * origin as browsers send it (a trailing slash, a path, upper case, a
    * default port) throws, since it could never match; schemes without a URL
    * origin are written scheme://host (`chrome-extension://id`).
@@ -627,6 +630,13 @@ export function checkServeOptions(options: ServeOptions<never>): void {
     fail("origins", "an array of origin strings and RegExps", origins);
   }
   for (const origin of origins ?? []) {
+    if (origin instanceof RegExp && (origin.global || origin.sticky)) {
+      // test() would go on from where the last match ended: every other
+      // request from the same origin would be refused.
+      throw new TypeError(
+        `Cannot serve: "origins" RegExps may not have the g or y flag (test() would remember where the last match ended), got ${origin}`,
+      );
+    }
     if (typeof origin !== "string" || origin === "null") continue;
     // Browsers send a serialized origin: scheme://host[:port], lower case,
     // no default port, no path; anything else would never match. Schemes

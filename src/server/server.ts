@@ -49,9 +49,9 @@ import {
 } from "../protocol/permessage_deflate.ts";
 import type { PreparedMessage } from "../protocol/prepared_message.ts";
 import { renderPrometheus } from "./prometheus.ts";
+import { writeResponse } from "./_response_writer.ts";
 import {
   assertOffered,
-  encodeHookResponse,
   isOriginAllowed,
   selectProtocol,
 } from "./upgrade_policy.ts";
@@ -92,8 +92,10 @@ const EMPTY: Uint8Array = new Uint8Array(0);
 // 16 KiB.
 const HEAD_READ = 1024;
 const MAX_HEAD_READ = 16 * 1024;
-// Headers the handshake itself decides; a hook may not set them.
-const HANDSHAKE_HEADERS = /^(?:upgrade|connection|sec-websocket-.*)$/i;
+// Headers the handshake itself decides, and the framing a 101 may not
+// have (RFC 9110 §8.6: no Content-Length in a 1xx); a hook may not set them.
+const HANDSHAKE_HEADERS =
+  /^(?:upgrade|connection|sec-websocket-.*|content-length|transfer-encoding)$/i;
 
 /** What reading a request head gave. */
 type HeadResult = {
@@ -930,8 +932,30 @@ export class Server<Data = unknown> implements AsyncDisposable {
             status: decision.status,
             message: "rejected by onUpgrade",
           });
-          await this.#write(peer, await encodeHookResponse(decision));
-          await this.#closeGracefully(peer);
+          // Within the handshake timeout, as another rejection: a body that
+          // never ends, or a client that takes none of a large one, must
+          // not hold the connection.
+          const abandon = new AbortController();
+          this.#startDeadline(
+            peer,
+            "rejection",
+            this.#limits.handshakeTimeout,
+            () => abandon.abort(),
+          );
+          let result;
+          try {
+            result = await writeResponse(writer, decision, {
+              head: false,
+              http10: false,
+              keepAlive: false,
+              signal: abandon.signal,
+            });
+          } finally {
+            this.#endDeadline(peer);
+          }
+          // Its body failed before anything went out: the hook's mistake.
+          if (result.unsent) throw result.error;
+          if (!abandon.signal.aborted) await this.#closeGracefully(peer);
           return null;
         }
         if (decision) {
@@ -945,7 +969,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
             for (const name of extraHeaders.keys()) {
               if (HANDSHAKE_HEADERS.test(name)) {
                 throw new TypeError(
-                  `Cannot accept: onUpgrade may not set the handshake header ${name}; return { protocol } to choose a subprotocol`,
+                  `Cannot accept: onUpgrade may not set the handshake header ${name} (the handshake sets Upgrade, Connection and Sec-WebSocket-*, and a 101 has no body); return { protocol } to choose a subprotocol`,
                 );
               }
             }

@@ -1,6 +1,4 @@
 import type { ServeOptions } from "./serve_options.ts";
-import { encodeLatin1 } from "../protocol/_bytes.ts";
-import { STATUS_TEXT } from "./_status_text.ts";
 
 /**
  * Whether a handshake's `Origin` passes the `origins` allowlist. A request
@@ -62,29 +60,4 @@ export function assertOffered(protocol: string, offered: string[]): void {
       })`,
     );
   }
-}
-
-/**
- * Encodes a rejection `Response` from an `onUpgrade` hook as HTTP/1.1 bytes,
- * asking the client to close.
- *
- * @param response The hook's response.
- * @returns The bytes to write.
- */
-export async function encodeHookResponse(
-  response: Response,
-): Promise<Uint8Array> {
-  const body = new Uint8Array(await response.arrayBuffer());
-  const reason = response.statusText || STATUS_TEXT[response.status] || "";
-  let head = `HTTP/1.1 ${response.status} ${reason}\r\n`;
-  for (const [name, value] of response.headers) {
-    if (name === "content-length" || name === "connection") continue;
-    head += `${name}: ${value}\r\n`;
-  }
-  head += `content-length: ${body.length}\r\nconnection: close\r\n\r\n`;
-  const headBytes = encodeLatin1(head);
-  const bytes = new Uint8Array(headBytes.length + body.length);
-  bytes.set(headBytes);
-  bytes.set(body, headBytes.length);
-  return bytes;
 }

@@ -338,6 +338,13 @@ const BAD_OPTIONS: [Record<string, unknown>, string][] = [
   [{ origins: ["https://example.com:443"] }, 'use "https://example.com"'],
   [{ origins: ["https://example.com/app"] }, 'use "https://example.com"'],
   [{ origins: ["example.com"] }, 'got "example.com"'],
+  // test() with g or y goes on from the last match: every other request
+  // from an allowed origin would be refused.
+  [
+    { origins: [/^https:\/\/a\.example$/g] },
+    '"origins" RegExps may not have the g or y flag',
+  ],
+  [{ origins: [/^https:\/\/a\.example$/y] }, "may not have the g or y flag"],
   [
     { origins: ["chrome-extension://abcdef/"] },
     'use "chrome-extension://abcdef"',

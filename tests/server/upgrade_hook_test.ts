@@ -17,6 +17,7 @@ import {
   RawPeer,
   rawUpgrade,
   upgradeHeaders,
+  waitUntil,
   withTimeout,
   wsUrl,
 } from "./_helpers.ts";
@@ -198,6 +199,55 @@ Deno.test("serve({onUpgrade}) sends a rejecting Response's header bytes 0x80-0xF
   assert.equal(rejection.status, 403);
   assert.equal(rejection.headers["x-name"], "caf\u00e9");
 });
+
+Deno.test("serve({onUpgrade}) frames a rejecting Response by its body alone: a Transfer-Encoding of the hook's does not go out with a Content-Length", async () => {
+  await using server = serve({
+    ...LOCAL,
+    onUpgrade: () =>
+      new Response("not allowed", {
+        status: 403,
+        headers: { "transfer-encoding": "chunked", "x-kept": "yes" },
+      }),
+  }, echo);
+  using peer = await RawPeer.connect(server.addr);
+  await peer.write(
+    encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr)),
+  );
+  const response = await peer.readResponse();
+  assert.equal(response.status, 403);
+  assert.equal(response.headers.get("transfer-encoding"), null);
+  assert.equal(response.headers.get("content-length"), "11");
+  assert.equal(response.headers.get("x-kept"), "yes");
+  assert.equal(response.body, "not allowed");
+});
+
+for (
+  const [what, body] of [
+    ["whose body never ends", () => new ReadableStream()],
+    // More than loopback buffers hold, to a client that reads none of it.
+    [
+      "whose 64 MiB body the client does not read",
+      () => new Uint8Array(64 * 1024 * 1024),
+    ],
+  ] as const
+) {
+  Deno.test(`serve({onUpgrade}) cuts a rejecting Response ${what} at handshakeTimeout, as another rejection`, async () => {
+    await using server = serve({
+      ...LOCAL,
+      handshakeTimeout: 300,
+      onUpgrade: () => new Response(body(), { status: 401 }),
+    }, echo);
+    using peer = await RawPeer.connect(server.addr);
+    await peer.write(
+      encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr)),
+    );
+    await waitUntil(
+      () => server.stats().transportConnections === 0,
+      "the connection closed",
+    );
+    assert.deepEqual(server.stats().timeouts, { rejection: 1 });
+  });
+}
 
 Deno.test(
   "serve({onUpgrade}) adds the hook's {headers} (set-cookie) to the 101",
@@ -550,6 +600,9 @@ for (
     "Sec-WebSocket-Extensions",
     "Upgrade",
     "Connection",
+    // A 101 has no body to frame (RFC 9110 §8.6).
+    "Content-Length",
+    "Transfer-Encoding",
   ]
 ) {
   Deno.test(

@@ -229,7 +229,7 @@ function planResponse(
   if (info.mtime !== null) {
     headers.set("last-modified", info.mtime.toUTCString());
   }
-  if (!preconditionsHold(request.headers, etag, info.mtime)) {
+  if (!preconditionsHold(request.headers, info.mtime)) {
     return text(412, "Precondition Failed");
   }
   // RFC 9110 §15.4.5: a 304 carries the validators, not the metadata.
@@ -367,18 +367,10 @@ function decodeSegments(pathname: string): string[] | null {
  * `If-Unmodified-Since` (ignored when not an HTTP-date). Evaluated before
  * `If-None-Match` and `Range` (§13.2.2).
  */
-function preconditionsHold(
-  headers: Headers,
-  etag: string | null,
-  mtime: Date | null,
-): boolean {
+function preconditionsHold(headers: Headers, mtime: Date | null): boolean {
   const ifMatch = headers.get("if-match");
-  if (ifMatch !== null) {
-    return ifMatch.split(",").some((tag) =>
-      tag.trim() === "*" ||
-      (etag !== null && !etag.startsWith("W/") && tag.trim() === etag)
-    );
-  }
+  // Our tags are all weak: only "*" can match.
+  if (ifMatch !== null) return ifMatch.split(",").some((t) => t.trim() === "*");
   const ifUnmodifiedSince = headers.get("if-unmodified-since");
   if (ifUnmodifiedSince === null || mtime === null) return true;
   const since = parseHttpDate(ifUnmodifiedSince);

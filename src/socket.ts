@@ -1236,7 +1236,8 @@ export class Socket<Data = unknown>
     const reader = this.#options.reader ??
       this.#transport.readable.getReader({ mode: "byob" });
     const given = this.#options.readBuffer;
-    let buffer = given?.byteLength === MIN_READ && !given.detached
+    // (A detached buffer has no bytes: not taken.)
+    let buffer = given?.byteLength === MIN_READ
       ? given
       : new ArrayBuffer(MIN_READ);
     let smallReads = 0;

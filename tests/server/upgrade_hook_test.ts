@@ -221,6 +221,33 @@ Deno.test("serve({onUpgrade}) frames a rejecting Response by its body alone: a T
   assert.equal(response.body, "not allowed");
 });
 
+Deno.test("serve({onUpgrade}) answers 500 and logs a handler-error for a rejecting Response whose body fails before anything of it is written", async () => {
+  const log = logSink();
+  const broken = new Error("broken body");
+  await using server = serve({
+    ...LOCAL,
+    logger: log.logger,
+    onUpgrade: (request) =>
+      new URL(request.url).pathname === "/broken"
+        ? new Response(
+          new ReadableStream({
+            pull: (controller) => controller.error(broken),
+          }),
+          { status: 401 },
+        )
+        : undefined,
+  }, echo);
+  const { peer, response } = await rawUpgrade(server.addr, [], "/broken");
+  using _ = peer;
+  assert.equal(response.status, 500);
+  const errors = log.events.filter((e) => e.type === "handler-error");
+  assert.deepEqual(
+    errors.map((e) => (e as { error: unknown }).error),
+    [broken],
+  );
+  await assertStillServing(server.addr);
+});
+
 for (
   const [what, body] of [
     ["whose body never ends", () => new ReadableStream()],

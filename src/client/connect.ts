@@ -1,17 +1,11 @@
 import { raiseMallocThresholds } from "../_malloc_thresholds.ts";
-import { resolveNumericOptions } from "../_numeric_options.ts";
 import { withContext } from "../_error_context.ts";
-import { checkOptionsObject, CONNECT_OPTIONS } from "./_connect_options.ts";
-import { describe } from "../protocol/_describe.ts";
+import { checkConnectOptions } from "./_connect_options.ts";
 import {
   ClientHandshake,
   ClientHandshakeError,
 } from "../protocol/client_handshake.ts";
-import { DEFAULT_MAX_PAYLOAD } from "../protocol/connection.ts";
-import {
-  type ClientDeflateOptions,
-  resolveClientDeflateOptions,
-} from "../protocol/permessage_deflate.ts";
+import type { ClientDeflateOptions } from "../protocol/permessage_deflate.ts";
 import { Socket } from "../socket.ts";
 import type { BackpressurePolicy } from "../socket_options.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
@@ -193,37 +187,6 @@ export interface ConnectOptions {
   maxQueuedMessages?: number;
 }
 
-const DEFAULTS = {
-  handshakeTimeout: 10_000,
-  closeTimeout: 5_000,
-  maxPayload: DEFAULT_MAX_PAYLOAD,
-  pingInterval: 0,
-  pongTimeout: 20_000,
-  idleTimeout: 0,
-  messageTimeout: 0,
-  sendHighWaterMark: 1024 * 1024,
-  // Unbounded: send() waits at sendHighWaterMark, nothing is dropped.
-  maxBackpressure: Number.MAX_SAFE_INTEGER,
-  receiveHighWaterMark: 1024 * 1024,
-  maxQueuedMessages: 1024,
-} as const;
-type Limits = { -readonly [K in keyof typeof DEFAULTS]: number };
-// Options where 0 means "off".
-const MAY_BE_ZERO = new Set([
-  "pingInterval",
-  "pongTimeout",
-  "idleTimeout",
-  "messageTimeout",
-]);
-// Options in milliseconds.
-const TIMEOUTS = new Set([
-  "handshakeTimeout",
-  "closeTimeout",
-  "pingInterval",
-  "pongTimeout",
-  "idleTimeout",
-  "messageTimeout",
-]);
 /** How long to wait for the start of a rejection's body (no Content-Length). */
 const BODY_GRACE = 1_000;
 const BODY_GRACE_EXPIRED = Symbol("body grace expired");
@@ -295,7 +258,7 @@ export async function connect(
   url: string | URL,
   options: ConnectOptions = {},
 ): Promise<Socket> {
-  const { limits, deflate } = checkOptions(options);
+  const { limits, deflate } = checkConnectOptions("connect", options);
   const handshake: ClientHandshake = ClientHandshake.create(url, {
     protocols: options.protocols,
     headers: options.headers,
@@ -462,91 +425,6 @@ function openTransport(url: URL, caCerts?: string[]): Promise<Deno.Conn> {
     : Deno.connect({ hostname, port });
   return opening.catch((error) => {
     throw withContext(error, `Cannot connect to ${url.href}`);
-  });
-}
-
-/**
- * Checks what `connect()` was given; returns the limits, defaults applied,
- * and the compression settings when permessage-deflate is offered.
- */
-function checkOptions(
-  options: ConnectOptions,
-): { limits: Limits; deflate: boolean | ClientDeflateOptions | undefined } {
-  checkOptionsObject("connect", CONNECT_OPTIONS, options);
-  if (
-    options.streamMessages !== undefined &&
-    typeof options.streamMessages !== "boolean"
-  ) {
-    throw new TypeError(
-      `Cannot connect: "streamMessages" must be a boolean, got ${
-        describe(options.streamMessages)
-      }`,
-    );
-  }
-  const perMessageDeflate: unknown = options.perMessageDeflate;
-  if (
-    perMessageDeflate !== undefined && typeof perMessageDeflate !== "boolean" &&
-    (typeof perMessageDeflate !== "object" || perMessageDeflate === null)
-  ) {
-    throw new TypeError(
-      `Cannot connect: "perMessageDeflate" must be a boolean or an object, got ${
-        describe(perMessageDeflate)
-      }`,
-    );
-  }
-  // Its settings are checked now, before anything is sent.
-  if (perMessageDeflate !== undefined && perMessageDeflate !== false) {
-    resolveClientDeflateOptions(
-      perMessageDeflate === true ? {} : perMessageDeflate,
-    );
-  }
-  const deflate = perMessageDeflate as
-    | boolean
-    | ClientDeflateOptions
-    | undefined;
-  const caCerts: unknown = options.caCerts;
-  if (
-    caCerts !== undefined &&
-    !(Array.isArray(caCerts) &&
-      caCerts.every((pem) =>
-        typeof pem === "string" && pem.includes("-----BEGIN CERTIFICATE-----")
-      ))
-  ) {
-    throw new TypeError(
-      `Cannot connect: "caCerts" must be an array of PEM certificates (the text, "-----BEGIN CERTIFICATE-----...", not file names), got ${
-        Array.isArray(caCerts)
-          ? "an array holding something else"
-          : describe(caCerts)
-      }`,
-    );
-  }
-  const policy = options.backpressurePolicy;
-  if (policy !== undefined && !["close", "drop", "wait"].includes(policy)) {
-    const ErrorClass = typeof policy === "string" ? RangeError : TypeError;
-    throw new ErrorClass(
-      `Cannot connect: "backpressurePolicy" must be "close", "drop" or "wait", got ${
-        describe(policy)
-      }`,
-    );
-  }
-  // The unbounded default would never reach the policy: a mistake.
-  if (
-    (policy === "close" || policy === "drop") &&
-    options.maxBackpressure === undefined
-  ) {
-    throw new TypeError(
-      `Cannot connect: "backpressurePolicy" ${
-        JSON.stringify(policy)
-      } applies at "maxBackpressure", which a client leaves unbounded by default: set "maxBackpressure" too`,
-    );
-  }
-  return { limits: checkLimits(options), deflate };
-}
-
-function checkLimits(options: ConnectOptions): Limits {
-  return resolveNumericOptions("connect", { ...DEFAULTS }, options, {
-    mayBeZero: MAY_BE_ZERO,
-    timeouts: TIMEOUTS,
   });
 }
 

@@ -1,9 +1,16 @@
 import { describe, shown } from "../protocol/_describe.ts";
-import { ClientHandshakeError } from "../protocol/client_handshake.ts";
+import {
+  ClientHandshake,
+  ClientHandshakeError,
+} from "../protocol/client_handshake.ts";
 import type { Socket } from "../socket.ts";
 import { parseHttpDate } from "../server/_http_date.ts";
 import { connect, type ConnectOptions } from "./connect.ts";
-import { checkOptionsObject, CONNECT_OPTIONS } from "./_connect_options.ts";
+import {
+  checkConnectOptions,
+  checkOptionsObject,
+  CONNECT_OPTIONS,
+} from "./_connect_options.ts";
 
 /**
  * Where {@linkcode reconnecting} connects: a URL, or a function called
@@ -155,7 +162,36 @@ export function reconnecting(
       );
     }
   }
+  // What connect() would refuse on every attempt is refused now: the URL
+  // (unless a function gives it) and the options (but headers a function
+  // gives).
+  const { headers, ...rest } = options;
+  try {
+    ClientHandshake.create(
+      typeof url === "function" ? "ws://localhost/" : url,
+      {
+        headers: typeof headers === "function" ? undefined : headers,
+        protocols: options.protocols,
+        maxHeadSize: options.maxHeadSize,
+        maxHeaders: options.maxHeaders,
+      },
+    );
+  } catch (error) {
+    (error as Error).message = (error as Error).message.replace(
+      /^Cannot connect:/,
+      "Cannot reconnect:",
+    );
+    throw error;
+  }
+  checkConnectOptions("reconnect", connectOptionsOf(rest));
   return reconnect(url, options, initialDelay, maxDelay, maxRetries);
+}
+
+/** The options of `reconnecting()` that it passes on to `connect()`. */
+function connectOptionsOf(options: object): ConnectOptions {
+  return Object.fromEntries(
+    Object.entries(options).filter(([name]) => CONNECT_OPTIONS.has(name)),
+  );
 }
 
 async function* reconnect(
@@ -167,9 +203,7 @@ async function* reconnect(
 ): AsyncGenerator<Socket, void, undefined> {
   const random = options.random ?? Math.random;
   const signal = options.signal;
-  const connectOptions = Object.fromEntries(
-    Object.entries(options).filter(([name]) => CONNECT_OPTIONS.has(name)),
-  );
+  const connectOptions = connectOptionsOf(options);
   // Failed attempts in a row (for maxRetries); the backoff also counts
   // connections that ended soon after opening.
   let failures = 0;
@@ -326,7 +360,7 @@ function nonNegative(
 ): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number" || Number.isNaN(value) || value < 0) {
-    throw new RangeError(
+    throw new (typeof value === "number" ? RangeError : TypeError)(
       `Cannot reconnect: "${name}" must be a non-negative number, got ${
         shown(value)
       }`,

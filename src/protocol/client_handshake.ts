@@ -1,4 +1,5 @@
 import { computeAcceptKey } from "./handshake_response.ts";
+import { shown } from "./_describe.ts";
 import { decodeLatin1, encodeLatin1, findHeadEnd } from "./_bytes.ts";
 import {
   DEFAULT_MAX_HEAD_SIZE,
@@ -499,16 +500,24 @@ export class ClientHandshake {
         "the server answered 101 in HTTP/1.0; the handshake needs HTTP/1.1",
       );
     }
-    if (lines.length - 1 > this.#maxHeaders) {
+    // A field value continued on the next line (obs-fold): a user agent
+    // MUST replace the fold with spaces (RFC 9112 §5.2). A fold with no
+    // field before it stays malformed (§2.2).
+    const fields: string[] = [];
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i];
+      if ((line[0] === " " || line[0] === "\t") && fields.length > 0) {
+        fields[fields.length - 1] += ` ${line.trimStart()}`;
+      } else fields.push(line);
+    }
+    if (fields.length > this.#maxHeaders) {
       throw this.#fail(
         "RESPONSE_TOO_LARGE",
-        `the response has ${
-          lines.length - 1
-        } header fields; the limit is ${this.#maxHeaders}`,
+        `the response has ${fields.length} header fields; the limit is ${this.#maxHeaders}`,
       );
     }
     const headers = new Headers();
-    for (const line of lines.slice(1)) {
+    for (const line of fields) {
       const colon = line.indexOf(":");
       const name = colon === -1 ? "" : line.slice(0, colon);
       const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
@@ -762,8 +771,10 @@ function encodeRequest(
 function positive(name: string, value: number | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new RangeError(
-      `Cannot connect: "${name}" must be a positive integer, got ${value}`,
+    throw new (typeof value === "number" ? RangeError : TypeError)(
+      `Cannot connect: "${name}" must be a positive integer, got ${
+        shown(value)
+      }`,
     );
   }
   return value;

@@ -245,16 +245,12 @@ export class FrameParser {
           "Frame length has its most significant bit set (RFC 6455 §5.2)",
         );
       }
-      if (high >= 0x200000) {
-        // 2^53 bytes or more: not even countable exactly in a number.
-        throw new ProtocolError(
-          PROTOCOL_ERROR_CODE.MessageTooBig,
-          "Frame length is 2^53 bytes or more",
-        );
-      }
       const low = ((b[i + 6] << 24) | (b[i + 7] << 16) | (b[i + 8] << 8) |
         b[i + 9]) >>> 0;
-      length = high * 0x100000000 + low;
+      // 2^53 bytes or more, not even countable exactly in a number, is too
+      // big: said once the frame's other rules are checked (a control frame
+      // that long is a protocol error, 1002).
+      length = high >= 0x200000 ? Infinity : high * 0x100000000 + low;
     }
     if ((rsv & ~this.#allowedRsv) !== 0) {
       throw new ProtocolError(
@@ -291,6 +287,12 @@ export class FrameParser {
           PROTOCOL_ERROR_CODE.UnmaskedFrame,
           "A client must mask every frame (RFC 6455 §5.1)",
         );
+    }
+    if (length === Infinity) {
+      throw new ProtocolError(
+        PROTOCOL_ERROR_CODE.MessageTooBig,
+        "Frame length is 2^53 bytes or more",
+      );
     }
     if (masked) {
       const k = i + size - 4;

@@ -1,5 +1,6 @@
 import { applyMask } from "./mask.ts";
 import { free } from "./_bytes.ts";
+import { describe, shown } from "./_describe.ts";
 
 /**
  * Payloads up to this many bytes (256 KiB) are copied next to their header, so
@@ -160,7 +161,15 @@ export class FrameWriter {
     fin = true,
     rsv = 0,
   ): boolean {
+    if (!(payload instanceof Uint8Array)) {
+      throw new TypeError(
+        `Cannot write a frame: the payload must be a Uint8Array (writeText() takes strings), got ${
+          describe(payload)
+        }`,
+      );
+    }
     const length = payload.length;
+    checkFrame(opcode, fin, rsv, length);
     const headerLength = headerSize(length, this.#mask);
     if (length <= ARENA_FRAME_LIMIT) {
       const at = this.#reserve(headerLength + length);
@@ -194,6 +203,19 @@ export class FrameWriter {
    * @param rsv RSV bits.
    */
   writeText(opcode: number, text: string, fin = true, rsv = 0): void {
+    if (typeof text !== "string") {
+      throw new TypeError(
+        `Cannot write a frame: the text must be a string (writeFrame() takes bytes), got ${
+          describe(text)
+        }`,
+      );
+    }
+    if (opcode >= 8) {
+      // A control frame: its length limit is in bytes.
+      this.writeFrame(opcode, utf8.encode(text), fin, rsv);
+      return;
+    }
+    checkFrame(opcode, fin, rsv, 0);
     const maxBytes = text.length * 3;
     if (maxBytes > ARENA_FRAME_LIMIT) {
       // The encoding is this writer's own: free it now if the frame copied
@@ -457,6 +479,42 @@ export class FrameWriter {
 }
 
 /** The header size for a payload of `length` bytes (RFC 6455 §5.2). */
+/**
+ * Throws for a frame RFC 6455 does not allow (§5.2, §5.5): an opcode that is
+ * not 0-2 or 8-10, RSV bits other than RSV1-3, or a control frame that is
+ * fragmented or longer than 125 bytes.
+ */
+function checkFrame(
+  opcode: number,
+  fin: boolean,
+  rsv: number,
+  length: number,
+): void {
+  if (!KNOWN_OPCODES.has(opcode)) {
+    throw new RangeError(
+      `Cannot write a frame: the opcode must be 0-2 or 8-10 (RFC 6455 §5.2), got ${
+        shown(opcode)
+      }`,
+    );
+  }
+  if ((rsv & ~0x70) !== 0) {
+    throw new RangeError(
+      `Cannot write a frame: rsv must be a mask of RSV1-RSV3 (0x40, 0x20, 0x10), got ${
+        shown(rsv)
+      }`,
+    );
+  }
+  if (opcode >= 8 && (!fin || length > 125)) {
+    throw new RangeError(
+      `Cannot write a frame: a control frame must be whole (fin) and at most 125 bytes (RFC 6455 §5.5), got ${
+        fin ? `${length} bytes` : "fin false"
+      }`,
+    );
+  }
+}
+
+const KNOWN_OPCODES: ReadonlySet<number> = new Set([0, 1, 2, 8, 9, 10]);
+
 function headerSize(length: number, masked: boolean): number {
   return (length < 126 ? 2 : length < 0x10000 ? 4 : 10) + (masked ? 4 : 0);
 }

@@ -176,6 +176,22 @@ Deno.test("ClientHandshake rejects bad URLs, subprotocols and headers with TypeE
       'Cannot connect: "maxHeadSize" must be a positive integer, got 0',
     ),
   );
+  // Of the wrong type: a TypeError that shows the value as it was given.
+  for (
+    const [name, value, seen] of [
+      ["maxHeadSize", "1024", 'string "1024"'],
+      ["maxHeaders", {}, "Object"],
+      ["maxHeaders", null, "null"],
+    ] as const
+  ) {
+    assert.throws(
+      () =>
+        ClientHandshake.create("ws://localhost/", { [name]: value } as never),
+      new TypeError(
+        `Cannot connect: "${name}" must be a positive integer, got ${seen}`,
+      ),
+    );
+  }
 });
 
 Deno.test("ClientHandshake accepts a valid 101 response however it is cut", () => {
@@ -509,6 +525,30 @@ Deno.test("ClientHandshake fails a malformed status line or header", () => {
         "MALFORMED_RESPONSE",
         101,
         /malformed header field in the response: "no colon here"/,
+      );
+      return true;
+    },
+  );
+});
+
+Deno.test("ClientHandshake unfolds a field value continued on the next line (obs-fold: a user agent MUST, RFC 9112 §5.2), but fails a fold with no field before it", () => {
+  const folded = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+    `Connection:\r\n Upgrade\r\nSec-WebSocket-Accept: ${SAMPLE_ACCEPT}\r\n` +
+    "X-Note: one \r\n\t two\r\n  three\r\n\r\n";
+  for (const outcome of feedAllWays(() => sample(), encoder.encode(folded))) {
+    const { result } = outcome as { result: { headers: Headers } };
+    assert.equal(result.headers.get("connection"), "Upgrade");
+    assert.equal(result.headers.get("x-note"), "one  two three");
+  }
+  assert.throws(
+    () =>
+      sample().receive(encoder.encode("HTTP/1.1 101 OK\r\n Upgrade\r\n\r\n")),
+    (error) => {
+      assertHandshakeError(
+        error,
+        "MALFORMED_RESPONSE",
+        101,
+        /malformed header field in the response: " Upgrade"/,
       );
       return true;
     },

@@ -311,8 +311,27 @@ Deno.test("reconnecting() throws for bad options when called, not at the first n
     ],
     [
       { maxRetries: "3" },
-      new RangeError(
+      new TypeError(
         'Cannot reconnect: "maxRetries" must be a non-negative number, got string "3"',
+      ),
+    ],
+    // What connect() would refuse on every attempt.
+    [
+      { maxPayload: -1 },
+      new RangeError(
+        'Cannot reconnect: "maxPayload" must be a positive integer, got -1',
+      ),
+    ],
+    [
+      { backpressurePolicy: "drop" },
+      new TypeError(
+        'Cannot reconnect: "backpressurePolicy" "drop" applies at "maxBackpressure", which a client leaves unbounded by default: set "maxBackpressure" too',
+      ),
+    ],
+    [
+      { protocols: ["a b"] },
+      new TypeError(
+        'Cannot reconnect: "protocols" must hold HTTP tokens, got "a b"',
       ),
     ],
     [
@@ -350,6 +369,12 @@ Deno.test("reconnecting() throws for bad options when called, not at the first n
     // deno-lint-ignore no-explicit-any
     assert.throws(() => reconnecting(url, options as any), error);
   }
+  assert.throws(
+    () => reconnecting("ftp://127.0.0.1/"),
+    new TypeError(
+      'Cannot reconnect: "url" must use ws: or wss: (or http: or https:), got ftp:',
+    ),
+  );
 });
 
 Deno.test("reconnecting asks a headers function before each attempt, so an expired token is replaced", async () => {

@@ -187,6 +187,19 @@ Deno.test("FrameParser rejects a 64-bit length of 2^53 or more, which a number c
   );
 });
 
+Deno.test("FrameParser checks a frame's protocol rules before a 64-bit length of 2^53 or more: a control frame or a reserved opcode that long is a protocol error (1002), not 1009", () => {
+  for (
+    const [opcode, expected] of [[Ping, E.ControlFrameTooLong], [
+      0x3,
+      E.ReservedOpcode,
+    ], [0xb, E.ReservedOpcode]] as const
+  ) {
+    const head = header(opcode, 0, { lengthBytes: 8 });
+    head[3] = 0x20; // 2^53
+    assert.equal(parseAllWays(head).error, expected);
+  }
+});
+
 Deno.test("FrameParser rejects RSV bits that no extension allows (RFC 6455 §5.2)", () => {
   for (const rsv of [0x40, 0x20, 0x10]) {
     assert.equal(

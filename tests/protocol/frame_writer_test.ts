@@ -463,3 +463,59 @@ Deno.test("FrameWriter.size counts every queued byte", () => {
     assert.equal(writer.size, 0);
   }
 });
+
+Deno.test("FrameWriter refuses frames RFC 6455 does not allow, and payloads of the wrong kind, writing nothing", () => {
+  const writer = new FrameWriter();
+  const bytes = (n: number) => new Uint8Array(n);
+  const refusals: [() => unknown, ErrorConstructor, RegExp][] = [
+    [
+      () => writer.writeFrame(3, bytes(1)),
+      RangeError,
+      /opcode must be 0-2 or 8-10 .*got 3$/,
+    ],
+    [() => writer.writeFrame(99, bytes(1)), RangeError, /got 99$/],
+    [() => writer.writeText(11, "x"), RangeError, /got 11$/],
+    [
+      () => writer.writeFrame(OPCODE.Binary, bytes(1), true, 0x80),
+      RangeError,
+      /rsv must be a mask of RSV1-RSV3 .*got 128$/,
+    ],
+    [
+      () => writer.writeFrame(OPCODE.Ping, bytes(126)),
+      RangeError,
+      /control frame must be whole \(fin\) and at most 125 bytes .*got 126 bytes$/,
+    ],
+    [
+      () => writer.writeText(OPCODE.Close, "é".repeat(63)),
+      RangeError,
+      /got 126 bytes$/,
+    ],
+    [
+      () => writer.writeFrame(OPCODE.Pong, bytes(1), false),
+      RangeError,
+      /got fin false$/,
+    ],
+    [
+      () => writer.writeFrame(OPCODE.Text, "hi" as never),
+      TypeError,
+      /payload must be a Uint8Array \(writeText\(\) takes strings\), got string "hi"$/,
+    ],
+    [
+      () => writer.writeText(OPCODE.Text, bytes(2) as never),
+      TypeError,
+      /text must be a string \(writeFrame\(\) takes bytes\), got Uint8Array$/,
+    ],
+  ];
+  for (const [write, ErrorClass, message] of refusals) {
+    assert.throws(
+      write,
+      (error) =>
+        error instanceof ErrorClass && message.test((error as Error).message),
+    );
+  }
+  assert.equal(writer.size, 0);
+  // The limits themselves are allowed.
+  writer.writeFrame(OPCODE.Ping, bytes(125));
+  writer.writeText(OPCODE.Continuation, "x", false, 0x40);
+  assert.equal(writer.size, 2 + 125 + 2 + 1);
+});

@@ -1,8 +1,12 @@
+import { describe } from "./protocol/_describe.ts";
+
 /**
  * Throws for an option name the function does not know: a misspelled limit
  * (`maxPayLoad`) would otherwise be ignored, leaving the default in force.
  * Names that differ only in case, or by a letter or two, are suggested;
- * `hints` says more about names known to be mistaken for options.
+ * `hints` says more about names known to be mistaken for options. Options
+ * that are not an object of names (a number, an array, a `Map`) throw too:
+ * they would ask for nothing.
  *
  * @example
  * ```ts
@@ -23,6 +27,13 @@ export function checkOptionNames(
   options: object,
   hints: Readonly<Record<string, string>> = {},
 ): void {
+  if (!isOptionBag(options)) {
+    throw new TypeError(
+      `Cannot ${action}: the options must be an object of option names, got ${
+        describe(options)
+      }`,
+    );
+  }
   for (const [name, value] of Object.entries(options)) {
     // An option set to undefined asks for nothing (a spread config).
     if (known.has(name) || value === undefined) continue;
@@ -39,6 +50,15 @@ export function checkOptionNames(
       `Cannot ${action}: unknown option ${JSON.stringify(name)}${hint}`,
     );
   }
+}
+
+/**
+ * Whether `value` can hold options by name: an object, but not an array or a
+ * `Map` or `Set` (whose entries are not properties).
+ */
+export function isOptionBag(value: unknown): value is object {
+  return typeof value === "object" && value !== null &&
+    !Array.isArray(value) && !(value instanceof Map) && !(value instanceof Set);
 }
 
 /** Levenshtein distance, for names of a few dozen characters. */

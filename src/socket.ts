@@ -34,7 +34,8 @@ import { Interruptible } from "./_interruptible.ts";
 import { closedError } from "./_closed_error_owner.ts";
 import { PieceQueue } from "./_piece_queue.ts";
 import type { BudgetAccount } from "./_buffer_budget.ts";
-import { concat } from "./protocol/_bytes.ts";
+import { attached, concat } from "./protocol/_bytes.ts";
+import { checkOptionNames } from "./_unknown_options.ts";
 import { describe, shown } from "./protocol/_describe.ts";
 import type { Subscriber, Topics } from "./pubsub/topics.ts";
 import type { Slot } from "./_slot_list.ts";
@@ -79,6 +80,10 @@ const DRAIN_MAX = 4;
 // assembler grows its buffer fewer times).
 const MAX_READ_IN_LARGE_FRAME = 1024 * 1024;
 const SMALL_READS_BEFORE_SHRINK = 4;
+const STREAM_PIECE = "Cannot send the stream's piece";
+const SEND_OPTIONS: ReadonlySet<string> = new Set(["compress"]);
+const CLOSE_OPTIONS: ReadonlySet<string> = new Set(["streamGrace"]);
+const SOCKET_PUBLISH_OPTIONS: ReadonlySet<string> = new Set(["exceptSelf"]);
 // The longest a failed connection is read on, and discarded, before it is
 // closed (see #linger), and how much of it: the rest of the frame that
 // failed (up to a limit), and some slack.
@@ -235,6 +240,9 @@ export class Socket<Data = unknown>
   // has one (a timer per closing socket is, like a Set, what V8's scavenges
   // keep longest: see SlotList), else by a timer.
   #closeArmed = false;
+  // The write that carries our close frame: what is written after it
+  // (pongs) is not progress of the closing handshake.
+  #closeSeq = Infinity;
   #closeDue = 0;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #stopCloseTicks: (() => void) | null = null;
@@ -463,10 +471,13 @@ export class Socket<Data = unknown>
   }
 
   #offer(message: OutgoingMessage, options?: SendOptions): SendStatus {
-    const bytes = typeof message === "string" || message instanceof Uint8Array
+    if (options !== undefined) checkOptionNames("send", SEND_OPTIONS, options);
+    const bytes = typeof message === "string"
       ? message
+      : message instanceof Uint8Array
+      ? attached(message, "Cannot send the message")
       : message instanceof ArrayBuffer
-      ? new Uint8Array(message)
+      ? new Uint8Array(attached(message, "Cannot send the message"))
       : message instanceof PreparedMessage
       ? (this.#options.role === "server" ? message : message.message)
       : invalidMessage(message);
@@ -680,7 +691,9 @@ export class Socket<Data = unknown>
         }
         if (next.done) break;
         const piece = next.value instanceof ArrayBuffer
-          ? new Uint8Array(next.value)
+          ? new Uint8Array(attached(next.value, STREAM_PIECE))
+          : next.value instanceof Uint8Array
+          ? attached(next.value, STREAM_PIECE)
           : next.value;
         const pieceKind = typeof piece === "string"
           ? "string"
@@ -819,6 +832,10 @@ export class Socket<Data = unknown>
     message: string | Uint8Array | ArrayBuffer | PreparedMessage,
     options: { exceptSelf?: boolean } = {},
   ): number {
+    checkOptionNames("publish", SOCKET_PUBLISH_OPTIONS, options, {
+      except:
+        "a socket leaves itself out with { exceptSelf: true } (server.publish() takes { except: socket })",
+    });
     return this.#topics("publish").publish(topic, message, {
       except: options.exceptSelf ? this : undefined,
     });
@@ -880,6 +897,7 @@ export class Socket<Data = unknown>
     reason = "",
     options: CloseOptions = {},
   ): Promise<CloseInfo> {
+    checkOptionNames("close", CLOSE_OPTIONS, options);
     // Throws now for a bad code or reason (a valid code alone cannot be).
     if (reason !== "" || !isValidCloseCode(code)) {
       encodeClosePayload(code, reason);
@@ -934,6 +952,8 @@ export class Socket<Data = unknown>
    * sees the TCP connection end (1006), and `closed` resolves with 1006.
    */
   terminate(): void {
+    // Closing from now on: sends are refused, not queued for nothing.
+    this.#closeRequested = true;
     this.#abort();
   }
 
@@ -948,6 +968,7 @@ export class Socket<Data = unknown>
     const connection = this.#connection;
     if (code === undefined) connection.acknowledgeClose();
     else connection.close(code, reason);
+    if (this.#closeSeq === Infinity) this.#closeSeq = this.#takenSeq + 1;
     if (this.#closeFrameOwed) {
       this.#closeFrameOwed = false;
       clearTimeout(this.#closeFrameTimer);
@@ -1746,7 +1767,9 @@ export class Socket<Data = unknown>
     const now = performance.now();
     this.#unreadBytes = this.#unreadSince(now) + size;
     this.#unreadAt = now;
-    if (this.#closeArmed) this.#lastProgress = now;
+    if (this.#closeArmed && this.#writtenSeq < this.#closeSeq) {
+      this.#lastProgress = now;
+    }
   }
 
   /**

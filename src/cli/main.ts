@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { checkOptionNames } from "../_unknown_options.ts";
 import { UsageError } from "./_args.ts";
 import { printError, printLine } from "./_output.ts";
 import { benchCommand } from "./bench.ts";
@@ -70,6 +71,7 @@ export interface MainOptions {
 }
 
 const COMMANDS = ["serve", "listen", "send", "bench"] as const;
+const MAIN_OPTIONS: ReadonlySet<string> = new Set(["signal", "stdin"]);
 
 /**
  * Runs the `duplex` command line with `args` and resolves with its exit
@@ -92,6 +94,7 @@ export async function main(
   args: string[],
   options: MainOptions = {},
 ): Promise<ExitCode> {
+  checkOptionNames("run duplex", MAIN_OPTIONS, options);
   const [command, ...rest] = args;
   try {
     switch (command) {

@@ -234,7 +234,20 @@ export async function serveCommand(
     signal?.removeEventListener("abort", stop);
     const usage = usageErrorFromServe(error, flagged.flags);
     if (usage !== undefined) throw usage;
-    return listenFailure(hostname, port, error);
+    const cause = (error as Error).message.replace(
+      `Cannot serve on ${hostname}:${port}: `,
+      "",
+    );
+    // Not a name a socket can listen on (Deno.listen's URIError).
+    if (error instanceof URIError) {
+      throw new UsageError(
+        "serve",
+        `--hostname must be an address or host name, such as 127.0.0.1 or ::, got ${
+          JSON.stringify(hostname)
+        } (${cause})`,
+      );
+    }
+    return listenFailure(hostname, port, error, cause);
   }
   const scheme = cert === undefined ? "ws" : "wss";
   const shown = hostname === "0.0.0.0" || hostname === "::"
@@ -260,6 +273,7 @@ function listenFailure(
   hostname: string,
   port: number,
   error: unknown,
+  cause: string,
 ): ExitCode {
   const where = `${hostname}:${port}`;
   if (error instanceof Deno.errors.AddrInUse) {
@@ -275,9 +289,7 @@ function listenFailure(
       `duplex serve: cannot listen on ${where}: run with --allow-net (or -A).`,
     );
   } else {
-    printError(
-      `duplex serve: cannot listen on ${where}: ${(error as Error).message}`,
-    );
+    printError(`duplex serve: cannot listen on ${where}: ${cause}`);
   }
   return EXIT_CODE.Failure;
 }

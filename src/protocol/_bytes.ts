@@ -70,3 +70,27 @@ export function encodeLatin1(text: string): Uint8Array<ArrayBuffer> {
 export function free(buffer: ArrayBuffer): void {
   buffer.transfer(0);
 }
+
+/**
+ * `bytes`, unless its buffer was detached (transferred, to a worker say):
+ * then a `TypeError` that begins with `context`. A detached view reads as
+ * empty, and copying one throws an error that names neither the call nor
+ * the cause.
+ */
+export function attached<T extends Uint8Array | ArrayBuffer>(
+  bytes: T,
+  context: string,
+): T {
+  // Only an empty view can be detached; asking a small view for its buffer
+  // would move its bytes off the V8 heap.
+  if (
+    bytes instanceof ArrayBuffer
+      ? bytes.detached
+      : bytes.length === 0 && (bytes.buffer as ArrayBuffer).detached
+  ) {
+    throw new TypeError(
+      `${context}: its ArrayBuffer is detached (transferred elsewhere, to a worker say); send a copy made before the transfer`,
+    );
+  }
+  return bytes;
+}

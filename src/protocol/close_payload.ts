@@ -109,6 +109,11 @@ export function encodeClosePayload(
   code: number | undefined,
   reason = "",
 ): Uint8Array<ArrayBuffer> {
+  if (typeof reason !== "string") {
+    throw new TypeError(
+      `Cannot close: "reason" must be a string, got ${describe(reason)}`,
+    );
+  }
   if (code === undefined) {
     if (reason !== "") {
       throw new TypeError(

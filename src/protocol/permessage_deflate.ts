@@ -576,7 +576,9 @@ function flag(
 }
 
 function checkSettingNames(options: object, known: string[]): void {
-  if (typeof options !== "object" || options === null) {
+  if (
+    typeof options !== "object" || options === null || Array.isArray(options)
+  ) {
     throw new TypeError(
       `Cannot use permessage-deflate: the settings must be true or an object, got ${
         JSON.stringify(options)

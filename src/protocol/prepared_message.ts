@@ -1,7 +1,7 @@
 import { describe } from "./_describe.ts";
 import { FrameWriter } from "./frame_writer.ts";
 import { deflateMessage } from "./deflate_codec.ts";
-import { concat } from "./_bytes.ts";
+import { attached, concat } from "./_bytes.ts";
 import type { PerMessageDeflateParams } from "./permessage_deflate.ts";
 import { OPCODE } from "./frame_parser.ts";
 
@@ -42,9 +42,10 @@ export class PreparedMessage {
     // A copy: the caller may reuse its buffer, and the compressed frames,
     // made later, must hold the same bytes as this one.
     if (message instanceof ArrayBuffer) {
-      message = new Uint8Array(message.slice());
-    } else if (message instanceof Uint8Array) message = message.slice();
-    else if (typeof message !== "string") {
+      message = new Uint8Array(attached(message, PREPARE).slice());
+    } else if (message instanceof Uint8Array) {
+      message = attached(message, PREPARE).slice();
+    } else if (typeof message !== "string") {
       throw new TypeError(
         `Cannot prepare a message: it must be a string, Uint8Array or ArrayBuffer, got ${
           describe(message)
@@ -123,3 +124,4 @@ export function prepareMessage(
 }
 
 const utf8 = new TextEncoder();
+const PREPARE = "Cannot prepare the message";

@@ -21,6 +21,7 @@ import { createClient } from "redis";
 import type { PubSubAdapter } from "./adapter.ts";
 import { checkOptionNames } from "../_unknown_options.ts";
 import { describe } from "../protocol/_describe.ts";
+import { checkTopic } from "./topics.ts";
 import {
   decodeEnvelope,
   encodeEnvelope,
@@ -232,9 +233,23 @@ export class RedisAdapter implements PubSubAdapter {
    * @param topic The topic.
    * @param message Text or binary data.
    * @returns A promise that resolves once Redis has taken the message, or
-   * at once when the connection is down and the message was dropped.
+   * at once when the connection is down and the message was dropped. It
+   * rejects with a `TypeError` for a topic that is not a well-formed string
+   * or a message that is neither text nor bytes.
    */
-  async publish(topic: string, message: string | Uint8Array): Promise<void> {
+  async publish(
+    topic: string,
+    message: string | Uint8Array | ArrayBuffer,
+  ): Promise<void> {
+    checkTopic("publish", topic);
+    if (message instanceof ArrayBuffer) message = new Uint8Array(message);
+    else if (typeof message !== "string" && !(message instanceof Uint8Array)) {
+      throw new TypeError(
+        `Cannot publish: the message must be a string, Uint8Array or ArrayBuffer, got ${
+          describe(message)
+        }`,
+      );
+    }
     if (this.#closed) return;
     const envelope = encodeEnvelope(this.#id, message);
     const size = envelope.byteLength;

@@ -108,6 +108,7 @@ export class Topics {
    * @returns The count.
    */
   subscriberCount(topic: string): number {
+    checkTopic("count subscribers", topic);
     return this.#topics.get(topic)?.size ?? 0;
   }
 
@@ -189,7 +190,11 @@ export class Topics {
   }
 }
 
-function checkTopic(action: string, topic: unknown): void {
+/**
+ * Throws a `TypeError` for a topic that is not a string, or not well-formed
+ * Unicode.
+ */
+export function checkTopic(action: string, topic: unknown): void {
   if (typeof topic !== "string") {
     throw new TypeError(
       `Cannot ${action}: the topic must be a string, got ${describe(topic)}`,

@@ -220,8 +220,8 @@ export interface ServeOptions<Data = unknown> {
   onListen?: (addr: Deno.NetAddr) => void;
   /**
    * Receives structured events (open, close, errors). By default
-   * `handler-error`, `pubsub-error`, `accept-error`, `over-budget` and
-   * `shutdown-timeout` are printed with `console.error` (a repeating
+   * `handler-error`, `internal-error`, `pubsub-error`, `accept-error`,
+   * `over-budget` and `shutdown-timeout` are printed with `console.error` (a repeating
    * `pubsub-error`, `accept-error` or `over-budget` once per 10 s) and the
    * rest dropped; `() => {}` silences everything.
    */
@@ -602,13 +602,6 @@ const OPTION_TYPES: Record<string, string> = {
  * @throws {TypeError} For the first option of the wrong type.
  */
 export function checkServeOptions(options: ServeOptions<never>): void {
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(
-      `Cannot serve: the options must be an object, got ${
-        options === null ? "null" : typeof options
-      }`,
-    );
-  }
   checkOptionNames("serve", SERVE_OPTIONS, options, DENO_SERVE_OPTIONS);
   const fail = (name: string, expected: string, value: unknown) => {
     throw new TypeError(

@@ -1,5 +1,6 @@
 import { raiseMallocThresholds } from "../_malloc_thresholds.ts";
 import { describe, shown } from "../protocol/_describe.ts";
+import { checkOptionNames } from "../_unknown_options.ts";
 import { CLOSE_CODE, HandshakeError } from "../protocol/errors.ts";
 import { encodeClosePayload } from "../protocol/close_payload.ts";
 import { withContext } from "../_error_context.ts";
@@ -233,8 +234,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
   ) {
     if (typeof handler !== "function") {
       throw new TypeError(
-        typeof (options as { handler?: unknown } | undefined)?.handler ===
-            "function"
+        typeof options === "function"
+          ? "Cannot serve: serve() takes (options, handler), and the handler came first; give the options first (serve({ port: 8080 }, handler))"
+          : typeof (options as { handler?: unknown } | undefined)?.handler ===
+              "function"
           ? "Cannot serve: pass the handler as the second argument of serve(), not as options.handler"
           : `Cannot serve: "handler" must be a function, got ${typeof handler}`,
       );
@@ -428,6 +431,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
     message: string | Uint8Array | ArrayBuffer | PreparedMessage,
     options?: PublishOptions,
   ): number {
+    if (options !== undefined) {
+      checkOptionNames("publish", PUBLISH_OPTIONS, options, {
+        exceptSelf:
+          "server.publish() leaves a socket out with { except: socket } (exceptSelf is socket.publish()'s)",
+      });
+    }
     return this.#topics.publish(topic, message, options);
   }
 
@@ -492,6 +501,11 @@ export class Server<Data = unknown> implements AsyncDisposable {
    */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
     if (this.#shutdown !== null) return this.#shutdown;
+    try {
+      checkOptionNames("shut down", SHUTDOWN_OPTIONS, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const timeout = options.timeout ?? 5_000;
     const code = options.code ?? CLOSE_CODE.GoingAway;
     const reason = options.reason ?? CLOSE_REASON.ServerShutdown;
@@ -610,18 +624,24 @@ export class Server<Data = unknown> implements AsyncDisposable {
     }
   }
 
-  /** `address`: its key in `#perAddress`, if it was counted there. */
-  #connectionEnded(peer: Peer<Data>, address: string | undefined): void {
-    this.#conns.remove(peer.slot);
-    if (address !== undefined) this.#perAddress!.release(address);
+  #connectionEnded(peer: Peer<Data>): void {
+    this.#transportEnded(peer);
     if (--this.#active === 0) this.#allEnded?.();
+  }
+
+  /**
+   * Its transport is gone (or going): it no longer counts against
+   * `maxConnections` and `maxConnectionsPerAddress`, though a handler may
+   * run on.
+   */
+  #transportEnded(peer: Peer<Data>): void {
+    if (!this.#conns.remove(peer.slot)) return;
+    if (peer.address !== undefined) this.#perAddress!.release(peer.address);
   }
 
   async #serveConnection(conn: Deno.Conn): Promise<void> {
     const peer = new Peer<Data>(conn, this.#conns);
     let upgraded = false;
-    // The key this connection is counted under per address, if it is.
-    let address: string | undefined;
     try {
       if (this.#conns.size > this.#limits.maxConnections) {
         await this.#refuseOverLimit(
@@ -633,10 +653,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
         return;
       }
       if (this.#perAddress !== null) {
-        address = this.#perAddress.acquire(peer.remoteAddr.hostname);
+        peer.address = this.#perAddress.acquire(peer.remoteAddr.hostname);
         // Refused connections are not counted: the address's count is of
         // the connections served, and one closing lets the next in.
-        if (address === undefined) {
+        if (peer.address === undefined) {
           await this.#refuseOverLimit(
             peer,
             new HandshakeError(429, "Too many connections from your address", {
@@ -658,7 +678,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
           upgraded = true;
           // Not awaited: nothing of this function is held while the socket
           // runs. The socket closes its transport itself.
-          this.#runSocket(socket, peer, address);
+          this.#runSocket(socket, peer);
           return;
         }
         // Plain HTTP, within the request timeout (a handler that never
@@ -761,7 +781,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     } finally {
       if (!upgraded) {
         closeQuietly(conn);
-        this.#connectionEnded(peer, address);
+        this.#connectionEnded(peer);
       }
     }
   }
@@ -1032,11 +1052,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     }
   }
 
-  async #runSocket(
-    socket: Socket<Data>,
-    peer: Peer<Data>,
-    address: string | undefined,
-  ): Promise<void> {
+  async #runSocket(socket: Socket<Data>, peer: Peer<Data>): Promise<void> {
     try {
       peer.state = "socket";
       peer.socketSlot = this.#sockets.add(socket);
@@ -1071,7 +1087,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       await running;
       await socket.closed;
     } finally {
-      this.#connectionEnded(peer, address);
+      this.#connectionEnded(peer);
     }
   }
 
@@ -1085,6 +1101,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     if (peer.socketSlot === null) return;
     this.#sockets.remove(peer.socketSlot);
     peer.socketSlot = null;
+    this.#transportEnded(peer);
     const { remoteAddr } = socket;
     this.#stats.countClose(info.code);
     if (info.error) {
@@ -1229,6 +1246,8 @@ class Peer<Data> {
   abandon: (() => void) | null = null;
   /** Its socket's slot in the open sockets, until the socket closes. */
   socketSlot: Slot<Socket<Data>> | null = null;
+  /** The key it is counted under per address, if it is. */
+  address: string | undefined;
 
   constructor(readonly conn: Deno.Conn, conns: SlotList<Peer<Data>>) {
     this.remoteAddr = conn.remoteAddr as Deno.NetAddr;
@@ -1272,6 +1291,12 @@ const SHUTTING_DOWN = () =>
   });
 
 const DECISION_KEYS = new Set(["protocol", "headers", "data"]);
+const PUBLISH_OPTIONS: ReadonlySet<string> = new Set(["except"]);
+const SHUTDOWN_OPTIONS: ReadonlySet<string> = new Set([
+  "timeout",
+  "code",
+  "reason",
+]);
 
 /**
  * What `onUpgrade` returned must say yes or no unmistakably: a falsy or

@@ -1,4 +1,5 @@
 import { parseHttpDate } from "./_http_date.ts";
+import { checkOptionNames } from "../_unknown_options.ts";
 
 /** Options of {@linkcode serveStatic}. */
 export interface ServeStaticOptions {
@@ -8,6 +9,8 @@ export interface ServeStaticOptions {
    */
   index?: string;
 }
+
+const STATIC_OPTIONS: ReadonlySet<string> = new Set(["index"]);
 
 /**
  * `Content-Type` by file extension; anything else is
@@ -96,6 +99,7 @@ export function serveStatic(
   root: string | URL,
   options: ServeStaticOptions = {},
 ): (request: Request) => Promise<Response> {
+  checkOptionNames("serve static files", STATIC_OPTIONS, options);
   const index = options.index ?? "index.html";
   if (
     typeof index !== "string" || index === "" || index.startsWith(".") ||

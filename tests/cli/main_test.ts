@@ -124,6 +124,10 @@ Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
     [["serve", "extra"], /unexpected argument "extra"/],
     [["serve", "--hostname", ""], /--hostname must be an address or host name/],
     [
+      ["serve", "--hostname", "bad host", "--port", "0"],
+      /^duplex serve: --hostname must be an address or host name, such as 127\.0\.0\.1 or ::, got "bad host" \(invalid host 'bad host': invalid char found in FQDN\)\n/,
+    ],
+    [
       ["serve", "--cert", NOT_PEM, "--key", NOT_PEM],
       /--cert .*deno\.json is not PEM: expected a "-----BEGIN CERTIFICATE-----" block/,
     ],

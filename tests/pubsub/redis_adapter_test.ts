@@ -188,11 +188,33 @@ Deno.test("RedisAdapter over fake clients: one channel per topic, types kept, ow
   await a.unsubscribe("room");
   assert.equal(broker.subscriptions.get("duplex:room")?.size, 1);
 
+  // An ArrayBuffer goes as bytes; a topic or message of the wrong kind is
+  // refused before it reaches Redis.
+  await a.publish("room", new Uint8Array([3]).buffer);
+  assertBytes(gotB[2][1], new Uint8Array([3]));
+  for (
+    const [topic, message, error] of [
+      [5, "x", /the topic must be a string, got number 5/],
+      ["\ud800", "x", /the topic must be well-formed Unicode/],
+      [
+        "room",
+        5,
+        /the message must be a string, Uint8Array or ArrayBuffer, got number 5/,
+      ],
+    ] as const
+  ) {
+    await assert.rejects(
+      a.publish(topic as string, message as string),
+      { name: "TypeError", message: error },
+    );
+  }
+  assert.equal(gotB.length, 3);
+
   await a.close();
   assert.ok(!broker.clients[0].isOpen && !broker.clients[1].isOpen);
   // Publishing after close does nothing (and does not throw).
   await a.publish("room", "too late");
-  assert.equal(gotB.length, 2);
+  assert.equal(gotB.length, 3);
   await a.close();
   await b.close();
 });

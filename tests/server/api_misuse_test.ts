@@ -1,7 +1,8 @@
 // Wrong arguments from JavaScript callers (or code typed `any`) get a
 // TypeError that says what was wrong, not a failure deep inside.
 import assert from "node:assert/strict";
-import { prepareMessage, serve } from "../../mod.ts";
+import { prepareMessage, serve, serveStatic } from "../../mod.ts";
+import { main } from "../../src/cli/main.ts";
 import { echo, LOCAL, NpmClient, withTimeout, wsUrl } from "./_helpers.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -52,6 +53,139 @@ Deno.test("socket and server methods reject arguments of the wrong type with a T
   await using client = await NpmClient.connect(wsUrl(server.addr));
   await withTimeout(checked.promise, 5_000, "the checks");
   assert.equal(await client.roundTrip("still open"), "still open");
+});
+
+Deno.test("a message whose ArrayBuffer was transferred away is refused with a TypeError that says so, and nothing reaches the peer", async () => {
+  // Posted to a worker, say.
+  const detach = <T extends Uint8Array | ArrayBuffer>(bytes: T) => {
+    const buffer = bytes instanceof ArrayBuffer ? bytes : bytes.buffer;
+    structuredClone(buffer, { transfer: [buffer as ArrayBuffer] });
+    return bytes;
+  };
+  const refused = {
+    name: "TypeError",
+    message: /: its ArrayBuffer is detached \(transferred elsewhere/,
+  };
+  const checked = Promise.withResolvers<void>();
+  await using server = serve(LOCAL, async (socket) => {
+    try {
+      for (
+        const message of [detach(new ArrayBuffer(8)), detach(new Uint8Array(8))]
+      ) {
+        assert.throws(() => socket.send(message), refused);
+        assert.throws(() => socket.trySend(message), refused);
+        assert.throws(() => prepareMessage(message), refused);
+        await assert.rejects(socket.sendStream([message]), refused);
+      }
+      checked.resolve();
+    } catch (error) {
+      checked.reject(error);
+    }
+    await echo(socket);
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  await withTimeout(checked.promise, 5_000, "the checks");
+  // The first message the client gets is this answer: no empty frame went
+  // out before it.
+  assert.equal(await client.roundTrip("still open"), "still open");
+});
+
+Deno.test("option bags of the wrong shape, or with a name the call does not know, throw a TypeError that names it (a misspelling would otherwise be ignored)", async () => {
+  const checked = Promise.withResolvers<void>();
+  await using server = serve(LOCAL, async (socket) => {
+    try {
+      const s = socket as Any;
+      for (const send of [s.send, s.trySend]) {
+        assert.throws(() => send.call(s, "x", { compres: false }), {
+          name: "TypeError",
+          message:
+            'Cannot send: unknown option "compres" (did you mean "compress"?)',
+        });
+      }
+      assert.throws(() => s.publish("t", "x", { except: socket }), {
+        name: "TypeError",
+        message:
+          /^Cannot publish: unknown option "except": a socket leaves itself out with \{ exceptSelf: true \}/,
+      });
+      assert.throws(
+        () => (server as Any).publish("t", "x", { exceptSelf: true }),
+        {
+          name: "TypeError",
+          message:
+            /^Cannot publish: unknown option "exceptSelf": server.publish\(\) leaves a socket out with \{ except: socket \}/,
+        },
+      );
+      assert.throws(() => (server as Any).subscriberCount(5), {
+        name: "TypeError",
+        message:
+          "Cannot count subscribers: the topic must be a string, got number 5",
+      });
+      assert.throws(() => s.close(1000, "", { streamgrace: 0 }), {
+        name: "TypeError",
+        message:
+          'Cannot close: unknown option "streamgrace" (did you mean "streamGrace"?)',
+      });
+      assert.throws(() => s.close(1000, "", 5), {
+        name: "TypeError",
+        message:
+          "Cannot close: the options must be an object of option names, got number 5",
+      });
+      assert.throws(() => s.close(1000, 5), {
+        name: "TypeError",
+        message: 'Cannot close: "reason" must be a string, got number 5',
+      });
+      checked.resolve();
+    } catch (error) {
+      checked.reject(error);
+    }
+    await echo(socket);
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  await withTimeout(checked.promise, 5_000, "the checks");
+  assert.equal(await client.roundTrip("still open"), "still open");
+  await assert.rejects((server as Any).shutdown({ timout: 100 }), {
+    name: "TypeError",
+    message:
+      'Cannot shut down: unknown option "timout" (did you mean "timeout"?)',
+  });
+  await assert.rejects((server as Any).shutdown({ reason: 5 }), {
+    name: "TypeError",
+    message: 'Cannot shut down: "reason" must be a string, got number 5',
+  });
+  assert.throws(() => serveStatic(".", { indx: "home.html" } as Any), {
+    name: "TypeError",
+    message:
+      'Cannot serve static files: unknown option "indx" (did you mean "index"?)',
+  });
+  await assert.rejects(main(["help"], { sginal: undefined, stdn: 1 } as Any), {
+    name: "TypeError",
+    message: 'Cannot run duplex: unknown option "stdn" (did you mean "stdin"?)',
+  });
+  for (
+    const [options, shown] of [[new Map([["port", 0]]), "Map"], [
+      [],
+      "Array",
+    ]] as const
+  ) {
+    assert.throws(() => serve(options as Any, echo), {
+      name: "TypeError",
+      message:
+        `Cannot serve: the options must be an object of option names, got ${shown}`,
+    });
+  }
+  assert.throws(() => serve({ ...LOCAL, perMessageDeflate: [] as Any }, echo), {
+    name: "TypeError",
+    message:
+      /^Cannot use permessage-deflate: the settings must be true or an object, got \[\]/,
+  });
+  // Deno.serve's order, (handler, options), said "handler must be a function".
+  for (const args of [[echo], [echo, LOCAL]]) {
+    assert.throws(() => (serve as Any)(...args), {
+      name: "TypeError",
+      message:
+        /^Cannot serve: serve\(\) takes \(options, handler\), and the handler came first/,
+    });
+  }
 });
 
 Deno.test("prepareMessage() takes an ArrayBuffer as send() does, and rejects anything else with a TypeError", () => {

@@ -238,6 +238,37 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "Socket.close() gives up after closeTimeout on a peer that pings but never answers the close frame (our pongs are not progress)",
+  async () => {
+    let closed = false;
+    const result = Promise.withResolvers<CloseInfo>();
+    await using server = serve(
+      { ...LOCAL, closeTimeout: 200 },
+      async (socket) => {
+        result.resolve(await socket.close(4001, "bye"));
+        closed = true;
+      },
+    );
+    using peer = await rawHandshake(server.addr);
+    assert.equal((await peer.readClose()).code, 4001);
+    // A ping every 60 ms, each answered: the pongs are written, but the
+    // closing handshake goes no further.
+    const stopAt = performance.now() + DEADLINE;
+    while (!closed && performance.now() < stopAt) {
+      try {
+        await peer.write(frame(OP.ping, "still there?"));
+        assert.equal((await peer.readFrame()).opcode, OP.pong);
+      } catch {
+        break; // the server closed the connection
+      }
+      await delay(60);
+    }
+    assert.ok(performance.now() < stopAt, "close() still pending");
+    const info = await withTimeout(result.promise, DEADLINE, "close()");
+    assert.deepEqual(info, { code: 1006, reason: "", wasClean: false });
+  },
+);
 /**
  * A server that sends `messages` messages of 64 KiB (message i filled with
  * i) and then closes with 1000 "done"; `closed` is what close() resolved to.
@@ -744,11 +775,18 @@ Deno.test("connect(): a client answers what the server sent before its close fra
 Deno.test("Socket.terminate() drops the connection at once without a closing handshake: the peer sees 1006, and so does closed", async () => {
   const info = Promise.withResolvers<unknown>();
   let buffered = -1;
+  let after: unknown[] = [];
   await using server = serve(LOCAL, async (socket) => {
     for await (const _ of socket) {
       socket.send("never sent"); // queued, then dropped with the connection
       socket.terminate();
       socket.terminate(); // again: nothing more happens
+      // Closing: a send now is refused, not queued for nothing.
+      after = [
+        socket.state,
+        socket.trySend("late"),
+        await socket.send("late").catch((error) => error.constructor),
+      ];
     }
     info.resolve(await socket.closed);
     buffered = socket.bufferedAmount;
@@ -763,6 +801,7 @@ Deno.test("Socket.terminate() drops the connection at once without a closing han
     wasClean: false,
   });
   assert.equal(buffered, 0, "what was dropped is not counted as queued");
+  assert.deepEqual(after, ["closing", "closed", ConnectionClosedError]);
 });
 
 Deno.test("bufferedAmount is 0 once the socket has closed, though it was cut off (backpressure) with output still queued for a peer that reads nothing", async () => {

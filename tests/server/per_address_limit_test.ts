@@ -280,3 +280,29 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "serve({maxConnections, maxConnectionsPerAddress}): a WebSocket whose connection closed stops counting at once, though its handler runs on",
+  async () => {
+    const cleanup = Promise.withResolvers<void>();
+    await using server = serve({
+      ...LOCAL,
+      maxConnections: 1,
+      maxConnectionsPerAddress: 1,
+    }, async (socket) => {
+      for await (const message of socket) await socket.send(message);
+      if (socket.url.pathname === "/first") await cleanup.promise;
+    });
+    const url = wsUrl(server.addr);
+    const first = await NpmClient.connect(`${url}first`, FIRST);
+    await first.close(1000);
+    await waitUntil(
+      () => server.stats().transportConnections === 0,
+      "the closed connection to stop counting",
+    );
+    // Its handler still cleans up; neither limit holds the next one out.
+    await using next = await NpmClient.connect(url, FIRST);
+    assert.equal(await next.roundTrip("in"), "in");
+    cleanup.resolve();
+  },
+);

@@ -13,6 +13,21 @@ import { type Slot, SlotList } from "./_slot_list.ts";
  * and how much of that was written ({@linkcode BudgetAccount.prototype.written}).
  * Only a budget with a limit needs to be told; without one, a holder calls
  * none of the three, and each holder counts what it references.
+ *
+ * @example A holder reporting what it holds
+ * ```ts
+ * import { type BudgetAccount, BufferBudget } from "./_buffer_budget.ts";
+ * import assert from "node:assert/strict";
+ *
+ * let held = 0;
+ * const budget = new BufferBudget<string>(1024);
+ * const account: BudgetAccount = budget.open("socket 1", () => held, () => held = 0);
+ * held = 300; // a message arrived
+ * account.report();
+ * assert.equal(budget.total, 300);
+ * account.close(); // the socket ended
+ * assert.equal(budget.total, 0);
+ * ```
  */
 export interface BudgetAccount {
   /**

@@ -1,6 +1,19 @@
 /**
  * Where an item sits in a {@linkcode SlotList}: what `add()` returns, and
  * what `remove()` takes.
+ *
+ * @example Keeping the slot to remove the item later
+ * ```ts
+ * import { type Slot, SlotList } from "./_slot_list.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const connections = new SlotList<string>();
+ * const slots = new Map<string, Slot<string>>();
+ * for (const id of ["a", "b", "c"]) slots.set(id, connections.add(id));
+ * connections.remove(slots.get("b")!); // O(1), no search
+ * assert.equal(slots.get("a")!.item, "a");
+ * assert.deepEqual(connections.toArray().sort(), ["a", "c"]);
+ * ```
  */
 export interface Slot<T> {
   /** The item. */

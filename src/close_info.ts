@@ -1,6 +1,25 @@
 import { CLOSE_CODE, type ProtocolError } from "./protocol/errors.ts";
 
-/** How a connection ended; what `socket.closed` resolves to. */
+/**
+ * How a connection ended; what `socket.closed` resolves to.
+ *
+ * @example Telling a goodbye from a lost connection
+ * ```ts
+ * import { connect, type CloseInfo, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const describe = ({ code, reason, wasClean, error }: CloseInfo) =>
+ *   error ? `protocol error ${error.code}` : wasClean ? `closed ${code} ${reason}` : `lost (${code})`;
+ * const closes: string[] = [];
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+ *   closes.push(describe(await socket.closed));
+ * });
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+ * await socket.close(4000, "bye");
+ * await server.shutdown(); // the handlers have ended
+ * assert.deepEqual(closes, ["closed 4000 bye"]);
+ * ```
+ */
 export interface CloseInfo {
   /**
    * The code from the peer's close frame; 1005 when it had none; the code we

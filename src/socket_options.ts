@@ -9,6 +9,19 @@ import type { BufferBudget } from "./_buffer_budget.ts";
 /**
  * What `send()` takes: text as a string, binary as bytes, or a
  * {@linkcode PreparedMessage} framed once for many sockets.
+ *
+ * @example Text, bytes and prepared messages, as the peer receives them
+ * ```ts
+ * import { connect, type OutgoingMessage, prepareMessage, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const messages: OutgoingMessage[] = ["text", new Uint8Array([1, 2]), prepareMessage("framed once")];
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+ *   for (const message of messages) await socket.send(message);
+ * });
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+ * assert.deepEqual(await Array.fromAsync(socket), ["text", new Uint8Array([1, 2]), "framed once"]);
+ * ```
  */
 export type OutgoingMessage =
   | string
@@ -19,12 +32,50 @@ export type OutgoingMessage =
 /**
  * A message received as a stream of its pieces; see
  * {@linkcode Socket.prototype.streams}.
+ *
+ * @example Reading a streamed message of either type
+ * ```ts
+ * import { connect, type IncomingStream, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * async function summary(stream: IncomingStream): Promise<string> {
+ *   if (stream.type === "text") return (await Array.fromAsync(stream.readable)).join("");
+ *   return `${(await new Response(stream.readable).bytes()).length} bytes`;
+ * }
+ * await using server = serve({ port: 0, hostname: "127.0.0.1", streamMessages: true }, async (socket) => {
+ *   for await (const stream of socket.streams()) await socket.send(await summary(stream));
+ * });
+ * await using socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+ * await socket.send("hello");
+ * await socket.send(new Uint8Array(3));
+ * const replies: unknown[] = [];
+ * for await (const reply of socket) if (replies.push(reply) === 2) break;
+ * assert.deepEqual(replies, ["hello", "3 bytes"]);
+ * ```
  */
 export type IncomingStream =
   | { type: "text"; readable: ReadableStream<string> }
   | { type: "binary"; readable: ReadableStream<Uint8Array> };
 
-/** Options of {@linkcode Socket.prototype.send}. */
+/**
+ * Options of {@linkcode Socket.prototype.send}.
+ *
+ * @example Sending data that compression would not shrink
+ * ```ts
+ * import { connect, type SendOptions, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * // Random bytes (or a JPEG, a zip) gain nothing from deflate: skip the work.
+ * const uncompressed: SendOptions = { compress: false };
+ * await using server = serve({ port: 0, hostname: "127.0.0.1", perMessageDeflate: true }, async (socket) => {
+ *   await socket.send(crypto.getRandomValues(new Uint8Array(4096)), uncompressed);
+ * });
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}`, { perMessageDeflate: true });
+ * assert.ok(socket.perMessageDeflate); // compression was agreed on
+ * const [message] = await Array.fromAsync(socket);
+ * assert.equal((message as Uint8Array).length, 4096);
+ * ```
+ */
 export interface SendOptions {
   /**
    * `false` sends the message uncompressed even when permessage-deflate is
@@ -34,7 +85,25 @@ export interface SendOptions {
   compress?: boolean;
 }
 
-/** Options of {@linkcode Socket.prototype.close}. */
+/**
+ * Options of {@linkcode Socket.prototype.close}.
+ *
+ * @example Closing without waiting for a message still streaming out
+ * ```ts
+ * import { connect, type CloseOptions, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+ *   // A message whose source sends one piece, then never ends.
+ *   socket.sendStream(new ReadableStream({ start: (c) => c.enqueue("partial") })).catch(() => {});
+ *   const now: CloseOptions = { streamGrace: 0 }; // cut it short at once
+ *   await socket.close(4000, "done", now);
+ * });
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+ * assert.deepEqual(await Array.fromAsync(socket), []); // the partial message is discarded
+ * assert.equal((await socket.closed).code, 4000);
+ * ```
+ */
 export interface CloseOptions {
   /**
    * Milliseconds a message still streaming out (`sendStream()`) may take to
@@ -44,7 +113,26 @@ export interface CloseOptions {
   streamGrace?: number;
 }
 
-/** Where a socket is in its life. */
+/**
+ * Where a socket is in its life.
+ *
+ * @example A closing handshake, step by step
+ * ```ts
+ * import { connect, serve, type SocketState } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+ *   await socket.closed;
+ * });
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+ * const states: SocketState[] = [socket.state];
+ * const closing = socket.close();
+ * states.push(socket.state);
+ * await closing;
+ * states.push(socket.state);
+ * assert.deepEqual(states, ["open", "closing", "closed"]);
+ * ```
+ */
 export type SocketState = "open" | "closing" | "closed";
 
 /**
@@ -54,6 +142,23 @@ export type SocketState = "open" | "closing" | "closed";
  * - `drop`: the message is dropped (counted in the server's stats);
  * - `wait`: the message is queued anyway; `send()` resolves once the queue
  *   drains. Memory is bounded only by callers that await `send()`.
+ *
+ * @example A live feed where a slow reader skips messages
+ * ```ts
+ * import { type BackpressurePolicy, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * // Prices go stale: a peer that falls 4 MiB behind misses some rather than
+ * // being disconnected.
+ * const policy: BackpressurePolicy = "drop";
+ * await using server = serve({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   backpressurePolicy: policy,
+ *   maxBackpressure: 4 * 1024 * 1024,
+ * }, () => {});
+ * assert.equal(server.stats().backpressureDrops, 0); // where the drops are counted
+ * ```
  */
 export type BackpressurePolicy = "close" | "drop" | "wait";
 
@@ -64,10 +169,40 @@ export type BackpressurePolicy = "close" | "drop" | "wait";
  *   slow down until `bufferedAmount` falls;
  * - `dropped`: not queued, by the backpressure policy;
  * - `closed`: not queued, the socket is closing or closed.
+ *
+ * @example What trySend() says before and after the close
+ * ```ts
+ * import { connect, type SendStatus, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+ *   for await (const _message of socket); // takes the messages, ignores them
+ * });
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+ * const statuses: SendStatus[] = [socket.trySend("hello")];
+ * await socket.close();
+ * statuses.push(socket.trySend("too late"));
+ * assert.deepEqual(statuses, ["sent", "closed"]);
+ * ```
  */
 export type SendStatus = "sent" | "backpressure" | "dropped" | "closed";
 
-/** Traffic counters a socket adds to; the server sums them for its stats. */
+/**
+ * Traffic counters a socket adds to; the server sums them for its stats.
+ *
+ * @example The mean round trip of a set of counters
+ * ```ts
+ * import type { SocketCounters } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const meanRtt = (c: SocketCounters) => c.rttCount === 0 ? 0 : c.rttSum / c.rttCount;
+ * const counters: SocketCounters = {
+ *   messagesIn: 3, messagesOut: 2, bytesIn: 120, bytesOut: 80, backpressureDrops: 0,
+ *   rttCount: 2, rttSum: 30, rttMax: 20,
+ * };
+ * assert.equal(meanRtt(counters), 15);
+ * ```
+ */
 export interface SocketCounters {
   /** Messages received. */
   messagesIn: number;
@@ -101,7 +236,20 @@ export interface SocketCounters {
   timeouts?: SocketTimeouts;
 }
 
-/** Sockets closed by their own deadlines; see `SocketCounters.timeouts`. */
+/**
+ * Sockets closed by their own deadlines; see `SocketCounters.timeouts`.
+ *
+ * @example Telling lost peers from idle ones
+ * ```ts
+ * import type { SocketTimeouts } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * // A missing pong, or output the peer stopped taking: the peer is gone.
+ * const lost = (t: SocketTimeouts) => t.pong + t.write;
+ * const timeouts: SocketTimeouts = { idle: 12, message: 0, pong: 2, write: 1 };
+ * assert.equal(lost(timeouts), 3);
+ * ```
+ */
 export interface SocketTimeouts {
   /** Closed with 1001 "idle timeout". */
   idle: number;
@@ -134,7 +282,26 @@ export const PING_RTT_BUCKETS_MS: readonly number[] = Object.freeze([
   10_000,
 ]);
 
-/** A byte source and sink the socket drives (a TCP or TLS connection). */
+/**
+ * A byte source and sink the socket drives (a TCP or TLS connection).
+ *
+ * @example A Deno TCP connection is a transport as it is
+ * ```ts
+ * import type { Transport } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const [conn, peer] = await Promise.all([
+ *   Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+ *   listener.accept(),
+ * ]);
+ * const transport: Transport = conn; // so is a Deno.TlsConn
+ * await transport.writable.getWriter().write(new Uint8Array([1, 2, 3]));
+ * assert.deepEqual((await peer.readable.getReader().read()).value, new Uint8Array([1, 2, 3]));
+ * transport.close();
+ * peer.close();
+ * ```
+ */
 export interface Transport {
   /** The connection's readable side (a byte stream, read with BYOB). */
   readable: ReadableStream<Uint8Array<ArrayBuffer>>;
@@ -155,7 +322,37 @@ export interface Transport {
   setNoDelay?(noDelay?: boolean): void;
 }
 
-/** Options of a {@linkcode Socket}, set by the server or client. */
+/**
+ * Options of a {@linkcode Socket}, set by the server or client.
+ *
+ * @example A client socket over an in-memory transport
+ * ```ts
+ * import { Socket, type SocketOptions } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const options: SocketOptions = {
+ *   role: "client", closeTimeout: 1000, sendHighWaterMark: 65536, receiveHighWaterMark: 65536,
+ *   maxQueuedMessages: 16, maxBackpressure: 1 << 20, backpressurePolicy: "wait",
+ *   pingInterval: 0, pongTimeout: 0, idleTimeout: 0,
+ * };
+ * // The input: an unmasked text frame "hi" (RFC 6455 §5.7), then the end.
+ * const readable = new ReadableStream({
+ *   type: "bytes",
+ *   start(controller) {
+ *     controller.enqueue(new Uint8Array([0x81, 0x02, 0x68, 0x69]));
+ *     controller.close();
+ *   },
+ * });
+ * const socket = new Socket({ readable, writable: new WritableStream(), close() {} }, {
+ *   url: new URL("ws://example.com/"), headers: new Headers(), protocol: "",
+ *   remoteAddr: { transport: "tcp", hostname: "192.0.2.1", port: 80 },
+ * }, options, undefined);
+ * const running = socket.run();
+ * assert.deepEqual(await Array.fromAsync(socket), ["hi"]);
+ * assert.equal((await socket.closed).code, 1006); // no close frame
+ * await running;
+ * ```
+ */
 export interface SocketOptions {
   /** Which end this is. */
   role: "server" | "client";
@@ -233,7 +430,25 @@ export interface SocketOptions {
   writer?: WritableStreamDefaultWriter<Uint8Array>;
 }
 
-/** Information about the request a server socket was opened with. */
+/**
+ * Information about the request a server socket was opened with.
+ *
+ * @example A socket carries its request's fields
+ * ```ts
+ * import { connect, serve, type SocketRequestInfo } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const line = ({ url, remoteAddr, protocol }: SocketRequestInfo) =>
+ *   `${remoteAddr.hostname} ${url.pathname} ${protocol || "-"}`;
+ * const lines: string[] = [];
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, (socket) => {
+ *   lines.push(line(socket));
+ * });
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}/chat`);
+ * await socket.closed;
+ * assert.deepEqual(lines, ["127.0.0.1 /chat -"]);
+ * ```
+ */
 export interface SocketRequestInfo {
   /** The request URL (`ws://host/path?query`). */
   url: URL;

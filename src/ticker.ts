@@ -5,6 +5,21 @@ import { SlotList } from "./_slot_list.ts";
  * socket run on a shared tick instead of a timer each, so idle sockets cost
  * no timers. The interval runs only while something is registered and never
  * keeps the process alive on its own.
+ *
+ * @example One interval for many callbacks
+ * ```ts
+ * import { Ticker } from "./ticker.ts";
+ * import assert from "node:assert/strict";
+ *
+ * // A server's sockets run their keepalive and idle checks on one of these.
+ * const ticker = new Ticker(20);
+ * const ticks: number[] = [];
+ * const remove = ticker.add((now) => ticks.push(now)); // now: performance.now()
+ * // The ticker keeps no process alive by itself: a timer of ours waits here.
+ * await new Promise((resolve) => setTimeout(resolve, 100));
+ * remove(); // the last callback gone, the interval stops
+ * assert.ok(ticks.length > 0);
+ * ```
  */
 export class Ticker {
   readonly #period: number;

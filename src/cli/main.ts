@@ -31,7 +31,20 @@ import { VERSION } from "./version.ts";
 export { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 export { VERSION } from "./version.ts";
 
-/** The overall help text of `duplex`. */
+/**
+ * The overall help text of `duplex`.
+ *
+ * @example What `duplex --help` prints
+ * ```ts
+ * import { HELP, VERSION } from "@duplex/ws/cli";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(HELP.startsWith(`duplex ${VERSION}:`));
+ * // A wrapper can list the commands in its own help.
+ * const commands = HELP.match(/^  duplex \w+/gm)?.map((line) => line.trim());
+ * assert.deepEqual(commands, ["duplex serve", "duplex listen", "duplex send", "duplex bench"]);
+ * ```
+ */
 export const HELP =
   `duplex ${VERSION}: a WebSocket server, client and load generator
 
@@ -57,7 +70,24 @@ Exit codes:
   1  connection or protocol failure (refused, rejected, not closed cleanly)
   2  usage error (unknown option, missing or invalid argument)`;
 
-/** Options of {@linkcode main}, for running the CLI inside a program. */
+/**
+ * Options of {@linkcode main}, for running the CLI inside a program.
+ *
+ * @example Feeding `duplex send` from the program instead of stdin
+ * ```ts
+ * import { EXIT_CODE, main, type MainOptions } from "@duplex/ws/cli";
+ * import { serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const received: unknown[] = [];
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+ *   for await (const message of socket) received.push(message);
+ * });
+ * const options: MainOptions = { stdin: ReadableStream.from([new TextEncoder().encode("one\ntwo\n")]) };
+ * assert.equal(await main(["send", `ws://127.0.0.1:${server.addr.port}`], options), EXIT_CODE.Ok);
+ * assert.deepEqual(received, ["one", "two"]);
+ * ```
+ */
 export interface MainOptions {
   /**
    * Stops a running `serve` or `bench` like Ctrl-C does.

@@ -10,7 +10,27 @@ import { Socket } from "../socket.ts";
 import type { BackpressurePolicy } from "../socket_options.ts";
 import { Ticker, tickPeriod } from "../ticker.ts";
 
-/** Options of {@linkcode connect}. */
+/**
+ * Options of {@linkcode connect}.
+ *
+ * @example A client that offers a subprotocol and watches the connection
+ * ```ts
+ * import { connect, type ConnectOptions, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ConnectOptions = {
+ *   protocols: ["chat.v2"],
+ *   handshakeTimeout: 5_000,
+ *   pingInterval: 30_000, // finds a dead server behind a silent connection
+ *   maxPayload: 1 << 20,
+ * };
+ * await using server = serve({ port: 0, hostname: "127.0.0.1", protocols: ["chat.v2"] }, async (socket) => {
+ *   await socket.closed;
+ * });
+ * await using socket = await connect(`ws://127.0.0.1:${server.addr.port}`, options);
+ * assert.equal(socket.protocol, "chat.v2");
+ * ```
+ */
 export interface ConnectOptions {
   /**
    * Subprotocols to offer, in order of preference; the server's choice is

@@ -15,13 +15,56 @@ import {
 /**
  * Where {@linkcode reconnecting} connects: a URL, or a function called
  * before each attempt for one.
+ *
+ * @example A fresh token in the URL for each attempt
+ * ```ts
+ * import { reconnecting, type ReconnectingUrl, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const tokens: (string | null)[] = [];
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, (socket) => {
+ *   tokens.push(socket.url.searchParams.get("token"));
+ * });
+ * let issued = 0;
+ * const url: ReconnectingUrl = () => `ws://127.0.0.1:${server.addr.port}/?token=t${++issued}`;
+ * for await (const socket of reconnecting(url, { initialDelay: 10 })) {
+ *   await socket.closed; // the server closes at once
+ *   if (tokens.length === 2) break;
+ * }
+ * assert.deepEqual(tokens, ["t1", "t2"]);
+ * ```
  */
 export type ReconnectingUrl =
   | string
   | URL
   | (() => string | URL | Promise<string | URL>);
 
-/** Options of {@linkcode reconnecting}; the rest go to {@linkcode connect}. */
+/**
+ * Options of {@linkcode reconnecting}; the rest go to {@linkcode connect}.
+ *
+ * @example Giving up after two retries
+ * ```ts
+ * import { reconnecting, type ReconnectingOptions, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const delays: number[] = [];
+ * const options: ReconnectingOptions = {
+ *   initialDelay: 10,
+ *   maxDelay: 100,
+ *   maxRetries: 2,
+ *   onRetry: (_error, delay) => void delays.push(delay),
+ * };
+ * await using server = serve({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   onUpgrade: () => new Response(null, { status: 503 }),
+ * }, () => {});
+ * await assert.rejects(async () => {
+ *   for await (const _socket of reconnecting(`ws://127.0.0.1:${server.addr.port}`, options)) break;
+ * }, { status: 503 });
+ * assert.equal(delays.length, 2);
+ * ```
+ */
 export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
   /**
    * Extra handshake request headers, as for {@linkcode connect}; or a

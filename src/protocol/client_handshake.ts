@@ -46,7 +46,25 @@ export const CLIENT_HANDSHAKE_ERROR_CODE = {
   ConnectionClosed: "CONNECTION_CLOSED",
 } as const;
 
-/** One of the {@linkcode CLIENT_HANDSHAKE_ERROR_CODE} values. */
+/**
+ * One of the {@linkcode CLIENT_HANDSHAKE_ERROR_CODE} values.
+ *
+ * @example Retrying only the rejections that may pass later
+ * ```ts
+ * import { ClientHandshakeError, type ClientHandshakeErrorCode, connect, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const retryable = (code: ClientHandshakeErrorCode, status: number) =>
+ *   code === "CONNECTION_CLOSED" || (code === "UNEXPECTED_STATUS" && (status === 429 || status >= 500));
+ * await using server = serve({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   onUpgrade: () => new Response("down for maintenance", { status: 503 }),
+ * }, () => {});
+ * const error = await connect(`ws://127.0.0.1:${server.addr.port}`).catch((e) => e);
+ * assert.ok(error instanceof ClientHandshakeError && retryable(error.code, error.status));
+ * ```
+ */
 export type ClientHandshakeErrorCode =
   typeof CLIENT_HANDSHAKE_ERROR_CODE[keyof typeof CLIENT_HANDSHAKE_ERROR_CODE];
 
@@ -107,7 +125,24 @@ export class ClientHandshakeError extends Error {
   }
 }
 
-/** Options of {@linkcode ClientHandshake.create}. */
+/**
+ * Options of {@linkcode ClientHandshake.create}.
+ *
+ * @example A request offering two subprotocols, with a token
+ * ```ts
+ * import { ClientHandshake, type ClientHandshakeOptions } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ClientHandshakeOptions = {
+ *   protocols: ["v2", "v1"], // preferred first
+ *   headers: { Authorization: "Bearer abc" },
+ * };
+ * const handshake = ClientHandshake.create("wss://example.com/feed", options);
+ * const request = new TextDecoder().decode(handshake.request);
+ * assert.match(request, /\r\nSec-WebSocket-Protocol: v2, v1\r\n/);
+ * assert.match(request, /\r\nAuthorization: Bearer abc\r\n/i);
+ * ```
+ */
 export interface ClientHandshakeOptions {
   /**
    * Subprotocols to offer, in order of preference (`Sec-WebSocket-Protocol`).
@@ -149,7 +184,24 @@ export interface ClientHandshakeOptions {
   perMessageDeflate?: boolean | ClientDeflateOptions;
 }
 
-/** A response that completed the handshake. */
+/**
+ * A response that completed the handshake.
+ *
+ * @example What a server agreed to
+ * ```ts
+ * import { ClientHandshake, type ClientHandshakeResult, computeAcceptKey } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const handshake = ClientHandshake.create("ws://example.com/", { perMessageDeflate: true });
+ * const response = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+ *   `Sec-WebSocket-Accept: ${computeAcceptKey(handshake.key)}\r\n` +
+ *   "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n";
+ * const result: ClientHandshakeResult | undefined = handshake.receive(new TextEncoder().encode(response));
+ * assert.equal(result?.protocol, ""); // no subprotocol
+ * assert.equal(result?.perMessageDeflate?.serverNoContextTakeover, true);
+ * assert.equal(result?.headers.get("upgrade"), "websocket");
+ * ```
+ */
 export interface ClientHandshakeResult {
   /** The response's header fields. */
   headers: Headers;
@@ -167,6 +219,21 @@ export interface ClientHandshakeResult {
 /**
  * Where a {@linkcode ClientHandshake} is: reading the response head, reading
  * the start of a rejection's body, or done.
+ *
+ * @example A rejection: its head, then the start of its body
+ * ```ts
+ * import { ClientHandshake, type ClientHandshakeState } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const encode = (text: string) => new TextEncoder().encode(text);
+ * const handshake = ClientHandshake.create("ws://example.com/");
+ * const states: ClientHandshakeState[] = [handshake.state];
+ * handshake.receive(encode("HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\n"));
+ * states.push(handshake.state);
+ * assert.throws(() => handshake.receive(encode("denied")), { status: 403, body: "denied" });
+ * states.push(handshake.state);
+ * assert.deepEqual(states, ["head", "body", "done"]);
+ * ```
  */
 export type ClientHandshakeState = "head" | "body" | "done";
 

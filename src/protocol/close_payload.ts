@@ -1,7 +1,20 @@
 import { CLOSE_CODE, PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
 import { describe } from "./_describe.ts";
 
-/** The code and reason carried by a close frame. */
+/**
+ * The code and reason carried by a close frame.
+ *
+ * @example A close frame's code and reason, there and back
+ * ```ts
+ * import { type ClosePayload, encodeClosePayload, parseClosePayload } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const payload: ClosePayload = { code: 4001, reason: "session expired" };
+ * assert.deepEqual(parseClosePayload(encodeClosePayload(payload.code, payload.reason)), payload);
+ * // A close frame without a payload stands for 1005.
+ * assert.deepEqual(parseClosePayload(new Uint8Array(0)), { code: 1005, reason: "" });
+ * ```
+ */
 export interface ClosePayload {
   /** The status code; 1005 when the frame carried none. */
   code: number;

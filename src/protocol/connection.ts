@@ -10,7 +10,25 @@ import {
 import { encodeClosePayload, parseClosePayload } from "./close_payload.ts";
 import { CLOSE_CODE, PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
 
-/** Something that happened on a {@linkcode Connection}, in wire order. */
+/**
+ * Something that happened on a {@linkcode Connection}, in wire order.
+ *
+ * @example What a server connection sees of a client's frames
+ * ```ts
+ * import { Connection, type ConnectionEvent } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const describe = (event: ConnectionEvent) =>
+ *   event.type === "text" ? `text ${event.data}` : event.type === "close" ? `close ${event.code}` : event.type;
+ * const client = new Connection({ role: "client" });
+ * const server = new Connection({ role: "server" });
+ * client.sendText("hi");
+ * client.ping();
+ * client.close(1000, "bye");
+ * for (const chunk of client.takeOutput()) server.receive(chunk);
+ * assert.deepEqual(server.takeEvents().map(describe), ["text hi", "ping", "close 1000"]);
+ * ```
+ */
 export type ConnectionEvent =
   | { type: "text"; data: string }
   | { type: "binary"; data: Uint8Array<ArrayBuffer> }
@@ -31,10 +49,45 @@ export type ConnectionEvent =
  *   Flush the output, then close the transport: a server at once; a client
  *   after the server has closed it, or after a timeout of its own (RFC 6455
  *   §7.1.1: the server closes the TCP connection first).
+ *
+ * @example A closing handshake between two connections
+ * ```ts
+ * import { Connection, type ConnectionState } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const client = new Connection({ role: "client" });
+ * const server = new Connection({ role: "server" });
+ * const states: ConnectionState[] = [client.state];
+ * client.close(1000);
+ * states.push(client.state);
+ * for (const chunk of client.takeOutput()) server.receive(chunk);
+ * for (const chunk of server.takeOutput()) client.receive(chunk); // the server's answer
+ * states.push(client.state);
+ * assert.deepEqual(states, ["open", "closing", "closed"]);
+ * ```
  */
 export type ConnectionState = "open" | "closing" | "closed";
 
-/** What one {@linkcode Connection.prototype.receive} call may emit. */
+/**
+ * What one {@linkcode Connection.prototype.receive} call may emit.
+ *
+ * @example Taking one message at a time from a chunk that holds two
+ * ```ts
+ * import { Connection, type ReceiveLimit } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const client = new Connection({ role: "client" });
+ * client.sendText("one");
+ * client.sendText("two");
+ * const [chunk] = client.takeOutput(); // both frames
+ * const server = new Connection({ role: "server" });
+ * const oneMessage: ReceiveLimit = { messages: 1 };
+ * const used = server.receive(chunk, oneMessage);
+ * assert.deepEqual(server.takeEvents(), [{ type: "text", data: "one" }]);
+ * server.receive(chunk.subarray(used), oneMessage); // the rest, when ready for more
+ * assert.deepEqual(server.takeEvents(), [{ type: "text", data: "two" }]);
+ * ```
+ */
 export interface ReceiveLimit {
   /** Messages, or message pieces with `streamMessages`. */
   messages?: number;
@@ -75,7 +128,22 @@ export const DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024;
  */
 export const DEFAULT_MAX_FRAGMENTS = 4096;
 
-/** Options of {@linkcode Connection}. */
+/**
+ * Options of {@linkcode Connection}.
+ *
+ * @example A server that accepts messages of up to 1 KiB
+ * ```ts
+ * import { Connection, type ConnectionOptions } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ConnectionOptions = { role: "server", maxPayload: 1024, maxFragments: 4 };
+ * const connection = new Connection(options);
+ * // A masked binary frame announcing 2 KiB: refused from its header.
+ * connection.receive(new Uint8Array([0x82, 0xfe, 0x08, 0x00, 0, 0, 0, 0]));
+ * const [event] = connection.takeEvents();
+ * assert.equal(event.type === "error" && event.error.closeCode, 1009);
+ * ```
+ */
 export interface ConnectionOptions {
   /** Which end of the connection this is; decides masking (RFC 6455 §5.3). */
   role: "server" | "client";
@@ -136,6 +204,26 @@ export interface ConnectionOptions {
  * inflater.inflate(data, max)` (a client when `serverNoContextTakeover` is
  * false, in `serverMaxWindowBits`; a server when `clientNoContextTakeover`
  * is false, in `clientMaxWindowBits`).
+ *
+ * @example Wiring compression from a negotiation
+ * ```ts
+ * import { Connection, type ConnectionDeflate, deflateMessage, inflateMessage, negotiatePerMessageDeflate } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const { params } = negotiatePerMessageDeflate("permessage-deflate", { threshold: 0 })!;
+ * const deflate: ConnectionDeflate = {
+ *   inflate: inflateMessage,
+ *   deflate: (data) => deflateMessage(data, params),
+ *   threshold: params.threshold,
+ * };
+ * const server = new Connection({ role: "server", perMessageDeflate: deflate });
+ * server.sendText("Hello");
+ * const [frame] = server.takeOutput();
+ * assert.equal(frame[0], 0xc1); // FIN, RSV1 (compressed), text
+ * const client = new Connection({ role: "client", perMessageDeflate: { inflate: inflateMessage, threshold: 0 } });
+ * client.receive(frame);
+ * assert.deepEqual(client.takeEvents(), [{ type: "text", data: "Hello" }]);
+ * ```
  */
 export interface ConnectionDeflate {
   /** Inflates a whole compressed message to at most `maxLength` bytes. */

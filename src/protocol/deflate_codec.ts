@@ -216,6 +216,20 @@ function inflateRaw(
  * `serverMaxWindowBits`, a client within `clientMaxWindowBits` (RFC 7692
  * §7.1.2): a client that used the server's window would send what a server
  * that limited the client's cannot inflate.
+ *
+ * @example One set of settings, compressing as either side
+ * ```ts
+ * import { type DeflateSettings, deflateMessage, inflateMessage } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * // As negotiated (a client limited to a 1 KiB window), at a faster level.
+ * const settings: DeflateSettings = { serverMaxWindowBits: 15, clientMaxWindowBits: 10, level: 1, memLevel: 8 };
+ * const text = new TextEncoder().encode("hello ".repeat(100));
+ * const asServer = deflateMessage(text, settings); // within 2^15 bytes
+ * const asClient = deflateMessage(text, settings, "client"); // within 2^10 bytes
+ * assert.ok(asServer.length < text.length && asClient.length < text.length);
+ * assert.deepEqual(inflateMessage(asClient, 1024), text);
+ * ```
  */
 export type DeflateSettings =
   & Pick<PerMessageDeflateParams, "serverMaxWindowBits" | "level" | "memLevel">

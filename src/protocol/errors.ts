@@ -49,7 +49,21 @@ export const CLOSE_CODE = {
   TryAgainLater: 1013,
 } as const;
 
-/** A close status code from {@linkcode CLOSE_CODE}. */
+/**
+ * A close status code from {@linkcode CLOSE_CODE}.
+ *
+ * @example Close codes worth reconnecting after
+ * ```ts
+ * import { CLOSE_CODE, type CloseCode, type CloseInfo } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * // The server is going away, restarting or overloaded: come back later.
+ * const comeBack: readonly CloseCode[] = [CLOSE_CODE.GoingAway, CLOSE_CODE.ServiceRestart, CLOSE_CODE.TryAgainLater];
+ * const shouldReconnect = ({ code }: CloseInfo) => (comeBack as readonly number[]).includes(code);
+ * assert.equal(shouldReconnect({ code: 1012, reason: "", wasClean: true }), true);
+ * assert.equal(shouldReconnect({ code: CLOSE_CODE.PolicyViolation, reason: "", wasClean: true }), false);
+ * ```
+ */
 export type CloseCode = typeof CLOSE_CODE[keyof typeof CLOSE_CODE];
 
 /**
@@ -101,7 +115,23 @@ export const PROTOCOL_ERROR_CODE = {
   MessageTimeout: "MESSAGE_TIMEOUT",
 } as const;
 
-/** One of the {@linkcode PROTOCOL_ERROR_CODE} values. */
+/**
+ * One of the {@linkcode PROTOCOL_ERROR_CODE} values.
+ *
+ * @example Counting peer mistakes by their stable code
+ * ```ts
+ * import { Connection, type ProtocolErrorCode } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const counts = new Map<ProtocolErrorCode, number>();
+ * const connection = new Connection({ role: "server" });
+ * connection.receive(new Uint8Array([0x81, 0x00])); // a client's frame without a mask
+ * for (const event of connection.takeEvents()) {
+ *   if (event.type === "error") counts.set(event.error.code, (counts.get(event.error.code) ?? 0) + 1);
+ * }
+ * assert.deepEqual([...counts], [["UNMASKED_FRAME", 1]]);
+ * ```
+ */
 export type ProtocolErrorCode =
   typeof PROTOCOL_ERROR_CODE[keyof typeof PROTOCOL_ERROR_CODE];
 

@@ -28,7 +28,24 @@ export const OPCODE = {
   Pong: 0xa,
 } as const;
 
-/** One of the {@linkcode OPCODE} values. */
+/**
+ * One of the {@linkcode OPCODE} values.
+ *
+ * @example Naming the frames a parser finds
+ * ```ts
+ * import { FrameParser, OPCODE, type Opcode } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const names = new Map<Opcode, string>(Object.entries(OPCODE).map(([name, opcode]) => [opcode, name]));
+ * const seen: (string | undefined)[] = [];
+ * new FrameParser({ role: "client" }).parse(new Uint8Array([0x89, 0x00, 0x8a, 0x00]), {
+ *   onFrameStart: (opcode) => void seen.push(names.get(opcode as Opcode)),
+ *   onFramePayload: () => {},
+ *   onFrameEnd: () => {},
+ * });
+ * assert.deepEqual(seen, ["Ping", "Pong"]);
+ * ```
+ */
 export type Opcode = typeof OPCODE[keyof typeof OPCODE];
 
 /**
@@ -36,6 +53,28 @@ export type Opcode = typeof OPCODE[keyof typeof OPCODE];
  * frame are always `onFrameStart`, zero or more `onFramePayload`, `onFrameEnd`.
  * A callback may throw a {@linkcode ProtocolError} to reject the frame; the
  * parser is then unusable.
+ *
+ * @example A handler that keeps each frame's payload
+ * ```ts
+ * import { type FrameHandler, FrameParser } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * class Frames implements FrameHandler {
+ *   payloads: number[][] = [];
+ *   onFrameStart() {
+ *     this.payloads.push([]);
+ *   }
+ *   onFramePayload(data: Uint8Array) {
+ *     this.payloads.at(-1)!.push(...data); // copied: the view is valid during the call only
+ *   }
+ *   onFrameEnd() {}
+ * }
+ * const frames = new Frames();
+ * const parser = new FrameParser({ role: "client" });
+ * parser.parse(new Uint8Array([0x82, 0x03, 1, 2]), frames); // a frame split across two chunks
+ * parser.parse(new Uint8Array([3]), frames);
+ * assert.deepEqual(frames.payloads, [[1, 2, 3]]);
+ * ```
  */
 export interface FrameHandler {
   /** A validated frame header; no payload byte has been read yet. */
@@ -52,7 +91,22 @@ export interface FrameHandler {
   onFrameEnd(): boolean | void;
 }
 
-/** Options of {@linkcode FrameParser}. */
+/**
+ * Options of {@linkcode FrameParser}.
+ *
+ * @example Allowing RSV1 once permessage-deflate is agreed
+ * ```ts
+ * import { FrameParser, type FrameParserOptions } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const ignore = { onFrameStart() {}, onFramePayload() {}, onFrameEnd() {} };
+ * const compressed = new Uint8Array([0xc1, 0x00]); // FIN, RSV1, text, empty
+ * const plain: FrameParserOptions = { role: "client" };
+ * const deflate: FrameParserOptions = { role: "client", allowedRsv: 0x40 };
+ * assert.throws(() => new FrameParser(plain).parse(compressed, ignore), { code: "RESERVED_BITS" });
+ * assert.equal(new FrameParser(deflate).parse(compressed, ignore), 2);
+ * ```
+ */
 export interface FrameParserOptions {
   /**
    * Which side parses: a server requires masked frames, a client unmasked

@@ -56,7 +56,23 @@ const spareAccounts = new FinalizationRegistry<{ bytes: number }>(
 
 const utf8 = new TextEncoder();
 
-/** Options of {@linkcode FrameWriter}. */
+/**
+ * Options of {@linkcode FrameWriter}.
+ *
+ * @example A client writer with a fixed masking key, for a test
+ * ```ts
+ * import { FrameWriter, type FrameWriterOptions, OPCODE } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * // The key of RFC 6455 §5.7; a real client uses a fresh random one per frame.
+ * const options: FrameWriterOptions = { mask: true, generateMaskKey: (key) => key.set([0x37, 0xfa, 0x21, 0x3d]) };
+ * const writer = new FrameWriter(options);
+ * writer.writeFrame(OPCODE.Text, new TextEncoder().encode("Hello"));
+ * assert.deepEqual(writer.take(), [
+ *   new Uint8Array([0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]),
+ * ]);
+ * ```
+ */
 export interface FrameWriterOptions {
   /**
    * Whether frames are masked: `true` for a client (RFC 6455 §5.3).

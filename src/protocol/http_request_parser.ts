@@ -2,7 +2,25 @@ import { positiveInteger } from "./_checks.ts";
 import { HandshakeError } from "./errors.ts";
 import { decodeLatin1, findHeadEnd } from "./_bytes.ts";
 
-/** A parsed HTTP/1.x request head (RFC 9112 §2-5). */
+/**
+ * A parsed HTTP/1.x request head (RFC 9112 §2-5).
+ *
+ * @example Reading a parsed head
+ * ```ts
+ * import { type HttpRequestHead, HttpRequestParser } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * // Fields keep their order and spelling: look them up without regard to case.
+ * const field = (head: HttpRequestHead, name: string) =>
+ *   head.headers.find(([n]) => n.toLowerCase() === name)?.[1];
+ * const head = new HttpRequestParser().receive(
+ *   new TextEncoder().encode("GET /chat?room=1 HTTP/1.1\r\nHost: example.com\r\nX-Token: abc\r\n\r\n"),
+ * )!;
+ * assert.equal(head.target, "/chat?room=1");
+ * assert.equal(`${head.versionMajor}.${head.versionMinor}`, "1.1");
+ * assert.equal(field(head, "x-token"), "abc");
+ * ```
+ */
 export interface HttpRequestHead {
   /** The method, case-sensitive (`GET`). */
   method: string;
@@ -16,7 +34,22 @@ export interface HttpRequestHead {
   headers: [name: string, value: string][];
 }
 
-/** Options of {@linkcode HttpRequestParser}. */
+/**
+ * Options of {@linkcode HttpRequestParser}.
+ *
+ * @example Tighter limits for a server behind nothing
+ * ```ts
+ * import { HttpRequestParser, type HttpRequestParserOptions } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const options: HttpRequestParserOptions = { maxHeadSize: 4096, maxHeaders: 2 };
+ * const head = "GET / HTTP/1.1\r\nHost: example.com\r\nA: 1\r\nB: 2\r\n\r\n";
+ * assert.throws(() => new HttpRequestParser(options).receive(new TextEncoder().encode(head)), {
+ *   name: "HandshakeError",
+ *   status: 431, // Request Header Fields Too Large
+ * });
+ * ```
+ */
 export interface HttpRequestParserOptions {
   /**
    * The largest request head accepted, in bytes, request line and blank line

@@ -3,10 +3,40 @@ import { OPCODE } from "./frame_parser.ts";
 import { PROTOCOL_ERROR_CODE, ProtocolError } from "./errors.ts";
 import { free } from "./_bytes.ts";
 
-/** A complete message: text as a string, binary as bytes the receiver owns. */
+/**
+ * A complete message: text as a string, binary as bytes the receiver owns.
+ *
+ * @example Text arrives as a string, binary as bytes
+ * ```ts
+ * import { connect, type Message, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const describe = (message: Message) =>
+ *   typeof message === "string" ? `text "${message}"` : `binary, ${message.length} bytes`;
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+ *   await socket.send("hi");
+ *   await socket.send(new Uint8Array(3));
+ * });
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+ * const messages: Message[] = await Array.fromAsync(socket);
+ * assert.deepEqual(messages.map(describe), ['text "hi"', "binary, 3 bytes"]);
+ * ```
+ */
 export type Message = string | Uint8Array<ArrayBuffer>;
 
-/** Options of {@linkcode MessageAssembler}. */
+/**
+ * Options of {@linkcode MessageAssembler}.
+ *
+ * @example A message too large is refused before its payload arrives
+ * ```ts
+ * import { MessageAssembler, type MessageAssemblerOptions, OPCODE } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const options: MessageAssemblerOptions = { maxPayload: 16, maxFragments: 2 };
+ * const assembler = new MessageAssembler(options);
+ * assert.throws(() => assembler.startFrame(OPCODE.Binary, true, 17), { code: "MESSAGE_TOO_BIG" });
+ * ```
+ */
 export interface MessageAssemblerOptions {
   /** The largest message accepted, in bytes. */
   maxPayload: number;
@@ -25,7 +55,26 @@ export interface MessageAssemblerOptions {
   onStream?: (event: MessageStreamEvent) => void;
 }
 
-/** One step of a streamed message; see {@linkcode MessageAssemblerOptions.onStream}. */
+/**
+ * One step of a streamed message; see {@linkcode MessageAssemblerOptions.onStream}.
+ *
+ * @example The steps of a streamed text message
+ * ```ts
+ * import { MessageAssembler, type MessageStreamEvent, OPCODE } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const events: MessageStreamEvent[] = [];
+ * const assembler = new MessageAssembler({ maxPayload: 1024, maxFragments: 8, onStream: (e) => events.push(e) });
+ * assembler.startFrame(OPCODE.Text, true, 5);
+ * assembler.append(new TextEncoder().encode("Hello"));
+ * assembler.endFrame();
+ * assert.deepEqual(events, [
+ *   { type: "stream-start", binary: false },
+ *   { type: "stream-data", data: "Hello" },
+ *   { type: "stream-end" },
+ * ]);
+ * ```
+ */
 export type MessageStreamEvent =
   | { type: "stream-start"; binary: boolean }
   | { type: "stream-data"; data: string | Uint8Array<ArrayBuffer> }

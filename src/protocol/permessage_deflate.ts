@@ -232,7 +232,25 @@ export interface ClientDeflateOptions {
   threshold?: number;
 }
 
-/** What one negotiation agreed on, as the server applies it. */
+/**
+ * What one negotiation agreed on, as the server applies it.
+ *
+ * @example The history each side keeps between messages
+ * ```ts
+ * import { negotiatePerMessageDeflate, type PerMessageDeflateParams } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * // A side that takes over context keeps its last 2^windowBits bytes.
+ * const windowBytes = (p: PerMessageDeflateParams) =>
+ *   (p.serverNoContextTakeover ? 0 : 1 << p.serverMaxWindowBits) +
+ *   (p.clientNoContextTakeover ? 0 : 1 << p.clientMaxWindowBits);
+ * const agreed = negotiatePerMessageDeflate("permessage-deflate; client_max_window_bits", {
+ *   clientNoContextTakeover: false,
+ *   clientMaxWindowBits: 12,
+ * });
+ * assert.equal(windowBytes(agreed!.params), 4096);
+ * ```
+ */
 export interface PerMessageDeflateParams {
   /** The server compresses each message on its own. */
   serverNoContextTakeover: boolean;
@@ -254,7 +272,22 @@ export interface PerMessageDeflateParams {
   threshold: number;
 }
 
-/** One extension of a `Sec-WebSocket-Extensions` list. */
+/**
+ * One extension of a `Sec-WebSocket-Extensions` list.
+ *
+ * @example Looking through a client's offer
+ * ```ts
+ * import { type ExtensionOffer, parseExtensions } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const param = (offer: ExtensionOffer, name: string) => offer.params.find(([n]) => n === name)?.[1];
+ * const offers = parseExtensions("permessage-deflate; client_max_window_bits; server_max_window_bits=10, x-webkit-deflate-frame");
+ * const deflate = offers?.find((offer) => offer.name === "permessage-deflate");
+ * assert.equal(param(deflate!, "client_max_window_bits"), true); // present, without a value
+ * assert.equal(param(deflate!, "server_max_window_bits"), "10");
+ * assert.equal(offers?.length, 2);
+ * ```
+ */
 export interface ExtensionOffer {
   /** The extension token, lowercased (`permessage-deflate`). */
   name: string;

@@ -2,7 +2,28 @@ import { HandshakeError } from "./errors.ts";
 import { headersOf } from "./_headers.ts";
 import type { HttpRequestHead } from "./http_request_parser.ts";
 
-/** A valid WebSocket opening handshake request (RFC 6455 §4.2.1). */
+/**
+ * A valid WebSocket opening handshake request (RFC 6455 §4.2.1).
+ *
+ * @example Answering a valid request with the first subprotocol we speak
+ * ```ts
+ * import { computeAcceptKey, encodeAcceptResponse, HttpRequestParser, type UpgradeRequest, validateUpgradeRequest } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * function accept(request: UpgradeRequest, ours: string[]): Uint8Array {
+ *   const protocol = request.protocols.find((offered) => ours.includes(offered));
+ *   return encodeAcceptResponse(computeAcceptKey(request.key), protocol ? [["Sec-WebSocket-Protocol", protocol]] : []);
+ * }
+ * const head = new HttpRequestParser().receive(new TextEncoder().encode(
+ *   "GET /chat HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+ *     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n" +
+ *     "Sec-WebSocket-Protocol: v1, v2\r\n\r\n",
+ * ))!;
+ * const request = validateUpgradeRequest(head, "ws");
+ * assert.equal(request.url.href, "ws://example.com/chat");
+ * assert.match(new TextDecoder().decode(accept(request, ["v2"])), /\r\nSec-WebSocket-Protocol: v2\r\n/);
+ * ```
+ */
 export interface UpgradeRequest {
   /** The request URL, built from the target and the `Host` header. */
   url: URL;

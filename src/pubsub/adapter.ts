@@ -6,6 +6,24 @@
  * forwards to the *other* instances and hands their messages back through
  * the `deliver` callback given to {@linkcode PubSubAdapter.start}. An
  * adapter must not hand an instance its own messages back.
+ *
+ * @example An adapter that hands every publish to a queue of your own
+ * ```ts
+ * import { type PubSubAdapter, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const outbox: string[] = [];
+ * const adapter: PubSubAdapter = {
+ *   start(_deliver) {}, // call deliver(topic, message) for what other instances publish
+ *   publish(topic, message) {
+ *     outbox.push(`${topic}: ${message}`);
+ *   },
+ *   close() {},
+ * };
+ * await using server = serve({ port: 0, hostname: "127.0.0.1", pubsub: adapter }, () => {});
+ * server.publish("news", "hello");
+ * assert.deepEqual(outbox, ["news: hello"]);
+ * ```
  */
 export interface PubSubAdapter {
   /**

@@ -35,6 +35,19 @@ export type { PubSubAdapter } from "./adapter.ts";
  * What {@linkcode RedisAdapter} needs of a Redis client: the parts of a
  * node-redis (`npm:redis` 5) client it calls. Clients from `createClient()`
  * fit.
+ *
+ * @example Handing the adapter a client of your own
+ * ```ts
+ * import { createClient } from "npm:redis@^5";
+ * import { RedisAdapter, type RedisPubSubClient } from "@duplex/ws/redis";
+ * import assert from "node:assert/strict";
+ *
+ * // Your own client (credentials, TLS, a name); the subscriber is its duplicate().
+ * const publisher: RedisPubSubClient = createClient({ url: "redis://127.0.0.1:6379", name: "duplex" });
+ * const pubsub = new RedisAdapter({ publisher });
+ * assert.equal(pubsub.channel("news"), "duplex:news");
+ * await pubsub.close(); // nothing connected yet: this is quick
+ * ```
  */
 export interface RedisPubSubClient {
   /** Whether `connect()` was called and the client was not closed since. */
@@ -63,7 +76,26 @@ export interface RedisPubSubClient {
   on(event: "error", listener: (error: unknown) => void): unknown;
 }
 
-/** Options of {@linkcode RedisAdapter}; give either `url` or `publisher`. */
+/**
+ * Options of {@linkcode RedisAdapter}; give either `url` or `publisher`.
+ *
+ * @example Options for a staging cluster, errors to your own log
+ * ```ts
+ * import { RedisAdapter, type RedisAdapterOptions } from "@duplex/ws/redis";
+ * import assert from "node:assert/strict";
+ *
+ * const errors: unknown[] = [];
+ * const options: RedisAdapterOptions = {
+ *   url: "redis://127.0.0.1:6379",
+ *   prefix: "staging:", // shares topics only with servers of the same prefix
+ *   onError: (error) => void errors.push(error),
+ * };
+ * const pubsub = new RedisAdapter(options);
+ * assert.equal(pubsub.channel("news"), "staging:news");
+ * await pubsub.close(); // nothing connected yet: this is quick
+ * assert.throws(() => new RedisAdapter({ prefix: "x:" }), TypeError); // url or publisher is needed
+ * ```
+ */
 export interface RedisAdapterOptions {
   /**
    * The Redis server, such as `"redis://127.0.0.1:6379"`; the adapter

@@ -4,13 +4,55 @@ import type { SendStatus } from "../socket_options.ts";
 import type { PubSubAdapter } from "./adapter.ts";
 import { type Slot, SlotList } from "../_slot_list.ts";
 
-/** A socket as the topic registry sees it. */
+/**
+ * A socket as the topic registry sees it.
+ *
+ * @example A subscriber that cannot keep up is not counted
+ * ```ts
+ * import type { Subscriber } from "@duplex/ws";
+ * import { Topics } from "./topics.ts";
+ * import assert from "node:assert/strict";
+ *
+ * // Each one is offered the same prepared message and says what it did with it.
+ * const keeping: Subscriber = { trySend: () => "sent" };
+ * const behind: Subscriber = { trySend: () => "dropped" };
+ * const topics = new Topics(undefined, console.error);
+ * topics.subscribe("prices", keeping);
+ * topics.subscribe("prices", behind);
+ * assert.equal(topics.publish("prices", "101.25"), 1);
+ * ```
+ */
 export interface Subscriber {
   /** Queues a message without waiting. */
   trySend(message: PreparedMessage): SendStatus;
 }
 
-/** Options of {@linkcode Topics.prototype.publish}. */
+/**
+ * Options of {@linkcode Topics.prototype.publish}.
+ *
+ * @example Everyone in the room but the sender
+ * ```ts
+ * import type { PublishOptions, Subscriber } from "@duplex/ws";
+ * import { Topics } from "./topics.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const got: string[] = [];
+ * const member = (name: string): Subscriber => ({
+ *   trySend() {
+ *     got.push(name);
+ *     return "sent";
+ *   },
+ * });
+ * const [alice, bob] = [member("alice"), member("bob")];
+ * const topics = new Topics(undefined, console.error);
+ * topics.subscribe("room", alice);
+ * topics.subscribe("room", bob);
+ * // server.publish() takes the same options; a socket is a Subscriber.
+ * const options: PublishOptions = { except: alice };
+ * topics.publish("room", "hi from alice", options);
+ * assert.deepEqual(got, ["bob"]);
+ * ```
+ */
 export interface PublishOptions {
   /** A subscriber that must not receive the message (usually the sender). */
   except?: Subscriber;
@@ -21,6 +63,28 @@ export interface PublishOptions {
  * delivery. A published message is framed once and the same bytes are
  * queued on every subscriber with `trySend()`, so a slow subscriber meets
  * its backpressure policy and never stalls the others.
+ *
+ * @example Subscribing, publishing, unsubscribing
+ * ```ts
+ * import { Topics } from "./topics.ts";
+ * import assert from "node:assert/strict";
+ *
+ * // A server has one (with its pubsub adapter, if any), used by
+ * // socket.subscribe() and server.publish(); any object with trySend() fits.
+ * const received: string[] = [];
+ * const topics = new Topics(undefined, console.error);
+ * const subscription = topics.subscribe("news", {
+ *   trySend(prepared) {
+ *     received.push(String(prepared.message));
+ *     return "sent";
+ *   },
+ * });
+ * assert.equal(topics.publish("news", "hello"), 1);
+ * topics.unsubscribe("news", subscription);
+ * assert.equal(topics.subscriberCount("news"), 0);
+ * assert.deepEqual(received, ["hello"]);
+ * await topics.close();
+ * ```
  */
 export class Topics {
   // Subscribers in SlotLists, not Sets: see SlotList.

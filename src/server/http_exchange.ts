@@ -15,13 +15,53 @@ import {
  * @param request The request; its body streams from the connection.
  * @param info Where the request came from.
  * @returns The response, or a promise of it.
+ *
+ * @example A health check next to the WebSockets
+ * ```ts
+ * import { type FetchHandler, serve } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const health: FetchHandler = (request, { remoteAddr }) =>
+ *   new URL(request.url).pathname === "/health"
+ *     ? new Response(`ok, ${remoteAddr.hostname}`)
+ *     : new Response("not found", { status: 404 });
+ * await using server = serve({ port: 0, hostname: "127.0.0.1", fetch: health }, () => {});
+ * using client = Deno.createHttpClient({});
+ * const response = await fetch(`http://127.0.0.1:${server.addr.port}/health`, { client });
+ * assert.equal(await response.text(), "ok, 127.0.0.1");
+ * ```
  */
 export type FetchHandler = (
   request: Request,
   info: { remoteAddr: Deno.NetAddr },
 ) => Response | Promise<Response>;
 
-/** Options of {@linkcode serveHttpRequest}. */
+/**
+ * Options of {@linkcode serveHttpRequest}.
+ *
+ * @example Answering with Connection: close while shutting down
+ * ```ts
+ * import { type HttpExchangeOptions, HttpRequestParser, serveHttpRequest } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const statuses: number[] = [];
+ * const options: HttpExchangeOptions = {
+ *   fetch: () => new Response(null, { status: 204 }),
+ *   scheme: "http",
+ *   remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 },
+ *   maxBodySize: 1024,
+ *   keepAlive: () => false, // whatever the client asks
+ *   onResponse: (status) => void statuses.push(status),
+ * };
+ * const parser = new HttpRequestParser();
+ * const head = parser.receive(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"))!;
+ * const reader = new ReadableStream({ type: "bytes" }).getReader({ mode: "byob" });
+ * const writer = new WritableStream<Uint8Array>().getWriter();
+ * const result = await serveHttpRequest(head, parser.rest, reader, writer, options);
+ * assert.equal(result.keepAlive, false);
+ * assert.deepEqual(statuses, [204]);
+ * ```
+ */
 export interface HttpExchangeOptions {
   /** Answers the request. */
   fetch: FetchHandler;
@@ -73,7 +113,29 @@ export interface HttpExchangeOptions {
   onResponseWrite?: (pending: boolean) => void;
 }
 
-/** What {@linkcode serveHttpRequest} leaves for the connection's next request. */
+/**
+ * What {@linkcode serveHttpRequest} leaves for the connection's next request.
+ *
+ * @example Two pipelined requests: the second is left over
+ * ```ts
+ * import { type HttpExchangeResult, HttpRequestParser, serveHttpRequest } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const second = "GET /b HTTP/1.1\r\nHost: example.com\r\n\r\n";
+ * const parser = new HttpRequestParser();
+ * const head = parser.receive(new TextEncoder().encode(`GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n${second}`))!;
+ * const reader = new ReadableStream({ type: "bytes" }).getReader({ mode: "byob" });
+ * const writer = new WritableStream<Uint8Array>().getWriter();
+ * const result: HttpExchangeResult = await serveHttpRequest(head, parser.rest, reader, writer, {
+ *   fetch: () => new Response("ok"),
+ *   scheme: "http",
+ *   remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 },
+ *   maxBodySize: 1024,
+ * });
+ * assert.equal(result.keepAlive, true); // parse the next request from `rest`
+ * assert.equal(new TextDecoder().decode(result.rest), second);
+ * ```
+ */
 export interface HttpExchangeResult {
   /** Whether the connection may carry another request; if not, close it. */
   keepAlive: boolean;

@@ -16,12 +16,53 @@ import type { FetchHandler } from "./http_exchange.ts";
 import type { PerMessageDeflateOptions } from "../protocol/permessage_deflate.ts";
 import { describe } from "../protocol/_describe.ts";
 
-/** Called once per accepted WebSocket; the socket closes when it returns. */
+/**
+ * Called once per accepted WebSocket; the socket closes when it returns.
+ *
+ * @example A handler written apart from serve(), for sockets that carry a user
+ * ```ts
+ * import { connect, serve, type SocketHandler } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * type User = { name: string };
+ * const greet: SocketHandler<User> = async (socket) => {
+ *   await socket.send(`hello ${socket.data.name}`);
+ * };
+ * await using server = serve<User>({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   onUpgrade: (request) => ({ data: { name: new URL(request.url).searchParams.get("name") ?? "guest" } }),
+ * }, greet);
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}/?name=ada`);
+ * assert.deepEqual(await Array.fromAsync(socket), ["hello ada"]);
+ * ```
+ */
 export type SocketHandler<Data = unknown> = (
   socket: Socket<Data>,
 ) => void | Promise<void>;
 
-/** What {@linkcode UpgradeHook} learns about a handshake besides the request. */
+/**
+ * What {@linkcode UpgradeHook} learns about a handshake besides the request.
+ *
+ * @example Admitting only clients that speak our subprotocol
+ * ```ts
+ * import { connect, serve, type UpgradeInfo } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const speaksV2 = (info: UpgradeInfo) => info.protocols.includes("v2");
+ * await using server = serve({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   protocols: ["v2"],
+ *   onUpgrade: (_request, info) => speaksV2(info) ? undefined : new Response("v2 only", { status: 403 }),
+ * }, () => {});
+ * const url = `ws://127.0.0.1:${server.addr.port}`;
+ * await assert.rejects(connect(url, { protocols: ["v1"] }), { status: 403, body: "v2 only" });
+ * const socket = await connect(url, { protocols: ["v1", "v2"] });
+ * assert.equal(socket.protocol, "v2");
+ * await socket.closed;
+ * ```
+ */
 export interface UpgradeInfo {
   /** The client's address. */
   remoteAddr: Deno.NetAddr;
@@ -36,7 +77,28 @@ export interface UpgradeInfo {
   signal: AbortSignal;
 }
 
-/** How {@linkcode UpgradeHook} accepts a handshake. */
+/**
+ * How {@linkcode UpgradeHook} accepts a handshake.
+ *
+ * @example Accepting with per-connection data and a cookie
+ * ```ts
+ * import { connect, serve, type UpgradeAccept } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * type Session = { user: string };
+ * await using server = serve<Session>({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   onUpgrade: (request) => {
+ *     const user = new URL(request.url).searchParams.get("user") ?? "guest";
+ *     return { data: { user }, headers: { "set-cookie": `user=${user}` } } satisfies UpgradeAccept<Session>;
+ *   },
+ * }, (socket) => socket.send(`hi ${socket.data.user}`));
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}/?user=ada`);
+ * assert.equal(socket.headers.get("set-cookie"), "user=ada");
+ * assert.deepEqual(await Array.fromAsync(socket), ["hi ada"]);
+ * ```
+ */
 export interface UpgradeAccept<Data> {
   /** The subprotocol to use; it must be one the client offered. */
   protocol?: string;
@@ -59,6 +121,22 @@ export interface UpgradeAccept<Data> {
  * `Data` does not allow `undefined`, accepting needs `data` (nothing else
  * would give `socket.data` a value). A hook that throws rejects the
  * handshake with 500.
+ *
+ * @example Rejecting handshakes without a token
+ * ```ts
+ * import { connect, serve, type UpgradeHook } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const requireToken: UpgradeHook<undefined> = (request) =>
+ *   new URL(request.url).searchParams.has("token")
+ *     ? undefined // accept
+ *     : new Response("token required", { status: 401 });
+ * await using server = serve({ port: 0, hostname: "127.0.0.1", onUpgrade: requireToken }, () => {});
+ * const url = `ws://127.0.0.1:${server.addr.port}/`;
+ * await assert.rejects(connect(url), { status: 401, body: "token required" });
+ * const socket = await connect(`${url}?token=abc`);
+ * await socket.closed;
+ * ```
  */
 export type UpgradeHook<Data> = (
   request: Request,
@@ -72,6 +150,21 @@ export type UpgradeHook<Data> = (
  * What an {@linkcode UpgradeHook} may return to accept: nothing or an
  * {@linkcode UpgradeAccept} when `Data` allows `undefined`, else an
  * {@linkcode UpgradeAccept} with `data`.
+ *
+ * @example What accepting takes, by the type of the data
+ * ```ts
+ * import type { UpgradeHookAccept } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * // Data that may be undefined: accepting may return nothing.
+ * const bare: UpgradeHookAccept<string | undefined> = undefined;
+ * // Data that may not: accepting must give it.
+ * const named: UpgradeHookAccept<string> = { data: "ada", protocol: "chat" };
+ * // @ts-expect-error: without data, socket.data would not be a string
+ * const missing: UpgradeHookAccept<string> = { protocol: "chat" };
+ * assert.equal(named.data, "ada");
+ * void bare, missing;
+ * ```
  */
 export type UpgradeHookAccept<Data> = undefined extends Data
   ? UpgradeAccept<Data> | void
@@ -99,7 +192,27 @@ export type UpgradeHookAccept<Data> = undefined extends Data
 export type DataHookRequirement<Data> = undefined extends Data ? unknown
   : { onUpgrade: UpgradeHook<Data> };
 
-/** A structured event for {@linkcode ServeOptions.logger}. */
+/**
+ * A structured event for {@linkcode ServeOptions.logger}.
+ *
+ * @example A logger that counts events and warns about unclean closes
+ * ```ts
+ * import { connect, serve, type ServerLogEvent } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const counts: Partial<Record<ServerLogEvent["type"], number>> = {};
+ * function logger(event: ServerLogEvent): void {
+ *   counts[event.type] = (counts[event.type] ?? 0) + 1;
+ *   if (event.type === "close" && !event.wasClean) console.warn("lost", event.remoteAddr, event.code);
+ *   if (event.type === "handler-error") console.error("handler failed on", event.url, event.error);
+ * }
+ * await using server = serve({ port: 0, hostname: "127.0.0.1", logger }, () => {});
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+ * await socket.closed;
+ * await server.shutdown();
+ * assert.deepEqual(counts, { listen: 1, open: 1, close: 1 });
+ * ```
+ */
 export type ServerLogEvent =
   | { type: "listen"; addr: Deno.NetAddr }
   | { type: "open"; url: string; remoteAddr: Deno.NetAddr; protocol: string }
@@ -172,6 +285,25 @@ export type ServerLogEvent =
  * counted in `stats().timeouts` too, as `idle`, `message`, `pong` and
  * `write` (see `ServerStats.timeouts`); the logger reports those closes as
  * `close` events, with their code and reason.
+ *
+ * @example Seeing which step timed out
+ * ```ts
+ * import { serve, type TimeoutPhase } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const phases: TimeoutPhase[] = [];
+ * await using server = serve({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   handshakeTimeout: 100,
+ *   logger: (event) => void (event.type === "timeout" && phases.push(event.phase)),
+ * }, () => {});
+ * // A client that connects and never sends its request.
+ * using conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+ * await conn.readable.pipeTo(new WritableStream()); // until the server hangs up
+ * assert.deepEqual(phases, ["handshake"]);
+ * assert.equal(server.stats().timeouts.handshake, 1);
+ * ```
  */
 export type TimeoutPhase =
   | "handshake"
@@ -180,7 +312,26 @@ export type TimeoutPhase =
   | "upgrade-hook"
   | "rejection";
 
-/** Options of {@linkcode serve}. */
+/**
+ * Options of {@linkcode serve}.
+ *
+ * @example Options kept apart from the call
+ * ```ts
+ * import { serve, type ServeOptions } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ServeOptions = {
+ *   port: 0, // any free port; the real one is server.addr.port
+ *   hostname: "127.0.0.1",
+ *   maxPayload: 1 << 20, // messages of 1 MiB at most
+ *   idleTimeout: 60_000, // close connections silent for a minute
+ * };
+ * await using server = serve(options, async (socket) => {
+ *   for await (const message of socket) await socket.send(message);
+ * });
+ * assert.notEqual(server.addr.port, 0);
+ * ```
+ */
 export interface ServeOptions<Data = unknown> {
   /**
    * The TCP port to listen on; `0` picks a free one (see `server.addr`).

@@ -57,7 +57,24 @@ import {
   selectProtocol,
 } from "./upgrade_policy.ts";
 
-/** Options of {@linkcode Server.prototype.shutdown}. */
+/**
+ * Options of {@linkcode Server.prototype.shutdown}.
+ *
+ * @example A restart: clients are told to come back soon
+ * ```ts
+ * import { connect, serve, type ShutdownOptions } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const restart: ShutdownOptions = { code: 1012, reason: "restarting", timeout: 2000 };
+ * const server = serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+ *   await socket.closed;
+ * });
+ * const socket = await connect(`ws://127.0.0.1:${server.addr.port}`);
+ * await server.shutdown(restart);
+ * const { code, reason } = await socket.closed;
+ * assert.deepEqual([code, reason], [1012, "restarting"]);
+ * ```
+ */
 export interface ShutdownOptions {
   /**
    * Milliseconds to wait for the closing handshakes, the handlers and the

@@ -1,7 +1,22 @@
 import { parseHttpDate } from "./_http_date.ts";
 import { checkOptionNames } from "../_unknown_options.ts";
 
-/** Options of {@linkcode serveStatic}. */
+/**
+ * Options of {@linkcode serveStatic}.
+ *
+ * @example A site whose directories serve home.html
+ * ```ts
+ * import { serveStatic, type ServeStaticOptions } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const root = await Deno.makeTempDir();
+ * await Deno.writeTextFile(`${root}/home.html`, "<h1>home</h1>");
+ * const options: ServeStaticOptions = { index: "home.html" };
+ * const response = await serveStatic(root, options)(new Request("http://localhost/"));
+ * assert.equal(await response.text(), "<h1>home</h1>");
+ * await Deno.remove(root, { recursive: true });
+ * ```
+ */
 export interface ServeStaticOptions {
   /**
    * The file served for a directory.

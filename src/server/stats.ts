@@ -4,7 +4,20 @@ import {
   type SocketCounters,
 } from "../socket_options.ts";
 
-/** A snapshot of a server's counters; see `server.stats()`. */
+/**
+ * A snapshot of a server's counters; see `server.stats()`.
+ *
+ * @example A one-line summary for a log
+ * ```ts
+ * import { serve, type ServerStats } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * const summary = (s: ServerStats) =>
+ *   `${s.openConnections} open, ${s.totalConnections} total, ${s.messagesReceived} in, ${s.messagesSent} out`;
+ * await using server = serve({ port: 0, hostname: "127.0.0.1" }, () => {});
+ * assert.equal(summary(server.stats()), "0 open, 0 total, 0 in, 0 out");
+ * ```
+ */
 export interface ServerStats {
   /** WebSocket connections open now. */
   openConnections: number;
@@ -85,7 +98,25 @@ export interface ServerStats {
   pingRtt: PingRttStats;
 }
 
-/** Ping round-trip times in milliseconds; see `ServerStats.pingRtt`. */
+/**
+ * Ping round-trip times in milliseconds; see `ServerStats.pingRtt`.
+ *
+ * @example The share of round trips under 100 ms
+ * ```ts
+ * import type { PingRttStats } from "@duplex/ws";
+ * import assert from "node:assert/strict";
+ *
+ * // The buckets are cumulative: each counts the round trips up to its bound.
+ * const under100ms = ({ count, buckets }: PingRttStats) =>
+ *   count === 0 ? 1 : buckets.find(({ le }) => le === 100)!.count / count;
+ * // Part of what server.stats().pingRtt might say.
+ * const rtt: PingRttStats = {
+ *   count: 4, mean: 60, max: 150, sum: 240,
+ *   buckets: [{ le: 50, count: 1 }, { le: 100, count: 3 }, { le: 250, count: 4 }],
+ * };
+ * assert.equal(under100ms(rtt), 0.75);
+ * ```
+ */
 export interface PingRttStats {
   /** Pings answered by a pong. */
   count: number;

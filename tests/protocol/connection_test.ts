@@ -1466,6 +1466,27 @@ Deno.test("Connection with permessage-deflate inflates the RFC 7692 §7.2.3.1 ex
   ]);
 });
 
+Deno.test("Connection with permessage-deflate charges each inflation to receive()'s frame budget, so a read of many small compressed messages is taken a few at a time", () => {
+  const message = clientFrame(Text, deflated("hi"), { rsv: 0x40 });
+  const chunk = concat(...Array.from({ length: 100 }, () => message));
+  const connection = new Connection({ role: "server", ...DEFLATE });
+  const perCall: number[] = [];
+  for (let rest = chunk; rest.length > 0;) {
+    rest = rest.subarray(connection.receive(rest, { frames: 4096 }));
+    perCall.push(connection.takeEvents().length);
+  }
+  // 4096 frames: 4096 empty pings, or 16 small compressed messages (the
+  // one that crosses the budget ends the call).
+  assert.deepEqual(perCall, [16, 16, 16, 16, 16, 16, 4]);
+  // Uncompressed, the budget is of frames.
+  const plain = new Connection({ role: "server", ...DEFLATE });
+  plain.receive(
+    concat(...Array.from({ length: 100 }, () => clientFrame(Text, "hi"))),
+    { frames: 4096 },
+  );
+  assert.equal(plain.takeEvents().length, 100);
+});
+
 Deno.test("Connection with permessage-deflate fails RSV1 on a continuation frame with 1002 (RFC 7692 §6)", () => {
   const compressed = deflated("Hello");
   assertFailed(

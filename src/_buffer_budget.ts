@@ -50,8 +50,8 @@ export interface BudgetAccount {
    * The output queued so far was taken as `chunks`, to be written in order
    * (what was taken before is written by now; the holder's measure counts
    * the chunks already): the shared frames among them count until they are
-   * written; those that are not were copied into a chunk, and count as the
-   * holder's own bytes. May close holders, as a report does.
+   * written; those that are not were copied into a chunk (a few KiB), and
+   * count as shared until all the chunks are written.
    *
    * @param chunks The output, in the order it is written.
    */
@@ -195,16 +195,18 @@ class Holder<Owner> implements BudgetAccount {
       shared.taken.push(chunk);
       shared.ends.push(end);
     }
-    // The rest were copied: the copies are the holder's own bytes.
-    let copied = false;
+    // The rest were copied into a run of small chunks, for one write (a
+    // few KiB at most: see FrameWriter.take()). They still count once, as
+    // shared, until the whole output taken is written: counted as each
+    // holder's own, a burst of small messages published to thousands of
+    // sockets would count thousands of times over and evict readers that
+    // keep up.
     for (const [frame, count] of left) {
       for (let i = 0; i < count; i++) {
-        shared.bytes -= frame.length;
-        release(this.state, frame);
-        copied = true;
+        shared.taken.push(frame);
+        shared.ends.push(end);
       }
     }
-    if (copied) this.report();
   }
 
   written(bytes: number): void {

@@ -29,6 +29,10 @@ const ARENA_FRAME_LIMIT = 16 * 1024;
 // handed out by take() are never written again, so a pending write can keep
 // a view of the arena while later frames fill the rest of it.
 const ARENA_SIZE = 64 * 1024;
+// The most bytes of shared frames (writeEncoded()) that take() copies into
+// one run for one write: a published message is queued on thousands of
+// sockets, and every copy costs memory.
+const SHARED_JOIN_LIMIT = 4096;
 let arena = new Uint8Array(ARENA_SIZE);
 let arenaUsed = 0;
 
@@ -129,6 +133,8 @@ export class FrameWriter {
   // Only a masking (client) writer needs a key.
   readonly #key: Uint8Array;
   #chunks: Uint8Array[] = [];
+  // Where in #chunks the frames queued by writeEncoded() are, in order.
+  #encoded: number[] | null = null;
   #size = 0;
   // The arena region this writer is still appending to.
   #openArena: Uint8Array | null = null;
@@ -288,7 +294,7 @@ export class FrameWriter {
       arena.set(frames, this.#reserve(size));
       return false;
     }
-    this.#push(frames);
+    this.#push(frames, true);
     return true;
   }
 
@@ -303,24 +309,40 @@ export class FrameWriter {
   take(): Uint8Array[] {
     this.#closeRegion();
     const chunks = this.#chunks;
+    const encoded = this.#encoded;
     this.#chunks = [];
+    this.#encoded = null;
     this.#size = 0;
-    return chunks.length > 1 ? this.#joinSmallRuns(chunks) : chunks;
+    return chunks.length > 1 ? this.#joinSmallRuns(chunks, encoded) : chunks;
   }
 
   /**
-   * Copies each run of consecutive small chunks (frames of other writers,
-   * regions the arena's other users split) into one, so that they leave in
-   * one write.
+   * Copies each run of consecutive small chunks (regions the arena's other
+   * users split) into one, so that they leave in one write. Frames queued
+   * by writeEncoded() (at the indexes `encoded`) are not copied: a
+   * published message is queued on thousands of sockets, and a copy each
+   * would cost memory (and memory budget) in proportion.
    */
-  #joinSmallRuns(chunks: Uint8Array[]): Uint8Array[] {
+  #joinSmallRuns(
+    chunks: Uint8Array[],
+    encoded: number[] | null,
+  ): Uint8Array[] {
     const joined: Uint8Array[] = [];
+    let next = encoded?.[0] ?? -1;
+    let k = 0;
     for (let start = 0; start < chunks.length;) {
       let end = start;
       let size = 0;
+      let sharedSize = 0;
       while (end < chunks.length && chunks[end].length <= ARENA_FRAME_LIMIT) {
+        if (end === next) {
+          if (sharedSize + chunks[end].length > SHARED_JOIN_LIMIT) break;
+          sharedSize += chunks[end].length;
+          next = encoded![++k] ?? -1;
+        }
         size += chunks[end++].length;
       }
+      if (end === start && end === next) next = encoded![++k] ?? -1;
       if (end - start < 2) {
         joined.push(chunks[start]);
         start++;
@@ -487,14 +509,14 @@ export class FrameWriter {
     applyMask(buffer.subarray(at, at + length), this.#key);
   }
 
-  #push(chunk: Uint8Array): void {
+  #push(chunk: Uint8Array, encoded = false): void {
     this.#closeRegion();
+    if (encoded) (this.#encoded ??= []).push(this.#chunks.length);
     this.#chunks.push(chunk);
     this.#size += chunk.length;
   }
 }
 
-/** The header size for a payload of `length` bytes (RFC 6455 §5.2). */
 /**
  * Throws for a frame RFC 6455 does not allow (§5.2, §5.5): an opcode that is
  * not 0-2 or 8-10, RSV bits other than RSV1-3, or a control frame that is
@@ -531,6 +553,7 @@ function checkFrame(
 
 const KNOWN_OPCODES: ReadonlySet<number> = new Set([0, 1, 2, 8, 9, 10]);
 
+/** The header size for a payload of `length` bytes (RFC 6455 §5.2). */
 function headerSize(length: number, masked: boolean): number {
   return (length < 126 ? 2 : length < 0x10000 ? 4 : 10) + (masked ? 4 : 0);
 }

@@ -280,7 +280,7 @@ Deno.test("FrameWriter coalesces consecutive small frames into one chunk", () =>
   assert.equal(writer.size, 0);
 });
 
-Deno.test("FrameWriter.writeEncoded references a shared frame (and says whether it did), and take() joins a run of them into one chunk", () => {
+Deno.test("FrameWriter.writeEncoded references a shared frame (and says whether it did), and take() joins a run of them into one chunk, up to 4 KiB of them", () => {
   // Frames encoded once for many writers (a broadcast), as PreparedMessage
   // holds them.
   const encode = (text: string) => {
@@ -328,6 +328,15 @@ Deno.test("FrameWriter.writeEncoded references a shared frame (and says whether 
   // The shared frames themselves are untouched.
   assert.deepEqual(first, encode("first"));
   assert.deepEqual(second, encode("second"));
+  // A run copies 4 KiB of shared frames at most (a published message is
+  // queued on thousands of sockets): the frames past that go as they are.
+  const medium = [1, 2, 3].map((n) => serverFrame(Binary, pattern(1800, n)));
+  const capped = new FrameWriter();
+  for (const frame of medium) capped.writeEncoded(frame);
+  const runs = capped.take();
+  assert.equal(runs.length, 2);
+  assertBytes(runs[0], concat(medium[0], medium[1]));
+  assert.equal(runs[1], medium[2], "referenced, not copied");
 });
 
 Deno.test("FrameWriter references an unmasked payload over COPY_LIMIT and copies the rest", () => {

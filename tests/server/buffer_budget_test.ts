@@ -605,7 +605,7 @@ Deno.test("Socket: a prepared message queued on several sockets counts once in t
   await Promise.all([written, leaving, holding].map((peer) => peer.end()));
 });
 
-Deno.test("Socket: small prepared messages copied into one write count as each socket's own bytes once taken, and not at all once written", async () => {
+Deno.test("Socket: small prepared messages copied into one write still count once, as shared, while taken, and not at all once written", async () => {
   const budget = new BufferBudget<Socket>(64 * 1024 * KIB);
   const peers = [0, 1].map(() => heldWrites(budget));
   const messages = [prepareMessage(pattern(1000, 1)), prepareMessage("two")];
@@ -618,9 +618,11 @@ Deno.test("Socket: small prepared messages copied into one write count as each s
     () => peers.every((peer) => peer.writes() > 0),
     "the writes to start",
   );
-  // One write each, of a copy of both frames.
-  assert.equal(budget.total, 2 * size);
-  assert.equal(budget.recount(), 2 * size);
+  // One write each, of a copy of both frames: the frames still count once
+  // (counted as each socket's own, a burst published to thousands of
+  // sockets would count thousands of times).
+  assert.equal(budget.total, size);
+  assert.equal(budget.recount(), size);
   for (const peer of peers) peer.release();
   await waitUntil(
     () => peers.every((peer) => peer.socket.bufferedAmount === 0),
@@ -629,4 +631,44 @@ Deno.test("Socket: small prepared messages copied into one write count as each s
   assert.equal(budget.total, 0);
   assert.equal(budget.recount(), 0);
   await Promise.all(peers.map((peer) => peer.end()));
+});
+
+Deno.test("serve({maxBufferedBytes}): a burst of small messages published in one turn to hundreds of subscribers that keep up evicts none of them (each one's copy of the burst counts once)", async () => {
+  const subscribers = 200;
+  const events: ServerLogEvent[] = [];
+  await using server = serve({
+    ...LOCAL,
+    // Far below 200 copies of the burst (800 KiB), far above the burst.
+    maxBufferedBytes: 256 * KIB,
+    logger: (event) => events.push(event),
+  }, async (socket) => {
+    socket.subscribe("news");
+    for await (const _ of socket);
+  });
+  let received = 0;
+  const clients = await Promise.all(
+    Array.from(
+      { length: subscribers },
+      () =>
+        new Promise<WebSocket>((resolve, reject) => {
+          const client = new WebSocket(wsUrl(server.addr));
+          client.onopen = () => resolve(client);
+          client.onerror = reject;
+          client.onmessage = () => received++;
+        }),
+    ),
+  );
+  await waitUntil(
+    () => server.subscriberCount("news") === subscribers,
+    "every subscription",
+  );
+  // Four 1 KiB messages in one turn: each subscriber's write joins them.
+  for (let i = 0; i < 4; i++) server.publish("news", pattern(KIB, i));
+  await waitUntil(() => received === 4 * subscribers, "every delivery");
+  assert.deepEqual(events.filter((event) => event.type === "over-budget"), []);
+  await Promise.all(clients.map((client) => {
+    const closed = new Promise((resolve) => client.onclose = resolve);
+    client.close();
+    return closed;
+  }));
 });

@@ -99,6 +99,49 @@ function handledRejection(error: Error): Promise<never> {
   return promise;
 }
 
+// The end of each turn of the event loop, once its JavaScript has run: one
+// immediate for all that waits for it (an immediate is about a kilobyte of
+// garbage), while any socket reads or writes. It counts the turns, writes
+// the corked output (see Socket.#toFlush) and lets the reads that yielded
+// go on. A read whose socket already holds data completes at once, in a
+// microtask: a peer that never stops sending would keep its loop going
+// without ever letting the event loop serve the other connections.
+let turn = 0;
+let endOfTurnQueued = false;
+let nextTurn: PromiseWithResolvers<void> | null = null;
+let flushSockets: () => void;
+
+function queueEndOfTurn(): void {
+  if (endOfTurnQueued) return;
+  endOfTurnQueued = true;
+  setImmediate(endOfTurn);
+}
+
+function endOfTurn(): void {
+  turn++;
+  try {
+    // Output queued meanwhile joins this pass.
+    flushSockets();
+  } finally {
+    endOfTurnQueued = false;
+    const waiting = nextTurn;
+    nextTurn = null;
+    waiting?.resolve();
+  }
+}
+
+/** The current turn's number. */
+function thisTurn(): number {
+  queueEndOfTurn();
+  return turn;
+}
+
+/** Resolves at the end of this turn, after the output is written. */
+function afterThisTurn(): Promise<void> {
+  queueEndOfTurn();
+  return (nextTurn ??= Promise.withResolvers()).promise;
+}
+
 /**
  * One WebSocket connection: an async iterable of the messages it receives,
  * with an awaitable `send()`.
@@ -1291,7 +1334,7 @@ export class Socket<Data = unknown>
           readsThisTurn = 0;
         } else if (++readsThisTurn === READS_PER_TURN) {
           // Fair share: let the other connections have this turn.
-          await new Promise((resolve) => setImmediate(resolve));
+          await afterThisTurn();
           continue;
         }
         if (this.#unparsed !== null) {
@@ -1668,7 +1711,7 @@ export class Socket<Data = unknown>
   #scheduleFlush(): void {
     if (this.#flushQueued || this.#writing) return;
     this.#flushQueued = true;
-    if (Socket.#flushCount === 0) setImmediate(Socket.#flushAll);
+    queueEndOfTurn();
     Socket.#toFlush[Socket.#flushCount++] = this;
   }
 
@@ -1682,6 +1725,9 @@ export class Socket<Data = unknown>
   // the next turn would allocate it again).
   static #toFlush: (Socket<unknown> | undefined)[] = [];
   static #flushCount = 0;
+  static {
+    flushSockets = Socket.#flushAll;
+  }
   static #flushAll(): void {
     const sockets = Socket.#toFlush;
     // A flush may schedule others; they join this pass.
@@ -2216,23 +2262,6 @@ export class Socket<Data = unknown>
     // After `closed` settled: a hook that throws cannot keep it pending.
     this.#options.onClosed?.(this as Socket<unknown>, this.#info);
   }
-}
-
-// Turns of the event loop, counted by one immediate per turn while sockets
-// read. A read whose socket already holds data completes at once, in a
-// microtask: a peer that never stops sending would keep its loop going
-// without ever letting the event loop serve the other connections.
-let turn = 0;
-let turnCounting = false;
-function thisTurn(): number {
-  if (!turnCounting) {
-    turnCounting = true;
-    setImmediate(() => {
-      turn++;
-      turnCounting = false;
-    });
-  }
-  return turn;
 }
 
 /** A piece of a message sent with `sendStream()`. */

@@ -62,6 +62,8 @@ const HOP_BY_HOP = new Set([
   "proxy-connection",
 ]);
 const DIGITS = /^\d+$/;
+// RFC 9110 §5.5: a field value is visible characters, spaces and tabs.
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const CRLF = new Uint8Array([13, 10]);
 const LAST_CHUNK = new Uint8Array([48, 13, 10, 13, 10]); // "0\r\n\r\n"
 const NOT_YET = Symbol("not yet");
@@ -119,6 +121,24 @@ export async function writeResponse(
   const headers = response.headers;
   let keepAlive = options.keepAlive &&
     !hasToken(headers.get("connection"), "close");
+  for (const [name, value] of headers) {
+    // Headers refuses CR, LF and NUL, not the other control characters,
+    // which no field value may hold (RFC 9110 §5.5): the handler's
+    // mistake, answered 500 by the caller.
+    if (!FIELD_VALUE.test(value)) {
+      response.body?.cancel().catch(() => {});
+      return {
+        delivered: false,
+        keepAlive,
+        error: new TypeError(
+          `Cannot send response: the value of ${name} has a control character, which no header may hold: ${
+            JSON.stringify(value.slice(0, 100))
+          }`,
+        ),
+        unsent: true,
+      };
+    }
+  }
   const declaredText = headers.get("content-length");
   // The handler's digits go out as given (without leading zeros): a length
   // past 2^53 would not survive a trip through a number.

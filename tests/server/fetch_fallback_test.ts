@@ -270,3 +270,19 @@ Deno.test("serve({fetch}) answers a request target with a fragment with 400, for
     assert.doesNotMatch(response.body, /reached the handler/);
   }
 });
+
+Deno.test("serve({fetch}) answers 500 for a response with a control character in a header value (RFC 9110 §5.5), which Headers lets through, and counts a handler error", async () => {
+  await using server = serve({
+    ...LOCAL,
+    logger: () => {},
+    fetch: () => new Response("ok", { headers: { "x-a": "a\x07b" } }),
+  }, echo);
+  using client = Deno.createHttpClient({});
+  const response = await fetch(`http://127.0.0.1:${server.addr.port}/`, {
+    client,
+  });
+  assert.equal(response.status, 500);
+  assert.equal(response.headers.get("x-a"), null);
+  await response.body?.cancel();
+  assert.equal(server.stats().httpHandlerErrors, 1);
+});

@@ -248,6 +248,27 @@ Deno.test("serve({onUpgrade}) answers 500 and logs a handler-error for a rejecti
   await assertStillServing(server.addr);
 });
 
+Deno.test("serve({onUpgrade}) answers 500 and logs a handler-error for a rejecting Response with a control character in a header value, as for an accepting one (RFC 9110 §5.5)", async () => {
+  const log = logSink();
+  await using server = serve({
+    ...LOCAL,
+    logger: log.logger,
+    // Headers refuses CR, LF and NUL, not \x01.
+    onUpgrade: () =>
+      new Response("no", { status: 401, headers: { "x-a": "a\x01b" } }),
+  }, echo);
+  const { peer, response } = await rawUpgrade(server.addr, [], "/");
+  using _ = peer;
+  assert.equal(response.status, 500);
+  const errors = log.events.filter((e) => e.type === "handler-error");
+  assert.equal(errors.length, 1);
+  assert.match(
+    (errors[0] as { error: Error }).error.message,
+    /^Cannot send response: the value of x-a has a control character/,
+  );
+  assert.equal(response.headers.get("x-a"), null);
+});
+
 for (
   const [what, body] of [
     ["whose body never ends", () => new ReadableStream()],

@@ -1,6 +1,7 @@
 import { raiseMallocThresholds } from "../_malloc_thresholds.ts";
 import { describe, shown } from "../protocol/_describe.ts";
 import { checkOptionNames } from "../_unknown_options.ts";
+import type { SocketOptions } from "../socket_options.ts";
 import { CLOSE_CODE, HandshakeError } from "../protocol/errors.ts";
 import { encodeClosePayload } from "../protocol/close_payload.ts";
 import { withContext } from "../_error_context.ts";
@@ -199,6 +200,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
   readonly #options: ServeOptions<Data>;
   readonly #handler: SocketHandler<Data>;
   readonly #limits: ResolvedLimits;
+  #socketDefaults: SocketOptions | null = null;
   readonly #scheme: "ws" | "wss";
   readonly #logger: (event: ServerLogEvent) => void;
   // One function for all sockets, rather than a closure per connection.
@@ -1030,28 +1032,24 @@ export class Server<Data = unknown> implements AsyncDisposable {
       if (this.#shutdown !== null) throw SHUTTING_DOWN();
       // Queued, not awaited: the socket's frames follow on the same writer.
       writer.write(encodeAcceptResponse(accept, headers)).catch(() => {});
-      return new Socket<Data>(conn, {
-        url: upgrade.url,
-        headers: upgrade.headers,
-        remoteAddr,
-        protocol,
-      }, {
-        role: "server",
-        ...this.#limits,
-        backpressurePolicy: options.backpressurePolicy ?? "close",
-        ticker: this.#ticker,
-        topics: this.#topics,
-        perMessageDeflate: deflate ? deflate.params : undefined,
-        streamMessages: options.streamMessages,
-        counters: this.#stats.counters,
-        budget: this.#budget,
-        onInternalError: this.#onInternalError,
-        onClosed: (socket, info) => this.#socketClosed(peer, socket, info),
-        head: rest,
-        readBuffer: buffer,
-        reader,
-        writer,
-      }, data as Data);
+      return new Socket<Data>(
+        conn,
+        {
+          url: upgrade.url,
+          headers: upgrade.headers,
+          remoteAddr,
+          protocol,
+        },
+        this.#socketOptions({
+          perMessageDeflate: deflate ? deflate.params : undefined,
+          onClosed: (socket, info) => this.#socketClosed(peer, socket, info),
+          head: rest,
+          readBuffer: buffer,
+          reader,
+          writer,
+        }),
+        data as Data,
+      );
     } catch (error) {
       if (error instanceof HandshakeError) {
         await this.#reject(peer, error, head.target);
@@ -1067,6 +1065,26 @@ export class Server<Data = unknown> implements AsyncDisposable {
     } finally {
       peer.state = "reading";
     }
+  }
+
+  /**
+   * A socket's options: `own`, over what every socket of this server is
+   * given alike (its prototype, one object for all: a copy each was about
+   * 300 bytes per idle connection).
+   */
+  #socketOptions(own: Partial<SocketOptions>): SocketOptions {
+    this.#socketDefaults ??= {
+      role: "server",
+      ...this.#limits,
+      backpressurePolicy: this.#options.backpressurePolicy ?? "close",
+      ticker: this.#ticker,
+      topics: this.#topics,
+      streamMessages: this.#options.streamMessages,
+      counters: this.#stats.counters,
+      budget: this.#budget,
+      onInternalError: this.#onInternalError,
+    };
+    return Object.assign(Object.create(this.#socketDefaults), own);
   }
 
   async #runSocket(socket: Socket<Data>, peer: Peer<Data>): Promise<void> {

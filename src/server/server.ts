@@ -319,13 +319,17 @@ export class Server<Data = unknown> implements AsyncDisposable {
       this.#limits.maxBufferedBytes,
       (socket, held, total) => {
         this.#stats.budgetCloses++;
-        this.#logger({
+        const event: ServerLogEvent = {
           type: "over-budget",
           url: socket.url.href,
           remoteAddr: socket.remoteAddr,
           held,
           total,
-        });
+        };
+        // Evictions happen inside send() and publish(): a logger that
+        // publishes (to tell a room) must not run in the middle of one,
+        // where its message would overtake the one being delivered.
+        queueMicrotask(() => this.#logger(event));
       },
     );
     this.#ticker = new Ticker(
@@ -1032,7 +1036,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       if (this.#shutdown !== null) throw SHUTTING_DOWN();
       // Queued, not awaited: the socket's frames follow on the same writer.
       writer.write(encodeAcceptResponse(accept, headers)).catch(() => {});
-      return new Socket<Data>(
+      const socket = new Socket<Data>(
         conn,
         {
           url: upgrade.url,
@@ -1050,6 +1054,12 @@ export class Server<Data = unknown> implements AsyncDisposable {
         }),
         data as Data,
       );
+      // Registered in the turn its 101 went out: a shutdown() in between
+      // must send it a close frame, not take it for a connection still
+      // waiting for its request.
+      peer.state = "socket";
+      peer.socketSlot = this.#sockets.add(socket);
+      return socket;
     } catch (error) {
       if (error instanceof HandshakeError) {
         await this.#reject(peer, error, head.target);
@@ -1063,7 +1073,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       }
       return null;
     } finally {
-      peer.state = "reading";
+      if (peer.state === "upgrading") peer.state = "reading";
     }
   }
 
@@ -1089,8 +1099,6 @@ export class Server<Data = unknown> implements AsyncDisposable {
 
   async #runSocket(socket: Socket<Data>, peer: Peer<Data>): Promise<void> {
     try {
-      peer.state = "socket";
-      peer.socketSlot = this.#sockets.add(socket);
       this.#stats.totalConnections++;
       const url = socket.url.href;
       const remoteAddr = socket.remoteAddr;

@@ -672,3 +672,29 @@ Deno.test("serve({maxBufferedBytes}): a burst of small messages published in one
     return closed;
   }));
 });
+
+Deno.test("serve({maxBufferedBytes}): a logger that publishes on over-budget (an eviction inside publish()) does not overtake the message being published", async () => {
+  const sockets: Socket[] = [];
+  await using server = serve({
+    ...LOCAL,
+    maxBufferedBytes: 64 * KIB,
+    logger: (event) => {
+      if (event.type === "over-budget") server.publish("news", "someone left");
+    },
+  }, async (socket) => {
+    socket.subscribe("news");
+    sockets.push(socket);
+    await socket.closed;
+  });
+  using _evicted = await rawHandshake(server.addr); // subscribed first
+  await waitUntil(() => sockets.length === 1, "the first subscriber");
+  await using reader = await NpmClient.connect(wsUrl(server.addr));
+  await waitUntil(() => sockets.length === 2, "the second subscriber");
+  // The first holds 60 KiB; the publish takes the total over the budget,
+  // and the first is evicted in the middle of it.
+  sockets[0].trySend(new Uint8Array(60 * KIB));
+  const first = "first" + "x".repeat(8 * KIB);
+  server.publish("news", first);
+  assert.equal(await reader.next(), first);
+  assert.equal(await reader.next(), "someone left");
+});

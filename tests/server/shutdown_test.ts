@@ -436,3 +436,40 @@ Deno.test("Server.shutdown() answers a handshake whose onUpgrade hook is still d
     await server.shutdown();
   }
 });
+
+Deno.test("Server.shutdown() in the turn a socket's 101 went out (called from another socket's handler) still sends that socket its close frame", async () => {
+  for (let run = 0; run < 5; run++) {
+    const server = serve({ ...LOCAL, logger: () => {} }, async (socket) => {
+      for await (const message of socket) {
+        if (message === "shutdown") server.shutdown({ timeout: 2_000 });
+      }
+    });
+    try {
+      await using admin = await NpmClient.connect(wsUrl(server.addr));
+      await using victim = await RawPeer.connect(server.addr);
+      await delay(5);
+      // The victim's handshake and the admin's command arrive together.
+      await victim.write(
+        encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr)),
+      );
+      admin.send("shutdown");
+      const response = await withTimeout(
+        victim.readResponse(),
+        DEADLINE,
+        "the answer",
+      );
+      // Refused (503), or closed while waiting for its request, is fine; a
+      // 101 must be followed by the closing handshake.
+      if (response.status === 101) {
+        const close = await withTimeout(victim.readClose(), DEADLINE, "close");
+        assert.deepEqual([close.code, close.reason], [
+          1001,
+          "server shutting down",
+        ], `run ${run}`);
+        await victim.write(frame(OP.close, new Uint8Array([0x03, 0xe9])));
+      }
+    } finally {
+      await server.shutdown();
+    }
+  }
+});

@@ -1,49 +1,30 @@
 // Wrong arguments from JavaScript callers (or code typed `any`) get a
 // TypeError that says what was wrong, not a failure deep inside.
 import assert from "node:assert/strict";
-import { prepareMessage, serve, serveStatic } from "../../mod.ts";
+import {
+  prepareMessage,
+  serve,
+  type Server,
+  serveStatic,
+  type Socket,
+} from "../../mod.ts";
 import { main } from "../../src/cli/main.ts";
 import { echo, LOCAL, NpmClient, withTimeout, wsUrl } from "./_helpers.ts";
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
 
-Deno.test("socket and server methods reject arguments of the wrong type with a TypeError that names them", async () => {
+/**
+ * Runs `checks` inside a handler of a fresh server, then shows that the
+ * socket is still open: a refused call leaves nothing behind.
+ */
+async function checkInHandler(
+  checks: (socket: Socket, server: Server) => unknown,
+): Promise<Server> {
   const checked = Promise.withResolvers<void>();
-  await using server = serve(LOCAL, async (socket) => {
+  const server = serve(LOCAL, async (socket) => {
     try {
-      const s = socket as Any;
-      assert.throws(() => s.ping("hello"), {
-        name: "TypeError",
-        message:
-          'Cannot ping: the payload must be a Uint8Array, got string "hello"',
-      });
-      assert.throws(() => s.subscribe(5), {
-        name: "TypeError",
-        message: "Cannot subscribe: the topic must be a string, got number 5",
-      });
-      assert.throws(() => s.unsubscribe({}), {
-        name: "TypeError",
-        message: "Cannot unsubscribe: the topic must be a string, got Object",
-      });
-      assert.throws(() => s.publish(5, "x"), {
-        name: "TypeError",
-        message: "Cannot publish: the topic must be a string, got number 5",
-      });
-      assert.throws(() => s.publish("t", 5), {
-        name: "TypeError",
-        message:
-          "Cannot prepare a message: it must be a string, Uint8Array or ArrayBuffer, got number 5",
-      });
-      assert.throws(() => (server as Any).publish("t", {}), {
-        name: "TypeError",
-        message: /got Object$/,
-      });
-      await assert.rejects(s.sendStream(5), {
-        name: "TypeError",
-        message:
-          "Cannot send a stream: the source must be a ReadableStream or an (async) iterable of pieces, got number 5",
-      });
+      await checks(socket, server);
       checked.resolve();
     } catch (error) {
       checked.reject(error);
@@ -52,7 +33,47 @@ Deno.test("socket and server methods reject arguments of the wrong type with a T
   });
   await using client = await NpmClient.connect(wsUrl(server.addr));
   await withTimeout(checked.promise, 5_000, "the checks");
+  // The first message the client gets is this answer: nothing went out
+  // before it.
   assert.equal(await client.roundTrip("still open"), "still open");
+  return server;
+}
+
+Deno.test("socket and server methods reject arguments of the wrong type with a TypeError that names them", async () => {
+  await using _server = await checkInHandler(async (socket, server) => {
+    const s = socket as Any;
+    assert.throws(() => s.ping("hello"), {
+      name: "TypeError",
+      message:
+        'Cannot ping: the payload must be a Uint8Array, got string "hello"',
+    });
+    assert.throws(() => s.subscribe(5), {
+      name: "TypeError",
+      message: "Cannot subscribe: the topic must be a string, got number 5",
+    });
+    assert.throws(() => s.unsubscribe({}), {
+      name: "TypeError",
+      message: "Cannot unsubscribe: the topic must be a string, got Object",
+    });
+    assert.throws(() => s.publish(5, "x"), {
+      name: "TypeError",
+      message: "Cannot publish: the topic must be a string, got number 5",
+    });
+    assert.throws(() => s.publish("t", 5), {
+      name: "TypeError",
+      message:
+        "Cannot prepare a message: it must be a string, Uint8Array or ArrayBuffer, got number 5",
+    });
+    assert.throws(() => (server as Any).publish("t", {}), {
+      name: "TypeError",
+      message: /got Object$/,
+    });
+    await assert.rejects(s.sendStream(5), {
+      name: "TypeError",
+      message:
+        "Cannot send a stream: the source must be a ReadableStream or an (async) iterable of pieces, got number 5",
+    });
+  });
 });
 
 Deno.test("a message whose ArrayBuffer was transferred away is refused with a TypeError that says so, and nothing reaches the peer", async () => {
@@ -66,83 +87,61 @@ Deno.test("a message whose ArrayBuffer was transferred away is refused with a Ty
     name: "TypeError",
     message: /: its ArrayBuffer is detached \(transferred elsewhere/,
   };
-  const checked = Promise.withResolvers<void>();
-  await using server = serve(LOCAL, async (socket) => {
-    try {
-      for (
-        const message of [detach(new ArrayBuffer(8)), detach(new Uint8Array(8))]
-      ) {
-        assert.throws(() => socket.send(message), refused);
-        assert.throws(() => socket.trySend(message), refused);
-        assert.throws(() => prepareMessage(message), refused);
-        await assert.rejects(socket.sendStream([message]), refused);
-      }
-      checked.resolve();
-    } catch (error) {
-      checked.reject(error);
+  await using _server = await checkInHandler(async (socket) => {
+    for (
+      const message of [detach(new ArrayBuffer(8)), detach(new Uint8Array(8))]
+    ) {
+      assert.throws(() => socket.send(message), refused);
+      assert.throws(() => socket.trySend(message), refused);
+      assert.throws(() => prepareMessage(message), refused);
+      await assert.rejects(socket.sendStream([message]), refused);
     }
-    await echo(socket);
   });
-  await using client = await NpmClient.connect(wsUrl(server.addr));
-  await withTimeout(checked.promise, 5_000, "the checks");
-  // The first message the client gets is this answer: no empty frame went
-  // out before it.
-  assert.equal(await client.roundTrip("still open"), "still open");
 });
 
 Deno.test("option bags of the wrong shape, or with a name the call does not know, throw a TypeError that names it (a misspelling would otherwise be ignored)", async () => {
-  const checked = Promise.withResolvers<void>();
-  await using server = serve(LOCAL, async (socket) => {
-    try {
-      const s = socket as Any;
-      for (const send of [s.send, s.trySend]) {
-        assert.throws(() => send.call(s, "x", { compres: false }), {
-          name: "TypeError",
-          message:
-            'Cannot send: unknown option "compres" (did you mean "compress"?)',
-        });
-      }
-      assert.throws(() => s.publish("t", "x", { except: socket }), {
+  await using server = await checkInHandler((socket, server) => {
+    const s = socket as Any;
+    for (const send of [s.send, s.trySend]) {
+      assert.throws(() => send.call(s, "x", { compres: false }), {
         name: "TypeError",
         message:
-          /^Cannot publish: unknown option "except": a socket leaves itself out with \{ exceptSelf: true \}/,
+          'Cannot send: unknown option "compres" (did you mean "compress"?)',
       });
-      assert.throws(
-        () => (server as Any).publish("t", "x", { exceptSelf: true }),
-        {
-          name: "TypeError",
-          message:
-            /^Cannot publish: unknown option "exceptSelf": server.publish\(\) leaves a socket out with \{ except: socket \}/,
-        },
-      );
-      assert.throws(() => (server as Any).subscriberCount(5), {
-        name: "TypeError",
-        message:
-          "Cannot count subscribers: the topic must be a string, got number 5",
-      });
-      assert.throws(() => s.close(1000, "", { streamgrace: 0 }), {
-        name: "TypeError",
-        message:
-          'Cannot close: unknown option "streamgrace" (did you mean "streamGrace"?)',
-      });
-      assert.throws(() => s.close(1000, "", 5), {
-        name: "TypeError",
-        message:
-          "Cannot close: the options must be an object of option names, got number 5",
-      });
-      assert.throws(() => s.close(1000, 5), {
-        name: "TypeError",
-        message: 'Cannot close: "reason" must be a string, got number 5',
-      });
-      checked.resolve();
-    } catch (error) {
-      checked.reject(error);
     }
-    await echo(socket);
+    assert.throws(() => s.publish("t", "x", { except: socket }), {
+      name: "TypeError",
+      message:
+        /^Cannot publish: unknown option "except": a socket leaves itself out with \{ exceptSelf: true \}/,
+    });
+    assert.throws(
+      () => (server as Any).publish("t", "x", { exceptSelf: true }),
+      {
+        name: "TypeError",
+        message:
+          /^Cannot publish: unknown option "exceptSelf": server.publish\(\) leaves a socket out with \{ except: socket \}/,
+      },
+    );
+    assert.throws(() => (server as Any).subscriberCount(5), {
+      name: "TypeError",
+      message:
+        "Cannot count subscribers: the topic must be a string, got number 5",
+    });
+    assert.throws(() => s.close(1000, "", { streamgrace: 0 }), {
+      name: "TypeError",
+      message:
+        'Cannot close: unknown option "streamgrace" (did you mean "streamGrace"?)',
+    });
+    assert.throws(() => s.close(1000, "", 5), {
+      name: "TypeError",
+      message:
+        "Cannot close: the options must be an object of option names, got number 5",
+    });
+    assert.throws(() => s.close(1000, 5), {
+      name: "TypeError",
+      message: 'Cannot close: "reason" must be a string, got number 5',
+    });
   });
-  await using client = await NpmClient.connect(wsUrl(server.addr));
-  await withTimeout(checked.promise, 5_000, "the checks");
-  assert.equal(await client.roundTrip("still open"), "still open");
   await assert.rejects((server as Any).shutdown({ timout: 100 }), {
     name: "TypeError",
     message:

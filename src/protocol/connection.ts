@@ -416,10 +416,12 @@ export class Connection {
   }
 
   /**
-   * The declared payload length of the last frame whose header arrived:
+   * The declared payload length of the last frame whose header arrived, or
+   * `Infinity` when more frames of its message follow (it was not final):
    * after a protocol error, at most what the peer may still be sending of
-   * the frame that failed (a driver may read that much on, discarding it,
-   * so that closing does not reset a peer still sending).
+   * the message that failed (a driver may read that much on, discarding it,
+   * so that closing does not reset a peer still sending; a browser sends a
+   * large message in frames of about 128 KB).
    */
   get lastFrameLength(): number {
     return this.#lastFrameLength;
@@ -825,7 +827,7 @@ export class Connection {
   ): void {
     // Nothing after the peer's close frame counts (RFC 6455 §5.5.1).
     if (this.#closeReceived) return;
-    this.#lastFrameLength = length;
+    this.#lastFrameLength = fin ? length : Infinity;
     this.#isControl = opcode >= OPCODE.Close;
     if (this.#isControl) {
       // Control frames are never compressed (RFC 7692 §6.1).

@@ -7,6 +7,7 @@ import {
 } from "../../mod.ts";
 import {
   closePayload,
+  concat,
   DEADLINE,
   delay,
   echo,
@@ -621,4 +622,35 @@ Deno.test("serve({maxConnections}) answers at most 64 connections over it at onc
     assert.match(await ended, /^HTTP\/1\.1 503 /);
   }
   assert.equal(await held.roundTrip("still"), "still");
+});
+
+Deno.test("serve({maxPayload}): a message over it in many frames (as browsers send one) gets the 1009 to the peer: the rest of the message is read on and dropped, not reset", async () => {
+  await using server = serve({
+    ...LOCAL,
+    maxPayload: 1024 * 1024,
+    logger: () => {},
+  }, echo);
+  // npm:ws, 4 MiB in 64 frames of 64 KiB: the 17th goes over.
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  const piece = new Uint8Array(64 * 1024);
+  for (let k = 0; k < 64; k++) {
+    client.ws.send(piece, { binary: true, fin: k === 63 });
+  }
+  assert.equal(
+    (await withTimeout(client.closed, DEADLINE, "close")).code,
+    1009,
+  );
+  // A peer that writes it all before it reads anything.
+  using peer = await rawHandshake(server.addr);
+  const frames = Array.from(
+    { length: 64 },
+    (_, k) =>
+      frame(k === 0 ? OP.binary : OP.continuation, piece, { fin: k === 63 }),
+  );
+  // Read on and dropped, the rest does not meet a reset (which would fail
+  // this write, and make a browser or npm:ws on Node report 1006).
+  await peer.write(concat(...frames));
+  const { code } = await withTimeout(peer.readClose(), DEADLINE, "1009");
+  assert.equal(code, 1009);
+  await withTimeout(peer.readToEof(), DEADLINE, "the end, not a reset");
 });

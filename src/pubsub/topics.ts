@@ -130,12 +130,16 @@ export class Topics {
   subscribe(topic: string, subscriber: Subscriber): Slot<Subscriber> {
     checkTopic("subscribe", topic);
     let subscribers = this.#topics.get(topic);
+    const first = subscribers === undefined;
     if (subscribers === undefined) {
       subscribers = new SlotList();
       this.#topics.set(topic, subscribers);
-      this.#call(() => this.#adapter?.subscribe?.(topic));
     }
-    return subscribers.add(subscriber);
+    const subscription = subscribers.add(subscriber);
+    // After the subscriber is in: an adapter may deliver (a retained
+    // message) or come back here from inside its subscribe().
+    if (first) this.#call(() => this.#adapter?.subscribe?.(topic));
+    return subscription;
   }
 
   /**

@@ -218,6 +218,39 @@ Deno.test("Topics delivers to every other subscriber when one throws, and report
   assert.match(String(errors[0]), /broken subscriber/);
 });
 
+Deno.test("Topics tells the adapter of a first subscriber once it is in: an adapter that delivers from inside subscribe() (a retained message) reaches it, and one subscribing again there asks nothing more", async () => {
+  let deliver: (topic: string, message: string) => void = () => {};
+  const subscribed: string[] = [];
+  const topics: Topics = new Topics({
+    start(onMessage) {
+      deliver = onMessage;
+    },
+    subscribe(topic) {
+      subscribed.push(topic);
+      deliver(topic, "retained");
+      topics.subscribe(topic, second);
+    },
+    unsubscribe() {},
+    publish() {},
+    close() {},
+  }, (error) => {
+    throw error;
+  });
+  await topics.ready;
+  const received: string[] = [];
+  const subscriber = (name: string) => ({
+    trySend(prepared: { message: string | Uint8Array }): SendStatus {
+      received.push(`${name}:${prepared.message}`);
+      return "sent";
+    },
+  });
+  const second = subscriber("second");
+  topics.subscribe("news", subscriber("first"));
+  assert.deepEqual(received, ["first:retained"]);
+  assert.deepEqual(subscribed, ["news"]);
+  assert.equal(topics.subscriberCount("news"), 2);
+});
+
 Deno.test("Topics frames a published message once: every subscriber gets the same PreparedMessage", () => {
   const adapter = new RecordingAdapter();
   const topics = new Topics(adapter, (error) => {

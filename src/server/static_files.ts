@@ -48,7 +48,25 @@ const CONTENT_TYPES: ReadonlyMap<string, string> = new Map(Object.entries({
   webp: "image/webp",
   ico: "image/x-icon",
   wasm: "application/wasm",
+  woff: "font/woff",
   woff2: "font/woff2",
+  ttf: "font/ttf",
+  otf: "font/otf",
+  avif: "image/avif",
+  xml: "application/xml",
+  pdf: "application/pdf",
+  csv: "text/csv; charset=utf-8",
+  vtt: "text/vtt; charset=utf-8",
+  mp4: "video/mp4",
+  webm: "video/webm",
+  ogv: "video/ogg",
+  mp3: "audio/mpeg",
+  m4a: "audio/mp4",
+  ogg: "audio/ogg",
+  oga: "audio/ogg",
+  opus: "audio/ogg",
+  wav: "audio/wav",
+  flac: "audio/flac",
 }));
 const FALLBACK_TYPE = "application/octet-stream";
 const WINDOWS = Deno.build.os === "windows";
@@ -69,16 +87,17 @@ const UNSAFE_SEGMENT = WINDOWS ? /[\\/\0:]/ : /[\\/\0]/;
  * - A directory serves its `index` file; a directory URL without its
  *   trailing slash is redirected (301) to it, so relative links work.
  * - Files stream from disk with `Content-Type` (by extension),
- *   `Content-Length`, `Last-Modified` and a weak `ETag`;
+ *   `Content-Length`, `Last-Modified` and an `ETag` of its size and
+ *   modification time (strong once the file is a second old, weak before:
+ *   two changes within a second could share it);
  *   `If-None-Match` / `If-Modified-Since` give 304, `If-Match` /
- *   `If-Unmodified-Since` that fail 412 (RFC 9110 §13; the entity tags are
- *   weak, so `If-Match` holds only for `*`). A file grown while it is sent
- *   is cut at the length announced.
+ *   `If-Unmodified-Since` that fail 412 (RFC 9110 §13). A file grown while
+ *   it is sent is cut at the length announced.
  * - A single byte range on a `GET` (`Range: bytes=0-99`, `100-`, `-100`)
  *   gives 206 with `Content-Range`, one past the end 416 (RFC 9110 §14):
  *   downloads resume and media seeks. Several ranges, or an `If-Range`
- *   that is not the file's `Last-Modified` (at least a second old), get the
- *   whole file.
+ *   that is neither the file's strong `ETag` nor its `Last-Modified` (at
+ *   least a second old), get the whole file.
  * - Missing files, and things that are not regular files, are 404.
  *
  * @param root The directory to serve, a path or a `file:` URL (such as
@@ -241,14 +260,12 @@ function planResponse(
   info: Deno.FileInfo,
 ): FilePlan | Response {
   const headers = new Headers();
-  const etag = info.mtime === null
-    ? null
-    : `W/"${info.size.toString(36)}-${info.mtime.getTime().toString(36)}"`;
+  const etag = entityTag(info);
   if (etag !== null) headers.set("etag", etag);
   if (info.mtime !== null) {
     headers.set("last-modified", info.mtime.toUTCString());
   }
-  if (!preconditionsHold(request.headers, info.mtime)) {
+  if (!preconditionsHold(request.headers, etag, info.mtime)) {
     return text(412, "Precondition Failed");
   }
   // RFC 9110 §15.4.5: a 304 carries the validators, not the metadata.
@@ -260,7 +277,7 @@ function planResponse(
   headers.set("accept-ranges", "bytes");
   // RFC 9110 §14.2: Range is for GET only.
   const range = request.method === "GET"
-    ? requestedRange(request.headers, info.size, info.mtime)
+    ? requestedRange(request.headers, info.size, etag, info.mtime)
     : null;
   if (range === "unsatisfiable") {
     return text(416, "Range Not Satisfiable", {
@@ -290,19 +307,21 @@ function sameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
 function requestedRange(
   headers: Headers,
   size: number,
+  etag: string | null,
   mtime: Date | null,
 ): [number, number] | "unsatisfiable" | null {
   const value = headers.get("range");
   if (value === null || size === 0) return null;
-  const ifRange = headers.get("if-range");
-  // Our entity tags are weak, which If-Range may not use (RFC 9110
-  // §13.1.5); a date must be the file's Last-Modified exactly, and that
-  // at least a second old (a strong validator: two changes within one
-  // second would share it).
+  const ifRange = headers.get("if-range")?.trim() ?? null;
+  // RFC 9110 §13.1.5: an entity tag must be the file's, strong; a date
+  // must be its Last-Modified exactly, and that at least a second old (a
+  // strong validator: two changes within one second would share it).
   if (
     ifRange !== null &&
-    (mtime === null || Date.now() - mtime.getTime() < 1000 ||
-      parseHttpDate(ifRange) !== Math.floor(mtime.getTime() / 1000) * 1000)
+    (ifRange.startsWith('"') || ifRange.startsWith("W/")
+      ? !isStrong(etag) || ifRange !== etag
+      : mtime === null || Date.now() - mtime.getTime() < 1000 ||
+        parseHttpDate(ifRange) !== Math.floor(mtime.getTime() / 1000) * 1000)
   ) return null;
   const match = /^bytes=(\d*)-(\d*)$/i.exec(value.trim());
   if (match === null || (match[1] === "" && match[2] === "")) return null;
@@ -381,15 +400,38 @@ function decodeSegments(pathname: string): string[] | null {
 }
 
 /**
- * RFC 9110 §13.1.1, §13.1.4: `If-Match` with the strong comparison (our
- * weak tags never match one; `*` matches any file), else
- * `If-Unmodified-Since` (ignored when not an HTTP-date). Evaluated before
- * `If-None-Match` and `Range` (§13.2.2).
+ * A file's entity tag, from its size and modification time: strong once it
+ * is a second old, weak before (two changes within a second could share
+ * it); `null` without a modification time.
  */
-function preconditionsHold(headers: Headers, mtime: Date | null): boolean {
+function entityTag(info: Deno.FileInfo): string | null {
+  if (info.mtime === null) return null;
+  const mtime = info.mtime.getTime();
+  const tag = `"${info.size.toString(36)}-${mtime.toString(36)}"`;
+  return Date.now() - mtime >= 1000 ? tag : `W/${tag}`;
+}
+
+function isStrong(etag: string | null): etag is string {
+  return etag !== null && !etag.startsWith("W/");
+}
+
+/**
+ * RFC 9110 §13.1.1, §13.1.4: `If-Match` with the strong comparison (a weak
+ * tag never matches; `*` matches any file), else `If-Unmodified-Since`
+ * (ignored when not an HTTP-date). Evaluated before `If-None-Match` and
+ * `Range` (§13.2.2).
+ */
+function preconditionsHold(
+  headers: Headers,
+  etag: string | null,
+  mtime: Date | null,
+): boolean {
   const ifMatch = headers.get("if-match");
-  // Our tags are all weak: only "*" can match.
-  if (ifMatch !== null) return ifMatch.split(",").some((t) => t.trim() === "*");
+  if (ifMatch !== null) {
+    return ifMatch.split(",").some((tag) =>
+      tag.trim() === "*" || (isStrong(etag) && tag.trim() === etag)
+    );
+  }
   const ifUnmodifiedSince = headers.get("if-unmodified-since");
   if (ifUnmodifiedSince === null || mtime === null) return true;
   const since = parseHttpDate(ifUnmodifiedSince);

@@ -38,6 +38,13 @@ async function fixture(): Promise<
     "img.webp": "RIFF",
     "font.woff2": "wOF2",
     "module.wasm": new Uint8Array([0, 97, 115, 109]),
+    "clip.webm": "webm",
+    "clip.mp4": "mp4",
+    "tone.wav": "RIFF",
+    "song.mp3": "ID3",
+    "doc.pdf": "%PDF",
+    "feed.xml": "<feed/>",
+    "subs.vtt": "WEBVTT",
     "notes.txt": "notes",
     "a b.txt": "spaced",
     "README": "no extension",
@@ -106,6 +113,14 @@ Deno.test("serveStatic serves files with their Content-Type and Content-Length",
     ["/img.webp", "image/webp"],
     ["/font.woff2", "font/woff2"],
     ["/module.wasm", "application/wasm"],
+    // Media and documents a browser plays or shows rather than downloads.
+    ["/clip.webm", "video/webm"],
+    ["/clip.mp4", "video/mp4"],
+    ["/tone.wav", "audio/wav"],
+    ["/song.mp3", "audio/mpeg"],
+    ["/doc.pdf", "application/pdf"],
+    ["/feed.xml", "application/xml"],
+    ["/subs.vtt", "text/vtt; charset=utf-8"],
     ["/notes.txt", "text/plain; charset=utf-8"],
     ["/a%20b.txt", "text/plain; charset=utf-8"],
     ["/README", "application/octet-stream"],
@@ -395,6 +410,24 @@ Deno.test("serveStatic answers a single byte range with 206 and Content-Range, o
     headers: { "if-range": "Thu, 01 Jan 1970 00:00:00 GMT" },
   });
   assert.equal(stale.response.status, 200);
+  // A second old, the file's entity tag is strong, so If-Range and If-Match
+  // may use it (RFC 9110 §13.1.5, §13.1.1): a browser resuming a download
+  // or seeking in a video sends it back.
+  const etag = full.response.headers.get("etag")!;
+  assert.match(etag, /^"[0-9a-z]+-[0-9a-z]+"$/);
+  for (
+    const [headers, status] of [
+      [{ "if-range": etag }, 206],
+      [{ "if-range": `W/${etag}` }, 200],
+      [{ "if-range": '"other"' }, 200],
+      [{ "if-match": etag }, 206],
+      [{ "if-match": `W/${etag}` }, 412],
+      [{ "if-none-match": `W/${etag}` }, 304], // the weak comparison
+    ] as const
+  ) {
+    const { response } = await ranged("bytes=0-9", { headers });
+    assert.equal(response.status, status, JSON.stringify(headers));
+  }
   // Range is for GET only (RFC 9110 §14.2); the unit is case-insensitive.
   const head = await ranged("bytes=0-9", { method: "HEAD" });
   assert.equal(head.response.status, 200);

@@ -10,6 +10,12 @@ export interface WriteResponseOptions {
   /** Whether the request allows keeping the connection open. */
   keepAlive: boolean;
   /**
+   * How long the connection waits for the next request, in milliseconds:
+   * said in `Keep-Alive: timeout=<seconds>` on a response that keeps it
+   * open, so that a client stops reusing it before it is closed.
+   */
+  keepAliveTimeout?: number;
+  /**
    * Abandons the response: a body still streaming is canceled (a client
    * that left, the server's request timeout, shutdown).
    */
@@ -62,6 +68,8 @@ const HOP_BY_HOP = new Set([
   "proxy-connection",
 ]);
 const DIGITS = /^\d+$/;
+// The codings fetch() decodes.
+const DECODED_CODINGS = new Set(["gzip", "x-gzip", "deflate", "br", "zstd"]);
 // RFC 9110 §5.5: a field value is visible characters, spaces and tabs.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const CRLF = new Uint8Array([13, 10]);
@@ -139,7 +147,14 @@ export async function writeResponse(
       };
     }
   }
-  const declaredText = headers.get("content-length");
+  // A response from fetch() (proxied) has its body decoded already, but
+  // keeps the upstream's Content-Encoding and Content-Length, which would
+  // describe bytes that are not these: both are dropped, as Deno.serve does.
+  const decoded = response.type !== "default" &&
+    DECODED_CODINGS.has(
+      headers.get("content-encoding")?.trim().toLowerCase() ?? "",
+    );
+  const declaredText = decoded ? null : headers.get("content-length");
   // The handler's digits go out as given (without leading zeros): a length
   // past 2^53 would not survive a trip through a number.
   const declaredField = declaredText !== null && DIGITS.test(declaredText)
@@ -218,7 +233,10 @@ export async function writeResponse(
     response.statusText || STATUS_TEXT[status] || ""
   }\r\n`;
   for (const [name, value] of headers) {
-    if (!HOP_BY_HOP.has(name)) head += `${name}: ${value}\r\n`;
+    if (HOP_BY_HOP.has(name) || (decoded && name === "content-encoding")) {
+      continue;
+    }
+    head += `${name}: ${value}\r\n`;
   }
   if (!headers.has("date")) head += `date: ${new Date().toUTCString()}\r\n`;
   if (lengthField !== null) head += `content-length: ${lengthField}\r\n`;
@@ -226,6 +244,11 @@ export async function writeResponse(
   if (framing === "chunked") head += "transfer-encoding: chunked\r\n";
   if (!keepAlive) head += "connection: close\r\n";
   else if (options.http10) head += "connection: keep-alive\r\n";
+  if (keepAlive && options.keepAliveTimeout !== undefined) {
+    head += `keep-alive: timeout=${
+      Math.floor(options.keepAliveTimeout / 1000)
+    }\r\n`;
+  }
   const headBytes = encodeLatin1(`${head}\r\n`);
 
   if (framing === "none" || options.head || reader === null) {

@@ -75,6 +75,12 @@ export interface HttpExchangeOptions {
    */
   maxBodySize: number;
   /**
+   * How long the connection waits for the next request, in milliseconds:
+   * said to the client in `Keep-Alive: timeout=<seconds>` (an HTTP client
+   * that reuses an idle connection as it is closed loses its request).
+   */
+  keepAliveTimeout?: number;
+  /**
    * Receives what the handler threw (the client then gets a 500 with an
    * empty body), a non-`Response` it returned, and failures of its response
    * body. No reporting by default.
@@ -337,6 +343,7 @@ export async function serveHttpRequest(
         (options.keepAlive?.() ?? true),
       signal: aborter.signal,
       onWrite: options.onResponseWrite,
+      keepAliveTimeout: options.keepAliveTimeout,
     };
     const send = (answer: Response) =>
       writeResponse(writer, answer, {

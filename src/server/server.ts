@@ -747,6 +747,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
                 scheme: this.#scheme === "wss" ? "https" : "http",
                 remoteAddr: peer.remoteAddr,
                 maxBodySize: this.#limits.maxBodySize,
+                // The next request head has the handshake's deadline.
+                keepAliveTimeout: this.#limits.handshakeTimeout,
                 signal: abandonment.signal,
                 keepAlive: () => this.#shutdown === null,
                 // A response that streams on (server-sent events) is no

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { serve } from "../../mod.ts";
+import { RawHttp, request } from "./_http_helpers.ts";
 import {
   DEADLINE,
   delay,
@@ -285,4 +286,52 @@ Deno.test("serve({fetch}) answers 500 for a response with a control character in
   assert.equal(response.headers.get("x-a"), null);
   await response.body?.cancel();
   assert.equal(server.stats().httpHandlerErrors, 1);
+});
+
+Deno.test("serve({fetch}) passes on a response from fetch() (a proxy) whose upstream compressed it: the body is already decoded, so its Content-Encoding and Content-Length go, as Deno.serve drops them", async () => {
+  const text = "proxied ".repeat(5_000);
+  const gzipped = await new Response(
+    new Blob([text]).stream().pipeThrough(new CompressionStream("gzip")),
+  ).bytes();
+  await using upstream = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () =>
+      new Response(gzipped, {
+        headers: {
+          "content-encoding": "gzip",
+          "content-length": `${gzipped.length}`,
+          "content-type": "text/plain",
+        },
+      }),
+  );
+  using client = Deno.createHttpClient({});
+  await using server = serve({
+    ...LOCAL,
+    fetch: () => fetch(`http://127.0.0.1:${upstream.addr.port}/`, { client }),
+  }, echo);
+  // A raw request: a client that asks for no coding gets the bytes as they are.
+  using http = await RawHttp.connect(server.addr);
+  await http.write(request("GET / HTTP/1.1", [["Host", "x"]]));
+  const response = await http.readResponse();
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-encoding"), null);
+  assert.equal(response.text, text);
+});
+
+Deno.test("serve({fetch}) tells a client how long an idle keep-alive connection waits for its next request (Keep-Alive: timeout, the handshake timeout), so that it does not reuse one as it closes", async () => {
+  await using server = serve({
+    ...LOCAL,
+    handshakeTimeout: 7_500,
+    fetch: () => new Response("ok"),
+  }, echo);
+  using http = await RawHttp.connect(server.addr);
+  await http.write(request("GET / HTTP/1.1", [["Host", "x"]]));
+  const kept = await http.readResponse();
+  assert.equal(kept.headers.get("keep-alive"), "timeout=7");
+  await http.write(
+    request("GET / HTTP/1.1", [["Host", "x"], ["Connection", "close"]]),
+  );
+  const closing = await http.readResponse();
+  assert.equal(closing.headers.get("connection"), "close");
+  assert.equal(closing.headers.get("keep-alive"), null);
 });

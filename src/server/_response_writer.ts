@@ -84,8 +84,9 @@ type Read = ReadableStreamReadResult<Uint8Array>;
  *
  * - Framing: no body (or `HEAD`, 204, 304) writes no body bytes; the
  *   handler's `Content-Length` is kept and the body written as is; a body
- *   that is available at once and ends within 64 KiB (an in-memory
- *   `Response`) gets a `Content-Length`; any other body is streamed with the
+ *   that is available at once and ends within 64 KiB, or in one read past
+ *   them (an in-memory `Response` of any size), gets a `Content-Length`;
+ *   any other body is streamed with the
  *   chunked coding, or, to an HTTP/1.0 client, delimited by closing the
  *   connection.
  * - Small responses go out in one write, head and body together.
@@ -182,7 +183,14 @@ export async function writeResponse(
     let size = 0;
     try {
       reader = body.getReader();
-      while (size < GATHER_LIMIT) {
+      // Past the limit, one read more: an in-memory Response of any size
+      // is one chunk, and whether it ended decides its framing.
+      let lookedPast = false;
+      for (;;) {
+        if (size >= GATHER_LIMIT) {
+          if (lookedPast) break;
+          lookedPast = true;
+        }
         const read = reader.read();
         const result = await soon(read);
         if (result === NOT_YET) {

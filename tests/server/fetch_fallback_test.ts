@@ -335,3 +335,19 @@ Deno.test("serve({fetch}) tells a client how long an idle keep-alive connection 
   assert.equal(closing.headers.get("connection"), "close");
   assert.equal(closing.headers.get("keep-alive"), null);
 });
+
+Deno.test("serve({fetch}) gives an in-memory response of any size a Content-Length (not the chunked coding), so that HTTP/1.0 keep-alive clients keep their connection", async () => {
+  const big = new Uint8Array(200_000).fill(7);
+  await using server = serve({
+    ...LOCAL,
+    fetch: () => new Response(big),
+  }, echo);
+  using http = await RawHttp.connect(server.addr);
+  await http.write(
+    request("GET / HTTP/1.0", [["Host", "x"], ["Connection", "keep-alive"]]),
+  );
+  const response = await http.readResponse();
+  assert.equal(response.headers.get("content-length"), `${big.length}`);
+  assert.equal(response.headers.get("connection"), "keep-alive");
+  assert.deepEqual(response.body, big);
+});

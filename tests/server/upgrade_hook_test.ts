@@ -712,10 +712,12 @@ for (
     `serve({onUpgrade}) past handshakeTimeout: a hook that ${what} is abandoned, info.signal aborts`,
     async () => {
       const aborted = Promise.withResolvers<void>();
+      const events: ServerLogEvent[] = [];
       let handled = 0;
       await using server = serve({
         ...LOCAL,
         handshakeTimeout: 100,
+        logger: (event) => events.push(event),
         onUpgrade: slowHook(settle!, aborted),
       }, async (socket) => {
         handled++;
@@ -729,6 +731,12 @@ for (
       assert.equal((await peer.readToEof()).length, 0, "no response");
       await assertStillServing(server.addr);
       assert.equal(handled, 1, "the handler ran for the second client only");
+      // Counted and logged under its own phase.
+      assert.deepEqual(server.stats().timeouts, { "upgrade-hook": 1 });
+      assert.deepEqual(
+        events.flatMap((e) => e.type === "timeout" ? [e.phase] : []),
+        ["upgrade-hook"],
+      );
     },
   );
 }

@@ -873,14 +873,16 @@ export class Socket<Data = unknown>
   publish(
     topic: string,
     message: string | Uint8Array | ArrayBuffer | PreparedMessage,
-    options: { exceptSelf?: boolean } = {},
+    options?: { exceptSelf?: boolean },
   ): number {
-    checkOptionNames("publish", SOCKET_PUBLISH_OPTIONS, options, {
-      except:
-        "a socket leaves itself out with { exceptSelf: true } (server.publish() takes { except: socket })",
-    });
+    if (options !== undefined) {
+      checkOptionNames("publish", SOCKET_PUBLISH_OPTIONS, options, {
+        except:
+          "a socket leaves itself out with { exceptSelf: true } (server.publish() takes { except: socket })",
+      });
+    }
     return this.#topics("publish").publish(topic, message, {
-      except: options.exceptSelf ? this : undefined,
+      except: options?.exceptSelf ? this : undefined,
     });
   }
 

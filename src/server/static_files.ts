@@ -321,7 +321,7 @@ function requestedRange(
     (ifRange.startsWith('"') || ifRange.startsWith("W/")
       ? !isStrong(etag) || ifRange !== etag
       : mtime === null || Date.now() - mtime.getTime() < 1000 ||
-        parseHttpDate(ifRange) !== Math.floor(mtime.getTime() / 1000) * 1000)
+        parseHttpDate(ifRange) !== wholeSeconds(mtime))
   ) return null;
   const match = /^bytes=(\d*)-(\d*)$/i.exec(value.trim());
   if (match === null || (match[1] === "" && match[2] === "")) return null;
@@ -427,15 +427,11 @@ function preconditionsHold(
   mtime: Date | null,
 ): boolean {
   const ifMatch = headers.get("if-match");
-  if (ifMatch !== null) {
-    return ifMatch.split(",").some((tag) =>
-      tag.trim() === "*" || (isStrong(etag) && tag.trim() === etag)
-    );
-  }
+  if (ifMatch !== null) return listMatches(ifMatch, etag, "strong");
   const ifUnmodifiedSince = headers.get("if-unmodified-since");
   if (ifUnmodifiedSince === null || mtime === null) return true;
   const since = parseHttpDate(ifUnmodifiedSince);
-  return since === null || Math.floor(mtime.getTime() / 1000) * 1000 <= since;
+  return since === null || wholeSeconds(mtime) <= since;
 }
 
 /** RFC 9110 §13.1.2-13.1.3, with the weak comparison `If-None-Match` uses. */
@@ -446,18 +442,39 @@ function isNotModified(
 ): boolean {
   const ifNoneMatch = headers.get("if-none-match");
   if (ifNoneMatch !== null) {
-    if (etag === null) return false;
-    const opaque = (tag: string) => tag.trim().replace(/^W\//, "");
-    return ifNoneMatch.split(",").some((tag) =>
-      tag.trim() === "*" || opaque(tag) === opaque(etag)
-    );
+    return etag !== null && listMatches(ifNoneMatch, etag, "weak");
   }
   const ifModifiedSince = headers.get("if-modified-since");
   if (ifModifiedSince === null || mtime === null) return false;
   // Not an HTTP-date (a list of them included): ignored (RFC 9110 §13.1.3).
   const since = parseHttpDate(ifModifiedSince);
-  // HTTP dates have whole seconds.
-  return since !== null && Math.floor(mtime.getTime() / 1000) * 1000 <= since;
+  return since !== null && wholeSeconds(mtime) <= since;
+}
+
+/**
+ * Whether an `If-Match` or `If-None-Match` list holds `*` or `etag`, by the
+ * strong comparison (both strong and equal) or the weak one (equal once
+ * `W/` is dropped) (RFC 9110 §8.8.3.2).
+ */
+function listMatches(
+  list: string,
+  etag: string | null,
+  comparison: "strong" | "weak",
+): boolean {
+  const opaque = (tag: string) => tag.replace(/^W\//, "");
+  return list.split(",").some((item) => {
+    const tag = item.trim();
+    if (tag === "*") return true;
+    if (etag === null) return false;
+    return comparison === "strong"
+      ? isStrong(etag) && tag === etag
+      : opaque(tag) === opaque(etag);
+  });
+}
+
+/** A time as an HTTP date holds it: in whole seconds (milliseconds since the epoch). */
+function wholeSeconds(time: Date): number {
+  return Math.floor(time.getTime() / 1000) * 1000;
 }
 
 function contentType(path: string): string {

@@ -339,6 +339,14 @@ export async function readPemFiles(
         }-----" block`,
       );
     }
+    if (
+      flag === "key" && /-----BEGIN ENCRYPTED|Proc-Type: 4,ENCRYPTED/.test(text)
+    ) {
+      throw new UsageError(
+        command,
+        `--key ${path} is encrypted, and Deno reads only unencrypted keys: decrypt it first (openssl pkey -in ${path} -out plain-key.pem)`,
+      );
+    }
     pems.push(text);
   }
   return pems;

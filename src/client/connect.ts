@@ -56,6 +56,9 @@ export interface ConnectOptions {
    * Milliseconds for the TCP (and TLS) connection and the opening handshake
    * together; then `connect()` rejects with `Deno.errors.TimedOut` (or,
    * when a rejection's body was still arriving, with that rejection).
+   * A `wss:` connection given up during its TLS handshake keeps its TCP
+   * connection until the server closes it (Deno 2.9.6 does not close a TLS
+   * connection whose handshake is pending; see SECURITY.md, Known gaps).
    * @default {10000}
    */
   handshakeTimeout?: number;

@@ -845,6 +845,14 @@ export function checkServeOptions(options: ServeOptions<never>): void {
       );
     }
   }
+  if (
+    options.key?.includes("-----BEGIN ENCRYPTED PRIVATE KEY-----") ||
+    options.key?.includes("Proc-Type: 4,ENCRYPTED")
+  ) {
+    throw new TypeError(
+      'Cannot serve: "key" is encrypted, and Deno reads only unencrypted keys: decrypt it first (openssl pkey -in key.pem -out plain-key.pem)',
+    );
+  }
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     fail("signal", "an AbortSignal", signal);
   }

@@ -840,7 +840,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
       return { head, rest: parser.rest, deadline, buffer };
     } catch (error) {
       if (error instanceof HandshakeError) await this.#reject(peer, error);
-      else if (peer.deadline !== null && this.#shutdown === null) {
+      else if (
+        peer.deadline !== null && this.#shutdown === null &&
+        !isTlsPeerGone(error)
+      ) {
         // A reset or a failed TLS handshake, not our own timeout or shutdown.
         this.#stats.connectionErrors++;
         this.#logger({
@@ -1374,6 +1377,17 @@ function checkUpgradeDecision(decision: unknown): void {
       );
     }
   }
+}
+
+/**
+ * A TLS peer that closed its TCP connection after the TLS handshake without
+ * a `close_notify` alert, as browsers and Node's `https` agent do with idle
+ * keep-alive connections: the end of its input, as a FIN is over plain TCP,
+ * not a failure.
+ */
+function isTlsPeerGone(error: unknown): boolean {
+  return error instanceof Deno.errors.UnexpectedEof &&
+    error.message.includes("close_notify");
 }
 
 /** `Deno.listen`, with an error that says where. */

@@ -91,7 +91,8 @@ export interface ServerStats {
   timeouts: Record<string, number>;
   /**
    * Connections that failed before their request head: resets (also while
-   * waiting to be accepted), TLS failures.
+   * waiting to be accepted), TLS failures. A TLS client that leaves without
+   * a `close_notify` alert, as browsers do, has not failed.
    */
   connectionErrors: number;
   /** Ping round-trip times in milliseconds. */

@@ -41,6 +41,11 @@ const CERT = new URL("../fixtures/cert.pem", import.meta.url).pathname;
 const KEY = new URL("../fixtures/key.pem", import.meta.url).pathname;
 
 Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
+  await using encrypted = await tempFile(
+    `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${
+      new Uint8Array(48).toBase64()
+    }\n-----END ENCRYPTED PRIVATE KEY-----\n`,
+  );
   const cases: [string[], RegExp][] = [
     [[], /^duplex .*\n\nUsage:/],
     [
@@ -144,6 +149,10 @@ Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
       ["serve", "--cert", CERT, "--key", CERT],
       /--key .*cert\.pem is not PEM: expected a "-----BEGIN PRIVATE KEY-----"/,
     ],
+    [
+      ["serve", "--cert", CERT, "--key", encrypted.path],
+      /--key .* is encrypted, and Deno reads only unencrypted keys: decrypt it first \(openssl pkey -in .* -out plain-key\.pem\)/,
+    ],
   ];
   await Promise.all(cases.map(async ([args, pattern]) => {
     const { code, stdout, stderr } = await runCli(args);
@@ -152,6 +161,13 @@ Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
     assert.equal(stdout, "", args.join(" "));
   }));
 });
+
+/** A temporary file holding `text`, removed when disposed. */
+async function tempFile(text: string) {
+  const path = await Deno.makeTempFile({ suffix: ".pem" });
+  await Deno.writeTextFile(path, text);
+  return { path, [Symbol.asyncDispose]: () => Deno.remove(path) };
+}
 
 Deno.test("duplex exits with 1 when the server cannot be reached", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });

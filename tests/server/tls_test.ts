@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import tls from "node:tls";
 import { serve } from "../../mod.ts";
 import {
   assertBytes,
@@ -14,6 +15,7 @@ import {
   RawPeer,
   SAMPLE_ACCEPT,
   upgradeHeaders,
+  waitUntil,
   withTimeout,
   wsUrl,
 } from "./_helpers.ts";
@@ -136,6 +138,47 @@ Deno.test(
   },
 );
 
+Deno.test("serve({cert, key}) does not count an HTTPS keep-alive client that leaves without TLS close_notify as a connection error, as browsers and Node's agent leave", async () => {
+  const errors: unknown[] = [];
+  await using server = serve({
+    ...TLS,
+    logger: (event) => {
+      if (event.type === "connection-error") errors.push(event.error);
+    },
+    fetch: () => new Response("ok"),
+  }, echo);
+  // node:tls's destroy() closes the TCP connection without close_notify.
+  const socket = tls.connect({
+    host: "127.0.0.1",
+    port: server.addr.port,
+    ca: cert,
+    servername: "localhost",
+  });
+  let received = "";
+  socket.setEncoding("utf8");
+  socket.on("data", (chunk: string) => received += chunk);
+  await withTimeout(
+    new Promise((resolve) => socket.once("secureConnect", resolve)),
+    DEADLINE,
+    "the TLS handshake",
+  );
+  for (let i = 1; i <= 2; i++) {
+    socket.write("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    await waitUntil(
+      () => received.split("HTTP/1.1 200 OK").length - 1 === i,
+      `response ${i}`,
+    );
+  }
+  socket.destroy();
+  await waitUntil(
+    () => server.stats().transportConnections === 0,
+    "the connection to end",
+  );
+  assert.deepEqual(server.stats().httpRequests, { 200: 2 });
+  assert.deepEqual(errors, []);
+  assert.equal(server.stats().connectionErrors, 0);
+});
+
 Deno.test("serve() throws TypeError when only cert or key is given", () => {
   assert.throws(() => serve({ ...LOCAL, cert }, echo), {
     name: "TypeError",
@@ -160,6 +203,21 @@ Deno.test("serve() with a key that is not the certificate's says so, naming the 
     name: "TypeError",
     message: /^Cannot serve: "key" is not the private key of "cert"/,
   });
+});
+
+Deno.test("serve() with an encrypted key says so, naming the option and the fix", () => {
+  const base64 = new Uint8Array(64).toBase64();
+  const keys = [
+    `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${base64}\n-----END ENCRYPTED PRIVATE KEY-----\n`,
+    `-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\n${base64}\n-----END RSA PRIVATE KEY-----\n`,
+  ];
+  for (const key of keys) {
+    assert.throws(() => serve({ ...LOCAL, cert, key }, echo), {
+      name: "TypeError",
+      message:
+        'Cannot serve: "key" is encrypted, and Deno reads only unencrypted keys: decrypt it first (openssl pkey -in key.pem -out plain-key.pem)',
+    });
+  }
 });
 
 Deno.test("serve({cert, key, reusePort}) shares its port with another TLS server (needs --unstable-net)", async () => {

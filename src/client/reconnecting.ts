@@ -76,9 +76,12 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
    */
   headers?: HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
   /**
-   * Milliseconds before the first reconnection attempt; doubled after each
-   * consecutive failure (with 0, reconnecting after a connection that lasted
-   * is at once, while failures and short connections back off from 50 ms).
+   * The base of the backoff, in milliseconds: reconnecting after a
+   * connection that lasted waits `initialDelay` times the jitter (0.5-1×),
+   * and each consecutive failure doubles it, so the retry after a first
+   * failed attempt waits 1-2× `initialDelay` (with 0, reconnecting after a
+   * connection that lasted is at once, while failures and short connections
+   * back off from 50 ms).
    * @default {500}
    */
   initialDelay?: number;

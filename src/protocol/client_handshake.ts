@@ -1,6 +1,6 @@
 import { computeAcceptKey } from "./handshake_response.ts";
 import { shown } from "./_describe.ts";
-import { decodeLatin1, encodeLatin1, findHeadEnd } from "./_bytes.ts";
+import { concat, decodeLatin1, encodeLatin1, findHeadEnd } from "./_bytes.ts";
 import {
   DEFAULT_MAX_HEAD_SIZE,
   DEFAULT_MAX_HEADERS,
@@ -87,7 +87,10 @@ export class ClientHandshakeError extends Error {
   readonly code: ClientHandshakeErrorCode;
   /** The response's HTTP status code; 0 when no status line was parsed. */
   readonly status: number;
-  /** The start of the response body (at most 512 bytes, as text), for a non-101 status. */
+  /**
+   * The start of the response body (at most 512 bytes, as text; a chunked
+   * one decoded), for a non-101 status.
+   */
   readonly body: string;
   /**
    * The response's header fields (`Location` of a redirect, `Retry-After`
@@ -245,6 +248,8 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const RESERVED_HEADERS =
   /^(?:upgrade|connection|sec-websocket-.*|content-length|transfer-encoding)$/;
 const BODY_PREVIEW = 512;
+// The bytes of a chunked rejection read for its preview, framing included.
+const CHUNKED_PREVIEW = 4 * BODY_PREVIEW;
 
 /** Whether `bytes[from, to)` holds two line feeds in a row. */
 function hasBareLineFeeds(bytes: Uint8Array, from: number, to: number) {
@@ -321,6 +326,8 @@ export class ClientHandshake {
   #statusText = "";
   #headers: Headers | undefined;
   #bodyLimit = BODY_PREVIEW;
+  // Whether a rejection's body is chunked: its bytes are then decoded.
+  #chunked = false;
 
   /**
    * Prepares a handshake: checks the URL and options, makes the key and
@@ -411,7 +418,12 @@ export class ClientHandshake {
     }
     if (this.#state === "body") {
       this.#append(chunk, this.#bodyLimit - this.#length);
-      if (this.#length >= this.#bodyLimit) throw this.#rejection();
+      if (
+        this.#length >= this.#bodyLimit ||
+        (this.#chunked && this.#dechunked().done)
+      ) {
+        throw this.#rejection();
+      }
       return undefined;
     }
     const searchFrom = Math.max(0, this.#length - 3);
@@ -464,8 +476,17 @@ export class ClientHandshake {
       this.#statusText = statusText;
       this.#buffer = new Uint8Array(0);
       this.#length = 0;
+      // How the body ends (RFC 9112 §6.3): never for 204 and 304; at the
+      // last chunk of a chunked one; else after Content-Length bytes, or at
+      // the end of the connection.
       const declared = Number(headers.get("content-length") ?? NaN);
-      if (Number.isSafeInteger(declared) && declared >= 0) {
+      if (status === 204 || status === 304) this.#bodyLimit = 0;
+      else if (
+        /(?:^|,)\s*chunked\s*$/i.test(headers.get("transfer-encoding") ?? "")
+      ) {
+        this.#chunked = true;
+        this.#bodyLimit = CHUNKED_PREVIEW;
+      } else if (Number.isSafeInteger(declared) && declared >= 0) {
         this.#bodyLimit = Math.min(declared, BODY_PREVIEW);
       }
       return this.receive(afterHead);
@@ -692,11 +713,17 @@ export class ClientHandshake {
     return { headers, protocol: protocol ?? "", perMessageDeflate };
   }
 
+  /** The content of a chunked body so far, and whether it is complete. */
+  #dechunked(): { content: Uint8Array; done: boolean } {
+    return dechunk(this.#buffer.subarray(0, this.#length));
+  }
+
   #rejection(): ClientHandshakeError {
     this.#state = "done";
-    const body = new TextDecoder().decode(
-      this.#buffer.subarray(0, Math.min(this.#length, this.#bodyLimit)),
-    );
+    const bytes = this.#chunked
+      ? this.#dechunked().content
+      : this.#buffer.subarray(0, Math.min(this.#length, this.#bodyLimit));
+    const body = new TextDecoder().decode(bytes.subarray(0, BODY_PREVIEW));
     const summary = body.trim().replace(/\s+/g, " ").slice(0, 200);
     return this.#fail(
       "UNEXPECTED_STATUS",
@@ -719,6 +746,29 @@ export class ClientHandshake {
       { ...details, status: this.#status, headers: this.#headers },
     );
   }
+}
+
+/**
+ * Decodes the start of a chunked body (RFC 9112 §7.1) as far as it is
+ * complete and well-formed, for a rejection's preview: chunk extensions are
+ * skipped, framing errors end the content; `done` once the last chunk came.
+ */
+function dechunk(bytes: Uint8Array): { content: Uint8Array; done: boolean } {
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  while (true) {
+    const lineEnd = bytes.indexOf(0x0a, at);
+    if (lineEnd === -1) break;
+    const line = decodeLatin1(bytes.subarray(at, lineEnd));
+    if (!/^[0-9a-f]+(?:[;\s]|$)/i.test(line)) break;
+    const size = parseInt(line, 16);
+    if (size === 0) return { content: concat(parts), done: true };
+    const start = lineEnd + 1;
+    parts.push(bytes.subarray(start, Math.min(start + size, bytes.length)));
+    at = start + size + 2; // the data's CRLF
+    if (at > bytes.length) break;
+  }
+  return { content: concat(parts), done: false };
 }
 
 function parseUrl(input: string | URL): URL {

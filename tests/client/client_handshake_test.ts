@@ -465,6 +465,71 @@ Deno.test("ClientHandshake waits for a rejection's body, then reports at EOF", (
   });
 });
 
+Deno.test("ClientHandshake ends a rejection's body as HTTP frames it (RFC 9112 §6.3): none for 204 and 304, the last chunk of a chunked one (decoded), however it is cut", () => {
+  const cases = [
+    ["HTTP/1.1 204 No Content\r\nX-Why: closed\r\n\r\n", 204, ""],
+    ["HTTP/1.1 304 Not Modified\r\nContent-Length: 90\r\n\r\n", 304, ""],
+    [
+      "HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      "6\r\ntoken \r\n7;ext=1\r\nexpired\r\n0\r\n\r\n",
+      401,
+      "token expired",
+    ],
+    [
+      "HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" +
+      "4\r\nbusy\r\n0\r\n",
+      503,
+      "busy",
+    ],
+  ] as const;
+  for (const [text, status, body] of cases) {
+    const bytes = encoder.encode(text);
+    // However the bytes are cut, the rejection comes with them, without
+    // waiting for the connection to end.
+    for (const step of [bytes.length, 1, 3]) {
+      const handshake = sample();
+      let error: unknown;
+      try {
+        for (let at = 0; at < bytes.length; at += step) {
+          handshake.receive(bytes.subarray(at, at + step));
+        }
+      } catch (thrown) {
+        error = thrown;
+      }
+      assertHandshakeError(error, "UNEXPECTED_STATUS", status, /answered/);
+      assert.equal((error as ClientHandshakeError).body, body);
+    }
+  }
+});
+
+Deno.test("ClientHandshake previews a long chunked rejection's content, without its framing, and a broken one as far as it is well-formed", () => {
+  const long = sample();
+  const chunk = `${"x".repeat(100)}`;
+  const chunks = `64\r\n${chunk}\r\n`.repeat(30);
+  assert.throws(
+    () =>
+      long.receive(
+        encoder.encode(
+          `HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}`,
+        ),
+      ),
+    (error) => {
+      assert.equal((error as ClientHandshakeError).body, "x".repeat(512));
+      return true;
+    },
+  );
+  const broken = sample();
+  broken.receive(
+    encoder.encode(
+      "HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\nmore",
+    ),
+  );
+  assert.throws(() => broken.receiveEof(), (error) => {
+    assert.equal((error as ClientHandshakeError).body, "ok");
+    return true;
+  });
+});
+
 Deno.test("ClientHandshake keeps at most 512 bytes of a rejection's body", () => {
   const handshake = sample();
   assert.throws(

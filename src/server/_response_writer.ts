@@ -26,6 +26,11 @@ export interface WriteResponseOptions {
    */
   onHead?: () => void;
   /**
+   * Called once the connection took the head (with what of the body went
+   * in the same write): not for a client that is gone.
+   */
+  onHeadTaken?: () => void;
+  /**
    * Called with `true` as each write of the head or of a body chunk starts,
    * and `false` once the client's connection took it: a write that stays
    * pending is a client that stopped reading.
@@ -270,6 +275,7 @@ export async function writeResponse(
     const taken = await written;
     options.onWrite?.(false);
     if (!taken) return { delivered: false, keepAlive: false };
+    options.onHeadTaken?.();
     return { delivered: true, keepAlive };
   }
   return await writeBody(writer, reader, {
@@ -282,6 +288,7 @@ export async function writeResponse(
     keepAlive,
     signal: options.signal,
     onHead: options.onHead,
+    onHeadTaken: options.onHeadTaken,
     onWrite: options.onWrite,
   });
 }
@@ -298,6 +305,7 @@ interface BodyPlan {
   keepAlive: boolean;
   signal: AbortSignal | undefined;
   onHead: (() => void) | undefined;
+  onHeadTaken: (() => void) | undefined;
   onWrite: ((pending: boolean) => void) | undefined;
 }
 
@@ -352,6 +360,7 @@ async function writeBody(
   const headTaken = await headWritten;
   if (!watched) plan.onWrite?.(false);
   if (!headTaken) return gone();
+  plan.onHeadTaken?.();
 
   // Abandoned: a body waiting for its next chunk is canceled, which ends
   // the read below.

@@ -106,7 +106,7 @@ export interface HttpExchangeOptions {
   onResponseStarted?: () => void;
   /**
    * Called once per request with the status of the response written for it,
-   * as its head goes out: the handler's status, the 500 that stands in for a
+   * once the connection took its head: the handler's status, the 500 that stands in for a
    * handler that failed, or a status of this function's own (400, 413, 417,
    * 501, 505). Not called for `100 Continue`, nor for a request left without
    * an answer (the client gone first, the exchange abandoned).
@@ -349,9 +349,9 @@ export async function serveHttpRequest(
       writeResponse(writer, answer, {
         ...writeOptions,
         onHead: () => {
-          announce(options, answer.status);
           if (body === null || body.complete) options.onResponseStarted?.();
         },
+        onHeadTaken: () => announce(options, answer.status),
       });
     let result = await send(response);
     if (result.unsent) {
@@ -378,8 +378,7 @@ async function answerError(
   options: HttpExchangeOptions,
 ): Promise<void> {
   const bytes = encodeErrorResponse(error.status, error.message);
-  announce(options, error.status);
-  await write(writer, bytes);
+  if (await write(writer, bytes)) announce(options, error.status);
 }
 
 /** Tells `onResponse` the status going out. */

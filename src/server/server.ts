@@ -692,8 +692,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
       let rest = EMPTY;
       let nagleOff = false;
       const fetch = this.#options.fetch;
-      while (true) {
-        const result = await this.#readHead(peer, rest);
+      for (let first = true;; first = false) {
+        const result = await this.#readHead(peer, rest, first);
         if (result === null) return;
         if (fetch === undefined || isWebSocketRequest(result.head)) {
           const socket = await this.#upgrade(peer, result);
@@ -811,8 +811,15 @@ export class Server<Data = unknown> implements AsyncDisposable {
     }
   }
 
-  /** Reads a request head within the handshake timeout; `null` if none came. */
-  async #readHead(peer: Peer<Data>, rest: Uint8Array): Promise<HeadResult> {
+  /**
+   * Reads a request head within the handshake timeout; `null` if none came.
+   * A connection that fails before its `first` head is a connection error.
+   */
+  async #readHead(
+    peer: Peer<Data>,
+    rest: Uint8Array,
+    first: boolean,
+  ): Promise<HeadResult> {
     const reader = peer.reader;
     const deadline = performance.now() + this.#limits.handshakeTimeout;
     this.#startDeadline(peer, "handshake", this.#limits.handshakeTimeout);
@@ -841,10 +848,11 @@ export class Server<Data = unknown> implements AsyncDisposable {
     } catch (error) {
       if (error instanceof HandshakeError) await this.#reject(peer, error);
       else if (
-        peer.deadline !== null && this.#shutdown === null &&
+        first && peer.deadline !== null && this.#shutdown === null &&
         !isTlsPeerGone(error)
       ) {
-        // A reset or a failed TLS handshake, not our own timeout or shutdown.
+        // A reset or a failed TLS handshake, not our own timeout or shutdown
+        // (a client that reset an idle keep-alive connection has not failed).
         this.#stats.connectionErrors++;
         this.#logger({
           type: "connection-error",

@@ -10,6 +10,7 @@ import {
   waitUntil,
 } from "./_helpers.ts";
 import { parseExposition, valueOf } from "./_prometheus.ts";
+import net from "node:net";
 
 Deno.test("stats().httpRequests counts plain HTTP requests by response status, the 500s of failed handlers and the server's own refusals included; handshake rejections stay apart", async () => {
   const root = await Deno.makeTempDir({ prefix: "duplex_http_stats_" });
@@ -167,4 +168,91 @@ Deno.test("stats().httpRequests does not count the late response of an exchange 
   await delay(100); // the late response meets a closed exchange
   assert.deepEqual(server.stats().httpRequests, {});
   assert.equal(server.stats().timeouts.request, 1);
+});
+
+/** Connects with node:net, writes `request`, and resets the connection when `resetWhen` resolves; resolves with what the client received. */
+function resettingClient(
+  port: number,
+  request: string,
+  resetWhen: (received: () => string) => Promise<unknown>,
+): Promise<string> {
+  return new Promise((resolve) => {
+    let received = "";
+    const socket = net.connect(port, "127.0.0.1", async () => {
+      socket.write(request);
+      await resetWhen(() => received);
+      socket.resetAndDestroy();
+      resolve(received);
+    });
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => received += chunk);
+    socket.on("error", () => {});
+  });
+}
+
+Deno.test("stats().httpRequests does not count answers the client never got: a body cut by a reset (its 400), a slow handler's answer after the client reset", async () => {
+  const answer = Promise.withResolvers<void>();
+  const answered: number[] = [];
+  await using server = serve({
+    ...LOCAL,
+    logger: () => {},
+    fetch: async (request) => {
+      if (request.method === "POST") {
+        await request.arrayBuffer().catch(() => {});
+        return new Response("read");
+      }
+      await answer.promise;
+      answered.push(Date.now());
+      return new Response("late");
+    },
+  }, echo);
+  const port = server.addr.port;
+  const got = await Promise.all([
+    resettingClient(
+      port,
+      "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 10000\r\n\r\n" +
+        "x".repeat(100),
+      () => delay(100),
+    ),
+    resettingClient(
+      port,
+      "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n",
+      () => delay(100),
+    ),
+  ]);
+  assert.deepEqual(got, ["", ""]);
+  await waitUntil(
+    () => server.stats().transportConnections <= 1,
+    "the upload's connection to end",
+  );
+  answer.resolve();
+  await waitUntil(() => answered.length === 1, "the slow handler");
+  await waitUntil(
+    () => server.stats().transportConnections === 0,
+    "the connections to end",
+  );
+  await delay(50);
+  assert.deepEqual(server.stats().httpRequests, {});
+});
+
+Deno.test("a keep-alive connection reset while idle, after its answer, is no connection error (it failed after its request head, not before)", async () => {
+  const events: string[] = [];
+  await using server = serve({
+    ...LOCAL,
+    logger: (event) => events.push(event.type),
+    fetch: () => new Response("hi"),
+  }, echo);
+  const got = await resettingClient(
+    server.addr.port,
+    "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    (received) => waitUntil(() => received().endsWith("hi"), "the answer"),
+  );
+  assert.match(got, /^HTTP\/1\.1 200 OK\r\n/);
+  await waitUntil(
+    () => server.stats().transportConnections === 0,
+    "the connection to end",
+  );
+  assert.deepEqual(server.stats().httpRequests, { 200: 1 });
+  assert.equal(server.stats().connectionErrors, 0);
+  assert.deepEqual(events.filter((type) => type === "connection-error"), []);
 });

@@ -74,6 +74,14 @@ export interface RedisPubSubClient {
   destroy(): void;
   /** Listens for connection errors. */
   on(event: "error", listener: (error: unknown) => void): unknown;
+  /** Listens for each (re)connection, once the client is ready. */
+  on(event: "ready", listener: () => void): unknown;
+  /**
+   * Lets the process exit while the client's connection is open: for a
+   * connection that completes after `close()` (a connection attempt cannot
+   * be canceled).
+   */
+  unref?(): void;
 }
 
 /**
@@ -115,7 +123,10 @@ export interface RedisAdapterOptions {
   subscriber?: RedisPubSubClient;
   /**
    * Prepended to each topic to name its Redis channel; servers share
-   * topics only when they use the same prefix.
+   * topics only when they use the same prefix. A prefix that begins with
+   * another one shares channels with it (`"app:"` with topic `"eu:news"`
+   * and `"app:eu:"` with topic `"news"`): give separate deployments
+   * prefixes where neither begins the other (`"app-eu:"`, `"app-us:"`).
    * @default {"duplex:"}
    */
   prefix?: string;
@@ -151,7 +162,10 @@ export interface RedisAdapterOptions {
  * - Nothing connects until the server starts the adapter (or the first
  *   `publish()` when it is used alone, to publish from a process without a
  *   server); `close()` (called by `server.shutdown()`) closes both clients,
- *   giving pending commands a second before dropping the connections.
+ *   giving pending commands a second before dropping the connections. A
+ *   connection attempt under way is given up (what waits for it settles),
+ *   but node-redis cannot cancel a TCP connection still being made: if it
+ *   completes, it stays open, unref'd, until Redis or the process ends it.
  *
  * @example Create one
  * ```ts
@@ -191,6 +205,11 @@ export class RedisAdapter implements PubSubAdapter {
   #publisherReady: Promise<void> | null = null;
   #subscriberReady: Promise<void> | null = null;
   #closed = false;
+  // Resolved by close(): what waits for Redis stops waiting.
+  readonly #closing = Promise.withResolvers<void>();
+  // Topics wanted while the subscriber was disconnected: subscribed once it
+  // is ready again (a Redis outage leaves nothing queued per topic).
+  readonly #deferred = new Set<string>();
   // The last subscribe or unsubscribe asked for, per topic, until it ends.
   readonly #topicSteps = new Map<string, Promise<void>>();
 
@@ -221,13 +240,24 @@ export class RedisAdapter implements PubSubAdapter {
     this.#publisher = publisher ??
       createClient({ url });
     this.#subscriber = subscriber ?? this.#publisher.duplicate();
-    const report = (error: unknown) => this.#onError?.(error);
+    // What a client reports after close() (its last attempt failing) is
+    // no one's concern.
+    const report = (error: unknown) => {
+      if (!this.#closed) this.#onError?.(error);
+    };
     this.#publisher.on("error", (error: unknown) => {
       this.#publisherFailures++;
       for (const stopWaiting of this.#connectWaiters) stopWaiting();
       report(error);
     });
     this.#subscriber.on("error", report);
+    this.#subscriber.on("ready", () => {
+      const topics = [...this.#deferred];
+      this.#deferred.clear();
+      for (const topic of topics) {
+        this.#subscribe(topic, RETRY_FIRST).catch(report);
+      }
+    });
   }
 
   /**
@@ -253,10 +283,10 @@ export class RedisAdapter implements PubSubAdapter {
   ): Promise<void> {
     this.#deliver = deliver;
     this.#onError ??= onError;
-    await Promise.all([
+    await this.#unlessClosed(Promise.all([
       this.#ready("publisher"),
       this.#ready("subscriber"),
-    ]);
+    ]));
   }
 
   /**
@@ -324,7 +354,20 @@ export class RedisAdapter implements PubSubAdapter {
         if (!this.#publisher.isReady || this.#publisherFailures !== failures) {
           return;
         }
-        await this.#publisher.publish(this.channel(topic), bytes);
+        try {
+          await this.#unlessClosed(
+            this.#publisher.publish(this.channel(topic), bytes),
+          );
+        } catch (error) {
+          // The connection dropped with the message in flight: dropped, as
+          // during an outage (the client reported the failure).
+          if (
+            !this.#publisher.isReady || this.#publisherFailures !== failures
+          ) {
+            return;
+          }
+          throw error;
+        }
       });
     } finally {
       this.#pendingBytes -= size;
@@ -337,7 +380,9 @@ export class RedisAdapter implements PubSubAdapter {
    * local socket subscribes to `topic`.
    *
    * @param topic The topic.
-   * @returns A promise that resolves once Redis confirmed the subscription.
+   * @returns A promise that resolves once Redis confirmed the subscription,
+   * or at once while the subscriber is not connected: it subscribes when
+   * connected again (a topic wanted and left meanwhile never reaches Redis).
    */
   subscribe(topic: string): Promise<void> {
     this.#wanted.add(topic);
@@ -358,12 +403,17 @@ export class RedisAdapter implements PubSubAdapter {
   #subscribe(topic: string, retryDelay: number): Promise<void> {
     const step = this.#inTurn(topic, async () => {
       if (!this.#wanted.has(topic)) return;
-      await this.#ready("subscriber");
-      await this.#subscriber.subscribe(
+      if (!this.#subscriber.isReady) {
+        // Not connected (yet, or again): subscribed once it is ready.
+        this.#deferred.add(topic);
+        this.#ready("subscriber").catch(() => {});
+        return;
+      }
+      await this.#unlessClosed(this.#subscriber.subscribe(
         this.channel(topic),
         (message) => this.#receive(topic, message),
         true,
-      );
+      ));
     });
     step.then(() => this.#cancelRetry(topic), () => {
       if (
@@ -403,9 +453,14 @@ export class RedisAdapter implements PubSubAdapter {
   unsubscribe(topic: string): Promise<void> {
     this.#wanted.delete(topic);
     this.#cancelRetry(topic);
+    // Wanted only while disconnected: Redis never heard of it.
+    if (this.#deferred.delete(topic)) return Promise.resolve();
     return this.#inTurn(topic, async () => {
-      await this.#ready("subscriber");
-      await this.#subscriber.unsubscribe(this.channel(topic));
+      await this.#unlessClosed(this.#ready("subscriber"));
+      if (this.#closed) return;
+      await this.#unlessClosed(
+        this.#subscriber.unsubscribe(this.channel(topic)),
+      );
     });
   }
 
@@ -419,7 +474,10 @@ export class RedisAdapter implements PubSubAdapter {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#closing.resolve();
+    for (const stopWaiting of this.#connectWaiters) stopWaiting();
     this.#deliver = null;
+    this.#deferred.clear();
     for (const timer of this.#retries.values()) clearTimeout(timer);
     this.#retries.clear();
     await Promise.all([
@@ -456,6 +514,15 @@ export class RedisAdapter implements PubSubAdapter {
     return step;
   }
 
+  /**
+   * `promise`, or nothing once `close()` is called: a closed client may
+   * never settle the commands it had queued.
+   */
+  async #unlessClosed(promise: Promise<unknown>): Promise<void> {
+    promise.catch(() => {});
+    await Promise.race([promise, this.#closing.promise]);
+  }
+
   /** Runs `action`; once closed, its failures no longer matter. */
   async #whileOpen(action: () => Promise<void>): Promise<void> {
     if (this.#closed) return;
@@ -481,6 +548,10 @@ export class RedisAdapter implements PubSubAdapter {
 
 async function connect(client: RedisPubSubClient): Promise<void> {
   if (!client.isOpen) await client.connect();
+  else if (!client.isReady) {
+    // Connecting already (a client of the caller's): until it is ready.
+    await new Promise<void>((resolve) => client.on("ready", resolve));
+  }
 }
 
 async function closeClient(client: RedisPubSubClient): Promise<void> {
@@ -496,7 +567,14 @@ async function closeClient(client: RedisPubSubClient): Promise<void> {
       const outcome = await Promise.race([closing, late]);
       clearTimeout(timer);
       if (outcome === "late") client.destroy();
-    } else if (client.isOpen) client.destroy();
+    } else if (client.isOpen) {
+      // Connecting: destroy() stops its retries and a connection waiting
+      // for its first answers, but not one whose TCP connection is still
+      // being made, which node-redis cannot cancel: if that one completes,
+      // it must not keep the process alive.
+      client.on("ready", () => client.unref?.());
+      client.destroy();
+    }
   } catch {
     // Closed already.
   }

@@ -50,6 +50,7 @@ class FakeClient implements RedisPubSubClient {
   isOpen = false;
   isReady = false;
   readonly errorListeners: ((error: unknown) => void)[] = [];
+  readonly readyListeners: (() => void)[] = [];
   readonly #broker: FakeBroker;
 
   constructor(broker: FakeBroker) {
@@ -63,6 +64,7 @@ class FakeClient implements RedisPubSubClient {
 
   connect(): Promise<this> {
     this.isOpen = this.isReady = true;
+    for (const listener of this.readyListeners) listener();
     return Promise.resolve(this);
   }
 
@@ -105,8 +107,11 @@ class FakeClient implements RedisPubSubClient {
     this.isOpen = this.isReady = false;
   }
 
-  on(_event: "error", listener: (error: unknown) => void): this {
-    this.errorListeners.push(listener);
+  on(event: "error", listener: (error: unknown) => void): this;
+  on(event: "ready", listener: () => void): this;
+  on(event: "error" | "ready", listener: (error?: unknown) => void): this {
+    if (event === "ready") this.readyListeners.push(listener);
+    else this.errorListeners.push(listener);
     return this;
   }
 }
@@ -351,6 +356,165 @@ Deno.test("RedisAdapter used alone does not wait for a first connection that fai
   });
   await withTimeout(adapter.publish("news", "hi"), 5_000, "the publish");
   assert.equal(errors.length, 1);
+  await adapter.close();
+});
+
+/** Resolves after `ms` milliseconds. */
+const pause = (ms: number) =>
+  new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** A fake client whose connection attempt never completes until told to. */
+class ConnectingClient extends FakeClient {
+  readonly connected = Promise.withResolvers<void>();
+  unrefs = 0;
+
+  override connect(): Promise<this> {
+    this.isOpen = true;
+    return this.connected.promise.then(() => {
+      // node-redis: a TCP connection that completes after destroy() still
+      // becomes ready (isOpen stays false).
+      this.isReady = true;
+      for (const listener of this.readyListeners) listener();
+      return this;
+    });
+  }
+
+  override destroy(): void {
+    // It cannot cancel the attempt under way: isOpen only.
+    this.isOpen = false;
+  }
+
+  unref(): void {
+    this.unrefs++;
+  }
+}
+
+Deno.test("RedisAdapter.close() during a connection attempt settles start() at once, and a connection that completes afterwards does not keep the process alive", async () => {
+  const broker = new FakeBroker();
+  const publisher = new ConnectingClient(broker);
+  const subscriber = new ConnectingClient(broker);
+  const adapter = new RedisAdapter({ publisher, subscriber });
+  const started = adapter.start(() => {});
+  const publishing = adapter.publish("news", "hi");
+  await pause(20);
+  await withTimeout(adapter.close(), 5_000, "close()");
+  await withTimeout(started, 1_000, "start() to settle at close()");
+  await withTimeout(publishing, 1_000, "the publish to settle at close()");
+  assert.equal(publisher.isOpen, false);
+  // The attempts complete after close(): their connections are unref'd.
+  publisher.connected.resolve();
+  subscriber.connected.resolve();
+  await pause(20);
+  assert.deepEqual([publisher.unrefs, subscriber.unrefs], [1, 1]);
+  assert.equal(broker.subscriptions.size, 0);
+});
+
+Deno.test("RedisAdapter waits for a client of the caller's that is connecting already, rather than dropping what is published meanwhile", async () => {
+  const broker = new FakeBroker();
+  const publisher = new ConnectingClient(broker);
+  const listener = new FakeClient(broker);
+  await listener.connect();
+  const got: string[] = [];
+  await listener.subscribe(
+    "duplex:news",
+    (message) => got.push(decodeEnvelope(message).message as string),
+    true,
+  );
+  // The caller's own connect() is under way when the adapter gets it.
+  publisher.connect().catch(() => {});
+  const adapter = new RedisAdapter({
+    publisher,
+    subscriber: new FakeClient(broker),
+  });
+  const first = adapter.publish("news", "first");
+  await pause(20);
+  publisher.connected.resolve();
+  await withTimeout(first, 1_000, "the publish");
+  await adapter.publish("news", "second");
+  assert.deepEqual(got, ["first", "second"]);
+  await adapter.close();
+});
+
+Deno.test("RedisAdapter.subscribe() and unsubscribe() settle at close() when the client would never answer", async () => {
+  const broker = new FakeBroker();
+  const subscriber = new (class extends FakeClient {
+    override subscribe(): Promise<void> {
+      return new Promise(() => {}); // destroyed meanwhile: never settled
+    }
+    override unsubscribe(): Promise<void> {
+      return new Promise(() => {});
+    }
+  })(broker);
+  const adapter = new RedisAdapter({
+    publisher: new FakeClient(broker),
+    subscriber,
+  });
+  await adapter.start(() => {});
+  const subscribing = adapter.subscribe("a");
+  const unsubscribing = adapter.unsubscribe("b");
+  await pause(20);
+  await adapter.close();
+  await withTimeout(subscribing, 1_000, "subscribe() to settle");
+  await withTimeout(unsubscribing, 1_000, "unsubscribe() to settle");
+});
+
+Deno.test("RedisAdapter drops a publish whose connection dropped with it in flight, as during an outage: the client's error is reported once, the publish resolves", async () => {
+  const broker = new FakeBroker();
+  const publisher = new (class extends FakeClient {
+    override publish(): Promise<number> {
+      this.isReady = false;
+      const error = new Error("Socket closed unexpectedly");
+      for (const listener of this.errorListeners) listener(error);
+      return Promise.reject(error);
+    }
+  })(broker);
+  const errors: unknown[] = [];
+  const adapter = new RedisAdapter({
+    publisher,
+    subscriber: new FakeClient(broker),
+    onError: (error) => errors.push(error),
+  });
+  await adapter.start(() => {});
+  await adapter.publish("news", "lost");
+  assert.equal(errors.length, 1);
+  await adapter.close();
+});
+
+Deno.test("RedisAdapter queues nothing per topic while the subscriber is disconnected: topics that come and go during an outage never reach Redis, and those still wanted are subscribed once it is back", async () => {
+  const broker = new FakeBroker();
+  const commands: string[] = [];
+  const subscriber = new (class extends FakeClient {
+    override subscribe(
+      channel: string,
+      listener: (message: Buffer, channel: Buffer) => unknown,
+      bufferMode: true,
+    ): Promise<void> {
+      commands.push(`subscribe ${channel}`);
+      return super.subscribe(channel, listener, bufferMode);
+    }
+    override unsubscribe(channel: string): Promise<void> {
+      commands.push(`unsubscribe ${channel}`);
+      return super.unsubscribe(channel);
+    }
+  })(broker);
+  const adapter = new RedisAdapter({
+    publisher: new FakeClient(broker),
+    subscriber,
+  });
+  await adapter.start(() => {});
+  // An outage: node-redis would queue each command until it reconnects.
+  subscriber.isReady = false;
+  for (let i = 0; i < 1000; i++) {
+    await adapter.subscribe(`user:${i}`);
+    await adapter.unsubscribe(`user:${i}`);
+  }
+  await adapter.subscribe("lobby");
+  assert.deepEqual(commands, []);
+  // Back: the client is ready again.
+  await subscriber.connect();
+  await pause(20);
+  assert.deepEqual(commands, ["subscribe duplex:lobby"]);
+  assert.deepEqual([...broker.subscriptions.keys()], ["duplex:lobby"]);
   await adapter.close();
 });
 

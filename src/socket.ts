@@ -229,6 +229,9 @@ export class Socket<Data = unknown>
   // Takes so far, to tell after close() whether the loop still takes
   // messages; once it has stopped, what would not fit is dropped.
   #takes = 0;
+  // Iterators of the messages (and `readable`) not ended by `return()`: a
+  // handler that broke out of its loop takes no more messages.
+  #iterators = 0;
   #dropping = false;
   #consumerCheck: ReturnType<typeof setTimeout> | undefined;
   #streamReaderCheck: ReturnType<typeof setTimeout> | undefined;
@@ -492,6 +495,11 @@ export class Socket<Data = unknown>
       return handledRejection(
         closedError(this, "send", this.#info ?? undefined),
       );
+    }
+    // Queued behind a compression or a streamed message: the writes before
+    // it are not its own, so the wait starts once it is framed.
+    if (this.#queuedMessages > 0) {
+      return this.#sendQueue.then(() => this.#drained());
     }
     return this.#drained();
   }
@@ -994,7 +1002,9 @@ export class Socket<Data = unknown>
   /**
    * Drops the connection at once, without a closing handshake: for a peer
    * that misbehaves or no longer answers. Nothing queued is sent; the peer
-   * sees the TCP connection end (1006), and `closed` resolves with 1006.
+   * sees the TCP connection end (1006), and `closed` resolves with 1006
+   * (or, when the peer's close frame or a protocol error came first, with
+   * its code: RFC 6455 §7.1.5), `wasClean` false.
    */
   terminate(): void {
     // Closing from now on: sends are refused, not queued for nothing.
@@ -1209,9 +1219,28 @@ export class Socket<Data = unknown>
         "Cannot iterate messages: this socket streams them (streamMessages); iterate socket.streams()",
       );
     }
+    return this.#iterator<Message>();
+  }
+
+  /** An iterator of the messages (or of their streams) that says when it ends. */
+  #iterator<T>(): AsyncIterator<T> {
+    let open = true;
+    this.#iterators++;
     return {
-      next: () => this.#next() as Promise<IteratorResult<Message>>,
-      return: () => Promise.resolve({ done: true, value: undefined }),
+      next: () => this.#next() as Promise<IteratorResult<T>>,
+      return: () => {
+        if (open) {
+          open = false;
+          // The last loop ended with reading paused for a full queue: no
+          // one may take from it again (see #mustPauseReading).
+          if (
+            --this.#iterators === 0 && this.#resumeReading !== null &&
+            this.#peerClose === null && !this.#closeRequested &&
+            this.#inboxFull()
+          ) this.#watchConsumer(this.#options.closeTimeout);
+        }
+        return Promise.resolve({ done: true, value: undefined });
+      },
     };
   }
 
@@ -1230,6 +1259,7 @@ export class Socket<Data = unknown>
         "Cannot read messages as a stream: this socket streams them (streamMessages); iterate socket.streams()",
       );
     }
+    if (this.#readable === undefined) this.#iterators++;
     return this.#readable ??= new ReadableStream<Message>({
       pull: async (controller) => {
         const { done, value } = await this.#next();
@@ -1285,10 +1315,7 @@ export class Socket<Data = unknown>
       );
     }
     return {
-      [Symbol.asyncIterator]: () => ({
-        next: () => this.#next() as Promise<IteratorResult<IncomingStream>>,
-        return: () => Promise.resolve({ done: true, value: undefined }),
-      }),
+      [Symbol.asyncIterator]: () => this.#iterator<IncomingStream>(),
     };
   }
 
@@ -1525,10 +1552,13 @@ export class Socket<Data = unknown>
       this.#watchStreamReaders();
     }
     // A socket whose messages are never taken (a handler or client that
-    // only sends, or only awaits `closed`) would never read the peer's close
-    // frame or EOF: after closeTimeout it closes (see #watchConsumer), then
-    // reads on to find the peer's close frame.
-    if (this.#takes === 0) this.#watchConsumer(this.#options.closeTimeout);
+    // only sends, or only awaits `closed`, or broke out of its loop) would
+    // never read the peer's close frame or EOF: after closeTimeout it
+    // closes (see #watchConsumer), then reads on to find the peer's close
+    // frame.
+    if (this.#takes === 0 || this.#iterators === 0) {
+      this.#watchConsumer(this.#options.closeTimeout);
+    }
     return true;
   }
 
@@ -1556,10 +1586,10 @@ export class Socket<Data = unknown>
 
   /**
    * While reading is paused after close(), checks that messages are taken;
-   * else reading goes on, dropping what does not fit. Before any message
-   * was taken, a full queue that stays untaken closes the socket with 1008
-   * instead: messages are not dropped unseen while the connection looks
-   * healthy to the peer.
+   * else reading goes on, dropping what does not fit. With no loop taking
+   * messages (none ever did, or every loop ended), a full queue that stays
+   * untaken closes the socket with 1008 instead: messages are not dropped
+   * unseen while the connection looks healthy to the peer.
    */
   #watchConsumer(
     patience = Math.min(1000, this.#options.closeTimeout / 4),
@@ -1569,11 +1599,16 @@ export class Socket<Data = unknown>
     const check = () => {
       this.#consumerCheck = undefined;
       if (this.#resumeReading === null) return; // reading again
-      if (!this.#closeRequested && this.#takes > 0) return; // a consumer
-      if (this.#takes === takes && !this.#closeRequested) {
-        this.close(CLOSE_CODE.PolicyViolation, CLOSE_REASON.NotReading)
-          .catch(() => {});
-      } else if (this.#takes === takes) {
+      if (!this.#closeRequested) {
+        // Nothing taken meanwhile: closed. Else a consumer, whose taking
+        // resumes reading.
+        if (this.#takes === takes) {
+          this.close(CLOSE_CODE.PolicyViolation, CLOSE_REASON.NotReading)
+            .catch(() => {});
+        }
+        return;
+      }
+      if (this.#takes === takes) {
         this.#dropping = true;
         this.#resume();
       } else {

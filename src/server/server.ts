@@ -1128,14 +1128,18 @@ export class Server<Data = unknown> implements AsyncDisposable {
         // Its own socket closing under it (a send, a stream cut short) is
         // how a handler learns of the close; a send to another socket that
         // closed is a mistake to show.
-        if (!raisedBy(error, socket)) {
-          this.#logger({
-            type: "handler-error",
-            url,
-            error: error instanceof ConnectionClosedError
-              ? foreignCloseError(error)
-              : error,
-          });
+        let own = false;
+        let shown = error;
+        try {
+          own = raisedBy(error, socket);
+          if (error instanceof ConnectionClosedError) {
+            shown = foreignCloseError(error);
+          }
+        } catch {
+          // Something `instanceof` cannot look at (a revoked Proxy).
+        }
+        if (!own) {
+          this.#logger({ type: "handler-error", url, error: shown });
           socket.close(1011).catch(() => {});
         }
       }

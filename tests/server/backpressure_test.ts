@@ -648,6 +648,49 @@ Deno.test("a handler that takes none of a full queue for closeTimeout closes wit
   peer.close();
 });
 
+Deno.test("a handler that broke out of its loop (an auth message taken, then only awaiting closed) is closed with 1008 'messages not read' once a full queue stays untaken for closeTimeout, so the peer's close is not stuck behind it", async () => {
+  const closed = Promise.withResolvers<CloseInfo>();
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 300, maxQueuedMessages: 8 },
+    async (socket) => {
+      for await (const _token of socket) break;
+      closed.resolve(await socket.closed);
+    },
+  );
+  const peer = await rawHandshake(server.addr);
+  const sent = Array.from({ length: 40 }, (_, i) => frame(OP.text, `m${i}`));
+  await peer.write(concat(...sent, frame(OP.close, closePayload(1000))));
+  const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
+  assert.deepEqual([close.code, close.reason], [1008, "messages not read"]);
+  assert.equal(
+    (await withTimeout(closed.promise, DEADLINE, "closed")).code,
+    1000,
+  );
+  peer.close();
+});
+
+Deno.test("a handler that takes a full queue slowly, one message per more than closeTimeout, is not closed: its loop is still open", async () => {
+  const taken: string[] = [];
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 100, maxQueuedMessages: 2 },
+    async (socket) => {
+      for await (const message of socket) {
+        taken.push(message as string);
+        await delay(150);
+      }
+    },
+  );
+  const peer = await rawHandshake(server.addr);
+  const sent = Array.from({ length: 6 }, (_, i) => `m${i}`);
+  await peer.write(concat(...sent.map((text) => frame(OP.text, text))));
+  await waitUntil(() => taken.length === sent.length, "every message taken");
+  assert.deepEqual(taken, sent);
+  await peer.write(frame(OP.close, closePayload(1000)));
+  const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
+  assert.equal(close.code, 1000);
+  peer.close();
+});
+
 Deno.test("with streamMessages too, a handler that takes no stream of a full queue for closeTimeout closes with 1008 'messages not read', so the peer's close is not stuck behind them", async () => {
   const closed = Promise.withResolvers<CloseInfo>();
   await using server = serve(
@@ -841,4 +884,42 @@ Deno.test("a message still streaming out when the peer closes is cut short withi
       ConnectionClosedError,
   );
   peer.close();
+});
+
+Deno.test("an awaited send() behind a sendStream() waits for its own write, not for the stream's next piece: an awaiting sender never queues more than sendHighWaterMark behind a slow stream", async () => {
+  const result = Promise.withResolvers<[number, CloseInfo]>();
+  const message = 256 * KIB;
+  await using server = serve({
+    ...LOCAL,
+    sendHighWaterMark: 64 * KIB,
+    maxBackpressure: 1024 * KIB, // four messages: policy "close"
+  }, async (socket) => {
+    const stream = socket.sendStream((async function* () {
+      for (let i = 0; i < 10; i++) {
+        await delay(20);
+        yield "piece ";
+      }
+    })());
+    let most = 0;
+    for (let i = 0; i < 8; i++) {
+      await socket.send(new Uint8Array(message));
+      most = Math.max(most, socket.bufferedAmount);
+    }
+    await stream;
+    socket.close(1000);
+    result.resolve([most, await socket.closed]);
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  const first = await client.next();
+  assert.equal(first, "piece ".repeat(10));
+  for (let i = 0; i < 8; i++) {
+    assert.equal((await client.next() as Uint8Array).length, message);
+  }
+  const [most, closed] = await withTimeout(
+    result.promise,
+    DEADLINE,
+    "the handler",
+  );
+  assert.ok(most < 64 * KIB, `bufferedAmount after an awaited send(): ${most}`);
+  assert.equal(closed.code, 1000);
 });

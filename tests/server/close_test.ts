@@ -452,6 +452,28 @@ Deno.test(
   },
 );
 
+Deno.test("serve() closes with 1011 and logs a handler that throws what instanceof cannot look at (a revoked Proxy), without an unhandled rejection, and serves on", async () => {
+  const events: ServerLogEvent[] = [];
+  await using server = serve(
+    { ...LOCAL, logger: (event) => events.push(event) },
+    async (socket) => {
+      if (socket.url.pathname === "/echo") return await echo(socket);
+      const { proxy, revoke } = Proxy.revocable({}, {});
+      revoke();
+      throw proxy;
+    },
+  );
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  const seen = await withTimeout(client.closed, DEADLINE, "close event");
+  assert.equal(seen.code, 1011);
+  assert.deepEqual(
+    events.filter((event) => event.type === "handler-error").length,
+    1,
+  );
+  await using other = await NpmClient.connect(wsUrl(server.addr, "/echo"));
+  assert.equal(await other.roundTrip("still serving"), "still serving");
+});
+
 Deno.test(
   "serve() closes with 1011 when an async handler rejects",
   async () => {

@@ -498,6 +498,9 @@ export class Connection {
    * frames (or compressed ones that inflate a thousandfold) `data` holds.
    * @returns How many bytes of `data` were processed: all of them unless
    * `limit` stopped it; give the rest to a later call.
+   * @throws What the permessage-deflate `inflate` threw, other than a
+   * `ProtocolError`: the connection is then closed without a close frame
+   * (where the input stands is unknown); close the transport.
    */
   receive(data: Uint8Array, limit?: ReceiveLimit): number {
     if (!(data instanceof Uint8Array)) {
@@ -514,7 +517,14 @@ export class Connection {
     try {
       return this.#parser.parse(data, this.#handler);
     } catch (error) {
-      if (!(error instanceof ProtocolError)) throw error;
+      if (!(error instanceof ProtocolError)) {
+        // Not the peer's fault (an inflate that threw, a bug): where the
+        // input stands is unknown, so no more of it is taken, and no close
+        // frame is written; close the transport.
+        this.#assembler.discard();
+        this.#state = "closed";
+        throw error;
+      }
       if (!this.#closeReceived) this.#fail(error);
       return data.length;
     }
@@ -658,7 +668,8 @@ export class Connection {
    * @returns `true` when the output references `frame` rather than a copy
    * (see `FrameWriter.prototype.writeEncoded`).
    * @throws {TypeError} When the connection is not open, is a client, or
-   * `frame` does not start as a whole text or binary frame.
+   * `frame` does not start as a whole text or binary frame, or has RSV bits
+   * no negotiated extension defines (RSV1 needs permessage-deflate).
    */
   sendEncoded(frame: Uint8Array): boolean {
     checkBytes("send an encoded frame", frame);
@@ -677,6 +688,20 @@ export class Connection {
     ) {
       throw new TypeError(
         "Cannot send an encoded frame: it must be a whole unmasked text or binary frame (FIN set); send control frames with ping(), pong() and close()",
+      );
+    }
+    // RFC 6455 §5.2: RSV bits "MUST be 0 unless an extension is negotiated
+    // that defines meanings for non-zero values" (permessage-deflate: RSV1).
+    const rsv = frame[0] & 0x70;
+    if (rsv !== 0 && (rsv !== RSV1 || !this.#negotiated)) {
+      throw new TypeError(
+        `Cannot send an encoded frame: its RSV bits (0x${
+          rsv.toString(16)
+        }) need an extension that defines them; ${
+          this.#negotiated
+            ? "permessage-deflate defines RSV1 only"
+            : "permessage-deflate was not negotiated (send the frame that is not compressed)"
+        }`,
       );
     }
     return this.#writer.writeEncoded(frame);

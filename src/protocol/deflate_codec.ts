@@ -341,7 +341,9 @@ export class ContextDeflater {
   /**
    * Compresses one message.
    *
-   * @param data The message bytes (not modified, not kept).
+   * @param data The message bytes, not modified, but read when the
+   * messages queued before it are done: do not change them until the
+   * returned promise settles (copy a buffer you reuse).
    * @returns The payload to send with RSV1 set.
    */
   deflate(data: Uint8Array): Promise<Uint8Array<ArrayBuffer>> {

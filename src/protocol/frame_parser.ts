@@ -171,7 +171,10 @@ export class FrameParser {
   // The handler asked to stop after the frame that just ended.
   #stop = false;
   // The error that put the parser out of sync with the stream, if any.
-  #error: ProtocolError | null = null;
+  #failed = false;
+  #error: unknown = null;
+  // A parse() is under way (a handler calling parse() is refused).
+  #parsing = false;
 
   /**
    * Creates a parser for one side of one connection.
@@ -213,15 +216,25 @@ export class FrameParser {
    * handler stopped it; parse the rest later.
    * @throws {ProtocolError} When a header breaks RFC 6455, or when the
    * handler throws one; then again on every later call (the stream is out
-   * of sync).
+   * of sync). Whatever else the handler throws, likewise.
+   * @throws {TypeError} When called from inside a handler's callback.
    */
   parse(chunk: Uint8Array, handler: FrameHandler): number {
-    if (this.#error !== null) throw this.#error;
+    if (this.#failed) throw this.#error;
+    if (this.#parsing) {
+      throw new TypeError(
+        "Cannot parse: a parse() is under way (called from a FrameHandler callback); parse the next bytes after it returns",
+      );
+    }
+    this.#parsing = true;
     try {
       return this.#parse(chunk, handler);
     } catch (error) {
-      if (error instanceof ProtocolError) this.#error = error;
+      this.#failed = true;
+      this.#error = error;
       throw error;
+    } finally {
+      this.#parsing = false;
     }
   }
 

@@ -127,6 +127,8 @@ export class HttpRequestParser {
   #length = 0;
   #rest = EMPTY;
   #done = false;
+  // How far the method was checked; -1 once it ended (see checkMethod).
+  #methodChecked = 0;
 
   /**
    * Creates a parser for one request head.
@@ -198,7 +200,13 @@ export class HttpRequestParser {
       // Bytes that cannot begin a request (a TLS handshake sent to a plain
       // server, say) are answered now, not after the handshake timeout.
       const buffer = this.#buffer;
-      checkMethod((i) => buffer[i], this.#length);
+      if (this.#methodChecked >= 0) {
+        this.#methodChecked = checkMethod(
+          (i) => buffer[i],
+          this.#length,
+          this.#methodChecked,
+        );
+      }
       // Lines must end with CRLF (RFC 9112 §2.2): a head sent with bare LFs
       // would never end, and wait for the handshake timeout.
       for (let i = this.#length - take; i < this.#length; i++) {
@@ -229,7 +237,9 @@ export class HttpRequestParser {
 
   #parse(text: string): HttpRequestHead {
     this.#done = true;
-    checkMethod((i) => text.charCodeAt(i), text.length);
+    if (this.#methodChecked >= 0) {
+      checkMethod((i) => text.charCodeAt(i), text.length, 0);
+    }
     if (BARE_LF.test(text)) throw bareLf();
     const lines = text.split("\r\n");
     // "a server that is expecting to receive and parse a request-line SHOULD
@@ -284,16 +294,28 @@ export class HttpRequestParser {
 /**
  * Throws 400 when what came so far cannot begin a request line: its method,
  * up to the first space, must be a token (RFC 9112 §3), after the empty
- * lines a server may ignore (§2.2). `at(i)` is the i-th byte.
+ * lines a server may ignore (§2.2). `at(i)` is the i-th byte; the bytes
+ * before `from` were checked by an earlier call (a head arriving a byte at
+ * a time is not checked again from its start each time).
+ *
+ * @returns Where to go on from with more bytes, or -1 once the method ended.
  */
-function checkMethod(at: (i: number) => number, length: number): void {
-  let i = 0;
-  while (i < length && (at(i) === 0x0d || at(i) === 0x0a)) i++;
-  const start = i;
-  for (; i < length; i++) {
+function checkMethod(
+  at: (i: number) => number,
+  length: number,
+  from: number,
+): number {
+  const isLineEnd = (byte: number) => byte === 0x0d || byte === 0x0a;
+  // Only empty lines came before `from` unless the method began there.
+  let begun = from > 0 && !isLineEnd(at(from - 1));
+  for (let i = from; i < length; i++) {
     const byte = at(i);
-    if (byte === 0x20 || byte === 0x0d || byte === 0x0a) return;
+    if (isLineEnd(byte) && !begun) continue;
+    if (byte === 0x20 || isLineEnd(byte)) return -1;
+    begun = true;
     if (!TCHAR[byte]) {
+      let start = 0;
+      while (isLineEnd(at(start))) start++;
       throw new HandshakeError(
         400,
         at(start) === 0x16
@@ -304,6 +326,7 @@ function checkMethod(at: (i: number) => number, length: number): void {
       );
     }
   }
+  return length;
 }
 
 const BARE_LF = /(?:^|[^\r])\n/;

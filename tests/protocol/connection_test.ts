@@ -1741,3 +1741,47 @@ Deno.test("Connection.fail() takes only a ProtocolError", () => {
   );
   assert.equal(connection.state, "open");
 });
+
+Deno.test("Connection.sendEncoded() refuses RSV bits no negotiated extension defines (RFC 6455 §5.2): RSV1 without permessage-deflate, RSV2 and RSV3 always", () => {
+  const compressed = [0xc1, 0x02, 0x68, 0x69]; // FIN | RSV1 | text
+  const plain = new Connection({ role: "server" });
+  for (const first of [0xc1, 0xa1, 0x91]) {
+    assert.throws(
+      () => plain.sendEncoded(new Uint8Array([first, ...compressed.slice(1)])),
+      {
+        name: "TypeError",
+        message: /its RSV bits \(0x[1-7]0\) need an extension/,
+      },
+    );
+  }
+  const negotiated = new Connection({ role: "server", ...DEFLATE });
+  assert.throws(
+    () => negotiated.sendEncoded(new Uint8Array([0xa1, 0x02, 0x68, 0x69])),
+    { name: "TypeError", message: /permessage-deflate defines RSV1 only/ },
+  );
+  assert.equal(plain.takeOutput().length, 0);
+  negotiated.sendEncoded(new Uint8Array(compressed));
+  assert.deepEqual([...concat(...negotiated.takeOutput())], compressed);
+});
+
+Deno.test("Connection whose inflate throws something other than a ProtocolError rethrows it and closes, taking no more input and sending no close frame to a peer that did nothing wrong", () => {
+  const bug = new Error("inflater bug");
+  const connection = new Connection({
+    role: "server",
+    perMessageDeflate: {
+      inflate: () => {
+        throw bug;
+      },
+      threshold: Infinity,
+    },
+  });
+  const bytes = concat(
+    clientFrame(Text, "one", { rsv: 0x40 }),
+    clientFrame(Text, "two"),
+  );
+  assert.throws(() => connection.receive(bytes), bug);
+  assert.equal(connection.state, "closed");
+  connection.receive(clientFrame(Text, "three"));
+  assert.deepEqual(connection.takeEvents(), []);
+  assert.equal(connection.takeOutput().length, 0);
+});

@@ -427,3 +427,46 @@ Deno.test("FrameParser.payloadRemaining counts the payload bytes the frame in pr
   parser.parse(bytes.subarray(1008, 1015), handler); // the next header + 1 byte
   assert.equal(parser.payloadRemaining, 1);
 });
+
+Deno.test("FrameParser is unusable after a handler threw anything, not only a ProtocolError: later calls throw it again instead of reading payload bytes as headers", () => {
+  const parser = new FrameParser({ role: "server" });
+  const bug = new TypeError("handler bug");
+  const starts: number[] = [];
+  let payloads = 0;
+  const handler: FrameHandler = {
+    onFrameStart(opcode) {
+      starts.push(opcode);
+    },
+    onFramePayload() {
+      if (++payloads === 1) throw bug; // once: a later call must not go on
+    },
+    onFrameEnd() {},
+  };
+  const bytes = concat(clientFrame(Binary, "abcdef"), clientFrame(Text, "hi"));
+  assert.throws(() => parser.parse(bytes.subarray(0, 9), handler), bug);
+  assert.throws(() => parser.parse(bytes.subarray(9), handler), bug);
+  assert.deepEqual(starts, [Binary]);
+  assert.equal(payloads, 1);
+});
+
+Deno.test("FrameParser refuses parse() called from inside a handler callback, which would splice the inner bytes into the outer frame", () => {
+  const parser = new FrameParser({ role: "client" });
+  let inner: unknown;
+  const handler: FrameHandler = {
+    onFrameStart() {},
+    onFramePayload() {
+      try {
+        parser.parse(serverFrame(Ping), handler);
+      } catch (error) {
+        inner = error;
+        throw error;
+      }
+    },
+    onFrameEnd() {},
+  };
+  assert.throws(() => parser.parse(serverFrame(Binary, "abc"), handler), {
+    name: "TypeError",
+    message: /^Cannot parse: a parse\(\) is under way/,
+  });
+  assert.ok(inner instanceof TypeError);
+});

@@ -373,6 +373,33 @@ Deno.test("HttpRequestParser answers 400 as soon as the bytes cannot begin a req
   );
 });
 
+Deno.test("HttpRequestParser checks the method as it arrives however the bytes are cut: byte by byte it fails at the same byte, and never mistakes what follows the method for it", () => {
+  const cases: [string, RegExp | null][] = [
+    ["\r\nGET\x00", /byte 0x00 in the method/],
+    ["\r\nPROPFIND\x7f /", /byte 0x7f in the method/],
+    ["\r\n\x16\x03\x01", /a TLS handshake/],
+    ["GET /\x00\x7f", null], // not the method: judged with the whole head
+    ["GET\r\n\x00", null],
+    ["\r\nGET /a HTTP/1.1\r\nHost: a", null],
+  ];
+  for (const [text, error] of cases) {
+    const bytes = new Uint8Array([...text].map((c) => c.charCodeAt(0)));
+    for (const step of [bytes.length, 1, 2]) {
+      const parser = new HttpRequestParser();
+      const feed = () => {
+        for (let at = 0; at < bytes.length; at += step) {
+          assert.equal(
+            parser.receive(bytes.subarray(at, at + step)),
+            undefined,
+          );
+        }
+      };
+      if (error === null) feed();
+      else assert.throws(feed, { name: "HandshakeError", message: error });
+    }
+  }
+});
+
 Deno.test("HttpRequestParser parses one head: a receive() after it throws a TypeError saying where the rest goes, however the head arrived", () => {
   const head = new TextEncoder().encode(
     "GET /one HTTP/1.1\r\nHost: a\r\n\r\n",

@@ -15,7 +15,9 @@ import {
   clientFrame,
   closeBody,
   concat,
+  cut,
   errorIndex,
+  feed,
   feedAllWays,
   fixedMaskKey,
   frame,
@@ -1060,6 +1062,28 @@ for (const [label, bytes] of INVALID_UTF8) {
   });
 }
 
+Deno.test("Connection with streamMessages fails streamed text that ends inside a UTF-8 sequence with 1007, and never ends the stream as if whole (RFC 6455 §8.1)", () => {
+  for (const tail of [[0xce], [0xe2, 0x82], [0xf0, 0x9f, 0x98]]) {
+    const payload = concat(utf8("ok"), new Uint8Array(tail));
+    for (
+      const bytes of [
+        clientFrame(Text, payload),
+        concat(
+          clientFrame(Text, payload, { fin: false }),
+          clientFrame(Continuation, ""),
+        ),
+      ]
+    ) {
+      for (const chunks of [[bytes], cut(bytes, () => 0, 1)]) {
+        const { events } = feed(chunks, { streamMessages: true });
+        const last = events.at(-1) as { type: string; code?: string };
+        assert.deepEqual([last.type, last.code], ["error", E.InvalidUtf8]);
+        assert.ok(!events.some((event) => event.type === "stream-end"));
+      }
+    }
+  }
+});
+
 Deno.test("Connection fails text that ends inside a UTF-8 sequence with 1007 (RFC 6455 §8.1)", () => {
   for (const tail of [[0xce], [0xe2, 0x82], [0xf0, 0x9f, 0x98]]) {
     const payload = concat(utf8("ok"), tail);
@@ -1610,6 +1634,15 @@ Deno.test("Connection's send and receive methods throw a TypeError for data of t
     [
       "sendEncoded(first fragment)",
       () => server.sendEncoded(new Uint8Array([0x01, 0x01, 0x61])),
+      /must be a whole unmasked text or binary frame/,
+    ],
+    [
+      // RFC 6455 §5.1: "A server MUST NOT mask any frames that it sends".
+      "sendEncoded(masked frame)",
+      () =>
+        server.sendEncoded(
+          new Uint8Array([0x81, 0x82, 1, 2, 3, 4, 0x69, 0x6b]),
+        ),
       /must be a whole unmasked text or binary frame/,
     ],
   ];

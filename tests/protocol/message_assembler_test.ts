@@ -332,3 +332,12 @@ Deno.test("MessageAssembler.partialMessageBytes is 0 for a streamed message (its
   compressed.append(new Uint8Array(100));
   assert.equal(compressed.partialMessageBytes, 100);
 });
+
+Deno.test("MessageAssembler without inflate refuses RSV1 with RESERVED_BITS (RFC 6455 §5.2: no extension negotiated defines it)", () => {
+  const assembler = new MessageAssembler({ maxPayload: 1024, maxFragments: 8 });
+  assert.throws(() => assembler.startFrame(Text, true, 2, 0x40), (error) => {
+    assert.ok(error instanceof ProtocolError);
+    assert.equal(error.code, E.ReservedBits);
+    return true;
+  });
+});

@@ -72,6 +72,30 @@ Deno.test(
   },
 );
 
+Deno.test("serve() closes the TCP connection first, at once, when the closing handshake it began is complete (RFC 6455 §7.1.1: the server closes it first), not after closeTimeout", async () => {
+  const tracker = new SocketTracker();
+  await using server = serve(
+    { ...LOCAL, closeTimeout: 60_000 },
+    tracker.wrap(async (socket) => {
+      await socket.close(4001, "done");
+    }),
+  );
+  using peer = await rawHandshake(server.addr);
+  const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
+  assert.deepEqual([close.code, close.reason], [4001, "done"]);
+  await peer.write(frame(OP.close, closePayload(4001)));
+  // A client waits for the server's EOF (§7.1.1); it comes at once.
+  assert.equal(
+    (await withTimeout(peer.readToEof(), DEADLINE, "the server's EOF")).length,
+    0,
+  );
+  assert.deepEqual(await tracker.closed(peer.port), {
+    code: 4001,
+    reason: "",
+    wasClean: true,
+  });
+});
+
 Deno.test(
   "Socket.closed resolves 1005 for an empty close frame (RFC 6455 §7.1.5)",
   async () => {

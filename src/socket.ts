@@ -267,9 +267,10 @@ export class Socket<Data = unknown>
   #takesSeen = 0;
   // Reading paused for inbound backpressure since the last tick.
   #paused = false;
-  // messageTimeout: a message arrived whole since the last tick; since when
-  // (the first tick that saw it) the one still arriving has been; the
-  // verdict, due once input waiting has been read.
+  // messageTimeout: a message arrived whole since the last read or tick;
+  // since when (the read that began it, or else the first tick that saw
+  // it) the one still arriving has been; the verdict, due once input
+  // waiting has been read.
   #messageArrived = false;
   #receivingSince = -1;
   #messageTimer: ReturnType<typeof setTimeout> | undefined;
@@ -1437,6 +1438,17 @@ export class Socket<Data = unknown>
     if (connection.dataBytesReceived !== dataBefore) this.#messaged = true;
     if (parsed < chunk.length) this.#unparsed = chunk.subarray(parsed);
     this.#handleEvents();
+    // messageTimeout runs from the read that began the message still
+    // arriving (a clock read per such read, not per message).
+    const ticker = this.#options.ticker;
+    if (
+      connection.receiving && (this.#options.messageTimeout ?? 0) > 0 &&
+      ticker !== undefined &&
+      (this.#receivingSince < 0 || this.#messageArrived)
+    ) {
+      this.#receivingSince = ticker.now();
+      this.#messageArrived = false;
+    }
     this.#budget?.report();
   }
 
@@ -2114,8 +2126,11 @@ export class Socket<Data = unknown>
     ) {
       this.#messageTimer = setTimeout(() => {
         this.#messageTimer = undefined;
+        // Input read meanwhile may have ended that message, and begun another.
         if (
-          this.#messageArrived || this.#paused || !this.#isMessageArriving()
+          this.#messageArrived || this.#paused || !this.#isMessageArriving() ||
+          this.#receivingSince < 0 ||
+          this.#options.ticker!.now() - this.#receivingSince < messageTimeout
         ) return;
         this.#connection.fail(
           new ProtocolError(

@@ -42,6 +42,16 @@ export class Ticker {
   }
 
   /**
+   * The clock the ticks are measured on (`performance.now()`), for times
+   * taken between ticks and compared on them.
+   *
+   * @returns The current time in milliseconds.
+   */
+  now(): number {
+    return performance.now();
+  }
+
+  /**
    * Calls `callback` with the current time on every tick until the
    * returned function is called.
    *

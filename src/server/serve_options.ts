@@ -278,7 +278,8 @@ export type ServerLogEvent =
 
 /**
  * What a connection was doing when its time ran out, before it became a
- * WebSocket: sending its request head (`handshakeTimeout`), a plain HTTP
+ * WebSocket: sending its request head (`handshakeTimeout`; a keep-alive
+ * connection closed before its next request began is no timeout), a plain HTTP
  * exchange (`requestTimeout`), reading a streamed response no more
  * (`requestTimeout` for one write), the `onUpgrade` hook, or receiving a
  * 503 or 429 (both `handshakeTimeout`). A WebSocket's own deadlines are

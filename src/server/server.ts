@@ -822,7 +822,15 @@ export class Server<Data = unknown> implements AsyncDisposable {
   ): Promise<HeadResult> {
     const reader = peer.reader;
     const deadline = performance.now() + this.#limits.handshakeTimeout;
-    this.#startDeadline(peer, "handshake", this.#limits.handshakeTimeout);
+    // A keep-alive connection that no next request came on is let go, not
+    // timed out; one whose next head stopped halfway is.
+    let started = rest.length > 0;
+    this.#startDeadline(
+      peer,
+      "handshake",
+      this.#limits.handshakeTimeout,
+      first ? undefined : () => started,
+    );
     const parser = new HttpRequestParser({
       maxHeadSize: this.#limits.maxHeadSize,
       maxHeaders: this.#limits.maxHeaders,
@@ -834,6 +842,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
       while (head === undefined) {
         const { value, done } = await reader.read(new Uint8Array(buffer));
         if (done || value === undefined) return null;
+        started = true;
         buffer = value.buffer;
         head = parser.receive(value);
         // A larger head: the rest in larger reads.
@@ -869,14 +878,15 @@ export class Server<Data = unknown> implements AsyncDisposable {
   /**
    * Closes the connection unless the current step (reading a request head,
    * an HTTP exchange, an upgrade hook) ends within `timeout` milliseconds,
-   * and calls `onExpiry` if given. Deadlines are checked on the shared
-   * ticker: no timer each.
+   * and calls `onExpiry` if given: when it returns `false`, the end is not a
+   * timeout to count and log (an idle keep-alive connection let go).
+   * Deadlines are checked on the shared ticker: no timer each.
    */
   #startDeadline(
     peer: Peer<Data>,
     phase: TimeoutPhase,
     timeout: number,
-    onExpiry?: () => void,
+    onExpiry?: () => boolean | void,
   ): void {
     peer.deadline = {
       at: performance.now() + timeout,
@@ -891,7 +901,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         this.#deadlines.remove(deadline.slot);
         peer.deadline = null;
         closeQuietly(peer.conn);
-        deadline.onExpiry?.();
+        if (deadline.onExpiry?.() === false) return;
         this.#stats.countTimeout(deadline.phase);
         this.#logger({
           type: "timeout",
@@ -1297,7 +1307,7 @@ class Peer<Data> {
   deadline: {
     at: number;
     phase: TimeoutPhase;
-    onExpiry: (() => void) | undefined;
+    onExpiry: (() => boolean | void) | undefined;
     slot: Slot<Peer<Data>>;
   } | null = null;
   /** Stops the `onUpgrade` hook under way, at shutdown. */

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { serve, serveStatic } from "../../mod.ts";
 import {
+  DEADLINE,
   delay,
   echo,
   encodeRequest,
@@ -8,6 +9,7 @@ import {
   RawPeer,
   upgradeHeaders,
   waitUntil,
+  withTimeout,
 } from "./_helpers.ts";
 import { parseExposition, valueOf } from "./_prometheus.ts";
 import net from "node:net";
@@ -255,4 +257,25 @@ Deno.test("a keep-alive connection reset while idle, after its answer, is no con
   assert.deepEqual(server.stats().httpRequests, { 200: 1 });
   assert.equal(server.stats().connectionErrors, 0);
   assert.deepEqual(events.filter((type) => type === "connection-error"), []);
+});
+
+Deno.test("an idle keep-alive connection closed at handshakeTimeout with no next request begun is no timeout; one whose next head stopped halfway is a handshake timeout", async () => {
+  const phases: string[] = [];
+  await using server = serve({
+    ...LOCAL,
+    handshakeTimeout: 200,
+    logger: (event) => {
+      if (event.type === "timeout") phases.push(event.phase);
+    },
+    fetch: () => new Response("hi"),
+  }, echo);
+  for (const next of ["", "GET /second HTT"]) {
+    using peer = await RawPeer.connect(server.addr);
+    await peer.write(`GET / HTTP/1.1\r\nHost: a\r\n\r\n${next}`);
+    const rest = await withTimeout(peer.readToEof(), DEADLINE, "the close");
+    assert.match(new TextDecoder().decode(rest), /^HTTP\/1\.1 200 OK\r\n/);
+  }
+  assert.deepEqual(phases, ["handshake"]);
+  assert.deepEqual(server.stats().timeouts, { handshake: 1 });
+  assert.deepEqual(server.stats().httpRequests, { 200: 2 });
 });

@@ -25,6 +25,7 @@ import {
  */
 function manualTicker(): { ticker: Ticker; tick: (now: number) => void } {
   let callback: ((now: number) => void) | null = null;
+  let clock = 0;
   return {
     ticker: {
       period: Infinity,
@@ -32,8 +33,9 @@ function manualTicker(): { ticker: Ticker; tick: (now: number) => void } {
         callback = tick;
         return () => callback = null;
       },
+      now: () => clock,
     } as unknown as Ticker,
-    tick: (now) => callback?.(now),
+    tick: (now) => callback?.(clock = now),
   };
 }
 
@@ -162,6 +164,27 @@ Deno.test("idleTimeout: a streamed message the handler reads slowly, a piece at 
     tick(now += 200);
     tick(now += 200);
     assert.equal(peer.socket.state, "closing", "idle once all was read");
+  } finally {
+    await peer.end();
+  }
+});
+
+Deno.test("messageTimeout runs from the read that began the message, not from the first tick that saw it arriving (a tick late at most, not two)", async () => {
+  const { ticker, tick } = manualTicker();
+  const peer = scriptedSocket(frame(OP.binary, new Uint8Array(64 * 1024)), {
+    messageTimeout: 100,
+    ticker,
+  });
+  try {
+    tick(1_000);
+    peer.give(); // the message's first bytes, read at 1000
+    await delay(1);
+    tick(1_090);
+    await delay(1);
+    assert.equal(peer.socket.state, "open", "90 ms into it");
+    tick(1_100);
+    const info = await withTimeout(peer.socket.closed, DEADLINE, "closed");
+    assert.equal(info.error?.code, "MESSAGE_TIMEOUT");
   } finally {
     await peer.end();
   }

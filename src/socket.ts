@@ -229,9 +229,6 @@ export class Socket<Data = unknown>
   // Takes so far, to tell after close() whether the loop still takes
   // messages; once it has stopped, what would not fit is dropped.
   #takes = 0;
-  // Iterators of the messages (and `readable`) not ended by `return()`: a
-  // handler that broke out of its loop takes no more messages.
-  #iterators = 0;
   #dropping = false;
   #consumerCheck: ReturnType<typeof setTimeout> | undefined;
   #streamReaderCheck: ReturnType<typeof setTimeout> | undefined;
@@ -319,7 +316,9 @@ export class Socket<Data = unknown>
   // permessage-deflate.
   readonly #deflate: PerMessageDeflateParams | undefined;
   #deflater: ContextDeflater | null = null;
-  #sendQueue: Promise<void> = RESOLVED;
+  #sendQueue: Promise<unknown> = RESOLVED;
+  // Whether the message #sendInOrder() queued last reached the connection.
+  #lastQueued: Promise<boolean> = Promise.resolve(true);
   // Messages waiting behind a compression or a streamed message.
   #queuedBytes = 0;
   #queuedMessages = 0;
@@ -498,9 +497,16 @@ export class Socket<Data = unknown>
       );
     }
     // Queued behind a compression or a streamed message: the writes before
-    // it are not its own, so the wait starts once it is framed.
+    // it are not its own, so the wait starts once it is framed (or dropped,
+    // the connection closing meanwhile).
     if (this.#queuedMessages > 0) {
-      return this.#sendQueue.then(() => this.#drained());
+      const waiting = this.#lastQueued.then((framed) =>
+        framed
+          ? this.#drained()
+          : Promise.reject(closedError(this, "send", this.#info ?? undefined))
+      );
+      waiting.catch(() => {}); // a caller may leave it unawaited
+      return waiting;
     }
     return this.#drained();
   }
@@ -573,7 +579,7 @@ export class Socket<Data = unknown>
     // Over the server's budget, this socket held the most: it is closing.
     if (this.#forcedClose !== null) return "closed";
     return referenced ||
-        this.bufferedAmount > this.#options.sendHighWaterMark
+        this.bufferedAmount >= this.#options.sendHighWaterMark
       ? "backpressure"
       : "sent";
   }
@@ -606,7 +612,7 @@ export class Socket<Data = unknown>
     this.#queuedMessages++;
     const deflater = this.#deflater;
     const opcode = isText ? OPCODE.Text : OPCODE.Binary;
-    this.#sendQueue = this.#sendQueue.then(async () => {
+    this.#sendQueue = this.#lastQueued = this.#sendQueue.then(async () => {
       try {
         if (
           deflater !== null && compress &&
@@ -616,8 +622,10 @@ export class Socket<Data = unknown>
           this.#connection.sendCompressed(opcode, payload);
         } else if (isText) this.#connection.sendText(source, compress);
         else this.#connection.sendBinary(bytes, compress);
+        return true;
       } catch {
         // The connection closed meanwhile: the message is dropped with it.
+        return false;
       } finally {
         this.#queuedBytes -= bytes.length;
         this.#queuedMessages--;
@@ -1223,25 +1231,11 @@ export class Socket<Data = unknown>
     return this.#iterator<Message>();
   }
 
-  /** An iterator of the messages (or of their streams) that says when it ends. */
+  /** An iterator of the messages (or of their streams). */
   #iterator<T>(): AsyncIterator<T> {
-    let open = true;
-    this.#iterators++;
     return {
       next: () => this.#next() as Promise<IteratorResult<T>>,
-      return: () => {
-        if (open) {
-          open = false;
-          // The last loop ended with reading paused for a full queue: no
-          // one may take from it again (see #mustPauseReading).
-          if (
-            --this.#iterators === 0 && this.#resumeReading !== null &&
-            this.#peerClose === null && !this.#closeRequested &&
-            this.#inboxFull()
-          ) this.#watchConsumer(this.#options.closeTimeout);
-        }
-        return Promise.resolve({ done: true, value: undefined });
-      },
+      return: () => Promise.resolve({ done: true, value: undefined }),
     };
   }
 
@@ -1260,7 +1254,6 @@ export class Socket<Data = unknown>
         "Cannot read messages as a stream: this socket streams them (streamMessages); iterate socket.streams()",
       );
     }
-    if (this.#readable === undefined) this.#iterators++;
     return this.#readable ??= new ReadableStream<Message>({
       pull: async (controller) => {
         const { done, value } = await this.#next();
@@ -1564,13 +1557,12 @@ export class Socket<Data = unknown>
       this.#watchStreamReaders();
     }
     // A socket whose messages are never taken (a handler or client that
-    // only sends, or only awaits `closed`, or broke out of its loop) would
-    // never read the peer's close frame or EOF: after closeTimeout it
-    // closes (see #watchConsumer), then reads on to find the peer's close
-    // frame.
-    if (this.#takes === 0 || this.#iterators === 0) {
-      this.#watchConsumer(this.#options.closeTimeout);
-    }
+    // only sends, or only awaits `closed`) would never read the peer's close
+    // frame or EOF: after closeTimeout it closes (see #watchConsumer), then
+    // reads on to find the peer's close frame. One that took some cannot be
+    // told from a slow one (a helper's `for await ... return` between long
+    // steps): it holds the peer back, as TCP flow control does.
+    if (this.#takes === 0) this.#watchConsumer(this.#options.closeTimeout);
     return true;
   }
 
@@ -1598,10 +1590,10 @@ export class Socket<Data = unknown>
 
   /**
    * While reading is paused after close(), checks that messages are taken;
-   * else reading goes on, dropping what does not fit. With no loop taking
-   * messages (none ever did, or every loop ended), a full queue that stays
-   * untaken closes the socket with 1008 instead: messages are not dropped
-   * unseen while the connection looks healthy to the peer.
+   * else reading goes on, dropping what does not fit. Before any message
+   * was taken, a full queue that stays untaken closes the socket with 1008
+   * instead: messages are not dropped unseen while the connection looks
+   * healthy to the peer.
    */
   #watchConsumer(
     patience = Math.min(1000, this.#options.closeTimeout / 4),
@@ -1611,16 +1603,11 @@ export class Socket<Data = unknown>
     const check = () => {
       this.#consumerCheck = undefined;
       if (this.#resumeReading === null) return; // reading again
-      if (!this.#closeRequested) {
-        // Nothing taken meanwhile: closed. Else a consumer, whose taking
-        // resumes reading.
-        if (this.#takes === takes) {
-          this.close(CLOSE_CODE.PolicyViolation, CLOSE_REASON.NotReading)
-            .catch(() => {});
-        }
-        return;
-      }
-      if (this.#takes === takes) {
+      if (!this.#closeRequested && this.#takes > 0) return; // a consumer
+      if (this.#takes === takes && !this.#closeRequested) {
+        this.close(CLOSE_CODE.PolicyViolation, CLOSE_REASON.NotReading)
+          .catch(() => {});
+      } else if (this.#takes === takes) {
         this.#dropping = true;
         this.#resume();
       } else {
@@ -2100,8 +2087,9 @@ export class Socket<Data = unknown>
   /**
    * Fails the connection with 1008 when one frame or message has been
    * arriving for `messageTimeout` (a peer trickling a large message, or a
-   * frame, a byte now and then): measured from the first tick that saw it
-   * arriving, so it fires up to a tick late, never early. A message that
+   * frame, a byte now and then): measured from the read that began it (or
+   * the first tick that saw it, after a pause) and checked on ticks, so it
+   * fires up to a tick late, never early. A message that
    * waits because we stopped reading is not the peer's doing: its time
    * starts over once reading resumes, and a tick that finds reading paused
    * at any time since the last (a slow handler that frees room now and

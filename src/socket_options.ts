@@ -165,7 +165,7 @@ export type BackpressurePolicy = "close" | "drop" | "wait";
 /**
  * The outcome of {@linkcode Socket.prototype.trySend}:
  * - `sent`: queued, and the queue is below the high-water mark;
- * - `backpressure`: queued, but the queue is above the high-water mark:
+ * - `backpressure`: queued, but the queue is at or above the high-water mark:
  *   slow down until `bufferedAmount` falls;
  * - `dropped`: not queued, by the backpressure policy;
  * - `closed`: not queued, the socket is closing or closed.

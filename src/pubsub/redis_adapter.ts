@@ -240,11 +240,7 @@ export class RedisAdapter implements PubSubAdapter {
     this.#publisher = publisher ??
       createClient({ url });
     this.#subscriber = subscriber ?? this.#publisher.duplicate();
-    // What a client reports after close() (its last attempt failing) is
-    // no one's concern.
-    const report = (error: unknown) => {
-      if (!this.#closed) this.#onError?.(error);
-    };
+    const report = (error: unknown) => this.#report(error);
     this.#publisher.on("error", (error: unknown) => {
       this.#publisherFailures++;
       for (const stopWaiting of this.#connectWaiters) stopWaiting();
@@ -322,7 +318,7 @@ export class RedisAdapter implements PubSubAdapter {
       // waits, not on one message.)
       if (!this.#dropping) {
         this.#dropping = true;
-        this.#onError?.(
+        this.#report(
           new Error(
             `Redis has not answered ${this.#pendingBytes} bytes of publishes; dropping messages until it does`,
           ),
@@ -381,8 +377,10 @@ export class RedisAdapter implements PubSubAdapter {
    *
    * @param topic The topic.
    * @returns A promise that resolves once Redis confirmed the subscription,
-   * or at once while the subscriber is not connected: it subscribes when
-   * connected again (a topic wanted and left meanwhile never reaches Redis).
+   * or while the subscriber is not connected once the subscription is
+   * recorded (at once, unless an unsubscribe of the topic asked for before
+   * still waits for Redis): it subscribes when connected again (a topic
+   * wanted and left meanwhile never reaches Redis).
    */
   subscribe(topic: string): Promise<void> {
     this.#wanted.add(topic);
@@ -431,7 +429,7 @@ export class RedisAdapter implements PubSubAdapter {
             () => this.#subscriber.unsubscribe(this.channel(topic)),
           ).catch(() => {});
           this.#subscribe(topic, Math.min(retryDelay * 2, RETRY_MAX))
-            .catch((error) => this.#onError?.(error));
+            .catch((error) => this.#report(error));
         }, retryDelay),
       );
     });
@@ -514,6 +512,11 @@ export class RedisAdapter implements PubSubAdapter {
     return step;
   }
 
+  /** To `onError`, until close(): what a closing client reports is no one's concern. */
+  #report(error: unknown): void {
+    if (!this.#closed) this.#onError?.(error);
+  }
+
   /**
    * `promise`, or nothing once `close()` is called: a closed client may
    * never settle the commands it had queued.
@@ -538,7 +541,7 @@ export class RedisAdapter implements PubSubAdapter {
     try {
       envelope = decodeEnvelope(bytes);
     } catch (error) {
-      this.#onError?.(error);
+      this.#report(error);
       return;
     }
     if (sameOrigin(envelope.origin, this.#id)) return;

@@ -23,7 +23,14 @@ export function printErrors(): (event: ServerLogEvent) => void {
   };
   return (event) => {
     if (event.type === "handler-error" || event.type === "internal-error") {
-      console.error(`duplex: ${event.type}:`, event.error);
+      try {
+        console.error(`duplex: ${event.type}:`, event.error);
+      } catch (error) {
+        // What was thrown cannot be shown (a revoked Proxy, say).
+        console.error(
+          `duplex: ${event.type}: a value that cannot be shown (${error})`,
+        );
+      }
     } else if (event.type === "pubsub-error" || event.type === "accept-error") {
       throttled(event.type, event.error);
     } else if (event.type === "over-budget") {

@@ -824,7 +824,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     const deadline = performance.now() + this.#limits.handshakeTimeout;
     // A keep-alive connection that no next request came on is let go, not
     // timed out; one whose next head stopped halfway is.
-    let started = rest.length > 0;
+    let started = !first && beginsRequest(rest);
     this.#startDeadline(
       peer,
       "handshake",
@@ -842,7 +842,9 @@ export class Server<Data = unknown> implements AsyncDisposable {
       while (head === undefined) {
         const { value, done } = await reader.read(new Uint8Array(buffer));
         if (done || value === undefined) return null;
-        started = true;
+        // (The empty lines a server may ignore before a request line, RFC
+        // 9112 §2.2, do not begin one.)
+        if (!first && !started) started = beginsRequest(value);
         buffer = value.buffer;
         head = parser.receive(value);
         // A larger head: the rest in larger reads.
@@ -1399,6 +1401,11 @@ function checkUpgradeDecision(decision: unknown): void {
       );
     }
   }
+}
+
+/** Whether `bytes` hold more than the empty lines before a request line. */
+function beginsRequest(bytes: Uint8Array): boolean {
+  return bytes.some((byte) => byte !== 0x0d && byte !== 0x0a);
 }
 
 /**

@@ -648,47 +648,39 @@ Deno.test("a handler that takes none of a full queue for closeTimeout closes wit
   peer.close();
 });
 
-Deno.test("a handler that broke out of its loop (an auth message taken, then only awaiting closed) is closed with 1008 'messages not read' once a full queue stays untaken for closeTimeout, so the peer's close is not stuck behind it", async () => {
-  const closed = Promise.withResolvers<CloseInfo>();
-  await using server = serve(
-    { ...LOCAL, closeTimeout: 300, maxQueuedMessages: 8 },
-    async (socket) => {
-      for await (const _token of socket) break;
-      closed.resolve(await socket.closed);
-    },
-  );
-  const peer = await rawHandshake(server.addr);
-  const sent = Array.from({ length: 40 }, (_, i) => frame(OP.text, `m${i}`));
-  await peer.write(concat(...sent, frame(OP.close, closePayload(1000))));
-  const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
-  assert.deepEqual([close.code, close.reason], [1008, "messages not read"]);
-  assert.equal(
-    (await withTimeout(closed.promise, DEADLINE, "closed")).code,
-    1000,
-  );
-  peer.close();
-});
-
-Deno.test("a handler that takes a full queue slowly, one message per more than closeTimeout, is not closed: its loop is still open", async () => {
-  const taken: string[] = [];
-  await using server = serve(
-    { ...LOCAL, closeTimeout: 100, maxQueuedMessages: 2 },
-    async (socket) => {
-      for await (const message of socket) {
-        taken.push(message as string);
-        await delay(150);
-      }
-    },
-  );
-  const peer = await rawHandshake(server.addr);
-  const sent = Array.from({ length: 6 }, (_, i) => `m${i}`);
-  await peer.write(concat(...sent.map((text) => frame(OP.text, text))));
-  await waitUntil(() => taken.length === sent.length, "every message taken");
-  assert.deepEqual(taken, sent);
-  await peer.write(frame(OP.close, closePayload(1000)));
-  const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
-  assert.equal(close.code, 1000);
-  peer.close();
+Deno.test("a handler that takes a full queue slowly, one message per more than closeTimeout, is not closed, whether in one loop or through a helper that returns from a loop per message", async () => {
+  /** The next message, through a loop of its own (a common helper). */
+  async function receive(socket: Socket): Promise<Message | undefined> {
+    for await (const message of socket) return message;
+  }
+  for (const helper of [false, true]) {
+    const taken: string[] = [];
+    await using server = serve(
+      { ...LOCAL, closeTimeout: 100, maxQueuedMessages: 2 },
+      async (socket) => {
+        if (helper) {
+          for (let m; (m = await receive(socket)) !== undefined;) {
+            taken.push(m as string);
+            await delay(150);
+          }
+        } else {
+          for await (const message of socket) {
+            taken.push(message as string);
+            await delay(150);
+          }
+        }
+      },
+    );
+    const peer = await rawHandshake(server.addr);
+    const sent = Array.from({ length: 6 }, (_, i) => `m${i}`);
+    await peer.write(concat(...sent.map((text) => frame(OP.text, text))));
+    await waitUntil(() => taken.length === sent.length, "every message taken");
+    assert.deepEqual(taken, sent);
+    await peer.write(frame(OP.close, closePayload(1000)));
+    const close = await withTimeout(peer.readClose(), DEADLINE, "the close");
+    assert.equal(close.code, 1000);
+    peer.close();
+  }
 });
 
 Deno.test("with streamMessages too, a handler that takes no stream of a full queue for closeTimeout closes with 1008 'messages not read', so the peer's close is not stuck behind them", async () => {
@@ -922,4 +914,52 @@ Deno.test("an awaited send() behind a sendStream() waits for its own write, not 
   );
   assert.ok(most < 64 * KIB, `bufferedAmount after an awaited send(): ${most}`);
   assert.equal(closed.code, 1000);
+});
+
+Deno.test("an awaiting sender never meets the backpressure policy, even with sendHighWaterMark equal to maxBackpressure: send() resolves at once only below the mark", async () => {
+  for (const backpressurePolicy of ["drop", "close"] as const) {
+    const done = Promise.withResolvers<void>();
+    await using server = serve({
+      ...LOCAL,
+      sendHighWaterMark: 64 * KIB,
+      maxBackpressure: 64 * KIB,
+      backpressurePolicy,
+    }, async (socket) => {
+      // Frames of exactly 4 KiB (a 4-byte header): the queue reaches the
+      // mark exactly.
+      for (let i = 0; i < 20; i++) {
+        await socket.send(new Uint8Array(4 * KIB - 4).fill(i));
+      }
+      done.resolve();
+      await socket.closed;
+    });
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    for (let i = 0; i < 20; i++) {
+      const message = await client.next() as Uint8Array;
+      assert.deepEqual([message.length, message[0]], [4 * KIB - 4, i]);
+    }
+    await withTimeout(done.promise, DEADLINE, "the sends");
+    assert.equal(server.stats().backpressureDrops, 0);
+  }
+});
+
+Deno.test("an awaited send() queued behind a sendStream() that close() cuts short rejects with ConnectionClosedError: its message was dropped, not written", async () => {
+  const outcome = Promise.withResolvers<unknown>();
+  await using server = serve(LOCAL, async (socket) => {
+    // A source that has yielded and not ended: the stream is cut.
+    const source = new ReadableStream<string>({
+      start(controller) {
+        controller.enqueue("piece ");
+      },
+    });
+    socket.sendStream(source).catch(() => {});
+    // Above sendHighWaterMark: it waits for its own write.
+    const sending = socket.send("x".repeat(2 * 1024 * KIB));
+    await socket.close(1000, "bye", { streamGrace: 100 });
+    outcome.resolve(await sending.then(() => "resolved", (error) => error));
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr));
+  const error = await withTimeout(outcome.promise, DEADLINE, "the send");
+  assert.ok(error instanceof ConnectionClosedError, String(error));
+  assert.equal((await client.closed).code, 1000);
 });

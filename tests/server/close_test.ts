@@ -498,6 +498,31 @@ Deno.test("serve() closes with 1011 and logs a handler that throws what instance
   assert.equal(await other.roundTrip("still serving"), "still serving");
 });
 
+Deno.test("serve()'s default logger says a handler threw what cannot be shown (a revoked Proxy), rather than that the logger threw", async () => {
+  const printed: string[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => void printed.push(args.join(" "));
+  try {
+    await using server = serve(LOCAL, () => {
+      const { proxy, revoke } = Proxy.revocable({}, {});
+      revoke();
+      throw proxy;
+    });
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    assert.equal(
+      (await withTimeout(client.closed, DEADLINE, "close event")).code,
+      1011,
+    );
+  } finally {
+    console.error = original;
+  }
+  assert.equal(printed.length, 1, printed.join("\n"));
+  assert.match(
+    printed[0],
+    /^duplex: handler-error: a value that cannot be shown/,
+  );
+});
+
 Deno.test(
   "serve() closes with 1011 when an async handler rejects",
   async () => {

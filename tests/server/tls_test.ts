@@ -4,6 +4,7 @@ import { serve } from "../../mod.ts";
 import {
   assertBytes,
   DEADLINE,
+  delay,
   DenoClient,
   echo,
   encodeRequest,
@@ -170,9 +171,23 @@ Deno.test("serve({cert, key}) does not count an HTTPS keep-alive client that lea
     );
   }
   socket.destroy();
+  // A browser's preconnect: the TLS handshake, then no request at all.
+  const preconnect = tls.connect({
+    host: "127.0.0.1",
+    port: server.addr.port,
+    ca: cert,
+    servername: "localhost",
+  });
+  await withTimeout(
+    new Promise((resolve) => preconnect.once("secureConnect", resolve)),
+    DEADLINE,
+    "the preconnect's TLS handshake",
+  );
+  await delay(50); // the server reads on past the handshake
+  preconnect.destroy();
   await waitUntil(
     () => server.stats().transportConnections === 0,
-    "the connection to end",
+    "the connections to end",
   );
   assert.deepEqual(server.stats().httpRequests, { 200: 2 });
   assert.deepEqual(errors, []);

@@ -93,6 +93,24 @@ const LINGER_SLACK = 64 * 1024;
 
 function ignore(): void {}
 
+/**
+ * A bound on `text`'s UTF-8 size, to compare with a compression threshold
+ * without encoding it: a surrogate pair counts 6, checked again once
+ * encoded. Counted only when the quick bounds (1 to 3 bytes per unit) do not
+ * settle it.
+ */
+function utf8Size(text: string, threshold: number): number {
+  if (text.length >= threshold || text.length * 3 < threshold) {
+    return text.length * 3;
+  }
+  let size = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    size += unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
+  }
+  return size;
+}
+
 function handledRejection(error: Error): Promise<never> {
   const promise = Promise.reject(error);
   promise.catch(() => {});
@@ -316,9 +334,9 @@ export class Socket<Data = unknown>
   // permessage-deflate.
   readonly #deflate: PerMessageDeflateParams | undefined;
   #deflater: ContextDeflater | null = null;
+  // Its last link, right after #sendInOrder() queued a message, says
+  // whether that message reached the connection (see #framedThenDrained).
   #sendQueue: Promise<unknown> = RESOLVED;
-  // Whether the message #sendInOrder() queued last reached the connection.
-  #lastQueued: Promise<boolean> = Promise.resolve(true);
   // Messages waiting behind a compression or a streamed message.
   #queuedBytes = 0;
   #queuedMessages = 0;
@@ -499,16 +517,19 @@ export class Socket<Data = unknown>
     // Queued behind a compression or a streamed message: the writes before
     // it are not its own, so the wait starts once it is framed (or dropped,
     // the connection closing meanwhile).
-    if (this.#queuedMessages > 0) {
-      const waiting = this.#lastQueued.then((framed) =>
-        framed
-          ? this.#drained()
-          : Promise.reject(closedError(this, "send", this.#info ?? undefined))
-      );
-      waiting.catch(() => {}); // a caller may leave it unawaited
-      return waiting;
-    }
+    if (this.#queuedMessages > 0) return this.#framedThenDrained();
     return this.#drained();
+  }
+
+  // Apart from send(): a closure there would make every send() allocate.
+  #framedThenDrained(): Promise<void> {
+    const waiting = this.#sendQueue.then((framed) =>
+      framed !== false
+        ? this.#drained()
+        : Promise.reject(closedError(this, "send", this.#info ?? undefined))
+    );
+    waiting.catch(() => {}); // a caller may leave it unawaited
+    return waiting;
   }
 
   /**
@@ -586,7 +607,7 @@ export class Socket<Data = unknown>
 
   #worthCompressing(message: string | Uint8Array | PreparedMessage): boolean {
     const size = typeof message === "string"
-      ? message.length * 3 // an upper bound, checked again once encoded
+      ? utf8Size(message, this.#deflate!.threshold)
       : message instanceof PreparedMessage
       ? message.size
       : message.length;
@@ -612,7 +633,7 @@ export class Socket<Data = unknown>
     this.#queuedMessages++;
     const deflater = this.#deflater;
     const opcode = isText ? OPCODE.Text : OPCODE.Binary;
-    this.#sendQueue = this.#lastQueued = this.#sendQueue.then(async () => {
+    this.#sendQueue = this.#sendQueue.then(async () => {
       try {
         if (
           deflater !== null && compress &&
@@ -828,7 +849,7 @@ export class Socket<Data = unknown>
     this.#messaged = true;
     this.#scheduleFlush();
     this.#budget?.report();
-    if (referenced || this.bufferedAmount > this.#options.sendHighWaterMark) {
+    if (referenced || this.bufferedAmount >= this.#options.sendHighWaterMark) {
       await this.#drained();
     }
   }

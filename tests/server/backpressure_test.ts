@@ -963,3 +963,29 @@ Deno.test("an awaited send() queued behind a sendStream() that close() cuts shor
   assert.ok(error instanceof ConnectionClosedError, String(error));
   assert.equal((await client.closed).code, 1000);
 });
+
+Deno.test("with permessage-deflate keeping its context, a string whose UTF-8 size is below the threshold is framed at once, not queued behind a compression it does not need", async () => {
+  const buffered = Promise.withResolvers<number[]>();
+  await using server = serve({
+    ...LOCAL,
+    perMessageDeflate: { serverNoContextTakeover: false },
+  }, async (socket) => {
+    const sizes: number[] = [];
+    // 342 and 1023 ASCII characters: below the 1024-byte threshold, though
+    // three bytes per character would not be.
+    for (const length of [342, 1023]) {
+      socket.send("a".repeat(length));
+      sizes.push(socket.bufferedAmount);
+      await delay(20);
+    }
+    buffered.resolve(sizes);
+    await socket.closed;
+  });
+  await using client = await NpmClient.connect(wsUrl(server.addr), {
+    perMessageDeflate: true,
+  });
+  assert.equal(await client.next(), "a".repeat(342));
+  assert.equal(await client.next(), "a".repeat(1023));
+  // Framed: the 4-byte header counts (queued raw, it would not).
+  assert.deepEqual(await buffered.promise, [346, 1027]);
+});

@@ -26,8 +26,9 @@ export interface WriteResponseOptions {
    */
   onHead?: () => void;
   /**
-   * Called once the connection took the head (with what of the body went
-   * in the same write): not for a client that is gone.
+   * Called once the connection took the head and what of the body went
+   * with it (all of a body in memory, written in watched slices): not for a
+   * client that is gone.
    */
   onHeadTaken?: () => void;
   /**

@@ -106,10 +106,11 @@ export interface HttpExchangeOptions {
   onResponseStarted?: () => void;
   /**
    * Called once per request with the status of the response written for it,
-   * once the connection took its head: the handler's status, the 500 that stands in for a
-   * handler that failed, or a status of this function's own (400, 413, 417,
-   * 501, 505). Not called for `100 Continue`, nor for a request left without
-   * an answer (the client gone first, the exchange abandoned).
+   * once the connection took its head: the handler's status, the 500 that
+   * stands in for a handler that failed, or a status of this function's own
+   * (400, 413, 417, 501, 505). Not called for `100 Continue`, nor for a
+   * request left without an answer (the client gone first, the exchange
+   * abandoned).
    */
   onResponse?: (status: number) => void;
   /**

@@ -1144,7 +1144,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
         let shown = error;
         try {
           own = raisedBy(error, socket);
-          if (error instanceof ConnectionClosedError) {
+          if (!own && error instanceof ConnectionClosedError) {
             shown = foreignCloseError(error);
           }
         } catch {

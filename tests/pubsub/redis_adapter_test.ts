@@ -290,12 +290,7 @@ class RefusingClient extends FakeClient {
 Deno.test("RedisAdapter drops publishes once 16 MiB wait for a Redis that stopped answering, says so once, and close() drops the connection after a second", async () => {
   const broker = new FakeBroker();
   const publisher = new StalledClient(broker);
-  const errors: unknown[] = [];
-  const adapter = new RedisAdapter({
-    publisher,
-    subscriber: new FakeClient(broker),
-    onError: (error) => errors.push(error),
-  });
+  const { adapter, errors } = adapterOver(publisher, broker);
   const megabyte = new Uint8Array(1024 * 1024);
   const waiting = [];
   for (let i = 0; i < 16; i++) waiting.push(adapter.publish("news", megabyte));
@@ -348,16 +343,22 @@ Deno.test("RedisAdapter used alone does not wait for a first connection that fai
       return new Promise(() => {});
     }
   })(broker);
+  const { adapter, errors } = adapterOver(publisher, broker);
+  await withTimeout(adapter.publish("news", "hi"), 5_000, "the publish");
+  assert.equal(errors.length, 1);
+  await adapter.close();
+});
+
+/** An adapter over `publisher` and a fake subscriber, and what it reported. */
+function adapterOver(publisher: FakeClient, broker: FakeBroker) {
   const errors: unknown[] = [];
   const adapter = new RedisAdapter({
     publisher,
     subscriber: new FakeClient(broker),
     onError: (error) => errors.push(error),
   });
-  await withTimeout(adapter.publish("news", "hi"), 5_000, "the publish");
-  assert.equal(errors.length, 1);
-  await adapter.close();
-});
+  return { adapter, errors };
+}
 
 /** Resolves after `ms` milliseconds. */
 const pause = (ms: number) =>
@@ -468,12 +469,7 @@ Deno.test("RedisAdapter drops a publish whose connection dropped with it in flig
       return Promise.reject(error);
     }
   })(broker);
-  const errors: unknown[] = [];
-  const adapter = new RedisAdapter({
-    publisher,
-    subscriber: new FakeClient(broker),
-    onError: (error) => errors.push(error),
-  });
+  const { adapter, errors } = adapterOver(publisher, broker);
   await adapter.start(() => {});
   await adapter.publish("news", "lost");
   assert.equal(errors.length, 1);

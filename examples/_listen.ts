@@ -39,6 +39,23 @@ export function checkHostname(
 }
 
 /**
+ * Calls `start`, which starts a server: one that cannot listen (its port in
+ * use, a host name that does not resolve) is a message and exit code 1, not
+ * a stack trace.
+ */
+export function listenOrExit<T>(start: () => T): T {
+  try {
+    return start();
+  } catch (error) {
+    const hint = error instanceof Deno.errors.AddrInUse
+      ? ": stop what uses it, or pick another --port"
+      : "";
+    console.error(`${(error as Error).message}${hint}`);
+    Deno.exit(1);
+  }
+}
+
+/**
  * The URL of a server listening at `addr`, to print: `localhost` and
  * "(all interfaces)" when it listens on every interface.
  */

@@ -28,7 +28,7 @@
  */
 import { BroadcastChannelAdapter, serve } from "../mod.ts";
 import { parseArgs } from "node:util";
-import { checkHostname } from "./_listen.ts";
+import { checkHostname, listeningAt } from "./_listen.ts";
 
 /** What the main thread tells a worker. */
 type ToWorker =
@@ -133,7 +133,13 @@ async function runMain(): Promise<void> {
       const message = event.data;
       if (message.type === "listening") {
         console.log(
-          `worker ${message.id} listening on ws://${hostname}:${message.port}`,
+          `worker ${message.id} listening on ${
+            listeningAt("ws", {
+              hostname,
+              port: message.port,
+              transport: "tcp",
+            })
+          }`,
         );
         up.resolve();
       } else if (message.type === "closed") down.resolve();

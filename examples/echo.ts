@@ -11,41 +11,48 @@
  * @module
  */
 import { serve } from "../mod.ts";
-import { checkHostname, listeningAt } from "./_listen.ts";
+import { parseArgs } from "node:util";
+import { checkHostname, listeningAt, listenOrExit } from "./_listen.ts";
 
-/** `--name V` or `--name=V`; `fallback` when not given. */
-function flag(args: string[], name: string, fallback: string) {
-  const index = args.findIndex((arg) =>
-    arg === `--${name}` || arg.startsWith(`--${name}=`)
-  );
-  return index === -1
-    ? fallback
-    : args[index].includes("=")
-    ? args[index].slice(args[index].indexOf("=") + 1)
-    : args[index + 1];
+/** Prints what was wrong with the command line and exits with 2. */
+function usage(message: string): never {
+  console.error(`${message}\nusage: echo.ts [--port N] [--hostname H]`);
+  Deno.exit(2);
 }
 
-function portFromArgs(args: string[]): number {
-  const text = flag(args, "port", Deno.env.get("PORT") ?? "8765");
-  if (text === undefined || !/^\d{1,5}$/.test(text) || Number(text) > 65535) {
-    console.error(
-      `--port must be an integer from 0 to 65535, got ${JSON.stringify(text)}`,
-    );
-    Deno.exit(2);
-  }
-  return Number(text);
+let values: { port: string; hostname: string };
+try {
+  ({ values } = parseArgs({
+    args: Deno.args,
+    options: {
+      port: { type: "string", default: Deno.env.get("PORT") ?? "8765" },
+      hostname: { type: "string", default: "0.0.0.0" },
+    },
+  }));
+} catch (error) {
+  usage((error as Error).message); // an unknown option, or one without value
+}
+if (!/^\d{1,5}$/.test(values.port) || Number(values.port) > 65535) {
+  usage(
+    `--port must be an integer from 0 to 65535, got ${
+      JSON.stringify(values.port)
+    }`,
+  );
 }
 
 const controller = new AbortController();
-const server = serve({
-  port: portFromArgs(Deno.args),
-  hostname: checkHostname(flag(Deno.args, "hostname", "0.0.0.0")),
-  signal: controller.signal,
-  maxPayload: 64 * 1024 * 1024,
-  onListen: (addr) => console.log(`Echo server on ${listeningAt("ws", addr)}`),
-}, async (socket) => {
-  for await (const message of socket) await socket.send(message);
-});
+const server = listenOrExit(() =>
+  serve({
+    port: Number(values.port),
+    hostname: checkHostname(values.hostname, usage),
+    signal: controller.signal,
+    maxPayload: 64 * 1024 * 1024,
+    onListen: (addr) =>
+      console.log(`Echo server on ${listeningAt("ws", addr)}`),
+  }, async (socket) => {
+    for await (const message of socket) await socket.send(message);
+  })
+);
 
 Deno.addSignalListener("SIGINT", () => {
   if (controller.signal.aborted) Deno.exit(130); // a second Ctrl-C: now

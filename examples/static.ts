@@ -13,7 +13,7 @@
  */
 import { serve, serveStatic } from "../mod.ts";
 import { parseArgs } from "node:util";
-import { checkHostname, listeningAt } from "./_listen.ts";
+import { checkHostname, listeningAt, listenOrExit } from "./_listen.ts";
 
 /** Prints what was wrong with the command line and exits with 2. */
 function usage(message: string): never {
@@ -53,18 +53,22 @@ try {
 }
 
 const controller = new AbortController();
-const server = serve({
-  port: Number(values.port),
-  hostname: checkHostname(values.hostname, usage),
-  signal: controller.signal,
-  fetch: files,
-  onListen: (addr) =>
-    console.log(
-      `Serving ${Deno.realPathSync(root)} on ${listeningAt("http", addr, "/")}`,
-    ),
-}, async (socket) => {
-  for await (const message of socket) await socket.send(message);
-});
+const server = listenOrExit(() =>
+  serve({
+    port: Number(values.port),
+    hostname: checkHostname(values.hostname, usage),
+    signal: controller.signal,
+    fetch: files,
+    onListen: (addr) =>
+      console.log(
+        `Serving ${Deno.realPathSync(root)} on ${
+          listeningAt("http", addr, "/")
+        }`,
+      ),
+  }, async (socket) => {
+    for await (const message of socket) await socket.send(message);
+  })
+);
 
 // Ctrl-C shuts down gracefully; a second one exits at once.
 Deno.addSignalListener("SIGINT", () => {

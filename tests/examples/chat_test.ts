@@ -196,6 +196,15 @@ Deno.test("examples/chat: a nick is unique within its room whatever its case or 
       message: `The nick ${nick} is taken in lobby`,
     });
   }
+  // "İ" lowercases to "i" and a combining dot: the same nick as "i̇da".
+  await using ida = await Chatter.connect(port);
+  await ida.join("lobby", "i\u0307da");
+  impostor.send({ type: "join", room: "lobby", nick: "\u0130DA" });
+  assert.deepEqual(await impostor.next(), {
+    type: "error",
+    code: "nick-taken",
+    message: "The nick \u0130DA is taken in lobby",
+  });
   await impostor.join("den", "ada"); // another room, another ada
 
   // Joins count too: ten pass (each answered with joined and presence),

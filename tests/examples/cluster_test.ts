@@ -86,6 +86,21 @@ Deno.test("examples/cluster.ts: --port 0 puts every worker on one free port, and
     Array(2).fill(`listening on ws://127.0.0.1:${port}`),
   );
 
+  // An IPv6 address goes in brackets.
+  await using ipv6 = new ExampleProcess(
+    ["-A", "--unstable-net"],
+    SCRIPT,
+    ["--port", "0", "--workers", "1", "--hostname", "::1"],
+  );
+  const [, port6] = await ipv6.waitForLine(
+    /^cluster ready: 1 workers on port (\d+)$/,
+  );
+  assert.ok(
+    ipv6.lines.includes(`worker 0 listening on ws://[::1]:${port6}`),
+    ipv6.lines.join("\n"),
+  );
+  assert.equal((await ipv6.stop("SIGTERM")).code, 0, ipv6.stderr);
+
   // Without the check, the second cluster would bind with reusePort too and
   // take half of the new connections into a chat of its own.
   await using second = new ExampleProcess(

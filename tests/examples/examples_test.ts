@@ -173,6 +173,8 @@ Deno.test("examples reject a bad command line with exit code 2 and a message, no
       ["--port="],
       /--port must be an integer from 0 to 65535, got ""/,
     ],
+    // Not a silent 0.0.0.0 for a mistyped --hostname.
+    ["examples/echo.ts", ["--host", "127.0.0.1"], /Unknown option '--host'/],
     ["examples/static.ts", ["--prot", "1"], /Unknown option '--prot'/],
     [
       "examples/static.ts",
@@ -223,12 +225,48 @@ Deno.test("examples reject a bad command line with exit code 2 and a message, no
       args: ["run", "-A", new URL(file, ROOT).pathname, ...args],
       stdout: "null",
       stderr: "piped",
+      // One that serves instead of refusing is stopped, and fails.
+      signal: AbortSignal.timeout(20_000),
     }).output();
     const text = new TextDecoder().decode(stderr);
     assert.equal(code, 2, `${file} ${args.join(" ")}: ${text}`);
     assert.match(text, message);
     assert.doesNotMatch(text, /\n\s+at /, "no stack trace");
   }));
+});
+
+Deno.test("the server examples say in one line, with exit code 1, that their port is in use", async () => {
+  using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  await Promise.all(
+    ["examples/echo.ts", "examples/static.ts", "examples/chat/server.ts"].map(
+      async (file) => {
+        const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            new URL(file, ROOT).pathname,
+            "--port",
+            String(port),
+            "--hostname",
+            "127.0.0.1",
+          ],
+          stdout: "null",
+          stderr: "piped",
+          signal: AbortSignal.timeout(20_000),
+        }).output();
+        const text = new TextDecoder().decode(stderr);
+        assert.equal(code, 1, `${file}: ${text}`);
+        assert.match(
+          text,
+          new RegExp(
+            `^Cannot serve on 127\\.0\\.0\\.1:${port}: .+: stop what uses it, or pick another --port\n$`,
+          ),
+          file,
+        );
+      },
+    ),
+  );
 });
 
 Deno.test("every server example takes its port from PORT when --port is not given, and refuses a bad one", async () => {

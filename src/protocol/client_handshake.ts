@@ -1,4 +1,5 @@
 import { computeAcceptKey } from "./handshake_response.ts";
+import { trimOws } from "./_headers.ts";
 import { shown } from "./_describe.ts";
 import { concat, decodeLatin1, encodeLatin1, findHeadEnd } from "./_bytes.ts";
 import {
@@ -608,7 +609,7 @@ export class ClientHandshake {
     for (const line of fields) {
       const colon = line.indexOf(":");
       const name = colon === -1 ? "" : line.slice(0, colon);
-      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+      const value = trimOws(line.slice(colon + 1));
       if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) {
         throw this.#fail(
           "MALFORMED_RESPONSE",

@@ -1,4 +1,5 @@
 import { positiveInteger } from "./_checks.ts";
+import { trimOws } from "./_headers.ts";
 import { HandshakeError } from "./errors.ts";
 import { decodeLatin1, findHeadEnd } from "./_bytes.ts";
 
@@ -271,7 +272,7 @@ export class HttpRequestParser {
       const line = lines[i];
       const colon = line.indexOf(":");
       const name = colon === -1 ? "" : line.slice(0, colon);
-      const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+      const value = trimOws(line.slice(colon + 1));
       if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) {
         throw new HandshakeError(
           400,

@@ -1349,8 +1349,14 @@ function closeQuietly(conn: Deno.Conn): void {
   }
 }
 
-/** Whether a request asks for a WebSocket (rather than plain HTTP). */
+/**
+ * Whether a request asks for a WebSocket (rather than plain HTTP). An
+ * HTTP/1.0 request's Upgrade is ignored (RFC 9110 §7.8: "A server MUST
+ * ignore an Upgrade header field that is received in an HTTP/1.0
+ * request"): with `fetch`, it is plain HTTP.
+ */
 function isWebSocketRequest(head: HttpRequestHead): boolean {
+  if (head.versionMajor === 1 && head.versionMinor === 0) return false;
   return head.headers.some(([name, value]) =>
     name.toLowerCase() === "upgrade" &&
     tokenList(value).some((token) => token.toLowerCase() === "websocket")

@@ -351,3 +351,25 @@ Deno.test("serve({fetch}) gives an in-memory response of any size a Content-Leng
   assert.equal(response.headers.get("connection"), "keep-alive");
   assert.deepEqual(response.body, big);
 });
+
+Deno.test("serve({fetch}) ignores the Upgrade of an HTTP/1.0 request and serves it as plain HTTP, closing after it (RFC 9110 §7.8)", async () => {
+  await using server = serve({
+    ...LOCAL,
+    fetch: (request) => new Response(`plain ${request.headers.get("upgrade")}`),
+  }, echo);
+  using peer = await RawPeer.connect(server.addr);
+  // A WebSocket frame sent at once after the head is not a request.
+  const frame = new Uint8Array([0x81, 0x82, 1, 2, 3, 4, 0x69 ^ 1, 0x21 ^ 2]);
+  await peer.write(
+    new Uint8Array([
+      ...encodeRequest("GET /ws HTTP/1.0", upgradeHeaders(server.addr)),
+      ...frame,
+    ]),
+  );
+  const response = await peer.readResponse();
+  assert.equal(response.status, 200);
+  assert.equal(response.body, "plain websocket");
+  assert.equal((await peer.readToEof()).length, 0, "closed, nothing more");
+  assert.equal(server.stats().totalConnections, 0);
+  assert.deepEqual(server.stats().httpRequests, { 200: 1 });
+});

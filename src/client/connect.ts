@@ -306,11 +306,13 @@ export async function connect(
   let rejectWaiting!: (reason: unknown) => void;
   const waiting = new Promise<never>((_, reject) => rejectWaiting = reject);
   waiting.catch(() => {});
+  const connecting = new AbortController();
   const stop = (reason: unknown) => {
     if (stopped !== undefined) return;
     stopped = { reason };
     rejectWaiting(reason);
     if (conn !== undefined) closeQuietly(conn);
+    else connecting.abort(reason);
   };
   const onAbort = () => stop(signal!.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
@@ -325,7 +327,11 @@ export async function connect(
   );
   let graceTimer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const opening = openTransport(target, options.caCerts);
+    const opening = openTransport(
+      target,
+      options.caCerts,
+      connecting.signal,
+    );
     // A connection that completes after we stopped waiting is closed.
     opening.then((c) => stopped !== undefined && closeQuietly(c), () => {});
     conn = await Promise.race([opening, waiting]);
@@ -438,14 +444,31 @@ export async function connect(
   }
 }
 
-function openTransport(url: URL, caCerts?: string[]): Promise<Deno.Conn> {
+/**
+ * The TCP connection (TLS over it for `wss:`), its connect cancelled when
+ * `signal` aborts: a connect left pending (a host that drops SYNs) would
+ * hold its socket, and the process, until the kernel gives up, minutes
+ * later. (`Deno.connectTls` takes no signal: TLS starts over the TCP
+ * connection.)
+ */
+function openTransport(
+  url: URL,
+  caCerts: string[] | undefined,
+  signal: AbortSignal,
+): Promise<Deno.Conn> {
   // URL.hostname keeps the brackets of an IPv6 literal.
   const hostname = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const secure = url.protocol === "wss:";
   const port = url.port === "" ? (secure ? 443 : 80) : Number(url.port);
+  const connecting = Deno.connect({ hostname, port, signal });
   const opening: Promise<Deno.Conn> = secure
-    ? Deno.connectTls({ hostname, port, caCerts })
-    : Deno.connect({ hostname, port });
+    ? connecting.then((tcp) =>
+      Deno.startTls(tcp, { hostname, caCerts }).catch((error) => {
+        closeQuietly(tcp);
+        throw error;
+      })
+    )
+    : connecting;
   return opening.catch((error) => {
     throw withContext(error, `Cannot connect to ${url.href}`);
   });

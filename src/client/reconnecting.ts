@@ -386,6 +386,8 @@ function untilAborted<T>(
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
+  // Aborted already (by onRetry, say): its event will not come again.
+  if (signal?.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
     const onAbort = () => {
       clearTimeout(timer);

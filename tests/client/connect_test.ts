@@ -396,6 +396,88 @@ Deno.test("connect stops when its signal is aborted", async () => {
   await server.close();
 });
 
+/**
+ * A listener whose accept queue is full, never accepting: the kernel drops
+ * further SYNs, and a connect to it stays pending (retransmitting).
+ */
+async function stallingListener() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  const queued: Deno.Conn[] = [];
+  for (let i = 0; i < 5000; i++) {
+    try {
+      queued.push(
+        await Deno.connect({
+          hostname: "127.0.0.1",
+          port,
+          signal: AbortSignal.timeout(200),
+        }),
+      );
+    } catch {
+      break; // this one stalled: the queue is full
+    }
+  }
+  return {
+    port,
+    close() {
+      for (const conn of queued) conn.close();
+      listener.close();
+    },
+  };
+}
+
+async function waitFor(condition: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; !await condition(); i++) {
+    assert.ok(i < 100, "the condition never held");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Sockets of this machine still connecting (SYN-SENT) to `port`. */
+async function connectingTo(port: number): Promise<number> {
+  const table = await Deno.readTextFile("/proc/net/tcp");
+  const remote = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return table.split("\n").filter((line) => {
+    const fields = line.trim().split(/\s+/);
+    return fields[2]?.endsWith(remote) && fields[3] === "02";
+  }).length;
+}
+
+Deno.test({
+  name:
+    "connect, given up while its TCP connect is pending (signal or handshakeTimeout), cancels it: no socket stays connecting",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const stalled = await stallingListener();
+    try {
+      for (
+        const [url, options] of [
+          [`ws://127.0.0.1:${stalled.port}/`, () => ({
+            signal: AbortSignal.timeout(300),
+          })],
+          [
+            `ws://127.0.0.1:${stalled.port}/`,
+            () => ({ handshakeTimeout: 300 }),
+          ],
+          [`wss://127.0.0.1:${stalled.port}/`, () => ({
+            signal: AbortSignal.timeout(300),
+          })],
+        ] as const
+      ) {
+        const attempt = connect(url, options());
+        attempt.catch(() => {});
+        await waitFor(async () => await connectingTo(stalled.port) === 1);
+        await assert.rejects(deadline(attempt, 5_000, url));
+        // Closed with the rejection, or within a turn of it.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(await connectingTo(stalled.port), 0, url);
+      }
+    } finally {
+      stalled.close();
+    }
+  },
+});
+
 Deno.test("connect fails with the network error, naming the URL, when nothing listens", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;

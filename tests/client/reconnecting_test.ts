@@ -98,6 +98,35 @@ Deno.test("reconnecting retries failed attempts until one succeeds", async () =>
   }
 });
 
+Deno.test("reconnecting ends at once when onRetry aborts its signal, rather than wait out the delay it was told", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close(); // refused from now on
+  const controller = new AbortController();
+  const delays: number[] = [];
+  await deadline(
+    (async () => {
+      for await (
+        const _ of reconnecting(`ws://127.0.0.1:${port}/`, {
+          initialDelay: 60_000,
+          maxDelay: 60_000,
+          signal: controller.signal,
+          onRetry: (_error, delay) => {
+            delays.push(delay);
+            controller.abort(); // the user's own give-up rule
+          },
+        })
+      ) {
+        assert.fail("nothing listens");
+      }
+    })(),
+    5_000,
+    "the end of the iteration",
+  );
+  assert.equal(delays.length, 1);
+  assert.ok(delays[0] >= 30_000, String(delays[0])); // told to wait long
+});
+
 Deno.test("reconnecting waits as long as a 429 or 503 rejection's Retry-After asks, up to maxDelay, and ignores it on other statuses", async () => {
   const answers = [
     "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n",

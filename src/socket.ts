@@ -86,9 +86,12 @@ const CLOSE_OPTIONS: ReadonlySet<string> = new Set(["streamGrace"]);
 const SOCKET_PUBLISH_OPTIONS: ReadonlySet<string> = new Set(["exceptSelf"]);
 // The longest a failed connection is read on, and discarded, before it is
 // closed (see #linger), and how much of it: the rest of the frame that
-// failed (up to a limit), and some slack.
+// failed (up to a limit, 64 MiB: a file of some tens of MB sent to a
+// server's default 16 MiB maxPayload gets its 1009; Deno closes the
+// connection on a failed write, with the close frame unread, and a
+// browser reports 1006), and some slack.
 const LINGER = 1000;
-const LINGER_MAX_BYTES = 16 * 1024 * 1024;
+const LINGER_MAX_BYTES = 64 * 1024 * 1024;
 const LINGER_SLACK = 64 * 1024;
 
 function ignore(): void {}

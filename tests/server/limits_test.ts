@@ -654,3 +654,16 @@ Deno.test("serve({maxPayload}): a message over it in many frames (as browsers se
   assert.equal(code, 1009);
   await withTimeout(peer.readToEof(), DEADLINE, "the end, not a reset");
 });
+
+Deno.test("serve({maxPayload}): one frame far over it (20 MiB to 1 MiB) is read on and dropped, so that its sender, writing it all, reads its 1009 rather than meet a reset", async () => {
+  await using server = serve({
+    ...LOCAL,
+    maxPayload: 1024 * 1024,
+    logger: () => {},
+  }, echo);
+  using peer = await rawHandshake(server.addr);
+  await peer.write(frame(OP.binary, new Uint8Array(20 * 1024 * 1024)));
+  const { code } = await withTimeout(peer.readClose(), DEADLINE, "1009");
+  assert.equal(code, 1009);
+  await withTimeout(peer.readToEof(), DEADLINE, "the end, not a reset");
+});

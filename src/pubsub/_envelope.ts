@@ -27,7 +27,8 @@ export const ORIGIN_LENGTH = 16;
 const TAG_OFFSET = ENVELOPE_MARKER.length;
 const HEADER_LENGTH = TAG_OFFSET + 1 + ORIGIN_LENGTH;
 const utf8Encoder = new TextEncoder();
-const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a message that begins with U+FEFF keeps it.
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /** A decoded envelope. */
 export interface Envelope {

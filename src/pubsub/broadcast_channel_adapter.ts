@@ -21,6 +21,7 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
   // at its end: Deno's BroadcastChannel drops messages for a worker that
   // falls behind a burst (600 of 2000 arrived), not batches of them.
   #batch: Batch = [];
+  #onError: (error: unknown) => void = () => {};
 
   /**
    * Creates the adapter; every server using the same name shares topics.
@@ -35,8 +36,13 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
    * Opens the channel.
    *
    * @param deliver Delivers messages from other workers.
+   * @param onError Reports a post that failed (its messages are lost).
    */
-  start(deliver: (topic: string, message: string | Uint8Array) => void): void {
+  start(
+    deliver: (topic: string, message: string | Uint8Array) => void,
+    onError?: (error: unknown) => void,
+  ): void {
+    if (onError !== undefined) this.#onError = onError;
     const channel = new BroadcastChannel(this.#name);
     channel.onmessage = (event: MessageEvent<Batch>) => {
       for (const [topic, message] of event.data) deliver(topic, message);
@@ -67,7 +73,12 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
     if (this.#batch.length === 0) return;
     const batch = this.#batch;
     this.#batch = [];
-    this.#channel?.postMessage(batch);
+    try {
+      this.#channel?.postMessage(batch);
+    } catch (error) {
+      // At the end of a turn, outside any call: reported, not thrown.
+      this.#onError(error);
+    }
   }
 }
 

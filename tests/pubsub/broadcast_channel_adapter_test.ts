@@ -102,3 +102,16 @@ Deno.test("BroadcastChannelAdapter delivers a burst of 2000 publishes to another
     worker.terminate();
   }
 });
+
+Deno.test("BroadcastChannelAdapter reports a post that fails to start()'s onError, rather than throw it at the end of the turn", async () => {
+  const adapter = new BroadcastChannelAdapter("duplex-test-post-failure");
+  const errors: unknown[] = [];
+  adapter.start(() => {}, (error) => errors.push(error));
+  const bytes = new Uint8Array(4);
+  adapter.publish("topic", bytes);
+  bytes.buffer.transfer(); // detached: it cannot be cloned to post
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(errors.length, 1);
+  assert.ok(errors[0] instanceof Error, String(errors[0]));
+  adapter.close();
+});

@@ -25,6 +25,11 @@ Deno.test("the pub/sub envelope keeps the message type and the origin", () => {
   // A plain Uint8Array copy, not a Buffer view of the client's memory.
   assert.equal(Object.getPrototypeOf(decoded.message), Uint8Array.prototype);
   assert.deepEqual(decodeEnvelope(encodeEnvelope(origin, "")).message, "");
+  // A byte order mark is the text's first character, kept.
+  assert.equal(
+    decodeEnvelope(encodeEnvelope(origin, "\ufeffhello")).message,
+    "\ufeffhello",
+  );
 });
 
 /** An envelope's bytes with `tag` and the given payload. */

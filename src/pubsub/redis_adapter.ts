@@ -155,8 +155,9 @@ export interface RedisAdapterOptions {
  *   instance that is disconnected misses what is published meanwhile, and
  *   drops what it publishes itself while reconnecting (nothing piles up);
  *   so does one whose Redis stopped answering (a frozen server, a network
- *   partition) once 16 MiB of its publishes wait for an answer, telling
- *   `onError` once.
+ *   partition) once 16 MiB of its publishes wait and it has answered none
+ *   for a second, telling `onError` once (a burst Redis is answering is
+ *   dropped only past 128 MiB waiting).
  * - A subscription Redis refused (an ACL, a lost connection) is retried,
  *   after 1 s and then up to every 30 s, while local sockets still want it.
  * - Nothing connects until the server starts the adapter (or the first
@@ -195,6 +196,8 @@ export class RedisAdapter implements PubSubAdapter {
   // Bytes of publishes not answered by Redis yet, and whether they are
   // being dropped for it.
   #pendingBytes = 0;
+  // When Redis last answered a publish (or publishes began to wait).
+  #answeredAt = 0;
   #dropping = false;
   // Topics local sockets want (a refused subscription is retried), and the
   // retry waiting for each, one at most.
@@ -311,16 +314,23 @@ export class RedisAdapter implements PubSubAdapter {
     if (this.#closed) return;
     const envelope = encodeEnvelope(this.#id, message);
     const size = envelope.byteLength;
-    if (this.#pendingBytes >= MAX_PENDING_BYTES) {
+    const silence = performance.now() - this.#answeredAt;
+    if (
+      this.#pendingBytes >= MAX_PENDING_BYTES &&
+      (silence >= STALL || this.#pendingBytes >= MAX_BURST_BYTES)
+    ) {
       // Redis takes nothing (frozen, or a partition that keeps the
-      // connection up): drop rather than hold publishes without bound. (A
+      // connection up): drop rather than hold publishes without bound. A
+      // burst that Redis is answering is not dropped, up to a bound. (A
       // message larger than that alone goes out: the bound is on what
       // waits, not on one message.)
       if (!this.#dropping) {
         this.#dropping = true;
         this.#report(
           new Error(
-            `Redis has not answered ${this.#pendingBytes} bytes of publishes; dropping messages until it does`,
+            `Redis has not answered ${this.#pendingBytes} bytes of publishes (none for ${
+              Math.round(silence)
+            } ms); dropping messages until it does`,
           ),
         );
       }
@@ -331,6 +341,7 @@ export class RedisAdapter implements PubSubAdapter {
       envelope.byteOffset,
       envelope.byteLength,
     );
+    if (this.#pendingBytes === 0) this.#answeredAt = performance.now();
     this.#pendingBytes += size;
     try {
       await this.#whileOpen(async () => {
@@ -367,6 +378,7 @@ export class RedisAdapter implements PubSubAdapter {
       });
     } finally {
       this.#pendingBytes -= size;
+      this.#answeredAt = performance.now();
       if (this.#pendingBytes < MAX_PENDING_BYTES / 2) this.#dropping = false;
     }
   }
@@ -585,6 +597,10 @@ async function closeClient(client: RedisPubSubClient): Promise<void> {
 
 // Publishes waiting for Redis's answer beyond which new ones are dropped.
 const MAX_PENDING_BYTES = 16 * 1024 * 1024;
+// Publishes are dropped once MAX_PENDING_BYTES wait and Redis has answered
+// none for STALL ms, or once MAX_BURST_BYTES wait at all.
+const STALL = 1000;
+const MAX_BURST_BYTES = 128 * 1024 * 1024;
 // How long close() waits for pending commands (ms).
 const CLOSE_GRACE = 1_000;
 // When a refused subscription is asked for again (ms), doubling.

@@ -118,8 +118,7 @@ export async function listenCommand(
   const closeNormally = () => socket.close(1000).catch(() => {});
   whenStopped(signals.signal, closeNormally);
 
-  if (json) emit({ type: "open", url: url.href, protocol: socket.protocol });
-  else {
+  if (!json) {
     printError(
       `Connected to ${url.href}${
         socket.protocol ? ` (subprotocol ${socket.protocol})` : ""
@@ -147,6 +146,9 @@ export async function listenCommand(
   let outputGone = false;
   const printing = (async () => {
     try {
+      if (json) {
+        emit({ type: "open", url: url.href, protocol: socket.protocol });
+      }
       await printAll();
     } catch (error) {
       if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
@@ -156,13 +158,22 @@ export async function listenCommand(
   })();
   // Sending stops when the socket closes; the stdin read left pending then
   // does not hold the process, since main() exits.
+  let unreadable: string | undefined;
   const sending = (async () => {
-    for await (const line of readLines(stdin)) {
-      if (socket.state !== "open") return;
-      await socket.send(line);
+    try {
+      for await (const line of readLines(stdin)) {
+        if (socket.state !== "open") return;
+        await socket.send(line);
+      }
+    } catch (error) {
+      if (socket.state !== "open") return; // the send, once closed
+      // Standard input could not be read (a directory, say).
+      unreadable = `cannot read stdin: ${(error as Error).message}`;
+      if (json) emit({ type: "error", message: unreadable });
+      else printError(`duplex listen: ${unreadable}; closing`);
     }
     closeNormally();
-  })().catch(() => {});
+  })();
 
   const info: CloseInfo = await socket.closed;
   await printing;
@@ -178,5 +189,5 @@ export async function listenCommand(
       ...(info.error ? { error: info.error.code } : {}),
     });
   } else printError(`Closed: ${describeClose(info)}.`);
-  return exitCodeFor(info);
+  return unreadable === undefined ? exitCodeFor(info) : EXIT_CODE.Usage;
 }

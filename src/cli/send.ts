@@ -121,7 +121,12 @@ export async function sendCommand(
     } else if (texts.length > 0) {
       messages = binary ? texts.map((text) => encoder.encode(text)) : texts;
     } else if (binary) {
-      const input = await Promise.race([readAll(stdin), stopped.promise]);
+      const input = await Promise.race([
+        readAll(stdin).catch((error) => {
+          throw stdinError(error);
+        }),
+        stopped.promise,
+      ]);
       if (input === STOPPED) {
         signals.remove();
         printError("duplex send: stopped before the connection opened");
@@ -157,6 +162,8 @@ export async function sendCommand(
   let sent = 0;
   let interrupted = false;
   let notUtf8: NotUtf8Error | undefined;
+  let unreadable: UsageError | undefined;
+  let reading = false;
   // Waiting for the next line (`tail -f | duplex send`), a close from the
   // server ends the wait: nothing more can be sent, and the input did not
   // end, so the rest of it is not sent. A stop signal ends it too.
@@ -172,7 +179,9 @@ export async function sendCommand(
       : messages[Symbol.iterator]();
   try {
     while (true) {
+      reading = true;
       const next = await interruption.wait(pending.next());
+      reading = false;
       if (next === CLOSED) {
         interrupted = true;
         break;
@@ -183,6 +192,7 @@ export async function sendCommand(
     }
   } catch (error) {
     if (error instanceof NotUtf8Error) notUtf8 = error;
+    else if (reading) unreadable = stdinError(error);
     // Else the server closed first.
     else interrupted = true;
   }
@@ -195,6 +205,14 @@ export async function sendCommand(
       `duplex send: ${notUtf8.message} on stdin (${sent} line${
         sent === 1 ? "" : "s"
       } sent before it); add --binary to send all of stdin as one binary message`,
+    );
+    return EXIT_CODE.Usage;
+  }
+  if (unreadable !== undefined) {
+    printError(
+      `duplex send: ${unreadable.message} (${sent} line${
+        sent === 1 ? "" : "s"
+      } sent before it)`,
     );
     return EXIT_CODE.Usage;
   }
@@ -239,6 +257,14 @@ function parseSendArgs(args: string[]) {
 
 const STOPPED: unique symbol = Symbol("stopped");
 const CLOSED: unique symbol = Symbol("closed");
+
+/** Standard input could not be read (a directory, say). */
+function stdinError(error: unknown): UsageError {
+  return new UsageError(
+    "send",
+    `cannot read stdin: ${(error as Error).message}`,
+  );
+}
 
 async function readFile(
   path: string,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type CloseInfo, serve } from "../../mod.ts";
-import { DEADLINE, deadline, spawnCli } from "./_helpers.ts";
+import { DEADLINE, deadline, runPipeline, spawnCli } from "./_helpers.ts";
 import { delay } from "../server/_helpers.ts";
 import { rawServer } from "../client/_helpers.ts";
 
@@ -176,6 +176,31 @@ Deno.test("duplex listen whose output is closed early (| head -1) closes the con
   );
 });
 
+Deno.test("duplex listen --json whose reader left before the first line closes the connection cleanly and exits 0", async () => {
+  const closed = Promise.withResolvers<CloseInfo>();
+  await using server = serve({ port: 0, hostname: "127.0.0.1" }, (socket) => {
+    socket.closed.then(closed.resolve);
+  });
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      // The reader closes the pipe at once: the "open" line meets it.
+      `sleep 2 | "${Deno.execPath()}" run -A "${
+        new URL("../../src/cli/main.ts", import.meta.url).pathname
+      }" listen ws://127.0.0.1:${server.addr.port} --json | { exec 0<&-; sleep 3; }`,
+    ],
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const output = await deadline(child.output(), DEADLINE, "the pipeline");
+  assert.doesNotMatch(new TextDecoder().decode(output.stderr), /Uncaught/);
+  assert.equal(
+    (await deadline(closed.promise, DEADLINE, "the close")).code,
+    1000,
+  );
+});
+
 Deno.test("duplex listen stopped by SIGTERM during the handshake says so and exits with 1, not by the signal", async () => {
   // Accepts TCP connections and never answers the handshake.
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -220,5 +245,35 @@ Deno.test("duplex listen: a second Ctrl-C while the server does not answer the c
     assert.equal(code, 130);
   } finally {
     await server.close();
+  }
+});
+
+Deno.test("duplex listen whose stdin cannot be read (a directory) says so, closes with 1000 and exits with 2", async () => {
+  await using server = testServer();
+  const directory = await Deno.makeTempDir();
+  try {
+    const url = `ws://127.0.0.1:${server.addr.port}`;
+    const { code, stderr } = await runPipeline(
+      `listen ${url} < "${directory}"`,
+    );
+    assert.equal(code, 2, stderr);
+    assert.match(
+      stderr,
+      /\nduplex listen: cannot read stdin: Is a directory .*; closing\nClosed: 1000 \(normal closure\)\.\n$/,
+    );
+    const json = await runPipeline(`listen ${url} --json < "${directory}"`);
+    assert.equal(json.code, 2, json.stderr);
+    const events = json.stdout.trim().split("\n").map((line) =>
+      JSON.parse(line)
+    );
+    assert.deepEqual(events.map((event) => event.type), [
+      "open",
+      "error",
+      "close",
+    ]);
+    assert.match(events[1].message, /^cannot read stdin: Is a directory/);
+    assert.equal(events[2].code, 1000);
+  } finally {
+    await Deno.remove(directory);
   }
 });

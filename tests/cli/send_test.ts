@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { type CloseInfo, type Message, serve } from "../../mod.ts";
-import { DEADLINE, deadline, runCli, spawnCli } from "./_helpers.ts";
+import {
+  DEADLINE,
+  deadline,
+  runCli,
+  runPipeline,
+  spawnCli,
+} from "./_helpers.ts";
 import { main } from "../../src/cli/main.ts";
 
 /** A server that records what each connection received and how it closed. */
@@ -333,4 +339,31 @@ Deno.test("duplex send refuses a stdin line that is not UTF-8 (as --file does) a
     "duplex send: line 2 is not UTF-8 text on stdin (1 line sent before it); add --binary to send all of stdin as one binary message\n",
   );
   assert.deepEqual(await recorder.received(), ["ok"]);
+});
+
+Deno.test("duplex send whose stdin cannot be read (a directory) says so and exits with 2, lines or --binary", async () => {
+  const { server, connections } = recordingServer();
+  const directory = await Deno.makeTempDir();
+  try {
+    const url = `ws://127.0.0.1:${server.addr.port}/`;
+    const lines = await runPipeline(`send ${url} < "${directory}"`);
+    assert.equal(lines.code, 2, lines.stderr);
+    assert.match(
+      lines.stderr,
+      /^duplex send: cannot read stdin: Is a directory .*\(0 lines sent before it\)\n$/,
+    );
+    const binary = await runPipeline(`send ${url} --binary < "${directory}"`);
+    assert.equal(binary.code, 2, binary.stderr);
+    assert.match(
+      binary.stderr,
+      /^duplex send: cannot read stdin: Is a directory/,
+    );
+    assert.doesNotMatch(binary.stderr, /\n\s+at /, "no stack trace");
+    // Lines are read once connected: that connection closed with 1000.
+    assert.equal(connections.length, 1);
+    assert.equal((await connections[0].closed).code, 1000);
+  } finally {
+    await Deno.remove(directory);
+    await server.shutdown();
+  }
 });

@@ -21,7 +21,11 @@ export async function connectOrExplain(
   } catch (error) {
     stop.remove();
     if (error instanceof TypeError) {
-      throw new UsageError(command, error.message);
+      // connect()'s words for its options, said with the flags' names.
+      const message = error.message.replace(/^Cannot connect: /, "")
+        .replace(/^"protocols"/, "--protocol")
+        .replace(/^"headers"/, "--header");
+      throw new UsageError(command, message);
     }
     return stop.signal.aborted
       ? "stopped before the connection opened"

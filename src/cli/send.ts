@@ -218,9 +218,16 @@ export async function sendCommand(
   }
   if (interrupted) {
     printError(
-      `duplex send: the server closed the connection with ${
+      `duplex send: ${
+        // An error of the server's that we found (1002, 1007) is ours to
+        // close for.
+        info.error === undefined
+          ? "the server closed the connection"
+          : "the connection failed"} with ${
         describeClose(info)
-      } after ${sent} message${sent === 1 ? "" : "s"}; the rest were not sent.`,
+      }, after ${sent} message${
+        sent === 1 ? "" : "s"
+      }; the rest were not sent.`,
     );
     return EXIT_CODE.Failure;
   }

@@ -84,11 +84,11 @@ Deno.test("duplex usage errors exit with 2 and say what to do", async () => {
     ],
     [
       ["listen", "ws://localhost:1", "--protocol", "a b"],
-      /"protocols" must hold HTTP tokens, got "a b"/,
+      /^duplex listen: --protocol must hold HTTP tokens, got "a b"\n/,
     ],
     [
       ["listen", "ws://localhost:1", "--header", "Sec-WebSocket-Extensions: x"],
-      /"headers" may not set sec-websocket-extensions; the handshake sets it/,
+      /^duplex listen: --header may not set sec-websocket-extensions; the handshake sets it\n/,
     ],
     [
       ["bench", "ws://localhost:1", "--size", "3Q"],

@@ -8,6 +8,7 @@ import {
   spawnCli,
 } from "./_helpers.ts";
 import { main } from "../../src/cli/main.ts";
+import { rawServer } from "../client/_helpers.ts";
 
 /** A server that records what each connection received and how it closed. */
 function recordingServer() {
@@ -365,5 +366,27 @@ Deno.test("duplex send whose stdin cannot be read (a directory) says so and exit
   } finally {
     await Deno.remove(directory);
     await server.shutdown();
+  }
+});
+
+Deno.test("duplex send says the connection failed, not that the server closed it, when the server broke the protocol", async () => {
+  const server = rawServer(async (peer) => {
+    await peer.accept();
+    // A text frame with RSV1 set, no extension negotiated.
+    await peer.write(new Uint8Array([0xc1, 0x01, 0x78]));
+    await peer.readFrame(); // the client's 1002
+  });
+  try {
+    // Waiting for stdin's next line when it happens.
+    await using cli = spawnCli(["send", server.url]);
+    await cli.waitFor(/the rest were not sent/, "stderr");
+    const { code, stderr } = await cli.finished();
+    assert.equal(code, 1, stderr);
+    assert.match(
+      stderr,
+      /^duplex send: the connection failed with 1002 \(protocol error\): Frame has reserved bits 0x40 set without a negotiated extension, after 0 messages; the rest were not sent\.\n$/,
+    );
+  } finally {
+    await server.close();
   }
 });

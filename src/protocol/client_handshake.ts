@@ -329,6 +329,8 @@ export class ClientHandshake {
   #bodyLimit = BODY_PREVIEW;
   // Whether a rejection's body is chunked: its bytes are then decoded.
   #chunked = false;
+  // Where the next chunk of a chunked rejection body begins.
+  #chunkAt = 0;
 
   /**
    * Prepares a handshake: checks the URL and options, makes the key and
@@ -421,7 +423,7 @@ export class ClientHandshake {
       this.#append(chunk, this.#bodyLimit - this.#length);
       if (
         this.#length >= this.#bodyLimit ||
-        (this.#chunked && this.#dechunked().done)
+        (this.#chunked && this.#lastChunkCame())
       ) {
         throw this.#rejection();
       }
@@ -714,15 +716,31 @@ export class ClientHandshake {
     return { headers, protocol: protocol ?? "", perMessageDeflate };
   }
 
-  /** The content of a chunked body so far, and whether it is complete. */
-  #dechunked(): { content: Uint8Array; done: boolean } {
-    return dechunk(this.#buffer.subarray(0, this.#length));
+  /**
+   * Whether a chunked body's last chunk has come, going on from the chunk
+   * the last call reached: a body sent a byte at a time is not decoded
+   * again from its start on every byte (the square of its size).
+   */
+  #lastChunkCame(): boolean {
+    const bytes = this.#buffer.subarray(0, this.#length);
+    while (true) {
+      const lineEnd = bytes.indexOf(0x0a, this.#chunkAt);
+      if (lineEnd === -1) return false;
+      const line = decodeLatin1(bytes.subarray(this.#chunkAt, lineEnd));
+      // A framing error ends the content: the preview waits for its limit.
+      if (!CHUNK_SIZE_LINE.test(line)) return false;
+      const size = parseInt(line, 16);
+      if (size === 0) return true;
+      const next = lineEnd + 1 + size + 2; // the data and its CRLF
+      if (next > bytes.length) return false;
+      this.#chunkAt = next;
+    }
   }
 
   #rejection(): ClientHandshakeError {
     this.#state = "done";
     const bytes = this.#chunked
-      ? this.#dechunked().content
+      ? dechunk(this.#buffer.subarray(0, this.#length))
       : this.#buffer.subarray(0, Math.min(this.#length, this.#bodyLimit));
     const body = new TextDecoder().decode(bytes.subarray(0, BODY_PREVIEW));
     const summary = body.trim().replace(/\s+/g, " ").slice(0, 200);
@@ -752,25 +770,28 @@ export class ClientHandshake {
 /**
  * Decodes the start of a chunked body (RFC 9112 §7.1) as far as it is
  * complete and well-formed, for a rejection's preview: chunk extensions are
- * skipped, framing errors end the content; `done` once the last chunk came.
+ * skipped, framing errors and the last chunk end the content.
  */
-function dechunk(bytes: Uint8Array): { content: Uint8Array; done: boolean } {
+function dechunk(bytes: Uint8Array): Uint8Array {
   const parts: Uint8Array[] = [];
   let at = 0;
   while (true) {
     const lineEnd = bytes.indexOf(0x0a, at);
     if (lineEnd === -1) break;
     const line = decodeLatin1(bytes.subarray(at, lineEnd));
-    if (!/^[0-9a-f]+(?:[;\s]|$)/i.test(line)) break;
+    if (!CHUNK_SIZE_LINE.test(line)) break;
     const size = parseInt(line, 16);
-    if (size === 0) return { content: concat(parts), done: true };
+    if (size === 0) break;
     const start = lineEnd + 1;
     parts.push(bytes.subarray(start, Math.min(start + size, bytes.length)));
     at = start + size + 2; // the data's CRLF
     if (at > bytes.length) break;
   }
-  return { content: concat(parts), done: false };
+  return concat(parts);
 }
+
+// A chunk's size, then its extensions if any (RFC 9112 §7.1).
+const CHUNK_SIZE_LINE = /^[0-9a-f]+(?:[;\s]|$)/i;
 
 function parseUrl(input: string | URL): URL {
   let url: URL;

@@ -693,6 +693,11 @@ export class Server<Data = unknown> implements AsyncDisposable {
       let nagleOff = false;
       const fetch = this.#options.fetch;
       for (let first = true;; first = false) {
+        // A request pipelined behind the last one waits for the next turn
+        // of the event loop: its bytes are here, its response's write
+        // completes at once, and a client pipelining thousands would
+        // otherwise be served in one go while other connections wait.
+        if (rest.length > 0) await nextTurn();
         const result = await this.#readHead(peer, rest, first);
         if (result === null) return;
         if (fetch === undefined || isWebSocketRequest(result.head)) {
@@ -1347,6 +1352,10 @@ function closeQuietly(conn: Deno.Conn): void {
   } catch {
     // Already closed.
   }
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /**

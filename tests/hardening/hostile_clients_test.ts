@@ -705,3 +705,65 @@ Deno.test("serve() survives resets (TCP RST) mid-handshake and mid-message: 1006
   assert.deepEqual(stats.handshakeRejections, {});
   await assertGoodServed(good, "after message resets");
 });
+
+Deno.test("serve({fetch}) serves a client pipelining thousands of requests a turn at a time: another connection's message is echoed after a few of them, not after thousands", async () => {
+  await using server = serve({
+    ...LOCAL,
+    fetch: () => new Response("ok"),
+  }, echo);
+  await using other = await NpmClient.connect(wsUrl(server.addr));
+  const flood = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  try {
+    const count = 20_000;
+    const requests = new TextEncoder().encode(
+      "GET / HTTP/1.1\r\nHost: a\r\n\r\n".repeat(count),
+    );
+    // Responses are counted as they arrive.
+    let answered = 0;
+    const reading = (async () => {
+      const buffer = new Uint8Array(64 * 1024);
+      const decoder = new TextDecoder();
+      let carry = "";
+      while (answered < count) {
+        const n = await flood.read(buffer);
+        if (n === null) break;
+        const parts = (carry + decoder.decode(buffer.subarray(0, n)))
+          .split("HTTP/1.1 200");
+        answered += parts.length - 1;
+        carry = parts[parts.length - 1].slice(-11);
+      }
+    })();
+    reading.catch(() => {}); // cut by close()
+    const writing = (async () => {
+      for (let at = 0; at < requests.length;) {
+        at += await flood.write(requests.subarray(at));
+      }
+    })();
+    writing.catch(() => {}); // cut by close()
+    while (answered < 100) await new Promise((r) => setTimeout(r, 1));
+    // Bytes of the whole flood are on the server's side: served one at a
+    // time, they take seconds; each waits for the next turn of the event
+    // loop, in which the other connection is read too. Without the turns,
+    // other connections waited a few hundred milliseconds, as long as
+    // thousands of requests took.
+    const before = answered;
+    assert.equal(
+      await withTimeout(other.roundTrip("still here"), DEADLINE, "the echo"),
+      "still here",
+    );
+    assert.ok(
+      answered - before < 1000,
+      `${answered - before} requests were served before the echo`,
+    );
+    flood.close();
+    await Promise.allSettled([reading, writing]);
+  } catch (error) {
+    try {
+      flood.close();
+    } catch { /* closed */ }
+    throw error;
+  }
+});

@@ -947,3 +947,18 @@ Deno.test("serveHttpRequest tells onResponse each request's status once: the han
   assert.deepEqual(statuses, [200, 500, 201, 400]);
   assert.equal(run.errors.length, 1, "the short body is reported");
 });
+
+Deno.test("a chunked request body in many small chunks reaches the handler as one piece per read, not one per chunk", async () => {
+  const { RequestBody } = await import("../../src/server/_request_body.ts");
+  const wire = new ReadableStream({ type: "bytes" }); // nothing more to read
+  const body = new RequestBody(
+    wire.getReader({ mode: "byob" }),
+    new TextEncoder().encode("1\r\nx\r\n".repeat(1000) + "0\r\n\r\nGET /"),
+    { type: "chunked", maxBodySize: 1 << 20 },
+  );
+  const pieces: Uint8Array[] = [];
+  for await (const piece of body.stream) pieces.push(piece);
+  assert.equal(pieces.length, 1);
+  assert.equal(new TextDecoder().decode(pieces[0]), "x".repeat(1000));
+  assert.equal(new TextDecoder().decode(body.rest), "GET /");
+});

@@ -826,7 +826,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
     first: boolean,
   ): Promise<HeadResult> {
     const reader = peer.reader;
-    const deadline = performance.now() + this.#limits.handshakeTimeout;
+    let deadline = performance.now() + this.#limits.handshakeTimeout;
     // A keep-alive connection that no next request came on is let go, not
     // timed out; one whose next head stopped halfway is.
     let started = !first && beginsRequest(rest);
@@ -849,7 +849,19 @@ export class Server<Data = unknown> implements AsyncDisposable {
         if (done || value === undefined) return null;
         // (The empty lines a server may ignore before a request line, RFC
         // 9112 §2.2, do not begin one.)
-        if (!first && !started) started = beginsRequest(value);
+        if (!first && !started && beginsRequest(value)) {
+          // The next request began: it and onUpgrade have the whole
+          // handshakeTimeout from now (the wait before it was the
+          // keep-alive's, which the same timeout bounds).
+          started = true;
+          deadline = performance.now() + this.#limits.handshakeTimeout;
+          this.#startDeadline(
+            peer,
+            "handshake",
+            this.#limits.handshakeTimeout,
+            () => started,
+          );
+        }
         buffer = value.buffer;
         head = parser.receive(value);
         // A larger head: the rest in larger reads.
@@ -998,13 +1010,6 @@ export class Server<Data = unknown> implements AsyncDisposable {
         }
         checkUpgradeDecision(decision);
         if (decision instanceof Response) {
-          this.#stats.countRejection(decision.status);
-          this.#logger({
-            type: "handshake-rejected",
-            remoteAddr,
-            status: decision.status,
-            message: "rejected by onUpgrade",
-          });
           // Within the handshake timeout, as another rejection: a body that
           // never ends, or a client that takes none of a large one, must
           // not hold the connection.
@@ -1026,8 +1031,16 @@ export class Server<Data = unknown> implements AsyncDisposable {
           } finally {
             this.#endDeadline(peer);
           }
-          // Its body failed before anything went out: the hook's mistake.
+          // Its body failed before anything went out: the hook's mistake,
+          // answered (and counted) as a 500.
           if (result.unsent) throw result.error;
+          this.#stats.countRejection(decision.status);
+          this.#logger({
+            type: "handshake-rejected",
+            remoteAddr,
+            status: decision.status,
+            message: "rejected by onUpgrade",
+          });
           if (!abandon.signal.aborted) await this.#closeGracefully(peer);
           return null;
         }
@@ -1402,12 +1415,17 @@ function checkUpgradeDecision(decision: unknown): void {
     return;
   }
   if (decision === undefined) return;
-  if (typeof decision !== "object" || decision === null) {
+  const prototype = typeof decision === "object" && decision !== null
+    ? Object.getPrototypeOf(decision)
+    : undefined;
+  // A plain object only: an Error, a Headers, or a Response of another
+  // implementation (npm:undici's) has no unknown keys of its own either.
+  if (prototype !== Object.prototype && prototype !== null) {
     throw new TypeError(
       `onUpgrade must ${expected}, got ${describe(decision)}`,
     );
   }
-  for (const key of Object.keys(decision)) {
+  for (const key of Object.keys(decision as object)) {
     if (!DECISION_KEYS.has(key)) {
       throw new TypeError(
         `onUpgrade returned an object with the unknown property ${

@@ -1,3 +1,4 @@
+import { describe } from "../protocol/_describe.ts";
 import type { ServeOptions } from "./serve_options.ts";
 
 /**
@@ -51,6 +52,14 @@ export function selectProtocol(
  * @throws {TypeError} When the client did not offer it.
  */
 export function assertOffered(protocol: string, offered: string[]): void {
+  if (typeof protocol !== "string") {
+    // A JavaScript selector that is async, or returns a number.
+    throw new TypeError(
+      `Cannot accept: the chosen subprotocol must be a string (a protocols selector returns it at once, not a Promise), got ${
+        describe(protocol)
+      }`,
+    );
+  }
   if (protocol !== "" && !offered.includes(protocol)) {
     throw new TypeError(
       `Cannot accept: subprotocol ${

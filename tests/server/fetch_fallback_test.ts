@@ -373,3 +373,20 @@ Deno.test("serve({fetch}) ignores the Upgrade of an HTTP/1.0 request and serves 
   assert.equal(server.stats().totalConnections, 0);
   assert.deepEqual(server.stats().httpRequests, { 200: 1 });
 });
+
+Deno.test("serve({fetch}): an upgrade on a keep-alive connection, and its onUpgrade, have the whole handshakeTimeout from when it began, not what the idle wait before it left", async () => {
+  await using server = serve({
+    ...LOCAL,
+    handshakeTimeout: 600,
+    fetch: () => new Response("plain"),
+    onUpgrade: () => delay(300),
+  }, echo);
+  using peer = await RawPeer.connect(server.addr);
+  await peer.write(`GET /page HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+  assert.equal((await peer.readResponse()).status, 200);
+  await delay(450); // idle, within the keep-alive's 600 ms
+  await peer.write(
+    encodeRequest("GET /ws HTTP/1.1", upgradeHeaders(server.addr)),
+  );
+  assert.equal((await peer.readResponse()).status, 101);
+});

@@ -86,6 +86,23 @@ Deno.test("serve({onUpgrade}) that returns neither a Response, an accept object 
     ["deny", /got string "deny"/],
     [Promise.resolve(false), /got boolean false/],
     [{ status: 401 }, /unknown property "status"/],
+    // Objects with no property of their own beyond an accept's: not one.
+    [new Error("unauthorized"), /got Error/],
+    [new Headers({ "x-reason": "no" }), /got Headers/],
+    [[], /got Array/],
+    // A Response of another implementation (npm:undici's): its headers
+    // would have gone out with a 101.
+    [
+      new (class Response {
+        get status() {
+          return 401;
+        }
+        get headers() {
+          return new Headers({ "www-authenticate": "Bearer" });
+        }
+      })(),
+      /got Response/,
+    ],
     [
       new Response(null, { status: 101 }),
       /a Response with status 101: a rejection needs a final status/,
@@ -245,6 +262,14 @@ Deno.test("serve({onUpgrade}) answers 500 and logs a handler-error for a rejecti
     errors.map((e) => (e as { error: unknown }).error),
     [broken],
   );
+  // The 500 went out, not the 401: counted and logged once, as a 500.
+  assert.deepEqual(server.stats().handshakeRejections, { 500: 1 });
+  assert.deepEqual(
+    log.events.filter((e) => e.type === "handshake-rejected").map((e) =>
+      (e as { status: number }).status
+    ),
+    [500],
+  );
   await assertStillServing(server.addr);
 });
 
@@ -267,6 +292,7 @@ Deno.test("serve({onUpgrade}) answers 500 and logs a handler-error for a rejecti
     /^Cannot send response: the value of x-a has a control character/,
   );
   assert.equal(response.headers.get("x-a"), null);
+  assert.deepEqual(server.stats().handshakeRejections, { 500: 1 });
 });
 
 for (
@@ -640,6 +666,23 @@ Deno.test(
     await assertStillServing(server.addr);
   },
 );
+
+Deno.test("serve({protocols: selector}) that is async (JavaScript) gets a 500 whose log says the selector must return a string at once", async () => {
+  const log = logSink();
+  await using server = serve({
+    ...LOCAL,
+    logger: log.logger,
+    protocols: (async () => "v1") as unknown as () => string,
+  }, echo);
+  const seen = await npmRejection(wsUrl(server.addr), {}, ["v1"]);
+  assert.equal(seen.status, 500);
+  const errors = log.events.filter((e) => e.type === "handler-error");
+  assert.equal(errors.length, 1);
+  assert.match(
+    (errors[0] as { error: Error }).error.message,
+    /must be a string \(a protocols selector returns it at once, not a Promise\), got Promise/,
+  );
+});
 
 for (
   const name of [

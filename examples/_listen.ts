@@ -15,6 +15,30 @@ function fail(message: string): never {
 }
 
 /**
+ * The port: `--port`'s value (`flag`), else the PORT environment variable,
+ * else 8765, an integer from 0 to 65535; a bad one is reported by the name
+ * it came from.
+ *
+ * @param flag The value of `--port`, if given.
+ * @param usage Reports a bad value; by default printed, then exit code 2.
+ */
+export function portFrom(
+  flag: string | undefined,
+  usage: (message: string) => never = fail,
+): number {
+  const env = flag === undefined ? Deno.env.get("PORT") : undefined;
+  const text = flag ?? env ?? "8765";
+  if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) {
+    usage(
+      `${
+        env === undefined ? "--port" : "PORT"
+      } must be an integer from 0 to 65535, got ${JSON.stringify(text)}`,
+    );
+  }
+  return Number(text);
+}
+
+/**
  * Checks the value of `--hostname` (`undefined`: given without one).
  *
  * @param text The value given.

@@ -12,7 +12,12 @@
  */
 import { serve } from "../mod.ts";
 import { parseArgs } from "node:util";
-import { checkHostname, listeningAt, listenOrExit } from "./_listen.ts";
+import {
+  checkHostname,
+  listeningAt,
+  listenOrExit,
+  portFrom,
+} from "./_listen.ts";
 
 /** Prints what was wrong with the command line and exits with 2. */
 function usage(message: string): never {
@@ -20,30 +25,23 @@ function usage(message: string): never {
   Deno.exit(2);
 }
 
-let values: { port: string; hostname: string };
+let values: { port?: string; hostname: string };
 try {
   ({ values } = parseArgs({
     args: Deno.args,
     options: {
-      port: { type: "string", default: Deno.env.get("PORT") ?? "8765" },
+      port: { type: "string" },
       hostname: { type: "string", default: "0.0.0.0" },
     },
   }));
 } catch (error) {
   usage((error as Error).message); // an unknown option, or one without value
 }
-if (!/^\d{1,5}$/.test(values.port) || Number(values.port) > 65535) {
-  usage(
-    `--port must be an integer from 0 to 65535, got ${
-      JSON.stringify(values.port)
-    }`,
-  );
-}
 
 const controller = new AbortController();
 const server = listenOrExit(() =>
   serve({
-    port: Number(values.port),
+    port: portFrom(values.port, usage),
     hostname: checkHostname(values.hostname, usage),
     signal: controller.signal,
     maxPayload: 64 * 1024 * 1024,

@@ -13,7 +13,12 @@
  */
 import { serve, serveStatic } from "../mod.ts";
 import { parseArgs } from "node:util";
-import { checkHostname, listeningAt, listenOrExit } from "./_listen.ts";
+import {
+  checkHostname,
+  listeningAt,
+  listenOrExit,
+  portFrom,
+} from "./_listen.ts";
 
 /** Prints what was wrong with the command line and exits with 2. */
 function usage(message: string): never {
@@ -23,25 +28,18 @@ function usage(message: string): never {
   Deno.exit(2);
 }
 
-let values: { port: string; hostname: string; root?: string };
+let values: { port?: string; hostname: string; root?: string };
 try {
   ({ values } = parseArgs({
     args: Deno.args,
     options: {
-      port: { type: "string", default: Deno.env.get("PORT") ?? "8765" },
+      port: { type: "string" },
       hostname: { type: "string", default: "0.0.0.0" },
       root: { type: "string" },
     },
   }));
 } catch (error) {
   usage((error as Error).message);
-}
-if (!/^\d{1,5}$/.test(values.port) || Number(values.port) > 65535) {
-  usage(
-    `--port must be an integer from 0 to 65535, got ${
-      JSON.stringify(values.port)
-    }`,
-  );
 }
 // A URL, not its pathname: that keeps percent-encoding ("my%20code").
 const root = values.root ?? new URL("./www", import.meta.url);
@@ -55,7 +53,7 @@ try {
 const controller = new AbortController();
 const server = listenOrExit(() =>
   serve({
-    port: Number(values.port),
+    port: portFrom(values.port, usage),
     hostname: checkHostname(values.hostname, usage),
     signal: controller.signal,
     fetch: files,

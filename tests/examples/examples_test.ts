@@ -327,7 +327,8 @@ Deno.test("every server example takes its port from PORT when --port is not give
     assert.equal(bad.code, 2, file);
     assert.match(
       new TextDecoder().decode(bad.stderr),
-      /must be an integer from 0 to 65535, got "http"/,
+      // Named as the user gave it.
+      /^PORT must be an integer from 0 to 65535, got "http"/,
       file,
     );
   }

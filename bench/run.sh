@@ -26,6 +26,10 @@ fi
 mkdir -p "$work"
 cp -R --preserve=timestamps --no-preserve=mode "$shared/." "$work/"
 cp "$bench/peers/deno_npm_ws.ts" "$work/peers/"
+# npm:ws under Deno when ws is not installed: away from peers/package.json,
+# beside which Deno would want the node_modules that are missing.
+mkdir -p "$work/npm_ws_under_deno"
+cp "$bench/peers/deno_npm_ws.ts" "$work/npm_ws_under_deno/"
 make -s -C "$work/loadgen" >&2
 
 names=() # built-in harness servers (positional, so they go last)
@@ -41,16 +45,18 @@ for name in $servers; do
     node_ws | deno_npm_ws)
       if command -v npm >/dev/null && [ ! -d "$work/peers/node_modules/ws" ]; then
         echo "# installing ws + bufferutil into $work/peers/node_modules" >&2
-        (cd "$work/peers" && npm ci --no-audit --no-fund --loglevel=error >&2)
+        (cd "$work/peers" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
+          echo "# npm ci failed (no registry?)" >&2
       fi
       if [ "$name" = node_ws ] && ! command -v node >/dev/null; then
         echo "# node not found: running npm:ws under Deno instead (deno_npm_ws)" >&2
         name=deno_npm_ws
       fi
-      if [ "$name" = node_ws ] || [ -d "$work/peers/node_modules/ws" ]; then
+      if [ -d "$work/peers/node_modules/ws" ]; then
         names+=("$name")
-      else # no node_modules: let Deno fetch npm:ws itself
-        extra+=(--server "deno_npm_ws=deno run -A --quiet $(printf %q "$work/peers/deno_npm_ws.ts") {port}")
+      else # ws not installed (no npm, or npm ci failed): Deno fetches npm:ws itself
+        [ "$name" = node_ws ] && echo "# ws is not installed: running npm:ws under Deno instead (deno_npm_ws)" >&2
+        extra+=(--server "deno_npm_ws=deno run -A --quiet $(printf %q "$work/npm_ws_under_deno/deno_npm_ws.ts") {port}")
       fi ;;
     *) names+=("$name") ;;
   esac

@@ -12,6 +12,9 @@ serve({
   port,
   hostname: "127.0.0.1",
   maxPayload: 64 * 1024 * 1024,
+  // The other servers have no connection limit; the default 10,000 is
+  // exactly idle_10k's count.
+  maxConnections: 100_000,
   onListen: (addr) => console.log(`duplex listening on 127.0.0.1:${addr.port}`),
 }, async (socket) => {
   const path = socket.url.pathname;

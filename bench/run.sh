@@ -62,5 +62,25 @@ for name in $servers; do
   esac
 done
 
-exec /usr/bin/python3 "$work/harness.py" --scenarios "$scenarios" --baseline deno_builtin \
-  --out "$work/results" "${extra[@]}" "$@" "${names[@]}"
+status=0
+/usr/bin/python3 "$work/harness.py" --scenarios "$scenarios" --baseline deno_builtin \
+  --out "$work/results" "${extra[@]}" "$@" "${names[@]}" || status=$?
+# The harness's table leaves a failed round out of a median without a word,
+# and shows a load generator that gave up (exit 1, all zeros) as a result:
+# name them, and fail.
+/usr/bin/python3 - "$work/results" <<'PY' || status=1
+import glob, json, sys
+runs = sorted(glob.glob(sys.argv[1] + "/*.json"))
+if not runs:
+    sys.exit(0)
+records = json.load(open(runs[-1])).get("records") or []
+bad = [r for r in records if not r.get("superseded")
+       and (r.get("error") or r.get("loadgen_rc", 0) != 0)]
+for r in bad:
+    why = r.get("error") or f"loadgen exit {r.get('loadgen_rc')}: {r.get('loadgen_stderr', '').strip()[-200:]}"
+    print(f"bench: FAILED {r['scenario']} {r['server']} round {r['round']}: {why}", file=sys.stderr)
+if bad:
+    print(f"bench: {len(bad)} failed run(s) above are not in the table's medians, or are zeros in it", file=sys.stderr)
+    sys.exit(1)
+PY
+exit "$status"

@@ -309,29 +309,11 @@ Deno.test("RedisAdapter drops publishes once 16 MiB wait for a Redis that stoppe
   await withTimeout(Promise.all(waiting), 5_000, "the waiting publishes");
 });
 
-Deno.test("RedisAdapter publishes a burst of 20 MiB in one turn to a Redis that answers, dropping none", async () => {
-  const broker = new FakeBroker();
-  const errors: unknown[] = [];
-  const a = new RedisAdapter({
-    publisher: new FakeClient(broker),
-    onError: (error) => errors.push(error),
-  });
-  const b = new RedisAdapter({ publisher: new FakeClient(broker) });
-  let got = 0;
-  await a.start(() => {});
-  await b.start(() => got++);
-  await b.subscribe("files");
-  const megabyte = new Uint8Array(1024 * 1024);
-  await Promise.all(
-    Array.from({ length: 20 }, () => a.publish("files", megabyte)),
-  );
-  assert.deepEqual(errors, []);
-  assert.equal(got, 20);
-  await a.close();
-  await b.close();
-});
-
-Deno.test("RedisAdapter publishes a message larger than 16 MiB when nothing waits: the bound is on what waits for Redis", async () => {
+/**
+ * Two adapters over one fake broker: `a` publishes (its errors kept), `b`
+ * has subscribed to "files" (what it gets kept).
+ */
+async function publisherAndSubscriber() {
   const broker = new FakeBroker();
   const errors: unknown[] = [];
   const a = new RedisAdapter({
@@ -343,6 +325,30 @@ Deno.test("RedisAdapter publishes a message larger than 16 MiB when nothing wait
   await a.start(() => {});
   await b.start((_topic, message) => got.push(message));
   await b.subscribe("files");
+  return {
+    a,
+    errors,
+    got,
+    async close() {
+      await a.close();
+      await b.close();
+    },
+  };
+}
+
+Deno.test("RedisAdapter publishes a burst of 20 MiB in one turn to a Redis that answers, dropping none", async () => {
+  const { a, errors, got, close } = await publisherAndSubscriber();
+  const megabyte = new Uint8Array(1024 * 1024);
+  await Promise.all(
+    Array.from({ length: 20 }, () => a.publish("files", megabyte)),
+  );
+  assert.deepEqual(errors, []);
+  assert.equal(got.length, 20);
+  await close();
+});
+
+Deno.test("RedisAdapter publishes a message larger than 16 MiB when nothing waits: the bound is on what waits for Redis", async () => {
+  const { a, errors, got, close } = await publisherAndSubscriber();
   const large = new Uint8Array(16 * 1024 * 1024 + 1).fill(7);
   await a.publish("files", large);
   await a.publish("files", "after");
@@ -350,8 +356,7 @@ Deno.test("RedisAdapter publishes a message larger than 16 MiB when nothing wait
   assert.equal(got.length, 2);
   assertBytes(got[0], large);
   assert.equal(got[1], "after");
-  await a.close();
-  await b.close();
+  await close();
 });
 
 Deno.test("RedisAdapter used alone does not wait for a first connection that fails: the publish is dropped at the first error", async () => {

@@ -169,8 +169,13 @@ export async function listenCommand(
       if (socket.state !== "open") return; // the send, once closed
       // Standard input could not be read (a directory, say).
       unreadable = `cannot read stdin: ${(error as Error).message}`;
-      if (json) emit({ type: "error", message: unreadable });
-      else printError(`duplex listen: ${unreadable}; closing`);
+      try {
+        if (json) emit({ type: "error", message: unreadable });
+        else printError(`duplex listen: ${unreadable}; closing`);
+      } catch (error) {
+        if (!(error instanceof Deno.errors.BrokenPipe)) throw error;
+        outputGone = true; // the reader left too
+      }
     }
     closeNormally();
   })();

@@ -697,7 +697,11 @@ export class Server<Data = unknown> implements AsyncDisposable {
         // of the event loop: its bytes are here, its response's write
         // completes at once, and a client pipelining thousands would
         // otherwise be served in one go while other connections wait.
-        if (rest.length > 0) await nextTurn();
+        if (rest.length > 0) {
+          await nextTurn();
+          // shutdown() may have closed the connection meanwhile.
+          if (this.#shutdown !== null) return;
+        }
         const result = await this.#readHead(peer, rest, first);
         if (result === null) return;
         if (fetch === undefined || isWebSocketRequest(result.head)) {
@@ -1415,17 +1419,19 @@ function checkUpgradeDecision(decision: unknown): void {
     return;
   }
   if (decision === undefined) return;
-  const prototype = typeof decision === "object" && decision !== null
-    ? Object.getPrototypeOf(decision)
-    : undefined;
-  // A plain object only: an Error, a Headers, or a Response of another
-  // implementation (npm:undici's) has no unknown keys of its own either.
-  if (prototype !== Object.prototype && prototype !== null) {
+  // An Error, a Headers or an array has no unknown keys of its own either,
+  // nor a Response of another implementation (npm:undici's), whose status
+  // is inherited: none of them is an accept.
+  if (
+    typeof decision !== "object" || decision === null ||
+    Array.isArray(decision) || decision instanceof Error ||
+    decision instanceof Headers
+  ) {
     throw new TypeError(
       `onUpgrade must ${expected}, got ${describe(decision)}`,
     );
   }
-  for (const key of Object.keys(decision as object)) {
+  for (const key of Object.keys(decision)) {
     if (!DECISION_KEYS.has(key)) {
       throw new TypeError(
         `onUpgrade returned an object with the unknown property ${
@@ -1433,6 +1439,13 @@ function checkUpgradeDecision(decision: unknown): void {
         }: ${expected}`,
       );
     }
+  }
+  if ("status" in decision) {
+    throw new TypeError(
+      `onUpgrade returned ${
+        describe(decision)
+      } with a status, but not this runtime's Response: ${expected}`,
+    );
   }
 }
 

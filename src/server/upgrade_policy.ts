@@ -40,6 +40,14 @@ export function selectProtocol(
     return option.find((protocol) => offered.includes(protocol)) ?? "";
   }
   const chosen = option(offered, request()) ?? "";
+  if (typeof chosen !== "string") {
+    // A JavaScript selector that is async, or returns a number.
+    throw new TypeError(
+      `Cannot accept: the protocols selector must return a string at once (not a Promise), got ${
+        describe(chosen)
+      }`,
+    );
+  }
   assertOffered(chosen, offered);
   return chosen;
 }
@@ -53,9 +61,8 @@ export function selectProtocol(
  */
 export function assertOffered(protocol: string, offered: string[]): void {
   if (typeof protocol !== "string") {
-    // A JavaScript selector that is async, or returns a number.
     throw new TypeError(
-      `Cannot accept: the chosen subprotocol must be a string (a protocols selector returns it at once, not a Promise), got ${
+      `Cannot accept: a subprotocol must be a string, got ${
         describe(protocol)
       }`,
     );

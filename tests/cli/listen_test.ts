@@ -273,6 +273,21 @@ Deno.test("duplex listen whose stdin cannot be read (a directory) says so, close
     ]);
     assert.match(events[1].message, /^cannot read stdin: Is a directory/);
     assert.equal(events[2].code, 1000);
+    // Failing once the reader of the output has gone too: quietly.
+    const late = await new Deno.Command("bash", {
+      args: [
+        "-c",
+        `"${Deno.execPath()}" run -A "${
+          new URL("./_listen_late_stdin_error.ts", import.meta.url).pathname
+        }" ${url} | sleep 0.5`,
+      ],
+      stdout: "null",
+      stderr: "piped",
+      signal: AbortSignal.timeout(DEADLINE),
+    }).output();
+    const lateText = new TextDecoder().decode(late.stderr);
+    assert.doesNotMatch(lateText, /Uncaught|BrokenPipe/);
+    assert.match(lateText, /^exit 0$/m);
   } finally {
     await Deno.remove(directory);
   }

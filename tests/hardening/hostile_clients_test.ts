@@ -767,3 +767,44 @@ Deno.test("serve({fetch}) serves a client pipelining thousands of requests a tur
     throw error;
   }
 });
+
+Deno.test("serve({fetch}) begins no pipelined request once shutdown() has begun", async () => {
+  let shuttingDown = false;
+  let begunAfter = 0;
+  let answered = 0;
+  const server = serve({
+    ...LOCAL,
+    fetch: () => {
+      if (shuttingDown) begunAfter++;
+      answered++;
+      return new Response("ok");
+    },
+  }, echo);
+  const flood = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  try {
+    const requests = new TextEncoder().encode(
+      "GET / HTTP/1.1\r\nHost: a\r\n\r\n".repeat(3000),
+    );
+    const writing = (async () => {
+      for (let at = 0; at < requests.length;) {
+        at += await flood.write(requests.subarray(at));
+      }
+    })();
+    writing.catch(() => {}); // cut by shutdown
+    const draining = flood.readable.pipeTo(new WritableStream());
+    draining.catch(() => {});
+    while (answered < 100) await new Promise((r) => setTimeout(r, 1));
+    shuttingDown = true;
+    await withTimeout(server.shutdown(), DEADLINE, "the shutdown");
+    assert.equal(begunAfter, 0);
+    await Promise.allSettled([writing, draining]);
+  } finally {
+    try {
+      flood.close();
+    } catch { /* closed by the drain */ }
+    await server.shutdown();
+  }
+});

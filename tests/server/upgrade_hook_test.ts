@@ -78,6 +78,33 @@ for (const status of [401, 403] as const) {
   );
 }
 
+Deno.test("serve({onUpgrade}) accepts with any object of accept keys: a literal, a class instance, one made with Object.create", async () => {
+  class Accepted {
+    data = { user: "ann" };
+  }
+  const defaults = { data: { user: "bob" } };
+  const decisions = [
+    { data: { user: "eve" } },
+    new Accepted(),
+    Object.create(defaults),
+    Object.freeze({ data: { user: "zoe" } }),
+  ];
+  let next = 0;
+  const users: string[] = [];
+  await using server = serve<{ user: string }>({
+    ...LOCAL,
+    onUpgrade: () => decisions[next++],
+  }, async (socket) => {
+    users.push(socket.data.user);
+    await echo(socket);
+  });
+  for (let i = 0; i < decisions.length; i++) {
+    await using client = await NpmClient.connect(wsUrl(server.addr));
+    assert.equal(await client.roundTrip("hi"), "hi");
+  }
+  assert.deepEqual(users, ["eve", "ann", "bob", "zoe"]);
+});
+
 Deno.test("serve({onUpgrade}) that returns neither a Response, an accept object nor nothing lets nobody in: 500, and the logger says what it returned", async () => {
   const decisions: [unknown, RegExp][] = [
     [false, /onUpgrade must return a Response to reject, .* got boolean false/],
@@ -101,7 +128,7 @@ Deno.test("serve({onUpgrade}) that returns neither a Response, an accept object 
           return new Headers({ "www-authenticate": "Bearer" });
         }
       })(),
-      /got Response/,
+      /returned Response\d* with a status, but not this runtime's Response/,
     ],
     [
       new Response(null, { status: 101 }),
@@ -680,7 +707,7 @@ Deno.test("serve({protocols: selector}) that is async (JavaScript) gets a 500 wh
   assert.equal(errors.length, 1);
   assert.match(
     (errors[0] as { error: Error }).error.message,
-    /must be a string \(a protocols selector returns it at once, not a Promise\), got Promise/,
+    /the protocols selector must return a string at once \(not a Promise\), got Promise/,
   );
 });
 

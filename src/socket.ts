@@ -826,9 +826,13 @@ export class Socket<Data = unknown>
       await this.#sendPiece(heldOpcode, held ?? new Uint8Array(0), true);
     } catch (error) {
       pieces.stop(error);
-      if (started && this.#connection.state === "open") {
-        // The peer holds the start of a message that cannot be finished:
-        // close, so that it is discarded rather than taken for whole.
+      // The peer holds the start of a message that cannot be finished:
+      // close, so that it is discarded rather than taken for whole. Cut by
+      // a close before it began, it is closed for at once too: what was
+      // queued behind it must not go out while it never did.
+      if (
+        (started || cut !== undefined) && this.#connection.state === "open"
+      ) {
         if (cut === null) this.#sendClose(); // the peer's close, answered
         else {
           const close = cut ?? {

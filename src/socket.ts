@@ -1118,9 +1118,9 @@ export class Socket<Data = unknown>
     // the peer, waiting as long as we would, gets the answer in time.
     // Replies sent meanwhile (the socket is still open for them) join the
     // queue behind, and the close frame waits for them too, up to then:
-    // from then on nothing more is accepted (the socket is closing), a
-    // stream is cut as it starts, and the close frame follows what the
-    // queue held.
+    // from then on nothing more is accepted (the socket is closing), and
+    // the stream (or the next one, as it starts) is cut, the close frame
+    // going out with it; what is queued behind a cut stream is dropped.
     const cut = setTimeout(
       () => {
         this.#closeRequested = true;

@@ -888,3 +888,66 @@ Deno.test("an onUpgrade hook that throws a HandshakeError with a header no respo
   assert.match(String(logged.error), /WWW-Authenticate/);
   assert.deepEqual(server.stats().handshakeRejections, { 500: 1 });
 });
+
+Deno.test("serve({onUpgrade}): a client that leaves while the hook decides aborts its signal, and no socket opens for it", async () => {
+  const aborted = Promise.withResolvers<unknown>();
+  let handled = 0;
+  await using server = serve({
+    ...LOCAL,
+    onUpgrade: (_request, { signal }) =>
+      new Promise<undefined>((resolve) => {
+        signal.addEventListener("abort", () => aborted.resolve(signal.reason));
+        setTimeout(() => resolve(undefined), 1000); // would accept, later
+      }),
+  }, (socket) => {
+    handled++;
+    return echo(socket);
+  });
+  const peer = await RawPeer.connect(server.addr);
+  await peer.write(
+    encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr)),
+  );
+  await waitUntil(() => server.stats().transportConnections === 1, "the head");
+  peer.close(); // gone before the decision
+  const reason = await withTimeout(aborted.promise, DEADLINE, "the abort");
+  assert.match(String(reason), /the client left/);
+  await waitUntil(
+    () => server.stats().transportConnections === 0,
+    "the connection's end",
+  );
+  assert.equal(handled, 0);
+  assert.equal(server.stats().totalConnections, 0);
+});
+
+Deno.test("serve({onUpgrade}): frames a client sends while the hook decides are the socket's first input", async () => {
+  await using server = serve({
+    ...LOCAL,
+    onUpgrade: () =>
+      new Promise<undefined>((r) => setTimeout(() => r(undefined), 100)),
+  }, echo);
+  using peer = await RawPeer.connect(server.addr);
+  await peer.write(
+    encodeRequest("GET / HTTP/1.1", upgradeHeaders(server.addr)),
+  );
+  await new Promise((r) => setTimeout(r, 20));
+  // Masked "early", then "late", sent before the 101 arrives.
+  for (const text of ["early", "late"]) {
+    const key = [1, 2, 3, 4];
+    const bytes = new TextEncoder().encode(text);
+    await peer.write(
+      new Uint8Array([
+        0x81,
+        0x80 | bytes.length,
+        ...key,
+        ...bytes.map((b, i) => b ^ key[i % 4]),
+      ]),
+    );
+  }
+  assert.equal((await peer.readResponse()).status, 101);
+  assert.deepEqual(
+    [await peer.readFrame(), await peer.readFrame()].map((f) =>
+      new TextDecoder().decode(f.payload)
+    ),
+    ["early", "late"],
+  );
+});

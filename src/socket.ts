@@ -1359,30 +1359,17 @@ export class Socket<Data = unknown>
     let lastTurn = -1;
     let readsThisTurn = 0;
     let reading = false;
-    let ended = false;
     try {
       if (this.#options.head && this.#options.head.length > 0) {
         this.#counters.bytesIn += this.#options.head.length;
         this.#receive(this.#options.head.slice());
       }
-      if (this.#options.pendingRead !== undefined) {
-        reading = true;
-        const { value, done } = await this.#options.pendingRead;
-        reading = false;
-        if (done || value === undefined) ended = true;
-        else {
-          this.#counters.bytesIn += value.length;
-          this.#receive(value); // its buffer is read into no more
-        }
-      }
       // A server stops reading once closed; a client reads on until the
       // server closes the TCP connection (RFC 6455 §7.1.1).
       while (
-        !ended && (
-          this.#connection.state !== "closed" ||
-          this.#options.role === "client" ||
-          (this.#failure !== null && !this.#transportClosed)
-        )
+        this.#connection.state !== "closed" ||
+        this.#options.role === "client" ||
+        (this.#failure !== null && !this.#transportClosed)
       ) {
         if (this.#mustPauseReading()) {
           // Backpressure: leave the bytes in the TCP window until the

@@ -426,12 +426,6 @@ export interface SocketOptions {
   perMessageDeflate?: PerMessageDeflateParams;
   /** A BYOB reader of `transport.readable` already acquired by the caller. */
   reader?: ReadableStreamBYOBReader;
-  /**
-   * A read of `reader` the caller began and did not wait for (the server's,
-   * watching for a client that leaves while `onUpgrade` decides): its
-   * result is the socket's first input, after `head`.
-   */
-  pendingRead?: Promise<ReadableStreamReadResult<Uint8Array>>;
   /** A writer of `transport.writable` already acquired by the caller. */
   writer?: WritableStreamDefaultWriter<Uint8Array>;
 }

@@ -71,9 +71,8 @@ export interface UpgradeInfo {
   /** The subprotocol chosen by the `protocols` option, or `""`. */
   protocol: string;
   /**
-   * Aborted when the hook runs past the handshake timeout, the server
-   * shuts down, or the client leaves (its connection ends); the handshake
-   * is abandoned then.
+   * Aborted when the hook runs past the handshake timeout or the server
+   * shuts down; the handshake is abandoned then.
    */
   signal: AbortSignal;
 }

@@ -970,9 +970,6 @@ export class Server<Data = unknown> implements AsyncDisposable {
       );
       let data: Data | undefined;
       let extraHeaders: Headers | undefined;
-      let pendingRead:
-        | Promise<ReadableStreamReadResult<Uint8Array>>
-        | undefined;
       if (options.onUpgrade) {
         // The hook has the handshake timeout, and no longer than shutdown.
         const abort = new AbortController();
@@ -986,13 +983,6 @@ export class Server<Data = unknown> implements AsyncDisposable {
         );
         peer.stopHook = () =>
           abort.abort(new Error("the server is shutting down"));
-        // A client that leaves meanwhile ends the decision: reading on
-        // finds out (what it sends early is the socket's first input).
-        pendingRead = reader.read(new Uint8Array(buffer));
-        pendingRead.then(
-          ({ done }) => done && abort.abort(new Error("the client left")),
-          () => abort.abort(new Error("the client left")),
-        );
         let decision: Awaited<ReturnType<typeof options.onUpgrade>> | undefined;
         try {
           decision = await Promise.race([
@@ -1107,7 +1097,6 @@ export class Server<Data = unknown> implements AsyncDisposable {
           head: rest,
           readBuffer: buffer,
           reader,
-          pendingRead,
           writer,
         }),
         data as Data,

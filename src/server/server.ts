@@ -342,10 +342,6 @@ export class Server<Data = unknown> implements AsyncDisposable {
         this.#limits.messageTimeout,
       ),
     );
-    this.#topics = new Topics(
-      options.pubsub,
-      (error) => this.#logger({ type: "pubsub-error", error }),
-    );
     const hostname = options.hostname ?? DEFAULT_HOSTNAME;
     this.#scheme = options.cert !== undefined ? "wss" : "ws";
     this.#listener = options.cert !== undefined
@@ -357,12 +353,24 @@ export class Server<Data = unknown> implements AsyncDisposable {
         key: options.key!,
       })
       : listen({ port, hostname, reusePort: options.reusePort });
+    // Once listening: a server that cannot listen starts no adapter (its
+    // connections would hold the process, and nothing could close them).
+    this.#topics = new Topics(
+      options.pubsub,
+      (error) => this.#logger({ type: "pubsub-error", error }),
+    );
     this.addr = this.#listener.addr as Deno.NetAddr;
     this.finished = this.#acceptLoop();
-    options.signal?.addEventListener("abort", () => this.shutdown(), {
-      once: true,
-    });
-    if (options.signal?.aborted) this.shutdown();
+    const signal = options.signal;
+    if (signal !== undefined) {
+      // Let go once finished: a signal that outlives many servers would
+      // keep each one reachable.
+      const onAbort = () => this.shutdown();
+      signal.addEventListener("abort", onAbort, { once: true });
+      const forget = () => signal.removeEventListener("abort", onAbort);
+      this.finished.then(forget, forget);
+      if (signal.aborted) this.shutdown();
+    }
     try {
       this.#logger({ type: "listen", addr: this.addr });
       options.onListen?.(this.addr);

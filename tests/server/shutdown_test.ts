@@ -473,3 +473,48 @@ Deno.test("Server.shutdown() in the turn a socket's 101 went out (called from an
     }
   }
 });
+
+Deno.test("serve() that cannot listen starts no pub/sub adapter: nothing of it is left to hold the process", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let started = 0;
+  assert.throws(
+    () =>
+      serve({
+        hostname: "127.0.0.1",
+        port: taken.addr.port,
+        pubsub: {
+          start() {
+            started++;
+          },
+          publish() {},
+          subscribe() {},
+          unsubscribe() {},
+          close() {},
+        },
+      }, echo),
+    Deno.errors.AddrInUse,
+  );
+  assert.equal(started, 0);
+});
+
+Deno.test("a server stopped by shutdown() lets go of its signal: no abort listener is left on it", async () => {
+  const controller = new AbortController();
+  const signal = controller.signal;
+  let listeners = 0;
+  const add = signal.addEventListener.bind(signal);
+  const remove = signal.removeEventListener.bind(signal);
+  signal.addEventListener = (...args: Parameters<typeof add>) => {
+    listeners++;
+    add(...args);
+  };
+  signal.removeEventListener = (...args: Parameters<typeof remove>) => {
+    listeners--;
+    remove(...args);
+  };
+  for (let i = 0; i < 3; i++) {
+    const server = serve({ ...LOCAL, signal }, echo);
+    await server.shutdown();
+    await server.finished;
+  }
+  assert.equal(listeners, 0);
+});

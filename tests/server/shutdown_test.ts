@@ -474,7 +474,7 @@ Deno.test("Server.shutdown() in the turn a socket's 101 went out (called from an
   }
 });
 
-Deno.test("serve() that cannot listen starts no pub/sub adapter: nothing of it is left to hold the process", async () => {
+Deno.test("serve() that cannot listen starts no pub/sub adapter: nothing of it is left to hold the process", () => {
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let started = 0;
   assert.throws(

@@ -699,7 +699,7 @@ Deno.test("serve({protocols: selector}) that is async (JavaScript) gets a 500 wh
   await using server = serve({
     ...LOCAL,
     logger: log.logger,
-    protocols: (async () => "v1") as unknown as () => string,
+    protocols: (() => Promise.resolve("v1")) as unknown as () => string,
   }, echo);
   const seen = await npmRejection(wsUrl(server.addr), {}, ["v1"]);
   assert.equal(seen.status, 500);

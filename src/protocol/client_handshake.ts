@@ -434,10 +434,15 @@ export class ClientHandshake {
     this.#append(chunk, take);
     const end = findHeadEnd(this.#buffer, searchFrom, this.#length);
     if (
-      end === -1 && hasBareLineFeeds(this.#buffer, searchFrom, this.#length)
+      hasBareLineFeeds(
+        this.#buffer,
+        searchFrom,
+        end === -1 ? this.#length : end,
+      )
     ) {
       // LF LF ends a head only without the CRs HTTP requires: such a head
-      // would never end.
+      // would never end. (Looked for up to the head's end too, so that the
+      // outcome does not depend on where the bytes were cut.)
       throw this.#fail(
         "MALFORMED_RESPONSE",
         "the response head's lines do not end with CRLF",
@@ -482,7 +487,9 @@ export class ClientHandshake {
       // How the body ends (RFC 9112 §6.3): never for 204 and 304; at the
       // last chunk of a chunked one; else after Content-Length bytes, or at
       // the end of the connection.
-      const declared = Number(headers.get("content-length") ?? NaN);
+      // 1*DIGIT (RFC 9110 §8.6); anything else frames nothing.
+      const length = headers.get("content-length") ?? "";
+      const declared = /^\d+$/.test(length) ? Number(length) : NaN;
       if (status === 204 || status === 304) this.#bodyLimit = 0;
       else if (
         /(?:^|,)\s*chunked\s*$/i.test(headers.get("transfer-encoding") ?? "")
@@ -598,7 +605,9 @@ export class ClientHandshake {
     for (let i = 1; i < lines.length; i++) {
       const line = lines[i];
       if ((line[0] === " " || line[0] === "\t") && fields.length > 0) {
-        fields[fields.length - 1] += ` ${line.trimStart()}`;
+        // Only spaces and tabs go: anything else stays, to fail the field
+        // value check as it would on one line.
+        fields[fields.length - 1] += ` ${trimOws(line)}`;
       } else fields.push(line);
     }
     if (fields.length > this.#maxHeaders) {
@@ -680,7 +689,7 @@ export class ClientHandshake {
     // WebSocket Connection_."
     const extensions = headers.get("sec-websocket-extensions");
     let perMessageDeflate: PerMessageDeflateParams | undefined;
-    if (extensions !== null && extensions.trim() !== "") {
+    if (extensions !== null && trimOws(extensions) !== "") {
       if (this.#deflate === undefined) {
         throw this.#fail(
           "UNEXPECTED_EXTENSION",

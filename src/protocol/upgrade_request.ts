@@ -1,5 +1,5 @@
 import { HandshakeError } from "./errors.ts";
-import { headersOf } from "./_headers.ts";
+import { headersOf, trimOws } from "./_headers.ts";
 import type { HttpRequestHead } from "./http_request_parser.ts";
 
 /**
@@ -200,15 +200,13 @@ export function validateUpgradeRequest(
 /** Splits a comma-separated header value into its trimmed, non-empty items. */
 export function tokenList(value: string | null): string[] {
   if (value === null) return [];
-  return value.split(",").map((item) => item.trim()).filter((item) =>
-    item !== ""
-  );
+  return value.split(",").map(trimOws).filter((item) => item !== "");
 }
 
 function hasToken(value: string | null, token: string): boolean {
   if (value === null) return false;
   for (const item of value.split(",")) {
-    if (item.trim().toLowerCase() === token) return true;
+    if (trimOws(item).toLowerCase() === token) return true;
   }
   return false;
 }

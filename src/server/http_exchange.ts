@@ -1,6 +1,6 @@
 import { shown } from "../protocol/_describe.ts";
 import type { HttpRequestHead } from "../protocol/http_request_parser.ts";
-import { headersOf } from "../protocol/_headers.ts";
+import { headersOf, trimOws } from "../protocol/_headers.ts";
 import { HttpRequestError } from "./http_request_error.ts";
 import { type BodyFraming, RequestBody } from "./_request_body.ts";
 import {
@@ -578,7 +578,9 @@ function bodyFraming(
   }
   if (contentLength.length === 0) return null;
   // A list of identical values is one length (RFC 9112 §6.3, item 5).
-  const lengths = contentLength.join(",").split(",").map((v) => v.trim());
+  // Only spaces and tabs are whitespace here (RFC 9110 §5.6.1): "\xa05"
+  // is no length, and a no-break space after "chunked" no chunked.
+  const lengths = contentLength.join(",").split(",").map(trimOws);
   if (!lengths.every((v) => DIGITS.test(v) && v === lengths[0])) {
     throw new HttpRequestError(
       400,
@@ -637,6 +639,6 @@ function validateOptions(options: HttpExchangeOptions): void {
 
 /** The comma-separated, lower-cased elements of some field values. */
 function tokens(values: string[]): string[] {
-  return values.join(",").toLowerCase().split(",").map((v) => v.trim())
+  return values.join(",").toLowerCase().split(",").map(trimOws)
     .filter((v) => v !== "");
 }

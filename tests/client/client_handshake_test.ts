@@ -699,3 +699,65 @@ Deno.test("ClientHandshake takes http: for ws: and https: for wss:, as the WebSo
   assert.equal(secure.url.href, "wss://example.com/");
   assert.equal(secure.url.port, "", "443 stays the default port");
 });
+
+Deno.test("ClientHandshake gives the same outcome however the bytes are cut, for responses that break a rule: a fold with a control character, LF LF inside the head, a no-break space around a token", () => {
+  const cases: [string, string, number][] = [
+    // A fold leaves its LF, VT or FF in the value (RFC 9112 §5.2): as
+    // malformed as on one line.
+    [response("X-A: a\r\n \x0bb\r\n"), "MALFORMED_RESPONSE", 101],
+    [
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade:\r\n \x0cwebsocket\r\n" +
+      `Connection: Upgrade\r\nSec-WebSocket-Accept: ${SAMPLE_ACCEPT}\r\n\r\n`,
+      "MALFORMED_RESPONSE",
+      101,
+    ],
+    // LF LF is no end of head, found before the real end or not.
+    [
+      "HTTP/1.1 404 Not Found\r\nX-A: b\n\nc\r\n\r\n",
+      "MALFORMED_RESPONSE",
+      0,
+    ],
+    [response("X-A: a\r\n \n\nb\r\n"), "MALFORMED_RESPONSE", 0],
+    // U+00A0 is not whitespace in HTTP: "\xa0Upgrade" is no Upgrade token
+    // (RFC 6455 §4.1: the client MUST fail), "\xa0" no empty list.
+    [
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
+      `Connection: \xa0Upgrade\r\nSec-WebSocket-Accept: ${SAMPLE_ACCEPT}\r\n\r\n`,
+      "INVALID_CONNECTION",
+      101,
+    ],
+    [
+      response("Sec-WebSocket-Extensions: \xa0\r\n"),
+      "UNEXPECTED_EXTENSION",
+      101,
+    ],
+  ];
+  for (const [text, code, status] of cases) {
+    const outcomes = feedAllWays(sample, encodeLatin1Text(text));
+    for (const outcome of outcomes) {
+      assert.ok(outcome instanceof ClientHandshakeError, JSON.stringify(text));
+      assert.deepEqual(
+        [outcome.code, outcome.status],
+        [code, status],
+        JSON.stringify(text),
+      );
+    }
+  }
+});
+
+Deno.test("ClientHandshake takes a Content-Length of digits only (RFC 9110 §8.6): a rejection's body with another one is read to the end of the connection", () => {
+  for (const length of ["+3", "0x3", "3.0", "", " 3 3"]) {
+    const [error] = feedAllWays(
+      sample,
+      encoder.encode(
+        `HTTP/1.1 403 Forbidden\r\nContent-Length: ${length}\r\n\r\ndenied`,
+      ),
+    );
+    assert.ok(error instanceof ClientHandshakeError);
+    assert.equal(error.body, "denied", JSON.stringify(length));
+  }
+});
+
+function encodeLatin1Text(text: string): Uint8Array {
+  return Uint8Array.from(text, (c) => c.charCodeAt(0));
+}

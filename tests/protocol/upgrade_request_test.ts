@@ -274,6 +274,9 @@ Deno.test("validateUpgradeRequest rejects a Connection without the upgrade token
       "keep-alive",
       "upgraded",
       "keep-alive upgrade",
+      // A no-break space is no HTTP whitespace (RFC 9110 §5.6.1).
+      "\xa0Upgrade",
+      "keep-alive, upgrade\xa0",
     ]
   ) {
     assert.deepEqual(

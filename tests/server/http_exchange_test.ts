@@ -526,6 +526,24 @@ Deno.test("serveHttpRequest rejects malformed requests with their status and clo
       ]]),
       501,
     ],
+    // A no-break space is no whitespace in HTTP (RFC 9110 §5.6.1):
+    // "chunked\xa0" is no chunked, "\xa05" no length.
+    [
+      "Transfer-Encoding: chunked + U+00A0",
+      latin1(
+        "POST / HTTP/1.1\r\nHost: example.com\r\n" +
+          "Transfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n",
+      ),
+      400,
+    ],
+    [
+      "Content-Length: U+00A0 + 5",
+      latin1(
+        "POST / HTTP/1.1\r\nHost: example.com\r\n" +
+          "Content-Length: \xa05\r\n\r\nhello",
+      ),
+      400,
+    ],
     [
       "HTTP/1.0 chunked",
       request("POST / HTTP/1.0", [["Transfer-Encoding", "chunked"]]),
@@ -962,3 +980,8 @@ Deno.test("a chunked request body in many small chunks reaches the handler as on
   assert.equal(new TextDecoder().decode(pieces[0]), "x".repeat(1000));
   assert.equal(new TextDecoder().decode(body.rest), "GET /");
 });
+
+/** A string's characters as bytes, one each (Latin-1). */
+function latin1(text: string): Uint8Array {
+  return Uint8Array.from(text, (c) => c.charCodeAt(0));
+}

@@ -22,7 +22,6 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
   // falls behind a burst (600 of 2000 arrived), not batches of them.
   #batch: Batch = [];
   #onError: (error: unknown) => void = () => {};
-  #deliver: (topic: string, message: string | Uint8Array) => void = () => {};
 
   /**
    * Creates the adapter; every server using the same name shares topics.
@@ -44,14 +43,9 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
     onError?: (error: unknown) => void,
   ): void {
     if (onError !== undefined) this.#onError = onError;
-    this.#deliver = deliver;
-    this.#open();
-  }
-
-  #open(): void {
     const channel = new BroadcastChannel(this.#name);
     channel.onmessage = (event: MessageEvent<Batch>) => {
-      for (const [topic, message] of event.data) this.#deliver(topic, message);
+      for (const [topic, message] of event.data) deliver(topic, message);
     };
     this.#channel = channel;
   }
@@ -79,21 +73,11 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
     if (this.#batch.length === 0) return;
     const batch = this.#batch;
     this.#batch = [];
-    if (this.#channel === null) return;
     try {
-      this.#channel.postMessage(batch);
-    } catch {
-      // A channel opened in the turn the thread's last one closed (a
-      // server restarted at once) fails every post in Deno 2.9 ("expected
-      // i32"); a new one works. Posted again once through it, then
-      // reported (at the end of a turn, outside any call), not thrown.
-      this.#channel.close();
-      this.#open();
-      try {
-        this.#channel.postMessage(batch);
-      } catch (error) {
-        this.#onError(error);
-      }
+      this.#channel?.postMessage(batch);
+    } catch (error) {
+      // At the end of a turn, outside any call: reported, not thrown.
+      this.#onError(error);
     }
   }
 }

@@ -492,7 +492,9 @@ export class ClientHandshake {
       const declared = /^\d+$/.test(length) ? Number(length) : NaN;
       if (status === 204 || status === 304) this.#bodyLimit = 0;
       else if (
-        /(?:^|,)\s*chunked\s*$/i.test(headers.get("transfer-encoding") ?? "")
+        /(?:^|,)[ \t]*chunked[ \t]*$/i.test(
+          headers.get("transfer-encoding") ?? "",
+        )
       ) {
         this.#chunked = true;
         this.#bodyLimit = CHUNKED_PREVIEW;

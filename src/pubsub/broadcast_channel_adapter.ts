@@ -5,6 +5,12 @@ import type { PubSubAdapter } from "./adapter.ts";
  * one server per worker, all listening with `reusePort`) over a
  * `BroadcastChannel`.
  *
+ * A server restarted in the same thread (a hot reload): start the new one
+ * on a later turn of the event loop than the old one's shutdown ended
+ * (`await new Promise((r) => setTimeout(r))`). In Deno 2.9, a channel
+ * opened in the turn its thread's last one closed fails every post
+ * ("TypeError: expected i32", logged as `pubsub-error`).
+ *
  * @example Two servers share a topic
  * ```ts
  * import { BroadcastChannelAdapter, serve } from "@duplex/ws";

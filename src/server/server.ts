@@ -354,11 +354,17 @@ export class Server<Data = unknown> implements AsyncDisposable {
       })
       : listen({ port, hostname, reusePort: options.reusePort });
     // Once listening: a server that cannot listen starts no adapter (its
-    // connections would hold the process, and nothing could close them).
-    this.#topics = new Topics(
-      options.pubsub,
-      (error) => this.#logger({ type: "pubsub-error", error }),
-    );
+    // connections would hold the process, and nothing could close them);
+    // nor does one whose adapter fails to start keep listening.
+    try {
+      this.#topics = new Topics(
+        options.pubsub,
+        (error) => this.#logger({ type: "pubsub-error", error }),
+      );
+    } catch (error) {
+      this.#listener.close();
+      throw error;
+    }
     this.addr = this.#listener.addr as Deno.NetAddr;
     this.finished = this.#acceptLoop();
     const signal = options.signal;

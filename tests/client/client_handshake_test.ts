@@ -745,6 +745,17 @@ Deno.test("ClientHandshake gives the same outcome however the bytes are cut, for
   }
 });
 
+Deno.test("ClientHandshake takes only 'chunked' between spaces and tabs for a chunked rejection body: with a no-break space it is read as it comes", () => {
+  const [error] = feedAllWays(
+    sample,
+    encodeLatin1Text(
+      "HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\xa0\r\n\r\n4\r\nnope\r\n0\r\n\r\n",
+    ),
+  );
+  assert.ok(error instanceof ClientHandshakeError);
+  assert.equal(error.body, "4\r\nnope\r\n0\r\n\r\n");
+});
+
 Deno.test("ClientHandshake takes a Content-Length of digits only (RFC 9110 §8.6): a rejection's body with another one is read to the end of the connection", () => {
   for (const length of ["+3", "0x3", "3.0", "", " 3 3"]) {
     const [error] = feedAllWays(

@@ -518,3 +518,29 @@ Deno.test("a server stopped by shutdown() lets go of its signal: no abort listen
   }
   assert.equal(listeners, 0);
 });
+
+Deno.test("serve() whose pub/sub adapter fails to start throws and leaves its port free", () => {
+  const port = (() => {
+    using probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    return probe.addr.port;
+  })();
+  assert.throws(
+    () =>
+      serve({
+        hostname: "127.0.0.1",
+        port,
+        pubsub: {
+          start() {
+            throw new Error("bad adapter config");
+          },
+          publish() {},
+          subscribe() {},
+          unsubscribe() {},
+          close() {},
+        },
+      }, echo),
+    /bad adapter config/,
+  );
+  using again = Deno.listen({ hostname: "127.0.0.1", port });
+  assert.equal(again.addr.port, port);
+});

@@ -5,11 +5,11 @@ import type { PubSubAdapter } from "./adapter.ts";
  * one server per worker, all listening with `reusePort`) over a
  * `BroadcastChannel`.
  *
- * A server restarted in the same thread (a hot reload): start the new one
- * on a later turn of the event loop than the old one's shutdown ended
- * (`await new Promise((r) => setTimeout(r))`). In Deno 2.9, a channel
- * opened in the turn its thread's last one closed fails every post
- * ("TypeError: expected i32", logged as `pubsub-error`).
+ * The channel opens on the turn of the event loop after `start()`: in Deno
+ * 2.9 a channel opened in the turn its thread's last one closed (a server
+ * restarted at once, a hot reload) fails every post ("expected i32").
+ * What is published meanwhile is posted once it is open; what the other
+ * workers post meanwhile is not received.
  *
  * @example Two servers share a topic
  * ```ts
@@ -28,6 +28,9 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
   // falls behind a burst (600 of 2000 arrived), not batches of them.
   #batch: Batch = [];
   #onError: (error: unknown) => void = () => {};
+  #deliver: (topic: string, message: string | Uint8Array) => void = () => {};
+  #state: "new" | "opening" | "open" | "closed" = "new";
+  #opening: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Creates the adapter; every server using the same name shares topics.
@@ -39,7 +42,7 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
   }
 
   /**
-   * Opens the channel.
+   * Opens the channel, on the next turn of the event loop.
    *
    * @param deliver Delivers messages from other workers.
    * @param onError Reports a post that failed (its messages are lost).
@@ -49,11 +52,22 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
     onError?: (error: unknown) => void,
   ): void {
     if (onError !== undefined) this.#onError = onError;
+    this.#deliver = deliver;
+    this.#state = "opening";
+    this.#opening = setTimeout(() => {
+      this.#opening = undefined;
+      this.#open();
+      this.#post();
+    }, 0);
+  }
+
+  #open(): void {
     const channel = new BroadcastChannel(this.#name);
     channel.onmessage = (event: MessageEvent<Batch>) => {
-      for (const [topic, message] of event.data) deliver(topic, message);
+      for (const [topic, message] of event.data) this.#deliver(topic, message);
     };
     this.#channel = channel;
+    this.#state = "open";
   }
 
   /**
@@ -63,24 +77,33 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
    * @param message The message.
    */
   publish(topic: string, message: string | Uint8Array): void {
-    if (this.#channel === null) return;
-    if (this.#batch.length === 0) setImmediate(() => this.#post());
+    if (this.#state !== "open" && this.#state !== "opening") return;
+    // (While opening, the opening posts the batch.)
+    if (this.#batch.length === 0 && this.#state === "open") {
+      setImmediate(() => this.#post());
+    }
     this.#batch.push([topic, message]);
   }
 
   /** Closes the channel, after posting what was published this turn. */
   close(): void {
+    if (this.#opening !== undefined) {
+      clearTimeout(this.#opening);
+      this.#opening = undefined;
+      if (this.#batch.length > 0) this.#open();
+    }
     this.#post();
     this.#channel?.close();
     this.#channel = null;
+    this.#state = "closed";
   }
 
   #post(): void {
-    if (this.#batch.length === 0) return;
+    if (this.#batch.length === 0 || this.#channel === null) return;
     const batch = this.#batch;
     this.#batch = [];
     try {
-      this.#channel?.postMessage(batch);
+      this.#channel.postMessage(batch);
     } catch (error) {
       // At the end of a turn, outside any call: reported, not thrown.
       this.#onError(error);

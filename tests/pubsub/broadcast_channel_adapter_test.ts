@@ -115,3 +115,37 @@ Deno.test("BroadcastChannelAdapter reports a post that fails to start()'s onErro
   assert.ok(errors[0] instanceof Error, String(errors[0]));
   adapter.close();
 });
+Deno.test("BroadcastChannelAdapter started in the turn its thread's last channel closed (a server restarted at once) still reaches another worker", async () => {
+  const name = uniqueName("bc-restart");
+  const worker = new Worker(new URL("./_bc_worker.ts", import.meta.url), {
+    type: "module",
+  });
+  try {
+    const ready = Promise.withResolvers<void>();
+    const received = new Promise<unknown>((resolve) =>
+      worker.onmessage = (e) =>
+        e.data === "ready" ? ready.resolve() : resolve(e.data)
+    );
+    worker.postMessage({ name, expect: 1 });
+    await withTimeout(ready.promise, DEADLINE, "the worker");
+    const previous = new BroadcastChannelAdapter(name);
+    previous.start(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    // Closed, and a new one opened in the same turn: Deno 2.9's channel
+    // then fails every post ("expected i32").
+    previous.close();
+    const restarted = new BroadcastChannelAdapter(name);
+    const errors: unknown[] = [];
+    restarted.start(() => {}, (error) => errors.push(error));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    restarted.publish("news", "after the restart");
+    assert.deepEqual(
+      await withTimeout(received, DEADLINE, "the message in the worker"),
+      ["news:after the restart"],
+    );
+    assert.deepEqual(errors, []);
+    restarted.close();
+  } finally {
+    worker.terminate();
+  }
+});

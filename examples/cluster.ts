@@ -157,8 +157,8 @@ async function runMain(): Promise<void> {
     closed.push(down.promise);
   }
   await Promise.all(listening);
-  console.log(`cluster ready: ${count} workers on port ${port}`);
 
+  // Before saying it is ready: a supervisor may send SIGTERM at once.
   const stop = Promise.withResolvers<void>();
   let stopping = false;
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -169,6 +169,7 @@ async function runMain(): Promise<void> {
       stop.resolve();
     });
   }
+  console.log(`cluster ready: ${count} workers on port ${port}`);
   await stop.promise;
   console.log("Shutting down...");
   for (const worker of workers) {

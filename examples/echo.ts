@@ -39,6 +39,12 @@ try {
 }
 
 const controller = new AbortController();
+// Before the server says where it listens: a Ctrl-C may come at once.
+Deno.addSignalListener("SIGINT", () => {
+  if (controller.signal.aborted) Deno.exit(130); // a second Ctrl-C: now
+  console.log("Shutting down...");
+  controller.abort();
+});
 const server = listenOrExit(() =>
   serve({
     port: portFrom(values.port, usage),
@@ -52,11 +58,6 @@ const server = listenOrExit(() =>
   })
 );
 
-Deno.addSignalListener("SIGINT", () => {
-  if (controller.signal.aborted) Deno.exit(130); // a second Ctrl-C: now
-  console.log("Shutting down...");
-  controller.abort();
-});
 await server.finished;
 console.log("Closed.");
 Deno.exit(0);

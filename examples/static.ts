@@ -51,6 +51,12 @@ try {
 }
 
 const controller = new AbortController();
+// Ctrl-C shuts down gracefully; a second one exits at once. (Listened for
+// before the server says where it listens: a Ctrl-C may come at once.)
+Deno.addSignalListener("SIGINT", () => {
+  if (controller.signal.aborted) Deno.exit(130);
+  controller.abort();
+});
 const server = listenOrExit(() =>
   serve({
     port: portFrom(values.port, usage),
@@ -68,9 +74,4 @@ const server = listenOrExit(() =>
   })
 );
 
-// Ctrl-C shuts down gracefully; a second one exits at once.
-Deno.addSignalListener("SIGINT", () => {
-  if (controller.signal.aborted) Deno.exit(130);
-  controller.abort();
-});
 await server.finished;

@@ -390,6 +390,12 @@ function flag(name: "port" | "history", fallback: number, env?: string) {
 
 if (import.meta.main) {
   const controller = new AbortController();
+  // Ctrl-C shuts down gracefully; a second one exits at once. (Listened
+  // for before the server says where it listens: one may come at once.)
+  Deno.addSignalListener("SIGINT", () => {
+    if (controller.signal.aborted) Deno.exit(130);
+    controller.abort();
+  });
   const server = listenOrExit(() =>
     startChat({
       port: flag("port", 8765, "PORT"),
@@ -400,11 +406,6 @@ if (import.meta.main) {
         console.log(`Chat on ${listeningAt("http", addr, "/")}`),
     })
   );
-  // Ctrl-C shuts down gracefully; a second one exits at once.
-  Deno.addSignalListener("SIGINT", () => {
-    if (controller.signal.aborted) Deno.exit(130);
-    controller.abort();
-  });
   await server.finished;
   Deno.exit(0);
 }

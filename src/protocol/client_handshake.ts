@@ -802,7 +802,7 @@ function dechunk(bytes: Uint8Array): Uint8Array {
 }
 
 // A chunk's size, then its extensions if any (RFC 9112 §7.1).
-const CHUNK_SIZE_LINE = /^[0-9a-f]+(?:[;\s]|$)/i;
+const CHUNK_SIZE_LINE = /^[0-9a-f]+(?:[; \t\r]|$)/i;
 
 function parseUrl(input: string | URL): URL {
   let url: URL;

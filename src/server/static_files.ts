@@ -1,4 +1,5 @@
 import { parseHttpDate } from "./_http_date.ts";
+import { trimOws } from "../protocol/_headers.ts";
 import { checkOptionNames } from "../_unknown_options.ts";
 
 /**
@@ -312,7 +313,8 @@ function requestedRange(
 ): [number, number] | "unsatisfiable" | null {
   const value = headers.get("range");
   if (value === null || size === 0) return null;
-  const ifRange = headers.get("if-range")?.trim() ?? null;
+  // (Headers strip SP and HTAB already; trim() would also take U+00A0.)
+  const ifRange = headers.get("if-range") ?? null;
   // RFC 9110 §13.1.5: an entity tag must be the file's, strong; a date
   // must be its Last-Modified exactly, and that at least a second old (a
   // strong validator: two changes within one second would share it).
@@ -323,7 +325,7 @@ function requestedRange(
       : mtime === null || Date.now() - mtime.getTime() < 1000 ||
         parseHttpDate(ifRange) !== wholeSeconds(mtime))
   ) return null;
-  const match = /^bytes=(\d*)-(\d*)$/i.exec(value.trim());
+  const match = /^bytes=(\d*)-(\d*)$/i.exec(value);
   if (match === null || (match[1] === "" && match[2] === "")) return null;
   if (match[1] === "") {
     const suffix = Number(match[2]);
@@ -463,7 +465,7 @@ function listMatches(
 ): boolean {
   const opaque = (tag: string) => tag.replace(/^W\//, "");
   return list.split(",").some((item) => {
-    const tag = item.trim();
+    const tag = trimOws(item);
     if (tag === "*") return true;
     if (etag === null) return false;
     return comparison === "strong"

@@ -754,6 +754,15 @@ Deno.test("ClientHandshake takes only 'chunked' between spaces and tabs for a ch
   );
   assert.ok(error instanceof ClientHandshakeError);
   assert.equal(error.body, "4\r\nnope\r\n0\r\n\r\n");
+  // Nor is a chunk size followed by one: the content ends there.
+  const [broken] = feedAllWays(
+    sample,
+    encodeLatin1Text(
+      "HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n4\xa0\r\nnope\r\n0\r\n\r\n",
+    ),
+  );
+  assert.ok(broken instanceof ClientHandshakeError);
+  assert.equal(broken.body, "ok");
 });
 
 Deno.test("ClientHandshake takes a Content-Length of digits only (RFC 9110 §8.6): a rejection's body with another one is read to the end of the connection", () => {

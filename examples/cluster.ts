@@ -28,7 +28,7 @@
  */
 import { BroadcastChannelAdapter, serve } from "../mod.ts";
 import { parseArgs } from "node:util";
-import { checkHostname, listeningAt } from "./_listen.ts";
+import { checkHostname, listeningAt, portFrom } from "./_listen.ts";
 
 /** What the main thread tells a worker. */
 type ToWorker =
@@ -110,15 +110,7 @@ async function runMain(): Promise<void> {
     ? navigator.hardwareConcurrency
     : intValue("--workers", values.workers, 1, 1024);
   const hostname = checkHostname(values.hostname, usage);
-  const envPort = Deno.env.get("PORT");
-  const port = claimPort(
-    hostname,
-    values.port !== undefined
-      ? intValue("--port", values.port, 0, 65535)
-      : envPort !== undefined
-      ? intValue("PORT", envPort, 0, 65535)
-      : 8765,
-  );
+  const port = claimPort(hostname, portFrom(values.port, usage));
   const workers: Worker[] = [];
   const listening: Promise<void>[] = [];
   const closed: Promise<void>[] = [];

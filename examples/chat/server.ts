@@ -45,7 +45,12 @@
  */
 import { serve, type Server, serveStatic, type Socket } from "../../mod.ts";
 import { parseArgs } from "node:util";
-import { checkHostname, listeningAt, listenOrExit } from "../_listen.ts";
+import {
+  checkHostname,
+  listeningAt,
+  listenOrExit,
+  portFrom,
+} from "../_listen.ts";
 
 /** One chat message, as kept in a room's history. */
 export interface Line {
@@ -365,21 +370,13 @@ function args() {
   }
 }
 
-/**
- * `--name N` or `--name=N`, else the environment variable `env` if given,
- * an integer from 0 to 65535.
- */
-function flag(name: "port" | "history", fallback: number, env?: string) {
-  let text = args()[name];
-  let label = `--${name}`;
-  if (text === undefined && env !== undefined) {
-    text = Deno.env.get(env);
-    label = env;
-  }
+/** `--history N` or `--history=N`, an integer from 0 to 65535. */
+function history(fallback: number): number {
+  const text = args().history;
   if (text === undefined) return fallback;
   if (!/^\d{1,5}$/.test(text) || Number(text) > 65535) {
     console.error(
-      `${label} must be an integer from 0 to 65535, got ${
+      `--history must be an integer from 0 to 65535, got ${
         JSON.stringify(text)
       }`,
     );
@@ -398,9 +395,9 @@ if (import.meta.main) {
   });
   const server = listenOrExit(() =>
     startChat({
-      port: flag("port", 8765, "PORT"),
+      port: portFrom(args().port),
       hostname: checkHostname(args().hostname),
-      history: flag("history", 50),
+      history: history(50),
       signal: controller.signal,
       onListen: (addr) =>
         console.log(`Chat on ${listeningAt("http", addr, "/")}`),

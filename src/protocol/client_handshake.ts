@@ -734,18 +734,13 @@ export class ClientHandshake {
    */
   #lastChunkCame(): boolean {
     const bytes = this.#buffer.subarray(0, this.#length);
-    while (true) {
-      const lineEnd = bytes.indexOf(0x0a, this.#chunkAt);
-      if (lineEnd === -1) return false;
-      const line = decodeLatin1(bytes.subarray(this.#chunkAt, lineEnd));
-      // A framing error ends the content: the preview waits for its limit.
-      if (!CHUNK_SIZE_LINE.test(line)) return false;
-      const size = parseInt(line, 16);
-      if (size === 0) return true;
-      const next = lineEnd + 1 + size + 2; // the data and its CRLF
-      if (next > bytes.length) return false;
-      this.#chunkAt = next;
+    // A framing error ends the content: the preview waits for its limit.
+    for (let chunk; (chunk = chunkAt(bytes, this.#chunkAt)) !== null;) {
+      if (chunk.size === 0) return true;
+      if (chunk.next > bytes.length) return false;
+      this.#chunkAt = chunk.next;
     }
+    return false;
   }
 
   #rejection(): ClientHandshakeError {
@@ -785,20 +780,30 @@ export class ClientHandshake {
  */
 function dechunk(bytes: Uint8Array): Uint8Array {
   const parts: Uint8Array[] = [];
-  let at = 0;
-  while (true) {
-    const lineEnd = bytes.indexOf(0x0a, at);
-    if (lineEnd === -1) break;
-    const line = decodeLatin1(bytes.subarray(at, lineEnd));
-    if (!CHUNK_SIZE_LINE.test(line)) break;
-    const size = parseInt(line, 16);
-    if (size === 0) break;
-    const start = lineEnd + 1;
-    parts.push(bytes.subarray(start, Math.min(start + size, bytes.length)));
-    at = start + size + 2; // the data's CRLF
-    if (at > bytes.length) break;
+  for (let at = 0, chunk; (chunk = chunkAt(bytes, at)) !== null;) {
+    if (chunk.size === 0) break;
+    parts.push(bytes.subarray(chunk.start, chunk.start + chunk.size));
+    if (chunk.next > bytes.length) break;
+    at = chunk.next;
   }
   return concat(parts);
+}
+
+/**
+ * The chunk whose size line begins at `at`: where its data starts, its size
+ * (0 for the last chunk) and where the next chunk begins (past the data's
+ * CRLF); `null` while its size line is incomplete or malformed.
+ */
+function chunkAt(
+  bytes: Uint8Array,
+  at: number,
+): { start: number; size: number; next: number } | null {
+  const lineEnd = bytes.indexOf(0x0a, at);
+  if (lineEnd === -1) return null;
+  const line = decodeLatin1(bytes.subarray(at, lineEnd));
+  if (!CHUNK_SIZE_LINE.test(line)) return null;
+  const size = parseInt(line, 16);
+  return { start: lineEnd + 1, size, next: lineEnd + 1 + size + 2 };
 }
 
 // A chunk's size, then its extensions if any (RFC 9112 §7.1).

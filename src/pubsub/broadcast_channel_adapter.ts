@@ -29,7 +29,7 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
   #batch: Batch = [];
   #onError: (error: unknown) => void = () => {};
   #deliver: (topic: string, message: string | Uint8Array) => void = () => {};
-  #state: "new" | "opening" | "open" | "closed" = "new";
+  // Set from start() until the channel opens.
   #opening: ReturnType<typeof setTimeout> | undefined;
 
   /**
@@ -53,7 +53,6 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
   ): void {
     if (onError !== undefined) this.#onError = onError;
     this.#deliver = deliver;
-    this.#state = "opening";
     this.#opening = setTimeout(() => {
       this.#opening = undefined;
       this.#open();
@@ -67,7 +66,6 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
       for (const [topic, message] of event.data) this.#deliver(topic, message);
     };
     this.#channel = channel;
-    this.#state = "open";
   }
 
   /**
@@ -77,9 +75,10 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
    * @param message The message.
    */
   publish(topic: string, message: string | Uint8Array): void {
-    if (this.#state !== "open" && this.#state !== "opening") return;
+    // Not started, or closed.
+    if (this.#channel === null && this.#opening === undefined) return;
     // (While opening, the opening posts the batch.)
-    if (this.#batch.length === 0 && this.#state === "open") {
+    if (this.#batch.length === 0 && this.#channel !== null) {
       setImmediate(() => this.#post());
     }
     this.#batch.push([topic, message]);
@@ -95,7 +94,6 @@ export class BroadcastChannelAdapter implements PubSubAdapter {
     this.#post();
     this.#channel?.close();
     this.#channel = null;
-    this.#state = "closed";
   }
 
   #post(): void {

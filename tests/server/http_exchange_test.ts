@@ -4,6 +4,7 @@ import {
   serveHttpRequest,
 } from "../../src/server/http_exchange.ts";
 import { HttpRequestParser } from "../../src/protocol/http_request_parser.ts";
+import { encodeLatin1 } from "../../src/protocol/_bytes.ts";
 import {
   concat,
   DEADLINE,
@@ -530,7 +531,7 @@ Deno.test("serveHttpRequest rejects malformed requests with their status and clo
     // "chunked\xa0" is no chunked, "\xa05" no length.
     [
       "Transfer-Encoding: chunked + U+00A0",
-      latin1(
+      encodeLatin1(
         "POST / HTTP/1.1\r\nHost: example.com\r\n" +
           "Transfer-Encoding: chunked\xa0\r\n\r\n0\r\n\r\n",
       ),
@@ -538,7 +539,7 @@ Deno.test("serveHttpRequest rejects malformed requests with their status and clo
     ],
     [
       "Content-Length: U+00A0 + 5",
-      latin1(
+      encodeLatin1(
         "POST / HTTP/1.1\r\nHost: example.com\r\n" +
           "Content-Length: \xa05\r\n\r\nhello",
       ),
@@ -980,8 +981,3 @@ Deno.test("a chunked request body in many small chunks reaches the handler as on
   assert.equal(new TextDecoder().decode(pieces[0]), "x".repeat(1000));
   assert.equal(new TextDecoder().decode(body.rest), "GET /");
 });
-
-/** A string's characters as bytes, one each (Latin-1). */
-function latin1(text: string): Uint8Array {
-  return Uint8Array.from(text, (c) => c.charCodeAt(0));
-}

@@ -241,6 +241,10 @@ export interface ConnectionDeflate {
 const RSV1 = 0x40;
 // What inflating a message costs in frames (see ReceiveLimit.frames).
 const INFLATE_COST = 256;
+// Pings answered each with its own pong between two takeOutput() calls;
+// past this, only the latest (RFC 6455 §5.5.3), so a flood of pings in one
+// read gets a bounded answer.
+const PONGS_PER_TAKE = 16;
 const utf8 = new TextEncoder();
 
 const NO_EVENTS: ConnectionEvent[] = [];
@@ -256,8 +260,9 @@ const CONTROL_ARENA = 4096;
  * The RFC 6455 protocol state machine for one connection, without I/O:
  * feed it the bytes that arrive, read back the events and the bytes to send.
  *
- * - Pings are answered automatically (one pong for the latest of several
- *   pings that arrive before the output is taken, RFC 6455 §5.5.3).
+ * - Pings are answered automatically, each with its pong, in order; past 16
+ *   pings between two `takeOutput()` calls, only the latest of the rest is
+ *   answered (RFC 6455 §5.5.3), so a ping flood gets bounded output.
  * - A close frame from the peer is echoed with its code and reason
  *   (RFC 6455 §5.5.1), at once, or with `deferCloseReply` when
  *   `acknowledgeClose()` says so.
@@ -313,8 +318,10 @@ export class Connection {
   readonly #deferCloseReply: boolean;
   // The close frame that answers the peer's, while it is held back.
   #closeReply: Uint8Array | null = null;
-  // The latest ping's payload, to answer (held in a buffer of its own,
-  // allocated with the first ping).
+  // Pongs written since the output was last taken.
+  #pongsWritten = 0;
+  // The latest ping's payload, to answer once PONGS_PER_TAKE were written
+  // (held in a buffer of its own, allocated with the first such ping).
   #pendingPong: Uint8Array | null = null;
   #pongPayload: Uint8Array | null = null;
   #controlArena = NO_CONTROL;
@@ -550,6 +557,7 @@ export class Connection {
    */
   takeOutput(): Uint8Array[] {
     this.#flushPong();
+    this.#pongsWritten = 0;
     return this.#writer.take();
   }
 
@@ -904,14 +912,21 @@ export class Connection {
     const data = this.#control as Uint8Array<ArrayBuffer>;
     switch (this.#controlOpcode) {
       case OPCODE.Ping:
-        // "MAY elect to send a Pong frame for only the most recently
-        // processed Ping frame" (RFC 6455 §5.5.3). Also after our close
-        // frame: a pong is due "unless it already received a Close frame"
-        // (§5.5.2), and only data frames may not follow a close (§5.5.1).
-        // A copy: the caller owns the event's data and may change it.
-        this.#pongPayload ??= new Uint8Array(125);
-        this.#pongPayload.set(data);
-        this.#pendingPong = this.#pongPayload.subarray(0, data.length);
+        // Each ping gets its pong, up to PONGS_PER_TAKE per output taken;
+        // then the "MAY elect to send a Pong frame for only the most
+        // recently processed Ping frame" of RFC 6455 §5.5.3. Also after our
+        // close frame: a pong is due "unless it already received a Close
+        // frame" (§5.5.2), and only data frames may not follow a close
+        // (§5.5.1). Copies: the caller owns the event's data and may
+        // change it.
+        if (this.#pongsWritten < PONGS_PER_TAKE) {
+          this.#pongsWritten++;
+          this.#writer.writeFrame(OPCODE.Pong, data);
+        } else {
+          this.#pongPayload ??= new Uint8Array(125);
+          this.#pongPayload.set(data);
+          this.#pendingPong = this.#pongPayload.subarray(0, data.length);
+        }
         this.#emit({ type: "ping", data });
         break;
       case OPCODE.Pong:

@@ -89,6 +89,8 @@ const RSV1 = 0x40;
  * rules, `maxPayload` and `maxFragments` when a frame *starts* (before its
  * payload is stored), and checks text as UTF-8 as each piece arrives, so an
  * invalid sequence fails the connection at once rather than at message end.
+ * A compressed message (RSV1) is inflated, and its text checked, when its
+ * last frame has arrived: its fragments are stored compressed until then.
  *
  * Memory grows with the bytes actually received, never with a declared
  * length: a buffer at most doubles, and is capped at the message's final

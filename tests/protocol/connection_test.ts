@@ -971,7 +971,7 @@ Deno.test("Connection answers a ping with a pong carrying the same payload (RFC 
   }
 });
 
-Deno.test("Connection answers several pings in one chunk with one pong for the latest (RFC 6455 §5.5.3)", () => {
+Deno.test("Connection answers each of several pings before the output is taken, in order (RFC 6455 §5.5.2)", () => {
   const fixture = concat(
     clientFrame(Ping, "one"),
     clientFrame(Ping, "two"),
@@ -983,7 +983,41 @@ Deno.test("Connection answers several pings in one chunk with one pong for the l
     { type: "ping", data: utf8("two") },
     { type: "ping", data: utf8("three") },
   ]);
-  assert.deepEqual(outcome.output, serverFrame(Pong, "three"));
+  assert.deepEqual(
+    outcome.output,
+    concat(
+      serverFrame(Pong, "one"),
+      serverFrame(Pong, "two"),
+      serverFrame(Pong, "three"),
+    ),
+  );
+});
+
+Deno.test("Connection answers 16 pings per output taken, then only the latest of the rest (RFC 6455 §5.5.3)", () => {
+  const names = Array.from({ length: 40 }, (_, i) => `ping ${i}`);
+  const outcome = feedAllWays(
+    concat(...names.map((name) => clientFrame(Ping, name))),
+  );
+  assert.equal(outcome.events.length, 40);
+  assert.deepEqual(
+    outcome.output,
+    concat(
+      ...names.slice(0, 16).map((name) => serverFrame(Pong, name)),
+      serverFrame(Pong, "ping 39"),
+    ),
+  );
+  // The count starts over with each output taken.
+  const connection = new Connection({ role: "server" });
+  for (const round of [0, 1]) {
+    connection.receive(
+      concat(...names.slice(0, 17).map((name) => clientFrame(Ping, name))),
+    );
+    assert.deepEqual(
+      concat(...connection.takeOutput()),
+      concat(...names.slice(0, 17).map((name) => serverFrame(Pong, name))),
+      `round ${round}`,
+    );
+  }
 });
 
 Deno.test("Connection answers pings taken between takeOutput() calls separately (RFC 6455 §5.5.3)", () => {

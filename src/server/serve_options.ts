@@ -612,7 +612,9 @@ export interface ServeOptions<Data = unknown> {
   sendHighWaterMark?: number;
   /**
    * Queued outgoing bytes at which `backpressurePolicy` applies; at least
-   * `sendHighWaterMark`. Under "close" the transport is closed at once (`closed` reports 1008
+   * `sendHighWaterMark`. A bound on memory: what the current turn queued,
+   * not yet offered to the peer, counts too, so a burst larger than this
+   * meets the policy however fast the peer reads. Under "close" the transport is closed at once (`closed` reports 1008
    * "backpressure limit exceeded"; the peer, not reading, sees 1006).
    * @default {16777216}
    */

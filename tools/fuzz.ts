@@ -759,9 +759,12 @@ function fuzzConnection(
   }, { stackAbove: 4096 });
   for (const allocation of log.allocations) {
     if (isOutputArena(allocation)) continue;
-    // Inflating may legitimately turn a few bytes into maxPayload.
+    // Inflating may legitimately turn a few bytes into maxPayload. The
+    // output taken at the end is joined into one buffer: up to 16 pongs
+    // answered each, the latest of the rest, and a close frame (masked, as
+    // a client's), whatever maxPayload is.
     const bound = Math.max(
-      125,
+      18 * (6 + 125),
       Math.min(
         maxPayload,
         compress ? Infinity : Math.max(4096, 2 * allocation.mark),

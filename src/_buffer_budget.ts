@@ -1,4 +1,5 @@
 import { type Slot, SlotList } from "./_slot_list.ts";
+import { sharedFramesIn } from "./protocol/_shared_copies.ts";
 
 /**
  * One holder of bytes under a {@linkcode BufferBudget}: a socket reports
@@ -21,7 +22,10 @@ import { type Slot, SlotList } from "./_slot_list.ts";
  *
  * let held = 0;
  * const budget = new BufferBudget<string>(1024);
- * const account: BudgetAccount = budget.open("socket 1", () => held, () => held = 0);
+ * const account: BudgetAccount = budget.open("socket 1", () => held, () => {
+ *   held = 0;
+ *   return true;
+ * });
  * held = 300; // a message arrived
  * account.report();
  * assert.equal(budget.total, 300);
@@ -50,8 +54,10 @@ export interface BudgetAccount {
    * The output queued so far was taken as `chunks`, to be written in order
    * (what was taken before is written by now; the holder's measure counts
    * the chunks already): the shared frames among them count until they are
-   * written; those that are not were copied into a chunk (a few KiB), and
-   * count as shared until all the chunks are written.
+   * written. Those copied into the first run of small chunks (4 KiB at
+   * most, see `FrameWriter.prototype.take()`) count as shared until that
+   * run is written; those copied into later runs count as the holder's own
+   * from now on.
    *
    * @param chunks The output, in the order it is written.
    */
@@ -136,7 +142,7 @@ class Holder<Owner> implements BudgetAccount {
     readonly state: BudgetState<Owner>,
     readonly owner: Owner,
     readonly measure: () => number,
-    readonly evict: () => void,
+    readonly evict: () => boolean,
   ) {}
 
   // Runs on every read and send: no more than a subtraction, and nothing
@@ -180,32 +186,46 @@ class Holder<Owner> implements BudgetAccount {
     this.#letGo(shared, Infinity);
     shared.written = 0;
     if (shared.queued.length === 0) return;
-    // How often each queued frame is still to be found among the chunks.
-    const left = new Map<Uint8Array, number>();
-    for (const frame of shared.queued) {
-      left.set(frame, (left.get(frame) ?? 0) + 1);
-    }
+    // The chunks hold the frames queued in their order: each as a chunk of
+    // its own (referenced), or copied into a run of small chunks (see
+    // FrameWriter.take()). The copies in the first such run (4 KiB at
+    // most) count once, as shared, until that run is written: counted as
+    // each holder's own, a burst of small messages published to thousands
+    // of sockets would count thousands of times over and evict readers that
+    // keep up. Copies in later runs (a backlog taken at once) are the
+    // holder's own: its measure counts them, as it counts the run.
+    const queued = shared.queued;
     shared.queued = [];
+    let next = 0;
     let end = 0;
+    let firstRun = true;
     for (const chunk of chunks) {
       end += chunk.length;
-      const count = left.get(chunk);
-      if (count === undefined || count === 0) continue;
-      left.set(chunk, count - 1);
-      shared.taken.push(chunk);
-      shared.ends.push(end);
-    }
-    // The rest were copied into a run of small chunks, for one write (a
-    // few KiB at most: see FrameWriter.take()). They still count once, as
-    // shared, until the whole output taken is written: counted as each
-    // holder's own, a burst of small messages published to thousands of
-    // sockets would count thousands of times over and evict readers that
-    // keep up.
-    for (const [frame, count] of left) {
-      for (let i = 0; i < count; i++) {
-        shared.taken.push(frame);
+      if (next === queued.length) continue;
+      if (chunk === queued[next]) {
+        shared.taken.push(chunk);
         shared.ends.push(end);
+        next++;
+        continue;
       }
+      const copies = sharedFramesIn.get(chunk) ?? 0;
+      for (let i = 0; i < copies; i++) {
+        const frame = queued[next++];
+        if (firstRun) {
+          shared.taken.push(frame);
+          shared.ends.push(end);
+        } else {
+          shared.bytes -= frame.length;
+          release(this.state, frame);
+        }
+      }
+      if (copies > 0) firstRun = false;
+    }
+    // (None is left unless a writer other than FrameWriter made the chunks:
+    // those count until everything taken is written.)
+    for (; next < queued.length; next++) {
+      shared.taken.push(queued[next]);
+      shared.ends.push(end);
     }
   }
 
@@ -280,8 +300,8 @@ class Holder<Owner> implements BudgetAccount {
  * const evicted: string[] = [];
  * const budget = new BufferBudget<string>(100, (owner) => evicted.push(owner));
  * let small = 30, large = 0;
- * const a = budget.open("small", () => small, () => small = 0);
- * const b = budget.open("large", () => large, () => large = 0);
+ * const a = budget.open("small", () => small, () => (small = 0, true));
+ * const b = budget.open("large", () => large, () => (large = 0, true));
  * a.report();
  * large = 80; // over: 110 bytes
  * b.report();
@@ -299,8 +319,8 @@ class Holder<Owner> implements BudgetAccount {
  * const budget = new BufferBudget<string>(1000);
  * const frame = new Uint8Array(600);
  * // Each measure counts the frame: it is in both outputs, unwritten.
- * const a = budget.open("a", () => frame.length, () => {});
- * const b = budget.open("b", () => frame.length, () => {});
+ * const a = budget.open("a", () => frame.length, () => true);
+ * const b = budget.open("b", () => frame.length, () => true);
  * a.share(frame);
  * b.share(frame);
  * assert.equal(budget.recount(), 600);
@@ -352,10 +372,16 @@ export class BufferBudget<Owner> {
    * @param measure What the owner holds now, in bytes, the shared frames
    * its output still counts included: cheap, and exact.
    * @param evict Lets everything the owner holds go, at once: called when
-   * the budget is over and this account holds the most.
+   * the budget is over and this account holds the most. Returns `false`
+   * when the owner was already letting go (closing for another reason):
+   * its account is closed all the same, but it is not counted as evicted.
    * @returns The account, to report to and close.
    */
-  open(owner: Owner, measure: () => number, evict: () => void): BudgetAccount {
+  open(
+    owner: Owner,
+    measure: () => number,
+    evict: () => boolean,
+  ): BudgetAccount {
     const holder = new Holder(this.#state, owner, measure, evict);
     holder.slot = this.#state.holders.add(holder);
     return holder;
@@ -396,8 +422,7 @@ export class BufferBudget<Owner> {
         // Takes off its own bytes and the frames no other holds: the total
         // stays exact.
         holder.close();
-        holder.evict();
-        this.#onEvict(holder.owner, keeps, total);
+        if (holder.evict()) this.#onEvict(holder.owner, keeps, total);
       }
     } finally {
       this.#enforcing = false;

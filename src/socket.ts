@@ -2225,8 +2225,10 @@ export class Socket<Data = unknown>
    * reading, and its transport closes at once (it sees 1006). `closed`
    * reports 1013 {@linkcode CLOSE_REASON.OverBudget} either way.
    */
-  #evict(): void {
-    if (this.#info !== null || this.#forcedClose !== null) return;
+  #evict(): boolean {
+    // Already closing at once (a backpressure or protocol failure): what
+    // it holds goes as it finishes, within a turn or so.
+    if (this.#info !== null || this.#forcedClose !== null) return false;
     this.#evicted = true;
     const code = CLOSE_CODE.TryAgainLater;
     const reason = CLOSE_REASON.OverBudget;
@@ -2257,7 +2259,7 @@ export class Socket<Data = unknown>
       this.#terminate(code, reason);
       // Not written, and never will be.
       this.#connection.takeOutput();
-      return;
+      return true;
     }
     this.#forcedClose = { code, reason };
     this.#connection.close(code, reason);
@@ -2267,6 +2269,7 @@ export class Socket<Data = unknown>
       () => this.#abort(),
       Math.min(LINGER, this.#options.closeTimeout),
     );
+    return true;
   }
 
   #finish(): void {

@@ -1,4 +1,5 @@
 import { applyMask } from "./mask.ts";
+import { sharedFramesIn } from "./_shared_copies.ts";
 import { free } from "./_bytes.ts";
 import { describe, shown } from "./_describe.ts";
 
@@ -318,10 +319,11 @@ export class FrameWriter {
 
   /**
    * Copies each run of consecutive small chunks (regions the arena's other
-   * users split) into one, so that they leave in one write. Frames queued
-   * by writeEncoded() (at the indexes `encoded`) are not copied: a
-   * published message is queued on thousands of sockets, and a copy each
-   * would cost memory (and memory budget) in proportion.
+   * users split) into one, so that they leave in one write. Of the frames
+   * queued by writeEncoded() (at the indexes `encoded`), a run takes at
+   * most SHARED_JOIN_LIMIT bytes: a published message is queued on
+   * thousands of sockets, and a copy each costs memory (and memory budget)
+   * in proportion. A run that took some is listed in `sharedFramesIn`.
    */
   #joinSmallRuns(
     chunks: Uint8Array[],
@@ -334,10 +336,12 @@ export class FrameWriter {
       let end = start;
       let size = 0;
       let sharedSize = 0;
+      let sharedCount = 0;
       while (end < chunks.length && chunks[end].length <= ARENA_FRAME_LIMIT) {
         if (end === next) {
           if (sharedSize + chunks[end].length > SHARED_JOIN_LIMIT) break;
           sharedSize += chunks[end].length;
+          sharedCount++;
           next = encoded![++k] ?? -1;
         }
         size += chunks[end++].length;
@@ -361,6 +365,7 @@ export class FrameWriter {
         run.set(chunks[start], offset);
         offset += chunks[start].length;
       }
+      if (sharedCount > 0) sharedFramesIn.set(run, sharedCount);
       joined.push(run);
     }
     return joined;

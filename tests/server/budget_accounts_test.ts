@@ -2,6 +2,7 @@
 // report what they hold, and the largest are evicted once the total is over.
 import assert from "node:assert/strict";
 import { type BudgetAccount, BufferBudget } from "../../src/_buffer_budget.ts";
+import { sharedFramesIn } from "../../src/protocol/_shared_copies.ts";
 
 /** A budget over holders whose holdings the test sets by name. */
 function setUp(limit: number, names: string[]) {
@@ -19,6 +20,7 @@ function setUp(limit: number, names: string[]) {
       budget.open(name, () => held[name], () => {
         evicted.push(name);
         held[name] = 0;
+        return true;
       }),
     ];
   }));
@@ -117,6 +119,7 @@ Deno.test("BufferBudget does not evict on a shrink, and an account that reports 
       // A socket letting go reports, and may make others report.
       accounts.a.report();
       accounts.b.report();
+      return true;
     });
   }
   held.a = 80;
@@ -147,6 +150,7 @@ class Output {
       evicted.push(name);
       this.queued = [];
       this.inFlight = 0;
+      return true;
     });
   }
 
@@ -163,19 +167,45 @@ class Output {
 
   /** Queues a frame other holders may queue too. */
   publish(frame: Uint8Array): void {
+    this.#shared.add(frame);
     this.queued.push(frame);
     this.account.share(frame);
     this.account.report();
   }
 
-  /** Takes the output; `join` copies it all into one chunk. */
-  take(join = false): void {
+  /**
+   * Takes the output; `join` copies it into runs, as FrameWriter.take()
+   * does, each holding at most `sharedPerRun` of the shared frames.
+   */
+  take(join = false, sharedPerRun = Infinity): void {
     const size = this.measure() - this.inFlight;
-    const chunks = join ? [new Uint8Array(size)] : this.queued;
+    const chunks = join ? this.#runs(sharedPerRun) : this.queued;
     this.queued = [];
     this.inFlight += size;
     this.account.taken(chunks);
   }
+
+  #runs(sharedPerRun: number): Uint8Array[] {
+    const runs: Uint8Array[] = [];
+    let size = 0;
+    let shared = 0;
+    const close = () => {
+      const run = new Uint8Array(size);
+      if (shared > 0) sharedFramesIn.set(run, shared);
+      runs.push(run);
+      size = shared = 0;
+    };
+    for (const chunk of this.queued) {
+      const isShared = this.#shared.has(chunk);
+      if (isShared && shared === sharedPerRun) close();
+      size += chunk.length;
+      if (isShared) shared++;
+    }
+    if (size > 0) close();
+    return runs;
+  }
+
+  readonly #shared = new WeakSet<Uint8Array>();
 
   write(bytes = this.inFlight): void {
     this.inFlight -= bytes;
@@ -237,6 +267,45 @@ Deno.test("BufferBudget counts a shared frame that was copied into a chunk when 
   assert.equal(budget.recount(), 150, "a's copy is not written yet");
   a.write();
   assert.equal(budget.recount(), 0);
+});
+
+Deno.test("BufferBudget counts shared frames copied past the first run of a take (a backlog taken at once) as the holder's own, and its total never drops below what is held", () => {
+  const { budget, evicted, outputs: { a, b } } = outputs(1_000_000, ["a", "b"]);
+  const frames = Array.from({ length: 10 }, () => new Uint8Array(100));
+  for (const frame of frames) a.publish(frame); // a holds them all, untaken
+  for (const frame of frames) b.publish(frame);
+  assert.equal(budget.recount(), 1000);
+  // Five runs of two frames: the first run's copies count as shared, the
+  // other 800 bytes are b's own copies, held as surely as a's frames.
+  b.take(true, 2);
+  assert.equal(budget.recount(), 1800);
+  for (const total of [1800, 1600, 1400, 1200, 1000]) {
+    b.write(200);
+    assert.equal(budget.total, total);
+    assert.equal(budget.recount(), total);
+  }
+  a.take();
+  a.write();
+  assert.equal(budget.recount(), 0);
+  assert.deepEqual(evicted, []);
+});
+
+Deno.test("BufferBudget closes the account of a holder already letting go (its evict returns false) without counting it as evicted", () => {
+  const logged: string[] = [];
+  const budget = new BufferBudget<string>(100, (owner) => logged.push(owner));
+  const closing = 90;
+  let other = 0;
+  const leaving = budget.open("closing", () => closing, () => false);
+  const staying = budget.open("other", () => other, () => {
+    other = 0;
+    return true;
+  });
+  leaving.report();
+  other = 30;
+  staying.report(); // 120: over
+  assert.deepEqual(logged, [], "not evicted: it was closing already");
+  assert.equal(budget.total, 30, "its bytes go as it finishes");
+  assert.equal(other, 30, "the other holder was left alone");
 });
 
 Deno.test("BufferBudget counts a shared frame written in parts whole until its last byte is written", () => {

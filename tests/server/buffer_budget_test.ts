@@ -633,6 +633,121 @@ Deno.test("Socket: small prepared messages copied into one write still count onc
   await Promise.all(peers.map((peer) => peer.end()));
 });
 
+/** A socket whose writes each wait for `release()`. */
+function steppedWrites(budget: BufferBudget<Socket>) {
+  const gone = Promise.withResolvers<void>();
+  const peer = { writes: 0, release: () => {}, socket: null! as Socket };
+  let ended = false;
+  const writable = new WritableStream<Uint8Array>({
+    write() {
+      peer.writes++;
+      if (ended) return;
+      return new Promise<void>((resolve) => peer.release = resolve);
+    },
+  });
+  const readable = new ReadableStream({
+    type: "bytes",
+    async pull(controller) {
+      await gone.promise;
+      controller.close();
+      controller.byobRequest?.respond(0);
+    },
+  });
+  peer.socket = socketOver(readable, writable, { budget }, gone.resolve);
+  const running = peer.socket.run();
+  return {
+    peer,
+    async end() {
+      ended = true;
+      peer.release();
+      gone.resolve();
+      await running;
+    },
+  };
+}
+
+Deno.test("Socket: a backlog of small prepared messages copied into runs for one write counts as shared up to the first run (4 KiB), the rest as the socket's own copies, while another socket holds the same frames", async () => {
+  const budget = new BufferBudget<Socket>(64 * 1024 * KIB);
+  const writing = steppedWrites(budget);
+  const holding = steppedWrites(budget);
+  const [a, b] = [writing.peer, holding.peer];
+  // A write under way on each, then a backlog of 100 frames of 1004 bytes
+  // behind it: a's next write is 25 runs of four, its progress counted
+  // every 64 KiB; b never writes it.
+  for (const { socket } of [a, b]) socket.trySend(new Uint8Array(10));
+  await waitUntil(() => a.writes === 1 && b.writes === 1, "the first writes");
+  const messages = Array.from(
+    { length: 100 },
+    (_, i) => prepareMessage(pattern(1000, i)),
+  );
+  for (const message of messages) {
+    a.socket.trySend(message);
+    b.socket.trySend(message);
+  }
+  const frame = messages[0].frame.length;
+  assert.equal(budget.recount(), 100 * frame + 2 * 12, "each frame once");
+  let seen = 1;
+  while (a.socket.bufferedAmount > 0) {
+    a.release();
+    await waitUntil(
+      () => a.writes > seen || a.socket.bufferedAmount === 0,
+      "the next write",
+    );
+    seen = a.writes;
+    // b holds every frame; a's copies are a's own, but for those of its
+    // first run until a write counted as done covers it.
+    const held = a.socket.bufferedAmount + b.socket.bufferedAmount;
+    const total = budget.recount();
+    assert.ok(
+      total === held ||
+        (a.socket.bufferedAmount === 100 * frame &&
+          total === held - 4 * frame),
+      `${total} counted of ${held} held`,
+    );
+  }
+  assert.equal(budget.recount(), b.socket.bufferedAmount);
+  await writing.end();
+  await holding.end();
+  assert.equal(budget.recount(), 0);
+});
+
+Deno.test("serve({maxBufferedBytes}): a subscriber closed by its backpressure policy within a publish is not also taken for a budget eviction (no over-budget, no budgetCloses)", async () => {
+  const message = 200 * KIB;
+  const { events, logger } = budgetEvents();
+  const sockets: Socket[] = [];
+  await using server = serve({
+    ...LOCAL,
+    pingInterval: 0,
+    maxBackpressure: 1024 * KIB,
+    // Over it only when the slow one holds a message past its limit.
+    maxBufferedBytes: 1024 * KIB + message - 1,
+    logger,
+  }, async (socket) => {
+    sockets.push(socket);
+    socket.subscribe("t");
+    for await (const _ of socket);
+  });
+  using slow = await rawHandshake(server.addr); // never reads
+  const fast = new WebSocket(wsUrl(server.addr));
+  await new Promise((resolve) => fast.onopen = resolve);
+  await waitUntil(() => server.subscriberCount("t") === 2, "both subscribed");
+  const slowSocket = sockets[0];
+  const payload = new Uint8Array(message);
+  for (let i = 0; i < 2000 && slowSocket.state === "open"; i++) {
+    const before = slowSocket.bufferedAmount;
+    server.publish("t", prepareMessage(payload));
+    if (before === 0) await delay(5);
+  }
+  const info = await withTimeout(slowSocket.closed, DEADLINE, "the close");
+  assert.equal(info.code, 1008);
+  assert.deepEqual(events, []);
+  assert.equal(server.stats().budgetCloses, 0);
+  const closed = new Promise((resolve) => fast.onclose = resolve);
+  fast.close();
+  await closed;
+  slow.close();
+});
+
 Deno.test("serve({maxBufferedBytes}): a burst of small messages published in one turn to hundreds of subscribers that keep up evicts none of them (each one's copy of the burst counts once)", async () => {
   const subscribers = 200;
   const events: ServerLogEvent[] = [];

@@ -199,6 +199,7 @@ class Holder<Owner> implements BudgetAccount {
     let next = 0;
     let end = 0;
     let firstRun = true;
+    let moved = 0;
     for (const chunk of chunks) {
       end += chunk.length;
       if (next === queued.length) continue;
@@ -216,6 +217,7 @@ class Holder<Owner> implements BudgetAccount {
           shared.ends.push(end);
         } else {
           shared.bytes -= frame.length;
+          moved += frame.length;
           release(this.state, frame);
         }
       }
@@ -227,6 +229,9 @@ class Holder<Owner> implements BudgetAccount {
       shared.taken.push(queued[next]);
       shared.ends.push(end);
     }
+    // The copies let go of are the holder's own now: count them at once
+    // (a holder whose write stalls may not report again for long).
+    if (moved > 0) this.report();
   }
 
   written(bytes: number): void {

@@ -2226,8 +2226,10 @@ export class Socket<Data = unknown>
    * reports 1013 {@linkcode CLOSE_REASON.OverBudget} either way.
    */
   #evict(): boolean {
-    // Already closing at once (a backpressure or protocol failure): what
-    // it holds goes as it finishes, within a turn or so.
+    // Already closing at once (a backpressure or protocol failure): its
+    // output goes as it finishes, within a turn or so; its account is
+    // closed all the same (messages its handler has not taken yet, which
+    // it may still take, no longer count).
     if (this.#info !== null || this.#forcedClose !== null) return false;
     this.#evicted = true;
     const code = CLOSE_CODE.TryAgainLater;

@@ -262,7 +262,8 @@ const CONTROL_ARENA = 4096;
  *
  * - Pings are answered automatically, each with its pong, in order; past 16
  *   pings between two `takeOutput()` calls, only the latest of the rest is
- *   answered (RFC 6455 §5.5.3), so a ping flood gets bounded output.
+ *   answered (RFC 6455 §5.5.3; one more goes out ahead of our close frame),
+ *   so a ping flood gets bounded output.
  * - A close frame from the peer is echoed with its code and reason
  *   (RFC 6455 §5.5.1), at once, or with `deferCloseReply` when
  *   `acknowledgeClose()` says so.

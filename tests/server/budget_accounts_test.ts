@@ -278,6 +278,7 @@ Deno.test("BufferBudget counts shared frames copied past the first run of a take
   // Five runs of two frames: the first run's copies count as shared, the
   // other 800 bytes are b's own copies, held as surely as a's frames.
   b.take(true, 2);
+  assert.equal(budget.total, 1800, "counted as the output is taken");
   assert.equal(budget.recount(), 1800);
   for (const total of [1800, 1600, 1400, 1200, 1000]) {
     b.write(200);

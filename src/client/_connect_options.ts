@@ -1,7 +1,10 @@
 import { checkOptionNames } from "../_unknown_options.ts";
 import { resolveNumericOptions } from "../_numeric_options.ts";
 import { describe } from "../protocol/_describe.ts";
-import { DEFAULT_MAX_PAYLOAD } from "../protocol/connection.ts";
+import {
+  DEFAULT_MAX_FRAGMENTS,
+  DEFAULT_MAX_PAYLOAD,
+} from "../protocol/connection.ts";
 import {
   type ClientDeflateOptions,
   resolveClientDeflateOptions,
@@ -22,6 +25,7 @@ export const CONNECT_OPTIONS: ReadonlySet<string> = new Set([
   "handshakeTimeout",
   "closeTimeout",
   "maxPayload",
+  "maxFragments",
   "maxHeadSize",
   "maxHeaders",
   "pingInterval",
@@ -66,6 +70,7 @@ const DEFAULTS = {
   handshakeTimeout: 10_000,
   closeTimeout: 5_000,
   maxPayload: DEFAULT_MAX_PAYLOAD,
+  maxFragments: DEFAULT_MAX_FRAGMENTS,
   pingInterval: 0,
   pongTimeout: 20_000,
   idleTimeout: 0,

@@ -80,6 +80,13 @@ export interface ConnectOptions {
    */
   maxPayload?: number;
   /**
+   * The most frames per message; more fail the connection with 1009. A
+   * message sent with `sendStream()` is a frame per piece: a download of
+   * 1 GiB in 64 KiB pieces is 16,384 frames.
+   * @default {4096}
+   */
+  maxFragments?: number;
+  /**
    * The largest handshake response head accepted, in bytes; a larger one
    * fails with `RESPONSE_TOO_LARGE`.
    * @default {16384}
@@ -400,6 +407,7 @@ export async function connect(
     }, {
       role: "client",
       maxPayload: limits.maxPayload,
+      maxFragments: limits.maxFragments,
       closeTimeout: limits.closeTimeout,
       sendHighWaterMark: limits.sendHighWaterMark,
       receiveHighWaterMark: limits.receiveHighWaterMark,

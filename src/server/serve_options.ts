@@ -426,7 +426,9 @@ export interface ServeOptions<Data = unknown> {
    */
   maxPayload?: number;
   /**
-   * The most frames per message (1009 beyond it).
+   * The most frames per message (1009 beyond it). A message sent with
+   * `sendStream()` is a frame per piece: an upload of 1 GiB in 64 KiB pieces
+   * is 16,384 frames.
    * @default {4096}
    */
   maxFragments?: number;

@@ -510,6 +510,10 @@ Deno.test("connect rejects caller mistakes with TypeError and RangeError", async
     connect("ws://127.0.0.1/", { maxPayload: 1.5 }),
     /"maxPayload" must be a positive integer, got 1.5/,
   );
+  await assert.rejects(
+    connect("ws://127.0.0.1/", { maxFragments: 0 }),
+    /"maxFragments" must be a positive integer, got 0/,
+  );
   // From JavaScript, or options typed `any`.
   const mistakes: [unknown, string][] = [
     [null, "Cannot connect: the options must be an object, got null"],
@@ -763,6 +767,32 @@ Deno.test("connect enforces maxPayload with 1009", async () => {
   assert.equal(info.error?.code, "MESSAGE_TOO_BIG");
 });
 
+Deno.test("connect takes maxFragments: a message sent as more frames than it fails with 1009, one within it arrives whole", async () => {
+  const pieces = 5000; // past the default 4096
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      await socket.sendStream(
+        Array.from({ length: pieces }, (_, i) => new Uint8Array([i & 0xff])),
+      ).catch(() => {});
+      for await (const _ of socket) { /* drain */ }
+    },
+  );
+  const url = `ws://127.0.0.1:${server.addr.port}`;
+  const strict = await connect(url);
+  const info = await deadline(strict.closed, 5_000, "close");
+  assert.equal(info.code, 1009);
+  assert.equal(info.error?.code, "TOO_MANY_FRAGMENTS");
+  const roomy = await connect(url, { maxFragments: pieces });
+  const iterator = roomy[Symbol.asyncIterator]();
+  const { value } = await deadline(iterator.next(), 5_000, "the message");
+  assert.deepEqual(
+    value,
+    Uint8Array.from({ length: pieces }, (_, i) => i & 0xff),
+  );
+  await roomy.close();
+});
+
 Deno.test("connect reports 1006 when the server drops the connection", async () => {
   const server = rawServer(async (peer) => {
     await peer.accept();
@@ -891,6 +921,7 @@ Deno.test("connect() knows every option it declares by name", async () => {
     handshakeTimeout: true,
     closeTimeout: true,
     maxPayload: true,
+    maxFragments: true,
     maxHeadSize: true,
     maxHeaders: true,
     caCerts: true,

@@ -394,6 +394,23 @@ Deno.test({
           0,
       );
 
+      // The page keeps the last 500 lines: 60 others say 9 each (a join
+      // takes one of a burst's 10).
+      const others = await Promise.all(
+        Array.from({ length: 60 }, () => Chatter.connect(server.addr.port)),
+      );
+      for (const [i, other] of others.entries()) {
+        await other.join("garden", `n${i}`);
+      }
+      for (const [i, other] of others.entries()) {
+        for (let k = 0; k < 9; k++) {
+          other.send({ type: "say", text: `flood ${i}.${k}` });
+        }
+      }
+      await alice.locator("#messages li", { hasText: "flood 59.8" }).waitFor();
+      assert.equal(await alice.locator("#messages li").count(), 500);
+      await Promise.all(others.map((other) => other[Symbol.asyncDispose]()));
+
       // A reload keeps the nick and room in the form.
       await alice.reload();
       assert.equal(await alice.inputValue("#nick"), "alice");

@@ -1435,7 +1435,10 @@ export class Socket<Data = unknown>
       if (!reading) return this.#failInternally(error);
     }
     this.#connection.receiveEof();
-    // Let a last flush (a close frame echo) finish before closing.
+    // Let a last flush (a close frame echo) finish before closing, within
+    // the close timeout: a transport whose input ended may leave a write to
+    // a peer that stopped reading pending for good.
+    if (this.#writing || this.#flushQueued) this.#armCloseTimer();
     await this.#flushDone();
     this.#finish();
   }
@@ -1943,7 +1946,8 @@ export class Socket<Data = unknown>
   }
 
   async #flushDone(): Promise<void> {
-    while (this.#writing || this.#flushQueued) {
+    // (A transport closed by us may still not settle a write pending on it.)
+    while ((this.#writing || this.#flushQueued) && !this.#transportClosed) {
       await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
     }
   }
@@ -2020,6 +2024,7 @@ export class Socket<Data = unknown>
     } catch {
       // Closed by the other side of a TLS connection already.
     }
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 
   #startPing(now: number): void {

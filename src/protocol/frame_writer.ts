@@ -47,12 +47,15 @@ function reserve(size: number): number {
   return at;
 }
 
-// A writer keeps the last frame buffer it released and fills it again with
-// its next large frame instead of allocating one: a fresh buffer per frame
-// costs zero-filling and, as the allocator hands memory back to the system
+// A writer keeps the last frame buffers it released (MAX_SPARES) and fills
+// them with its next large frames instead of allocating: a fresh buffer
+// per frame costs zero-filling and, as the allocator hands memory back to the system
 // and takes it again, a page fault per 4 KiB. Spares are only ever reused by
 // the writer that released them, and all of them together stay under this.
 const SPARE_BUDGET = 8 * 1024 * 1024;
+// Spares per writer: as many as the large frames of one write (a pipelined
+// echo has several in flight).
+const MAX_SPARES = 4;
 let spareBytes = 0;
 // Returns the budget of a writer collected while holding a spare.
 const spareAccounts = new FinalizationRegistry<{ bytes: number }>(
@@ -147,7 +150,7 @@ export class FrameWriter {
   #ownFrames: WeakSet<ArrayBuffer> | null = null;
   // A released frame buffer kept for the next large frame, and its size in
   // the shared budget.
-  #spare: ArrayBuffer | null = null;
+  #spares: ArrayBuffer[] | null = null;
   #spareAccount: { bytes: number } | null = null;
 
   /**
@@ -374,15 +377,16 @@ export class FrameWriter {
   /**
    * Gives back the buffers this writer allocated for `chunks` (from
    * {@linkcode FrameWriter.prototype.take}) once they are written: the last
-   * one is kept to hold the writer's next large frame, the others are freed
-   * at once instead of at the next garbage collection. Call it only after the
+   * four are kept to hold the writer's next large frames (within 8 MiB for
+   * all writers), the others are freed at once instead of at the next
+   * garbage collection. Call it only after the
    * chunks are written, and touch none of them afterwards: their memory may
    * already hold a later frame. Optional; chunks the writer did not allocate
    * a buffer for (shared small-frame regions, referenced payloads) are left
    * alone.
    *
    * @param chunks Chunks returned by `take()`, already written.
-   * @param keepSpare `false` frees every buffer, the kept one included: pass
+   * @param keepSpare `false` frees every buffer, the kept ones included: pass
    * it when the writer will write no more.
    *
    * @example Reusing a written frame's buffer
@@ -413,23 +417,31 @@ export class FrameWriter {
         }
       }
     }
-    if (!keepSpare && this.#spare !== null) free(this.#takeSpare());
+    if (!keepSpare) {
+      while (this.#spares !== null && this.#spares.length > 0) {
+        free(this.#takeSpare(0));
+      }
+    }
   }
 
   #frameBuffer(size: number): Uint8Array<ArrayBuffer> {
-    const spare = this.#spare;
-    // Reuse only a spare that fits and is not mostly wasted.
-    if (
-      spare !== null && spare.byteLength >= size && spare.byteLength < 2 * size
-    ) {
-      return new Uint8Array(this.#takeSpare(), 0, size);
+    const spares = this.#spares;
+    if (spares !== null) {
+      // The newest spare that fits and is not mostly wasted.
+      for (let i = spares.length - 1; i >= 0; i--) {
+        const length = spares[i].byteLength;
+        if (length >= size && length < 2 * size) {
+          return new Uint8Array(this.#takeSpare(i), 0, size);
+        }
+      }
     }
     return new Uint8Array(size);
   }
 
   #keepSpare(buffer: ArrayBuffer): void {
-    // The newest buffer fits the current traffic best.
-    if (this.#spare !== null) free(this.#takeSpare());
+    const spares = this.#spares ??= [];
+    // The oldest goes first: the newest fit the current traffic best.
+    if (spares.length === MAX_SPARES) free(this.#takeSpare(0));
     if (spareBytes + buffer.byteLength > SPARE_BUDGET) {
       free(buffer);
       return;
@@ -439,16 +451,15 @@ export class FrameWriter {
       account = this.#spareAccount = { bytes: 0 };
       spareAccounts.register(this, account);
     }
-    account.bytes = buffer.byteLength;
+    account.bytes += buffer.byteLength;
     spareBytes += buffer.byteLength;
-    this.#spare = buffer;
+    spares.push(buffer);
   }
 
-  #takeSpare(): ArrayBuffer {
-    const spare = this.#spare!;
+  #takeSpare(index: number): ArrayBuffer {
+    const [spare] = this.#spares!.splice(index, 1);
     spareBytes -= spare.byteLength;
-    this.#spareAccount!.bytes = 0;
-    this.#spare = null;
+    this.#spareAccount!.bytes -= spare.byteLength;
     return spare;
   }
 

@@ -432,6 +432,30 @@ Deno.test("FrameWriter.release keeps the last frame buffer for the writer's next
   assert.ok(freed(small) && freed(third));
 });
 
+Deno.test("FrameWriter.release keeps up to four frame buffers for the writer's next large frames (a pipelined echo has several in flight), the newest ones", () => {
+  const writer = new FrameWriter();
+  for (let i = 0; i < 5; i++) writer.writeFrame(Binary, pattern(70_000, i));
+  const written = writer.take();
+  assert.equal(written.length, 5);
+  writer.release(written);
+  assert.ok(freed(written[0]), "the oldest goes");
+  assert.ok(written.slice(1).every((chunk) => !freed(chunk)), "four kept");
+  for (let i = 0; i < 4; i++) writer.writeFrame(Binary, pattern(70_000, 9));
+  const again = writer.take();
+  assert.deepEqual(
+    new Set(again.map((chunk) => chunk.buffer)),
+    new Set(written.slice(1).map((chunk) => chunk.buffer)),
+  );
+  for (const chunk of again) {
+    assertBytes(chunk, serverFrame(Binary, pattern(70_000, 9)));
+  }
+  writer.writeFrame(Binary, pattern(70_000, 10));
+  const [fifth] = writer.take();
+  assert.ok(!again.some((chunk) => chunk.buffer === fifth.buffer));
+  writer.release([...again, fifth], false);
+  assert.ok([...again, fifth].every(freed));
+});
+
 Deno.test("FrameWriter keeps at most 8 MiB of released frame buffers across all writers", () => {
   const writers = Array.from({ length: 40 }, () => new FrameWriter());
   const released = writers.map((writer) => {

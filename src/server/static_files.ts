@@ -84,11 +84,13 @@ const UNSAFE_SEGMENT = WINDOWS ? /[\\/\0:]/ : /[\\/\0]/;
  *   backslashes, NUL bytes and dotfiles (`.env`, `.git/`) are 404. A path
  *   that resolves (through symlinks) outside `root` is 403, and so is a
  *   file swapped for a symlink while it is being opened (a directory on the
- *   path swapped back and forth can still race it: see SECURITY.md).
+ *   path swapped back and forth can still race it: see SECURITY.md); one
+ *   renamed over the file being opened (a deploy) is looked up again.
  * - A directory serves its `index` file; a directory URL without its
  *   trailing slash is redirected (301) to it, so relative links work.
- * - Files stream from disk with `Content-Type` (by extension),
- *   `Content-Length`, `Last-Modified` and an `ETag` of its size and
+ * - Files stream from disk with `Content-Type` (by the extension of the
+ *   name asked for), `Content-Length`, `Last-Modified` (now for a file
+ *   dated in the future, RFC 9110 §8.8.2.1) and an `ETag` of its size and
  *   modification time (strong once the file is a second old, weak before:
  *   two changes within a second could share it);
  *   `If-None-Match` / `If-Modified-Since` give 304, `If-Match` /
@@ -180,12 +182,64 @@ export function serveStatic(
     const url = new URL(request.url);
     const segments = decodeSegments(url.pathname);
     if (segments === null) return text(404, "Not Found");
-    let path = segments.length === 0
+    // A file replaced while it is opened (renamed over by a deploy) is
+    // looked up again; a symlink swapped in keeps failing the check.
+    for (let attempt = 1;; attempt++) {
+      const found = await find(url, segments);
+      if (found instanceof Response) return found;
+      let file: Deno.FsFile;
+      try {
+        file = await Deno.open(found.path, { read: true });
+      } catch (error) {
+        return failure(error);
+      }
+      // From here the file is open: `file` is closed on every way out but
+      // the body, which closes it.
+      let body: ReadableStream<Uint8Array> | null = null;
+      try {
+        // What was checked may have been swapped for a symlink to elsewhere
+        // before the open: the file opened must be the one the path leads
+        // to inside the root now, itself, not through a symlink put there
+        // since (lstat).
+        const info = await file.stat();
+        const now = await Deno.realPath(found.path);
+        if (!inside(now)) return text(403, "Forbidden");
+        if (!sameFile(info, await Deno.lstat(now))) {
+          if (attempt < 3) continue;
+          return text(403, "Forbidden");
+        }
+        if (!info.isFile) return text(404, "Not Found");
+        // By the name asked for: a symlink's target may have none.
+        const plan = planResponse(request, found.name, info);
+        if (plan instanceof Response) return plan;
+        if (request.method === "GET") {
+          // No more than announced, though the file may grow meanwhile.
+          body = fileSlice(file, plan.start, plan.length);
+        }
+        return new Response(body, plan);
+      } catch (error) {
+        return failure(error);
+      } finally {
+        if (body === null) file.close();
+      }
+    }
+  };
+
+  /**
+   * The regular file a URL names, resolved through symlinks, with the name
+   * it was asked by (for its type); or the response when it is not one.
+   */
+  async function find(
+    url: URL,
+    segments: string[],
+  ): Promise<{ path: string; name: string } | Response> {
+    let name = segments.length === 0
       ? realRoot
       : realRoot + SEPARATOR + segments.join(SEPARATOR);
+    let path: string;
     let info: Deno.FileInfo;
     try {
-      path = await Deno.realPath(path);
+      path = await Deno.realPath(name);
       if (!inside(path)) return text(403, "Forbidden");
       info = await Deno.stat(path);
       if (info.isDirectory) {
@@ -196,6 +250,7 @@ export function serveStatic(
             .join("/");
           return redirect(`/${pathname}/${url.search}`);
         }
+        name = index;
         path = await Deno.realPath(path + SEPARATOR + index);
         if (!inside(path)) return text(403, "Forbidden");
         info = await Deno.stat(path);
@@ -208,39 +263,8 @@ export function serveStatic(
     }
     // Not opened otherwise: opening a named pipe waits for a writer.
     if (!info.isFile) return text(404, "Not Found");
-    let file: Deno.FsFile;
-    try {
-      file = await Deno.open(path, { read: true });
-    } catch (error) {
-      return failure(error);
-    }
-    // From here the file is open: `file` is closed on every way out but the
-    // body, which closes it.
-    let body: ReadableStream<Uint8Array> | null = null;
-    try {
-      // What was checked may have been swapped for a symlink to elsewhere
-      // before the open: the file opened must be the one the path leads to
-      // inside the root now, itself, not through a symlink put there since
-      // (lstat).
-      info = await file.stat();
-      const now = await Deno.realPath(path);
-      if (!inside(now) || !sameFile(info, await Deno.lstat(now))) {
-        return text(403, "Forbidden");
-      }
-      if (!info.isFile) return text(404, "Not Found");
-      const plan = planResponse(request, path, info);
-      if (plan instanceof Response) return plan;
-      if (request.method === "GET") {
-        // No more than announced, though the file may grow meanwhile.
-        body = fileSlice(file, plan.start, plan.length);
-      }
-      return new Response(body, plan);
-    } catch (error) {
-      return failure(error);
-    } finally {
-      if (body === null) file.close();
-    }
-  };
+    return { path, name };
+  }
 }
 
 /** A 200 or 206 for a regular file: its headers, and the bytes to send. */
@@ -257,28 +281,32 @@ interface FilePlan {
  */
 function planResponse(
   request: Request,
-  path: string,
+  name: string,
   info: Deno.FileInfo,
 ): FilePlan | Response {
   const headers = new Headers();
   const etag = entityTag(info);
   if (etag !== null) headers.set("etag", etag);
-  if (info.mtime !== null) {
-    headers.set("last-modified", info.mtime.toUTCString());
-  }
-  if (!preconditionsHold(request.headers, etag, info.mtime)) {
+  // "MUST NOT generate a Last-Modified date that is later than the server's
+  // time of message origination" (RFC 9110 §8.8.2.1): a file dated in the
+  // future (clock skew, an unpacked archive) is dated now.
+  const mtime = info.mtime === null
+    ? null
+    : new Date(Math.min(info.mtime.getTime(), Date.now()));
+  if (mtime !== null) headers.set("last-modified", mtime.toUTCString());
+  if (!preconditionsHold(request.headers, etag, mtime)) {
     return text(412, "Precondition Failed");
   }
   // RFC 9110 §15.4.5: a 304 carries the validators, not the metadata.
-  if (isNotModified(request.headers, etag, info.mtime)) {
+  if (isNotModified(request.headers, etag, mtime)) {
     return new Response(null, { status: 304, headers });
   }
-  headers.set("content-type", contentType(path));
+  headers.set("content-type", contentType(name));
   headers.set("x-content-type-options", "nosniff");
   headers.set("accept-ranges", "bytes");
   // RFC 9110 §14.2: Range is for GET only.
   const range = request.method === "GET"
-    ? requestedRange(request.headers, info.size, etag, info.mtime)
+    ? requestedRange(request.headers, info.size, etag, mtime)
     : null;
   if (range === "unsatisfiable") {
     return text(416, "Range Not Satisfiable", {
@@ -404,7 +432,8 @@ function decodeSegments(pathname: string): string[] | null {
 /**
  * A file's entity tag, from its size and modification time: strong once it
  * is a second old, weak before (two changes within a second could share
- * it); `null` without a modification time.
+ * it), and while its time is in the future (a clock ahead of ours, whose
+ * next write could share it too); `null` without a modification time.
  */
 function entityTag(info: Deno.FileInfo): string | null {
   if (info.mtime === null) return null;

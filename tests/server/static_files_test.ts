@@ -348,6 +348,67 @@ Deno.test("serveStatic refuses a file swapped for a symlink to outside the root 
   }
 });
 
+Deno.test("serveStatic serves a file renamed over the one it opened (a deploy) instead of refusing it", async () => {
+  await using tree = await fixture();
+  const handler = serveStatic(tree.root);
+  const target = `${tree.root}/app.js`;
+  const open = Deno.open;
+  let renames = 0;
+  // The new version lands just after the old one was opened.
+  Deno.open = async (path, options) => {
+    const file = await open(path, options);
+    if (path === target && renames++ === 0) {
+      await Deno.writeTextFile(
+        `${tree.root}/app.js.tmp`,
+        "export const v = 2;",
+      );
+      await Deno.rename(`${tree.root}/app.js.tmp`, target);
+    }
+    return file;
+  };
+  try {
+    const { response, text } = await get(handler, "/app.js");
+    assert.equal(response.status, 200);
+    assert.equal(text, "export const v = 2;");
+    assert.equal(renames, 2, "looked up again");
+  } finally {
+    Deno.open = open;
+  }
+});
+
+Deno.test("serveStatic dates a file modified in the future now: Last-Modified is never later than the response (RFC 9110 §8.8.2.1)", async () => {
+  await using tree = await fixture();
+  const handler = serveStatic(tree.root);
+  const year = 365 * 24 * 3600;
+  await Deno.utime(
+    `${tree.root}/notes.txt`,
+    Date.now() / 1000,
+    Date.now() / 1000 + year,
+  );
+  const before = Math.floor(Date.now() / 1000) * 1000;
+  const { response } = await get(handler, "/notes.txt");
+  const lastModified = Date.parse(response.headers.get("last-modified")!);
+  assert.ok(lastModified >= before && lastModified <= Date.now());
+  // It is the date the validators are compared with too.
+  const again = await get(handler, "/notes.txt", {
+    headers: { "if-modified-since": response.headers.get("last-modified")! },
+  });
+  assert.equal(again.response.status, 304);
+});
+
+Deno.test("serveStatic types a symlink by the name asked for, not by its target's", async () => {
+  await using tree = await fixture();
+  await Deno.writeTextFile(`${tree.root}/v2`, "<h1>v2</h1>");
+  await Deno.symlink(`${tree.root}/v2`, `${tree.root}/page.html`);
+  const { response, text } = await get(serveStatic(tree.root), "/page.html");
+  assert.equal(response.status, 200);
+  assert.equal(text, "<h1>v2</h1>");
+  assert.equal(
+    response.headers.get("content-type"),
+    "text/html; charset=utf-8",
+  );
+});
+
 Deno.test("serveStatic answers a single byte range with 206 and Content-Range, one past the end with 416, and several ranges or a stale If-Range with the whole file (RFC 9110 §14)", async () => {
   await using tree = await fixture();
   const handler = serveStatic(tree.root);

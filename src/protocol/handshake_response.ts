@@ -91,11 +91,28 @@ const REASON: Record<number, string> = {
   503: "Service Unavailable",
 };
 
+/** Options of {@linkcode encodeRejectionResponse}. */
+export interface RejectionResponseOptions {
+  /**
+   * The request was a `HEAD`: the response has no content (RFC 9110
+   * §9.3.2), though its `Content-Length` says what a `GET` would get.
+   * @default {false}
+   */
+  head?: boolean;
+  /**
+   * The response's `Date` (RFC 9110 §6.6.1: an origin server with a clock
+   * MUST send one with a 4xx).
+   * @default {new Date()}
+   */
+  date?: Date;
+}
+
 /**
  * Encodes the plain-text response that rejects a handshake; it asks the
  * client to close the connection.
  *
  * @param error The rejection: status, headers, and the body sentence.
+ * @param options Whether the request was a `HEAD`, and the response date.
  * @returns The response bytes.
  * @throws {TypeError} When a header of `error` would break the head (see
  * {@linkcode encodeAcceptResponse}).
@@ -109,10 +126,15 @@ const REASON: Record<number, string> = {
  * assert.ok(new TextDecoder().decode(bytes).startsWith("HTTP/1.1 400 Bad Request\r\n"));
  * ```
  */
-export function encodeRejectionResponse(error: HandshakeError): Uint8Array {
-  const body = utf8.encode(`${error.message}\n`);
+export function encodeRejectionResponse(
+  error: HandshakeError,
+  options: RejectionResponseOptions = {},
+): Uint8Array {
+  const text = utf8.encode(`${error.message}\n`);
+  const body = options.head ? new Uint8Array(0) : text;
   let head = `HTTP/1.1 ${error.status} ${REASON[error.status] ?? "Error"}\r\n` +
-    `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
+    `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${text.length}\r\n` +
+    `Date: ${(options.date ?? new Date()).toUTCString()}\r\n` +
     "Connection: close\r\n";
   for (const [name, value] of Object.entries(error.headers)) {
     head += field(name, value);

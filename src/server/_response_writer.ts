@@ -425,6 +425,8 @@ async function writeBody(
  *
  * @param status The status code.
  * @param message The body sentence.
+ * @param head The request was a `HEAD`: no content, though its length is
+ * given (RFC 9110 §9.3.2).
  * @returns The response bytes.
  *
  * @example Usage
@@ -441,16 +443,17 @@ async function writeBody(
 export function encodeErrorResponse(
   status: number,
   message: string,
+  head = false,
 ): Uint8Array {
   const body = new TextEncoder().encode(`${message}\n`);
-  const head = encodeLatin1(
+  const fields = encodeLatin1(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ""}\r\n` +
       "content-type: text/plain; charset=utf-8\r\n" +
       `content-length: ${body.length}\r\n` +
       `date: ${new Date().toUTCString()}\r\n` +
       "connection: close\r\n\r\n",
   );
-  return concat([head, body]);
+  return head ? fields : concat([fields, body]);
 }
 
 /**

@@ -267,7 +267,7 @@ export async function serveHttpRequest(
     prepared = prepareRequest(head, options);
   } catch (error) {
     if (!(error instanceof HttpRequestError)) throw error;
-    await answerError(writer, error, options);
+    await answerError(writer, error, options, head.method);
     return CLOSED;
   }
   const { framing, method } = prepared;
@@ -308,7 +308,7 @@ export async function serveHttpRequest(
     const answerBodyError = async (): Promise<boolean> => {
       const error = body?.error;
       if (!(error instanceof HttpRequestError)) return false;
-      await answerError(writer, error, options);
+      await answerError(writer, error, options, head.method);
       return true;
     };
     const finish = (keepAlive: boolean): HttpExchangeResult => {
@@ -377,8 +377,13 @@ async function answerError(
   writer: WritableStreamDefaultWriter<Uint8Array>,
   error: HttpRequestError,
   options: HttpExchangeOptions,
+  method: string,
 ): Promise<void> {
-  const bytes = encodeErrorResponse(error.status, error.message);
+  const bytes = encodeErrorResponse(
+    error.status,
+    error.message,
+    method === "HEAD",
+  );
   if (await write(writer, bytes)) announce(options, error.status);
 }
 

@@ -1123,13 +1123,15 @@ export class Server<Data = unknown> implements AsyncDisposable {
       return socket;
     } catch (error) {
       if (error instanceof HandshakeError) {
-        await this.#reject(peer, error, head.target);
+        await this.#reject(peer, error, head.target, head.method);
       } else {
         // A hook threw: the client gets a bare 500, the logger the error.
         this.#logger({ type: "handler-error", url: head.target, error });
         await this.#reject(
           peer,
           new HandshakeError(500, "Internal server error"),
+          head.target,
+          head.method,
         );
       }
       return null;
@@ -1277,15 +1279,17 @@ export class Server<Data = unknown> implements AsyncDisposable {
     peer: Peer<Data>,
     error: HandshakeError,
     url = "",
+    method = "",
   ): Promise<void> {
+    const options = { head: method === "HEAD" };
     let response: Uint8Array;
     try {
-      response = encodeRejectionResponse(error);
+      response = encodeRejectionResponse(error, options);
     } catch (encoding) {
       // A hook's HandshakeError with a header no response may carry.
       this.#logger({ type: "handler-error", url, error: encoding });
       error = new HandshakeError(500, "Internal server error");
-      response = encodeRejectionResponse(error);
+      response = encodeRejectionResponse(error, options);
     }
     this.#stats.countRejection(error.status);
     this.#logger({

@@ -148,21 +148,27 @@ Deno.test("encodeRejectionResponse uses the standard reason phrases (RFC 9110 §
   }
 });
 
-Deno.test("encodeRejectionResponse writes the 426 version rejection byte-exactly (RFC 6455 §4.2.2)", () => {
-  const bytes = encodeRejectionResponse(
-    new HandshakeError(426, "Sec-WebSocket-Version must be 13, got 8", {
-      "sec-websocket-version": "13",
-    }),
+Deno.test("encodeRejectionResponse writes the 426 version rejection byte-exactly (RFC 6455 §4.2.2), with its Date (RFC 9110 §6.6.1), and no content for a HEAD (§9.3.2)", () => {
+  const error = new HandshakeError(
+    426,
+    "Sec-WebSocket-Version must be 13, got 8",
+    { "sec-websocket-version": "13" },
+  );
+  const date = new Date(Date.UTC(2026, 11, 6, 20, 0, 0));
+  const head = "HTTP/1.1 426 Upgrade Required\r\n" +
+    "Content-Type: text/plain; charset=utf-8\r\n" +
+    "Content-Length: 40\r\n" +
+    "Date: Sun, 06 Dec 2026 20:00:00 GMT\r\n" +
+    "Connection: close\r\n" +
+    "sec-websocket-version: 13\r\n" +
+    "\r\n";
+  assert.equal(
+    decoder.decode(encodeRejectionResponse(error, { date })),
+    head + "Sec-WebSocket-Version must be 13, got 8\n",
   );
   assert.equal(
-    decoder.decode(bytes),
-    "HTTP/1.1 426 Upgrade Required\r\n" +
-      "Content-Type: text/plain; charset=utf-8\r\n" +
-      "Content-Length: 40\r\n" +
-      "Connection: close\r\n" +
-      "sec-websocket-version: 13\r\n" +
-      "\r\n" +
-      "Sec-WebSocket-Version must be 13, got 8\n",
+    decoder.decode(encodeRejectionResponse(error, { date, head: true })),
+    head,
   );
 });
 

@@ -487,6 +487,16 @@ export class RawPeer extends RawConnection {
 
   /** Reads an HTTP response head and its `Content-Length` body. */
   async readResponse(): Promise<RawResponse> {
+    const head = await this.readHead();
+    const length = Number(head.headers.get("content-length") ?? 0);
+    const body = utf8Decoder.decode(
+      await this.readExact(length, "an HTTP response body"),
+    );
+    return { ...head, body };
+  }
+
+  /** Reads an HTTP response head, and no more. */
+  async readHead(): Promise<Omit<RawResponse, "body">> {
     let end = -1;
     while ((end = indexOfHeadEnd(this.buffer)) === -1) {
       if (!await this.fill("an HTTP response head")) {
@@ -505,16 +515,7 @@ export class RawPeer extends RawConnection {
       const colon = line.indexOf(":");
       headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
     }
-    const length = Number(headers.get("content-length") ?? 0);
-    const body = utf8Decoder.decode(
-      await this.readExact(length, "an HTTP response body"),
-    );
-    return {
-      status: Number(statusLine.split(" ")[1]),
-      statusLine,
-      headers,
-      body,
-    };
+    return { status: Number(statusLine.split(" ")[1]), statusLine, headers };
   }
 
   /** Reads one server frame. */

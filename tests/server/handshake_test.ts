@@ -53,6 +53,10 @@ function assertRejection(
     Number(response.headers.get("content-length")),
     new TextEncoder().encode(response.body).length,
   );
+  // RFC 9110 §6.6.1: an origin server with a clock MUST send a Date with a
+  // 4xx.
+  const date = response.headers.get("date");
+  assert.ok(date !== null && !Number.isNaN(Date.parse(date)), `Date ${date}`);
 }
 
 /** Runs `check` against a fresh server, then proves the server still works. */
@@ -194,6 +198,30 @@ Deno.test("serve() rejects a non-GET request with 405 and Allow: GET", async () 
       "the rejection is logged",
     );
   });
+});
+
+Deno.test("serve() answers a HEAD it rejects with the head alone (RFC 9110 §9.3.2), on the WebSocket path and the fetch path", async () => {
+  const fetch = () => new Response("page");
+  for (
+    const [options, request, status] of [
+      [{}, encodeRequest("HEAD / HTTP/1.1", [["Host", "x"]]), 405],
+      [
+        { fetch },
+        encodeRequest("HEAD / HTTP/1.1", [["Host", "x"], ["Expect", "foo"]]),
+        417,
+      ],
+    ] as const
+  ) {
+    await withServer(options, async (addr) => {
+      using peer = await RawPeer.connect(addr);
+      await peer.write(request);
+      const head = await peer.readHead();
+      assert.equal(head.status, status);
+      assert.ok(Number(head.headers.get("content-length")) > 0);
+      assert.ok(head.headers.get("date") !== null);
+      assert.deepEqual(await peer.readToEof(), new Uint8Array(0), "no body");
+    });
+  }
 });
 
 Deno.test("serve() rejects HTTP/1.0 with 400", async () => {

@@ -146,8 +146,9 @@ export async function sendCommand(
     headers,
     caCerts,
     // Replies are discarded as they arrive, unheld: the echo of a large
-    // message sent must not fail the connection.
+    // message sent (in many frames) must not fail the connection.
     maxPayload: Number.MAX_SAFE_INTEGER,
+    maxFragments: Number.MAX_SAFE_INTEGER,
     streamMessages: true,
   }, signals);
   if (typeof socket === "string") {

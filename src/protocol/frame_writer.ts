@@ -148,8 +148,8 @@ export class FrameWriter {
   // Per writer: a frame another writer made (a PreparedMessage's, shared by
   // many connections) is never freed here.
   #ownFrames: WeakSet<ArrayBuffer> | null = null;
-  // A released frame buffer kept for the next large frame, and its size in
-  // the shared budget.
+  // Released frame buffers kept for the next large frames (MAX_SPARES at
+  // most, oldest first), and their size in the shared budget.
   #spares: ArrayBuffer[] | null = null;
   #spareAccount: { bytes: number } | null = null;
 

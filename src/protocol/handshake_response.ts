@@ -95,7 +95,7 @@ const REASON: Record<number, string> = {
 export interface RejectionResponseOptions {
   /**
    * The request was a `HEAD`: the response has no content (RFC 9110
-   * §9.3.2), though its `Content-Length` says what a `GET` would get.
+   * §9.3.2), and no `Content-Length` (a `GET` would be refused otherwise).
    * @default {false}
    */
   head?: boolean;
@@ -130,12 +130,17 @@ export function encodeRejectionResponse(
   error: HandshakeError,
   options: RejectionResponseOptions = {},
 ): Uint8Array {
-  const text = utf8.encode(`${error.message}\n`);
-  const body = options.head ? new Uint8Array(0) : text;
+  const body = options.head
+    ? new Uint8Array(0)
+    : utf8.encode(`${error.message}\n`);
   let head = `HTTP/1.1 ${error.status} ${REASON[error.status] ?? "Error"}\r\n` +
-    `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${text.length}\r\n` +
-    `Date: ${(options.date ?? new Date()).toUTCString()}\r\n` +
+    "Content-Type: text/plain; charset=utf-8\r\n" +
+    (options.head ? "" : `Content-Length: ${body.length}\r\n`) +
     "Connection: close\r\n";
+  // (A Date among the rejection's own headers is the one sent.)
+  if (!Object.keys(error.headers).some((name) => /^date$/i.test(name))) {
+    head += `Date: ${(options.date ?? new Date()).toUTCString()}\r\n`;
+  }
   for (const [name, value] of Object.entries(error.headers)) {
     head += field(name, value);
   }

@@ -155,21 +155,34 @@ Deno.test("encodeRejectionResponse writes the 426 version rejection byte-exactly
     { "sec-websocket-version": "13" },
   );
   const date = new Date(Date.UTC(2026, 11, 6, 20, 0, 0));
-  const head = "HTTP/1.1 426 Upgrade Required\r\n" +
-    "Content-Type: text/plain; charset=utf-8\r\n" +
-    "Content-Length: 40\r\n" +
+  const rest = "Connection: close\r\n" +
     "Date: Sun, 06 Dec 2026 20:00:00 GMT\r\n" +
-    "Connection: close\r\n" +
     "sec-websocket-version: 13\r\n" +
     "\r\n";
   assert.equal(
     decoder.decode(encodeRejectionResponse(error, { date })),
-    head + "Sec-WebSocket-Version must be 13, got 8\n",
+    "HTTP/1.1 426 Upgrade Required\r\n" +
+      "Content-Type: text/plain; charset=utf-8\r\n" +
+      "Content-Length: 40\r\n" + rest +
+      "Sec-WebSocket-Version must be 13, got 8\n",
   );
+  // A HEAD gets neither the content nor a length a GET would not get.
   assert.equal(
     decoder.decode(encodeRejectionResponse(error, { date, head: true })),
-    head,
+    "HTTP/1.1 426 Upgrade Required\r\n" +
+      "Content-Type: text/plain; charset=utf-8\r\n" + rest,
   );
+  // A Date among the rejection's own headers is the only one.
+  const own = decoder.decode(
+    encodeRejectionResponse(
+      new HandshakeError(429, "slow down", {
+        DATE: "Mon, 07 Dec 2026 00:00:00 GMT",
+      }),
+      { date },
+    ),
+  );
+  assert.equal(own.match(/^date:/gim)?.length, 1);
+  assert.match(own, /\r\nDATE: Mon, 07 Dec 2026 00:00:00 GMT\r\n/);
 });
 
 Deno.test("encodeAcceptResponse and encodeRejectionResponse refuse header fields that would split the response (CR, LF, NUL, a name that is not a token)", () => {

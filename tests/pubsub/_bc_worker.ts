@@ -19,5 +19,7 @@ scope.onmessage = (event) => {
       adapter.close();
     }
   });
-  scope.postMessage("ready");
+  // Ready once its channel is open, on the turn after start() (a timer set
+  // after the adapter's fires after it): a post before would not reach it.
+  setTimeout(() => scope.postMessage("ready"), 0);
 };

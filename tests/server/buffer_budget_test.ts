@@ -20,6 +20,7 @@ import {
   MAX_CHUNKS,
   NpmClient,
   numbered,
+  oneReadThenEnd,
   OP,
   pattern,
   rawHandshake,
@@ -635,7 +636,7 @@ Deno.test("Socket: small prepared messages copied into one write still count onc
 
 /** A socket whose writes each wait for `release()`. */
 function steppedWrites(budget: BufferBudget<Socket>) {
-  const gone = Promise.withResolvers<void>();
+  const input = oneReadThenEnd(null);
   const peer = { writes: 0, release: () => {}, socket: null! as Socket };
   let ended = false;
   const writable = new WritableStream<Uint8Array>({
@@ -645,22 +646,14 @@ function steppedWrites(budget: BufferBudget<Socket>) {
       return new Promise<void>((resolve) => peer.release = resolve);
     },
   });
-  const readable = new ReadableStream({
-    type: "bytes",
-    async pull(controller) {
-      await gone.promise;
-      controller.close();
-      controller.byobRequest?.respond(0);
-    },
-  });
-  peer.socket = socketOver(readable, writable, { budget }, gone.resolve);
+  peer.socket = socketOver(input.readable, writable, { budget }, input.end);
   const running = peer.socket.run();
   return {
     peer,
     async end() {
       ended = true;
       peer.release();
-      gone.resolve();
+      input.end();
       await running;
     },
   };

@@ -2,24 +2,22 @@
 // peer is pending (it stopped reading): the socket must still end, within
 // its close timeout, whatever the transport does with that write.
 import assert from "node:assert/strict";
-import { DEADLINE, delay, socketOver, withTimeout } from "./_helpers.ts";
+import {
+  DEADLINE,
+  delay,
+  oneReadThenEnd,
+  socketOver,
+  withTimeout,
+} from "./_helpers.ts";
 
 /**
  * A transport whose writes stay pending: until `close()` rejects them
  * (`failOnClose`, as a closed TCP connection's writes fail), or for good.
  */
 function stalledPeer(failOnClose: boolean) {
-  const eof = Promise.withResolvers<void>();
+  const input = oneReadThenEnd(null);
   const pending: ((error: Error) => void)[] = [];
   let closes = 0;
-  const readable = new ReadableStream({
-    type: "bytes",
-    async pull(controller) {
-      await eof.promise;
-      controller.close();
-      controller.byobRequest?.respond(0);
-    },
-  });
   const writable = new WritableStream<Uint8Array>({
     write: () => new Promise<void>((_, reject) => pending.push(reject)),
   });
@@ -29,8 +27,13 @@ function stalledPeer(failOnClose: boolean) {
       for (const reject of pending.splice(0)) reject(new Error("closed"));
     }
   };
-  const socket = socketOver(readable, writable, { closeTimeout: 200 }, onClose);
-  return { socket, end: () => eof.resolve(), closes: () => closes };
+  const socket = socketOver(
+    input.readable,
+    writable,
+    { closeTimeout: 200 },
+    onClose,
+  );
+  return { socket, end: input.end, closes: () => closes };
 }
 
 for (const failOnClose of [true, false]) {

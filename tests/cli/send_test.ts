@@ -143,6 +143,26 @@ Deno.test("duplex send --file sends a file as one message", async () => {
   }
 });
 
+Deno.test("duplex send takes a reply in more frames than connect()'s default 4096 (a server that streams its answer)", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const _ of socket) {
+        await socket.sendStream(
+          Array.from({ length: 5000 }, () => new Uint8Array([1])),
+        );
+      }
+    },
+  );
+  const { code, stderr } = await runCli([
+    "send",
+    `ws://127.0.0.1:${server.addr.port}`,
+    "hello",
+  ]);
+  assert.equal(code, 0, stderr);
+  assert.equal(stderr, "");
+});
+
 Deno.test("duplex send exits with 1 when the server closes with an error code", async () => {
   await using server = serve(
     { port: 0, hostname: "127.0.0.1" },

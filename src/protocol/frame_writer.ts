@@ -48,10 +48,11 @@ function reserve(size: number): number {
 }
 
 // A writer keeps the last frame buffers it released (MAX_SPARES) and fills
-// them with its next large frames instead of allocating: a fresh buffer
-// per frame costs zero-filling and, as the allocator hands memory back to the system
-// and takes it again, a page fault per 4 KiB. Spares are only ever reused by
-// the writer that released them, and all of them together stay under this.
+// them with its next large frames instead of allocating: a fresh buffer per
+// frame costs zero-filling and, as the allocator hands memory back to the
+// system and takes it again, a page fault per 4 KiB. Spares are only ever
+// reused by the writer that released them, and all of them together stay
+// under this.
 const SPARE_BUDGET = 8 * 1024 * 1024;
 // Spares per writer: as many as the large frames of one write (a pipelined
 // echo has several in flight).
@@ -457,7 +458,11 @@ export class FrameWriter {
   }
 
   #takeSpare(index: number): ArrayBuffer {
-    const [spare] = this.#spares!.splice(index, 1);
+    // (Shifted by hand: splice() would allocate an array per frame.)
+    const spares = this.#spares!;
+    const spare = spares[index];
+    for (let i = index + 1; i < spares.length; i++) spares[i - 1] = spares[i];
+    spares.length--;
     spareBytes -= spare.byteLength;
     this.#spareAccount!.bytes -= spare.byteLength;
     return spare;

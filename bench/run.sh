@@ -42,6 +42,8 @@ for name in $servers; do
         exit 1
       fi
       extra+=(--server "duplex=deno run -A --quiet $(printf %q "$bench/servers/duplex.ts") {port}") ;;
+    floor_held | floor_read | floor_streams) # idle_10k and connect_c50 only
+      extra+=(--server "$name=deno run -A --quiet $(printf %q "$bench/servers/floor.ts") ${name#floor_} {port}") ;;
     node_ws | deno_npm_ws)
       if command -v npm >/dev/null && [ ! -d "$work/peers/node_modules/ws" ]; then
         echo "# installing ws + bufferutil into $work/peers/node_modules" >&2

@@ -20,11 +20,17 @@ export async function connectOrExplain(
     return await connect(url, { ...options, signal: stop.signal });
   } catch (error) {
     stop.remove();
-    if (error instanceof TypeError) {
+    if (
+      error instanceof TypeError ||
+      (error instanceof RangeError &&
+        error.message.startsWith("Cannot connect: "))
+    ) {
       // connect()'s words for its options, said with the flags' names.
       const message = error.message.replace(/^Cannot connect: /, "")
         .replace(/^"protocols"/, "--protocol")
-        .replace(/^"headers"/, "--header");
+        .replace(/^"headers"/, "--header")
+        .replace(/^"maxPayload"/, "--max-payload")
+        .replace(/^"maxFragments"/, "--max-fragments");
       throw new UsageError(command, message);
     }
     return stop.signal.aborted

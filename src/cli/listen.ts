@@ -1,6 +1,8 @@
 import type { CloseInfo } from "../close_info.ts";
 import {
+  parseBytes,
   parseCommandArgs,
+  parseCount,
   parseHeaders,
   parseUrl,
   readPemFiles,
@@ -21,7 +23,7 @@ import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 /** The help text of `duplex listen`. */
 export const LISTEN_HELP =
   `Usage: duplex listen URL [--json] [--protocol P]... [--header "K: V"]...
-                     [--ca FILE]
+                     [--ca FILE] [--max-payload SIZE] [--max-fragments N]
 
 Connects to URL and stays connected: every line typed on stdin is sent as a
 text message, every message received is printed on stdout (text as it is,
@@ -41,6 +43,11 @@ Options:
   --protocol P      Offer subprotocol P (repeatable; in order of preference)
   --header "K: V"   Add a handshake request header (repeatable)
   --ca FILE         Trust this PEM certificate for wss:// (repeatable)
+  --max-payload SIZE
+                    Largest message accepted, such as 64KiB or 1GiB (default
+                    16MiB); a larger one closes the connection with 1009
+  --max-fragments N Most frames one message may arrive in (default 4096); more
+                    close the connection with 1009
   -h, --help        Show this help
 
 Examples:
@@ -52,6 +59,8 @@ const OPTIONS = {
   protocol: { type: "string", multiple: true },
   header: { type: "string", multiple: true },
   ca: { type: "string", multiple: true },
+  "max-payload": { type: "string" },
+  "max-fragments": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -98,6 +107,12 @@ export async function listenCommand(
   }
   const headers = parseHeaders("listen", values.header ?? []);
   const caCerts = await readPemFiles("listen", "ca", values.ca ?? []);
+  const maxPayload = values["max-payload"] === undefined
+    ? undefined
+    : parseBytes("listen", "max-payload", values["max-payload"]);
+  const maxFragments = values["max-fragments"] === undefined
+    ? undefined
+    : parseCount("listen", "max-fragments", values["max-fragments"]);
   const json = values.json ?? false;
   const emit = (event: Record<string, unknown>) =>
     printLine(JSON.stringify(event));
@@ -109,6 +124,8 @@ export async function listenCommand(
     protocols: values.protocol,
     headers,
     caCerts,
+    maxPayload,
+    maxFragments,
   }, signals);
   if (typeof socket === "string") {
     if (json) emit({ type: "error", message: socket });

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { type CloseInfo, serve } from "../../mod.ts";
-import { DEADLINE, deadline, runPipeline, spawnCli } from "./_helpers.ts";
+import {
+  DEADLINE,
+  deadline,
+  runCli,
+  runPipeline,
+  spawnCli,
+} from "./_helpers.ts";
 import { delay } from "../server/_helpers.ts";
 import { rawServer } from "../client/_helpers.ts";
 
@@ -290,5 +296,82 @@ Deno.test("duplex listen whose stdin cannot be read (a directory) says so, close
     assert.match(lateText, /^exit 0$/m);
   } finally {
     await Deno.remove(directory);
+  }
+});
+
+/** Sends a text message in 4,097 one-letter frames, then 5,000 letters in one frame. */
+function largeMessagesServer() {
+  return serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+    await socket.sendStream(Array.from({ length: 4097 }, () => "a"));
+    await socket.send("b".repeat(5000));
+    for await (const _ of socket);
+  });
+}
+
+Deno.test("duplex listen --max-fragments and --max-payload set what it accepts; past them it closes with 1009 and exits 1", async () => {
+  await using server = largeMessagesServer();
+  const url = `ws://127.0.0.1:${server.addr.port}`;
+  // connect()'s default: a message in more than 4,096 frames is refused.
+  const refused = await runCli(["listen", url]);
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.equal(refused.stdout, "");
+  assert.match(refused.stderr, /Closed: 1009 /);
+
+  const roomy = spawnCli([
+    "listen",
+    url,
+    "--max-fragments",
+    "4097",
+    "--max-payload",
+    "5000",
+  ]);
+  await using _roomy = roomy;
+  await roomy.waitFor(/^b{5000}\n/m);
+  const taken = await roomy.finished();
+  assert.equal(taken.code, 0, taken.stderr);
+  assert.equal(taken.stdout, `${"a".repeat(4097)}\n${"b".repeat(5000)}\n`);
+
+  const tight = await runCli([
+    "listen",
+    url,
+    "--max-fragments=4097",
+    "--max-payload=4999",
+  ]);
+  assert.equal(tight.code, 1, tight.stderr);
+  assert.equal(tight.stdout, `${"a".repeat(4097)}\n`);
+  assert.match(tight.stderr, /Closed: 1009 /);
+});
+
+Deno.test("duplex listen says which of --max-payload and --max-fragments is wrong, and exits 2", async () => {
+  for (
+    const [flag, value, message] of [
+      [
+        "--max-payload",
+        "-1",
+        "--max-payload must be a positive integer, got -1",
+      ],
+      [
+        "--max-payload",
+        "lots",
+        '--max-payload must be a number of bytes such as 100, 64KiB or 1MiB, got "lots"',
+      ],
+      [
+        "--max-fragments",
+        "1.5",
+        "--max-fragments must be a positive integer, got 1.5",
+      ],
+    ]
+  ) {
+    const { code, stderr } = await runCli([
+      "listen",
+      "ws://127.0.0.1:9/",
+      flag,
+      value,
+    ]);
+    assert.equal(code, 2, stderr);
+    assert.match(
+      stderr,
+      new RegExp(`^duplex listen: ${RegExp.escape(message)}\n`),
+    );
   }
 });

@@ -65,11 +65,37 @@ const CLOSE_NAMES: Record<number, string> = {
   1013: "try again later",
 };
 
-/** `1000 (normal closure)`, with the reason when there is one. */
+// Control characters (a line feed would start a forged log line, an escape
+// a terminal command), and invisible format characters such as bidi overrides.
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+// What JSON.stringify leaves as it is: DEL, the C1 controls, format characters.
+const LEFT_BY_JSON = /[\x7f-\x9f\p{Cf}\p{Zl}\p{Zp}]/gu;
+
+/**
+ * A string from a peer (a close reason) fit for one line of a terminal or a
+ * log: as it is when every character prints, else as a JSON string with
+ * the others escaped (`"bye\nopen ..."`).
+ */
+export function printable(text: string): string {
+  if (!UNPRINTABLE.test(text)) return text;
+  return JSON.stringify(text).replace(
+    LEFT_BY_JSON,
+    (char) =>
+      Array.from(
+        { length: char.length }, // one UTF-16 code unit, or two
+        (_, i) => `\\u${char.charCodeAt(i).toString(16).padStart(4, "0")}`,
+      ).join(""),
+  );
+}
+
+/**
+ * `1000 (normal closure)`, with the reason when there is one (through
+ * {@linkcode printable}).
+ */
 export function describeClose(info: CloseInfo): string {
   const name = CLOSE_NAMES[info.code];
   return `${info.code}${name ? ` (${name})` : ""}${
-    info.reason ? `: ${info.reason}` : ""
+    info.reason ? `: ${printable(info.reason)}` : ""
   }`;
 }
 

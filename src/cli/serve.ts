@@ -13,7 +13,7 @@ import {
   UsageError,
 } from "./_args.ts";
 import { metricsEndpoint, parseMetricsPath } from "./_metrics_endpoint.ts";
-import { printError, printLine } from "./_output.ts";
+import { printable, printError, printLine } from "./_output.ts";
 import {
   SERVE_OPTION_FLAGS,
   serveOptionsFromFlags,
@@ -313,7 +313,7 @@ export function logEvent(event: ServerLogEvent): void {
     case "close":
       printError(
         `close  ${address(event.remoteAddr)} ${event.code}${
-          event.reason ? ` ${event.reason}` : ""
+          event.reason ? ` ${printable(event.reason)}` : ""
         }${event.wasClean ? "" : " (not clean)"}`,
       );
       break;

@@ -8,7 +8,7 @@ import {
   spawnCli,
 } from "./_helpers.ts";
 import { delay } from "../server/_helpers.ts";
-import { rawServer } from "../client/_helpers.ts";
+import { closePayload, frame, rawServer } from "../client/_helpers.ts";
 
 /** Echoes text; "bin" gets three bytes back; "quit" closes with 1000 "bye". */
 function testServer() {
@@ -374,4 +374,23 @@ Deno.test("duplex listen says which of --max-payload and --max-fragments is wron
       new RegExp(`^duplex listen: ${RegExp.escape(message)}\n`),
     );
   }
+});
+
+Deno.test("duplex listen shows a server's close reason with control characters as a JSON string, so it cannot drive the terminal", async () => {
+  const server = rawServer(async (peer) => {
+    await peer.accept();
+    await peer.write(frame(0x8, closePayload(1000, "\x1b[2Jbye\nok")));
+    await peer.readFrame(); // the close reply
+  });
+  try {
+    const { code, stderr } = await runCli(["listen", server.url]);
+    assert.equal(code, 0, stderr);
+    assert.match(
+      stderr,
+      /\nClosed: 1000 \(normal closure\): "\\u001b\[2Jbye\\nok"\.\n$/,
+    );
+  } finally {
+    await server.close();
+  }
+  assert.deepEqual(server.errors, []);
 });

@@ -452,7 +452,8 @@ export interface ServeOptions<Data = unknown> {
    * `Retry-After: 1`). Connections being refused (this 503, or 429 past
    * `maxConnectionsPerAddress`) do not count while their answer goes out;
    * at most this many of them (64 to 1024) are answered at once, and a
-   * connection over a limit beyond that is closed unanswered.
+   * connection over a limit beyond that is closed unanswered (counted in
+   * `stats().handshakeRejections` and logged all the same).
    * @default {10000}
    */
   maxConnections?: number;

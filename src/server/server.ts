@@ -1248,7 +1248,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
    * handshake timeout (over TLS the write waits for the client's
    * handshake). It stops counting against `maxConnections` while its answer
    * goes out (see #refusing), or, with too many being refused already, is
-   * closed at once without one.
+   * closed at once without one (and counted and logged all the same).
    */
   async #refuseOverLimit(
     peer: Peer<Data>,
@@ -1261,6 +1261,15 @@ export class Server<Data = unknown> implements AsyncDisposable {
       Math.max(MIN_REFUSING, this.#limits.maxConnections),
     );
     if (this.#refusing.size >= most) {
+      // Refused all the same: counted and logged as the answered ones are.
+      this.#stats.countRejection(error.status);
+      this.#logger({
+        type: "handshake-rejected",
+        remoteAddr: peer.remoteAddr,
+        status: error.status,
+        message: `${error.message} (closed unanswered: ${most} refusals ` +
+          "were going out already)",
+      });
       closeQuietly(conn);
       return;
     }

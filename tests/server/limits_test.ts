@@ -583,10 +583,19 @@ Deno.test("serve() rejects an option name it does not know, suggesting the one m
   await using _server = serve({ ...unset, ...LOCAL } as ServeOptions, echo);
 });
 
-Deno.test("serve({maxConnections}) answers at most 64 connections over it at once (for a small maxConnections): past that, one over the limit is closed unanswered", async () => {
+Deno.test("serve({maxConnections}) answers at most 64 connections over it at once (for a small maxConnections): past that, one over the limit is closed unanswered, and counted and logged all the same", async () => {
   const net = await import("node:net");
+  const rejected: string[] = [];
   await using server = serve(
-    { ...LOCAL, maxConnections: 1, logger: () => {} },
+    {
+      ...LOCAL,
+      maxConnections: 1,
+      logger: (event) => {
+        if (event.type === "handshake-rejected") {
+          rejected.push(`${event.status} ${event.message}`);
+        }
+      },
+    },
     echo,
   );
   await using held = await NpmClient.connect(wsUrl(server.addr));
@@ -616,7 +625,12 @@ Deno.test("serve({maxConnections}) answers at most 64 connections over it at onc
   // next one over the limit gets nothing.
   const dropped = await silent();
   assert.equal(await withTimeout(dropped.ended, DEADLINE, "the drop"), "");
-  assert.deepEqual(server.stats().handshakeRejections, { 503: 64 });
+  assert.deepEqual(server.stats().handshakeRejections, { 503: 65 });
+  assert.equal(rejected.length, 65);
+  assert.match(
+    rejected[64],
+    /^503 .* \(closed unanswered: 64 refusals were going out already\)$/,
+  );
   for (const { socket } of refused) socket.destroy();
   for (const { ended } of refused) {
     assert.match(await ended, /^HTTP\/1\.1 503 /);

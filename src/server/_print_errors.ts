@@ -23,14 +23,7 @@ export function printErrors(): (event: ServerLogEvent) => void {
   };
   return (event) => {
     if (event.type === "handler-error" || event.type === "internal-error") {
-      try {
-        console.error(`duplex: ${event.type}:`, event.error);
-      } catch (error) {
-        // What was thrown cannot be shown (a revoked Proxy, say).
-        console.error(
-          `duplex: ${event.type}: a value that cannot be shown (${error})`,
-        );
-      }
+      printValue(`duplex: ${event.type}:`, event.error);
     } else if (event.type === "pubsub-error" || event.type === "accept-error") {
       throttled(event.type, event.error);
     } else if (event.type === "over-budget") {
@@ -45,4 +38,22 @@ export function printErrors(): (event: ServerLogEvent) => void {
       );
     }
   };
+}
+
+/**
+ * `console.error(prefix, value)`, or, for a value that cannot be shown (a
+ * revoked Proxy, say), a line that says so: printing an error never throws.
+ */
+export function printValue(prefix: string, value: unknown): void {
+  try {
+    console.error(prefix, value);
+  } catch (error) {
+    let why: string;
+    try {
+      why = String(error);
+    } catch {
+      why = "unknown";
+    }
+    console.error(`${prefix} a value that cannot be shown (${why})`);
+  }
 }

@@ -5,7 +5,7 @@ import type { SocketOptions } from "../socket_options.ts";
 import { CLOSE_CODE, HandshakeError } from "../protocol/errors.ts";
 import { encodeClosePayload } from "../protocol/close_payload.ts";
 import { withContext } from "../_error_context.ts";
-import { printErrors } from "./_print_errors.ts";
+import { printErrors, printValue } from "./_print_errors.ts";
 import {
   type HttpRequestHead,
   HttpRequestParser,
@@ -307,12 +307,16 @@ export class Server<Data = unknown> implements AsyncDisposable {
       this.#deflateOptions = settings;
     }
     const logger = options.logger ?? printErrors();
-    // A logger that throws would otherwise end whatever step logged.
+    // A logger that throws would otherwise end whatever step logged; an
+    // async one that rejects, the process.
     this.#logger = (event) => {
+      const failed = (error: unknown) =>
+        printValue(`duplex: the logger failed on "${event.type}":`, error);
       try {
-        logger(event);
+        const result: unknown = logger(event);
+        if (result instanceof Promise) result.catch(failed);
       } catch (error) {
-        console.error(`duplex: the logger threw on "${event.type}":`, error);
+        failed(error);
       }
     };
     this.#budget = new BufferBudget(

@@ -19,6 +19,7 @@ import {
   LOCAL,
   NpmClient,
   Queue,
+  waitUntil,
   withTimeout,
   wsUrl,
 } from "./_helpers.ts";
@@ -137,11 +138,57 @@ Deno.test("a logger that throws does not take the server down: the internal erro
     assert.ok(types.includes("internal-error"), types.join());
     assert.ok(
       printed.some(([line]) =>
-        line === 'duplex: the logger threw on "internal-error":'
+        line === 'duplex: the logger failed on "internal-error":'
       ),
     );
   } finally {
     await server.shutdown();
+    console.error = consoleError;
+  }
+});
+
+Deno.test("a logger whose promise rejects (an async logger), or that throws what cannot be shown (a revoked Proxy), does not take the process down: it is printed and the server serves on", async () => {
+  const printed: string[] = [];
+  const consoleError = console.error;
+  // As the real console formats (and fails to format) its arguments.
+  console.error = (...args: unknown[]) =>
+    void printed.push(
+      args.map((arg) => typeof arg === "string" ? arg : Deno.inspect(arg))
+        .join(" "),
+    );
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
+  const server = serve({
+    ...LOCAL,
+    // deno-lint-ignore require-await
+    async logger(event) {
+      if (event.type === "open") throw new Error("log sink down");
+    },
+  }, echo);
+  const other = serve({
+    ...LOCAL,
+    logger(event) {
+      if (event.type === "open") throw revoked.proxy;
+    },
+  }, echo);
+  try {
+    for (const each of [server, other]) {
+      await using client = await NpmClient.connect(wsUrl(each.addr));
+      assert.equal(await client.roundTrip("still serving"), "still serving");
+    }
+    await waitUntil(() => printed.length === 2, "both printed");
+    printed.sort();
+    assert.match(
+      printed[0],
+      /^duplex: the logger failed on "open": Error: log sink down\n/,
+    );
+    assert.match(
+      printed[1],
+      /^duplex: the logger failed on "open": a value that cannot be shown \(TypeError: .*revoked.*\)$/,
+    );
+  } finally {
+    await server.shutdown();
+    await other.shutdown();
     console.error = consoleError;
   }
 });

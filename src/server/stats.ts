@@ -70,8 +70,10 @@ export interface ServerStats {
    * request it refused before the handler (400, 413, 417, 501, 505).
    * Counted as the response head goes out. Keys are three-digit statuses,
    * 200-599 (a `Response` can have no other). Requests left unanswered
-   * (the client gone first, `requestTimeout`, shutdown) are not counted;
-   * handshake rejections are in `handshakeRejections`, never here.
+   * (the client gone first with a reset, `requestTimeout`, shutdown) are
+   * not counted; a client that only closed its side (which TCP cannot tell
+   * from one that waits) takes the response, and is. Handshake rejections
+   * are in `handshakeRejections`, never here.
    */
   httpRequests: Record<number, number>;
   /**

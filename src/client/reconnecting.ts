@@ -129,12 +129,17 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  *   fix ends the iteration by throwing: caller mistakes (`TypeError`,
  *   `RangeError`), a missing permission (`Deno.errors.NotCapable`), an
  *   answer with another status (a 2xx page, a 3xx redirect, a 4xx; but a
- *   first 401 when `headers` or the URL is a function), and a server that
- *   is not a WebSocket server (a malformed response, a bad
- *   `Sec-WebSocket-Accept`, an unrequested subprotocol or extension). After
- *   `maxRetries` consecutive failures the last error is thrown.
+ *   first 401 when `headers` or the URL is a function), a server that is
+ *   not a WebSocket server (a malformed response, such as bytes that are
+ *   not HTTP before the connection ends, TLS from a `ws:` URL's server; a
+ *   bad `Sec-WebSocket-Accept`, an unrequested subprotocol or extension),
+ *   and a TLS failure (`Deno.errors.InvalidData`: a certificate refused, a
+ *   `wss:` URL's server without TLS). After `maxRetries` consecutive
+ *   failures the last error is thrown.
  * - Aborting `signal` ends the iteration: a pending delay or attempt stops,
- *   and an open socket is closed with 1000. Breaking out of the loop stops
+ *   and an open socket is closed with 1000 (the iteration does not wait for
+ *   the server's answer; nor does it when the loop has asked for the next
+ *   socket and the previous one is still closing). Breaking out of the loop stops
  *   reconnecting and leaves the current socket to you.
  * - Iterate each socket (take its messages) rather than only awaiting
  *   `closed`: a close frame from the server behind messages nobody takes is
@@ -321,9 +326,11 @@ async function* reconnect(
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }
-    // The loop asked for the next socket: this one is done.
-    await socket.close().catch(() => {});
-    await socket.closed;
+    // The loop asked for the next socket: this one is done. An abort
+    // meanwhile ends the iteration at once; the close goes on by itself
+    // (within closeTimeout), nothing queued before it dropped.
+    socket.close().catch(() => {});
+    if (await untilAborted(socket.closed, signal) === ABORTED) return;
     backoff = ended - opened < STABLE ? backoff + 1 : 0;
   }
 }
@@ -338,7 +345,9 @@ const MAX_TIMER = 2 ** 31 - 1;
 function retryable(error: unknown): boolean {
   if (
     error instanceof TypeError || error instanceof RangeError ||
-    error instanceof Deno.errors.NotCapable
+    error instanceof Deno.errors.NotCapable ||
+    // TLS refused: the certificate, or a server that does not speak TLS.
+    error instanceof Deno.errors.InvalidData
   ) return false;
   if (error instanceof ClientHandshakeError) {
     if (error.code === "CONNECTION_CLOSED") return true;

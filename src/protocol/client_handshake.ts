@@ -29,7 +29,11 @@ import { acceptClientDeflate, clientDeflateOffer } from "./_client_deflate.ts";
 export const CLIENT_HANDSHAKE_ERROR_CODE = {
   /** The status was not 101; `status` and `body` say what the server sent. */
   UnexpectedStatus: "UNEXPECTED_STATUS",
-  /** The status line or a header field could not be parsed. */
+  /**
+   * The status line or a header field could not be parsed, the status was
+   * not in 100-599, or the connection ended after bytes that cannot start a
+   * status line (not an HTTP server; TLS from a `ws:` URL's server).
+   */
   MalformedResponse: "MALFORMED_RESPONSE",
   /** The response head was over `maxHeadSize` bytes or `maxHeaders` fields. */
   ResponseTooLarge: "RESPONSE_TOO_LARGE",
@@ -43,7 +47,10 @@ export const CLIENT_HANDSHAKE_ERROR_CODE = {
   UnexpectedProtocol: "UNEXPECTED_PROTOCOL",
   /** `Sec-WebSocket-Extensions` was present though the client offered none. */
   UnexpectedExtension: "UNEXPECTED_EXTENSION",
-  /** The connection ended before the response head was complete. */
+  /**
+   * The connection ended before the response head was complete, with
+   * nothing or the start of a status line received.
+   */
   ConnectionClosed: "CONNECTION_CLOSED",
 } as const;
 
@@ -251,6 +258,18 @@ const RESERVED_HEADERS =
 const BODY_PREVIEW = 512;
 // The bytes of a chunked rejection read for its preview, framing included.
 const CHUNKED_PREVIEW = 4 * BODY_PREVIEW;
+
+// What a status line starts with ("HTTP/1.1 101"): "d" is any digit.
+const STATUS_LINE_START = "HTTP/1.d ddd";
+
+/** Whether `bytes` (a few, or none) could be the start of a status line. */
+function couldStartStatusLine(bytes: Uint8Array): boolean {
+  return bytes.every((byte, i) =>
+    STATUS_LINE_START[i] === "d"
+      ? byte >= 0x30 && byte <= 0x39
+      : byte === STATUS_LINE_START.charCodeAt(i)
+  );
+}
 
 /** Whether `bytes[from, to)` holds two line feeds in a row. */
 function hasBareLineFeeds(bytes: Uint8Array, from: number, to: number) {
@@ -517,7 +536,8 @@ export class ClientHandshake {
    * @param cause The error that ended the connection (a reset), if any.
    * @returns Never.
    * @throws {ClientHandshakeError} `UNEXPECTED_STATUS` with the body read so
-   * far while reading a rejection, else `CONNECTION_CLOSED`.
+   * far while reading a rejection; `MALFORMED_RESPONSE` when what arrived
+   * cannot start a status line; else `CONNECTION_CLOSED`.
    */
   receiveEof(cause?: unknown): never {
     if (this.#state === "body") throw this.#rejection();
@@ -528,10 +548,24 @@ export class ClientHandshake {
     // A TLS alert record (content type 21, version 3.x): a wss:// server.
     const tls = this.url.protocol === "ws:" && this.#length >= 2 &&
       this.#buffer[0] === 0x15 && this.#buffer[1] === 0x03;
+    // Bytes that cannot start a status line: not an HTTP server, which no
+    // retry will make one (an empty answer may be a server restarting).
+    const notHttp = !couldStartStatusLine(
+      this.#buffer.subarray(
+        0,
+        Math.min(this.#length, STATUS_LINE_START.length),
+      ),
+    );
     throw this.#fail(
-      "CONNECTION_CLOSED",
+      notHttp ? "MALFORMED_RESPONSE" : "CONNECTION_CLOSED",
       `the server ${how} before completing the handshake${
-        tls ? "; it answered with TLS: is it a wss:// server?" : ""
+        tls
+          ? "; it answered with TLS: is it a wss:// server?"
+          : notHttp
+          ? `, after bytes that are not HTTP: ${
+            JSON.stringify(decodeLatin1(this.#buffer.subarray(0, 32)))
+          }`
+          : ""
       }`,
       { cause },
     );
@@ -592,6 +626,12 @@ export class ClientHandshake {
       );
     }
     this.#status = Number(statusLine[2]);
+    if (this.#status < 100 || this.#status > 599) {
+      throw this.#fail(
+        "MALFORMED_RESPONSE",
+        `the response's status ${this.#status} is not an HTTP status (100-599, RFC 9110 §15)`,
+      );
+    }
     if (this.#status === 101 && statusLine[1] === "0") {
       // An HTTP/1.0 server cannot switch protocols (RFC 9110 §15.2.2), and
       // the handshake is HTTP/1.1 (RFC 6455 §4.1).

@@ -781,3 +781,63 @@ Deno.test("ClientHandshake takes a Content-Length of digits only (RFC 9110 §8.6
     assert.equal(error.body, "denied", JSON.stringify(length));
   }
 });
+
+Deno.test("ClientHandshake: a connection that ends after bytes that cannot start a status line is a malformed response (not an HTTP server); nothing, or the start of a status line, is a connection closed", () => {
+  const ended = (text: string) => {
+    const handshake = sample();
+    if (text) handshake.receive(encodeLatin1(text));
+    try {
+      handshake.receiveEof();
+    } catch (error) {
+      return error;
+    }
+  };
+  for (const text of ["", "H", "HTTP/1.", "HTTP/1.1 1", "HTTP/1.1 101 Swi"]) {
+    assertHandshakeError(
+      ended(text),
+      "CONNECTION_CLOSED",
+      0,
+      /closed the connection before completing the handshake$/,
+    );
+  }
+  for (const text of ["SSH-2.0-OpenSSH_9.6", "http/1.1 101", "HTTP/2 101"]) {
+    assertHandshakeError(
+      ended(text),
+      "MALFORMED_RESPONSE",
+      0,
+      /before completing the handshake, after bytes that are not HTTP: "/,
+    );
+  }
+  // A TLS alert from a wss:// server, with its hint.
+  const handshake = sample();
+  handshake.receive(new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]));
+  assert.throws(() => handshake.receiveEof(), (error) => {
+    assertHandshakeError(
+      error,
+      "MALFORMED_RESPONSE",
+      0,
+      /it answered with TLS: is it a wss:\/\/ server\?$/,
+    );
+    return true;
+  });
+});
+
+Deno.test("ClientHandshake refuses a status outside HTTP's 100-599 (RFC 9110 §15) as a malformed response", () => {
+  for (const status of [0, 99, 600, 700, 999]) {
+    const head = `HTTP/1.1 ${String(status).padStart(3, "0")} Odd\r\n\r\n`;
+    for (const outcome of feedAllWays(sample, encodeLatin1(head))) {
+      assertHandshakeError(
+        outcome,
+        "MALFORMED_RESPONSE",
+        status,
+        new RegExp(`status ${status} is not an HTTP status \\(100-599`),
+      );
+    }
+  }
+  // 599 is one: a rejection.
+  const [outcome] = feedAllWays(
+    sample,
+    encodeLatin1("HTTP/1.1 599 Odd\r\nContent-Length: 0\r\n\r\n"),
+  );
+  assertHandshakeError(outcome, "UNEXPECTED_STATUS", 599, /599/);
+});

@@ -244,22 +244,29 @@ Deno.test("reconnecting does not retry a 4xx rejection", async () => {
   assert.equal(attempts, 1);
 });
 
-Deno.test("reconnecting does not retry what retrying cannot fix: a 200 page, a redirect, a server that is not a WebSocket server; it retries a connection closed mid-handshake", async () => {
-  const answers: Record<string, string> = {
-    "200": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
-    "302":
+Deno.test("reconnecting does not retry what retrying cannot fix: a 200 page, a redirect, a server that is not a WebSocket server (or not HTTP, with or without a line feed), a status past 599; it retries a connection closed mid-handshake", async () => {
+  const answers: [string, string][] = [
+    ["200", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"],
+    [
+      "302",
       "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
-    INVALID_ACCEPT:
+    ],
+    [
+      "INVALID_ACCEPT",
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: wrong\r\n\r\n",
-    MALFORMED_RESPONSE: "SSH-2.0-OpenSSH_9.6\r\n",
-  };
-  for (const [expected, answer] of Object.entries(answers)) {
+    ],
+    ["MALFORMED_RESPONSE", "SSH-2.0-OpenSSH_9.6\r\n"],
+    ["MALFORMED_RESPONSE", "not a web server"], // then closed, no line feed
+    ["MALFORMED_RESPONSE", "HTTP/1.1 700 Odd\r\nContent-Length: 0\r\n\r\n"],
+  ];
+  for (const [expected, answer] of answers) {
     let attempts = 0;
     const server = rawServer(async (peer) => {
       attempts++;
       await peer.readHead();
       await peer.write(answer);
-      await peer.readEof().catch(() => {});
+      // (An answer with no line feed is closed at once: the client waits.)
+      if (answer.includes("\n")) await peer.readEof().catch(() => {});
     });
     await assert.rejects(
       deadline(
@@ -289,6 +296,78 @@ Deno.test("reconnecting does not retry what retrying cannot fix: a 200 page, a r
   }
   await server.close();
   assert.equal(attempts, 3);
+});
+
+Deno.test("reconnecting does not retry a TLS mismatch: a ws:// URL to a wss:// server (malformed response), a wss:// URL to a ws:// server (Deno.errors.InvalidData)", async () => {
+  const fixtures = new URL("../fixtures/", import.meta.url);
+  const tls = {
+    cert: await Deno.readTextFile(new URL("cert.pem", fixtures)),
+    key: await Deno.readTextFile(new URL("key.pem", fixtures)),
+  };
+  await using secure = serve(
+    { port: 0, hostname: "127.0.0.1", ...tls },
+    () => {},
+  );
+  await using plain = serve({ port: 0, hostname: "127.0.0.1" }, () => {});
+  const cases: [string, (error: unknown) => boolean][] = [
+    [
+      `ws://127.0.0.1:${secure.addr.port}/`,
+      (error) =>
+        error instanceof ClientHandshakeError &&
+        error.code === "MALFORMED_RESPONSE" &&
+        /is it a wss:\/\/ server\?/.test(error.message),
+    ],
+    [
+      `wss://127.0.0.1:${plain.addr.port}/`,
+      (error) => error instanceof Deno.errors.InvalidData,
+    ],
+  ];
+  for (const [url, expected] of cases) {
+    const retried: unknown[] = [];
+    await assert.rejects(
+      deadline(
+        (async () => {
+          for await (
+            const _ of reconnecting(url, {
+              ...FAST,
+              onRetry: (error) => void retried.push(error),
+            })
+          ) { /* never */ }
+        })(),
+        5_000,
+        url,
+      ),
+      expected,
+    );
+    assert.deepEqual(retried, [], url);
+  }
+});
+
+Deno.test("reconnecting ends at once when its signal aborts while the socket the loop left is still closing (a server that never answers the close)", async () => {
+  const release = Promise.withResolvers<void>();
+  const server = rawServer(async (peer) => {
+    await peer.accept();
+    await peer.readFrame(); // our close, never answered
+    await release.promise; // then the connection is dropped
+  });
+  const controller = new AbortController();
+  const sockets = reconnecting(server.url, {
+    ...FAST,
+    closeTimeout: 60_000,
+    signal: controller.signal,
+  })[Symbol.asyncIterator]();
+  const first = await deadline(sockets.next(), 5_000, "the first socket");
+  assert.equal(first.done, false);
+  const next = sockets.next(); // closes the first: no answer comes
+  setTimeout(() => controller.abort(), 100);
+  assert.deepEqual(
+    await deadline(next, 5_000, "the end, not the close timeout"),
+    { value: undefined, done: true },
+  );
+  // The close goes on by itself; ended here by the server.
+  release.resolve();
+  await server.close();
+  assert.equal((await first.value!.closed).code, 1006);
 });
 
 Deno.test("reconnecting stops and closes the open socket when its signal aborts", async () => {

@@ -139,8 +139,8 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  * - Aborting `signal` ends the iteration: a pending delay or attempt stops,
  *   and an open socket is closed with 1000 (the iteration does not wait for
  *   the server's answer; nor does it when the loop has asked for the next
- *   socket and the previous one is still closing). Breaking out of the loop stops
- *   reconnecting and leaves the current socket to you.
+ *   socket and the previous one is still closing). Breaking out of the loop
+ *   stops reconnecting and leaves the current socket to you.
  * - Iterate each socket (take its messages) rather than only awaiting
  *   `closed`: a close frame from the server behind messages nobody takes is
  *   answered after a second, so the reconnection starts that much later.

@@ -309,14 +309,16 @@ export class Server<Data = unknown> implements AsyncDisposable {
     const logger = options.logger ?? printErrors();
     // A logger that throws would otherwise end whatever step logged; an
     // async one that rejects, the process.
+    const failed = (event: ServerLogEvent, error: unknown) =>
+      printValue(`duplex: the logger failed on "${event.type}":`, error);
     this.#logger = (event) => {
-      const failed = (error: unknown) =>
-        printValue(`duplex: the logger failed on "${event.type}":`, error);
       try {
         const result: unknown = logger(event);
-        if (result instanceof Promise) result.catch(failed);
+        if (result instanceof Promise) {
+          result.catch((error) => failed(event, error));
+        }
       } catch (error) {
-        failed(error);
+        failed(event, error);
       }
     };
     this.#budget = new BufferBudget(

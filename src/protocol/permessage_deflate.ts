@@ -90,7 +90,9 @@ export interface PerMessageDeflateOptions {
    * When set (8-15) and the client allows it, asks the client to compress
    * with at most this window (RFC 7692 §7.1.2.2). With
    * `clientNoContextTakeover: false` it also bounds the window the server
-   * keeps per connection.
+   * keeps per connection: a client whose offer does not allow it (no
+   * `client_max_window_bits`) is asked for `client_no_context_takeover`
+   * instead when this is below 15, so that no larger window is kept.
    */
   clientMaxWindowBits?: number;
   /**
@@ -475,16 +477,21 @@ function acceptOffer(
   // avoid taking over the LZ77 sliding window unnecessarily by including"
   // it in the answer (RFC 7692 §7.1.1.2): it is echoed, so that the answer
   // and the params both say the client will not take over.
+  // The client's window may be limited only when it said it can be; one
+  // that cannot is asked to compress each message alone when a smaller
+  // window was asked for (§7.1.1.2 lets the server add the parameter), so
+  // that the server keeps no more of it than was meant.
+  const clientOffer = seen.get("client_max_window_bits");
+  const unlimitable = clientOffer === undefined &&
+    settings.clientMaxWindowBits !== 0 && settings.clientMaxWindowBits < 15;
   const clientNoContextTakeover = settings.clientNoContextTakeover ||
-    seen.has("client_no_context_takeover");
+    seen.has("client_no_context_takeover") || unlimitable;
   const response = ["permessage-deflate"];
   if (serverNoContextTakeover) response.push("server_no_context_takeover");
   if (clientNoContextTakeover) response.push("client_no_context_takeover");
   if (requested !== undefined || serverBits !== 15) {
     response.push(`server_max_window_bits=${serverBits}`);
   }
-  // The client's window may be limited only when it said it can be.
-  const clientOffer = seen.get("client_max_window_bits");
   let clientBits = clientOffer === undefined || clientOffer === true
     ? 15
     : Number(clientOffer);

@@ -172,10 +172,10 @@ Deno.test("negotiatePerMessageDeflate with clientNoContextTakeover: false agrees
       "permessage-deflate; server_no_context_takeover; client_max_window_bits=10",
       10,
     ],
-    // Not offered: the server may not limit it.
+    // Not offered: the server may not limit it (see the next test).
     [
       "server_max_window_bits=15",
-      10,
+      undefined,
       `permessage-deflate; server_no_context_takeover; server_max_window_bits=15`,
       15,
     ],
@@ -304,6 +304,57 @@ Deno.test("negotiatePerMessageDeflate never answers client_max_window_bits the c
     assert.ok(result !== null, offer);
     assert.doesNotMatch(result.response, /client_max_window_bits/, offer);
     assert.equal(result.params.clientMaxWindowBits, 15, offer);
+  }
+});
+
+Deno.test("negotiatePerMessageDeflate with clientNoContextTakeover: false and a clientMaxWindowBits below 15 asks a client that cannot be limited (no client_max_window_bits offered) for client_no_context_takeover: no larger window is kept (RFC 7692 §7.1.1.2)", () => {
+  const allowTakeover = { clientNoContextTakeover: false };
+  for (const bits of [8, 10, 14]) {
+    const result = negotiatePerMessageDeflate("permessage-deflate", {
+      ...allowTakeover,
+      clientMaxWindowBits: bits,
+    });
+    assert.equal(
+      result?.response,
+      "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+      `${bits}`,
+    );
+    assert.equal(result?.params.clientNoContextTakeover, true);
+  }
+  // A client that can be limited is, and keeps its context.
+  const limited = negotiatePerMessageDeflate(
+    "permessage-deflate; client_max_window_bits",
+    { ...allowTakeover, clientMaxWindowBits: 10 },
+  );
+  assert.equal(
+    limited?.response,
+    "permessage-deflate; server_no_context_takeover; client_max_window_bits=10",
+  );
+  assert.equal(limited?.params.clientNoContextTakeover, false);
+  // With other parameters in the offer too.
+  assert.equal(
+    negotiatePerMessageDeflate(
+      "permessage-deflate; server_max_window_bits=15",
+      {
+        ...allowTakeover,
+        clientMaxWindowBits: 10,
+      },
+    )?.response,
+    "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=15",
+  );
+  // Without a smaller window asked for (unset, or 15), takeover stays.
+  for (
+    const options of [allowTakeover, {
+      ...allowTakeover,
+      clientMaxWindowBits: 15,
+    }]
+  ) {
+    const result = negotiatePerMessageDeflate("permessage-deflate", options);
+    assert.equal(
+      result?.response,
+      "permessage-deflate; server_no_context_takeover",
+    );
+    assert.equal(result?.params.clientNoContextTakeover, false);
   }
 });
 

@@ -58,7 +58,7 @@ export function renderPrometheus(stats: ServerStats): string {
   metric(
     "transport_connections_open",
     "gauge",
-    "Open TCP connections: WebSockets, handshakes under way, plain HTTP.",
+    "Open TCP connections: WebSockets, handshakes under way, plain HTTP, refusals going out.",
     single(stats.transportConnections),
   );
   metric(

@@ -23,7 +23,9 @@ export interface ServerStats {
   openConnections: number;
   /**
    * TCP (or TLS) connections open now, whatever they are doing: WebSockets,
-   * handshakes still arriving, plain HTTP. `maxConnections` counts these.
+   * handshakes still arriving, plain HTTP, and connections being refused
+   * (their 503 or 429 going out). `maxConnections` counts all of these but
+   * the last.
    */
   transportConnections: number;
   /** WebSocket connections accepted since the server started. */

@@ -146,11 +146,11 @@ export interface ConnectOptions {
   pongTimeout?: number;
   /**
    * Milliseconds without a message either way before the connection is
-   * closed with 1001 "idle timeout"; 0 disables it. A message still
-   * arriving counts with each piece of it, and so does the loop taking a
-   * message (or a piece of a streamed one), however long after it was
-   * read: a slow loop is not idleness; messages waiting for a loop that
-   * takes none, pings and pongs do not count.
+   * closed with 1001 "idle timeout"; 0 disables it. A message counts as it
+   * arrives, with each piece of it, and again as the loop takes it (or a
+   * piece of a streamed one), however long after it was read: a slow loop
+   * is not idleness. Messages that sit in the queue for a loop that takes
+   * none do not count while they wait; pings and pongs do not count.
    * @default {0}
    */
   idleTimeout?: number;

@@ -581,14 +581,14 @@ export interface ServeOptions<Data = unknown> {
   pongTimeout?: number;
   /**
    * Milliseconds without a message either way before the connection is
-   * closed with 1001 "idle timeout"; 0 disables it. A message still
-   * arriving counts with each piece of it (so a peer that sends a byte of
-   * a large message now and then is not idle; `maxPayload` bounds what it
-   * can make us hold), and so does the handler taking a message (or a
-   * piece of a streamed one), however long after it was read: a handler
-   * slowly reading a large upload is not idleness, and its reply is not
-   * cut off. Messages waiting for a handler that takes none (it only
-   * pushes) do not count; pings and pongs do not either.
+   * closed with 1001 "idle timeout"; 0 disables it. A message counts as it
+   * arrives, with each piece of it (so a peer that sends a byte of a large
+   * message now and then is not idle; `maxPayload` bounds what it can make
+   * us hold), and again as the handler takes it (or a piece of a streamed
+   * one), however long after it was read: a handler slowly reading a large
+   * upload is not idleness, and its reply is not cut off. Messages that sit
+   * in the queue for a handler that takes none (it only pushes) do not
+   * count while they wait; pings and pongs do not count.
    * @default {0}
    */
   idleTimeout?: number;

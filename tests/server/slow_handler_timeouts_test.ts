@@ -133,6 +133,29 @@ Deno.test("idleTimeout: messages a handler never takes (it only pushes) do not k
   }
 });
 
+Deno.test("idleTimeout: a message counts as it arrives, though the handler never takes it: a peer that sends more often than the timeout is not idle", async () => {
+  const { ticker, tick } = manualTicker();
+  // Frames of 1024 bytes: the first read takes one (and fills the buffer,
+  // which doubles), the second two, the third the last.
+  const message = () => frame(OP.text, "a".repeat(1016));
+  const input = concat(message(), message(), message(), message());
+  const peer = scriptedSocket(input, { idleTimeout: 100, ticker });
+  try {
+    for (const at of [1_000, 1_080, 1_160]) {
+      peer.give();
+      await delay(0);
+      tick(at);
+      assert.equal(peer.socket.state, "open", `a message arrived at ${at}`);
+    }
+    tick(1_240);
+    assert.equal(peer.socket.state, "open");
+    tick(1_300);
+    assert.equal(peer.socket.state, "closing", "none since 1160");
+  } finally {
+    await peer.end();
+  }
+});
+
 Deno.test("idleTimeout: a streamed message the handler reads slowly, a piece at a time, keeps the connection from idling", async () => {
   const { ticker, tick } = manualTicker();
   const size = 64 * 1024;

@@ -92,7 +92,9 @@ export interface PerMessageDeflateOptions {
    * `clientNoContextTakeover: false` it also bounds the window the server
    * keeps per connection: a client whose offer does not allow it (no
    * `client_max_window_bits`) is asked for `client_no_context_takeover`
-   * instead when this is below 15, so that no larger window is kept.
+   * instead when this is below 15, so that no larger window is kept. 8
+   * fails clients whose zlib cannot compress with a 256-byte window
+   * (Python's `websockets`); 9 is the practical floor.
    */
   clientMaxWindowBits?: number;
   /**

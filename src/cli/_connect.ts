@@ -20,23 +20,36 @@ export async function connectOrExplain(
     return await connect(url, { ...options, signal: stop.signal });
   } catch (error) {
     stop.remove();
-    if (
-      error instanceof TypeError ||
-      (error instanceof RangeError &&
-        error.message.startsWith("Cannot connect: "))
-    ) {
-      // connect()'s words for its options, said with the flags' names.
-      const message = error.message.replace(/^Cannot connect: /, "")
-        .replace(/^"protocols"/, "--protocol")
-        .replace(/^"headers"/, "--header")
-        .replace(/^"maxPayload"/, "--max-payload")
-        .replace(/^"maxFragments"/, "--max-fragments");
-      throw new UsageError(command, message);
-    }
+    const usage = usageErrorFromConnect(command, error);
+    if (usage !== undefined) throw usage;
     return stop.signal.aborted
       ? "stopped before the connection opened"
       : describeConnectError(url, error);
   }
+}
+
+/**
+ * The usage error for what `connect()` threw about an option a flag set
+ * (`Cannot connect: "protocols" must hold HTTP tokens, got "a b"` becomes
+ * `--protocol must hold HTTP tokens, got "a b"`), or `undefined` when
+ * `error` is not about an option.
+ */
+export function usageErrorFromConnect(
+  command: string,
+  error: unknown,
+): UsageError | undefined {
+  if (
+    !(error instanceof TypeError ||
+      (error instanceof RangeError &&
+        error.message.startsWith("Cannot connect: ")))
+  ) return undefined;
+  // connect()'s words for its options, said with the flags' names.
+  const message = error.message.replace(/^Cannot connect: /, "")
+    .replace(/^"protocols"/, "--protocol")
+    .replace(/^"headers"/, "--header")
+    .replace(/^"maxPayload"/, "--max-payload")
+    .replace(/^"maxFragments"/, "--max-fragments");
+  return new UsageError(command, message);
 }
 
 /** A message for a failed `connect()`, with a hint where one helps. */

@@ -14,29 +14,32 @@ import {
 import { LatencyHistogram } from "./_latency_histogram.ts";
 import {
   describeClose,
+  exitCodeFor,
   printError,
   printLine,
   writeStderr,
   writeStdout,
 } from "./_output.ts";
-import { describeConnectError } from "./_connect.ts";
+import { describeConnectError, usageErrorFromConnect } from "./_connect.ts";
 import { onStopSignals, whenStopped } from "./_signals.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
 /** The help text of `duplex bench`. */
 export const BENCH_HELP =
   `Usage: duplex bench URL [--connections N] [--size S] [--in-flight P]
-                    [--duration D] [--binary] [--json]
+                    [--duration D] [--binary] [--verify] [--json]
                     [--protocol P]... [--header "K: V"]... [--ca FILE]
 
 An echo load generator: opens N connections to an echo server, keeps P
 messages of S bytes in flight on each for D, checks that each reply is the
-echo of the next message outstanding, and reports echoed messages
-per second, payload MB/s (10^6 bytes, one direction) and round-trip latency
-(p50, p90, p99, max). Ctrl-C or SIGTERM stops early and reports.
+echo of the next message outstanding (its kind, length and leading sequence
+tag; every byte with --verify), and reports echoed messages per second,
+payload MB/s (10^6 bytes, one direction) and round-trip latency (p50, p90,
+p99, max). Ctrl-C or SIGTERM stops early and reports.
 
 A live progress line is shown on a terminal, one line per second otherwise.
-Exits with 1 when a connection fails, closes early or echoes wrongly.
+Exits with 1 when a connection fails, closes early, echoes wrongly, or does
+not end with a clean closing handshake (1000, 1001 or 1005).
 
 Options:
   --connections N   Concurrent connections (default 10)
@@ -44,6 +47,8 @@ Options:
   --in-flight P     Messages in flight per connection (default 1)
   --duration D      How long to send: 10 (seconds), 10s, 500ms, 1m (default 10s)
   --binary          Send binary messages (default: text)
+  --verify          Compare every byte of each echo with what was sent (costs
+                    the client a copy and a comparison per message)
   --json            Print the summary as one JSON object on stdout
   --protocol P      Offer subprotocol P (repeatable)
   --header "K: V"   Add a handshake request header (repeatable)
@@ -59,6 +64,7 @@ const OPTIONS = {
   "in-flight": { type: "string" },
   duration: { type: "string" },
   binary: { type: "boolean" },
+  verify: { type: "boolean" },
   json: { type: "boolean" },
   protocol: { type: "string", multiple: true },
   header: { type: "string", multiple: true },
@@ -186,9 +192,8 @@ export async function benchCommand(
     signals.remove();
     await Promise.all(sockets.map((socket) => socket.close()));
     const error = (failed as PromiseRejectedResult).reason;
-    if (error instanceof TypeError) {
-      throw new UsageError("bench", error.message);
-    }
+    const usage = usageErrorFromConnect("bench", error);
+    if (usage !== undefined) throw usage;
     printError(
       signals.signal.aborted
         ? "duplex bench: stopped before the connections opened"
@@ -199,7 +204,7 @@ export async function benchCommand(
     return EXIT_CODE.Failure;
   }
 
-  const run = new Run(binary, size, connections, inFlight);
+  const run = new Run(binary, size, connections, inFlight, values.verify);
   const progress = new Progress(json, run);
   const stop = () => run.stop();
   const timer = setTimeout(stop, duration);
@@ -274,7 +279,8 @@ export async function benchCommand(
  * random start, so that connections differ), which identifies its echo:
  * replies must come back in order, each the echo of the next message
  * outstanding. Only the tag, the kind and the length are checked, so
- * checking costs little. Messages shorter than the tag carry part of it, and
+ * checking costs little, unless `verify` asks for every byte (binary
+ * messages are then copies, since those in flight share one buffer). Messages shorter than the tag carry part of it, and
  * empty ones none: what catches a server that is not an echo server at any
  * size is counting. An echo server sends one reply per message, so a
  * connection that receives a reply with nothing in flight (while it keeps
@@ -302,6 +308,7 @@ class Run {
   #resolveDrained!: () => void;
   #undrained: number;
   readonly #binary: boolean;
+  readonly #verify: boolean;
   readonly #size: number;
   readonly #inFlight: number;
   readonly #tagLength: number;
@@ -316,8 +323,10 @@ class Run {
     size: number,
     connections: number,
     inFlight: number,
+    verify = false,
   ) {
     this.#binary = binary;
+    this.#verify = verify;
     this.#size = size;
     this.#inFlight = inFlight;
     this.#tagLength = Math.min(size, binary ? 6 : 8);
@@ -360,6 +369,10 @@ class Run {
    */
   async drive(socket: Socket, connection: number): Promise<void> {
     const sentAt = new Float64Array(this.#inFlight);
+    // With verify, what each message in flight was, to compare its echo.
+    const sent: (string | Uint8Array)[] = this.#verify
+      ? new Array(this.#inFlight)
+      : [];
     const first = Math.floor(Math.random() * this.#tags);
     let head = 0;
     let tail = 0;
@@ -371,7 +384,12 @@ class Run {
       if (--this.#undrained === 0) this.#resolveDrained();
     };
     const send = () => {
-      const message = this.#message(connection, tail, first + tail);
+      let message = this.#message(connection, tail, first + tail);
+      if (this.#verify) {
+        // (Binary messages in flight share one buffer: keep a copy.)
+        if (typeof message !== "string") message = message.slice();
+        sent[tail % this.#inFlight] = message;
+      }
       sentAt[tail++ % this.#inFlight] = performance.now();
       this.outstanding++;
       return socket.send(message);
@@ -399,6 +417,17 @@ class Run {
           );
           return;
         }
+        if (this.#verify) {
+          const at = firstDifference(message, sent[head % this.#inFlight]);
+          if (at !== -1) {
+            this.#error(
+              `the server echoed a message that differs from what was sent, first at ${
+                typeof message === "string" ? "character" : "byte"
+              } ${at}`,
+            );
+            return;
+          }
+        }
         this.histogram.record(now - sentAt[head++ % this.#inFlight]);
         this.outstanding--;
         this.messages++;
@@ -415,8 +444,15 @@ class Run {
       drain();
     }
     const info = await socket.closed;
-    if (early && !this.#abandoned) {
+    if (this.#abandoned) return;
+    if (early) {
       this.#error(`a connection closed early with ${describeClose(info)}`);
+    } else if (exitCodeFor(info) !== EXIT_CODE.Ok) {
+      this.#error(
+        `a connection's closing handshake ended with ${describeClose(info)}${
+          info.wasClean ? "" : " (no close frame answered ours)"
+        }`,
+      );
     }
   }
 
@@ -572,6 +608,17 @@ function printReport(s: BenchSummary): void {
 // The largest message bench sends (a string of more than 512 MiB cannot
 // even be made).
 const MAX_SIZE = 256 * 1024 * 1024;
+
+/** Where `a` and `b` (of the same kind and length) first differ, or -1. */
+function firstDifference(
+  a: string | Uint8Array,
+  b: string | Uint8Array,
+): number {
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) return i;
+  }
+  return -1;
+}
 
 function randomBytes(size: number): Uint8Array {
   const bytes = new Uint8Array(size);

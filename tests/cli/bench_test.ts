@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { type CloseInfo, serve } from "../../mod.ts";
 import type { BenchSummary } from "../../src/cli/bench.ts";
 import { runCli, runPipeline, spawnCli } from "./_helpers.ts";
+import { closePayload, frame, rawServer } from "../client/_helpers.ts";
 
 function echoServer() {
   return serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
@@ -333,4 +334,123 @@ Deno.test("duplex bench exits with 1 and says so when the server closes every co
   const summary: BenchSummary = JSON.parse(stdout);
   assert.equal(summary.errors.length, 1, stderr);
   assert.match(summary.errors[0], /^a connection closed early with .*4000/);
+});
+
+Deno.test("duplex bench exits with 1 when a connection's closing handshake at the end is not clean: answered with 1011, or with the TCP connection dropped", async () => {
+  for (const answer of ["1011", "drop"]) {
+    // An echo server that misbehaves only at the close.
+    const server = rawServer(async (peer) => {
+      await peer.accept();
+      for (;;) {
+        const { opcode, payload } = await peer.readFrame();
+        if (opcode !== 0x8) {
+          await peer.write(frame(opcode, payload));
+        } else {
+          if (answer === "1011") {
+            await peer.write(frame(0x8, closePayload(1011, "oops")));
+          }
+          return;
+        }
+      }
+    });
+    try {
+      const { code, stdout } = await runCli([
+        "bench",
+        server.url,
+        "--connections",
+        "2",
+        "--duration",
+        "300ms",
+        "--json",
+      ]);
+      assert.equal(code, 1, `${answer}: ${stdout}`);
+      const summary: BenchSummary = JSON.parse(stdout);
+      assert.ok(summary.messages > 0, answer);
+      assert.deepEqual(summary.errors, [
+        answer === "1011"
+          ? "a connection's closing handshake ended with 1011 (internal error): oops"
+          : "a connection's closing handshake ended with 1006 (abnormal closure, no close frame) (no close frame answered ours)",
+      ]);
+    } finally {
+      await server.close();
+    }
+  }
+});
+
+Deno.test("duplex bench --verify compares every byte of each echo: a server that changes the last one passes the tag check, not --verify", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const message of socket) {
+        if (typeof message === "string") {
+          await socket.send(`${message.slice(0, -1)}!`);
+        } else {
+          const changed = message.slice();
+          changed[changed.length - 1] ^= 1;
+          await socket.send(changed);
+        }
+      }
+    },
+  );
+  await using honest = echoServer();
+  for (const kind of [[], ["--binary"]]) {
+    const args = [
+      "--size",
+      "100",
+      "--connections",
+      "2",
+      "--in-flight",
+      "4",
+      "--duration",
+      "300ms",
+      "--json",
+      ...kind,
+    ];
+    const url = (port: number) => `ws://127.0.0.1:${port}`;
+    const lax = await runCli(["bench", url(server.addr.port), ...args]);
+    assert.equal(lax.code, 0, lax.stdout);
+    const strict = await runCli([
+      "bench",
+      url(server.addr.port),
+      "--verify",
+      ...args,
+    ]);
+    assert.equal(strict.code, 1, strict.stdout);
+    const summary: BenchSummary = JSON.parse(strict.stdout);
+    assert.deepEqual(summary.errors, [
+      `the server echoed a message that differs from what was sent, first at ${
+        kind.length ? "byte" : "character"
+      } 99`,
+    ]);
+    // Messages in flight share one buffer: --verify compares copies, so an
+    // honest echo server passes with several in flight.
+    const ok = await runCli([
+      "bench",
+      url(honest.addr.port),
+      "--verify",
+      ...args,
+    ]);
+    assert.equal(ok.code, 0, ok.stdout);
+    assert.ok((JSON.parse(ok.stdout) as BenchSummary).messages > 0);
+  }
+});
+
+Deno.test("duplex bench names the flag in a bad --protocol or --header, as send and listen do", async () => {
+  for (
+    const [args, message] of [
+      [["--protocol", "a b"], '--protocol must hold HTTP tokens, got "a b"'],
+      [["--header", "Upgrade: foo"], "--header"],
+    ]
+  ) {
+    const { code, stderr } = await runCli([
+      "bench",
+      "ws://127.0.0.1:9/",
+      ...args,
+    ]);
+    assert.equal(code, 2, stderr);
+    assert.ok(
+      stderr.startsWith(`duplex bench: ${message}`),
+      `${args}: ${stderr}`,
+    );
+  }
 });

@@ -1,8 +1,9 @@
 // The floor under any WebSocket server on Deno: what a connection costs with
-// nothing but the handshake and one read pending, for idle_10k and
-// connect_c50 (it answers a close frame with a close frame and ends; it does
-// not echo, so the echo and broadcast scenarios do not apply).
-//   held     the handshake, then no read at all (a connection nobody reads)
+// nothing but the handshake and one read pending, for idle_10k and (but
+// held) connect_c50: it answers a close frame with a close frame and ends.
+// It does not echo, so the echo and broadcast scenarios do not apply.
+//   held     the handshake, then no read at all (a connection nobody reads,
+//            whose close is never answered)
 //   read     then one `conn.read()` pending, into 16 bytes
 //   streams  the same over `conn.readable`'s BYOB reader and
 //            `conn.writable`'s writer, as this project's server reads and writes
@@ -58,12 +59,18 @@ async function overConnReads(conn: Deno.Conn) {
   }
 }
 
+/** {@linkcode readRequest} over a BYOB reader. */
+async function readRequestFrom(
+  reader: ReadableStreamBYOBReader,
+): Promise<Uint8Array | null> {
+  const { value } = await reader.read(new Uint8Array(4096));
+  return value ? switchingProtocols(decoder.decode(value)) : null;
+}
+
 async function overStreams(conn: Deno.Conn) {
   const reader = conn.readable.getReader({ mode: "byob" });
   const writer = conn.writable.getWriter();
-  const request = await reader.read(new Uint8Array(4096));
-  const response = request.value &&
-    switchingProtocols(decoder.decode(request.value));
+  const response = await readRequestFrom(reader);
   if (!response) return;
   await writer.write(response);
   for (let read; !(read = await reader.read(new Uint8Array(16))).done;) {

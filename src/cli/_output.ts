@@ -74,10 +74,11 @@ const LEFT_BY_JSON = /[\x7f-\x9f\p{Cf}\p{Zl}\p{Zp}]/gu;
 /**
  * A string from a peer (a close reason) fit for one line of a terminal or a
  * log: as it is when every character prints, else as a JSON string with
- * the others escaped (`"bye\nopen ..."`).
+ * the others escaped (`"bye\nopen ..."`); one that starts with a quote is
+ * quoted too, so that it cannot pass for an escaped one.
  */
 export function printable(text: string): string {
-  if (!UNPRINTABLE.test(text)) return text;
+  if (!UNPRINTABLE.test(text) && !text.startsWith('"')) return text;
   return JSON.stringify(text).replace(
     LEFT_BY_JSON,
     (char) =>

@@ -133,14 +133,16 @@ export interface ReconnectingOptions extends Omit<ConnectOptions, "headers"> {
  *   not a WebSocket server (a malformed response, such as bytes that are
  *   not HTTP before the connection ends, TLS from a `ws:` URL's server; a
  *   bad `Sec-WebSocket-Accept`, an unrequested subprotocol or extension),
- *   and a TLS failure (`Deno.errors.InvalidData`: a certificate refused, a
- *   `wss:` URL's server without TLS). After `maxRetries` consecutive
- *   failures the last error is thrown.
+ *   and TLS that cannot work (`Deno.errors.InvalidData` for a certificate
+ *   refused, or a `wss:` URL's server without TLS; a fatal TLS alert from
+ *   the server is retried). After `maxRetries` consecutive failures the
+ *   last error is thrown.
  * - Aborting `signal` ends the iteration: a pending delay or attempt stops,
- *   and an open socket is closed with 1000 (the iteration does not wait for
- *   the server's answer; nor does it when the loop has asked for the next
- *   socket and the previous one is still closing). Breaking out of the loop
- *   stops reconnecting and leaves the current socket to you.
+ *   and an open socket is closed with 1000 (when the loop has already asked
+ *   for the next socket and the previous one is still closing, the
+ *   iteration ends at once, without waiting for the server's answer).
+ *   Breaking out of the loop stops reconnecting and leaves the current
+ *   socket to you.
  * - Iterate each socket (take its messages) rather than only awaiting
  *   `closed`: a close frame from the server behind messages nobody takes is
  *   answered after a second, so the reconnection starts that much later.
@@ -326,11 +328,13 @@ async function* reconnect(
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }
-    // The loop asked for the next socket: this one is done. An abort
-    // meanwhile ends the iteration at once; the close goes on by itself
+    // The loop asked for the next socket: this one is done. Aborted in the
+    // loop's body, its close (begun then) is waited for; an abort while
+    // waiting ends the iteration at once, and the close goes on by itself
     // (within closeTimeout), nothing queued before it dropped.
     socket.close().catch(() => {});
-    if (await untilAborted(socket.closed, signal) === ABORTED) return;
+    if (signal?.aborted) await socket.closed;
+    else if (await untilAborted(socket.closed, signal) === ABORTED) return;
     backoff = ended - opened < STABLE ? backoff + 1 : 0;
   }
 }
@@ -345,9 +349,7 @@ const MAX_TIMER = 2 ** 31 - 1;
 function retryable(error: unknown): boolean {
   if (
     error instanceof TypeError || error instanceof RangeError ||
-    error instanceof Deno.errors.NotCapable ||
-    // TLS refused: the certificate, or a server that does not speak TLS.
-    error instanceof Deno.errors.InvalidData
+    error instanceof Deno.errors.NotCapable || tlsRefusedForGood(error)
   ) return false;
   if (error instanceof ClientHandshakeError) {
     if (error.code === "CONNECTION_CLOSED") return true;
@@ -356,6 +358,16 @@ function retryable(error: unknown): boolean {
     return status >= 500 || status === 408 || status === 429;
   }
   return true;
+}
+
+// TLS refused for good: a certificate the client does not accept, or a
+// server that does not speak TLS. A fatal alert from the server
+// (internal_error from an overloaded terminator, say) may pass next time.
+const TLS_REFUSED = /invalid peer certificate|InvalidContentType/;
+
+function tlsRefusedForGood(error: unknown): boolean {
+  return error instanceof Deno.errors.InvalidData &&
+    TLS_REFUSED.test(error.message);
 }
 
 function isStatus(error: unknown, status: number): boolean {

@@ -271,6 +271,14 @@ function couldStartStatusLine(bytes: Uint8Array): boolean {
   );
 }
 
+/** Bytes as a JSON string of Latin-1 text, C1 controls and DEL escaped. */
+function shownBytes(bytes: Uint8Array): string {
+  return JSON.stringify(decodeLatin1(bytes)).replace(
+    /[\x7f-\x9f]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 /** Whether `bytes[from, to)` holds two line feeds in a row. */
 function hasBareLineFeeds(bytes: Uint8Array, from: number, to: number) {
   for (let i = Math.max(0, from); i + 1 < to; i++) {
@@ -563,7 +571,7 @@ export class ClientHandshake {
           ? "; it answered with TLS: is it a wss:// server?"
           : notHttp
           ? `, after bytes that are not HTTP: ${
-            JSON.stringify(decodeLatin1(this.#buffer.subarray(0, 32)))
+            shownBytes(this.#buffer.subarray(0, Math.min(this.#length, 32)))
           }`
           : ""
       }`,

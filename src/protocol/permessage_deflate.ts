@@ -69,7 +69,9 @@ export interface PerMessageDeflateOptions {
    * `client_no_context_takeover` (RFC 7692 §7.1.1.2), and the server keeps
    * nothing of a client's messages. With `false` the answer leaves it out
    * (unless the client offered it: then the client will not take over, and
-   * the answer says so), so a client may refer back to its earlier
+   * the answer says so; or unless `clientMaxWindowBits` is below 15 and the
+   * client's offer does not let the server limit its window), so a client
+   * may refer back to its earlier
    * messages, as browsers and npm:ws do when allowed: a stream of similar
    * messages from the client shrinks far more. The server then keeps each
    * such client's window: the last `2^clientMaxWindowBits` bytes it
@@ -391,7 +393,9 @@ export const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
  * keeps no decompression state between messages; with
  * `clientNoContextTakeover: false` it allows it, and
  * `params.clientNoContextTakeover` says whether the client will take over
- * (not when its offer said it would not).
+ * (not when its offer said it would not, nor when `clientMaxWindowBits` is
+ * below 15 and its offer has no `client_max_window_bits`, which would let
+ * the server limit its window).
  *
  * @param header The request's `Sec-WebSocket-Extensions`, or `null`.
  * @param options The server's settings.

@@ -59,9 +59,10 @@ export interface ServerStats {
    * How many handshakes were rejected with each HTTP status, connections
    * refused over `maxConnections` (503) and `maxConnectionsPerAddress`
    * (429) included (also those closed without an answer because many
-   * refusals were going out already). So are requests whose head could not be parsed (400,
-   * 414, 431), before anything tells a WebSocket request from plain HTTP,
-   * and, without a `fetch` handler, every plain request (426, 405, ...).
+   * refusals were going out already). So are requests whose head could not
+   * be parsed (400, 414, 431), before anything tells a WebSocket request
+   * from plain HTTP, and, without a `fetch` handler, every plain request
+   * (426, 405, ...).
    * None of these is in `httpRequests`.
    */
   handshakeRejections: Record<number, number>;

@@ -58,6 +58,7 @@ Deno.test("duplex serve's log shows a close reason with control or format charac
     close("\x1b[2J\x1b]0;owned\x07");
     close("left\u202eright, del\x7f, c1\x85, tag\u{e0001}");
     close("à bientôt 👋");
+    close('"bye\\nopen" (a quote first: as if escaped)');
   } finally {
     console.error = original;
     Deno.stderr.writeSync = originalWrite;
@@ -68,6 +69,7 @@ Deno.test("duplex serve's log shows a close reason with control or format charac
     'close  192.0.2.7:5000 1000 "bye\\nopen   203.0.113.9:4444 ws://127.0.0.1:8765/admin"\n' +
       'close  192.0.2.7:5000 1000 "\\u001b[2J\\u001b]0;owned\\u0007"\n' +
       'close  192.0.2.7:5000 1000 "left\\u202eright, del\\u007f, c1\\u0085, tag\\udb40\\udc01"\n' +
-      "close  192.0.2.7:5000 1000 à bientôt 👋\n",
+      "close  192.0.2.7:5000 1000 à bientôt 👋\n" +
+      'close  192.0.2.7:5000 1000 "\\"bye\\\\nopen\\" (a quote first: as if escaped)"\n',
   );
 });

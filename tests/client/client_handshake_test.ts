@@ -800,12 +800,24 @@ Deno.test("ClientHandshake: a connection that ends after bytes that cannot start
       /closed the connection before completing the handshake$/,
     );
   }
-  for (const text of ["SSH-2.0-OpenSSH_9.6", "http/1.1 101", "HTTP/2 101"]) {
+  for (
+    const [text, shown] of [
+      ["SSH-2.0-OpenSSH_9.6", '"SSH-2.0-OpenSSH_9.6"'],
+      ["http/1.1 101", '"http/1.1 101"'],
+      ["HTTP/2 101", '"HTTP/2 101"'],
+      ["not a web server\x85", '"not a web server\\u0085"'],
+      ["x".repeat(40), `"${"x".repeat(32)}"`],
+    ]
+  ) {
     assertHandshakeError(
       ended(text),
       "MALFORMED_RESPONSE",
       0,
-      /before completing the handshake, after bytes that are not HTTP: "/,
+      new RegExp(
+        `before completing the handshake, after bytes that are not HTTP: ${
+          RegExp.escape(shown)
+        }$`,
+      ),
     );
   }
   // A TLS alert from a wss:// server, with its hint.

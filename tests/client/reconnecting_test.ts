@@ -298,7 +298,7 @@ Deno.test("reconnecting does not retry what retrying cannot fix: a 200 page, a r
   assert.equal(attempts, 3);
 });
 
-Deno.test("reconnecting does not retry a TLS mismatch: a ws:// URL to a wss:// server (malformed response), a wss:// URL to a ws:// server (Deno.errors.InvalidData)", async () => {
+Deno.test("reconnecting does not retry TLS that cannot work: a ws:// URL to a wss:// server (malformed response), a wss:// URL to a ws:// server, an untrusted certificate (Deno.errors.InvalidData)", async () => {
   const fixtures = new URL("../fixtures/", import.meta.url);
   const tls = {
     cert: await Deno.readTextFile(new URL("cert.pem", fixtures)),
@@ -319,7 +319,16 @@ Deno.test("reconnecting does not retry a TLS mismatch: a ws:// URL to a wss:// s
     ],
     [
       `wss://127.0.0.1:${plain.addr.port}/`,
-      (error) => error instanceof Deno.errors.InvalidData,
+      (error) =>
+        error instanceof Deno.errors.InvalidData &&
+        /InvalidContentType/.test(error.message),
+    ],
+    // The test certificate, not trusted without caCerts.
+    [
+      `wss://127.0.0.1:${secure.addr.port}/`,
+      (error) =>
+        error instanceof Deno.errors.InvalidData &&
+        /invalid peer certificate/.test(error.message),
     ],
   ];
   for (const [url, expected] of cases) {
@@ -341,6 +350,82 @@ Deno.test("reconnecting does not retry a TLS mismatch: a ws:// URL to a wss:// s
     );
     assert.deepEqual(retried, [], url);
   }
+});
+
+Deno.test("reconnecting retries a fatal TLS alert from the server (internal_error, as from an overloaded terminator): it may pass next time", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const alerts = (async () => {
+    for await (const conn of listener) {
+      try {
+        await conn.read(new Uint8Array(4096)); // the ClientHello
+        await conn.write(new Uint8Array([0x15, 0x03, 0x03, 0x00, 0x02, 2, 80]));
+      } catch {
+        /* the client left */
+      } finally {
+        conn.close();
+      }
+    }
+  })();
+  const retried: unknown[] = [];
+  try {
+    await assert.rejects(
+      deadline(
+        (async () => {
+          for await (
+            const _ of reconnecting(
+              `wss://127.0.0.1:${(listener.addr as Deno.NetAddr).port}/`,
+              {
+                ...FAST,
+                maxRetries: 2,
+                onRetry: (error) => void retried.push(error),
+              },
+            )
+          ) { /* never */ }
+        })(),
+        5_000,
+        "the retries",
+      ),
+      (error) =>
+        error instanceof Deno.errors.InvalidData &&
+        /fatal alert: InternalError/.test(error.message),
+    );
+  } finally {
+    listener.close();
+    await alerts.catch(() => {});
+  }
+  assert.equal(retried.length, 2);
+});
+
+Deno.test("reconnecting waits for the close of a socket whose loop aborted in its body, then ends: the loop sees it closed", async () => {
+  await using server = serve(
+    { port: 0, hostname: "127.0.0.1" },
+    async (socket) => {
+      for await (const message of socket) await socket.send(message);
+    },
+  );
+  const controller = new AbortController();
+  let last: Socket | undefined;
+  await deadline(
+    (async () => {
+      for await (
+        const socket of reconnecting(`ws://127.0.0.1:${server.addr.port}`, {
+          ...FAST,
+          signal: controller.signal,
+        })
+      ) {
+        last = socket;
+        controller.abort(); // and on to the next socket, without iterating
+      }
+    })(),
+    5_000,
+    "the end",
+  );
+  assert.equal(last?.state, "closed");
+  assert.deepEqual(await last?.closed, {
+    code: 1000,
+    reason: "",
+    wasClean: true,
+  });
 });
 
 Deno.test("reconnecting ends at once when its signal aborts while the socket the loop left is still closing (a server that never answers the close)", async () => {

@@ -20,6 +20,12 @@ async function nextMessage(socket: Socket): Promise<Message> {
 
 const FAST = { initialDelay: 5, maxDelay: 20, random: () => 0 };
 
+function echoServer() {
+  return serve({ port: 0, hostname: "127.0.0.1" }, async (socket) => {
+    for await (const message of socket) await socket.send(message);
+  });
+}
+
 Deno.test("reconnecting connects again after the server drops the connection", async () => {
   let accepted = 0;
   const server = rawServer(async (peer) => {
@@ -397,12 +403,7 @@ Deno.test("reconnecting retries a fatal TLS alert from the server (internal_erro
 });
 
 Deno.test("reconnecting waits for the close of a socket whose loop aborted in its body, then ends: the loop sees it closed", async () => {
-  await using server = serve(
-    { port: 0, hostname: "127.0.0.1" },
-    async (socket) => {
-      for await (const message of socket) await socket.send(message);
-    },
-  );
+  await using server = echoServer();
   const controller = new AbortController();
   let last: Socket | undefined;
   await deadline(
@@ -456,12 +457,7 @@ Deno.test("reconnecting ends at once when its signal aborts while the socket the
 });
 
 Deno.test("reconnecting stops and closes the open socket when its signal aborts", async () => {
-  await using server = serve(
-    { port: 0, hostname: "127.0.0.1" },
-    async (socket) => {
-      for await (const message of socket) await socket.send(message);
-    },
-  );
+  await using server = echoServer();
   const controller = new AbortController();
   let connections = 0;
   let info;

@@ -37,7 +37,7 @@ export interface ConnectOptions {
    * {@linkcode Socket.prototype.protocol} (`""` when it chose none).
    * @default {[]}
    */
-  protocols?: string[];
+  protocols?: readonly string[];
   /**
    * Extra handshake request headers (`Origin`, `Authorization`, `Cookie`,
    * ...). `Host` replaces the one derived from the URL; the handshake's own
@@ -105,7 +105,7 @@ export interface ConnectOptions {
    * bare `openssl req -x509` makes) is refused as a server's certificate
    * (`CaUsedAsEndEntity`).
    */
-  caCerts?: string[];
+  caCerts?: readonly string[];
   /**
    * Offer permessage-deflate (RFC 7692): `true` for the default settings,
    * or settings named as the server's (see {@linkcode ClientDeflateOptions}).
@@ -461,7 +461,7 @@ export async function connect(
  */
 function openTransport(
   url: URL,
-  caCerts: string[] | undefined,
+  caCerts: readonly string[] | undefined,
   signal: AbortSignal,
 ): Promise<Deno.Conn> {
   // URL.hostname keeps the brackets of an IPv6 literal.
@@ -471,7 +471,10 @@ function openTransport(
   const connecting = Deno.connect({ hostname, port, signal });
   const opening: Promise<Deno.Conn> = secure
     ? connecting.then((tcp) =>
-      Deno.startTls(tcp, { hostname, caCerts }).catch((error) => {
+      Deno.startTls(tcp, {
+        hostname,
+        caCerts: caCerts && [...caCerts],
+      }).catch((error) => {
         closeQuietly(tcp);
         throw error;
       })

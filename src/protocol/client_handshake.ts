@@ -159,7 +159,7 @@ export interface ClientHandshakeOptions {
    * Subprotocols to offer, in order of preference (`Sec-WebSocket-Protocol`).
    * @default {[]}
    */
-  protocols?: string[];
+  protocols?: readonly string[];
   /**
    * Extra request headers (`Origin`, `Authorization`, `Cookie`, ...). A
    * `Host` here replaces the one derived from the URL; the handshake's own
@@ -889,7 +889,7 @@ function parseUrl(input: string | URL): URL {
   return url;
 }
 
-function checkProtocols(protocols: string[]): string[] {
+function checkProtocols(protocols: readonly string[]): string[] {
   // "The elements that comprise this value MUST be non-empty strings with
   // characters in the range U+0021 to U+007E not including separator
   // characters [...] and MUST all be unique strings" (RFC 6455 §4.1).

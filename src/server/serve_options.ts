@@ -17,7 +17,9 @@ import type { PerMessageDeflateOptions } from "../protocol/permessage_deflate.ts
 import { describe } from "../protocol/_describe.ts";
 
 /**
- * Called once per accepted WebSocket; the socket closes when it returns.
+ * Called once per accepted WebSocket; the socket closes when it returns, or
+ * when the promise it returns settles (so `(socket) => socket.closed` keeps
+ * it open until the peer closes; what it resolves with is ignored).
  *
  * @example A handler written apart from serve(), for sockets that carry a user
  * ```ts
@@ -39,7 +41,7 @@ import { describe } from "../protocol/_describe.ts";
  */
 export type SocketHandler<Data = unknown> = (
   socket: Socket<Data>,
-) => void | Promise<void>;
+) => unknown;
 
 /**
  * What {@linkcode UpgradeHook} learns about a handshake besides the request.
@@ -390,7 +392,7 @@ export interface ServeOptions<Data = unknown> {
    * default port) throws, since it could never match; schemes without a URL
    * origin are written scheme://host (`chrome-extension://id`).
    */
-  origins?: (string | RegExp)[];
+  origins?: readonly (string | RegExp)[];
   /**
    * Subprotocols the server speaks, in its order of preference, or a
    * function choosing one from the client's offer. The server answers with
@@ -399,7 +401,7 @@ export interface ServeOptions<Data = unknown> {
    * the handshake with 500 (logged as `handler-error`).
    */
   protocols?:
-    | string[]
+    | readonly string[]
     | ((offered: string[], request: Request) => string | undefined);
   /** Accepts or rejects each valid handshake; see {@linkcode UpgradeHook}. */
   onUpgrade?: UpgradeHook<Data>;

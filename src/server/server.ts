@@ -197,8 +197,10 @@ export class Server<Data = unknown> implements AsyncDisposable {
   readonly finished: Promise<void>;
 
   readonly #listener: Deno.Listener;
-  readonly #options: ServeOptions<Data>;
-  readonly #handler: SocketHandler<Data>;
+  // Typed without Data, which the hook makes and the handler takes (so
+  // either way round), so that a Server<User> is still a Server.
+  readonly #options: ServeOptions<unknown>;
+  readonly #handler: (socket: Socket<unknown>) => unknown;
   readonly #limits: ResolvedLimits;
   #socketDefaults: SocketOptions | null = null;
   readonly #scheme: "ws" | "wss";
@@ -297,8 +299,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
         }`,
       );
     }
-    this.#options = options;
-    this.#handler = handler;
+    this.#options = options as ServeOptions<unknown>;
+    this.#handler = handler as (socket: Socket<unknown>) => unknown;
     raiseMallocThresholds();
     const deflate = options.perMessageDeflate;
     if (deflate) {
@@ -1073,7 +1075,7 @@ export class Server<Data = unknown> implements AsyncDisposable {
             assertOffered(decision.protocol, upgrade.protocols);
             protocol = decision.protocol;
           }
-          data = decision.data;
+          data = decision.data as Data;
           if (decision.headers) {
             extraHeaders = new Headers(decision.headers);
             for (const name of extraHeaders.keys()) {

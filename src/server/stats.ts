@@ -3,6 +3,7 @@ import {
   PING_RTT_BUCKETS_MS,
   type SocketCounters,
 } from "../socket_options.ts";
+import type { TimeoutPhase } from "./serve_options.ts";
 
 /**
  * A snapshot of a server's counters; see `server.stats()`.
@@ -94,7 +95,9 @@ export interface ServerStats {
    * wrote for `pingInterval + pongTimeout`, 1011 "peer stopped reading").
    * Phases that never fired are left out.
    */
-  timeouts: Record<string, number>;
+  timeouts: Partial<
+    Record<TimeoutPhase | "idle" | "message" | "pong" | "write", number>
+  >;
   /**
    * Connections that failed before their request head: resets (also while
    * waiting to be accepted), TLS failures. A TLS client that leaves without
@@ -196,8 +199,8 @@ export class StatsCollector {
   }
 
   /** The server's deadlines, then the sockets' own (those that fired). */
-  #allTimeouts(): Record<string, number> {
-    const timeouts = { ...this.#timeouts };
+  #allTimeouts(): ServerStats["timeouts"] {
+    const timeouts: Record<string, number> = { ...this.#timeouts };
     for (const [phase, count] of Object.entries(this.counters.timeouts!)) {
       if (count > 0) timeouts[phase] = count;
     }

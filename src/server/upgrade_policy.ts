@@ -11,7 +11,7 @@ import type { ServeOptions } from "./serve_options.ts";
  */
 export function isOriginAllowed(
   origin: string | null,
-  origins: (string | RegExp)[] | undefined,
+  origins: readonly (string | RegExp)[] | undefined,
 ): boolean {
   if (origins === undefined || origin === null) return true;
   return origins.some((allowed) =>
@@ -36,7 +36,7 @@ export function selectProtocol(
   request: () => Request,
 ): string {
   if (option === undefined || offered.length === 0) return "";
-  if (Array.isArray(option)) {
+  if (typeof option !== "function") {
     return option.find((protocol) => offered.includes(protocol)) ?? "";
   }
   const chosen = option(offered, request()) ?? "";

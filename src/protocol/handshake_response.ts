@@ -10,6 +10,9 @@ const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /** `name: value\r\n`, or a TypeError for a field that would break the head. */
+// Fields that frame a rejection, which sets them itself.
+const FRAMING = /^(?:content-length|transfer-encoding)$/i;
+
 function field(name: string, value: string): string {
   if (typeof name !== "string" || !FIELD_NAME.test(name)) {
     throw new TypeError(
@@ -115,7 +118,10 @@ export interface RejectionResponseOptions {
  * @param options Whether the request was a `HEAD`, and the response date.
  * @returns The response bytes.
  * @throws {TypeError} When a header of `error` would break the head (see
- * {@linkcode encodeAcceptResponse}).
+ * {@linkcode encodeAcceptResponse}) or frame the response (`Content-Length`,
+ * `Transfer-Encoding`, a `Connection` other than `upgrade`: the rejection
+ * sets its own), or its status is not a final one with a body (200-599 but
+ * 204 and 304).
  *
  * @example Usage
  * ```ts
@@ -130,6 +136,26 @@ export function encodeRejectionResponse(
   error: HandshakeError,
   options: RejectionResponseOptions = {},
 ): Uint8Array {
+  const { status } = error;
+  // (204 and 304 responses have no body: RFC 9110 §15.3.5, §15.4.5.)
+  if (
+    !Number.isInteger(status) || status < 200 || status > 599 ||
+    status === 204 || status === 304
+  ) {
+    throw new TypeError(
+      `Cannot encode a rejection: its status must be a final one that has a body (200-599 but 204 and 304), got ${status}`,
+    );
+  }
+  for (const [name, value] of Object.entries(error.headers)) {
+    if (
+      FRAMING.test(name) ||
+      (/^connection$/i.test(name) && !/^upgrade$/i.test(value))
+    ) {
+      throw new TypeError(
+        `Cannot encode a rejection: ${name} is the response's own (it closes the connection after a body of the length it sets)`,
+      );
+    }
+  }
   const body = options.head
     ? new Uint8Array(0)
     : utf8.encode(`${error.message}\n`);

@@ -122,7 +122,10 @@ export interface UpgradeAccept<Data> {
  * say); return an {@linkcode UpgradeAccept} to accept it, or nothing. When
  * `Data` does not allow `undefined`, accepting needs `data` (nothing else
  * would give `socket.data` a value). A hook that throws rejects the
- * handshake with 500.
+ * handshake with 500 (logged as `handler-error`), unless what it throws is
+ * a `HandshakeError`: that is answered with its status (200-599, but 204
+ * and 304) and headers (not `Content-Length`, `Transfer-Encoding` or
+ * `Connection`, which the rejection sets: one that does gets the 500).
  *
  * @example Rejecting handshakes without a token
  * ```ts

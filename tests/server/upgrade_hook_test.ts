@@ -888,3 +888,48 @@ Deno.test("an onUpgrade hook that throws a HandshakeError with a header no respo
   assert.match(String(logged.error), /WWW-Authenticate/);
   assert.deepEqual(server.stats().handshakeRejections, { 500: 1 });
 });
+
+Deno.test("an onUpgrade hook that throws a HandshakeError with a status that is not a final one, or framing headers of its own, gets a 500 and a handler-error: no 101, NaN or doubled Content-Length goes out", async () => {
+  const thrown: HandshakeError[] = [
+    new HandshakeError(101, "switching?"),
+    new HandshakeError(204, "nothing"),
+    new HandshakeError(NaN, "not a number"),
+    new HandshakeError(1234, "too long"),
+    new HandshakeError(403, "framed", { "Content-Length": "0" }),
+    new HandshakeError(403, "chunked", { "Transfer-Encoding": "chunked" }),
+    new HandshakeError(403, "kept", { Connection: "keep-alive" }),
+  ];
+  const events: ServerLogEvent[] = [];
+  let next = 0;
+  await using server = serve({
+    ...LOCAL,
+    logger: (event) => events.push(event),
+    onUpgrade: () => {
+      throw thrown[next++];
+    },
+  }, echo);
+  for (const error of thrown) {
+    const { peer, response } = await rawUpgrade(server.addr);
+    peer.close();
+    assert.equal(response.status, 500, `${error.status} ${error.message}`);
+  }
+  assert.equal(
+    events.filter((event) => event.type === "handler-error").length,
+    thrown.length,
+  );
+  assert.deepEqual(server.stats().handshakeRejections, { 500: thrown.length });
+  // A final status with headers of its own (but these) goes out as it is.
+  next = 0;
+  thrown.splice(
+    0,
+    thrown.length,
+    new HandshakeError(429, "slow down", {
+      "Retry-After": "3",
+      Connection: "upgrade",
+    }),
+  );
+  const { peer, response } = await rawUpgrade(server.addr);
+  peer.close();
+  assert.equal(response.status, 429);
+  assert.equal(response.headers.get("retry-after"), "3");
+});

@@ -83,6 +83,7 @@ const SMALL_READS_BEFORE_SHRINK = 4;
 const STREAM_PIECE = "Cannot send the stream's piece";
 const SEND_OPTIONS: ReadonlySet<string> = new Set(["compress"]);
 const CLOSE_OPTIONS: ReadonlySet<string> = new Set(["streamGrace"]);
+const SEND_STREAM_OPTIONS: ReadonlySet<string> = new Set(["binary"]);
 const SOCKET_PUBLISH_OPTIONS: ReadonlySet<string> = new Set(["exceptSelf"]);
 // The longest a failed connection is read on, and discarded, before it is
 // closed (see #linger), and how much of it: the rest of the frame that
@@ -687,8 +688,8 @@ export class Socket<Data = unknown>
    * message (an empty source sends an empty binary message by default).
    * @returns A promise that resolves once the last piece is queued; it
    * rejects with {@linkcode ConnectionClosedError} when the socket closes
-   * first, with a `TypeError` for a piece of the wrong kind, or with the
-   * source's own error.
+   * first, with a `TypeError` for a piece of the wrong kind or an option it
+   * does not know (nothing is sent then), or with the source's own error.
    */
   sendStream(
     source:
@@ -697,6 +698,11 @@ export class Socket<Data = unknown>
       | Iterable<string | Uint8Array | ArrayBuffer>,
     options: { binary?: boolean } = {},
   ): Promise<void> {
+    try {
+      checkOptionNames("send a stream", SEND_STREAM_OPTIONS, options);
+    } catch (error) {
+      return handledRejection(error as Error);
+    }
     if (
       !(source instanceof ReadableStream) &&
       !(typeof source === "object" && source !== null &&

@@ -187,6 +187,22 @@ Deno.test("option bags of the wrong shape, or with a name the call does not know
   }
 });
 
+Deno.test("sendStream() rejects an option it does not know, naming it, and sends nothing (an empty text message asked for as { binry: false } went out binary)", async () => {
+  await using _server = await checkInHandler(async (socket) => {
+    const s = socket as Any;
+    await assert.rejects(s.sendStream([], { binry: false }), {
+      name: "TypeError",
+      message:
+        'Cannot send a stream: unknown option "binry" (did you mean "binary"?)',
+    });
+    await assert.rejects(s.sendStream([], 5), {
+      name: "TypeError",
+      message:
+        "Cannot send a stream: the options must be an object of option names, got number 5",
+    });
+  });
+});
+
 Deno.test("prepareMessage() takes an ArrayBuffer as send() does, and rejects anything else with a TypeError", () => {
   const bytes = new Uint8Array([1, 2, 3]);
   assert.deepEqual(

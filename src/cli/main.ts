@@ -105,7 +105,10 @@ const MAIN_OPTIONS: ReadonlySet<string> = new Set(["signal", "stdin"]);
 
 /**
  * Runs the `duplex` command line with `args` and resolves with its exit
- * code; it never calls `Deno.exit()` itself. Usage errors are printed on
+ * code; it does not call `Deno.exit()` itself, but for one case: while a
+ * command stops after a Ctrl-C or SIGTERM (a close the peer does not
+ * answer, a shutdown that waits), a second one ends the process at once
+ * with 130 or 143, as a shell user expects. Usage errors are printed on
  * stderr with a hint and give 2.
  *
  * @param args The arguments, without the program name.

@@ -8,9 +8,12 @@
  * import { serve } from "@duplex/ws";
  * import { RedisAdapter } from "@duplex/ws/redis";
  *
- * // Run this in as many processes, on as many machines, as you like.
- * serve({ pubsub: new RedisAdapter({ url: "redis://127.0.0.1:6379" }) }, (socket) => {
+ * // Run this in as many processes, on as many machines, as you like: a
+ * // message any of them sends to "news" reaches every subscriber.
+ * serve({ pubsub: new RedisAdapter({ url: "redis://127.0.0.1:6379" }) }, async (socket) => {
  *   socket.subscribe("news");
+ *   for await (const message of socket) socket.publish("news", message);
+ *   // (Returning closes the socket: the loop keeps it open until the peer leaves.)
  * });
  * ```
  *

@@ -689,7 +689,8 @@ export class Socket<Data = unknown>
    * @returns A promise that resolves once the last piece is queued; it
    * rejects with {@linkcode ConnectionClosedError} when the socket closes
    * first, with a `TypeError` for a piece of the wrong kind or an option it
-   * does not know (nothing is sent then), or with the source's own error.
+   * does not know (nothing is sent then, and the source is canceled), or
+   * with the source's own error.
    */
   sendStream(
     source:
@@ -698,11 +699,6 @@ export class Socket<Data = unknown>
       | Iterable<string | Uint8Array | ArrayBuffer>,
     options: { binary?: boolean } = {},
   ): Promise<void> {
-    try {
-      checkOptionNames("send a stream", SEND_STREAM_OPTIONS, options);
-    } catch (error) {
-      return handledRejection(error as Error);
-    }
     if (
       !(source instanceof ReadableStream) &&
       !(typeof source === "object" && source !== null &&
@@ -716,8 +712,15 @@ export class Socket<Data = unknown>
         ),
       );
     }
-    if (!this.#open) {
-      const error = closedError(this, "send", this.#info ?? undefined);
+    let refused: Error | null = null;
+    try {
+      checkOptionNames("send a stream", SEND_STREAM_OPTIONS, options);
+    } catch (error) {
+      refused = error as Error;
+    }
+    if (refused !== null || !this.#open) {
+      const error = refused ??
+        closedError(this, "send", this.#info ?? undefined);
       // Nothing of it will be sent: the source is let go, as when a close
       // cuts a stream short.
       try {

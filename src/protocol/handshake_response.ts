@@ -9,10 +9,13 @@ const utf8 = new TextEncoder();
 const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
-/** `name: value\r\n`, or a TypeError for a field that would break the head. */
-// Fields that frame a rejection, which sets them itself.
+// Fields that frame a rejection, which sets them itself; the connection
+// options it may carry besides its own close.
 const FRAMING = /^(?:content-length|transfer-encoding)$/i;
+const CONNECTION_OPTIONS =
+  /^\s*(?:close|upgrade)\s*(?:,\s*(?:close|upgrade)\s*)*$/i;
 
+/** `name: value\r\n`, or a TypeError for a field that would break the head. */
 function field(name: string, value: string): string {
   if (typeof name !== "string" || !FIELD_NAME.test(name)) {
     throw new TypeError(
@@ -119,9 +122,10 @@ export interface RejectionResponseOptions {
  * @returns The response bytes.
  * @throws {TypeError} When a header of `error` would break the head (see
  * {@linkcode encodeAcceptResponse}) or frame the response (`Content-Length`,
- * `Transfer-Encoding`, a `Connection` other than `upgrade`: the rejection
- * sets its own), or its status is not a final one with a body (200-599 but
- * 204 and 304).
+ * `Transfer-Encoding`, a `Connection` with options other than `close` and
+ * `upgrade`: the rejection sets its own), or its status is not a final one
+ * with a body (200-599 but 204 and 304). A `Content-Type` or `Date` of its
+ * own replaces the rejection's.
  *
  * @example Usage
  * ```ts
@@ -149,7 +153,7 @@ export function encodeRejectionResponse(
   for (const [name, value] of Object.entries(error.headers)) {
     if (
       FRAMING.test(name) ||
-      (/^connection$/i.test(name) && !/^upgrade$/i.test(value))
+      (/^connection$/i.test(name) && !CONNECTION_OPTIONS.test(value))
     ) {
       throw new TypeError(
         `Cannot encode a rejection: ${name} is the response's own (it closes the connection after a body of the length it sets)`,
@@ -159,12 +163,17 @@ export function encodeRejectionResponse(
   const body = options.head
     ? new Uint8Array(0)
     : utf8.encode(`${error.message}\n`);
+  // (A Content-Type or Date among the rejection's own headers is the one
+  // sent: a field that may appear once.)
+  const own = (field: RegExp) =>
+    Object.keys(error.headers).some((name) => field.test(name));
   let head = `HTTP/1.1 ${error.status} ${REASON[error.status] ?? "Error"}\r\n` +
-    "Content-Type: text/plain; charset=utf-8\r\n" +
+    (own(/^content-type$/i)
+      ? ""
+      : "Content-Type: text/plain; charset=utf-8\r\n") +
     (options.head ? "" : `Content-Length: ${body.length}\r\n`) +
     "Connection: close\r\n";
-  // (A Date among the rejection's own headers is the one sent.)
-  if (!Object.keys(error.headers).some((name) => /^date$/i.test(name))) {
+  if (!own(/^date$/i)) {
     head += `Date: ${(options.date ?? new Date()).toUTCString()}\r\n`;
   }
   for (const [name, value] of Object.entries(error.headers)) {

@@ -41,7 +41,7 @@ import { describe } from "../protocol/_describe.ts";
  */
 export type SocketHandler<Data = unknown> = (
   socket: Socket<Data>,
-) => unknown;
+) => void | PromiseLike<unknown>;
 
 /**
  * What {@linkcode UpgradeHook} learns about a handshake besides the request.
@@ -124,8 +124,9 @@ export interface UpgradeAccept<Data> {
  * would give `socket.data` a value). A hook that throws rejects the
  * handshake with 500 (logged as `handler-error`), unless what it throws is
  * a `HandshakeError`: that is answered with its status (200-599, but 204
- * and 304) and headers (not `Content-Length`, `Transfer-Encoding` or
- * `Connection`, which the rejection sets: one that does gets the 500).
+ * and 304) and headers (not `Content-Length`, `Transfer-Encoding`, or a
+ * `Connection` with options other than `close` and `upgrade`: the
+ * rejection sets those, and one that does gets the 500).
  *
  * @example Rejecting handshakes without a token
  * ```ts

@@ -1303,7 +1303,8 @@ export class Server<Data = unknown> implements AsyncDisposable {
     try {
       response = encodeRejectionResponse(error, options);
     } catch (encoding) {
-      // A hook's HandshakeError with a header no response may carry.
+      // A hook's HandshakeError with a status or a header no rejection may
+      // carry.
       this.#logger({ type: "handler-error", url, error: encoding });
       error = new HandshakeError(500, "Internal server error");
       response = encodeRejectionResponse(error, options);

@@ -216,3 +216,48 @@ Deno.test("encodeAcceptResponse and encodeRejectionResponse refuse header fields
   );
   assert.match(text, /\r\nSet-Cookie: a=b; Path=\/\tx\r\n/);
 });
+
+Deno.test("encodeRejectionResponse refuses a status that is not a final one with a body, and framing fields of the error's own; takes Connection: close or upgrade, and its own Content-Type or Date instead of the defaults", () => {
+  const encode = (status: number, headers: Record<string, string> = {}) =>
+    new TextDecoder().decode(
+      encodeRejectionResponse(new HandshakeError(status, "no", headers), {
+        date: new Date(0),
+      }),
+    );
+  for (const status of [0, 101, 199, 204, 304, 600, 403.5, NaN]) {
+    assert.throws(() => encode(status), {
+      name: "TypeError",
+      message: new RegExp(
+        `its status must be a final one that has a body \\(200-599 but 204 and 304\\), got ${status}$`,
+      ),
+    }, String(status));
+  }
+  for (const status of [200, 400, 599]) {
+    assert.match(encode(status), new RegExp(`^HTTP/1\\.1 ${status} `));
+  }
+  for (
+    const headers of <Record<string, string>[]> [
+      { "Content-Length": "0" },
+      { "transfer-encoding": "chunked" },
+      { Connection: "keep-alive" },
+      { Connection: "close, keep-alive" },
+    ]
+  ) {
+    assert.throws(() => encode(403, headers), {
+      name: "TypeError",
+      message: /is the response's own/,
+    }, JSON.stringify(headers));
+  }
+  for (const value of ["close", "Upgrade", "close, upgrade"]) {
+    assert.match(encode(426, { Connection: value }), /^HTTP\/1\.1 426 /);
+  }
+  const own = encode(401, {
+    "Content-Type": "application/json",
+    Date: "Thu, 01 Jan 1970 00:00:01 GMT",
+  });
+  assert.equal(own.match(/^content-type:/gim)?.length, 1);
+  assert.match(own, /^Content-Type: application\/json\r$/m);
+  assert.equal(own.match(/^date:/gim)?.length, 1);
+  assert.match(own, /^Date: Thu, 01 Jan 1970 00:00:01 GMT\r$/m);
+  assert.match(encode(401), /^Content-Type: text\/plain; charset=utf-8\r$/m);
+});

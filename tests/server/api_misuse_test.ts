@@ -200,6 +200,13 @@ Deno.test("sendStream() rejects an option it does not know, naming it, and sends
       message:
         "Cannot send a stream: the options must be an object of option names, got number 5",
     });
+    // The source is let go, as when the socket has closed.
+    let canceled = false;
+    const source = new ReadableStream<string>({
+      cancel: () => void (canceled = true),
+    });
+    await assert.rejects(s.sendStream(source, { binry: false }), TypeError);
+    assert.equal(canceled, true);
   });
 });
 

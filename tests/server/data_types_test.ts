@@ -89,6 +89,9 @@ Deno.test("a handler may return any value or promise (socket.closed, socket.clos
     { ...LOCAL },
     (socket) => socket.close(4000, "bye"),
   );
+  // @ts-expect-error a function returned by mistake (a curried handler)
+  await using curried = serve({ ...LOCAL }, (_socket) => async () => {});
+  void curried;
   const open = await connect(`ws://127.0.0.1:${server.addr.port}/`);
   const closed = await connect(`ws://127.0.0.1:${closing.addr.port}/`);
   assert.deepEqual(await closed.closed, {

@@ -165,8 +165,8 @@ export function encodeRejectionResponse(
     : utf8.encode(`${error.message}\n`);
   // (A Content-Type or Date among the rejection's own headers is the one
   // sent: a field that may appear once.)
-  const own = (field: RegExp) =>
-    Object.keys(error.headers).some((name) => field.test(name));
+  const own = (pattern: RegExp) =>
+    Object.keys(error.headers).some((name) => pattern.test(name));
   let head = `HTTP/1.1 ${error.status} ${REASON[error.status] ?? "Error"}\r\n` +
     (own(/^content-type$/i)
       ? ""

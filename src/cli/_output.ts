@@ -5,6 +5,7 @@
  * @module
  */
 import type { CloseInfo } from "../close_info.ts";
+import { quoted } from "../protocol/_describe.ts";
 import { EXIT_CODE, type ExitCode } from "./exit_code.ts";
 
 const encoder = new TextEncoder();
@@ -68,25 +69,15 @@ const CLOSE_NAMES: Record<number, string> = {
 // Control characters (a line feed would start a forged log line, an escape
 // a terminal command), and invisible format characters such as bidi overrides.
 const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
-// What JSON.stringify leaves as it is: DEL, the C1 controls, format characters.
-const LEFT_BY_JSON = /[\x7f-\x9f\p{Cf}\p{Zl}\p{Zp}]/gu;
 
 /**
  * A string from a peer (a close reason) fit for one line of a terminal or a
- * log: as it is when every character prints, else as a JSON string with
- * the others escaped (`"bye\nopen ..."`); one that starts with a quote is
- * quoted too, so that it cannot pass for an escaped one.
+ * log: as it is when every character prints, else `quoted()` (`"bye\nopen
+ * ..."`); one that starts with a quote is quoted too, so that it cannot pass
+ * for an escaped one.
  */
 export function printable(text: string): string {
-  if (!UNPRINTABLE.test(text) && !text.startsWith('"')) return text;
-  return JSON.stringify(text).replace(
-    LEFT_BY_JSON,
-    (char) =>
-      Array.from(
-        { length: char.length }, // one UTF-16 code unit, or two
-        (_, i) => `\\u${char.charCodeAt(i).toString(16).padStart(4, "0")}`,
-      ).join(""),
-  );
+  return UNPRINTABLE.test(text) || text.startsWith('"') ? quoted(text) : text;
 }
 
 /**

@@ -40,3 +40,31 @@ export function describe(value: unknown): string {
 export function shown(value: unknown): string {
   return typeof value === "number" ? String(value) : describe(value);
 }
+
+// What JSON.stringify leaves as it is and a terminal or a log should not
+// get raw: DEL, the C1 controls, format characters (bidi overrides), line
+// and paragraph separators.
+const LEFT_BY_JSON = /[\x7f-\x9f\p{Cf}\p{Zl}\p{Zp}]/gu;
+
+/**
+ * Text from a peer as a JSON string with every character that does not
+ * print escaped: `"bye\nopen ..."`, `"\u001b[2J"`, `"a\u202eb"`.
+ *
+ * @example Usage
+ * ```ts
+ * import { quoted } from "./_describe.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(quoted("bye\n\x85\u202e"), '"bye\\n\\u0085\\u202e"');
+ * ```
+ */
+export function quoted(text: string): string {
+  return JSON.stringify(text).replace(
+    LEFT_BY_JSON,
+    (char) =>
+      Array.from(
+        { length: char.length }, // one UTF-16 code unit, or two
+        (_, i) => `\\u${char.charCodeAt(i).toString(16).padStart(4, "0")}`,
+      ).join(""),
+  );
+}

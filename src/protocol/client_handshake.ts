@@ -1,6 +1,6 @@
 import { computeAcceptKey } from "./handshake_response.ts";
 import { trimOws } from "./_headers.ts";
-import { shown } from "./_describe.ts";
+import { quoted, shown } from "./_describe.ts";
 import { concat, decodeLatin1, encodeLatin1, findHeadEnd } from "./_bytes.ts";
 import {
   DEFAULT_MAX_HEAD_SIZE,
@@ -268,14 +268,6 @@ function couldStartStatusLine(bytes: Uint8Array): boolean {
     STATUS_LINE_START[i] === "d"
       ? byte >= 0x30 && byte <= 0x39
       : byte === STATUS_LINE_START.charCodeAt(i)
-  );
-}
-
-/** Bytes as a JSON string of Latin-1 text, C1 controls and DEL escaped. */
-function shownBytes(bytes: Uint8Array): string {
-  return JSON.stringify(decodeLatin1(bytes)).replace(
-    /[\x7f-\x9f]/g,
-    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }
 
@@ -571,7 +563,11 @@ export class ClientHandshake {
           ? "; it answered with TLS: is it a wss:// server?"
           : notHttp
           ? `, after bytes that are not HTTP: ${
-            shownBytes(this.#buffer.subarray(0, Math.min(this.#length, 32)))
+            quoted(
+              decodeLatin1(
+                this.#buffer.subarray(0, Math.min(this.#length, 32)),
+              ),
+            )
           }`
           : ""
       }`,

@@ -568,8 +568,8 @@ export class Connection {
    * few are kept for the next large frames, the rest are freed at once
    * instead of at the next garbage collection; see
    * `FrameWriter.release()`. Once the connection is closed, everything is
-   * freed. Optional: call it only after
-   * the chunks are written, and touch none of them afterwards.
+   * freed. Optional: call it only after the chunks are written, and touch
+   * none of them afterwards.
    *
    * @param chunks Chunks returned by `takeOutput()`, already written.
    *

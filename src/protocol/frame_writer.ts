@@ -380,9 +380,9 @@ export class FrameWriter {
    * {@linkcode FrameWriter.prototype.take}) once they are written: the last
    * four are kept to hold the writer's next large frames (within 8 MiB for
    * all writers), the others are freed at once instead of at the next
-   * garbage collection. Call it only after the
-   * chunks are written, and touch none of them afterwards: their memory may
-   * already hold a later frame. Optional; chunks the writer did not allocate
+   * garbage collection. Call it only after the chunks are written, and
+   * touch none of them afterwards: their memory may already hold a later
+   * frame. Optional; chunks the writer did not allocate
    * a buffer for (shared small-frame regions, referenced payloads) are left
    * alone.
    *
